@@ -1,0 +1,38 @@
+# PruneCheck: the make targets are the interface (README, "Commands").
+SHELL := /bin/bash
+SWIFT ?= swift
+# One optimized, testable build serves the binary, the tests and the demo, so nothing is
+# compiled twice (numeric tests are far too slow in debug builds).
+BUILD_FLAGS := -c release -Xswiftc -enable-testing
+BIN := .build/release/prunecheck
+REPORTS := reports
+APT_PACKAGES := libgit2-dev libxml2-dev libxml2-utils pkg-config
+
+.PHONY: setup build test demo proto clean
+
+## setup: install the system packages PruneCheck needs (apt-get), only those missing
+setup:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "setup: system packages present"; exit 0; fi; \
+	command -v apt-get >/dev/null || { echo "setup: missing$$missing and no apt-get; install them by hand" >&2; exit 1; }; \
+	sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+	echo "setup: installing$$missing"; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
+
+## build: optimized build of the prunecheck binary (.build/release/prunecheck)
+build: setup
+	$(SWIFT) build $(BUILD_FLAGS)
+
+## test: the whole test suite against the optimized build
+test: build
+	$(SWIFT) test $(BUILD_FLAGS) --disable-xctest
+
+## demo: run the check on the bundled examples against baselines/
+demo: build
+	@mkdir -p $(REPORTS)
+	$(BIN) check --junit $(REPORTS)/prunecheck.junit.xml --json $(REPORTS)/prunecheck.json
+	@echo "demo: JUnit report at $(REPORTS)/prunecheck.junit.xml, JSON report at $(REPORTS)/prunecheck.json"
+
+clean:
+	rm -rf .build $(REPORTS)

@@ -1,0 +1,3 @@
+#include <libxml/xmlwriter.h>
+#include <libxml/xmlversion.h>
+#include <libxml/parser.h>

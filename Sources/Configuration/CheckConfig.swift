@@ -1,0 +1,92 @@
+import Evaluation
+import Foundation
+import Pruning
+import Regression
+
+/// A problem in `prunecheck.yml`: names the file, the line and the key.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let file: String
+    public let line: Int?
+    /// Dotted path of the key, e.g. `models[0].prune.sparsity`.
+    public let key: String?
+    public let problem: String
+
+    public init(file: String, line: Int?, key: String?, _ problem: String) {
+        self.file = file
+        self.line = line
+        self.key = key
+        self.problem = problem
+    }
+
+    public var description: String {
+        var s = file
+        if let line { s += ":\(line)" }
+        s += ": "
+        if let key { s += "\(key): " }
+        return s + problem
+    }
+}
+
+/// Where a model's data is and how to feed it.
+public struct DataSpec: Equatable, Sendable {
+    /// Path of the `.npz`, as resolved against the config file's folder.
+    public var file: String
+    public var train: SplitSourceSpec
+    public var eval: SplitSourceSpec
+    /// Inputs are multiplied by this before the model.
+    public var scale: Double
+
+    public init(file: String, train: SplitSourceSpec, eval: SplitSourceSpec, scale: Double) {
+        self.file = file
+        self.train = train
+        self.eval = eval
+        self.scale = scale
+    }
+}
+
+/// Array names of one split.
+public struct SplitSourceSpec: Equatable, Sendable {
+    public var inputs: String
+    public var labels: String
+
+    public init(inputs: String, labels: String) {
+        self.inputs = inputs
+        self.labels = labels
+    }
+}
+
+/// One entry of `models:`, with the defaults applied.
+public struct ModelSpec: Equatable, Sendable {
+    public var name: String
+    /// Resolved paths.
+    public var model: String
+    public var architecture: String?
+    public var data: DataSpec
+    public var recipe: PruneRecipe
+    public var seed: UInt64
+    public var threads: Int
+    public var latency: LatencySettings
+    public var tolerances: Tolerances
+    /// The line of the entry in the config, for messages.
+    public var line: Int?
+
+    /// SHA-256 of everything that decides the numbers besides the input files' contents:
+    /// recipe, seed, thread count is not included (results do not depend on it).
+    public var recipeSHA256: String {
+        SHA256.hex(Array("\(recipe.canonicalDescription);seed=\(seed)".utf8))
+    }
+}
+
+/// A parsed `prunecheck.yml` (version 1).
+public struct CheckConfig: Equatable, Sendable {
+    /// The config file's path.
+    public var file: String
+    /// Folder of baselines, resolved against the config file's folder.
+    public var baselines: String
+    public var models: [ModelSpec]
+
+    /// The baseline file of `model`.
+    public func baselinePath(for model: String) -> String {
+        (baselines as NSString).appendingPathComponent("\(model).json")
+    }
+}

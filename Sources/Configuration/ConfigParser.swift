@@ -1,0 +1,265 @@
+import Evaluation
+import Foundation
+import Pruning
+import Regression
+import Yams
+
+extension CheckConfig {
+    /// Reads and validates `path`. Every error names the file, the line and the key.
+    public static func load(path: String) throws -> CheckConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(file: path, line: nil, key: nil,
+                              FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file; create one (see README, \"Configuration\")")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(file: path, line: nil, key: nil, "is not UTF-8 text")
+        }
+        return try parse(text, file: path)
+    }
+
+    /// Parses config text; relative paths resolve against `file`'s folder.
+    public static func parse(_ text: String, file: String) throws -> CheckConfig {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let e as YamlError {
+            throw ConfigError(file: file, line: yamlErrorLine(e), key: nil, "invalid YAML: \(yamlErrorSummary(e))")
+        } catch {
+            throw ConfigError(file: file, line: nil, key: nil, "invalid YAML: \(error)")
+        }
+        guard let root else { throw ConfigError(file: file, line: nil, key: nil, "is empty; it needs at least 'version: 1' and 'models'") }
+        let p = Parser(file: file)
+        let top = try p.mapping(root, "", allowed: ["version", "baselines", "defaults", "models"])
+        guard let versionNode = top["version"] else {
+            throw ConfigError(file: file, line: root.mark?.line, key: "version", "is missing; add 'version: 1'")
+        }
+        let version = try p.int(versionNode, "version")
+        guard version == 1 else { throw p.error(versionNode, "version", "version \(version) is not supported (this PruneCheck reads version 1)") }
+        let folder = (file as NSString).deletingLastPathComponent
+        func resolve(_ path: String) -> String {
+            path.hasPrefix("/") ? path : ((folder.isEmpty ? "." : folder) as NSString).appendingPathComponent(path)
+        }
+        let baselines = try top["baselines"].map { try p.string($0, "baselines") } ?? "baselines"
+
+        var defaults = Defaults()
+        if let d = top["defaults"] { defaults = try p.defaults(d, "defaults", base: defaults) }
+
+        guard let modelsNode = top["models"] else {
+            throw ConfigError(file: file, line: root.mark?.line, key: "models", "is missing; list at least one model")
+        }
+        let items = try p.sequence(modelsNode, "models")
+        guard !items.isEmpty else { throw p.error(modelsNode, "models", "is empty; list at least one model") }
+        var models: [ModelSpec] = []
+        var names: Set<String> = []
+        for (i, item) in items.enumerated() {
+            let spec = try p.model(item, "models[\(i)]", defaults: defaults, resolve: resolve)
+            guard names.insert(spec.name).inserted else {
+                throw p.error(item, "models[\(i)].name", "'\(spec.name)' is used by an earlier model; names must be unique")
+            }
+            models.append(spec)
+        }
+        return CheckConfig(file: file, baselines: resolve(baselines), models: models)
+    }
+
+    static func yamlErrorLine(_ e: YamlError) -> Int? {
+        switch e {
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): return mark.line
+        default: return nil
+        }
+    }
+
+    static func yamlErrorSummary(_ e: YamlError) -> String {
+        switch e {
+        case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _): return problem
+        default: return "\(e)"
+        }
+    }
+}
+
+/// Settings that `defaults:` gives every model.
+struct Defaults {
+    var seed: UInt64 = 0
+    var threads = 1
+    var latency = LatencySettings()
+    var tolerances = Tolerances()
+}
+
+/// Typed access to YAML nodes with errors that carry file, line and key.
+struct Parser {
+    let file: String
+
+    func error(_ node: Node, _ key: String, _ problem: String) -> ConfigError {
+        ConfigError(file: file, line: node.mark?.line, key: key.isEmpty ? nil : key, problem)
+    }
+
+    func describe(_ node: Node) -> String {
+        switch node {
+        case .scalar(let s): return "'\(s.string)'"
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        case .alias: return "an alias"
+        }
+    }
+
+    func join(_ key: String, _ sub: String) -> String { key.isEmpty ? sub : "\(key).\(sub)" }
+
+    /// A mapping's values by key; an unknown or repeated key is an error naming what is allowed.
+    func mapping(_ node: Node, _ key: String, allowed: [String]) throws -> [String: Node] {
+        guard case .mapping(let m) = node else { throw error(node, key, "expected a mapping, found \(describe(node))") }
+        var out: [String: Node] = [:]
+        for (k, v) in m {
+            guard case .scalar(let ks) = k else { throw error(k, key, "keys must be plain names") }
+            guard allowed.contains(ks.string) else {
+                throw error(k, join(key, ks.string), "unknown key; allowed here: \(allowed.joined(separator: ", "))")
+            }
+            guard out[ks.string] == nil else { throw error(k, join(key, ks.string), "appears twice") }
+            out[ks.string] = v
+        }
+        return out
+    }
+
+    func sequence(_ node: Node, _ key: String) throws -> [Node] {
+        guard case .sequence(let s) = node else { throw error(node, key, "expected a list, found \(describe(node))") }
+        return Array(s)
+    }
+
+    func string(_ node: Node, _ key: String) throws -> String {
+        guard case .scalar(let s) = node, !s.string.isEmpty else { throw error(node, key, "expected a string, found \(describe(node))") }
+        return s.string
+    }
+
+    func int(_ node: Node, _ key: String, min: Int? = nil) throws -> Int {
+        guard case .scalar(let s) = node, let v = Int(s.string) else { throw error(node, key, "expected an integer, found \(describe(node))") }
+        if let min, v < min { throw error(node, key, "must be at least \(min), found \(v)") }
+        return v
+    }
+
+    func double(_ node: Node, _ key: String) throws -> Double {
+        guard case .scalar(let s) = node, let v = Double(s.string), v.isFinite else {
+            throw error(node, key, "expected a number, found \(describe(node))")
+        }
+        return v
+    }
+
+    func choice<E: RawRepresentable & CaseIterable>(_ node: Node, _ key: String, _: E.Type) throws -> E where E.RawValue == String {
+        let s = try string(node, key)
+        guard let v = E(rawValue: s) else {
+            throw error(node, key, "'\(s)' is not allowed; expected one of: \(E.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return v
+    }
+
+    func defaults(_ node: Node, _ key: String, base: Defaults) throws -> Defaults {
+        let m = try mapping(node, key, allowed: ["seed", "threads", "latency", "tolerances"])
+        var d = base
+        if let n = m["seed"] { d.seed = UInt64(try int(n, join(key, "seed"), min: 0)) }
+        if let n = m["threads"] { d.threads = try int(n, join(key, "threads"), min: 1) }
+        if let n = m["latency"] { d.latency = try latency(n, join(key, "latency"), base: d.latency) }
+        if let n = m["tolerances"] { d.tolerances = d.tolerances.merging(try tolerances(n, join(key, "tolerances"))) }
+        return d
+    }
+
+    func latency(_ node: Node, _ key: String, base: LatencySettings) throws -> LatencySettings {
+        let m = try mapping(node, key, allowed: ["batch_sizes", "warmup", "min_runs", "max_seconds"])
+        var l = base
+        if let n = m["batch_sizes"] {
+            let k = join(key, "batch_sizes")
+            l.batchSizes = try sequence(n, k).enumerated().map { try int($1, "\(k)[\($0)]", min: 1) }
+            guard !l.batchSizes.isEmpty else { throw error(n, k, "list at least one batch size") }
+            guard Set(l.batchSizes).count == l.batchSizes.count else { throw error(n, k, "has a batch size twice") }
+        }
+        if let n = m["warmup"] { l.warmup = try int(n, join(key, "warmup"), min: 0) }
+        if let n = m["min_runs"] { l.minRuns = try int(n, join(key, "min_runs"), min: 1) }
+        if let n = m["max_seconds"] {
+            l.maxSeconds = try double(n, join(key, "max_seconds"))
+            guard l.maxSeconds > 0 else { throw error(n, join(key, "max_seconds"), "must be positive") }
+        }
+        return l
+    }
+
+    func tolerances(_ node: Node, _ key: String) throws -> Tolerances {
+        guard case .mapping(let m) = node else { throw error(node, key, "expected a mapping of metric: tolerance, found \(describe(node))") }
+        var out: [String: Double] = [:]
+        for (k, v) in m {
+            let name = try string(k, key)
+            guard MetricNames.isKnown(name) else {
+                throw error(k, join(key, name), "unknown metric; known: \(MetricNames.tolerable.sorted().joined(separator: ", ")) (latency ones also as name@bN)")
+            }
+            let t = try double(v, join(key, name))
+            guard t >= 0 else { throw error(v, join(key, name), "a tolerance cannot be negative") }
+            out[name] = t
+        }
+        return Tolerances(out)
+    }
+
+    func model(_ node: Node, _ key: String, defaults: Defaults, resolve: (String) -> String) throws -> ModelSpec {
+        let m = try mapping(node, key, allowed: ["name", "model", "architecture", "data", "prune", "seed", "threads", "latency", "tolerances"])
+        func required(_ k: String) throws -> Node {
+            guard let n = m[k] else { throw error(node, join(key, k), "is missing") }
+            return n
+        }
+        let nameNode = try required("name")
+        let name = try string(nameNode, join(key, "name"))
+        guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }), !name.hasPrefix(".") else {
+            throw error(nameNode, join(key, "name"), "'\(name)' must use only letters, digits, '.', '_' and '-' (it names the baseline file)")
+        }
+        let modelPath = try string(try required("model"), join(key, "model"))
+        let architecture = try m["architecture"].map { try string($0, join(key, "architecture")) }
+        if !modelPath.hasSuffix(".onnx") && architecture == nil {
+            throw error(node, join(key, "architecture"), "is missing; a .safetensors model needs its architecture file (layer-list JSON)")
+        }
+        let data = try dataSpec(try required("data"), join(key, "data"), resolve: resolve)
+        let recipe = try prune(try required("prune"), join(key, "prune"))
+        var latency = defaults.latency
+        if let n = m["latency"] { latency = try self.latency(n, join(key, "latency"), base: latency) }
+        var tolerances = defaults.tolerances
+        if let n = m["tolerances"] { tolerances = tolerances.merging(try self.tolerances(n, join(key, "tolerances"))) }
+        return ModelSpec(
+            name: name, model: resolve(modelPath), architecture: architecture.map(resolve), data: data, recipe: recipe,
+            seed: try m["seed"].map { UInt64(try int($0, join(key, "seed"), min: 0)) } ?? defaults.seed,
+            threads: try m["threads"].map { try int($0, join(key, "threads"), min: 1) } ?? defaults.threads,
+            latency: latency, tolerances: tolerances, line: node.mark?.line)
+    }
+
+    func dataSpec(_ node: Node, _ key: String, resolve: (String) -> String) throws -> DataSpec {
+        let m = try mapping(node, key, allowed: ["file", "train", "eval", "scale"])
+        guard let f = m["file"] else { throw error(node, join(key, "file"), "is missing") }
+        func split(_ k: String) throws -> SplitSourceSpec {
+            guard let n = m[k] else { throw error(node, join(key, k), "is missing; give [inputs, labels] array names") }
+            let names = try sequence(n, join(key, k))
+            guard names.count == 2 else { throw error(n, join(key, k), "expected [inputs, labels], found \(names.count) names") }
+            return SplitSourceSpec(inputs: try string(names[0], join(key, k) + "[0]"), labels: try string(names[1], join(key, k) + "[1]"))
+        }
+        let scale = try m["scale"].map { try double($0, join(key, "scale")) } ?? 1
+        return DataSpec(file: resolve(try string(f, join(key, "file"))), train: try split("train"), eval: try split("eval"), scale: scale)
+    }
+
+    func prune(_ node: Node, _ key: String) throws -> PruneRecipe {
+        let m = try mapping(node, key, allowed: ["method", "scope", "granularity", "sparsity", "finetune"])
+        let method = try m["method"].map { try choice($0, join(key, "method"), PruneRecipe.Method.self) } ?? .magnitude
+        let scope = try m["scope"].map { try choice($0, join(key, "scope"), PruneRecipe.Scope.self) } ?? .global
+        let granularity = try m["granularity"].map { try choice($0, join(key, "granularity"), PruneRecipe.Granularity.self) } ?? .unstructured
+        guard let sNode = m["sparsity"] else { throw error(node, join(key, "sparsity"), "is missing; give a fraction in [0, 1)") }
+        let sparsity = try double(sNode, join(key, "sparsity"))
+        guard sparsity >= 0 && sparsity < 1 else { throw error(sNode, join(key, "sparsity"), "\(sparsity) is outside [0, 1)") }
+        var finetune: FineTuneSettings?
+        if let f = m["finetune"] {
+            let fk = join(key, "finetune")
+            let fm = try mapping(f, fk, allowed: ["epochs", "batch_size", "optimizer", "lr", "momentum"])
+            var s = FineTuneSettings(epochs: 1)
+            if let n = fm["epochs"] { s.epochs = try int(n, join(fk, "epochs"), min: 0) }
+            if let n = fm["batch_size"] { s.batchSize = try int(n, join(fk, "batch_size"), min: 1) }
+            if let n = fm["optimizer"] { s.optimizer = try choice(n, join(fk, "optimizer"), FineTuneSettings.Optimizer.self) }
+            if let n = fm["lr"] {
+                s.learningRate = try double(n, join(fk, "lr"))
+                guard s.learningRate > 0 else { throw error(n, join(fk, "lr"), "must be positive") }
+            }
+            if let n = fm["momentum"] {
+                s.momentum = try double(n, join(fk, "momentum"))
+                guard (0..<1).contains(s.momentum) else { throw error(n, join(fk, "momentum"), "must be in [0, 1)") }
+            }
+            finetune = s
+        }
+        return PruneRecipe(method: method, scope: scope, granularity: granularity, sparsity: sparsity, finetune: finetune)
+    }
+}

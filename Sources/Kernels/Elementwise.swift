@@ -1,0 +1,77 @@
+// Elementwise and row kernels on raw buffers.
+//
+// Contract: `count` elements; outputs may alias inputs only where a doc comment says so.
+// Every loop runs in increasing index order, so results do not depend on threads.
+// `exp` is the project's own (range reduction + polynomial), so results do not depend on
+// the platform's libm.
+
+/// exp(x) for Float, accurate to about 2 ulp over the float range; own implementation so
+/// every platform computes the same bits.
+@inline(__always)
+public func expf32(_ x: Float) -> Float {
+    if x > 88.72283 { return .infinity }
+    if x < -103.97208 { return 0 }
+    // x = n·ln2 + r, |r| ≤ ln2/2; exp(r) by a degree-6 polynomial, evaluated with FMA.
+    let n = (x * 1.442695041).rounded(.toNearestOrEven)
+    // Cody-Waite split of ln2: hi has few mantissa bits, so n·hi is exact.
+    var r = x.addingProduct(n, -0.693145751953125)
+    r = r.addingProduct(n, -1.4286068203094172e-06)
+    var p: Float = 1.0 / 720
+    p = (1.0 / 120 as Float).addingProduct(p, r)
+    p = (1.0 / 24 as Float).addingProduct(p, r)
+    p = (1.0 / 6 as Float).addingProduct(p, r)
+    p = (0.5 as Float).addingProduct(p, r)
+    p = (1 as Float).addingProduct(p, r)
+    p = (1 as Float).addingProduct(p, r)
+    // Scale by 2^n in two steps so that n down to -150 does not overflow the exponent.
+    let ni = Int(n)
+    let half = ni / 2
+    return p * Float(sign: .plus, exponent: half, significand: 1)
+        * Float(sign: .plus, exponent: ni - half, significand: 1)
+}
+
+/// Row-wise softmax of a (rows × cols) matrix: out = exp(x - max) / Σ exp(x - max).
+/// The sum runs left to right. `out` may alias `x`.
+public func softmaxRows(_ x: UnsafePointer<Float>, rows: Int, cols: Int, out: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows {
+        let xr = x + r * cols, yr = out + r * cols
+        var m = -Float.infinity
+        for j in 0..<cols { m = max(m, xr[j]) }
+        var s: Float = 0
+        for j in 0..<cols {
+            let e = expf32(xr[j] - m)
+            yr[j] = e
+            s += e
+        }
+        let inv = 1 / s
+        for j in 0..<cols { yr[j] *= inv }
+    }
+}
+
+/// out[i] = max(x[i], 0). `out` may alias `x`.
+public func reluForward(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<Float>) {
+    for i in 0..<count { out[i] = x[i] > 0 ? x[i] : 0 }
+}
+
+/// dx[i] += x[i] > 0 ? dy[i] : 0.
+public func reluBackward(
+    _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, count: Int, dx: UnsafeMutablePointer<Float>
+) {
+    for i in 0..<count where x[i] > 0 { dx[i] += dy[i] }
+}
+
+/// out[r, j] += bias[j] for a (rows × cols) matrix.
+public func addRowVector(_ bias: UnsafePointer<Float>, rows: Int, cols: Int, out: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows {
+        let o = out + r * cols
+        for j in 0..<cols { o[j] += bias[j] }
+    }
+}
+
+/// db[j] += Σ_r dy[r, j], summed over r in increasing order.
+public func sumRows(_ dy: UnsafePointer<Float>, rows: Int, cols: Int, into db: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows {
+        let d = dy + r * cols
+        for j in 0..<cols { db[j] += d[j] }
+    }
+}

@@ -1,0 +1,231 @@
+// Single-precision GEMM on raw buffers.
+//
+// Contract
+//   C[i, j] = c0 + Σ_k A[i, k] · B[k, j]   for 0 ≤ i < m, 0 ≤ j < n
+//   where c0 = C[i, j] when `accumulate` is true and 0 otherwise.
+// Layout
+//   Row-major with leading dimensions. A[i, k] is a[i * lda + k], or a[k * lda + i] when
+//   `transposeA`; B[k, j] is b[k * ldb + j], or b[j * ldb + k] when `transposeB`.
+//   C[i, j] is c[i * ldc + j]. C must not overlap A or B.
+// Accumulation order (what makes results bit-identical)
+//   Every element is one fused multiply-add chain in increasing k:
+//       acc = c0; for k in 0..<K { acc = fma(A[i, k], B[k, j], acc) }; C[i, j] = acc
+//   Blocking over K stores the running sum in C between blocks (an exact round trip), and
+//   threads split M and N only, never K. So the result equals `gemmReference` bit for bit,
+//   for any blocking and any thread count.
+// Allocation
+//   Packing buffers come from `withUnsafeTemporaryAllocation`; nothing persists.
+
+import Dispatch
+
+/// Register tile: 6 rows by 16 columns (12 eight-lane accumulators, AVX2/FMA-sized).
+@usableFromInline let gemmMR = 6
+@usableFromInline let gemmNR = 16
+/// Cache blocking: K by 256 (packed A and B panels stay in L1/L2), N by 512.
+@usableFromInline let gemmKC = 256
+@usableFromInline let gemmNC = 512
+
+/// Naive GEMM with the same contract and accumulation order as `gemm`.
+public func gemmReference(
+    m: Int, n: Int, k: Int,
+    a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
+    b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+) {
+    for i in 0..<m {
+        for j in 0..<n {
+            var acc: Float = accumulate ? c[i * ldc + j] : 0
+            for p in 0..<k {
+                let av = transposeA ? a[p * lda + i] : a[i * lda + p]
+                let bv = transposeB ? b[j * ldb + p] : b[p * ldb + j]
+                acc = acc.addingProduct(av, bv)
+            }
+            c[i * ldc + j] = acc
+        }
+    }
+}
+
+/// Packed, blocked, multi-threaded GEMM. See the file header for the contract.
+public func gemm(
+    m: Int, n: Int, k: Int,
+    a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
+    b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+    threads: Int = 1
+) {
+    guard m > 0, n > 0 else { return }
+    if k == 0 {
+        if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+        return
+    }
+    let rowPanels = (m + gemmMR - 1) / gemmMR
+    let colPanels = (n + gemmNR - 1) / gemmNR
+    // Split the larger side into `workers` contiguous ranges of panels (never K).
+    let splitColumns = colPanels >= rowPanels
+    let panels = splitColumns ? colPanels : rowPanels
+    let workers = max(1, min(threads, panels, (m * n * k) / 32_768 + 1))
+    // Sendable wrappers for raw addresses (the ranges written by workers are disjoint).
+    let aa = Int(bitPattern: a), bb = Int(bitPattern: b), cc = Int(bitPattern: c)
+    let work: (Int) -> Void = { w in
+        let lo = panels * w / workers, hi = panels * (w + 1) / workers
+        guard lo < hi else { return }
+        let (i0, i1, j0, j1) = splitColumns
+            ? (0, m, lo * gemmNR, min(n, hi * gemmNR))
+            : (lo * gemmMR, min(m, hi * gemmMR), 0, n)
+        gemmBlock(
+            i0: i0, i1: i1, j0: j0, j1: j1, k: k,
+            a: UnsafePointer(bitPattern: aa)!, lda: lda, transposeA: transposeA,
+            b: UnsafePointer(bitPattern: bb)!, ldb: ldb, transposeB: transposeB,
+            c: UnsafeMutablePointer(bitPattern: cc)!, ldc: ldc, accumulate: accumulate)
+    }
+    if workers == 1 {
+        work(0)
+    } else {
+        DispatchQueue.concurrentPerform(iterations: workers, execute: work)
+    }
+}
+
+/// One worker's rectangle C[i0..<i1, j0..<j1], full K.
+@usableFromInline
+func gemmBlock(
+    i0: Int, i1: Int, j0: Int, j1: Int, k: Int,
+    a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
+    b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+) {
+    let kcMax = min(k, gemmKC)
+    let ncMax = min(j1 - j0, gemmNC)
+    let bPanelsMax = (ncMax + gemmNR - 1) / gemmNR
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * bPanelsMax * gemmNR) { bPack in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * gemmMR) { aPack in
+            var jc = j0
+            while jc < j1 {
+                let nc = min(gemmNC, j1 - jc)
+                let bPanels = (nc + gemmNR - 1) / gemmNR
+                var pc = 0
+                while pc < k {
+                    let kc = min(gemmKC, k - pc)
+                    packB(b: b, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc, nc: nc,
+                          into: bPack.baseAddress!)
+                    let load = accumulate || pc > 0
+                    var ic = i0
+                    while ic < i1 {
+                        let mr = min(gemmMR, i1 - ic)
+                        packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc,
+                              into: aPack.baseAddress!)
+                        for p in 0..<bPanels {
+                            let jj = jc + p * gemmNR
+                            let nr = min(gemmNR, j1 - jj)
+                            microKernel6x16(
+                                kc: kc, a: aPack.baseAddress!, b: bPack.baseAddress! + p * kc * gemmNR,
+                                c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: nr, load: load)
+                        }
+                        ic += gemmMR
+                    }
+                    pc += kc
+                }
+                jc += nc
+            }
+        }
+    }
+}
+
+/// Packs A[i0..<i0+mr, k0..<k0+kc] as kc groups of MR values (rows past mr are zero).
+@inline(__always)
+func packA(
+    a: UnsafePointer<Float>, lda: Int, transposeA: Bool, i0: Int, mr: Int, k0: Int, kc: Int,
+    into dst: UnsafeMutablePointer<Float>
+) {
+    if mr < gemmMR { dst.update(repeating: 0, count: kc * gemmMR) }
+    if transposeA {
+        for p in 0..<kc {
+            let src = a + (k0 + p) * lda + i0
+            for r in 0..<mr { dst[p * gemmMR + r] = src[r] }
+        }
+    } else {
+        for r in 0..<mr {
+            let src = a + (i0 + r) * lda + k0
+            for p in 0..<kc { dst[p * gemmMR + r] = src[p] }
+        }
+    }
+}
+
+/// Packs B[k0..<k0+kc, j0..<j0+nc] as column panels of NR, each kc rows of NR values
+/// (columns past nc are zero).
+@inline(__always)
+func packB(
+    b: UnsafePointer<Float>, ldb: Int, transposeB: Bool, k0: Int, kc: Int, j0: Int, nc: Int,
+    into dst: UnsafeMutablePointer<Float>
+) {
+    let panels = (nc + gemmNR - 1) / gemmNR
+    for p in 0..<panels {
+        let panel = dst + p * kc * gemmNR
+        let jj = j0 + p * gemmNR
+        let nr = min(gemmNR, j0 + nc - jj)
+        if nr < gemmNR { panel.update(repeating: 0, count: kc * gemmNR) }
+        if transposeB {
+            for col in 0..<nr {
+                let src = b + (jj + col) * ldb + k0
+                for q in 0..<kc { panel[q * gemmNR + col] = src[q] }
+            }
+        } else {
+            for q in 0..<kc {
+                (panel + q * gemmNR).update(from: b + (k0 + q) * ldb + jj, count: nr)
+            }
+        }
+    }
+}
+
+/// C[0..<mr, 0..<nr] (+)= packed A (kc × 6) · packed B (kc × 16), one FMA chain per element.
+@inline(__always)
+func microKernel6x16(
+    kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+    c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, load: Bool
+) {
+    typealias V = SIMD8<Float>
+    let full = mr == gemmMR && nr == gemmNR
+    // Edge tiles go through a local 6×16 buffer so the kernel body never branches.
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: gemmMR * gemmNR) { tile in
+        let t = tile.baseAddress!
+        let (dst, ld): (UnsafeMutablePointer<Float>, Int) = full ? (c, ldc) : (t, gemmNR)
+        if !full {
+            t.update(repeating: 0, count: gemmMR * gemmNR)
+            if load { for r in 0..<mr { (t + r * gemmNR).update(from: c + r * ldc, count: nr) } }
+        }
+        @inline(__always) func ld8(_ p: UnsafeMutablePointer<Float>) -> V {
+            UnsafeRawPointer(p).loadUnaligned(as: V.self)
+        }
+        let fromC = load || !full
+        var c00 = fromC ? ld8(dst) : V(), c01 = fromC ? ld8(dst + 8) : V()
+        var c10 = fromC ? ld8(dst + ld) : V(), c11 = fromC ? ld8(dst + ld + 8) : V()
+        var c20 = fromC ? ld8(dst + 2 * ld) : V(), c21 = fromC ? ld8(dst + 2 * ld + 8) : V()
+        var c30 = fromC ? ld8(dst + 3 * ld) : V(), c31 = fromC ? ld8(dst + 3 * ld + 8) : V()
+        var c40 = fromC ? ld8(dst + 4 * ld) : V(), c41 = fromC ? ld8(dst + 4 * ld + 8) : V()
+        var c50 = fromC ? ld8(dst + 5 * ld) : V(), c51 = fromC ? ld8(dst + 5 * ld + 8) : V()
+        var ap = a, bp = b
+        for _ in 0..<kc {
+            let b0 = UnsafeRawPointer(bp).loadUnaligned(as: V.self)
+            let b1 = UnsafeRawPointer(bp + 8).loadUnaligned(as: V.self)
+            var s = V(repeating: ap[0]); c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
+            s = V(repeating: ap[1]); c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1)
+            s = V(repeating: ap[2]); c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1)
+            s = V(repeating: ap[3]); c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1)
+            s = V(repeating: ap[4]); c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1)
+            s = V(repeating: ap[5]); c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1)
+            ap += gemmMR
+            bp += gemmNR
+        }
+        @inline(__always) func st8(_ p: UnsafeMutablePointer<Float>, _ v: V) {
+            UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+        }
+        st8(dst, c00); st8(dst + 8, c01)
+        st8(dst + ld, c10); st8(dst + ld + 8, c11)
+        st8(dst + 2 * ld, c20); st8(dst + 2 * ld + 8, c21)
+        st8(dst + 3 * ld, c30); st8(dst + 3 * ld + 8, c31)
+        st8(dst + 4 * ld, c40); st8(dst + 4 * ld + 8, c41)
+        st8(dst + 5 * ld, c50); st8(dst + 5 * ld + 8, c51)
+        if !full {
+            for r in 0..<mr { (c + r * ldc).update(from: t + r * gemmNR, count: nr) }
+        }
+    }
+}

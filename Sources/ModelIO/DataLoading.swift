@@ -1,0 +1,37 @@
+import TensorEngine
+
+/// Where one split of a data set is in an `.npz` file.
+public struct SplitSource: Sendable, Equatable {
+    public var inputs: String
+    public var labels: String
+    public init(inputs: String, labels: String) {
+        self.inputs = inputs
+        self.labels = labels
+    }
+}
+
+public enum DataLoading {
+    /// Loads one split from an `.npz` file: inputs converted to float32 and multiplied by
+    /// `scale`, labels checked to be integers in 0..<classes.
+    public static func loadSplit(
+        path: String, split: SplitSource, scale: Float, classes: Int, limits: IOLimits = .default
+    ) throws -> LabeledData {
+        let arrays = try NPZ.read(path: path, names: [split.inputs, split.labels], limits: limits)
+        let x = arrays[split.inputs]!, y = arrays[split.labels]!
+        guard let labels = y.integers() else {
+            throw ModelIOError(file: path, "array '\(split.labels)' holds \(y.dtype) values, labels must be integers")
+        }
+        guard y.shape.count == 1 else {
+            throw ModelIOError(file: path, "array '\(split.labels)' has shape \(y.shape), labels must be 1-D")
+        }
+        guard x.shape.first == labels.count else {
+            throw ModelIOError(file: path, "array '\(split.inputs)' has \(x.shape.first ?? 0) rows but '\(split.labels)' has \(labels.count) labels")
+        }
+        if let bad = labels.firstIndex(where: { $0 < 0 || $0 >= Int64(classes) }) {
+            throw ModelIOError(file: path, "array '\(split.labels)'[\(bad)] = \(labels[bad]) is not a class index in 0..<\(classes)")
+        }
+        var values = x.floats()
+        if scale != 1 { for i in values.indices { values[i] *= scale } }
+        return LabeledData(inputs: Tensor(shape: x.shape, scalars: values), labels: labels.map { Int32($0) })
+    }
+}

@@ -1,0 +1,41 @@
+/// A problem with a model or data file: names the file, the part of it and what was expected.
+public struct ModelIOError: Error, CustomStringConvertible, Equatable {
+    /// The file the problem is in.
+    public let file: String
+    /// What is wrong, e.g. "tensor fc1.weight: data_offsets [0, 12] need 16 bytes for F32 [2, 2]".
+    public let problem: String
+
+    public init(file: String, _ problem: String) {
+        self.file = file
+        self.problem = problem
+    }
+
+    public var description: String { "\(file): \(problem)" }
+}
+
+/// Caps applied while reading untrusted files, checked before memory is allocated.
+public struct IOLimits: Sendable {
+    /// The largest single tensor or array, in bytes.
+    public var maxTensorBytes: Int
+    /// The largest total of all tensors in one file, in bytes.
+    public var maxTotalBytes: Int
+
+    public init(maxTensorBytes: Int = 1 << 31, maxTotalBytes: Int = 1 << 33) {
+        self.maxTensorBytes = maxTensorBytes
+        self.maxTotalBytes = maxTotalBytes
+    }
+
+    public static let `default` = IOLimits()
+}
+
+/// The element count of `shape`, or nil when a dimension is negative or the product overflows.
+func elementCount(_ shape: [Int]) -> Int? {
+    var n = 1
+    for d in shape {
+        guard d >= 0 else { return nil }
+        let (p, overflow) = n.multipliedReportingOverflow(by: d)
+        guard !overflow else { return nil }
+        n = p
+    }
+    return n
+}

@@ -1,0 +1,166 @@
+import CLibXML2
+import Regression
+
+/// A failure of libxml2's writer.
+public struct XMLWriterError: Error, CustomStringConvertible {
+    public let operation: String
+    public var description: String { "libxml2: \(operation) failed" }
+}
+
+/// JUnit XML through libxml2's text writer: one `testsuite` per model, one `testcase` per
+/// gated metric (`classname` = `prunecheck.<model>`, `name` = metric), a `failure` with a
+/// one-line `message` and the details as text for each regression, an `error` for a missing
+/// or unreadable baseline. Suite properties carry the commit, baseline commit and tool
+/// version. The output validates against Jenkins xunit-plugin's junit-10.xsd.
+public enum JUnitReport {
+    public static func render(_ verdicts: [ModelVerdict], context: RunContext) throws -> String {
+        let writer = try XMLTextWriter()
+        try writer.startDocument()
+        let cases = verdicts.map(testcases)
+        let tests = cases.reduce(0) { $0 + $1.count }
+        let failures = cases.reduce(0) { $0 + $1.filter { $0.kind == .failure }.count }
+        let errors = cases.reduce(0) { $0 + $1.filter { $0.kind == .error }.count }
+        try writer.start("testsuites")
+        try writer.attribute("name", "prunecheck")
+        try writer.attribute("tests", String(tests))
+        try writer.attribute("failures", String(failures))
+        try writer.attribute("errors", String(errors))
+        try writer.attribute("time", formatSeconds(verdicts.reduce(0) { $0 + $1.seconds }))
+        for (verdict, cs) in zip(verdicts, cases) {
+            try writer.start("testsuite")
+            try writer.attribute("name", verdict.model)
+            try writer.attribute("tests", String(cs.count))
+            try writer.attribute("failures", String(cs.filter { $0.kind == .failure }.count))
+            try writer.attribute("errors", String(cs.filter { $0.kind == .error }.count))
+            try writer.attribute("skipped", String(cs.filter { $0.kind == .skipped }.count))
+            try writer.attribute("time", formatSeconds(verdict.seconds))
+            try writer.attribute("timestamp", context.timestamp)
+            try writer.attribute("hostname", context.hostname)
+            try writer.attribute("file", verdict.baselineFile)
+            try writer.start("properties")
+            var properties: [(String, String)] = [
+                ("commit", context.commit ?? "none (not a git repository)"),
+                ("branch", context.branch ?? "none"),
+                ("dirty", context.dirty ? "true" : "false"),
+                ("tool_version", context.toolVersion),
+                ("machine", "\(context.machine.cpu), \(context.machine.cores) cores, \(context.machine.arch)"),
+            ]
+            if case .success(let b) = verdict.baseline {
+                properties.append(("baseline_commit", b.recorded.commit ?? "none"))
+                properties.append(("baseline_tool_version", b.recorded.toolVersion))
+            }
+            properties.append(("recipe_changed", verdict.recipeChanged ? "true" : "false"))
+            for (name, value) in properties {
+                try writer.start("property")
+                try writer.attribute("name", name)
+                try writer.attribute("value", value)
+                try writer.end()
+            }
+            try writer.end()
+            for c in cs {
+                try writer.start("testcase")
+                try writer.attribute("name", c.name)
+                try writer.attribute("classname", "prunecheck.\(verdict.model)")
+                try writer.attribute("time", "0.000")
+                switch c.kind {
+                case .pass: break
+                case .skipped:
+                    try writer.start("skipped")
+                    try writer.attribute("message", c.message)
+                    try writer.end()
+                case .failure, .error:
+                    try writer.start(c.kind == .failure ? "failure" : "error")
+                    try writer.attribute("message", c.message)
+                    try writer.attribute("type", c.kind == .failure ? "regression" : "baseline")
+                    try writer.text(c.details)
+                    try writer.end()
+                }
+                if !c.output.isEmpty {
+                    try writer.start("system-out")
+                    try writer.text(c.output)
+                    try writer.end()
+                }
+                try writer.end()
+            }
+            try writer.end()
+        }
+        try writer.end()
+        return try writer.finish()
+    }
+
+    struct Case {
+        enum Kind { case pass, failure, error, skipped }
+        var name: String
+        var kind: Kind
+        var message: String
+        var details: String
+        var output: String
+    }
+
+    static func testcases(_ v: ModelVerdict) -> [Case] {
+        if let problem = v.baselineProblem {
+            return [Case(name: "baseline", kind: .error, message: problem.description,
+                         details: "\(problem.description)\nRecord it with: prunecheck baseline update --only \(v.model)", output: "")]
+        }
+        return v.checks.filter { $0.status != .info }.map { c in
+            let numbers = "metric: \(c.metric)\ncurrent: \(c.current)\nbaseline: \(c.baseline.map { "\($0)" } ?? "none")\n"
+                + "tolerance: \(c.tolerance.map { "\($0)" } ?? "none")\nbaseline file: \(v.baselineFile)"
+            switch c.status {
+            case .regressed:
+                return Case(name: c.metric, kind: .failure, message: c.message,
+                            details: "\(c.message)\n\(numbers)\nIf the change is intended: prunecheck baseline update --only \(v.model)",
+                            output: "")
+            case .missingBaseline:
+                return Case(name: c.metric, kind: .error, message: c.message,
+                            details: "\(c.message)\n\(numbers)\nRecord it with: prunecheck baseline update --only \(v.model)", output: "")
+            case .skipped:
+                return Case(name: c.metric, kind: .skipped, message: c.message, details: "", output: "")
+            default:
+                return Case(name: c.metric, kind: .pass, message: c.message, details: "", output: c.message)
+            }
+        }
+    }
+}
+
+/// One owning wrapper around libxml2's in-memory text writer.
+final class XMLTextWriter {
+    private let buffer: xmlBufferPtr
+    private var writer: xmlTextWriterPtr?
+
+    init() throws {
+        guard let buffer = xmlBufferCreate() else { throw XMLWriterError(operation: "xmlBufferCreate") }
+        self.buffer = buffer
+        guard let writer = xmlNewTextWriterMemory(buffer, 0) else {
+            xmlBufferFree(buffer)
+            throw XMLWriterError(operation: "xmlNewTextWriterMemory")
+        }
+        self.writer = writer
+        xmlTextWriterSetIndent(writer, 1)
+        xmlTextWriterSetIndentString(writer, "  ")
+    }
+
+    deinit {
+        if let writer { xmlFreeTextWriter(writer) }
+        xmlBufferFree(buffer)
+    }
+
+    private func check(_ rc: Int32, _ operation: String) throws {
+        guard rc >= 0 else { throw XMLWriterError(operation: operation) }
+    }
+
+    func startDocument() throws { try check(xmlTextWriterStartDocument(writer, "1.0", "UTF-8", nil), "start document") }
+    func start(_ name: String) throws { try check(xmlTextWriterStartElement(writer, name), "start element \(name)") }
+    func end() throws { try check(xmlTextWriterEndElement(writer), "end element") }
+    func attribute(_ name: String, _ value: String) throws {
+        try check(xmlTextWriterWriteAttribute(writer, name, xmlSafe(value)), "attribute \(name)")
+    }
+    func text(_ value: String) throws { try check(xmlTextWriterWriteString(writer, xmlSafe(value)), "text") }
+
+    /// Ends the document and returns its text.
+    func finish() throws -> String {
+        try check(xmlTextWriterEndDocument(writer), "end document")
+        xmlFreeTextWriter(writer)
+        writer = nil
+        return String(cString: xmlBufferContent(buffer))
+    }
+}

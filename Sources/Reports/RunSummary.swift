@@ -1,0 +1,60 @@
+import Regression
+
+/// What a report needs to know about the run besides the verdicts.
+public struct RunContext: Sendable {
+    /// HEAD of the repository the check ran in, nil outside git.
+    public var commit: String?
+    public var branch: String?
+    public var dirty: Bool
+    public var toolVersion: String
+    /// UTC start time as `YYYY-MM-DDThh:mm:ss` (no zone suffix: the Ant schema forbids one).
+    public var timestamp: String
+    public var hostname: String
+    public var machine: MachineDescription
+
+    public init(commit: String?, branch: String?, dirty: Bool, toolVersion: String, timestamp: String, hostname: String,
+                machine: MachineDescription) {
+        self.commit = commit
+        self.branch = branch
+        self.dirty = dirty
+        self.toolVersion = toolVersion
+        self.timestamp = timestamp
+        self.hostname = hostname
+        self.machine = machine
+    }
+}
+
+/// Cleans text for XML 1.0: strips ANSI escape sequences, then replaces code points XML 1.0
+/// forbids (C0 controls but tab, LF and CR; U+FFFE, U+FFFF; lone surrogates cannot occur in
+/// a Swift String) with a visible `#xNN`. libxml2's writer passes them through unchecked.
+public func xmlSafe(_ text: String) -> String {
+    var out = String.UnicodeScalarView()
+    var scalars = text.unicodeScalars.makeIterator()
+    while let c = scalars.next() {
+        if c == "\u{1B}" {
+            // CSI sequence: ESC [ parameters final-byte (0x40–0x7E).
+            var probe = scalars
+            if probe.next() == "[" {
+                scalars = probe
+                while let n = scalars.next(), !(0x40...0x7E).contains(n.value) {}
+                continue
+            }
+        }
+        let v = c.value
+        let allowed = v == 0x9 || v == 0xA || v == 0xD || (0x20...0xD7FF).contains(v)
+            || (0xE000...0xFFFD).contains(v) || (0x10000...0x10FFFF).contains(v)
+        if allowed {
+            out.append(c)
+        } else {
+            out.append(contentsOf: "#x\(String(v, radix: 16, uppercase: true))".unicodeScalars)
+        }
+    }
+    return String(out)
+}
+
+/// Seconds as a fixed decimal with three places (never scientific notation).
+public func formatSeconds(_ s: Double) -> String {
+    let ms = Int64((max(s, 0) * 1000).rounded())
+    let frac = String(ms % 1000)
+    return "\(ms / 1000).\(String(repeating: "0", count: 3 - frac.count))\(frac)"
+}

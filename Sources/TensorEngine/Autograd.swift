@@ -1,0 +1,47 @@
+/// A tensor in a computation, with its gradient once `Tape.backward` has run.
+public final class Variable {
+    /// The forward value.
+    public internal(set) var value: Tensor
+    /// ∂loss/∂value, accumulated by backward; zeros until then.
+    public internal(set) var grad: Tensor?
+    /// Whether gradients flow into this variable.
+    public let requiresGrad: Bool
+
+    public init(_ value: Tensor, requiresGrad: Bool = false) {
+        self.value = value
+        self.requiresGrad = requiresGrad
+    }
+
+    /// Runs `body` on the gradient buffer, creating it (zeros) on first use.
+    func accumulateGrad(_ body: (UnsafeMutablePointer<Float>) -> Void) {
+        if grad == nil { grad = Tensor(zeros: value.shape) }
+        grad!.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+    }
+
+    /// Replaces the value in place (optimizers, pruning). The shape must stay.
+    public func update(_ body: (inout UnsafeMutableBufferPointer<Float>) -> Void) {
+        value.withUnsafeMutableBufferPointer(body)
+    }
+
+    /// Sets the gradient back to none.
+    public func zeroGrad() { grad = nil }
+}
+
+/// Records the backward step of every op run with it; `backward` replays them in reverse.
+public final class Tape {
+    private var steps: [() -> Void] = []
+
+    public init() {}
+
+    /// Appends the backward step of an op just run.
+    public func record(_ step: @escaping () -> Void) { steps.append(step) }
+
+    /// Back-propagates from a scalar `loss`: seeds ∂loss/∂loss = 1, runs the steps in reverse
+    /// order and clears the tape.
+    public func backward(from loss: Variable) {
+        precondition(loss.value.count == 1, "backward needs a scalar loss, got shape \(loss.value.shape)")
+        loss.accumulateGrad { $0[0] += 1 }
+        for step in steps.reversed() { step() }
+        steps.removeAll(keepingCapacity: true)
+    }
+}

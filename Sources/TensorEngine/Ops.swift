@@ -1,0 +1,162 @@
+import Kernels
+
+// Differentiable ops. Each op computes its forward value and, when a tape is given and some
+// input requires a gradient, records a backward step that *adds* into the inputs' gradients.
+
+/// Fully connected layer, PyTorch layout: y = x · Wᵀ + b.
+/// Shapes: x `(B, in)`, weight `(out, in)`, bias `(out)`, y `(B, out)`.
+public func linear(_ x: Variable, weight: Variable, bias: Variable?, tape: Tape?, threads: Int) -> Variable {
+    let w = weight.value
+    precondition(x.value.shape.count == 2 && w.shape.count == 2 && x.value.shape[1] == w.shape[1],
+                 "linear: input \(x.value.shape) does not fit weight \(w.shape)")
+    let batch = x.value.shape[0], inF = w.shape[1], outF = w.shape[0]
+    var y = Tensor(zeros: [batch, outF])
+    linearForward(x.value, w, bias?.value, into: &y, threads: threads)
+    let out = Variable(y, requiresGrad: x.requiresGrad || weight.requiresGrad || (bias?.requiresGrad ?? false))
+    if let tape, out.requiresGrad {
+        tape.record {
+            guard let dy = out.grad else { return }
+            linearBackward(x: x, weight: weight, bias: bias, dy: dy, batch: batch, inF: inF, outF: outF,
+                           threads: threads)
+        }
+    }
+    return out
+}
+
+/// y = x · Wᵀ + b, with y `(B, out)` preallocated.
+public func linearForward(_ x: Tensor, _ w: Tensor, _ b: Tensor?, into y: inout Tensor, threads: Int) {
+    let batch = x.shape[0], inF = w.shape[1], outF = w.shape[0]
+    x.withUnsafeBufferPointer { xp in
+        w.withUnsafeBufferPointer { wp in
+            y.withUnsafeMutableBufferPointer { yp in
+                gemm(m: batch, n: outF, k: inF, a: xp.baseAddress!, lda: inF, transposeA: false,
+                     b: wp.baseAddress!, ldb: inF, transposeB: true,
+                     c: yp.baseAddress!, ldc: outF, accumulate: false, threads: threads)
+                if let b {
+                    b.withUnsafeBufferPointer { addRowVector($0.baseAddress!, rows: batch, cols: outF, out: yp.baseAddress!) }
+                }
+            }
+        }
+    }
+}
+
+/// dx += dy · W, dW += dyᵀ · x, db += Σ_batch dy.
+func linearBackward(
+    x: Variable, weight: Variable, bias: Variable?, dy: Tensor, batch: Int, inF: Int, outF: Int, threads: Int
+) {
+    dy.withUnsafeBufferPointer { dyp in
+        let d = dyp.baseAddress!
+        if x.requiresGrad {
+            weight.value.withUnsafeBufferPointer { wp in
+                x.accumulateGrad { dx in
+                    gemm(m: batch, n: inF, k: outF, a: d, lda: outF, transposeA: false,
+                         b: wp.baseAddress!, ldb: inF, transposeB: false,
+                         c: dx, ldc: inF, accumulate: true, threads: threads)
+                }
+            }
+        }
+        if weight.requiresGrad {
+            x.value.withUnsafeBufferPointer { xp in
+                weight.accumulateGrad { dw in
+                    gemm(m: outF, n: inF, k: batch, a: d, lda: outF, transposeA: true,
+                         b: xp.baseAddress!, ldb: inF, transposeB: false,
+                         c: dw, ldc: inF, accumulate: true, threads: threads)
+                }
+            }
+        }
+        if let bias, bias.requiresGrad {
+            bias.accumulateGrad { db in sumRows(d, rows: batch, cols: outF, into: db) }
+        }
+    }
+}
+
+/// y = max(x, 0), any shape.
+public func relu(_ x: Variable, tape: Tape?) -> Variable {
+    var y = x.value
+    y.withUnsafeMutableBufferPointer { reluForward($0.baseAddress!, count: $0.count, out: $0.baseAddress!) }
+    let out = Variable(y, requiresGrad: x.requiresGrad)
+    if let tape, out.requiresGrad {
+        tape.record {
+            guard let dy = out.grad else { return }
+            x.value.withUnsafeBufferPointer { xp in
+                dy.withUnsafeBufferPointer { dp in
+                    x.accumulateGrad { reluBackward(xp.baseAddress!, dp.baseAddress!, count: xp.count, dx: $0) }
+                }
+            }
+        }
+    }
+    return out
+}
+
+/// The same elements under `shape` (a view in value terms); the gradient is reshaped back.
+public func reshape(_ x: Variable, to shape: [Int], tape: Tape?) -> Variable {
+    let out = Variable(x.value.reshaped(shape), requiresGrad: x.requiresGrad)
+    if let tape, out.requiresGrad {
+        tape.record {
+            guard let dy = out.grad else { return }
+            dy.withUnsafeBufferPointer { dp in
+                x.accumulateGrad { dx in for i in 0..<dp.count { dx[i] += dp[i] } }
+            }
+        }
+    }
+    return out
+}
+
+/// Mean softmax cross-entropy of logits `(B, C)` against class indices `labels` `(B)`.
+/// Returns a scalar; the backward step adds (softmax − onehot) / B · ∂loss into the logits.
+public func softmaxCrossEntropy(_ logits: Variable, labels: [Int32], tape: Tape?) -> Variable {
+    let shape = logits.value.shape
+    precondition(shape.count == 2 && shape[0] == labels.count,
+                 "cross-entropy: logits \(shape) do not fit \(labels.count) labels")
+    let batch = shape[0], classes = shape[1]
+    var probs = Tensor(zeros: shape)
+    var loss: Double = 0
+    logits.value.withUnsafeBufferPointer { lp in
+        probs.withUnsafeMutableBufferPointer { pp in
+            softmaxRows(lp.baseAddress!, rows: batch, cols: classes, out: pp.baseAddress!)
+            for r in 0..<batch {
+                let label = Int(labels[r])
+                precondition(label >= 0 && label < classes, "label \(label) outside 0..<\(classes)")
+                loss -= Double(max(pp[r * classes + label], Float.leastNormalMagnitude)).logNatural
+            }
+        }
+    }
+    let out = Variable(Tensor(shape: [1], scalars: [Float(loss / Double(max(batch, 1)))]),
+                       requiresGrad: logits.requiresGrad)
+    if let tape, out.requiresGrad {
+        tape.record {
+            guard let g = out.grad?.scalars[0] else { return }
+            let scale = g / Float(batch)
+            probs.withUnsafeBufferPointer { pp in
+                logits.accumulateGrad { dl in
+                    for r in 0..<batch {
+                        for j in 0..<classes {
+                            let onehot: Float = j == Int(labels[r]) ? 1 : 0
+                            dl[r * classes + j] += (pp[r * classes + j] - onehot) * scale
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return out
+}
+
+extension Double {
+    /// Natural logarithm via the binary exponent and an atanh series: platform-independent,
+    /// used for reported loss values only.
+    var logNatural: Double {
+        guard self > 0, isFinite else { return self == 0 ? -.infinity : .nan }
+        let e = Double(exponent)
+        let m = significand / 2.0.squareRoot()   // in [1/√2, √2)
+        let t = (m - 1) / (m + 1), t2 = t * t
+        var term = t, sum = 0.0
+        var k = 1.0
+        while abs(term) > 1e-18 {
+            sum += term / k
+            term *= t2
+            k += 2
+        }
+        return 2 * sum + (e + 0.5) * 0.6931471805599453
+    }
+}

@@ -1,0 +1,39 @@
+import ArgumentParser
+import Configuration
+import Foundation
+import Regression
+
+struct BaselineGroup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "baseline", abstract: "Manage accepted baselines.", subcommands: [Update.self])
+
+    struct Update: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the configured models and record their results as the new baselines.")
+
+        @OptionGroup var options: ConfigOptions
+
+        func run() throws {
+            let config = try options.load()
+            let env = try RunEnvironment.gather(folder: folder(of: config.file))
+            for spec in config.models {
+                note("recording \(spec.name)")
+                let result = try runModel(spec, log: note)
+                let path = config.baselinePath(for: spec.name)
+                let old = try? Baseline.read(path: path)
+                let baseline = Baseline(model: spec.name, recipeSHA256: spec.recipeSHA256, metrics: result.metrics,
+                                        recorded: env.recording(threads: spec.threads))
+                try baseline.write(path: path)
+                print("wrote \(relativeToCwd(path))" + (old == nil ? " (new)" : ""))
+                for name in result.metrics.keys.sorted() {
+                    let now = MetricCheck.format(result.metrics[name]!, name)
+                    if let before = old?.metrics[name], before != result.metrics[name] {
+                        print("  \(name): \(MetricCheck.format(before, name)) -> \(now)")
+                    } else if old?.metrics[name] == nil {
+                        print("  \(name): \(now)")
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import GitKit
+import Regression
+import Reports
+
+/// Git state and machine facts gathered once per run.
+struct RunEnvironment {
+    var commit: String?
+    var branch: String?
+    var dirty = false
+    var inGit = false
+    var machine: MachineDescription
+    var timestamp: String
+    var hostname: String
+
+    /// Reads git state through libgit2 for the repository containing `folder`; outside git
+    /// it says so once on standard error and records no commit.
+    static func gather(folder: String) throws -> RunEnvironment {
+        var env = RunEnvironment(machine: machineDescription(), timestamp: utcTimestamp(), hostname: ProcessInfo.processInfo.hostName)
+        if let repo = try Repository.discover(containing: folder) {
+            env.inGit = true
+            env.commit = try repo.headCommit()
+            env.branch = try repo.currentBranch()
+            env.dirty = try repo.isDirty()
+        } else {
+            note("note: \(folder) is not in a git repository; results record no commit")
+        }
+        return env
+    }
+
+    var context: RunContext {
+        RunContext(commit: commit, branch: branch, dirty: dirty, toolVersion: toolVersion, timestamp: timestamp,
+                   hostname: hostname, machine: machine)
+    }
+
+    func recording(threads: Int) -> RecordingContext {
+        RecordingContext(commit: commit, branch: branch, dirty: dirty, toolVersion: toolVersion, machine: machine, threads: threads)
+    }
+
+    static func utcTimestamp() -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyy-MM-dd'T'HH:mm:ss"
+        return f.string(from: Date())
+    }
+
+    static func machineDescription() -> MachineDescription {
+        var cpu = "unknown"
+        if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+           let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
+           let colon = line.firstIndex(of: ":") {
+            cpu = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        var u = utsname()
+        uname(&u)
+        func field<T>(_ value: T) -> String {
+            withUnsafeBytes(of: value) { raw in String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        }
+        return MachineDescription(cpu: cpu, arch: field(u.machine), cores: ProcessInfo.processInfo.activeProcessorCount,
+                                  os: field(u.sysname))
+    }
+}
