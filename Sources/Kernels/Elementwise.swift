@@ -11,12 +11,13 @@
 public func expf32(_ x: Float) -> Float {
     if x > 88.72283 { return .infinity }
     if x < -103.97208 { return 0 }
-    // x = n·ln2 + r, |r| ≤ ln2/2; exp(r) by a degree-6 polynomial, evaluated with FMA.
+    // x = n·ln2 + r, |r| ≤ ln2/2; exp(r) by its degree-7 Taylor polynomial, evaluated with FMA.
     let n = (x * 1.442695041).rounded(.toNearestOrEven)
     // Cody-Waite split of ln2: hi has few mantissa bits, so n·hi is exact.
     var r = x.addingProduct(n, -0.693145751953125)
     r = r.addingProduct(n, -1.4286068203094172e-06)
-    var p: Float = 1.0 / 720
+    var p: Float = 1.0 / 5040
+    p = (1.0 / 720 as Float).addingProduct(p, r)
     p = (1.0 / 120 as Float).addingProduct(p, r)
     p = (1.0 / 24 as Float).addingProduct(p, r)
     p = (1.0 / 6 as Float).addingProduct(p, r)

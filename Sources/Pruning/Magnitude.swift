@@ -49,11 +49,11 @@ public enum MagnitudePruning {
     }
 }
 
-/// Multiplies every masked parameter of `model` by its mask.
+/// Sets every masked-out weight of `model` to +0 (not -0: the bits are part of the result).
 public func applyMasks(_ masks: PruningMasks, to model: Sequential) {
     for (name, variable) in model.prunableWeights {
         guard let mask = masks[name] else { continue }
-        variable.update { w in for i in 0..<w.count { w[i] *= mask[i] } }
+        variable.update { w in for i in 0..<w.count where mask[i] == 0 { w[i] = 0 } }
     }
 }
 

@@ -2,7 +2,7 @@
 /// v ← μ·v + g;  p ← p − lr·v.
 ///
 /// Parameters with a mask keep masked entries at exactly zero: the gradient is masked before
-/// it enters the velocity, and the parameter is masked after the step.
+/// it enters the velocity, and masked parameters are set to +0 after the step.
 public final class SGD {
     public var learningRate: Float
     public let momentum: Float
@@ -30,14 +30,14 @@ public final class SGD {
             var v = velocity[id] ?? [Float](repeating: 0, count: p.value.count)
             let lr = learningRate, mu = momentum
             g.withUnsafeMutableBufferPointer { gp in
-                if let mask { for i in 0..<gp.count { gp[i] *= mask[i] } }
+                if let mask { for i in 0..<gp.count where mask[i] == 0 { gp[i] = 0 } }
                 v.withUnsafeMutableBufferPointer { vp in
                     p.update { w in
                         for i in 0..<w.count {
                             vp[i] = mu * vp[i] + gp[i]
                             w[i] -= lr * vp[i]
                         }
-                        if let mask { for i in 0..<w.count { w[i] *= mask[i] } }
+                        if let mask { for i in 0..<w.count where mask[i] == 0 { w[i] = 0 } }
                     }
                 }
             }

@@ -1,0 +1,166 @@
+import Foundation
+import Testing
+import Regression
+
+/// End to end: the built binary in a scratch git repository with the bundled examples.
+@Suite(.serialized) struct CLITests {
+    static let config = """
+        version: 1
+        baselines: baselines
+        defaults:
+          seed: 0
+          threads: 2
+          latency: {batch_sizes: [1, 8], warmup: 2, min_runs: 5, max_seconds: 0.2}
+          tolerances: {accuracy: 0.005, f1_macro: 0.01, sparsity: 0, latency_p50: 5.0}
+        models:
+          - name: digits-global80
+            model: examples/models/mlp_digits.safetensors
+            architecture: examples/models/mlp_digits.json
+            data:
+              file: examples/data/digits.npz
+              train: [x_train, y_train]
+              eval: [x_test, y_test]
+            prune:
+              method: magnitude
+              scope: global
+              sparsity: 0.8
+              finetune: {epochs: 2, batch_size: 32, lr: 0.05, momentum: 0.9}
+        """
+
+    /// A git repository holding the config and the digits example, committed.
+    static func makeRepository() throws -> String {
+        let dir = try scratchFolder("prunecheck-cli")
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: "\(dir)/examples/models", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: "\(dir)/examples/data", withIntermediateDirectories: true)
+        for f in ["examples/models/mlp_digits.safetensors", "examples/models/mlp_digits.json", "examples/data/digits.npz"] {
+            try fm.copyItem(atPath: Repo.path(f), toPath: "\(dir)/\(f)")
+        }
+        try config.write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        try git(["init", "-q"], in: dir)
+        try git(["add", "-A"], in: dir)
+        try git(["commit", "-qm", "examples"], in: dir)
+        return dir
+    }
+
+    func prunecheck(_ args: [String], in dir: String) throws -> ProcessResult {
+        try run(Repo.binary, args, in: dir)
+    }
+
+    @Test func checkRegressionAndBaselineUpdateCycle() throws {
+        let dir = try Self.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+
+        // No baseline yet: exit 3 with the remedy, and the reports are still written.
+        let missing = try prunecheck(["check", "--junit", "r.xml"], in: dir)
+        #expect(missing.status == 3, "\(missing.stdout)\n\(missing.stderr)")
+        #expect(missing.stdout.contains("baseline update"))
+
+        let update = try prunecheck(["baseline", "update"], in: dir)
+        #expect(update.status == 0, "\(update.stderr)")
+        let head = try git(["rev-parse", "HEAD"], in: dir)
+        let baselinePath = "\(dir)/baselines/digits-global80.json"
+        let baseline = try Baseline.read(path: baselinePath)
+        #expect(baseline.recorded.commit == head)
+        #expect(baseline.recorded.branch == "main")
+        #expect(baseline.recorded.dirty == false)
+        #expect(abs(baseline.metrics["sparsity"]! - 0.8) <= 1.0 / 2368, "within one of the 2368 prunable weights")
+        #expect(baseline.metrics.keys.contains("latency_p50@b8"))
+
+        let pass = try prunecheck(["check", "--junit", "r.xml", "--json", "r.json"], in: dir)
+        #expect(pass.status == 0, "\(pass.stdout)\n\(pass.stderr)")
+        let valid = try xmllintValidate("\(dir)/r.xml", schema: "\(Repo.fixtures)/junit/xunit-plugin-junit-10.xsd")
+        #expect(valid.status == 0, "\(valid.stderr)")
+        // Same commit, same numbers: the deterministic metrics equal the baseline exactly.
+        let report = try JSONValue.parse(Array(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/r.json"))))
+        guard case .array(let models)? = report["models"], case .array(let metrics)? = models.first?["metrics"] else {
+            Issue.record("report has no metrics"); return
+        }
+        for m in metrics where !(m["name"]?.string?.hasPrefix("latency") ?? true) {
+            #expect(m["current"] == m["baseline"], "\(m["name"]?.string ?? "?") changed between identical runs")
+        }
+
+        // Raise the accepted accuracy above what the model reaches: a regression, exit 1.
+        var raised = baseline
+        raised.metrics["accuracy"] = 0.999
+        try raised.write(path: baselinePath)
+        let fail = try prunecheck(["check", "--junit", "r.xml"], in: dir)
+        #expect(fail.status == 1, "\(fail.stdout)\n\(fail.stderr)")
+        let xml = try String(contentsOfFile: "\(dir)/r.xml", encoding: .utf8)
+        #expect(xml.contains("<failure message=\"accuracy "), "\(xml)")
+        #expect(xml.contains("&lt; baseline 0.9990 - tolerance 0.0050"))
+        #expect(try xmllintValidate("\(dir)/r.xml", schema: "\(Repo.fixtures)/junit/xunit-plugin-junit-10.xsd").status == 0)
+
+        // Accepting the change makes the check pass again.
+        #expect(try prunecheck(["baseline", "update", "--only", "digits-global80"], in: dir).status == 0)
+        #expect(try prunecheck(["check"], in: dir).status == 0)
+    }
+
+    @Test func badInputGivesExitTwoAndLeavesFilesAlone() throws {
+        let dir = try Self.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(try prunecheck(["baseline", "update"], in: dir).status == 0)
+        let baselinePath = "\(dir)/baselines/digits-global80.json"
+        let before = try Data(contentsOf: URL(fileURLWithPath: baselinePath))
+
+        // Truncated model file.
+        let model = "\(dir)/examples/models/mlp_digits.safetensors"
+        let weights = try Data(contentsOf: URL(fileURLWithPath: model))
+        try weights.prefix(weights.count - 100).write(to: URL(fileURLWithPath: model))
+        let truncated = try prunecheck(["baseline", "update"], in: dir)
+        #expect(truncated.status == 2)
+        #expect(truncated.stderr.contains("mlp_digits.safetensors"), "\(truncated.stderr)")
+        #expect(truncated.stderr.contains("truncated"), "\(truncated.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: baselinePath)) == before, "a failed update changed the baseline")
+        try weights.write(to: URL(fileURLWithPath: model))
+
+        // Broken YAML names the file and line.
+        try "version: 1\nmodels:\n  - name: [oops\n".write(toFile: "\(dir)/bad.yml", atomically: true, encoding: .utf8)
+        let yaml = try prunecheck(["check", "--config", "bad.yml"], in: dir)
+        #expect(yaml.status == 2)
+        #expect(yaml.stderr.contains("bad.yml:"), "\(yaml.stderr)")
+
+        // Data that does not fit the model.
+        let wrongData = Self.config.replacingOccurrences(of: "eval: [x_test, y_test]", with: "eval: [y_test, y_test]")
+        try wrongData.write(toFile: "\(dir)/wrong.yml", atomically: true, encoding: .utf8)
+        let shapes = try prunecheck(["check", "--config", "wrong.yml"], in: dir)
+        #expect(shapes.status == 2)
+        #expect(shapes.stderr.contains("digits.npz"), "\(shapes.stderr)")
+
+        // Corrupt baseline: exit 3.
+        try "{ not json".write(toFile: baselinePath, atomically: true, encoding: .utf8)
+        let corrupt = try prunecheck(["check"], in: dir)
+        #expect(corrupt.status == 3)
+
+        // Unknown option and unknown model: usage errors, exit 2.
+        #expect(try prunecheck(["check", "--bogus"], in: dir).status == 2)
+        #expect(try prunecheck(["check", "--only", "nope"], in: dir).status == 2)
+        #expect(try prunecheck(["--help"], in: dir).status == 0)
+    }
+
+    @Test func runsOutsideGitAndRecordsNoCommit() throws {
+        let dir = try Self.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.removeItem(atPath: "\(dir)/.git")
+        let update = try prunecheck(["baseline", "update"], in: dir)
+        #expect(update.status == 0, "\(update.stderr)")
+        #expect(update.stderr.contains("not in a git repository"))
+        #expect(try Baseline.read(path: "\(dir)/baselines/digits-global80.json").recorded.commit == nil)
+        #expect(try prunecheck(["check"], in: dir).status == 0)
+    }
+
+    @Test func evalPrintsTheDenseModelsMetrics() throws {
+        let r = try run(Repo.binary, ["eval", "--model", Repo.path("examples/models/mlp_digits.safetensors"),
+                                      "--architecture", Repo.path("examples/models/mlp_digits.json"),
+                                      "--data", Repo.path("examples/data/digits.npz"), "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let json = try JSONValue.parse(Array(r.stdout.utf8))
+        #expect(json["metrics"]?["accuracy"]?.double == 0.975)  // PyTorch: 351/360
+    }
+
+    @Test func binaryLinksLibgit2AndLibxml2() throws {
+        let r = try run("/usr/bin/env", ["ldd", Repo.binary])
+        #expect(r.stdout.contains("libgit2"), "\(r.stdout)")
+        #expect(r.stdout.contains("libxml2"), "\(r.stdout)")
+    }
+}

@@ -1,0 +1,85 @@
+import Testing
+@testable import Configuration
+@testable import Regression
+
+@Suite struct ConfigTests {
+    static let valid = """
+        version: 1
+        baselines: base
+        defaults:
+          seed: 4
+          threads: 2
+          latency: {batch_sizes: [1, 64], warmup: 3, min_runs: 5, max_seconds: 0.5}
+          tolerances: {accuracy: 0.005, f1_macro: 0.01, latency_p50: 0.25}
+        models:
+          - name: m1
+            model: models/m.safetensors
+            architecture: models/m.json
+            data:
+              file: data/d.npz
+              train: [x_train, y_train]
+              eval: [x_test, y_test]
+              scale: 0.5
+            prune:
+              method: magnitude
+              scope: layer
+              granularity: unstructured
+              sparsity: 0.9
+              finetune: {epochs: 3, batch_size: 64, optimizer: sgd, lr: 0.01, momentum: 0.9}
+            tolerances: {accuracy: 0.02}
+        """
+
+    @Test func parsesTheDocumentedExample() throws {
+        let c = try CheckConfig.parse(Self.valid, file: "/repo/prunecheck.yml")
+        #expect(c.baselines == "/repo/base")
+        #expect(c.baselinePath(for: "m1") == "/repo/base/m1.json")
+        let m = c.models[0]
+        #expect(m.model == "/repo/models/m.safetensors" && m.architecture == "/repo/models/m.json")
+        #expect(m.data.file == "/repo/data/d.npz" && m.data.scale == 0.5 && m.data.eval.labels == "y_test")
+        #expect(m.seed == 4 && m.threads == 2)
+        #expect(m.latency.batchSizes == [1, 64] && m.latency.maxSeconds == 0.5)
+        #expect(m.recipe.scope == .layer && m.recipe.sparsity == 0.9 && m.recipe.finetune?.epochs == 3)
+        #expect(m.tolerances.tolerance(for: "accuracy") == 0.02)
+        #expect(m.tolerances.tolerance(for: "latency_p50@b64") == 0.25)
+        #expect(m.tolerances.tolerance(for: "latency_p90@b1") == nil)
+    }
+
+    func error(_ text: String) -> ConfigError? {
+        #expect(throws: ConfigError.self) { try CheckConfig.parse(text, file: "p.yml") }
+    }
+
+    @Test func unknownKeyNamesLineAndKey() {
+        let e = error(Self.valid.replacingOccurrences(of: "      sparsity: 0.9", with: "      sparsty: 0.9"))
+        #expect(e?.line == 21)
+        #expect(e?.key == "models[0].prune.sparsty")
+        #expect(e?.description.hasPrefix("p.yml:21: models[0].prune.sparsty: unknown key") == true)
+    }
+
+    @Test func wrongTypesAndValuesAreErrors() {
+        let e1 = error(Self.valid.replacingOccurrences(of: "epochs: 3", with: "epochs: three"))
+        #expect(e1?.key == "models[0].prune.finetune.epochs")
+        let e2 = error(Self.valid.replacingOccurrences(of: "sparsity: 0.9", with: "sparsity: 1.0"))
+        #expect(e2?.problem.contains("outside [0, 1)") == true)
+        let e3 = error(Self.valid.replacingOccurrences(of: "method: magnitude", with: "method: voodoo"))
+        #expect(e3?.problem.contains("expected one of: magnitude") == true)
+        let e4 = error(Self.valid.replacingOccurrences(of: "tolerances: {accuracy: 0.02}", with: "tolerances: {acuracy: 0.02}"))
+        #expect(e4?.key == "models[0].tolerances.acuracy")
+        let e5 = error(Self.valid.replacingOccurrences(of: "version: 1", with: "version: 2"))
+        #expect(e5?.line == 1)
+    }
+
+    @Test func brokenYAMLReportsItsLine() {
+        let e = error("version: 1\nmodels:\n  - name: [unclosed\n")
+        #expect(e?.line != nil)
+        #expect(e?.problem.hasPrefix("invalid YAML") == true)
+    }
+
+    @Test func missingPiecesAreNamed() {
+        #expect(error("models: []\n")?.key == "version")
+        #expect(error("version: 1\n")?.key == "models")
+        let noArch = Self.valid.replacingOccurrences(of: "    architecture: models/m.json\n", with: "")
+        #expect(error(noArch)?.key == "models[0].architecture")
+        let twice = Self.valid + "\n" + Self.valid.components(separatedBy: "models:\n")[1]
+        #expect(error(twice)?.problem.contains("unique") == true)
+    }
+}

@@ -1,0 +1,108 @@
+import Testing
+@testable import Kernels
+
+@Suite struct GemmTests {
+    static let sizes = [1, 3, 7, 16, 33, 100]
+
+    /// Deterministic pseudo-random fill (no RNG dependency in kernel tests).
+    static func fill(_ n: Int, seed: UInt32) -> [Float] {
+        var s = seed &* 2654435761 &+ 1
+        return (0..<n).map { _ in
+            s = s &* 1664525 &+ 1013904223
+            return Float(Int32(bitPattern: s) >> 8) / Float(1 << 23)
+        }
+    }
+
+    @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
+    func matchesReferenceBitForBit(transposeA: Bool, transposeB: Bool) {
+        for m in Self.sizes {
+            for n in Self.sizes {
+                for k in [1, 7, 33, 300] {
+                    let a = Self.fill(m * k, seed: UInt32(m * 31 + k)), b = Self.fill(k * n, seed: UInt32(n * 17 + k))
+                    let c0 = Self.fill(m * n, seed: 7)
+                    let lda = transposeA ? m : k, ldb = transposeB ? k : n
+                    for accumulate in [false, true] {
+                        var expected = c0
+                        expected.withUnsafeMutableBufferPointer { c in
+                            gemmReference(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
+                                          transposeB: transposeB, c: c.baseAddress!, ldc: n, accumulate: accumulate)
+                        }
+                        for threads in [1, 2, 3] {
+                            var got = c0
+                            got.withUnsafeMutableBufferPointer { c in
+                                gemm(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
+                                     transposeB: transposeB, c: c.baseAddress!, ldc: n, accumulate: accumulate, threads: threads)
+                            }
+                            let worst = zip(got, expected).enumerated().max { abs($0.1.0 - $0.1.1) < abs($1.1.0 - $1.1.1) }
+                            #expect(got.map(\.bitPattern) == expected.map(\.bitPattern),
+                                    "m=\(m) n=\(n) k=\(k) tA=\(transposeA) tB=\(transposeB) acc=\(accumulate) threads=\(threads): worst element \(worst.map { "\($0.offset): \($0.element.0) vs \($0.element.1)" } ?? "-")")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func matchesDoublePrecisionProduct() {
+        // Guards the reference itself: an FMA chain in Float stays close to the exact product.
+        let m = 5, n = 9, k = 64
+        let a = Self.fill(m * k, seed: 1), b = Self.fill(k * n, seed: 2)
+        var c = [Float](repeating: 0, count: m * n)
+        c.withUnsafeMutableBufferPointer { cp in
+            gemm(m: m, n: n, k: k, a: a, lda: k, transposeA: false, b: b, ldb: n, transposeB: false,
+                 c: cp.baseAddress!, ldc: n, accumulate: false)
+        }
+        for i in 0..<m {
+            for j in 0..<n {
+                let exact = (0..<k).reduce(0.0) { $0 + Double(a[i * k + $1]) * Double(b[$1 * n + j]) }
+                #expect(abs(Double(c[i * n + j]) - exact) < 1e-4, "C[\(i),\(j)] = \(c[i * n + j]), exact \(exact)")
+            }
+        }
+    }
+
+    @Test func emptyReductionClearsOrKeepsC() {
+        var c: [Float] = [1, 2, 3, 4]
+        let a: [Float] = [], b: [Float] = []
+        c.withUnsafeMutableBufferPointer { cp in
+            gemm(m: 2, n: 2, k: 0, a: a, lda: 1, transposeA: false, b: b, ldb: 2, transposeB: false,
+                 c: cp.baseAddress!, ldc: 2, accumulate: true)
+        }
+        #expect(c == [1, 2, 3, 4])
+        c.withUnsafeMutableBufferPointer { cp in
+            gemm(m: 2, n: 2, k: 0, a: a, lda: 1, transposeA: false, b: b, ldb: 2, transposeB: false,
+                 c: cp.baseAddress!, ldc: 2, accumulate: false)
+        }
+        #expect(c == [0, 0, 0, 0])
+    }
+}
+
+@Suite struct ElementwiseTests {
+    @Test func expMatchesDoubleWithinTwoUlp() {
+        var worst: (x: Float, ulps: Float) = (0, 0)
+        var x: Float = -87
+        while x < 88 {
+            let got = expf32(x)
+            let exact = Float(_exp(Double(x)))
+            let ulps = abs(got - exact) / exact.ulp
+            if ulps > worst.ulps { worst = (x, ulps) }
+            x += 0.0137
+        }
+        #expect(worst.ulps <= 2, "worst error \(worst.ulps) ulp at x = \(worst.x)")
+        #expect(expf32(0) == 1)
+        #expect(expf32(-200) == 0)
+        #expect(expf32(100) == .infinity)
+    }
+
+    @Test func softmaxRowsSumToOne() {
+        let x: [Float] = [1, 2, 3, -1000, 0, 1000]
+        var y = [Float](repeating: 0, count: 6)
+        y.withUnsafeMutableBufferPointer { softmaxRows(x, rows: 2, cols: 3, out: $0.baseAddress!) }
+        #expect(abs(y[0...2].reduce(0, +) - 1) < 1e-6)
+        #expect(y[3] == 0 && y[5] == 1)
+        #expect(abs(y[2] - 0.66524096) < 1e-6)
+    }
+}
+
+import Foundation
+/// exp in Double from Foundation, as the oracle.
+func _exp(_ x: Double) -> Double { Foundation.exp(x) }
