@@ -63,7 +63,9 @@ public func gemm(
     // Split the larger side into `workers` contiguous ranges of panels (never K).
     let splitColumns = colPanels >= rowPanels
     let panels = splitColumns ? colPanels : rowPanels
-    let workers = max(1, min(threads, panels, (m * n * k) / 32_768 + 1))
+    // NOTE: a worker needs about 1M multiply-adds to pay for waking a thread; below that,
+    // threads made small-batch latency both slower and 3x noisier on a 2-core runner.
+    let workers = max(1, min(threads, panels, (m * n * k) / 1_048_576 + 1))
     // Sendable wrappers for raw addresses (the ranges written by workers are disjoint).
     let aa = Int(bitPattern: a), bb = Int(bitPattern: b), cc = Int(bitPattern: c)
     let work: (Int) -> Void = { w in
