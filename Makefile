@@ -1,8 +1,9 @@
 # PruneCheck: the make targets are the interface (README, "Commands").
 SHELL := /bin/bash
 SWIFT ?= swift
-# One optimized, testable build serves the binary, the tests and the demo, so nothing is
-# compiled twice (numeric tests are far too slow in debug builds).
+# One optimized, testable build (with the test bundle: `swift test` plans the build that way,
+# and any other plan recompiles every module) serves the binary, the tests and the demo.
+# Numeric tests are far too slow in debug builds.
 BUILD_FLAGS := -c release -Xswiftc -enable-testing
 BIN := .build/release/prunecheck
 REPORTS := reports
@@ -22,11 +23,11 @@ setup:
 
 ## build: optimized build of the prunecheck binary (.build/release/prunecheck)
 build: setup
-	$(SWIFT) build $(BUILD_FLAGS)
+	$(SWIFT) build $(BUILD_FLAGS) --build-tests
 
 ## test: the whole test suite against the optimized build
 test: build
-	$(SWIFT) test $(BUILD_FLAGS) --disable-xctest
+	$(SWIFT) test $(BUILD_FLAGS) --skip-build --disable-xctest
 
 ## demo: run the check on the bundled examples against baselines/
 demo: build

@@ -16,9 +16,14 @@ struct BaselineGroup: ParsableCommand {
         func run() throws {
             let config = try options.load()
             let env = try RunEnvironment.gather(folder: folder(of: config.file))
+            // Run every model before writing anything: a bad input in the third model must not
+            // leave the first two baselines updated and the rest old.
+            var results: [(ModelSpec, ModelRunResult)] = []
             for spec in config.models {
                 note("recording \(spec.name)")
-                let result = try runModel(spec, log: note)
+                results.append((spec, try runModel(spec, log: note)))
+            }
+            for (spec, result) in results {
                 let path = config.baselinePath(for: spec.name)
                 let old = try? Baseline.read(path: path)
                 let baseline = Baseline(model: spec.name, recipeSHA256: spec.recipeSHA256, metrics: result.metrics,
