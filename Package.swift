@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "Reports", dependencies: ["Regression", "CLibXML2"], swiftSettings: [v5]),
         .target(
             name: "Configuration",
-            dependencies: ["Pruning", "Evaluation", "Regression", .product(name: "Yams", package: "Yams")],
+            dependencies: ["ModelIO", "Pruning", "Evaluation", "Regression", .product(name: "Yams", package: "Yams")],
             swiftSettings: [v5]),
         .executableTarget(
             name: "prunecheck",

@@ -1,5 +1,6 @@
 import Evaluation
 import Foundation
+import ModelIO
 import Pruning
 import Regression
 
@@ -31,27 +32,16 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 public struct DataSpec: Equatable, Sendable {
     /// Path of the `.npz`, as resolved against the config file's folder.
     public var file: String
-    public var train: SplitSourceSpec
-    public var eval: SplitSourceSpec
+    public var train: SplitSource
+    public var eval: SplitSource
     /// Inputs are multiplied by this before the model.
     public var scale: Double
 
-    public init(file: String, train: SplitSourceSpec, eval: SplitSourceSpec, scale: Double) {
+    public init(file: String, train: SplitSource, eval: SplitSource, scale: Double) {
         self.file = file
         self.train = train
         self.eval = eval
         self.scale = scale
-    }
-}
-
-/// Array names of one split.
-public struct SplitSourceSpec: Equatable, Sendable {
-    public var inputs: String
-    public var labels: String
-
-    public init(inputs: String, labels: String) {
-        self.inputs = inputs
-        self.labels = labels
     }
 }
 

@@ -1,5 +1,6 @@
 import Evaluation
 import Foundation
+import ModelIO
 import Pruning
 import Regression
 import Yams
@@ -224,11 +225,11 @@ struct Parser {
     func dataSpec(_ node: Node, _ key: String, resolve: (String) -> String) throws -> DataSpec {
         let m = try mapping(node, key, allowed: ["file", "train", "eval", "scale"])
         guard let f = m["file"] else { throw error(node, join(key, "file"), "is missing") }
-        func split(_ k: String) throws -> SplitSourceSpec {
+        func split(_ k: String) throws -> SplitSource {
             guard let n = m[k] else { throw error(node, join(key, k), "is missing; give [inputs, labels] array names") }
             let names = try sequence(n, join(key, k))
             guard names.count == 2 else { throw error(n, join(key, k), "expected [inputs, labels], found \(names.count) names") }
-            return SplitSourceSpec(inputs: try string(names[0], join(key, k) + "[0]"), labels: try string(names[1], join(key, k) + "[1]"))
+            return SplitSource(inputs: try string(names[0], join(key, k) + "[0]"), labels: try string(names[1], join(key, k) + "[1]"))
         }
         let scale = try m["scale"].map { try double($0, join(key, "scale")) } ?? 1
         return DataSpec(file: resolve(try string(f, join(key, "file"))), train: try split("train"), eval: try split("eval"), scale: scale)

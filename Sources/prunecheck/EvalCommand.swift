@@ -35,7 +35,7 @@ struct Eval: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         let m = try loadModel(path: model, architecture: architecture)
         let classes = try classCount(of: m, file: model)
-        let split = SplitSourceSpec(inputs: names[0], labels: names[1])
+        let split = SplitSource(inputs: names[0], labels: names[1])
         let eval = try loadSplit(DataSpec(file: data, train: split, eval: split, scale: scale), split, model: m, classes: classes)
         let scores = Evaluator.classify(model: m, data: eval, classes: classes, threads: threads)
         let metrics: [(String, Double)] = [

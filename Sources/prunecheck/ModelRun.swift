@@ -28,9 +28,9 @@ func classCount(of model: Sequential, file: String) throws -> Int {
 }
 
 /// Loads one split and checks that its examples fit the model's input.
-func loadSplit(_ data: DataSpec, _ split: SplitSourceSpec, model: Sequential, classes: Int) throws -> LabeledData {
+func loadSplit(_ data: DataSpec, _ split: SplitSource, model: Sequential, classes: Int) throws -> LabeledData {
     let loaded = try DataLoading.loadSplit(
-        path: data.file, split: SplitSource(inputs: split.inputs, labels: split.labels), scale: Float(data.scale), classes: classes)
+        path: data.file, split: split, scale: Float(data.scale), classes: classes)
     let rowShape = Array(loaded.inputs.shape.dropFirst())
     let want = model.inputShape
     guard rowShape.reduce(1, *) == want.reduce(1, *) else {
