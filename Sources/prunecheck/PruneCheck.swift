@@ -20,10 +20,7 @@ struct PruneCheck: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prunecheck",
         abstract: "Re-prunes, fine-tunes and evaluates models, and fails CI when they regress against their baselines.",
-        discussion: """
-            Exit codes: 0 no regression, 1 regression found, 2 usage, configuration or input error,
-            3 baseline missing or unreadable.
-            """,
+        discussion: "Exit codes: 0 no regression, 1 regression found, 2 usage, configuration or input error, 3 baseline missing or unreadable.",
         version: toolVersion,
         subcommands: [Check.self, BaselineGroup.self, Eval.self])
 
@@ -52,7 +49,9 @@ struct PruneCheck: ParsableCommand {
                 print(PruneCheck.fullMessage(for: error))
                 code = Exit.ok
             } else {
-                code = report(PruneCheck.fullMessage(for: error), Exit.inputError)
+                // The parser's message starts with its own "Error: ".
+                FileHandle.standardError.write(Data((PruneCheck.fullMessage(for: error) + "\n").utf8))
+                code = Exit.inputError
             }
         }
         Foundation.exit(code)

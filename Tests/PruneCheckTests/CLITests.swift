@@ -127,6 +127,13 @@ import Regression
         #expect(shapes.status == 2)
         #expect(shapes.stderr.contains("digits.npz"), "\(shapes.stderr)")
 
+        // Missing data file.
+        let noData = Self.config.replacingOccurrences(of: "examples/data/digits.npz", with: "examples/data/gone.npz")
+        try noData.write(toFile: "\(dir)/nodata.yml", atomically: true, encoding: .utf8)
+        let gone = try prunecheck(["check", "--config", "nodata.yml"], in: dir)
+        #expect(gone.status == 2)
+        #expect(gone.stderr.contains("gone.npz"), "\(gone.stderr)")
+
         // Corrupt baseline: exit 3.
         try "{ not json".write(toFile: baselinePath, atomically: true, encoding: .utf8)
         let corrupt = try prunecheck(["check"], in: dir)
