@@ -42,7 +42,6 @@ func loadSplit(_ data: DataSpec, _ split: SplitSource, model: Sequential, classe
 /// Everything one model's run produced.
 struct ModelRunResult {
     var metrics: [String: Double]
-    var denseAccuracy: Double
     var sparsity: SparsityReport
     var seconds: Double
 }
@@ -67,6 +66,7 @@ func runModel(_ spec: ModelSpec, log: @escaping (String) -> Void) throws -> Mode
     }
     let scores = Evaluator.classify(model: model, data: eval, classes: classes, threads: spec.threads)
     let sparsity = SparsityReport(model: model)
+    log("  \(spec.name): accuracy dense \(MetricCheck.format(dense.accuracy, MetricNames.accuracy)) -> pruned \(MetricCheck.format(scores.accuracy, MetricNames.accuracy)) at sparsity \(MetricCheck.format(sparsity.sparsity, MetricNames.sparsity))")
     let nonzero = model.parameters.reduce(0) { sum, p in sum + p.variable.value.scalars.reduce(0) { $0 + ($1 != 0 ? 1 : 0) } }
     var metrics: [String: Double] = [
         MetricNames.accuracy: scores.accuracy,
@@ -84,5 +84,5 @@ func runModel(_ spec: ModelSpec, log: @escaping (String) -> Void) throws -> Mode
         metrics[MetricNames.latency(90, batch: b)] = (l.p90 * 100).rounded() / 100
     }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    return ModelRunResult(metrics: metrics, denseAccuracy: dense.accuracy, sparsity: sparsity, seconds: seconds)
+    return ModelRunResult(metrics: metrics, sparsity: sparsity, seconds: seconds)
 }
