@@ -5,13 +5,13 @@ import ZIPFoundation
 public enum NPZ {
     /// The names of the arrays in the archive (member names without `.npy`), sorted.
     public static func keys(path: String) throws -> [String] {
-        try entries(path: path).keys.sorted()
+        try entries(of: open(path)).keys.sorted()
     }
 
     /// Reads the arrays named `names` (all when nil).
     public static func read(path: String, names: [String]? = nil, limits: IOLimits = .default) throws -> [String: NPYArray] {
-        let archiveEntries = try entries(path: path)
         let archive = try open(path)
+        let archiveEntries = entries(of: archive)
         var out: [String: NPYArray] = [:]
         var total = 0
         for name in names ?? archiveEntries.keys.sorted() {
@@ -57,8 +57,7 @@ public enum NPZ {
         }
     }
 
-    static func entries(path: String) throws -> [String: Entry] {
-        let archive = try open(path)
+    static func entries(of archive: Archive) -> [String: Entry] {
         var map: [String: Entry] = [:]
         for entry in archive where entry.type == .file {
             let name = entry.path.hasSuffix(".npy") ? String(entry.path.dropLast(4)) : entry.path
