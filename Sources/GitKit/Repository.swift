@@ -1,4 +1,7 @@
 import CLibGit2
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An error from libgit2, with its message and the operation that failed.
 public struct GitError: Error, CustomStringConvertible, Equatable {
@@ -9,7 +12,7 @@ public struct GitError: Error, CustomStringConvertible, Equatable {
 }
 
 /// Initializes libgit2 once per process (its own reference count makes repeats harmless).
-private let libgit2Initialized: Bool = {
+let libgit2Ready: Bool = {
     git_libgit2_init()
     return true
 }()
@@ -24,12 +27,12 @@ func check(_ code: Int32, _ operation: String) throws -> Int32 {
 
 /// A git repository opened through libgit2.
 public final class Repository {
-    private let handle: OpaquePointer
+    let handle: OpaquePointer
 
     /// Opens the repository that contains `path` (searching parent folders), or returns nil
     /// when `path` is not inside a git repository.
     public static func discover(containing path: String) throws -> Repository? {
-        _ = libgit2Initialized
+        _ = libgit2Ready
         var buf = git_buf()
         defer { git_buf_dispose(&buf) }
         let rc = git_repository_discover(&buf, path, 0, nil)

@@ -13,6 +13,9 @@ public struct MetricCheck: Equatable, Sendable {
         case info
         /// Not comparable: a timing whose baseline was measured on another machine.
         case skipped
+        /// Worse than the merge-base's baseline, but within the baseline this branch recorded:
+        /// an explicit, reviewable change of the accepted value.
+        case accepted
     }
 
     public var metric: String
@@ -20,6 +23,14 @@ public struct MetricCheck: Equatable, Sendable {
     public var baseline: Double?
     public var tolerance: Double?
     public var status: Status
+
+    public init(metric: String, current: Double, baseline: Double?, tolerance: Double?, status: Status) {
+        self.metric = metric
+        self.current = current
+        self.baseline = baseline
+        self.tolerance = tolerance
+        self.status = status
+    }
 
     /// Change from the baseline in the metric's units (nil without a baseline).
     public var delta: Double? { baseline.map { current - $0 } }
@@ -29,6 +40,9 @@ public struct MetricCheck: Equatable, Sendable {
         let rule = MetricRule.of(metric)
         let unit = MetricNames.unit(of: metric)
         let cur = MetricCheck.format(current, metric)
+        if status == .accepted, let baseline {
+            return "\(metric) \(cur)\(unit) is worse than the merge-base's baseline \(MetricCheck.format(baseline, metric))\(unit); accepted by this branch's new baseline"
+        }
         if status == .skipped {
             return "\(metric) \(cur)\(unit): not gated, the baseline was measured on another machine"
         }
@@ -102,36 +116,102 @@ public enum Comparison {
             return MetricCheck(metric: name, current: value, baseline: base, tolerance: tol, status: status)
         }
     }
+
+    /// Marks regressions against the merge-base's baseline that pass against the baseline the
+    /// branch itself recorded as `accepted`.
+    public static func accept(_ checks: [MetricCheck], branchBaseline: [String: Double], tolerances: Tolerances) -> [MetricCheck] {
+        checks.map { c in
+            guard c.status == .regressed, let own = branchBaseline[c.metric] else { return c }
+            let again = check(current: [c.metric: c.current], baseline: [c.metric: own], tolerances: tolerances)[0]
+            guard again.status != .regressed else { return c }
+            var accepted = c
+            accepted.status = .accepted
+            return accepted
+        }
+    }
+}
+
+/// A change the checked branch made to a baseline file (against the merge-base).
+public struct BaselineChange: Equatable, Sendable {
+    /// Metrics at the merge-base (empty when the file is new on this branch).
+    public var old: [String: Double]
+    /// Metrics on this branch.
+    public var new: [String: Double]
+    /// The commit that last changed the file on this branch; nil for uncommitted changes.
+    public var commit: String?
+    /// That commit's summary line.
+    public var summary: String?
+
+    public init(old: [String: Double], new: [String: Double], commit: String?, summary: String?) {
+        self.old = old
+        self.new = new
+        self.commit = commit
+        self.summary = summary
+    }
+
+    /// Metrics whose value differs, sorted by name.
+    public var changedMetrics: [String] {
+        Set(old.keys).union(new.keys).filter { old[$0] != new[$0] }.sorted()
+    }
+
+    /// "abc123def456 'Accept lower accuracy'" or "uncommitted changes".
+    public var origin: String {
+        guard let commit else { return "uncommitted changes" }
+        return "\(commit.prefix(12)) '\(summary ?? "")'"
+    }
 }
 
 /// Everything known about one model after a check.
-public struct ModelVerdict: Sendable {
+public struct ModelVerdict: Equatable, Sendable {
+    /// Position of the model in the configuration (reports keep this order, also after merging shards).
+    public var index: Int
     public var model: String
     public var baselineFile: String
     public var checks: [MetricCheck]
-    /// The baseline, or the reason it could not be used.
-    public var baseline: Result<Baseline, BaselineError>
+    /// Commit and tool version the baseline was recorded with.
+    public var baselineCommit: String?
+    public var baselineToolVersion: String?
+    /// Why the baseline could not be used, if it could not.
+    public var baselineProblem: BaselineError?
     /// Whether the recipe differs from the one the baseline was recorded with.
     public var recipeChanged: Bool
+    /// The branch's change to the baseline, when checking against a merge-base.
+    public var baselineChange: BaselineChange?
+    /// Why the model was not run (e.g. its inputs are unchanged), if it was not.
+    public var skipReason: String?
+    /// Whether the results came from the result cache.
+    public var cached: Bool
     /// Seconds spent pruning, fine-tuning and evaluating.
     public var seconds: Double
 
-    public init(model: String, baselineFile: String, checks: [MetricCheck], baseline: Result<Baseline, BaselineError>,
-                recipeChanged: Bool, seconds: Double) {
+    public init(index: Int, model: String, baselineFile: String, checks: [MetricCheck] = [], baselineCommit: String? = nil,
+                baselineToolVersion: String? = nil, baselineProblem: BaselineError? = nil, recipeChanged: Bool = false,
+                baselineChange: BaselineChange? = nil, skipReason: String? = nil, cached: Bool = false, seconds: Double = 0) {
+        self.index = index
         self.model = model
         self.baselineFile = baselineFile
         self.checks = checks
-        self.baseline = baseline
+        self.baselineCommit = baselineCommit
+        self.baselineToolVersion = baselineToolVersion
+        self.baselineProblem = baselineProblem
         self.recipeChanged = recipeChanged
+        self.baselineChange = baselineChange
+        self.skipReason = skipReason
+        self.cached = cached
         self.seconds = seconds
     }
 
     public var regressions: [MetricCheck] { checks.filter { $0.status == .regressed } }
-    public var baselineProblem: BaselineError? {
-        if case .failure(let e) = baseline { return e }
-        return nil
+    public var hasMissingBaseline: Bool {
+        skipReason == nil && (baselineProblem != nil || checks.contains { $0.status == .missingBaseline })
     }
-    public var hasMissingBaseline: Bool { baselineProblem != nil || checks.contains { $0.status == .missingBaseline } }
+
+    /// "pass", "regressed", "baseline_missing" or "skipped".
+    public var status: String {
+        if skipReason != nil { return "skipped" }
+        if hasMissingBaseline { return "baseline_missing" }
+        return regressions.isEmpty ? "pass" : "regressed"
+    }
 }
 
 /// The exit code a set of verdicts calls for: 3 when a baseline is missing or unreadable,

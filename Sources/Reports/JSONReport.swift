@@ -1,99 +1,187 @@
 import Foundation
 import Regression
 
-/// The machine-readable report (`--json`), schema `prunecheck-report/1`.
+/// The machine-readable report (`--json`), schema `prunecheck-report/1` (docs/report-schema.md).
+/// It holds everything the other reports are made from, so shards' reports can be merged.
 public enum JSONReport {
+    public static let schema = "prunecheck-report/1"
+
     public static func render(_ verdicts: [ModelVerdict], context: RunContext, exitCode: Int32) -> String {
         JSONValue.object([
-            ("schema", .string("prunecheck-report/1")),
+            ("schema", .string(schema)),
             ("tool_version", .string(context.toolVersion)),
             ("timestamp", .string(context.timestamp)),
+            ("hostname", .string(context.hostname)),
             ("git", .object([
-                ("commit", context.commit.map(JSONValue.string) ?? .null),
-                ("branch", context.branch.map(JSONValue.string) ?? .null),
+                ("commit", optional(context.commit)),
+                ("branch", optional(context.branch)),
                 ("dirty", .bool(context.dirty)),
+                ("base_revision", optional(context.baseRevision)),
+                ("merge_base", optional(context.mergeBase)),
             ])),
             ("machine", .object([
                 ("cpu", .string(context.machine.cpu)), ("arch", .string(context.machine.arch)),
                 ("cores", .number(Double(context.machine.cores))), ("os", .string(context.machine.os)),
             ])),
+            ("shard", optional(context.shard)),
             ("exit_code", .number(Double(exitCode))),
             ("models", .array(verdicts.map(model))),
         ]).rendered()
     }
 
+    static func optional(_ s: String?) -> JSONValue { s.map(JSONValue.string) ?? .null }
+
+    static func metricsObject(_ m: [String: Double]) -> JSONValue {
+        .object(m.keys.sorted().map { ($0, .number(m[$0]!)) })
+    }
+
     static func model(_ v: ModelVerdict) -> JSONValue {
-        var pairs: [(String, JSONValue)] = [
+        .object([
+            ("index", .number(Double(v.index))),
             ("name", .string(v.model)),
             ("baseline_file", .string(v.baselineFile)),
-            ("status", .string(v.hasMissingBaseline ? "baseline_missing" : v.regressions.isEmpty ? "pass" : "regressed")),
+            ("status", .string(v.status)),
             ("seconds", .number((v.seconds * 1000).rounded() / 1000)),
+            ("cached", .bool(v.cached)),
             ("recipe_changed", .bool(v.recipeChanged)),
-        ]
-        switch v.baseline {
-        case .success(let b):
-            pairs.append(("baseline_commit", b.recorded.commit.map(JSONValue.string) ?? .null))
-        case .failure(let e):
-            pairs.append(("baseline_error", .string(e.description)))
+            ("skip_reason", optional(v.skipReason)),
+            ("baseline_commit", optional(v.baselineCommit)),
+            ("baseline_tool_version", optional(v.baselineToolVersion)),
+            ("baseline_error", v.baselineProblem.map { .object([("file", .string($0.file)), ("problem", .string($0.problem))]) } ?? .null),
+            ("baseline_change", v.baselineChange.map { c in
+                .object([("commit", optional(c.commit)), ("summary", optional(c.summary)),
+                         ("old", metricsObject(c.old)), ("new", metricsObject(c.new))])
+            } ?? .null),
+            ("metrics", .array(v.checks.map { c in
+                .object([
+                    ("name", .string(c.metric)),
+                    ("current", .number(c.current)),
+                    ("baseline", c.baseline.map(JSONValue.number) ?? .null),
+                    ("delta", c.delta.map(JSONValue.number) ?? .null),
+                    ("tolerance", c.tolerance.map(JSONValue.number) ?? .null),
+                    ("status", .string(c.status.rawValue)),
+                    ("message", .string(c.message)),
+                ])
+            })),
+        ])
+    }
+
+    /// A report file that cannot be read back.
+    public struct ParseError: Error, CustomStringConvertible {
+        public let file: String
+        public let problem: String
+        public var description: String { "\(file): \(problem)" }
+    }
+
+    /// Reads a report back: its run context and verdicts.
+    public static func parse(_ bytes: [UInt8], file: String) throws -> (context: RunContext, verdicts: [ModelVerdict], exitCode: Int32) {
+        let json: JSONValue
+        do { json = try JSONValue.parse(bytes) } catch { throw ParseError(file: file, problem: "\(error)") }
+        guard json["schema"]?.string == schema else { throw ParseError(file: file, problem: "not a \(schema) report") }
+        func req<T>(_ v: T?, _ what: String) throws -> T {
+            guard let v else { throw ParseError(file: file, problem: "field '\(what)' is missing or has the wrong type") }
+            return v
         }
-        pairs.append(("metrics", .array(v.checks.map { c in
-            .object([
-                ("name", .string(c.metric)),
-                ("current", .number(c.current)),
-                ("baseline", c.baseline.map(JSONValue.number) ?? .null),
-                ("delta", c.delta.map(JSONValue.number) ?? .null),
-                ("tolerance", c.tolerance.map(JSONValue.number) ?? .null),
-                ("status", .string(c.status.rawValue)),
-                ("message", .string(c.message)),
-            ])
-        })))
-        return .object(pairs)
+        let git = json["git"], machine = json["machine"]
+        let context = RunContext(
+            commit: git?["commit"]?.string, branch: git?["branch"]?.string, dirty: git?["dirty"]?.bool ?? false,
+            toolVersion: try req(json["tool_version"]?.string, "tool_version"),
+            timestamp: try req(json["timestamp"]?.string, "timestamp"), hostname: json["hostname"]?.string ?? "",
+            machine: MachineDescription(cpu: machine?["cpu"]?.string ?? "unknown", arch: machine?["arch"]?.string ?? "unknown",
+                                        cores: Int(machine?["cores"]?.double ?? 0), os: machine?["os"]?.string ?? "unknown"),
+            baseRevision: git?["base_revision"]?.string, mergeBase: git?["merge_base"]?.string, shard: json["shard"]?.string)
+        guard case .array(let models)? = json["models"] else { throw ParseError(file: file, problem: "field 'models' is missing") }
+        func metrics(_ v: JSONValue?) -> [String: Double] {
+            guard case .object(let pairs)? = v else { return [:] }
+            var out: [String: Double] = [:]
+            for (k, x) in pairs { if let d = x.double { out[k] = d } }
+            return out
+        }
+        let verdicts = try models.enumerated().map { (i, m) -> ModelVerdict in
+            guard case .array(let checks)? = m["metrics"] else { throw ParseError(file: file, problem: "models[\(i)].metrics is missing") }
+            return ModelVerdict(
+                index: Int(try req(m["index"]?.double, "models[\(i)].index")),
+                model: try req(m["name"]?.string, "models[\(i)].name"),
+                baselineFile: try req(m["baseline_file"]?.string, "models[\(i)].baseline_file"),
+                checks: try checks.enumerated().map { (j, c) in
+                    guard let status = c["status"]?.string.flatMap(MetricCheck.Status.init(rawValue:)) else {
+                        throw ParseError(file: file, problem: "models[\(i)].metrics[\(j)].status is invalid")
+                    }
+                    return MetricCheck(metric: try req(c["name"]?.string, "models[\(i)].metrics[\(j)].name"),
+                                       current: try req(c["current"]?.double, "models[\(i)].metrics[\(j)].current"),
+                                       baseline: c["baseline"]?.double, tolerance: c["tolerance"]?.double, status: status)
+                },
+                baselineCommit: m["baseline_commit"]?.string, baselineToolVersion: m["baseline_tool_version"]?.string,
+                baselineProblem: m["baseline_error"]?["file"]?.string.map { BaselineError(file: $0, m["baseline_error"]?["problem"]?.string ?? "") },
+                recipeChanged: m["recipe_changed"]?.bool ?? false,
+                baselineChange: m["baseline_change"].flatMap { c -> BaselineChange? in
+                    guard case .object = c else { return nil }
+                    return BaselineChange(old: metrics(c["old"]), new: metrics(c["new"]), commit: c["commit"]?.string, summary: c["summary"]?.string)
+                },
+                skipReason: m["skip_reason"]?.string, cached: m["cached"]?.bool ?? false, seconds: m["seconds"]?.double ?? 0)
+        }
+        return (context, verdicts, Int32(json["exit_code"]?.double ?? 0))
     }
 }
 
 /// The plain-text table printed by `check`.
 public enum TextTable {
-    public static func render(_ verdicts: [ModelVerdict]) -> String {
+    /// `color` wraps verdicts in ANSI colors (for terminals only).
+    public static func render(_ verdicts: [ModelVerdict], color: Bool = false) -> String {
         var rows: [[String]] = [["model", "metric", "baseline", "now", "change", "tolerance", "verdict"]]
         for v in verdicts {
+            if let reason = v.skipReason {
+                rows.append([v.model, "-", "-", "-", "-", "-", "skipped: \(reason)"])
+                continue
+            }
             if let problem = v.baselineProblem {
                 rows.append([v.model, "-", "-", "-", "-", "-", "BASELINE MISSING: \(problem.problem)"])
                 continue
             }
             for c in v.checks {
                 let unit = MetricNames.unit(of: c.metric)
-                let rule = MetricRule.of(c.metric)
-                let tol: String = c.tolerance.map { t in
-                    rule.tolerance == .relative ? String(format: "%.0f%%", t * 100) : String(format: "%.4f", t)
-                } ?? "-"
                 rows.append([
                     v.model, c.metric,
-                    c.baseline.map { MetricCheckFormat.value($0, c.metric) + unit } ?? "-",
-                    MetricCheckFormat.value(c.current, c.metric) + unit,
-                    c.delta.map { MetricCheckFormat.change($0, c.baseline ?? 0, c.metric) } ?? "-",
-                    tol,
+                    c.baseline.map { MetricCheck.format($0, c.metric) + unit } ?? "-",
+                    MetricCheck.format(c.current, c.metric) + unit,
+                    c.delta.map { formatChange($0, c.baseline ?? 0, c.metric) } ?? "-",
+                    c.tolerance.map { formatTolerance($0, c.metric) } ?? "-",
                     c.status == .regressed ? "REGRESSED" : c.status.rawValue,
                 ])
             }
         }
         let widths = (0..<rows[0].count).map { col in rows.map { $0[col].count }.max() ?? 0 }
         return rows.map { row in
-            zip(row, widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }.joined(separator: "  ")
-                .trimmingTrailingSpaces()
+            zip(row, widths).enumerated().map { i, cell in
+                let padded = cell.0 + String(repeating: " ", count: cell.1 - cell.0.count)
+                return color && i == row.count - 1 ? colorize(padded) : padded
+            }.joined(separator: "  ").trimmingTrailingSpaces()
         }.joined(separator: "\n") + "\n"
+    }
+
+    static func colorize(_ verdict: String) -> String {
+        let code: String
+        switch verdict.split(separator: " ").first.map(String.init) ?? "" {
+        case "REGRESSED", "BASELINE": code = "31"
+        case "improved", "pass": code = "32"
+        case "accepted", "missing_baseline", "skipped:", "skipped": code = "33"
+        default: return verdict
+        }
+        return "\u{1B}[\(code)m\(verdict)\u{1B}[0m"
     }
 }
 
-enum MetricCheckFormat {
-    static func value(_ v: Double, _ metric: String) -> String { MetricCheck.format(v, metric) }
-
-    static func change(_ d: Double, _ base: Double, _ metric: String) -> String {
-        if MetricRule.of(metric).tolerance == .relative {
-            guard base != 0 else { return "-" }
-            return String(format: "%+.1f%%", d / base * 100)
-        }
-        return String(format: "%+.4f", d)
+/// "+1.2%" for relative metrics, "+0.0123" for absolute ones.
+func formatChange(_ d: Double, _ base: Double, _ metric: String) -> String {
+    if MetricRule.of(metric).tolerance == .relative {
+        guard base != 0 else { return "-" }
+        return String(format: "%+.1f%%", d / base * 100)
     }
+    return String(format: "%+.4f", d)
+}
+
+func formatTolerance(_ t: Double, _ metric: String) -> String {
+    MetricRule.of(metric).tolerance == .relative ? String(format: "%.0f%%", t * 100) : String(format: "%.4f", t)
 }
 
 extension String {

@@ -45,11 +45,15 @@ public enum JUnitReport {
                 ("tool_version", context.toolVersion),
                 ("machine", "\(context.machine.cpu), \(context.machine.cores) cores, \(context.machine.arch)"),
             ]
-            if case .success(let b) = verdict.baseline {
-                properties.append(("baseline_commit", b.recorded.commit ?? "none"))
-                properties.append(("baseline_tool_version", b.recorded.toolVersion))
+            if let base = context.baseRevision { properties.append(("base_revision", base)) }
+            if let mergeBase = context.mergeBase { properties.append(("merge_base", mergeBase)) }
+            if verdict.baselineProblem == nil && verdict.skipReason == nil {
+                properties.append(("baseline_commit", verdict.baselineCommit ?? "none"))
+                properties.append(("baseline_tool_version", verdict.baselineToolVersion ?? "unknown"))
             }
+            if let change = verdict.baselineChange { properties.append(("baseline_changed_by", change.origin)) }
             properties.append(("recipe_changed", verdict.recipeChanged ? "true" : "false"))
+            properties.append(("cached", verdict.cached ? "true" : "false"))
             for (name, value) in properties {
                 try writer.start("property")
                 try writer.attribute("name", name)
@@ -82,6 +86,11 @@ public enum JUnitReport {
                 }
                 try writer.end()
             }
+            if let change = verdict.baselineChange {
+                try writer.start("system-out")
+                try writer.text(describe(change, model: verdict.model))
+                try writer.end()
+            }
             try writer.end()
         }
         try writer.end()
@@ -98,6 +107,9 @@ public enum JUnitReport {
     }
 
     static func testcases(_ v: ModelVerdict) -> [Case] {
+        if let reason = v.skipReason {
+            return [Case(name: "check", kind: .skipped, message: reason, details: "", output: "")]
+        }
         if let problem = v.baselineProblem {
             return [Case(name: "baseline", kind: .error, message: problem.description,
                          details: "\(problem.description)\nRecord it with: prunecheck baseline update --only \(v.model)", output: "")]
@@ -163,4 +175,15 @@ final class XMLTextWriter {
         writer = nil
         return String(cString: xmlBufferContent(buffer))
     }
+}
+
+/// Lines describing a baseline change made by the checked branch.
+public func describe(_ change: BaselineChange, model: String) -> String {
+    var lines = ["Baseline of \(model) changed by this branch (\(change.origin)):"]
+    for m in change.changedMetrics {
+        let old = change.old[m].map { MetricCheck.format($0, m) } ?? "none"
+        let new = change.new[m].map { MetricCheck.format($0, m) } ?? "none"
+        lines.append("  \(m): \(old) -> \(new)")
+    }
+    return lines.joined(separator: "\n")
 }

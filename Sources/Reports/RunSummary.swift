@@ -11,9 +11,17 @@ public struct RunContext: Sendable {
     public var timestamp: String
     public var hostname: String
     public var machine: MachineDescription
+    /// The revision given with `--base`, and the merge-base the baselines were read at.
+    public var baseRevision: String?
+    public var mergeBase: String?
+    /// `i/n` when this run is one shard of a suite.
+    public var shard: String?
 
     public init(commit: String?, branch: String?, dirty: Bool, toolVersion: String, timestamp: String, hostname: String,
-                machine: MachineDescription) {
+                machine: MachineDescription, baseRevision: String? = nil, mergeBase: String? = nil, shard: String? = nil) {
+        self.baseRevision = baseRevision
+        self.mergeBase = mergeBase
+        self.shard = shard
         self.commit = commit
         self.branch = branch
         self.dirty = dirty
@@ -57,4 +65,31 @@ public func formatSeconds(_ s: Double) -> String {
     let ms = Int64((max(s, 0) * 1000).rounded())
     let frac = String(ms % 1000)
     return "\(ms / 1000).\(String(repeating: "0", count: 3 - frac.count))\(frac)"
+}
+
+/// Orders checks worst first: regressions, missing baselines, accepted changes, skipped,
+/// improvements, passes; within a status, the larger change relative to its tolerance first.
+public func worstFirst(_ items: [(model: String, check: MetricCheck)]) -> [(model: String, check: MetricCheck)] {
+    func rank(_ s: MetricCheck.Status) -> Int {
+        switch s {
+        case .regressed: return 0
+        case .missingBaseline: return 1
+        case .accepted: return 2
+        case .skipped: return 3
+        case .improved: return 4
+        case .pass: return 5
+        case .info: return 6
+        }
+    }
+    func severity(_ c: MetricCheck) -> Double {
+        guard let d = c.delta, let b = c.baseline else { return 0 }
+        let scale = MetricRule.of(c.metric).tolerance == .relative ? max(abs(b), 1e-12) : 1
+        return abs(d) / scale / max(c.tolerance ?? 0, 1e-9)
+    }
+    return items.enumerated().sorted { x, y in
+        let (a, b) = (x.element.check, y.element.check)
+        if rank(a.status) != rank(b.status) { return rank(a.status) < rank(b.status) }
+        if severity(a) != severity(b) { return severity(a) > severity(b) }
+        return x.offset < y.offset
+    }.map(\.element)
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Configuration
 import Foundation
+import GitKit
 import Regression
 
 struct BaselineGroup: ParsableCommand {
@@ -15,13 +16,15 @@ struct BaselineGroup: ParsableCommand {
 
         func run() throws {
             let config = try options.load()
-            let env = try RunEnvironment.gather(folder: folder(of: config.file))
+            let env = try RunEnvironment.gather(folder: folder(of: config.file),
+                                                repository: try Repository.discover(containing: folder(of: config.file)))
+            let progress = Progress()
             // Run every model before writing anything: a bad input in the third model must not
             // leave the first two baselines updated and the rest old.
             var results: [(ModelSpec, ModelRunResult)] = []
             for spec in config.models {
-                note("recording \(spec.name)")
-                results.append((spec, try runModel(spec, log: note)))
+                progress.line("recording \(spec.name)")
+                results.append((spec, try runModel(spec, progress: progress)))
             }
             for (spec, result) in results {
                 let path = config.baselinePath(for: spec.name)

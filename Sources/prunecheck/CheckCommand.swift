@@ -1,6 +1,7 @@
 import ArgumentParser
 import Configuration
 import Foundation
+import GitKit
 import Regression
 import Reports
 
@@ -13,8 +14,8 @@ struct ConfigOptions: ParsableArguments {
     var only: [String] = []
 
     /// The config with `--only` applied; an unknown name is an input error.
-    func load() throws -> CheckConfig {
-        var config = try CheckConfig.load(path: self.config)
+    func apply(_ loaded: CheckConfig) throws -> CheckConfig {
+        var config = loaded
         if !only.isEmpty {
             let names = Set(config.models.map(\.name))
             if let unknown = only.first(where: { !names.contains($0) }) {
@@ -24,65 +25,236 @@ struct ConfigOptions: ParsableArguments {
         }
         return config
     }
+
+    func load() throws -> CheckConfig { try apply(try CheckConfig.load(path: config)) }
+}
+
+/// Report destinations shared by `check` and `merge`.
+struct ReportOptions: ParsableArguments {
+    @Option(help: "Write a JUnit XML report here.")
+    var junit: String?
+
+    @Option(help: "Write a JSON report (schema prunecheck-report/1) here.")
+    var json: String?
+
+    @Option(help: "Write a Markdown summary here (also appended to $GITHUB_STEP_SUMMARY when set).")
+    var markdown: String?
+
+    /// Prints the table and writes every requested report; returns the exit code.
+    func emit(_ verdicts: [ModelVerdict], context: RunContext) throws -> Int32 {
+        let code = verdictExitCode(for: verdicts)
+        print(TextTable.render(verdicts, color: isatty(STDOUT_FILENO) == 1), terminator: "")
+        for v in verdicts where v.baselineChange != nil {
+            print(describe(v.baselineChange!, model: v.model))
+        }
+        if let junit {
+            try writeFileAtomically(try JUnitReport.render(verdicts, context: context), to: junit)
+            note("JUnit report: \(junit)")
+        }
+        if let json {
+            try writeFileAtomically(JSONReport.render(verdicts, context: context, exitCode: code), to: json)
+            note("JSON report: \(json)")
+        }
+        let environment = ProcessInfo.processInfo.environment
+        let markdownText = MarkdownReport.render(verdicts, context: context, exitCode: code)
+        if let markdown {
+            try writeFileAtomically(markdownText, to: markdown)
+            note("Markdown summary: \(markdown)")
+        }
+        if let summary = environment["GITHUB_STEP_SUMMARY"], !summary.isEmpty {
+            appendToFile(markdownText + "\n", path: summary)
+        }
+        if environment["GITHUB_ACTIONS"] == "true" {
+            GitHubAnnotations.render(verdicts).forEach { print($0) }
+        }
+        let regressed = verdicts.flatMap(\.regressions)
+        let skipped = verdicts.filter { $0.skipReason != nil }.count
+        let ran = verdicts.count - skipped
+        switch code {
+        case Exit.ok: print("prunecheck: no regression in \(ran) model(s)" + (skipped > 0 ? ", \(skipped) skipped" : ""))
+        case Exit.regression: print("prunecheck: \(regressed.count) regression(s): " + regressed.map(\.metric).joined(separator: ", "))
+        default: print("prunecheck: baseline missing or incomplete; record it with `prunecheck baseline update`")
+        }
+        return code
+    }
+}
+
+func appendToFile(_ text: String, path: String) {
+    guard let handle = FileHandle(forWritingAtPath: path) ?? {
+        FileManager.default.createFile(atPath: path, contents: nil)
+        return FileHandle(forWritingAtPath: path)
+    }() else {
+        note("warning: cannot append to \(path)")
+        return
+    }
+    handle.seekToEndOfFile()
+    handle.write(Data(text.utf8))
+    handle.closeFile()
 }
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Prune, fine-tune and evaluate every configured model and compare it with its baseline.",
-        discussion: "Exit codes: 0 no regression, 1 regression, 2 usage/config/input error, 3 baseline missing or unreadable.")
+        discussion: "Exit codes: 0 no regression, 1 regression, 2 usage/config/input error, 3 baseline missing or unreadable (or a shallow clone that does not reach the merge-base).")
 
     @OptionGroup var options: ConfigOptions
+    @OptionGroup var reports: ReportOptions
 
-    @Option(help: "Write a JUnit XML report here.")
-    var junit: String?
+    @Option(help: ArgumentHelp(
+        "Compare with the baselines at the merge-base of HEAD and this revision, read from git.",
+        discussion: "`auto` takes the branch from GITHUB_BASE_REF, CI_MERGE_REQUEST_TARGET_BRANCH_NAME or CHANGE_TARGET."))
+    var base: String?
 
-    @Option(help: "Write a JSON report here.")
-    var json: String?
+    @Flag(help: "Re-run only models whose inputs, recipe or settings differ from the base (HEAD without --base).")
+    var changedOnly = false
+
+    @Flag(help: "Check the staged content (the index) of models whose inputs are staged; for pre-commit hooks.")
+    var staged = false
+
+    @Flag(help: "Neither read nor write the result cache (.prunecheck/cache).")
+    var noCache = false
+
+    @Option(help: "Run shard i of n (e.g. 2/4): every n-th model, starting with the i-th.")
+    var shard: String?
 
     func run() throws {
-        let config = try options.load()
-        let env = try RunEnvironment.gather(folder: folder(of: config.file))
+        let shardSpec = try shard.map(parseShard)
+        let configFolder = folder(of: options.config)
+        let repository = try Repository.discover(containing: configFolder)
+        if staged && repository == nil { throw InputError("--staged needs a git repository") }
+        if staged && base != nil { throw InputError("--staged compares the index with HEAD; it cannot be combined with --base") }
+        let view = InputView(kind: staged ? .index : .workingTree, repository: repository)
+
+        // The configuration as the view has it (staged content for pre-commit).
+        let configText = try view.contents(options.config)
+        guard let configText else { throw ConfigError(file: options.config, line: nil, key: nil, "no such file; create one with `prunecheck init`") }
+        var config = try options.apply(try CheckConfig.parse(String(decoding: configText, as: UTF8.self), file: options.config))
+        let selection = try resolveBase(base, repository: repository, environment: ProcessInfo.processInfo.environment)
+        // Positions in the whole configuration: reports keep them, so merged shards sort back.
+        var positions = Array(config.models.indices)
+        if let shardSpec {
+            positions = positions.filter { $0 % shardSpec.count == shardSpec.index - 1 }
+            config.models = positions.map { config.models[$0] }
+        }
+
+        // Which models must run: with --changed-only or --staged, those whose inputs differ.
+        var reasons: [String: String] = [:]
+        if changedOnly || staged, let repository {
+            let reference = try selection?.mergeBase ?? repository.headCommit()
+            if let reference {
+                let baseConfig = try configurationAt(reference, path: options.config, repository: repository)
+                for spec in config.models {
+                    if try changeReason(spec, baseConfig: baseConfig, base: reference, repository: repository, view: view) == nil {
+                        reasons[spec.name] = "inputs, recipe and settings unchanged since \(reference.prefix(12))"
+                    }
+                }
+            }
+        }
+        if staged && reasons.count == config.models.count {
+            print("prunecheck: no staged change affects a model")
+            return
+        }
+
+        let env = try RunEnvironment.gather(folder: configFolder, repository: repository)
+        let cache = noCache ? nil : ResultCache(folder: cacheFolder(repository: repository, configFolder: configFolder))
+        let progress = Progress()
         var verdicts: [ModelVerdict] = []
-        for spec in config.models {
-            note("checking \(spec.name) (\(spec.recipe.method.rawValue), \(spec.recipe.scope.rawValue), sparsity \(spec.recipe.sparsity))")
+        for (index, spec) in config.models.enumerated() {
             let baselinePath = config.baselinePath(for: spec.name)
-            // Read the baseline first: a missing one is reported, but the model still runs.
-            let baseline = Result { try Baseline.read(path: baselinePath) }.mapError { $0 as! BaselineError }
-            let result = try runModel(spec, log: note)
-            let base = try? baseline.get()
-            let sameMachine = base.map { $0.recorded.machine.isSameMachine(as: env.machine) } ?? true
-            if !sameMachine {
-                note("  \(spec.name): the baseline was measured on another machine (\(base!.recorded.machine.cpu), \(base!.recorded.machine.cores) cores); latency is reported, not gated")
+            var verdict = ModelVerdict(index: positions[index], model: spec.name, baselineFile: relativeToCwd(baselinePath))
+            if let reason = reasons[spec.name] {
+                verdict.skipReason = reason
+                verdicts.append(verdict)
+                continue
             }
-            verdicts.append(ModelVerdict(
-                model: spec.name, baselineFile: relativeToCwd(baselinePath),
-                checks: Comparison.check(current: result.metrics, baseline: base?.metrics ?? [:], tolerances: spec.tolerances,
-                                         sameMachine: sameMachine),
-                baseline: baseline,
-                recipeChanged: (try? baseline.get()).map { $0.recipeSHA256 != spec.recipeSHA256 } ?? false,
-                seconds: result.seconds))
-            if verdicts.last!.recipeChanged {
-                note("  \(spec.name): the recipe differs from the one the baseline was recorded with")
+            progress.line("checking \(spec.name) (\(spec.recipe.method.rawValue), \(spec.recipe.scope.rawValue), sparsity \(spec.recipe.sparsity))")
+            let resolved = try resolveBaseline(path: baselinePath, selection: selection, repository: repository, view: view)
+            verdict.baselineChange = resolved.change
+
+            let local = try localized(spec, view: view)
+            let key = cache?.key(for: spec, files: inputFiles(of: local), machine: env.machine)
+            var metrics: [String: Double]
+            if let cache, let key, let hit = cache.lookup(key) {
+                metrics = hit
+                verdict.cached = true
+                progress.line("  \(spec.name): results from the cache (inputs unchanged; --no-cache to re-run)")
+            } else {
+                let result = try runModel(local, progress: progress)
+                metrics = result.metrics
+                verdict.seconds = result.seconds
+                if let cache, let key { cache.store(key, metrics: metrics) }
             }
+
+            switch resolved.used {
+            case .failure(let problem):
+                verdict.baselineProblem = problem
+                verdict.checks = Comparison.check(current: metrics, baseline: [:], tolerances: spec.tolerances)
+            case .success(let b):
+                let sameMachine = b.recorded.machine.isSameMachine(as: env.machine)
+                if !sameMachine {
+                    progress.line("  \(spec.name): the baseline was measured on another machine (\(b.recorded.machine.cpu), \(b.recorded.machine.cores) cores); latency is reported, not gated")
+                }
+                var checks = Comparison.check(current: metrics, baseline: b.metrics, tolerances: spec.tolerances, sameMachine: sameMachine)
+                if resolved.change != nil, let own = resolved.branch {
+                    checks = Comparison.accept(checks, branchBaseline: own.metrics, tolerances: spec.tolerances)
+                }
+                verdict.checks = checks
+                verdict.baselineCommit = b.recorded.commit
+                verdict.baselineToolVersion = b.recorded.toolVersion
+                verdict.recipeChanged = b.recipeSHA256 != spec.recipeSHA256
+                if verdict.recipeChanged { progress.line("  \(spec.name): the recipe differs from the one the baseline was recorded with") }
+            }
+            verdicts.append(verdict)
         }
-        let code = verdictExitCode(for: verdicts)
-        print(TextTable.render(verdicts), terminator: "")
-        if let junit {
-            try writeFileAtomically(try JUnitReport.render(verdicts, context: env.context), to: junit)
-            note("JUnit report: \(junit)")
-        }
-        if let json {
-            try writeFileAtomically(JSONReport.render(verdicts, context: env.context, exitCode: code), to: json)
-            note("JSON report: \(json)")
-        }
-        let regressed = verdicts.flatMap(\.regressions)
-        switch code {
-        case Exit.ok: print("prunecheck: no regression in \(verdicts.count) model(s)")
-        case Exit.regression: print("prunecheck: \(regressed.count) regression(s): " + regressed.map(\.metric).joined(separator: ", "))
-        default: print("prunecheck: baseline missing or incomplete; record it with `prunecheck baseline update`")
-        }
-        throw ExitCode(code)
+        var context = env.context
+        context.baseRevision = selection?.revision
+        context.mergeBase = selection?.mergeBase
+        context.shard = shard
+        throw ExitCode(try reports.emit(verdicts, context: context))
     }
+
+    /// The baseline to compare with, and the branch's own when it changed it.
+    struct ResolvedBaseline {
+        var used: Result<Baseline, BaselineError>
+        var branch: Baseline?
+        var change: BaselineChange?
+    }
+
+    func resolveBaseline(path: String, selection: BaseSelection?, repository: Repository?, view: InputView) throws -> ResolvedBaseline {
+        func parse(_ bytes: [UInt8]?, file: String) -> Result<Baseline, BaselineError> {
+            guard let bytes else {
+                return .failure(BaselineError(file: file, "baseline is missing; record it with `prunecheck baseline update`"))
+            }
+            return Result { try Baseline(data: Data(bytes), file: file) }.mapError { $0 as! BaselineError }
+        }
+        let own = parse(try view.contents(path), file: relativeToCwd(path))
+        guard let selection, let repository, let rel = repository.relativePath(path) else {
+            return ResolvedBaseline(used: own, branch: try? own.get(), change: nil)
+        }
+        let atBaseBytes = try repository.file(rel, at: selection.mergeBase)
+        let atBase = parse(atBaseBytes, file: "\(rel) at \(selection.mergeBase.prefix(12))")
+        let ownBytes = try view.contents(path)
+        guard ownBytes != atBaseBytes else { return ResolvedBaseline(used: atBase, branch: try? own.get(), change: nil) }
+        // The branch changed the baseline: find the commit that did (or say it is uncommitted).
+        var commit: String?, summary: String?
+        if let head = try repository.headCommit(), try repository.file(rel, at: head) == ownBytes {
+            if let last = try repository.history(of: rel, limit: 1).first {
+                commit = last.commit
+                summary = last.summary
+            }
+        }
+        let change = BaselineChange(old: (try? atBase.get())?.metrics ?? [:], new: (try? own.get())?.metrics ?? [:],
+                                    commit: commit, summary: summary)
+        // A model new on this branch has no baseline at the merge-base: its own one is used.
+        let used = atBaseBytes == nil ? own : atBase
+        return ResolvedBaseline(used: used, branch: try? own.get(), change: change)
+    }
+}
+
+/// `.prunecheck/cache` at the repository root, or beside the config outside git.
+func cacheFolder(repository: Repository?, configFolder: String) -> String {
+    let root = repository?.workingDirectory ?? (configFolder + "/")
+    return root + ".prunecheck/cache"
 }
 
 func folder(of file: String) -> String {

@@ -1,5 +1,6 @@
 import Configuration
 import Dispatch
+import Foundation
 import Evaluation
 import ModelIO
 import Pruning
@@ -46,9 +47,19 @@ struct ModelRunResult {
     var seconds: Double
 }
 
+/// `spec` with its input paths replaced by the local files `view` has for them.
+func localized(_ spec: ModelSpec, view: InputView) throws -> ModelSpec {
+    var s = spec
+    s.model = try view.localPath(spec.model)
+    s.architecture = try spec.architecture.map(view.localPath)
+    s.data.file = try view.localPath(spec.data.file)
+    return s
+}
+
 /// Prunes, fine-tunes and evaluates one configured model.
-func runModel(_ spec: ModelSpec, log: @escaping (String) -> Void) throws -> ModelRunResult {
+func runModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRunResult {
     let start = DispatchTime.now().uptimeNanoseconds
+    let started = Date()
     let model = try loadModel(path: spec.model, architecture: spec.architecture)
     let classes = try classCount(of: model, file: spec.model)
     let train = try loadSplit(spec.data, spec.data.train, model: model, classes: classes)
@@ -61,12 +72,13 @@ func runModel(_ spec: ModelSpec, log: @escaping (String) -> Void) throws -> Mode
     applyMasks(masks, to: model)
     if let finetune = recipe.finetune, finetune.epochs > 0 {
         FineTuning.run(model: model, masks: masks, data: train, settings: finetune, seed: spec.seed, threads: spec.threads) { e in
-            log("  \(spec.name): fine-tune epoch \(e.epoch)/\(finetune.epochs), mean loss \(String(format: "%.4f", e.meanLoss))")
+            progress.update("  \(spec.name) fine-tuning", done: e.epoch, total: finetune.epochs,
+                            detail: "epochs, loss \(String(format: "%.4f", e.meanLoss))", started: started)
         }
     }
     let scores = Evaluator.classify(model: model, data: eval, classes: classes, threads: spec.threads)
     let sparsity = SparsityReport(model: model)
-    log("  \(spec.name): accuracy dense \(MetricCheck.format(dense.accuracy, MetricNames.accuracy)) -> pruned \(MetricCheck.format(scores.accuracy, MetricNames.accuracy)) at sparsity \(MetricCheck.format(sparsity.sparsity, MetricNames.sparsity))")
+    progress.line("  \(spec.name): accuracy dense \(MetricCheck.format(dense.accuracy, MetricNames.accuracy)) -> pruned \(MetricCheck.format(scores.accuracy, MetricNames.accuracy)) at sparsity \(MetricCheck.format(sparsity.sparsity, MetricNames.sparsity))")
     let nonzero = model.parameters.reduce(0) { sum, p in sum + p.variable.value.scalars.reduce(0) { $0 + ($1 != 0 ? 1 : 0) } }
     var metrics: [String: Double] = [
         MetricNames.accuracy: scores.accuracy,

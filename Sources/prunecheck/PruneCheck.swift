@@ -4,6 +4,7 @@ import Foundation
 import GitKit
 import ModelIO
 import Regression
+import Reports
 
 let toolVersion = "0.1.0"
 
@@ -22,7 +23,7 @@ struct PruneCheck: ParsableCommand {
         abstract: "Re-prunes, fine-tunes and evaluates models, and fails CI when they regress against their baselines.",
         discussion: "Exit codes: 0 no regression, 1 regression found, 2 usage, configuration or input error, 3 baseline missing or unreadable.",
         version: toolVersion,
-        subcommands: [Check.self, BaselineGroup.self, Eval.self])
+        subcommands: [Check.self, BaselineGroup.self, Eval.self, Merge.self, History.self, HookGroup.self, Init.self])
 
     /// Runs the command and maps every error to a documented exit code with one clear message.
     static func main() {
@@ -41,6 +42,11 @@ struct PruneCheck: ParsableCommand {
             code = report(e.description, Exit.inputError)
         } catch let e as BaselineError {
             code = report(e.description, Exit.baselineError)
+        } catch let e as RevisionError {
+            // A shallow clone cannot tell the base: that is a baseline problem (3), not bad input.
+            if case .shallowHistory = e { code = report(e.description, Exit.baselineError) } else { code = report(e.description, Exit.inputError) }
+        } catch let e as JSONReport.ParseError {
+            code = report(e.description, Exit.inputError)
         } catch let e as GitError {
             code = report(e.description, Exit.inputError)
         } catch {

@@ -15,9 +15,9 @@ struct RunEnvironment {
 
     /// Reads git state through libgit2 for the repository containing `folder`; outside git
     /// it says so once on standard error and records no commit.
-    static func gather(folder: String) throws -> RunEnvironment {
+    static func gather(folder: String, repository: Repository?) throws -> RunEnvironment {
         var env = RunEnvironment(machine: machineDescription(), timestamp: utcTimestamp(), hostname: ProcessInfo.processInfo.hostName)
-        if let repo = try Repository.discover(containing: folder) {
+        if let repo = repository {
             env.inGit = true
             env.commit = try repo.headCommit()
             env.branch = try repo.currentBranch()

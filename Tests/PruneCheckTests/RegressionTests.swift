@@ -35,15 +35,26 @@ import Testing
 
     @Test func exitCodes() {
         func verdict(_ checks: [MetricCheck], missing: Bool = false) -> ModelVerdict {
-            ModelVerdict(model: "m", baselineFile: "baselines/m.json", checks: checks,
-                         baseline: missing ? .failure(BaselineError(file: "f", "missing")) : .success(Self.baseline),
-                         recipeChanged: false, seconds: 0)
+            ModelVerdict(index: 0, model: "m", baselineFile: "baselines/m.json", checks: checks,
+                         baselineProblem: missing ? BaselineError(file: "f", "missing") : nil)
         }
         let pass = MetricCheck(metric: "accuracy", current: 1, baseline: 1, tolerance: 0, status: .pass)
         let bad = MetricCheck(metric: "accuracy", current: 0, baseline: 1, tolerance: 0, status: .regressed)
         #expect(verdictExitCode(for: [verdict([pass])]) == 0)
         #expect(verdictExitCode(for: [verdict([pass]), verdict([bad])]) == 1)
         #expect(verdictExitCode(for: [verdict([bad]), verdict([], missing: true)]) == 3)
+        var skipped = verdict([], missing: true)
+        skipped.skipReason = "inputs unchanged"
+        #expect(verdictExitCode(for: [skipped]) == 0, "a skipped model needs no baseline")
+    }
+
+    @Test func branchBaselineAcceptsAnExplicitChangeOnly() {
+        let checks = Comparison.check(current: ["accuracy": 0.90, "f1_macro": 0.80], baseline: ["accuracy": 0.95, "f1_macro": 0.95],
+                                      tolerances: Tolerances(["accuracy": 0.005, "f1_macro": 0.01]))
+        let accepted = Comparison.accept(checks, branchBaseline: ["accuracy": 0.90, "f1_macro": 0.95],
+                                         tolerances: Tolerances(["accuracy": 0.005, "f1_macro": 0.01]))
+        #expect(accepted.map(\.status) == [.accepted, .regressed])
+        #expect(accepted[0].message.contains("accepted by this branch's new baseline"))
     }
 
     static let baseline = Baseline(

@@ -14,10 +14,14 @@ import Testing
             baseline: ["accuracy": 0.946, "f1_macro": 0.93, "latency_p50@b1": 10],
             tolerances: Tolerances(["accuracy": 0.005, "f1_macro": 0.01, "latency_p50": 0.25]))
         return [
-            ModelVerdict(model: "lenet\u{1B}[31m-red\u{01}", baselineFile: "baselines/lenet.json", checks: checks,
-                         baseline: .success(ComparisonTests.baseline), recipeChanged: true, seconds: 0.00001),
-            ModelVerdict(model: "other", baselineFile: "baselines/other.json", checks: [],
-                         baseline: .failure(BaselineError(file: "baselines/other.json", "baseline is missing")), recipeChanged: false, seconds: 2),
+            ModelVerdict(index: 0, model: "lenet\u{1B}[31m-red\u{01}", baselineFile: "baselines/lenet.json", checks: checks,
+                         baselineCommit: String(repeating: "a", count: 40), baselineToolVersion: "0.1.0", recipeChanged: true,
+                         baselineChange: BaselineChange(old: ["accuracy": 0.95], new: ["accuracy": 0.93], commit: String(repeating: "c", count: 40),
+                                                        summary: "Accept <lower> accuracy"),
+                         seconds: 0.00001),
+            ModelVerdict(index: 1, model: "other", baselineFile: "baselines/other.json",
+                         baselineProblem: BaselineError(file: "baselines/other.json", "baseline is missing"), seconds: 2),
+            ModelVerdict(index: 2, model: "same", baselineFile: "baselines/same.json", skipReason: "inputs unchanged since abc"),
         ]
     }
 
@@ -31,7 +35,9 @@ import Testing
         #expect(result.status == 0, "xmllint: \(result.stderr)\n\(xml)")
         #expect(xml.contains(#"<failure message="accuracy 0.9210 &lt; baseline 0.9460 - tolerance 0.0050" type="regression">"#))
         #expect(xml.contains(#"classname="prunecheck.lenet-red#x1""#))
-        #expect(xml.contains(#"<testsuites name="prunecheck" tests="4" failures="1" errors="1""#))
+        #expect(xml.contains(#"<testsuites name="prunecheck" tests="5" failures="1" errors="1""#))
+        #expect(xml.contains(#"<skipped message="inputs unchanged since abc"/>"#))
+        #expect(xml.contains("accuracy: 0.9500 -&gt; 0.9300"))
         #expect(xml.contains(#"time="0.000""#) && !xml.contains("e-05"))
         #expect(xml.contains(#"<property name="baseline_commit" value="aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"/>"#))
     }
@@ -52,8 +58,51 @@ import Testing
         guard case .array(let models)? = json["models"] else { Issue.record("no models"); return }
         #expect(models[0]["status"]?.string == "regressed")
         #expect(models[1]["status"]?.string == "baseline_missing")
+        #expect(models[2]["status"]?.string == "skipped")
         let table = TextTable.render(Self.verdicts())
         #expect(table.contains("REGRESSED"))
         #expect(table.contains("BASELINE MISSING"))
+    }
+}
+
+@Suite struct ReportRoundTripTests {
+    @Test func jsonReportReadsBackToTheSameVerdicts() throws {
+        let verdicts = JUnitTests.verdicts()
+        var context = JUnitTests.context
+        context.baseRevision = "main"
+        context.mergeBase = String(repeating: "d", count: 40)
+        let text = JSONReport.render(verdicts, context: context, exitCode: 3)
+        let back = try JSONReport.parse(Array(text.utf8), file: "r.json")
+        // Seconds are stored to the millisecond.
+        let rounded = verdicts.map { v -> ModelVerdict in
+            var r = v
+            r.seconds = (v.seconds * 1000).rounded() / 1000
+            return r
+        }
+        #expect(back.verdicts == rounded)
+        #expect(back.context.mergeBase == context.mergeBase)
+        #expect(back.exitCode == 3)
+        #expect(JSONReport.render(back.verdicts, context: back.context, exitCode: back.exitCode) == text)
+        #expect(throws: JSONReport.ParseError.self) { try JSONReport.parse(Array("{}".utf8), file: "x.json") }
+    }
+
+    @Test func markdownListsWorstFirstAndAnnotationsAreEscaped() {
+        let md = MarkdownReport.render(JUnitTests.verdicts(), context: JUnitTests.context, exitCode: 1)
+        let lines = md.split(separator: "\n").filter { $0.hasPrefix("| lenet") }
+        #expect(lines.first?.contains("| accuracy |") == true, "\(md)")
+        #expect(lines.first?.contains("❌ regressed") == true)
+        #expect(md.contains("### Baselines changed by this branch"))
+        #expect(md.contains("accuracy 0.9500 → 0.9300"))
+        #expect(md.contains("same: inputs unchanged since abc"))
+        let annotations = GitHubAnnotations.render(JUnitTests.verdicts())
+        #expect(annotations.count == 2)
+        #expect(annotations.allSatisfy { $0.hasPrefix("::error file=baselines/") })
+        #expect(annotations.contains { $0.contains("title=prunecheck lenet") && $0.contains("::accuracy 0.9210 < baseline 0.9460") })
+        #expect(GitHubAnnotations.escapeProperty("a:b,c%") == "a%3Ab%2Cc%25")
+        let many = (0..<15).map { i in
+            ModelVerdict(index: i, model: "m\(i)", baselineFile: "b/m\(i).json",
+                         checks: [MetricCheck(metric: "accuracy", current: 0.5, baseline: 0.9, tolerance: 0.01, status: .regressed)])
+        }
+        #expect(GitHubAnnotations.render(many).count == 10)
     }
 }

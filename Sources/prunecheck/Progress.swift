@@ -1,0 +1,40 @@
+import Foundation
+
+/// Progress on standard error: on a terminal, one line redrawn in place with a bar and an
+/// estimate of the time left; otherwise (CI logs) one plain line per step.
+final class Progress {
+    let interactive: Bool
+    private var lineOpen = false
+
+    init(interactive: Bool = isatty(STDERR_FILENO) == 1) {
+        self.interactive = interactive
+    }
+
+    /// Reports step `done` of `total` of `task`, `started` being the task's start time.
+    func update(_ task: String, done: Int, total: Int, detail: String, started: Date) {
+        if interactive {
+            let width = 24
+            let filled = total > 0 ? width * done / total : width
+            let elapsed = Date().timeIntervalSince(started)
+            let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
+            let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
+            write("\r\u{1B}[2K\(task) [\(bar)] \(done)/\(total) \(detail), about \(Int(eta.rounded()))s left")
+            lineOpen = true
+        } else {
+            write("\(task): \(done)/\(total) \(detail)\n")
+        }
+    }
+
+    /// A line of its own (ends an open progress line first).
+    func line(_ message: String) {
+        if lineOpen {
+            write("\r\u{1B}[2K")
+            lineOpen = false
+        }
+        write(message + "\n")
+    }
+
+    private func write(_ s: String) {
+        FileHandle.standardError.write(Data(s.utf8))
+    }
+}

@@ -1,0 +1,131 @@
+import Configuration
+import Foundation
+import GitKit
+import Regression
+
+/// Where the baselines of a check come from, and the merge-base when checking against one.
+struct BaseSelection {
+    /// The revision as the user (or the CI environment) named it.
+    var revision: String
+    /// The merge-base of HEAD and that revision.
+    var mergeBase: String
+}
+
+/// CI variables that name the branch a change merges into, in the order they are tried.
+let baseEnvironmentVariables = ["GITHUB_BASE_REF", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "CHANGE_TARGET"]
+
+/// Resolves `--base REV` (or `--base auto`, from the CI environment) to a merge-base with HEAD.
+/// Returns nil when there is nothing to resolve (no --base, `auto` outside a pull request, or
+/// no git repository, which is warned about).
+func resolveBase(_ option: String?, repository: Repository?, environment: [String: String]) throws -> BaseSelection? {
+    guard var revision = option else { return nil }
+    if revision == "auto" {
+        guard let name = baseEnvironmentVariables.lazy.compactMap({ environment[$0] }).first(where: { !$0.isEmpty }) else {
+            note("note: --base auto: none of \(baseEnvironmentVariables.joined(separator: ", ")) is set; using the working tree's baselines")
+            return nil
+        }
+        revision = name
+    }
+    guard let repository else {
+        note("warning: --base \(revision): not a git repository; using the working tree's baselines")
+        return nil
+    }
+    guard let head = try repository.headCommit() else { throw RevisionError.unknown("HEAD") }
+    // A branch name from CI usually exists only as a remote-tracking branch.
+    let commit: String
+    do {
+        commit = try repository.resolveCommit("origin/\(revision)")
+    } catch RevisionError.unknown {
+        commit = try repository.resolveCommit(revision)
+    } catch RevisionError.notACommit {
+        commit = try repository.resolveCommit(revision)
+    }
+    return BaseSelection(revision: revision, mergeBase: try repository.mergeBase(head, commit))
+}
+
+/// The files a check reads: the working tree, or the index (staged content) for pre-commit.
+final class InputView {
+    enum Kind { case workingTree, index }
+    let kind: Kind
+    let repository: Repository?
+    private var scratch: String?
+
+    init(kind: Kind, repository: Repository?) {
+        self.kind = kind
+        self.repository = repository
+    }
+
+    deinit {
+        if let scratch { try? FileManager.default.removeItem(atPath: scratch) }
+    }
+
+    /// The blob id of `path` as this view sees it (nil when absent).
+    func blobID(_ path: String) throws -> String? {
+        switch kind {
+        case .workingTree:
+            return gitBlobID(ofFile: path)
+        case .index:
+            guard let repository, let rel = repository.relativePath(path) else { return gitBlobID(ofFile: path) }
+            return try repository.stagedBlobID(rel)
+        }
+    }
+
+    /// A local file with the content this view has for `path`: the path itself, or a copy of
+    /// the staged blob when the index differs from the working tree.
+    func localPath(_ path: String) throws -> String {
+        guard kind == .index, let repository, let rel = repository.relativePath(path),
+              let staged = try repository.stagedBlobID(rel), staged != gitBlobID(ofFile: path) else { return path }
+        if scratch == nil {
+            let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("prunecheck-staged-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            scratch = dir
+        }
+        let copy = (scratch! as NSString).appendingPathComponent(rel.replacingOccurrences(of: "/", with: "__"))
+        try Data(try repository.blob(staged)).write(to: URL(fileURLWithPath: copy))
+        return copy
+    }
+
+    /// The bytes of `path` in this view, nil when absent.
+    func contents(_ path: String) throws -> [UInt8]? {
+        let local = try localPath(path)
+        return FileManager.default.contents(atPath: local).map { [UInt8]($0) }
+    }
+}
+
+/// The files a model's result depends on.
+func inputFiles(of spec: ModelSpec) -> [String] {
+    [spec.model] + (spec.architecture.map { [$0] } ?? []) + [spec.data.file]
+}
+
+/// Why `spec` must run again compared with commit `base`, or nil when its inputs, recipe and
+/// settings are the same there.
+func changeReason(_ spec: ModelSpec, baseConfig: CheckConfig?, base: String, repository: Repository, view: InputView) throws -> String? {
+    guard let baseConfig else { return "the configuration is new since \(base.prefix(12))" }
+    guard let old = baseConfig.models.first(where: { $0.name == spec.name }) else {
+        return "the model is new since \(base.prefix(12))"
+    }
+    var a = spec, b = old
+    a.line = nil
+    b.line = nil
+    if a != b { return "its recipe or settings changed since \(base.prefix(12))" }
+    for file in inputFiles(of: spec) {
+        guard let rel = repository.relativePath(file) else { return "\(file) is outside the repository" }
+        if try repository.blobID(rel, at: base) != view.blobID(file) { return "\(rel) changed since \(base.prefix(12))" }
+    }
+    return nil
+}
+
+/// The configuration as it is at `commit`, nil when the file does not exist there.
+func configurationAt(_ commit: String, path: String, repository: Repository) throws -> CheckConfig? {
+    guard let rel = repository.relativePath(path), let bytes = try repository.file(rel, at: commit) else { return nil }
+    return try CheckConfig.parse(String(decoding: bytes, as: UTF8.self), file: path)
+}
+
+/// Parses `i/n` (1 ≤ i ≤ n).
+func parseShard(_ text: String) throws -> (index: Int, count: Int) {
+    let parts = text.split(separator: "/")
+    guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, i >= 1, i <= n else {
+        throw InputError("--shard \(text): expected i/n with 1 ≤ i ≤ n, e.g. 1/4")
+    }
+    return (i, n)
+}
