@@ -66,9 +66,11 @@ struct Init: ParsableCommand {
             baselines: baselines
             defaults:
               seed: 0
-              threads: 2
+              threads: 1          # results do not depend on it; one thread keeps timings steadier
               latency: {batch_sizes: [1, 64], warmup: 10, min_runs: 30, max_seconds: 2}
-              tolerances: {accuracy: 0.005, f1_macro: 0.01, sparsity: 0.0, latency_p50: 0.25}
+              # Absolute drops for quality metrics; a relative rise for latency (0.5 = +50 %):
+              # single-run timings of small models move by tens of percent on shared CI runners.
+              tolerances: {accuracy: 0.005, f1_macro: 0.01, sparsity: 0.0, latency_p50: 0.5}
             models:
               - name: \(base)-magnitude50
                 model: \(rel(model))

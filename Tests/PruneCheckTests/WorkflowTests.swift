@@ -1,0 +1,323 @@
+import Foundation
+import Testing
+import Regression
+
+/// The git workflow end to end: the built binary in scratch repositories.
+@Suite(.serialized) struct WorkflowTests {
+    static let schema = "\(Repo.fixtures)/junit/xunit-plugin-junit-10.xsd"
+
+    /// Two models on the digits data; tolerances loose on latency (timings are not under test).
+    static func config(sparsityA: String = "0.5", sparsityB: String = "0.6") -> String {
+        let model = { (name: String, sparsity: String, scope: String) in
+            """
+              - name: \(name)
+                model: examples/models/mlp_digits.safetensors
+                architecture: examples/models/mlp_digits.json
+                data:
+                  file: examples/data/digits.npz
+                  train: [x_train, y_train]
+                  eval: [x_test, y_test]
+                prune:
+                  method: magnitude
+                  scope: \(scope)
+                  sparsity: \(sparsity)
+                  finetune: {epochs: 2, batch_size: 32, lr: 0.05, momentum: 0.9}
+
+            """
+        }
+        return """
+            version: 1
+            defaults:
+              threads: 2
+              latency: {batch_sizes: [1], warmup: 2, min_runs: 5, max_seconds: 0.1}
+              tolerances: {accuracy: 0.005, f1_macro: 0.01, sparsity: 0, latency_p50: 10.0}
+            models:
+
+            """ + model("digits-a", sparsityA, "global") + model("digits-b", sparsityB, "layer")
+    }
+
+    /// A repository on branch main with the config, the example files and recorded baselines.
+    static func makeRepository() throws -> String {
+        let dir = try scratchFolder("prunecheck-flow")
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: "\(dir)/examples/models", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: "\(dir)/examples/data", withIntermediateDirectories: true)
+        for f in ["examples/models/mlp_digits.safetensors", "examples/models/mlp_digits.json", "examples/data/digits.npz"] {
+            try fm.copyItem(atPath: Repo.path(f), toPath: "\(dir)/\(f)")
+        }
+        try config().write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        try git(["init", "-q"], in: dir)
+        let update = try prunecheck(["baseline", "update"], in: dir)
+        guard update.status == 0 else { throw TestFailure("baseline update failed: \(update.stderr)") }
+        try git(["add", "-A"], in: dir)
+        try git(["commit", "-qm", "Add models and baselines"], in: dir)
+        return dir
+    }
+
+    static func prunecheck(_ args: [String], in dir: String, environment extra: [String: String] = [:]) throws -> ProcessResult {
+        var env = ProcessInfo.processInfo.environment
+        for k in ["GITHUB_BASE_REF", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "CHANGE_TARGET", "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY"] {
+            env[k] = nil
+        }
+        env.merge(extra) { _, new in new }
+        return try run(Repo.binary, args, in: dir, environment: env)
+    }
+
+    func prunecheck(_ args: [String], in dir: String, environment: [String: String] = [:]) throws -> ProcessResult {
+        try Self.prunecheck(args, in: dir, environment: environment)
+    }
+
+    func write(_ text: String, _ path: String) throws { try text.write(toFile: path, atomically: true, encoding: .utf8) }
+
+    @Test func worseRecipeOnABranchFailsAgainstMainUntilItsBaselineIsChangedExplicitly() throws {
+        let dir = try Self.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let onMain = try prunecheck(["check", "--base", "main"], in: dir)
+        #expect(onMain.status == 0, "\(onMain.stdout)\(onMain.stderr)")
+
+        try git(["checkout", "-qb", "prune-harder"], in: dir)
+        try write(Self.config(sparsityA: "0.97"), "\(dir)/prunecheck.yml")
+        try git(["commit", "-qam", "Prune digits-a harder"], in: dir)
+        let worse = try prunecheck(["check", "--base", "main", "--junit", "r.xml", "--json", "r.json"], in: dir)
+        #expect(worse.status == 1, "\(worse.stdout)\(worse.stderr)")
+        #expect(worse.stdout.contains("REGRESSED"))
+        #expect(try xmllintValidate("\(dir)/r.xml", schema: Self.schema).status == 0)
+        let report = try JSONValue.parse(Array(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/r.json"))))
+        #expect(report["git"]?["merge_base"]?.string == (try git(["merge-base", "HEAD", "main"], in: dir)))
+        // The same branch without --base compares with its own (unchanged) baselines: also a failure.
+        #expect(try prunecheck(["check"], in: dir).status == 1)
+
+        // Lowering the baseline is explicit: uncommitted first, then committed with a message.
+        #expect(try prunecheck(["baseline", "update", "--only", "digits-a"], in: dir).status == 0)
+        let uncommitted = try prunecheck(["check", "--base", "main"], in: dir)
+        #expect(uncommitted.status == 0, "\(uncommitted.stdout)\(uncommitted.stderr)")
+        #expect(uncommitted.stdout.contains("uncommitted changes"))
+        try git(["commit", "-qam", "Accept the accuracy of 97% sparsity"], in: dir)
+        let accepted = try prunecheck(["check", "--base", "main", "--markdown", "m.md"], in: dir)
+        #expect(accepted.status == 0, "\(accepted.stdout)\(accepted.stderr)")
+        #expect(accepted.stdout.contains("accepted"))
+        #expect(accepted.stdout.contains("'Accept the accuracy of 97% sparsity'"))
+        let md = try String(contentsOfFile: "\(dir)/m.md", encoding: .utf8)
+        #expect(md.contains("### Baselines changed by this branch"))
+
+        // Main, checked against itself, still passes.
+        try git(["checkout", "-q", "main"], in: dir)
+        #expect(try prunecheck(["check", "--base", "main"], in: dir).status == 0)
+    }
+
+    @Test func baseFromTheCIEnvironmentAndBadRevisions() throws {
+        let dir = try Self.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try git(["checkout", "-qb", "feature"], in: dir)
+        try write(Self.config(sparsityA: "0.97"), "\(dir)/prunecheck.yml")
+        try git(["commit", "-qam", "Worse"], in: dir)
+        try git(["checkout", "-q", "--detach"], in: dir)  // CI checkouts are often detached
+        for variable in ["GITHUB_BASE_REF", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "CHANGE_TARGET"] {
+            let r = try prunecheck(["check", "--base", "auto", "--json", "r.json"], in: dir, environment: [variable: "main"])
+            #expect(r.status == 1, "\(variable): \(r.stderr)")
+            let report = try JSONValue.parse(Array(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/r.json"))))
+            #expect(report["git"]?["base_revision"]?.string == "main")
+        }
+        let none = try prunecheck(["check", "--base", "auto"], in: dir)
+        #expect(none.stderr.contains("none of GITHUB_BASE_REF"))
+        let unknown = try prunecheck(["check", "--base", "no-such-branch"], in: dir)
+        #expect(unknown.status == 2)
+        #expect(unknown.stderr.contains("unknown revision 'no-such-branch'"))
+        let tree = try prunecheck(["check", "--base", "HEAD^{tree}"], in: dir)
+        #expect(tree.status == 2)
+        #expect(tree.stderr.contains("is not a commit"))
+        #expect(try prunecheck(["check", "--shard", "3/2"], in: dir).status == 2)
+        #expect(try prunecheck(["check", "--shard", "x"], in: dir).status == 2)
+    }
+
+    @Test func shallowCloneThatMissesTheMergeBaseExitsThreeWithTheRemedy() throws {
+        let dir = try Self.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try git(["checkout", "-qb", "feature"], in: dir)
+        for i in 0..<2 {
+            try write("change \(i)\n", "\(dir)/notes.txt")
+            try git(["add", "notes.txt"], in: dir)
+            try git(["commit", "-qm", "Feature work \(i)"], in: dir)
+        }
+        let clone = try scratchFolder("prunecheck-shallow")
+        defer { try? FileManager.default.removeItem(atPath: clone) }
+        try git(["clone", "-q", "--depth", "1", "--branch", "feature", "file://\(dir)", clone], in: dir)
+        try git(["fetch", "-q", "--depth", "1", "origin", "main:refs/remotes/origin/main"], in: clone)
+        let r = try prunecheck(["check", "--base", "main"], in: clone)
+        #expect(r.status == 3, "\(r.stdout)\(r.stderr)")
+        #expect(r.stderr.contains("shallow clone"))
+        #expect(r.stderr.contains("fetch-depth: 0"))
+        try git(["fetch", "-q", "--unshallow"], in: clone)
+        #expect(try prunecheck(["check", "--base", "main"], in: clone).status == 0)
+    }
+
+    @Test func changedOnlyRunsJustTheModelsWhoseInputsChanged() throws {
+        let dir = try Self.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let nothing = try prunecheck(["check", "--changed-only", "--junit", "r.xml"], in: dir)
+        #expect(nothing.status == 0)
+        #expect(nothing.stdout.contains("2 skipped"))
+        #expect(try xmllintValidate("\(dir)/r.xml", schema: Self.schema).status == 0)
+
+        try write(Self.config(sparsityB: "0.65"), "\(dir)/prunecheck.yml")
+        let one = try prunecheck(["check", "--changed-only", "--json", "r.json"], in: dir)
+        let report = try JSONValue.parse(Array(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/r.json"))))
+        guard case .array(let models)? = report["models"] else { Issue.record("no models"); return }
+        #expect(models.map { $0["status"]?.string } == ["skipped", "regressed"] || models.map { $0["status"]?.string } == ["skipped", "pass"],
+                "\(one.stdout)")
+        #expect(models[0]["skip_reason"]?.string?.contains("unchanged") == true)
+
+        // A changed data file affects both models.
+        try write(Self.config(), "\(dir)/prunecheck.yml")
+        let data = "\(dir)/examples/data/digits.npz"
+        let original = try Data(contentsOf: URL(fileURLWithPath: data))
+        try git(["mv", "examples/data/digits.npz", "examples/data/tmp.npz"], in: dir)
+        try git(["mv", "examples/data/tmp.npz", "examples/data/digits.npz"], in: dir)
+        var changed = original
+        changed.append(0)  // trailing byte after the ZIP: another blob, same arrays
+        try changed.write(to: URL(fileURLWithPath: data))
+        let both = try prunecheck(["check", "--changed-only"], in: dir)
+        #expect(!both.stdout.contains("skipped"), "\(both.stdout)")
+    }
+
+    @Test func resultCacheMakesAnUnchangedCheckCheapAndSurvivesCorruption() throws {
+        let dir = try Self.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let first = try prunecheck(["check", "--json", "a.json"], in: dir)
+        #expect(first.status == 0)
+        let second = try prunecheck(["check", "--json", "b.json"], in: dir)
+        #expect(second.stderr.contains("results from the cache"))
+        let a = try JSONValue.parse(Array(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/a.json"))))
+        let b = try JSONValue.parse(Array(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/b.json"))))
+        #expect(a["models"]?.firstModelMetrics == b["models"]?.firstModelMetrics)
+        #expect(!(try git(["status", "--porcelain"], in: dir)).contains(".prunecheck"), "the cache must not show up in git status")
+        // Corrupt every entry: the next check ignores them and rebuilds.
+        let cache = "\(dir)/.prunecheck/cache"
+        for entry in try FileManager.default.contentsOfDirectory(atPath: cache) {
+            try write("{ torn", "\(cache)/\(entry)")
+        }
+        let third = try prunecheck(["check"], in: dir)
+        #expect(third.status == 0)
+        #expect(third.stderr.contains("ignoring a corrupt cache entry"))
+        #expect(try prunecheck(["check", "--no-cache"], in: dir).stderr.contains("results from the cache") == false)
+    }
+
+    @Test func shardsMergeIntoTheUnshardedReport() throws {
+        let dir = try Self.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The unsharded run fills the cache, so the shards see the same timings.
+        #expect(try prunecheck(["check", "--json", "all.json", "--junit", "all.xml"], in: dir).status == 0)
+        #expect(try prunecheck(["check", "--shard", "1/2", "--json", "s1.json"], in: dir).status == 0)
+        #expect(try prunecheck(["check", "--shard", "2/2", "--json", "s2.json"], in: dir).status == 0)
+        let merged = try prunecheck(["merge", "s2.json", "s1.json", "--json", "m.json", "--junit", "m.xml"], in: dir)
+        #expect(merged.status == 0, "\(merged.stderr)")
+        #expect(try xmllintValidate("\(dir)/m.xml", schema: Self.schema).status == 0)
+        func normalized(_ file: String) throws -> String {
+            try String(contentsOfFile: "\(dir)/\(file)", encoding: .utf8).split(separator: "\n")
+                .filter { !$0.contains("\"seconds\"") && !$0.contains("\"cached\"") && !$0.contains("\"timestamp\"") && !$0.contains("\"shard\"") }
+                .joined(separator: "\n")
+        }
+        #expect(try normalized("m.json") == normalized("all.json"))
+        #expect(try prunecheck(["merge", "s1.json", "s1.json"], in: dir).status == 2, "a model twice is refused")
+    }
+
+    @Test func preCommitHookBlocksAWorseStagedRecipeAndChainsTheExistingHook() throws {
+        let dir = try Self.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let hooks = "\(dir)/.git/hooks"
+        try write("#!/bin/sh\necho ran >> \"$(git rev-parse --show-toplevel)/previous-hook.log\"\n", "\(hooks)/pre-commit")
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: "\(hooks)/pre-commit")
+        #expect(try prunecheck(["hook", "install"], in: dir).status == 0)
+
+        try write("docs\n", "\(dir)/README.md")
+        try git(["add", "README.md"], in: dir)
+        try git(["commit", "-qm", "Unrelated change"], in: dir)
+        #expect(FileManager.default.fileExists(atPath: "\(dir)/previous-hook.log"), "the existing hook did not run")
+
+        // Stage a worse recipe, but leave the working tree good: the index is what is checked.
+        try write(Self.config(sparsityA: "0.97"), "\(dir)/prunecheck.yml")
+        try git(["add", "prunecheck.yml"], in: dir)
+        try write(Self.config(), "\(dir)/prunecheck.yml")
+        let head = try git(["rev-parse", "HEAD"], in: dir)
+        let blocked = try run("/usr/bin/env", ["git", "-c", "user.name=T", "-c", "user.email=t@example.invalid", "commit", "-qm", "Worse"], in: dir)
+        #expect(blocked.status != 0, "the hook let a regression through: \(blocked.stdout)")
+        #expect(try git(["rev-parse", "HEAD"], in: dir) == head)
+
+        #expect(try prunecheck(["hook", "uninstall"], in: dir).status == 0)
+        #expect(try String(contentsOfFile: "\(hooks)/pre-commit", encoding: .utf8).contains("previous-hook.log"))
+        #expect(try prunecheck(["hook", "uninstall"], in: dir).status == 2, "a hook that is not ours is left alone")
+        #expect(try String(contentsOfFile: "\(hooks)/pre-commit", encoding: .utf8).contains("previous-hook.log"))
+    }
+
+    @Test func hookRespectsCoreHooksPath() throws {
+        let dir = try Self.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try git(["config", "core.hooksPath", ".githooks"], in: dir)
+        #expect(try prunecheck(["hook", "install"], in: dir).status == 0)
+        #expect(FileManager.default.isExecutableFile(atPath: "\(dir)/.githooks/pre-commit"))
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/.git/hooks/pre-commit"))
+        #expect(try prunecheck(["hook", "uninstall"], in: dir).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/.githooks/pre-commit"))
+    }
+
+    @Test func historyTableAndChart() throws {
+        let dir = try Self.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try write(Self.config(sparsityA: "0.8"), "\(dir)/prunecheck.yml")
+        #expect(try prunecheck(["baseline", "update", "--only", "digits-a"], in: dir).status == 0)
+        try git(["commit", "-qam", "Prune to 80%"], in: dir)
+        let r = try prunecheck(["history", "digits-a", "--metric", "sparsity", "--svg", "h.svg"], in: dir)
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n")
+        #expect(lines.count == 3, "\(r.stdout)")
+        #expect(lines[1].contains("0.5000") && lines[1].contains("Add models and baselines"))
+        #expect(lines[2].contains("0.7998") && lines[2].contains("Prune to 80%"))  // 1894 of 2368 weights
+        #expect(try run("/usr/bin/env", ["xmllint", "--noout", "\(dir)/h.svg"]).status == 0)
+        #expect(try prunecheck(["history", "nope"], in: dir).status == 2)
+    }
+
+    @Test func githubActionsGetsAnnotationsAndAStepSummary() throws {
+        let dir = try Self.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try write(Self.config(sparsityA: "0.97"), "\(dir)/prunecheck.yml")
+        let summary = "\(dir)/summary.md"
+        try write("earlier step\n", summary)
+        let r = try prunecheck(["check"], in: dir, environment: ["GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": summary])
+        #expect(r.status == 1)
+        #expect(r.stdout.contains("::error file=baselines/digits-a.json,title=prunecheck digits-a%3A accuracy::accuracy"), "\(r.stdout)")
+        let text = try String(contentsOfFile: summary, encoding: .utf8)
+        #expect(text.hasPrefix("earlier step\n## ❌ PruneCheck"))
+    }
+
+    @Test func initWritesAWorkingStarterConfigAndNeverOverwrites() throws {
+        let dir = try Self.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.removeItem(atPath: "\(dir)/prunecheck.yml")
+        let args = ["init", "--model", "examples/models/mlp_digits.safetensors", "--data", "examples/data/digits.npz"]
+        let r = try prunecheck(args, in: dir)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("prunecheck baseline update"))
+        let text = try String(contentsOfFile: "\(dir)/prunecheck.yml", encoding: .utf8)
+        #expect(text.contains("train: [x_train, y_train]") && text.contains("eval: [x_test, y_test]"))
+        let again = try prunecheck(args, in: dir)
+        #expect(again.status == 2)
+        #expect(try String(contentsOfFile: "\(dir)/prunecheck.yml", encoding: .utf8) == text)
+        #expect(try prunecheck(["baseline", "update"], in: dir).status == 0)
+        // Timings may move between two runs; every deterministic metric must pass.
+        let check = try prunecheck(["check", "--json", "r.json"], in: dir)
+        #expect(check.status == 0 || check.status == 1, "\(check.stderr)")
+        let report = try JSONValue.parse(Array(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/r.json"))))
+        guard case .array(let metrics)? = report["models"]?.firstModelMetrics else { Issue.record("no metrics"); return }
+        for m in metrics where !(m["name"]?.string?.hasPrefix("latency") ?? true) {
+            #expect(m["status"]?.string == "pass" || m["status"]?.string == "info", "\(m["name"]?.string ?? "?")")
+        }
+    }
+}
+
+extension JSONValue {
+    /// The metrics array of the first model in a report's `models`.
+    var firstModelMetrics: JSONValue? {
+        guard case .array(let models) = self else { return nil }
+        return models.first?["metrics"]
+    }
+}
