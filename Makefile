@@ -32,8 +32,8 @@ test: build
 ## demo: run the check on the bundled examples against baselines/
 demo: build
 	@mkdir -p $(REPORTS)
-	$(BIN) check --junit $(REPORTS)/prunecheck.junit.xml --json $(REPORTS)/prunecheck.json
-	@echo "demo: JUnit report at $(REPORTS)/prunecheck.junit.xml, JSON report at $(REPORTS)/prunecheck.json"
+	$(BIN) check --base auto --junit $(REPORTS)/prunecheck.junit.xml --json $(REPORTS)/prunecheck.json --markdown $(REPORTS)/prunecheck.md
+	@echo "demo: JUnit report at $(REPORTS)/prunecheck.junit.xml (JSON: $(REPORTS)/prunecheck.json, Markdown: $(REPORTS)/prunecheck.md)"
 
 clean:
 	rm -rf .build $(REPORTS)
