@@ -154,6 +154,10 @@ import Regression
         #expect(update.stderr.contains("not in a git repository"))
         #expect(try Baseline.read(path: "\(dir)/baselines/digits-global80.json").recorded.commit == nil)
         #expect(try prunecheck(["check"], in: dir).status == 0)
+        let base = try prunecheck(["check", "--base", "main"], in: dir)
+        #expect(base.status == 0)
+        #expect(base.stderr.contains("not a git repository; using the working tree's baselines"))
+        #expect(try prunecheck(["hook", "install"], in: dir).status == 2)
     }
 
     @Test func evalPrintsTheDenseModelsMetrics() throws {
