@@ -30,7 +30,7 @@ let package = Package(
             dependencies: ["TensorEngine", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
             swiftSettings: [v5]),
         .target(name: "Pruning", dependencies: ["TensorEngine"], swiftSettings: numericFlags + [v5]),
-        .target(name: "Evaluation", dependencies: ["TensorEngine"], swiftSettings: numericFlags + [v5]),
+        .target(name: "Evaluation", dependencies: ["Kernels", "TensorEngine"], swiftSettings: numericFlags + [v5]),
         .target(name: "Regression", swiftSettings: [v5]),
         .systemLibrary(
             name: "CLibGit2", pkgConfig: "libgit2",

@@ -36,8 +36,11 @@ public struct DataSpec: Equatable, Sendable {
     public var eval: SplitSource
     /// Inputs are multiplied by this before the model.
     public var scale: Double
+    /// Further named eval sets in the same file, each gated under `<name>/<metric>`.
+    public var evalSets: [String: SplitSource]
 
-    public init(file: String, train: SplitSource, eval: SplitSource, scale: Double) {
+    public init(file: String, train: SplitSource, eval: SplitSource, scale: Double, evalSets: [String: SplitSource] = [:]) {
+        self.evalSets = evalSets
         self.file = file
         self.train = train
         self.eval = eval
@@ -57,6 +60,10 @@ public struct ModelSpec: Equatable, Sendable {
     public var threads: Int
     public var latency: LatencySettings
     public var tolerances: Tolerances
+    /// How latency is gated across machines.
+    public var latencyGate: LatencyGate
+    /// Stratified k-fold cross-validation of the recipe on the training data, nil for none.
+    public var cvFolds: Int?
     /// The line of the entry in the config, for messages.
     public var line: Int?
 
@@ -65,6 +72,16 @@ public struct ModelSpec: Equatable, Sendable {
     public var recipeSHA256: String {
         SHA256.hex(Array("\(recipe.canonicalDescription);seed=\(seed)".utf8))
     }
+}
+
+/// `latency_gate`: when timings are compared.
+public enum LatencyGate: String, CaseIterable, Sendable {
+    /// Only against a baseline from the same machine fingerprint; otherwise reported as skipped.
+    case sameMachine = "same-machine"
+    /// On another machine, compared after scaling by the ratio of calibration scores.
+    case normalized
+    /// Never gated, only reported.
+    case off
 }
 
 /// A parsed `prunecheck.yml` (version 1).

@@ -83,6 +83,7 @@ struct Defaults {
     var threads = 1
     var latency = LatencySettings()
     var tolerances = Tolerances()
+    var latencyGate = LatencyGate.sameMachine
 }
 
 /// Typed access to YAML nodes with errors that carry file, line and key.
@@ -151,8 +152,9 @@ struct Parser {
     }
 
     func defaults(_ node: Node, _ key: String, base: Defaults) throws -> Defaults {
-        let m = try mapping(node, key, allowed: ["seed", "threads", "latency", "tolerances"])
+        let m = try mapping(node, key, allowed: ["seed", "threads", "latency", "latency_gate", "tolerances"])
         var d = base
+        if let n = m["latency_gate"] { d.latencyGate = try choice(n, join(key, "latency_gate"), LatencyGate.self) }
         if let n = m["seed"] { d.seed = UInt64(try int(n, join(key, "seed"), min: 0)) }
         if let n = m["threads"] { d.threads = try int(n, join(key, "threads"), min: 1) }
         if let n = m["latency"] { d.latency = try latency(n, join(key, "latency"), base: d.latency) }
@@ -161,7 +163,7 @@ struct Parser {
     }
 
     func latency(_ node: Node, _ key: String, base: LatencySettings) throws -> LatencySettings {
-        let m = try mapping(node, key, allowed: ["batch_sizes", "warmup", "min_runs", "max_seconds"])
+        let m = try mapping(node, key, allowed: ["batch_sizes", "warmup", "min_runs", "max_seconds", "noise_floor_us"])
         var l = base
         if let n = m["batch_sizes"] {
             let k = join(key, "batch_sizes")
@@ -175,6 +177,10 @@ struct Parser {
             l.maxSeconds = try double(n, join(key, "max_seconds"))
             guard l.maxSeconds > 0 else { throw error(n, join(key, "max_seconds"), "must be positive") }
         }
+        if let n = m["noise_floor_us"] {
+            l.noiseFloorMicroseconds = try double(n, join(key, "noise_floor_us"))
+            guard l.noiseFloorMicroseconds >= 0 else { throw error(n, join(key, "noise_floor_us"), "cannot be negative") }
+        }
         return l
     }
 
@@ -184,7 +190,7 @@ struct Parser {
         for (k, v) in m {
             let name = try string(k, key)
             guard MetricNames.isKnown(name) else {
-                throw error(k, join(key, name), "unknown metric; known: \(MetricNames.tolerable.sorted().joined(separator: ", ")) (latency ones also as name@bN)")
+                throw error(k, join(key, name), "unknown metric; known: \(MetricNames.knownDescription)")
             }
             let t = try double(v, join(key, name))
             guard t >= 0 else { throw error(v, join(key, name), "a tolerance cannot be negative") }
@@ -194,7 +200,8 @@ struct Parser {
     }
 
     func model(_ node: Node, _ key: String, defaults: Defaults, resolve: (String) -> String) throws -> ModelSpec {
-        let m = try mapping(node, key, allowed: ["name", "model", "architecture", "data", "prune", "seed", "threads", "latency", "tolerances"])
+        let m = try mapping(node, key, allowed: ["name", "model", "architecture", "data", "prune", "seed", "threads", "latency",
+                                                 "latency_gate", "tolerances", "cv"])
         func required(_ k: String) throws -> Node {
             guard let n = m[k] else { throw error(node, join(key, k), "is missing") }
             return n
@@ -215,15 +222,28 @@ struct Parser {
         if let n = m["latency"] { latency = try self.latency(n, join(key, "latency"), base: latency) }
         var tolerances = defaults.tolerances
         if let n = m["tolerances"] { tolerances = tolerances.merging(try self.tolerances(n, join(key, "tolerances"))) }
+        var cvFolds: Int?
+        if let n = m["cv"] {
+            let cm = try mapping(n, join(key, "cv"), allowed: ["folds"])
+            guard let f = cm["folds"] else { throw error(n, join(key, "cv.folds"), "is missing; e.g. cv: {folds: 5}") }
+            cvFolds = try int(f, join(key, "cv.folds"), min: 2)
+        }
+        for name in tolerances.values.keys {
+            if let set = MetricNames.evalSet(of: name), data.evalSets[set] == nil {
+                throw error(m["tolerances"] ?? node, join(key, "tolerances.\(name)"), "no eval set '\(set)' in data.eval_sets")
+            }
+        }
         return ModelSpec(
             name: name, model: resolve(modelPath), architecture: architecture.map(resolve), data: data, recipe: recipe,
             seed: try m["seed"].map { UInt64(try int($0, join(key, "seed"), min: 0)) } ?? defaults.seed,
             threads: try m["threads"].map { try int($0, join(key, "threads"), min: 1) } ?? defaults.threads,
-            latency: latency, tolerances: tolerances, line: node.mark?.line)
+            latency: latency, tolerances: tolerances,
+            latencyGate: try m["latency_gate"].map { try choice($0, join(key, "latency_gate"), LatencyGate.self) } ?? defaults.latencyGate,
+            cvFolds: cvFolds, line: node.mark?.line)
     }
 
     func dataSpec(_ node: Node, _ key: String, resolve: (String) -> String) throws -> DataSpec {
-        let m = try mapping(node, key, allowed: ["file", "train", "eval", "scale"])
+        let m = try mapping(node, key, allowed: ["file", "train", "eval", "eval_sets", "scale"])
         guard let f = m["file"] else { throw error(node, join(key, "file"), "is missing") }
         func split(_ k: String) throws -> SplitSource {
             guard let n = m[k] else { throw error(node, join(key, k), "is missing; give [inputs, labels] array names") }
@@ -232,7 +252,22 @@ struct Parser {
             return SplitSource(inputs: try string(names[0], join(key, k) + "[0]"), labels: try string(names[1], join(key, k) + "[1]"))
         }
         let scale = try m["scale"].map { try double($0, join(key, "scale")) } ?? 1
-        return DataSpec(file: resolve(try string(f, join(key, "file"))), train: try split("train"), eval: try split("eval"), scale: scale)
+        var evalSets: [String: SplitSource] = [:]
+        if let n = m["eval_sets"] {
+            guard case .mapping(let sets) = n else { throw error(n, join(key, "eval_sets"), "expected a mapping of name: [inputs, labels]") }
+            for (k, v) in sets {
+                let name = try string(k, join(key, "eval_sets"))
+                guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
+                    throw error(k, join(key, "eval_sets.\(name)"), "eval set names use letters, digits, '_' and '-'")
+                }
+                let names = try sequence(v, join(key, "eval_sets.\(name)"))
+                guard names.count == 2 else { throw error(v, join(key, "eval_sets.\(name)"), "expected [inputs, labels]") }
+                evalSets[name] = SplitSource(inputs: try string(names[0], join(key, "eval_sets.\(name)[0]")),
+                                             labels: try string(names[1], join(key, "eval_sets.\(name)[1]")))
+            }
+        }
+        return DataSpec(file: resolve(try string(f, join(key, "file"))), train: try split("train"), eval: try split("eval"), scale: scale,
+                        evalSets: evalSets)
     }
 
     func prune(_ node: Node, _ key: String) throws -> PruneRecipe {

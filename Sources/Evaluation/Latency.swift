@@ -1,4 +1,5 @@
 import Dispatch
+import Kernels
 import TensorEngine
 
 /// How latency is measured (`latency:` in `prunecheck.yml`).
@@ -10,8 +11,12 @@ public struct LatencySettings: Equatable, Sendable {
     public var minRuns: Int
     /// Cap on the time spent measuring one batch size.
     public var maxSeconds: Double
+    /// A slowdown smaller than this many microseconds is never a regression: between two
+    /// processes on a shared CI runner, a model of a few microseconds moves by about that much.
+    public var noiseFloorMicroseconds: Double
 
-    public init(batchSizes: [Int] = [1], warmup: Int = 10, minRuns: Int = 30, maxSeconds: Double = 2) {
+    public init(batchSizes: [Int] = [1], warmup: Int = 10, minRuns: Int = 30, maxSeconds: Double = 2, noiseFloorMicroseconds: Double = 10) {
+        self.noiseFloorMicroseconds = noiseFloorMicroseconds
         self.batchSizes = batchSizes
         self.warmup = warmup
         self.minRuns = minRuns
@@ -24,13 +29,20 @@ public struct LatencyResult: Equatable, Sendable {
     public var batchSize: Int
     public var p50: Double
     public var p90: Double
+    public var p99: Double
+    /// Median absolute deviation from the median.
+    public var mad: Double
     public var runs: Int
+    /// Every timed run, in the order measured.
+    public var samples: [Double]
 }
 
 public enum LatencyHarness {
     /// Times single forward passes of `model` on `input` `(B, …)`: `warmup` untimed runs, then
-    /// timed runs until there are `minRuns` samples and either `maxSeconds` have passed or there
-    /// are 20 × `minRuns` samples; `maxSeconds` also stops a slow model early (after 5 runs).
+    /// timed runs until there are `minRuns` samples and the 95 % confidence interval of the
+    /// median (order statistics n/2 ± 0.98·√n) is within ±1 % of it, or `maxSeconds` have
+    /// passed, or there are 100 × `minRuns` samples. `maxSeconds` also stops a slow model early
+    /// (after 5 runs).
     public static func measure(model: Sequential, input: Tensor, settings: LatencySettings, threads: Int) -> LatencyResult {
         let batch = input.shape[0]
         for _ in 0..<settings.warmup { _ = model.predict(input, threads: threads) }
@@ -43,11 +55,29 @@ public enum LatencyHarness {
             let t1 = DispatchTime.now().uptimeNanoseconds
             samples.append(Double(t1 - t0) / 1000)
             let elapsed = t1 - start
-            if samples.count >= settings.minRuns && (elapsed >= cap || samples.count >= 20 * settings.minRuns) { break }
             if elapsed >= cap && samples.count >= 5 { break }
+            if samples.count >= 100 * settings.minRuns { break }
+            if samples.count >= settings.minRuns && samples.count % 10 == 0 && medianIsTight(samples.sorted()) { break }
         }
-        samples.sort()
-        return LatencyResult(batchSize: batch, p50: percentile(samples, 0.5), p90: percentile(samples, 0.9), runs: samples.count)
+        return summarize(samples, batchSize: batch)
+    }
+
+    /// p50, p90, p99 and MAD of raw samples.
+    public static func summarize(_ samples: [Double], batchSize: Int) -> LatencyResult {
+        let sorted = samples.sorted()
+        let median = percentile(sorted, 0.5)
+        let deviations = sorted.map { abs($0 - median) }.sorted()
+        return LatencyResult(batchSize: batchSize, p50: median, p90: percentile(sorted, 0.9), p99: percentile(sorted, 0.99),
+                             mad: percentile(deviations, 0.5), runs: samples.count, samples: samples)
+    }
+
+    /// Whether the distribution-free 95 % interval of the median is within ±1 % of it.
+    static func medianIsTight(_ sorted: [Double]) -> Bool {
+        let n = Double(sorted.count)
+        let lo = Int((n / 2 - 0.98 * n.squareRoot()).rounded(.down)), hi = Int((n / 2 + 0.98 * n.squareRoot()).rounded(.up))
+        guard lo >= 0, hi < sorted.count else { return false }
+        let median = percentile(sorted, 0.5)
+        return (sorted[hi] - sorted[lo]) / 2 <= 0.01 * median
     }
 
     /// The q-quantile of sorted values, with linear interpolation (NumPy's default).
@@ -56,5 +86,26 @@ public enum LatencyHarness {
         let pos = q * Double(sorted.count - 1)
         let lo = Int(pos.rounded(.down)), hi = min(lo + 1, sorted.count - 1)
         return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - Double(lo))
+    }
+}
+
+/// A fixed reference workload whose speed describes the machine, measured in the process that
+/// also measures latency: a single-threaded 256×256×256 GEMM, best of 7, in GFLOP/s. Latencies
+/// from two machines are compared after scaling by the ratio of their scores.
+public enum Calibration {
+    public static func score() -> Double {
+        let n = 256
+        let a = [Float](repeating: 0.5, count: n * n), b = [Float](repeating: 0.25, count: n * n)
+        var c = [Float](repeating: 0, count: n * n)
+        var best = UInt64.max
+        for _ in 0..<7 {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            c.withUnsafeMutableBufferPointer { cp in
+                gemm(m: n, n: n, k: n, a: a, lda: n, transposeA: false, b: b, ldb: n, transposeB: false,
+                     c: cp.baseAddress!, ldc: n, accumulate: false, threads: 1)
+            }
+            best = min(best, DispatchTime.now().uptimeNanoseconds - t0)
+        }
+        return 2 * Double(n * n * n) / Double(max(best, 1))
     }
 }

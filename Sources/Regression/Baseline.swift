@@ -11,8 +11,12 @@ public struct RecordingContext: Equatable, Sendable {
     public var toolVersion: String
     public var machine: MachineDescription
     public var threads: Int
+    /// GFLOP/s of the fixed reference workload, measured in the same process (nil if unknown).
+    public var calibration: Double?
 
-    public init(commit: String?, branch: String?, dirty: Bool, toolVersion: String, machine: MachineDescription, threads: Int) {
+    public init(commit: String?, branch: String?, dirty: Bool, toolVersion: String, machine: MachineDescription, threads: Int,
+                calibration: Double? = nil) {
+        self.calibration = calibration
         self.commit = commit
         self.branch = branch
         self.dirty = dirty
@@ -28,13 +32,18 @@ public struct MachineDescription: Equatable, Sendable {
     public var arch: String
     public var cores: Int
     public var os: String
+    /// The widest vector instruction set in use: `avx512`, `avx2`, `neon`, …
+    public var isa: String
 
-    /// Whether timings from `other` can be compared with timings from this machine.
+    /// Whether timings from `other` can be compared with timings from this machine (same CPU
+    /// model, cores, architecture, OS and instruction set; an unknown ISA is not held against it).
     public func isSameMachine(as other: MachineDescription) -> Bool {
         cpu == other.cpu && arch == other.arch && cores == other.cores && os == other.os
+            && (isa == other.isa || isa == "unknown" || other.isa == "unknown")
     }
 
-    public init(cpu: String, arch: String, cores: Int, os: String) {
+    public init(cpu: String, arch: String, cores: Int, os: String, isa: String = "unknown") {
+        self.isa = isa
         self.cpu = cpu
         self.arch = arch
         self.cores = cores
@@ -61,8 +70,15 @@ public struct Baseline: Equatable, Sendable {
     public var recipeSHA256: String
     public var metrics: [String: Double]
     public var recorded: RecordingContext
+    /// 50 evenly spaced quantiles of each batch size's latency samples (µs), for the rank test.
+    public var latencySamples: [Int: [Double]]
+    /// Per-example correctness on the eval set, for McNemar's test.
+    public var evalCorrect: [Bool]?
 
-    public init(model: String, recipeSHA256: String, metrics: [String: Double], recorded: RecordingContext) {
+    public init(model: String, recipeSHA256: String, metrics: [String: Double], recorded: RecordingContext,
+                latencySamples: [Int: [Double]] = [:], evalCorrect: [Bool]? = nil) {
+        self.latencySamples = latencySamples
+        self.evalCorrect = evalCorrect
         self.model = model
         self.recipeSHA256 = recipeSHA256
         self.metrics = metrics
@@ -82,12 +98,22 @@ public struct Baseline: Equatable, Sendable {
                 ("dirty", .bool(recorded.dirty)),
                 ("tool_version", .string(recorded.toolVersion)),
                 ("threads", .number(Double(recorded.threads))),
+                ("calibration_gflops", recorded.calibration.map(JSONValue.number) ?? .null),
                 ("machine", .object([
                     ("cpu", .string(recorded.machine.cpu)),
                     ("arch", .string(recorded.machine.arch)),
                     ("cores", .number(Double(recorded.machine.cores))),
                     ("os", .string(recorded.machine.os)),
+                    ("isa", .string(recorded.machine.isa)),
                 ])),
+            ])),
+            ("evidence", .object([
+                ("eval_correct", evalCorrect.map { c in
+                    .object([("n", .number(Double(c.count))), ("bits", .string(CorrectnessBits.encode(c)))])
+                } ?? .null),
+                ("latency_quantiles_us", .object(latencySamples.keys.sorted().map { b in
+                    ("b\(b)", .array(latencySamples[b]!.map { .number(($0 * 100).rounded() / 100) }))
+                })),
             ])),
         ])
     }
@@ -119,8 +145,24 @@ public struct Baseline: Equatable, Sendable {
                 commit: r?["commit"]?.string, branch: r?["branch"]?.string, dirty: r?["dirty"]?.bool ?? false,
                 toolVersion: r?["tool_version"]?.string ?? "unknown",
                 machine: MachineDescription(cpu: m?["cpu"]?.string ?? "unknown", arch: m?["arch"]?.string ?? "unknown",
-                                            cores: Int(m?["cores"]?.double ?? 0), os: m?["os"]?.string ?? "unknown"),
-                threads: Int(r?["threads"]?.double ?? 0)))
+                                            cores: Int(m?["cores"]?.double ?? 0), os: m?["os"]?.string ?? "unknown",
+                                            isa: m?["isa"]?.string ?? "unknown"),
+                threads: Int(r?["threads"]?.double ?? 0), calibration: r?["calibration_gflops"]?.double))
+        let evidence = json["evidence"]
+        if let c = evidence?["eval_correct"], let n = c["n"]?.double, let bits = c["bits"]?.string {
+            guard let decoded = CorrectnessBits.decode(bits, count: Int(n)) else {
+                throw BaselineError(file: file, "field 'evidence.eval_correct': bits do not hold \(Int(n)) examples")
+            }
+            evalCorrect = decoded
+        }
+        if case .object(let pairs)? = evidence?["latency_quantiles_us"] {
+            for (k, v) in pairs {
+                guard k.hasPrefix("b"), let b = Int(k.dropFirst()), case .array(let items) = v else {
+                    throw BaselineError(file: file, "field 'evidence.latency_quantiles_us.\(k)': expected bN: [numbers]")
+                }
+                latencySamples[b] = items.compactMap(\.double)
+            }
+        }
     }
 
     /// Reads `path`; a missing file is a `BaselineError` naming the command that records it.

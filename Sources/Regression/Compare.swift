@@ -23,29 +23,54 @@ public struct MetricCheck: Equatable, Sendable {
     public var baseline: Double?
     public var tolerance: Double?
     public var status: Status
+    /// Significance of the change: McNemar's exact test for accuracy, Mann–Whitney U for latency.
+    public var pValue: Double?
+    /// 95 % bootstrap interval of the change (accuracy).
+    public var interval: ClosedRange<Double>?
+    /// Extra context: normalization, why a change is not significant, why it is skipped.
+    public var note: String?
 
-    public init(metric: String, current: Double, baseline: Double?, tolerance: Double?, status: Status) {
+    public init(metric: String, current: Double, baseline: Double?, tolerance: Double?, status: Status,
+                pValue: Double? = nil, interval: ClosedRange<Double>? = nil, note: String? = nil) {
         self.metric = metric
         self.current = current
         self.baseline = baseline
         self.tolerance = tolerance
         self.status = status
+        self.pValue = pValue
+        self.interval = interval
+        self.note = note
     }
 
     /// Change from the baseline in the metric's units (nil without a baseline).
     public var delta: Double? { baseline.map { current - $0 } }
 
-    /// One line for humans, e.g. "accuracy 0.9210 < baseline 0.9460 - tolerance 0.0050".
+    /// One line for humans, e.g. "accuracy 0.9210 < baseline 0.9460 - tolerance 0.0050
+    /// (McNemar p=0.0021, 95% CI of change [-0.0390, -0.0110])".
     public var message: String {
+        var extra: [String] = []
+        if let pValue {
+            extra.append((MetricNames.isTiming(metric) ? "Mann-Whitney p=" : "McNemar p=") + MetricCheck.formatP(pValue))
+        }
+        if let interval {
+            extra.append(String(format: "95%% CI of change [%+.4f, %+.4f]", interval.lowerBound, interval.upperBound))
+        }
+        if let note { extra.append(note) }
+        return extra.isEmpty ? baseMessage : "\(baseMessage) (\(extra.joined(separator: "; ")))"
+    }
+
+    static func formatP(_ p: Double) -> String {
+        p < 0.0001 ? String(format: "%.1e", p) : String(format: "%.4f", p)
+    }
+
+    var baseMessage: String {
         let rule = MetricRule.of(metric)
         let unit = MetricNames.unit(of: metric)
         let cur = MetricCheck.format(current, metric)
         if status == .accepted, let baseline {
             return "\(metric) \(cur)\(unit) is worse than the merge-base's baseline \(MetricCheck.format(baseline, metric))\(unit); accepted by this branch's new baseline"
         }
-        if status == .skipped {
-            return "\(metric) \(cur)\(unit): not gated, the baseline was measured on another machine"
-        }
+        if status == .skipped { return "\(metric) \(cur)\(unit): not gated" }
         guard let baseline else {
             return status == .missingBaseline
                 ? "\(metric) \(cur)\(unit): the baseline has no value for it"
@@ -73,9 +98,9 @@ public struct MetricCheck: Equatable, Sendable {
 
     /// A value as reports print it: 4 decimals, latency 1, counts none.
     public static func format(_ v: Double, _ metric: String) -> String {
-        let family = MetricNames.family(of: metric)
-        if family == MetricNames.paramsNonzero { return String(Int64(v.rounded())) }
-        if family.hasPrefix("latency_") { return String(format: "%.1f", v) }
+        let base = MetricNames.base(of: metric)
+        if ["params_", "macs", "bytes_", "peak_memory"].contains(where: { base.hasPrefix($0) }) { return String(Int64(v.rounded())) }
+        if base.hasPrefix("latency_") || base == "energy_nj" { return String(format: "%.1f", v) }
         return String(format: "%.4f", v)
     }
 }
@@ -84,37 +109,82 @@ public enum Comparison {
     /// Checks every current metric against the baseline. A metric with a tolerance is gated:
     /// higher-is-better metrics regress when they drop by more than the absolute tolerance,
     /// lower-is-better ones when they rise by more than tolerance × baseline. Values exactly at
-    /// the edge pass. Metrics without a tolerance are reported as `info`. Timings are only
-    /// comparable on the machine the baseline was measured on: with `sameMachine` false they
-    /// are `skipped`.
+    /// the edge pass. Metrics without a tolerance are reported as `info`.
+    ///
+    /// Timings follow `timing`, and a timing beyond its tolerance regresses only when the rank
+    /// test on the latency samples says the slowdown is significant (p < `evidence.alpha`);
+    /// without samples the tolerance alone decides. Accuracy changes carry McNemar's exact
+    /// p-value and a bootstrap interval when both sides have per-example correctness; for
+    /// accuracy-type metrics the tolerance decides.
     public static func check(
-        current: [String: Double], baseline: [String: Double], tolerances: Tolerances, sameMachine: Bool = true
+        current: [String: Double], baseline: [String: Double], tolerances: Tolerances,
+        timing: TimingPolicy = .compare(factor: 1), evidence: Evidence = Evidence()
     ) -> [MetricCheck] {
         current.keys.sorted().map { name in
-            let value = current[name]!
+            var value = current[name]!
             let base = baseline[name]
             guard let tol = tolerances.tolerance(for: name) else {
                 return MetricCheck(metric: name, current: value, baseline: base, tolerance: nil, status: .info)
             }
-            if !sameMachine && MetricNames.isTiming(name) {
-                return MetricCheck(metric: name, current: value, baseline: base, tolerance: tol, status: .skipped)
+            var note: String?
+            var factor = 1.0
+            if MetricNames.isTiming(name) {
+                switch timing {
+                case .skip(let reason):
+                    return MetricCheck(metric: name, current: value, baseline: base, tolerance: tol, status: .skipped, note: reason)
+                case .report(let reason):
+                    return MetricCheck(metric: name, current: value, baseline: base, tolerance: nil, status: .info, note: reason)
+                case .compare(let f):
+                    factor = f
+                    if f != 1 {
+                        value *= f
+                        note = String(format: "normalized by the machines' calibration scores, ×%.3f", f)
+                    }
+                }
             }
             guard let base else {
                 return MetricCheck(metric: name, current: value, baseline: nil, tolerance: tol, status: .missingBaseline)
             }
-            let rule = MetricRule.of(name)
-            // Improvement in the metric's good direction, in tolerance units.
-            let gain: Double, allowed: Double
-            switch (rule.direction, rule.tolerance) {
-            case (.higherIsBetter, .absolute): (gain, allowed) = (value - base, tol)
-            case (.higherIsBetter, .relative): (gain, allowed) = (value - base, tol * abs(base))
-            case (.lowerIsBetter, .absolute): (gain, allowed) = (base - value, tol)
-            case (.lowerIsBetter, .relative): (gain, allowed) = (base - value, tol * abs(base))
+            var status = verdict(name, value: value, base: base, tolerance: tol)
+            var check = MetricCheck(metric: name, current: value, baseline: base, tolerance: tol, status: status, note: note)
+            if MetricNames.isTiming(name), status == .regressed, value - base <= evidence.latencyFloor {
+                status = .pass
+                check.status = .pass
+                check.note = [note, String(format: "slower by less than the %.0f us noise floor", evidence.latencyFloor)].compactMap { $0 }.joined(separator: "; ")
             }
-            // A 1e-12 slack keeps decimal tolerances like 0.005 exact at the edge.
-            let status: MetricCheck.Status = gain < -allowed - 1e-12 ? .regressed : gain > allowed + 1e-12 ? .improved : .pass
-            return MetricCheck(metric: name, current: value, baseline: base, tolerance: tol, status: status)
+            if MetricNames.isTiming(name), status == .regressed, let batch = MetricNames.batch(of: name),
+               let now = evidence.currentLatency[batch], let then = evidence.baselineLatency[batch], !now.isEmpty, !then.isEmpty {
+                let p = Statistics.mannWhitneyGreater(now.map { $0 * factor }, then)
+                check.pValue = p
+                if p >= evidence.alpha {
+                    status = .pass
+                    check.status = .pass
+                    check.note = [note, "slower, but not significantly (alpha \(evidence.alpha))"].compactMap { $0 }.joined(separator: "; ")
+                }
+            }
+            if name == MetricNames.accuracy, value != base, let now = evidence.currentCorrect, let then = evidence.baselineCorrect,
+               now.count == then.count, !now.isEmpty {
+                let worse = zip(then, now).filter { $0 && !$1 }.count
+                let better = zip(then, now).filter { !$0 && $1 }.count
+                check.pValue = Statistics.mcNemarExact(worse: worse, better: better)
+                check.interval = Statistics.bootstrapAccuracyChange(baseline: then, current: now)
+            }
+            return check
         }
+    }
+
+    static func verdict(_ name: String, value: Double, base: Double, tolerance tol: Double) -> MetricCheck.Status {
+        let rule = MetricRule.of(name)
+        // Improvement in the metric's good direction, in tolerance units.
+        let gain: Double, allowed: Double
+        switch (rule.direction, rule.tolerance) {
+        case (.higherIsBetter, .absolute): (gain, allowed) = (value - base, tol)
+        case (.higherIsBetter, .relative): (gain, allowed) = (value - base, tol * abs(base))
+        case (.lowerIsBetter, .absolute): (gain, allowed) = (base - value, tol)
+        case (.lowerIsBetter, .relative): (gain, allowed) = (base - value, tol * abs(base))
+        }
+        // A 1e-12 slack keeps decimal tolerances like 0.005 exact at the edge.
+        return gain < -allowed - 1e-12 ? .regressed : gain > allowed + 1e-12 ? .improved : .pass
     }
 
     /// Marks regressions against the merge-base's baseline that pass against the baseline the
@@ -122,12 +192,46 @@ public enum Comparison {
     public static func accept(_ checks: [MetricCheck], branchBaseline: [String: Double], tolerances: Tolerances) -> [MetricCheck] {
         checks.map { c in
             guard c.status == .regressed, let own = branchBaseline[c.metric] else { return c }
-            let again = check(current: [c.metric: c.current], baseline: [c.metric: own], tolerances: tolerances)[0]
-            guard again.status != .regressed else { return c }
+            guard verdict(c.metric, value: c.current, base: own, tolerance: c.tolerance ?? 0) != .regressed else { return c }
             var accepted = c
             accepted.status = .accepted
             return accepted
         }
+    }
+}
+
+/// How timings are compared (`latency_gate` and the machines involved).
+public enum TimingPolicy: Equatable, Sendable {
+    /// Gate timings; current values are multiplied by `factor` first (1 on the same machine,
+    /// the calibration ratio when normalizing across machines).
+    case compare(factor: Double)
+    /// Report timings as skipped, with the reason (another machine, `same-machine` gate).
+    case skip(String)
+    /// Report timings without gating them (`latency_gate: off`).
+    case report(String)
+}
+
+/// Per-sample evidence behind the significance tests.
+public struct Evidence: Equatable, Sendable {
+    /// Latency samples (µs) by batch size, of this run and of the baseline (its stored quantiles).
+    public var currentLatency: [Int: [Double]]
+    public var baselineLatency: [Int: [Double]]
+    /// Per-example correctness on the eval set, of this run and of the baseline.
+    public var currentCorrect: [Bool]?
+    public var baselineCorrect: [Bool]?
+    /// Significance level of the latency rank test.
+    public var alpha: Double
+    /// Slowdowns of at most this many microseconds are not regressions.
+    public var latencyFloor: Double
+
+    public init(currentLatency: [Int: [Double]] = [:], baselineLatency: [Int: [Double]] = [:],
+                currentCorrect: [Bool]? = nil, baselineCorrect: [Bool]? = nil, alpha: Double = 0.01, latencyFloor: Double = 0) {
+        self.latencyFloor = latencyFloor
+        self.currentLatency = currentLatency
+        self.baselineLatency = baselineLatency
+        self.currentCorrect = currentCorrect
+        self.baselineCorrect = baselineCorrect
+        self.alpha = alpha
     }
 }
 
@@ -181,12 +285,16 @@ public struct ModelVerdict: Equatable, Sendable {
     public var skipReason: String?
     /// Whether the results came from the result cache.
     public var cached: Bool
+    /// Cross-validation: each fold's metrics (empty without `cv`).
+    public var folds: [[String: Double]]
     /// Seconds spent pruning, fine-tuning and evaluating.
     public var seconds: Double
 
     public init(index: Int, model: String, baselineFile: String, checks: [MetricCheck] = [], baselineCommit: String? = nil,
                 baselineToolVersion: String? = nil, baselineProblem: BaselineError? = nil, recipeChanged: Bool = false,
-                baselineChange: BaselineChange? = nil, skipReason: String? = nil, cached: Bool = false, seconds: Double = 0) {
+                baselineChange: BaselineChange? = nil, skipReason: String? = nil, cached: Bool = false,
+                folds: [[String: Double]] = [], seconds: Double = 0) {
+        self.folds = folds
         self.index = index
         self.model = model
         self.baselineFile = baselineFile

@@ -2,7 +2,7 @@
 public struct MetricRule: Equatable, Sendable {
     public enum Direction: Sendable { case higherIsBetter, lowerIsBetter }
     public enum ToleranceKind: Sendable {
-        /// A drop of at most `tolerance` in the metric's own units.
+        /// A change of at most `tolerance` in the metric's own units.
         case absolute
         /// A rise of at most `tolerance` × baseline.
         case relative
@@ -10,19 +10,26 @@ public struct MetricRule: Equatable, Sendable {
     public var direction: Direction
     public var tolerance: ToleranceKind
 
-    /// The rule of a metric name (`accuracy`, `latency_p50@b64`, …). Quality metrics are
-    /// higher-is-better with absolute tolerances; cost metrics (latency, nonzero parameters)
-    /// are lower-is-better with relative tolerances.
+    /// The rule of a metric name. Quality scores (accuracy, precision, recall, F1, top-k,
+    /// sparsity, R²) are higher-is-better with absolute tolerances; error measures (log-loss,
+    /// ECE, the train–eval gap, MAE, RMSE, spreads across folds) lower-is-better, absolute;
+    /// costs (latency, parameters, MACs, bytes, energy, memory) lower-is-better, relative.
     public static func of(_ name: String) -> MetricRule {
-        let family = MetricNames.family(of: name)
-        if family.hasPrefix("latency_") || family == MetricNames.paramsNonzero {
+        let base = MetricNames.base(of: name)
+        if MetricNames.costPrefixes.contains(where: { base.hasPrefix($0) }) {
             return MetricRule(direction: .lowerIsBetter, tolerance: .relative)
+        }
+        if MetricNames.errorNames.contains(base) || base.hasSuffix("_std") || MetricNames.errorNames.contains(MetricNames.cvInner(base) ?? "") {
+            return MetricRule(direction: .lowerIsBetter, tolerance: .absolute)
         }
         return MetricRule(direction: .higherIsBetter, tolerance: .absolute)
     }
 }
 
 /// The metric names of the contract, shared by the config's tolerances, baselines and reports.
+///
+/// A name may carry an eval-set prefix (`edge_cases/accuracy`) and, for timings, a batch
+/// suffix (`latency_p50@b64`).
 public enum MetricNames {
     public static let accuracy = "accuracy"
     public static let precisionMacro = "precision_macro"
@@ -31,44 +38,111 @@ public enum MetricNames {
     public static let sparsity = "sparsity"
     public static let paramsNonzero = "params_nonzero"
 
+    static let costPrefixes = ["latency_", "params_", "macs", "bytes_", "energy_", "peak_memory"]
+    static let errorNames: Set<String> = ["log_loss", "ece", "generalization_gap", "mae", "rmse"]
+
+    /// Names a tolerance may use, without eval-set prefix or batch suffix.
+    static let fixed: Set<String> = [
+        accuracy, precisionMacro, recallMacro, f1Macro, "precision_weighted", "recall_weighted", "f1_weighted",
+        "log_loss", "ece", "train_accuracy", "generalization_gap", sparsity, paramsNonzero, "params_total",
+        "macs", "macs_nonzero", "bytes_dense", "bytes_sparse", "bytes_compressed", "energy_nj", "peak_memory_bytes",
+        "latency_p50", "latency_p90", "latency_p99", "latency_mad", "mae", "rmse", "r2",
+    ]
+
     /// `latency_p50@b64` and the like.
-    public static func latency(_ percentile: Int, batch: Int) -> String { "latency_p\(percentile)@b\(batch)" }
+    public static func latency(_ statistic: String, batch: Int) -> String { "latency_\(statistic)@b\(batch)" }
 
     /// The name without its `@b…` qualifier: the key a tolerance may be given under.
     public static func family(of name: String) -> String {
         name.firstIndex(of: "@").map { String(name[..<$0]) } ?? name
     }
 
-    /// Every name a tolerance may use: fixed names and the latency families.
-    public static let tolerable: Set<String> = [
-        accuracy, precisionMacro, recallMacro, f1Macro, sparsity, paramsNonzero, "latency_p50", "latency_p90",
-    ]
+    /// The family without an eval-set prefix: `edge/latency_p50@b1` → `latency_p50`.
+    public static func base(of name: String) -> String {
+        let f = family(of: name)
+        return f.firstIndex(of: "/").map { String(f[f.index(after: $0)...]) } ?? f
+    }
 
-    /// Whether `name` is a metric a tolerance may refer to (a family, or a family@bN).
-    public static func isKnown(_ name: String) -> Bool {
-        guard tolerable.contains(family(of: name)) else { return false }
-        guard let at = name.firstIndex(of: "@") else { return true }
+    /// The eval-set prefix of a name, if any.
+    public static func evalSet(of name: String) -> String? {
+        name.firstIndex(of: "/").map { String(name[..<$0]) }
+    }
+
+    /// `accuracy` for `cv_accuracy_mean` / `cv_accuracy_std`.
+    static func cvInner(_ base: String) -> String? {
+        guard base.hasPrefix("cv_") else { return nil }
+        for suffix in ["_mean", "_std"] where base.hasSuffix(suffix) {
+            return String(base.dropFirst(3).dropLast(suffix.count))
+        }
+        return nil
+    }
+
+    /// The batch size of a `…@bN` metric.
+    public static func batch(of name: String) -> Int? {
+        guard let at = name.firstIndex(of: "@") else { return nil }
         let suffix = name[name.index(after: at)...]
-        return family(of: name).hasPrefix("latency_") && suffix.hasPrefix("b") && Int(suffix.dropFirst()).map { $0 > 0 } == true
+        return suffix.hasPrefix("b") ? Int(suffix.dropFirst()) : nil
     }
 
     /// Whether the metric is a measured time (machine-dependent, unlike every other metric).
-    public static func isTiming(_ name: String) -> Bool { family(of: name).hasPrefix("latency_") }
+    public static func isTiming(_ name: String) -> Bool { base(of: name).hasPrefix("latency_") }
+
+    /// Per-class metrics (`recall_class_3`): reported, shown in tables only when gated.
+    public static func isPerClass(_ name: String) -> Bool { base(of: name).contains("_class_") }
+
+    /// Whether `name` is a metric a tolerance may refer to.
+    public static func isKnown(_ name: String) -> Bool {
+        if let set = evalSet(of: name), set.isEmpty || !set.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) {
+            return false
+        }
+        let b = base(of: name)
+        if name.contains("@") {
+            guard b.hasPrefix("latency_"), (batch(of: name) ?? 0) > 0 else { return false }
+        }
+        if fixed.contains(b) { return true }
+        if let inner = cvInner(b) { return fixed.contains(inner) || isPerClassName(inner) }
+        return isPerClassName(b) || isTopK(b)
+    }
+
+    static func isPerClassName(_ b: String) -> Bool {
+        for prefix in ["precision_class_", "recall_class_", "f1_class_"] where b.hasPrefix(prefix) {
+            return Int(b.dropFirst(prefix.count)).map { $0 >= 0 } ?? false
+        }
+        return false
+    }
+
+    static func isTopK(_ b: String) -> Bool {
+        b.hasPrefix("top") && b.hasSuffix("_accuracy") && Int(b.dropFirst(3).dropLast("_accuracy".count)).map { $0 > 1 } == true
+    }
+
+    /// A short description of what tolerances may name, for error messages.
+    public static let knownDescription =
+        "accuracy, precision/recall/f1 _macro, _weighted or _class_N, topK_accuracy, log_loss, ece, train_accuracy, "
+        + "generalization_gap, sparsity, params_nonzero, params_total, macs, macs_nonzero, bytes_dense, bytes_sparse, "
+        + "bytes_compressed, energy_nj, peak_memory_bytes, latency_p50/p90/p99/mad (also @bN), mae, rmse, r2, "
+        + "cv_<metric>_mean/_std, and <eval set>/<metric>"
 
     /// The unit printed after a value.
     public static func unit(of name: String) -> String {
-        family(of: name).hasPrefix("latency_") ? " us" : ""
+        let b = base(of: name)
+        if b.hasPrefix("latency_") { return " us" }
+        if b == "energy_nj" { return " nJ" }
+        if b.hasPrefix("bytes_") || b == "peak_memory_bytes" { return " B" }
+        return ""
     }
 }
 
-/// Tolerances by metric name; a family name (`latency_p50`) covers every batch size.
+/// Tolerances by metric name. Lookup order: the exact name, its family (`latency_p50` covers
+/// every batch size), then for an eval-set metric the same without the set (`edge/accuracy`
+/// falls back to `accuracy`).
 public struct Tolerances: Equatable, Sendable {
     public var values: [String: Double]
     public init(_ values: [String: Double] = [:]) { self.values = values }
 
-    /// The tolerance for `metric`: its exact name first, then its family.
     public func tolerance(for metric: String) -> Double? {
-        values[metric] ?? values[MetricNames.family(of: metric)]
+        if let t = values[metric] ?? values[MetricNames.family(of: metric)] { return t }
+        guard let slash = metric.firstIndex(of: "/") else { return nil }
+        return tolerance(for: String(metric[metric.index(after: slash)...]))
     }
 
     /// These tolerances overridden by `other`'s.

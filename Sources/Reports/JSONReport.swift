@@ -22,6 +22,8 @@ public enum JSONReport {
             ("machine", .object([
                 ("cpu", .string(context.machine.cpu)), ("arch", .string(context.machine.arch)),
                 ("cores", .number(Double(context.machine.cores))), ("os", .string(context.machine.os)),
+                ("isa", .string(context.machine.isa)),
+                ("calibration_gflops", context.calibration.map { .number(($0 * 100).rounded() / 100) } ?? .null),
             ])),
             ("shard", optional(context.shard)),
             ("exit_code", .number(Double(exitCode))),
@@ -52,6 +54,7 @@ public enum JSONReport {
                 .object([("commit", optional(c.commit)), ("summary", optional(c.summary)),
                          ("old", metricsObject(c.old)), ("new", metricsObject(c.new))])
             } ?? .null),
+            ("cv_folds", .array(v.folds.map(metricsObject))),
             ("metrics", .array(v.checks.map { c in
                 .object([
                     ("name", .string(c.metric)),
@@ -60,6 +63,9 @@ public enum JSONReport {
                     ("delta", c.delta.map(JSONValue.number) ?? .null),
                     ("tolerance", c.tolerance.map(JSONValue.number) ?? .null),
                     ("status", .string(c.status.rawValue)),
+                    ("p_value", c.pValue.map(JSONValue.number) ?? .null),
+                    ("interval", c.interval.map { .array([.number($0.lowerBound), .number($0.upperBound)]) } ?? .null),
+                    ("note", optional(c.note)),
                     ("message", .string(c.message)),
                 ])
             })),
@@ -83,13 +89,15 @@ public enum JSONReport {
             return v
         }
         let git = json["git"], machine = json["machine"]
-        let context = RunContext(
+        var context = RunContext(
             commit: git?["commit"]?.string, branch: git?["branch"]?.string, dirty: git?["dirty"]?.bool ?? false,
             toolVersion: try req(json["tool_version"]?.string, "tool_version"),
             timestamp: try req(json["timestamp"]?.string, "timestamp"), hostname: json["hostname"]?.string ?? "",
             machine: MachineDescription(cpu: machine?["cpu"]?.string ?? "unknown", arch: machine?["arch"]?.string ?? "unknown",
-                                        cores: Int(machine?["cores"]?.double ?? 0), os: machine?["os"]?.string ?? "unknown"),
+                                        cores: Int(machine?["cores"]?.double ?? 0), os: machine?["os"]?.string ?? "unknown",
+                                        isa: machine?["isa"]?.string ?? "unknown"),
             baseRevision: git?["base_revision"]?.string, mergeBase: git?["merge_base"]?.string, shard: json["shard"]?.string)
+        context.calibration = machine?["calibration_gflops"]?.double
         guard case .array(let models)? = json["models"] else { throw ParseError(file: file, problem: "field 'models' is missing") }
         func metrics(_ v: JSONValue?) -> [String: Double] {
             guard case .object(let pairs)? = v else { return [:] }
@@ -107,9 +115,14 @@ public enum JSONReport {
                     guard let status = c["status"]?.string.flatMap(MetricCheck.Status.init(rawValue:)) else {
                         throw ParseError(file: file, problem: "models[\(i)].metrics[\(j)].status is invalid")
                     }
+                    var interval: ClosedRange<Double>?
+                    if case .array(let ends)? = c["interval"], ends.count == 2, let lo = ends[0].double, let hi = ends[1].double, lo <= hi {
+                        interval = lo...hi
+                    }
                     return MetricCheck(metric: try req(c["name"]?.string, "models[\(i)].metrics[\(j)].name"),
                                        current: try req(c["current"]?.double, "models[\(i)].metrics[\(j)].current"),
-                                       baseline: c["baseline"]?.double, tolerance: c["tolerance"]?.double, status: status)
+                                       baseline: c["baseline"]?.double, tolerance: c["tolerance"]?.double, status: status,
+                                       pValue: c["p_value"]?.double, interval: interval, note: c["note"]?.string)
                 },
                 baselineCommit: m["baseline_commit"]?.string, baselineToolVersion: m["baseline_tool_version"]?.string,
                 baselineProblem: m["baseline_error"]?["file"]?.string.map { BaselineError(file: $0, m["baseline_error"]?["problem"]?.string ?? "") },
@@ -118,7 +131,9 @@ public enum JSONReport {
                     guard case .object = c else { return nil }
                     return BaselineChange(old: metrics(c["old"]), new: metrics(c["new"]), commit: c["commit"]?.string, summary: c["summary"]?.string)
                 },
-                skipReason: m["skip_reason"]?.string, cached: m["cached"]?.bool ?? false, seconds: m["seconds"]?.double ?? 0)
+                skipReason: m["skip_reason"]?.string, cached: m["cached"]?.bool ?? false,
+                folds: { if case .array(let f)? = m["cv_folds"] { return f.map(metrics) } else { return [] } }(),
+                seconds: m["seconds"]?.double ?? 0)
         }
         return (context, verdicts, Int32(json["exit_code"]?.double ?? 0))
     }
@@ -138,7 +153,7 @@ public enum TextTable {
                 rows.append([v.model, "-", "-", "-", "-", "-", "BASELINE MISSING: \(problem.problem)"])
                 continue
             }
-            for c in v.checks {
+            for c in v.checks where !(c.status == .info && MetricNames.isPerClass(c.metric)) {
                 let unit = MetricNames.unit(of: c.metric)
                 rows.append([
                     v.model, c.metric,

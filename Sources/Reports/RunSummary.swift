@@ -16,6 +16,8 @@ public struct RunContext: Sendable {
     public var mergeBase: String?
     /// `i/n` when this run is one shard of a suite.
     public var shard: String?
+    /// GFLOP/s of the reference workload in this process (nil when not measured).
+    public var calibration: Double?
 
     public init(commit: String?, branch: String?, dirty: Bool, toolVersion: String, timestamp: String, hostname: String,
                 machine: MachineDescription, baseRevision: String? = nil, mergeBase: String? = nil, shard: String? = nil) {

@@ -18,9 +18,13 @@ public final class Variable {
         grad!.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
     }
 
+    /// Counts in-place updates, so that derived forms (a sparse copy) know when to rebuild.
+    public private(set) var version = 0
+
     /// Replaces the value in place (optimizers, pruning). The shape must stay.
     public func update(_ body: (inout UnsafeMutableBufferPointer<Float>) -> Void) {
         value.withUnsafeMutableBufferPointer(body)
+        version += 1
     }
 
     /// Sets the gradient back to none.

@@ -142,7 +142,7 @@ public func softmaxCrossEntropy(_ logits: Variable, labels: [Int32], tape: Tape?
     return out
 }
 
-extension Double {
+public extension Double {
     /// Natural logarithm via the binary exponent and an atanh series: platform-independent,
     /// used for reported loss values only.
     var logNatural: Double {

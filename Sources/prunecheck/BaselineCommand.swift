@@ -16,7 +16,7 @@ struct BaselineGroup: ParsableCommand {
 
         func run() throws {
             let config = try options.load()
-            let env = try RunEnvironment.gather(folder: folder(of: config.file),
+            var env = try RunEnvironment.gather(folder: folder(of: config.file),
                                                 repository: try Repository.discover(containing: folder(of: config.file)))
             let progress = Progress()
             // Run every model before writing anything: a bad input in the third model must not
@@ -30,10 +30,12 @@ struct BaselineGroup: ParsableCommand {
                 let path = config.baselinePath(for: spec.name)
                 let old = try? Baseline.read(path: path)
                 let baseline = Baseline(model: spec.name, recipeSHA256: spec.recipeSHA256, metrics: result.metrics,
-                                        recorded: env.recording(threads: spec.threads))
+                                        recorded: env.recording(threads: spec.threads),
+                                        latencySamples: result.evidence.currentLatency.mapValues { Statistics.quantiles($0.sorted()) },
+                                        evalCorrect: result.evidence.currentCorrect)
                 try baseline.write(path: path)
                 print("wrote \(relativeToCwd(path))" + (old == nil ? " (new)" : ""))
-                for name in result.metrics.keys.sorted() {
+                for name in result.metrics.keys.sorted() where !MetricNames.isPerClass(name) {
                     let now = MetricCheck.format(result.metrics[name]!, name)
                     if let before = old?.metrics[name], before != result.metrics[name] {
                         print("  \(name): \(MetricCheck.format(before, name)) -> \(now)")

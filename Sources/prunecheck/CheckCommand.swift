@@ -155,7 +155,7 @@ struct Check: ParsableCommand {
             return
         }
 
-        let env = try RunEnvironment.gather(folder: configFolder, repository: repository)
+        var env = try RunEnvironment.gather(folder: configFolder, repository: repository)
         let cache = noCache ? nil : ResultCache(folder: cacheFolder(repository: repository, configFolder: configFolder))
         let progress = Progress()
         var verdicts: [ModelVerdict] = []
@@ -173,36 +173,60 @@ struct Check: ParsableCommand {
 
             let local = try localized(spec, view: view)
             let key = cache?.key(for: spec, files: inputFiles(of: local), machine: env.machine)
-            var metrics: [String: Double]
+            var run: ModelRunResult
             if let cache, let key, let hit = cache.lookup(key) {
-                metrics = hit
+                run = ModelRunResult(metrics: hit.metrics, evidence: hit.evidence, folds: hit.folds, seconds: 0, remeasure: nil)
                 verdict.cached = true
                 progress.line("  \(spec.name): results from the cache (inputs unchanged; --no-cache to re-run)")
             } else {
-                let result = try runModel(local, progress: progress)
-                metrics = result.metrics
-                verdict.seconds = result.seconds
-                if let cache, let key { cache.store(key, metrics: metrics) }
+                run = try runModel(local, progress: progress)
+                verdict.seconds = run.seconds
+                if let cache, let key { cache.store(key, entry: .init(metrics: run.metrics, evidence: run.evidence, folds: run.folds)) }
             }
+            verdict.folds = run.folds
 
             switch resolved.used {
             case .failure(let problem):
                 verdict.baselineProblem = problem
-                verdict.checks = Comparison.check(current: metrics, baseline: [:], tolerances: spec.tolerances)
+                verdict.checks = Comparison.check(current: run.metrics, baseline: [:], tolerances: spec.tolerances)
             case .success(let b):
-                let sameMachine = b.recorded.machine.isSameMachine(as: env.machine)
-                if !sameMachine {
-                    progress.line("  \(spec.name): the baseline was measured on another machine (\(b.recorded.machine.cpu), \(b.recorded.machine.cores) cores); latency is reported, not gated")
+                let timing = timingPolicy(spec: spec, baseline: b, env: &env)
+                func compare(_ run: ModelRunResult) -> [MetricCheck] {
+                    var evidence = run.evidence
+                    evidence.baselineLatency = b.latencySamples
+                    evidence.baselineCorrect = b.evalCorrect
+                    evidence.latencyFloor = spec.latency.noiseFloorMicroseconds
+                    var checks = Comparison.check(current: run.metrics, baseline: b.metrics, tolerances: spec.tolerances,
+                                                  timing: timing, evidence: evidence)
+                    if resolved.change != nil, let own = resolved.branch {
+                        checks = Comparison.accept(checks, branchBaseline: own.metrics, tolerances: spec.tolerances)
+                    }
+                    return checks
                 }
-                var checks = Comparison.check(current: metrics, baseline: b.metrics, tolerances: spec.tolerances, sameMachine: sameMachine)
-                if resolved.change != nil, let own = resolved.branch {
-                    checks = Comparison.accept(checks, branchBaseline: own.metrics, tolerances: spec.tolerances)
+                var checks = compare(run)
+                // A suspected slowdown is measured once more before it is reported (a cached
+                // result is first re-run, so the model is at hand).
+                let slower = Set(checks.filter { $0.status == .regressed && MetricNames.isTiming($0.metric) }.compactMap { MetricNames.batch(of: $0.metric) })
+                if !slower.isEmpty {
+                    if run.remeasure == nil {
+                        run = try runModel(local, progress: progress)
+                        verdict.cached = false
+                        verdict.seconds = run.seconds
+                    }
+                    progress.line("  \(spec.name): latency looks slower at batch \(slower.sorted().map(String.init).joined(separator: ", ")); measuring again")
+                    for batch in slower.sorted() {
+                        let again = run.remeasure!(batch)
+                        run.metrics.merge(latencyMetrics(again)) { _, new in new }
+                        run.evidence.currentLatency[batch] = again.samples
+                    }
+                    checks = compare(run)
                 }
                 verdict.checks = checks
                 verdict.baselineCommit = b.recorded.commit
                 verdict.baselineToolVersion = b.recorded.toolVersion
                 verdict.recipeChanged = b.recipeSHA256 != spec.recipeSHA256
                 if verdict.recipeChanged { progress.line("  \(spec.name): the recipe differs from the one the baseline was recorded with") }
+                if case .skip(let reason) = timing { progress.line("  \(spec.name): latency not gated: \(reason)") }
             }
             verdicts.append(verdict)
         }
@@ -210,6 +234,7 @@ struct Check: ParsableCommand {
         context.baseRevision = selection?.revision
         context.mergeBase = selection?.mergeBase
         context.shard = shard
+        context.calibration = env.calibration
         throw ExitCode(try reports.emit(verdicts, context: context))
     }
 
@@ -248,6 +273,26 @@ struct Check: ParsableCommand {
         // A model new on this branch has no baseline at the merge-base: its own one is used.
         let used = atBaseBytes == nil ? own : atBase
         return ResolvedBaseline(used: used, branch: try? own.get(), change: change)
+    }
+}
+
+/// How this run's timings compare with a baseline's, from `latency_gate` and the machines.
+func timingPolicy(spec: ModelSpec, baseline b: Baseline, env: inout RunEnvironment) -> TimingPolicy {
+    let recorded = b.recorded
+    let same = recorded.machine.isSameMachine(as: env.machine) && (recorded.threads == spec.threads || recorded.threads == 0)
+    switch spec.latencyGate {
+    case .off:
+        return .report("latency_gate: off")
+    case _ where same:
+        return .compare(factor: 1)
+    case .sameMachine:
+        return .skip("the baseline was measured on another machine (\(recorded.machine.cpu), \(recorded.machine.cores) cores, \(recorded.machine.isa), \(recorded.threads) threads)")
+    case .normalized:
+        guard let then = recorded.calibration, then > 0 else {
+            return .skip("the baseline has no calibration score to normalize by; re-record it")
+        }
+        // A machine twice as fast (score ×2) halves latency: scale current timings back up.
+        return .compare(factor: env.calibration / then)
     }
 }
 

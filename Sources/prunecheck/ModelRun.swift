@@ -43,8 +43,95 @@ func loadSplit(_ data: DataSpec, _ split: SplitSource, model: Sequential, classe
 /// Everything one model's run produced.
 struct ModelRunResult {
     var metrics: [String: Double]
-    var sparsity: SparsityReport
+    /// Latency samples by batch size and per-example correctness on the eval set.
+    var evidence: Evidence
+    /// Cross-validation: each fold's metrics.
+    var folds: [[String: Double]]
     var seconds: Double
+    /// Measures one batch size's latency again (nil for results from the cache).
+    var remeasure: ((Int) -> LatencyResult)?
+}
+
+/// Prunes and fine-tunes `model` in place with `spec`'s recipe.
+func pruneAndFineTune(_ model: Sequential, spec: ModelSpec, train: LabeledData, progress: Progress?, label: String) {
+    let recipe = spec.recipe
+    let weights = model.prunableWeights.map { (name: $0.name, tensor: $0.variable.value) }
+    let masks = MagnitudePruning.masks(for: weights, sparsity: recipe.sparsity, scope: recipe.scope)
+    applyMasks(masks, to: model)
+    guard let finetune = recipe.finetune, finetune.epochs > 0 else { return }
+    let started = Date()
+    FineTuning.run(model: model, masks: masks, data: train, settings: finetune, seed: spec.seed, threads: spec.threads) { e in
+        progress?.update("  \(label) fine-tuning", done: e.epoch, total: finetune.epochs,
+                         detail: "epochs, loss \(String(format: "%.4f", e.meanLoss))", started: started)
+    }
+}
+
+/// Prunes, fine-tunes and evaluates one configured model.
+func runModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRunResult {
+    let start = DispatchTime.now().uptimeNanoseconds
+    let model = try loadModel(path: spec.model, architecture: spec.architecture)
+    let classes = try classCount(of: model, file: spec.model)
+    let train = try loadSplit(spec.data, spec.data.train, model: model, classes: classes)
+    let eval = try loadSplit(spec.data, spec.data.eval, model: model, classes: classes)
+    let extraSets = try spec.data.evalSets.mapValues { try loadSplit(spec.data, $0, model: model, classes: classes) }
+    let dense = model.copy()
+    let denseScores = Evaluator.classify(model: model, data: eval, classes: classes, threads: spec.threads)
+
+    // Cross-validation first, from the dense weights: k re-runs of the recipe on the folds.
+    var folds: [[String: Double]] = []
+    if let k = spec.cvFolds {
+        let assignment = CrossValidation.stratifiedFolds(labels: train.labels, folds: k, seed: spec.seed)
+        for (i, held) in assignment.enumerated() {
+            let heldSet = Set(held)
+            let fit = train.subset((0..<train.count).filter { !heldSet.contains($0) })
+            let candidate = dense.copy()
+            pruneAndFineTune(candidate, spec: spec, train: fit, progress: progress, label: "\(spec.name) fold \(i + 1)/\(k)")
+            let r = Evaluator.evaluate(model: candidate, data: train.subset(held), classes: classes, threads: spec.threads)
+            folds.append(["accuracy": r.scores.accuracy, "f1_macro": r.scores.f1Macro])
+        }
+    }
+
+    pruneAndFineTune(model, spec: spec, train: train, progress: progress, label: spec.name)
+    let report = Evaluator.evaluate(model: model, data: eval, classes: classes, threads: spec.threads)
+    let trainScores = Evaluator.classify(model: model, data: train, classes: classes, threads: spec.threads)
+    let sparsity = SparsityReport(model: model)
+    progress.line("  \(spec.name): accuracy dense \(MetricCheck.format(denseScores.accuracy, MetricNames.accuracy)) -> pruned \(MetricCheck.format(report.scores.accuracy, MetricNames.accuracy)) at sparsity \(MetricCheck.format(sparsity.sparsity, MetricNames.sparsity))")
+
+    var metrics = report.values()
+    for (name, data) in extraSets {
+        metrics.merge(Evaluator.evaluate(model: model, data: data, classes: classes, threads: spec.threads).values(prefix: "\(name)/")) { a, _ in a }
+    }
+    metrics["train_accuracy"] = trainScores.accuracy
+    metrics["generalization_gap"] = trainScores.accuracy - report.scores.accuracy
+    metrics[MetricNames.sparsity] = sparsity.sparsity
+    metrics.merge(CostAnalysis.analyze(model).values) { a, _ in a }
+    metrics["bytes_compressed"] = Double(try ParameterCompression.deflatedSize(model))
+    for name in ["accuracy", "f1_macro"] where !folds.isEmpty {
+        let (mean, std) = CrossValidation.meanAndStd(folds.map { $0[name]! })
+        metrics["cv_\(name)_mean"] = mean
+        metrics["cv_\(name)_std"] = std
+    }
+
+    let measure: (Int) -> LatencyResult = { b in
+        let input = eval.inputs.gatherRows((0..<b).map { $0 % eval.count })
+        return LatencyHarness.measure(model: model, input: input, settings: spec.latency, threads: spec.threads)
+    }
+    var evidence = Evidence(currentCorrect: report.correct)
+    for b in spec.latency.batchSizes {
+        let l = measure(b)
+        metrics.merge(latencyMetrics(l)) { _, new in new }
+        evidence.currentLatency[b] = l.samples
+    }
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    return ModelRunResult(metrics: metrics, evidence: evidence, folds: folds, seconds: seconds, remeasure: measure)
+}
+
+/// The latency metrics of one batch size, to a hundredth of a microsecond (far below the
+/// noise; fewer digits keep baseline diffs readable).
+func latencyMetrics(_ l: LatencyResult) -> [String: Double] {
+    func r(_ v: Double) -> Double { (v * 100).rounded() / 100 }
+    return [MetricNames.latency("p50", batch: l.batchSize): r(l.p50), MetricNames.latency("p90", batch: l.batchSize): r(l.p90),
+            MetricNames.latency("p99", batch: l.batchSize): r(l.p99), MetricNames.latency("mad", batch: l.batchSize): r(l.mad)]
 }
 
 /// `spec` with its input paths replaced by the local files `view` has for them.
@@ -54,47 +141,4 @@ func localized(_ spec: ModelSpec, view: InputView) throws -> ModelSpec {
     s.architecture = try spec.architecture.map(view.localPath)
     s.data.file = try view.localPath(spec.data.file)
     return s
-}
-
-/// Prunes, fine-tunes and evaluates one configured model.
-func runModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRunResult {
-    let start = DispatchTime.now().uptimeNanoseconds
-    let started = Date()
-    let model = try loadModel(path: spec.model, architecture: spec.architecture)
-    let classes = try classCount(of: model, file: spec.model)
-    let train = try loadSplit(spec.data, spec.data.train, model: model, classes: classes)
-    let eval = try loadSplit(spec.data, spec.data.eval, model: model, classes: classes)
-    let dense = Evaluator.classify(model: model, data: eval, classes: classes, threads: spec.threads)
-
-    let recipe = spec.recipe
-    let weights = model.prunableWeights.map { (name: $0.name, tensor: $0.variable.value) }
-    let masks = MagnitudePruning.masks(for: weights, sparsity: recipe.sparsity, scope: recipe.scope)
-    applyMasks(masks, to: model)
-    if let finetune = recipe.finetune, finetune.epochs > 0 {
-        FineTuning.run(model: model, masks: masks, data: train, settings: finetune, seed: spec.seed, threads: spec.threads) { e in
-            progress.update("  \(spec.name) fine-tuning", done: e.epoch, total: finetune.epochs,
-                            detail: "epochs, loss \(String(format: "%.4f", e.meanLoss))", started: started)
-        }
-    }
-    let scores = Evaluator.classify(model: model, data: eval, classes: classes, threads: spec.threads)
-    let sparsity = SparsityReport(model: model)
-    progress.line("  \(spec.name): accuracy dense \(MetricCheck.format(dense.accuracy, MetricNames.accuracy)) -> pruned \(MetricCheck.format(scores.accuracy, MetricNames.accuracy)) at sparsity \(MetricCheck.format(sparsity.sparsity, MetricNames.sparsity))")
-    let nonzero = model.parameters.reduce(0) { sum, p in sum + p.variable.value.scalars.reduce(0) { $0 + ($1 != 0 ? 1 : 0) } }
-    var metrics: [String: Double] = [
-        MetricNames.accuracy: scores.accuracy,
-        MetricNames.precisionMacro: scores.precisionMacro,
-        MetricNames.recallMacro: scores.recallMacro,
-        MetricNames.f1Macro: scores.f1Macro,
-        MetricNames.sparsity: sparsity.sparsity,
-        MetricNames.paramsNonzero: Double(nonzero),
-    ]
-    for b in spec.latency.batchSizes {
-        let input = eval.inputs.gatherRows((0..<b).map { $0 % eval.count })
-        let l = LatencyHarness.measure(model: model, input: input, settings: spec.latency, threads: spec.threads)
-        // Two decimals of a microsecond are far below the noise; fewer digits keep diffs readable.
-        metrics[MetricNames.latency(50, batch: b)] = (l.p50 * 100).rounded() / 100
-        metrics[MetricNames.latency(90, batch: b)] = (l.p90 * 100).rounded() / 100
-    }
-    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    return ModelRunResult(metrics: metrics, sparsity: sparsity, seconds: seconds)
 }

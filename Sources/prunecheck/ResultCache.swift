@@ -10,14 +10,22 @@ import Regression
 struct ResultCache {
     let folder: String
 
-    static let schema = "prunecheck-cache/1"
+    static let schema = "prunecheck-cache/2"
+
+    /// What a cache entry holds: a model run without the live model.
+    struct Entry {
+        var metrics: [String: Double]
+        var evidence: Evidence
+        var folds: [[String: Double]]
+    }
 
     /// The key of `spec` with the given local input files, nil when an input is unreadable
     /// (the run then reports that file's problem itself).
     func key(for spec: ModelSpec, files: [String], machine: MachineDescription) -> String? {
         var parts = ["tool=\(toolVersion)", "machine=\(machine.cpu)|\(machine.arch)|\(machine.cores)|\(machine.os)",
                      "recipe=\(spec.recipe.canonicalDescription)", "seed=\(spec.seed)", "threads=\(spec.threads)",
-                     "latency=\(spec.latency)", "data=\(spec.data.train)|\(spec.data.eval)|\(spec.data.scale)"]
+                     "latency=\(spec.latency)", "cv=\(spec.cvFolds ?? 0)",
+                     "data=\(spec.data.train)|\(spec.data.eval)|\(spec.data.scale)|\(spec.data.evalSets.sorted { $0.key < $1.key })"]
         for file in files {
             guard let blob = gitBlobID(ofFile: file) else { return nil }
             parts.append("file=\(blob)")
@@ -27,26 +35,47 @@ struct ResultCache {
 
     func path(_ key: String) -> String { (folder as NSString).appendingPathComponent("\(key).json") }
 
-    func lookup(_ key: String) -> [String: Double]? {
+    func lookup(_ key: String) -> Entry? {
         guard let data = FileManager.default.contents(atPath: path(key)) else { return nil }
         guard let json = try? JSONValue.parse(data), json["schema"]?.string == Self.schema, json["key"]?.string == key,
-              case .object(let pairs)? = json["metrics"], !pairs.isEmpty else {
+              let metrics = numbers(json["metrics"]), !metrics.isEmpty else {
             note("note: ignoring a corrupt cache entry \(path(key)); it will be rebuilt")
             try? FileManager.default.removeItem(atPath: path(key))
             return nil
         }
-        var metrics: [String: Double] = [:]
-        for (k, v) in pairs {
-            guard let d = v.double else { return nil }
-            metrics[k] = d
+        var evidence = Evidence()
+        if case .object(let pairs)? = json["latency_samples"] {
+            for (k, v) in pairs {
+                guard let b = Int(k), case .array(let items) = v else { continue }
+                evidence.currentLatency[b] = items.compactMap(\.double)
+            }
         }
-        return metrics
+        if case .array(let bits)? = json["eval_correct"] { evidence.currentCorrect = bits.map { $0.bool ?? false } }
+        var folds: [[String: Double]] = []
+        if case .array(let f)? = json["folds"] { folds = f.compactMap(numbers) }
+        return Entry(metrics: metrics, evidence: evidence, folds: folds)
     }
 
-    func store(_ key: String, metrics: [String: Double]) {
+    private func numbers(_ v: JSONValue?) -> [String: Double]? {
+        guard case .object(let pairs)? = v else { return nil }
+        var out: [String: Double] = [:]
+        for (k, x) in pairs {
+            guard let d = x.double else { return nil }
+            out[k] = d
+        }
+        return out
+    }
+
+    func store(_ key: String, entry: Entry) {
+        func object(_ m: [String: Double]) -> JSONValue { .object(m.keys.sorted().map { ($0, .number(m[$0]!)) }) }
         let json = JSONValue.object([
             ("schema", .string(Self.schema)), ("key", .string(key)),
-            ("metrics", .object(metrics.keys.sorted().map { ($0, .number(metrics[$0]!)) })),
+            ("metrics", object(entry.metrics)),
+            ("latency_samples", .object(entry.evidence.currentLatency.keys.sorted().map { b in
+                (String(b), .array(entry.evidence.currentLatency[b]!.map(JSONValue.number)))
+            })),
+            ("eval_correct", entry.evidence.currentCorrect.map { .array($0.map(JSONValue.bool)) } ?? .null),
+            ("folds", .array(entry.folds.map(object))),
         ])
         do {
             // The cache folder ignores itself, so it never shows up in `git status`.

@@ -2,6 +2,7 @@ import Foundation
 import GitKit
 import Regression
 import Reports
+import Evaluation
 
 /// Git state and machine facts gathered once per run.
 struct RunEnvironment {
@@ -33,8 +34,12 @@ struct RunEnvironment {
                    hostname: hostname, machine: machine)
     }
 
-    func recording(threads: Int) -> RecordingContext {
-        RecordingContext(commit: commit, branch: branch, dirty: dirty, toolVersion: toolVersion, machine: machine, threads: threads)
+    /// The machine's calibration score (GFLOP/s of the reference workload), measured once.
+    lazy var calibration: Double = Calibration.score()
+
+    mutating func recording(threads: Int) -> RecordingContext {
+        RecordingContext(commit: commit, branch: branch, dirty: dirty, toolVersion: toolVersion, machine: machine, threads: threads,
+                         calibration: calibration)
     }
 
     static func utcTimestamp() -> String {
@@ -46,11 +51,16 @@ struct RunEnvironment {
     }
 
     static func machineDescription() -> MachineDescription {
-        var cpu = "unknown"
-        if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-           let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
-           let colon = line.firstIndex(of: ":") {
-            cpu = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        var cpu = "unknown", isa = "unknown"
+        if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
+            let lines = info.split(separator: "\n")
+            if let line = lines.first(where: { $0.hasPrefix("model name") }), let colon = line.firstIndex(of: ":") {
+                cpu = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+            if let flags = lines.first(where: { $0.hasPrefix("flags") || $0.hasPrefix("Features") }) {
+                let set = Set(flags.split(separator: " ").map(String.init))
+                isa = set.contains("avx512f") ? "avx512" : set.contains("avx2") ? "avx2" : set.contains("asimd") ? "neon" : "baseline"
+            }
         }
         var u = utsname()
         uname(&u)
@@ -58,6 +68,6 @@ struct RunEnvironment {
             withUnsafeBytes(of: value) { raw in String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self) }
         }
         return MachineDescription(cpu: cpu, arch: field(u.machine), cores: ProcessInfo.processInfo.activeProcessorCount,
-                                  os: field(u.sysname))
+                                  os: field(u.sysname), isa: isa)
     }
 }

@@ -106,3 +106,30 @@ import Testing
 import Foundation
 /// exp in Double from Foundation, as the oracle.
 func _exp(_ x: Double) -> Double { Foundation.exp(x) }
+
+@Suite struct SparseKernelTests {
+    @Test func csrMatchesItsReferenceAndTheDenseProduct() {
+        for (rows, cols) in [(1, 1), (3, 7), (16, 33), (33, 100)] {
+            var dense = GemmTests.fill(rows * cols, seed: UInt32(rows * 7 + cols))
+            for i in dense.indices where i % 3 != 0 { dense[i] = 0 }  // about 2/3 zeros, ragged rows
+            let csr = dense.withUnsafeBufferPointer { CSRMatrix(dense: $0, rows: rows, cols: cols) }
+            #expect(csr.nonzeros == dense.filter { $0 != 0 }.count)
+            for batch in [1, 3, 8, 17] {
+                let x = GemmTests.fill(batch * cols, seed: UInt32(batch))
+                var reference = [Float](repeating: 0, count: batch * rows)
+                reference.withUnsafeMutableBufferPointer { csrLinearForwardReference(csr, x: x, batch: batch, y: $0.baseAddress!) }
+                var viaGemm = [Float](repeating: 0, count: batch * rows)
+                viaGemm.withUnsafeMutableBufferPointer { y in
+                    gemm(m: batch, n: rows, k: cols, a: x, lda: cols, transposeA: false, b: dense, ldb: cols, transposeB: true,
+                         c: y.baseAddress!, ldc: rows, accumulate: false)
+                }
+                #expect(reference == viaGemm, "\(rows)×\(cols) batch \(batch): CSR chain differs from the dense product")
+                for threads in [1, 2, 3] {
+                    var got = [Float](repeating: .nan, count: batch * rows)
+                    got.withUnsafeMutableBufferPointer { csrLinearForward(csr, x: x, batch: batch, y: $0.baseAddress!, threads: threads) }
+                    #expect(got.map(\.bitPattern) == reference.map(\.bitPattern), "\(rows)×\(cols) batch \(batch) threads \(threads)")
+                }
+            }
+        }
+    }
+}

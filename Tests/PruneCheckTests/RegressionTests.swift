@@ -29,8 +29,16 @@ import Testing
         let missing = Comparison.check(current: ["accuracy": 0.9], baseline: [:], tolerances: tolerances)[0]
         #expect(missing.status == .missingBaseline)
         let other = Comparison.check(current: ["latency_p50@b1": 500], baseline: ["latency_p50@b1": 100], tolerances: tolerances,
-                                     sameMachine: false)[0]
+                                     timing: .skip("another machine"))[0]
         #expect(other.status == .skipped)
+        #expect(other.message.contains("another machine"))
+        let off = Comparison.check(current: ["latency_p50@b1": 500], baseline: ["latency_p50@b1": 100], tolerances: tolerances,
+                                   timing: .report("latency_gate: off"))[0]
+        #expect(off.status == .info)
+        // Normalized: a machine twice as fast measures half the time; ×2 makes it comparable.
+        let normalized = Comparison.check(current: ["latency_p50@b1": 60], baseline: ["latency_p50@b1": 100], tolerances: tolerances,
+                                          timing: .compare(factor: 2))[0]
+        #expect(normalized.current == 120 && normalized.status == .pass)
     }
 
     @Test func exitCodes() {
@@ -117,5 +125,80 @@ import Testing
         #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         #expect(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
                 == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+    }
+}
+
+@Suite struct StatisticsTests {
+    /// Oracles from SciPy 1.17: mannwhitneyu(a, b, alternative="greater", method="asymptotic")
+    /// and binomtest(k, n, 0.5).pvalue.
+    @Test func matchSciPy() {
+        let a: [Double] = [1, 2, 3, 4, 5, 5, 6, 9], b: [Double] = [0.5, 1, 1, 2, 2, 3, 3.5]
+        #expect(abs(Statistics.mannWhitneyGreater(a, b) - 0.017778952849960478) < 1e-12)
+        #expect(abs(Statistics.mcNemarExact(worse: 3, better: 12) - 0.03515625) < 1e-12)
+        #expect(abs(Statistics.mcNemarExact(worse: 0, better: 4) - 0.125) < 1e-12)
+        #expect(Statistics.mcNemarExact(worse: 0, better: 0) == 1)
+        #expect(Statistics.mcNemarExact(worse: 600, better: 400) < 1e-9)
+    }
+
+    @Test func bootstrapIntervalIsSeededAndCoversTheChange() {
+        let base = (0..<400).map { $0 % 10 != 0 }          // 90 % right
+        let now = (0..<400).map { $0 % 10 != 0 && $0 % 7 != 0 }  // a little worse
+        let ci = Statistics.bootstrapAccuracyChange(baseline: base, current: now)
+        let change = Double(now.filter { $0 }.count - base.filter { $0 }.count) / 400
+        #expect(ci.contains(change) && ci.upperBound < 0)
+        #expect(ci == Statistics.bootstrapAccuracyChange(baseline: base, current: now))
+    }
+
+    @Test func correctnessBitsRoundTrip() {
+        let bits = (0..<1001).map { $0 % 3 == 0 || $0 == 1000 }
+        #expect(CorrectnessBits.decode(CorrectnessBits.encode(bits), count: 1001) == bits)
+        #expect(CorrectnessBits.decode(CorrectnessBits.encode(bits), count: 2000) == nil)
+    }
+
+    @Test func latencyNeedsToleranceFloorAndSignificance() {
+        let tol = Tolerances(["latency_p50": 0.25])
+        let steady = (0..<200).map { 100 + Double($0 % 7) }
+        // 30 % slower and clearly so: regressed, with its p-value.
+        var evidence = Evidence(currentLatency: [1: steady.map { $0 * 1.3 }], baselineLatency: [1: Statistics.quantiles(steady.sorted())])
+        var c = Comparison.check(current: ["latency_p50@b1": 130], baseline: ["latency_p50@b1": 100], tolerances: tol, evidence: evidence)[0]
+        #expect(c.status == .regressed)
+        #expect((c.pValue ?? 1) < 1e-6)
+        #expect(c.message.contains("Mann-Whitney p="))
+        // A p50 beyond the tolerance whose samples do not differ from the baseline's: not significant.
+        evidence.currentLatency[1] = steady
+        c = Comparison.check(current: ["latency_p50@b1": 130], baseline: ["latency_p50@b1": 100], tolerances: tol, evidence: evidence)[0]
+        #expect(c.status == .pass, "\(c.message)")
+        // A large relative change of a tiny time stays under the noise floor.
+        evidence = Evidence(latencyFloor: 10)
+        c = Comparison.check(current: ["latency_p50@b1": 5], baseline: ["latency_p50@b1": 2.5], tolerances: tol, evidence: evidence)[0]
+        #expect(c.status == .pass && c.message.contains("noise floor"))
+    }
+
+    @Test func accuracyChangesCarryMcNemarAndAnInterval() {
+        let base = (0..<100).map { $0 >= 5 }, now = (0..<100).map { $0 >= 12 }
+        let c = Comparison.check(current: ["accuracy": 0.88], baseline: ["accuracy": 0.95], tolerances: Tolerances(["accuracy": 0.005]),
+                                 evidence: Evidence(currentCorrect: now, baselineCorrect: base))[0]
+        #expect(c.status == .regressed)
+        #expect(abs((c.pValue ?? 0) - Statistics.mcNemarExact(worse: 7, better: 0)) < 1e-15)
+        #expect(c.interval.map { $0.upperBound < 0 } == true)
+        #expect(c.message.contains("McNemar p=0.0156"))
+    }
+
+    @Test func metricNamesAndRules() {
+        for name in ["recall_class_3", "top5_accuracy", "edge/accuracy", "cv_accuracy_std", "latency_p99@b64", "energy_nj", "f1_weighted"] {
+            #expect(MetricNames.isKnown(name), "\(name)")
+        }
+        for name in ["recall_class_x", "top1_accuracy", "accuracy@b1", "bogus", "/accuracy", "cv_bogus_mean"] {
+            #expect(!MetricNames.isKnown(name), "\(name)")
+        }
+        #expect(MetricRule.of("log_loss").direction == .lowerIsBetter)
+        #expect(MetricRule.of("cv_accuracy_std").direction == .lowerIsBetter)
+        #expect(MetricRule.of("cv_accuracy_mean").direction == .higherIsBetter)
+        #expect(MetricRule.of("edge/bytes_sparse") == MetricRule(direction: .lowerIsBetter, tolerance: .relative))
+        let t = Tolerances(["accuracy": 0.01, "edge/f1_macro": 0.05, "recall_class_3": 0.02])
+        #expect(t.tolerance(for: "edge/accuracy") == 0.01)
+        #expect(t.tolerance(for: "edge/f1_macro") == 0.05)
+        #expect(t.tolerance(for: "recall_class_3") == 0.02)
+        #expect(t.tolerance(for: "recall_class_2") == nil)
     }
 }

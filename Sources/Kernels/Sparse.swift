@@ -1,0 +1,119 @@
+// Sparse (CSR) fully connected layer on raw buffers, for pruned weights.
+//
+// Contract
+//   y[b, o] = Σ_{k : W[o, k] ≠ 0} x[b, k] · W[o, k]     for 0 ≤ b < batch, 0 ≤ o < rows
+//   W is given in CSR form: the nonzeros of row o are values[rowStart[o] ..< rowStart[o+1]],
+//   at columns colIndex[…], in increasing column order. x is (batch × cols) row-major, y is
+//   (batch × rows) row-major and overwritten. y must not overlap x.
+// Accumulation order
+//   One fused multiply-add chain per output in increasing column order, starting from 0: the
+//   dense `gemm` chain with the zero terms left out. fma(x, 0, acc) == acc (up to the sign of
+//   a zero), so the result equals the dense product bit for bit except that a -0 may become
+//   +0 and an infinite or NaN input meeting a zero weight is skipped rather than making NaN.
+//   Threads split rows only; the result does not depend on the thread count.
+
+import Dispatch
+
+/// A matrix in compressed sparse row form (indices as Int32).
+public struct CSRMatrix: Sendable {
+    public let rows: Int
+    public let cols: Int
+    public let rowStart: [Int32]
+    public let colIndex: [Int32]
+    public let values: [Float]
+
+    /// The nonzeros of a dense row-major (rows × cols) matrix.
+    public init(dense: UnsafeBufferPointer<Float>, rows: Int, cols: Int) {
+        precondition(dense.count == rows * cols, "CSR: \(dense.count) values for \(rows)×\(cols)")
+        var start: [Int32] = [0], index: [Int32] = [], vals: [Float] = []
+        for r in 0..<rows {
+            for c in 0..<cols where dense[r * cols + c] != 0 {
+                index.append(Int32(c))
+                vals.append(dense[r * cols + c])
+            }
+            start.append(Int32(vals.count))
+        }
+        self.rows = rows
+        self.cols = cols
+        rowStart = start
+        colIndex = index
+        values = vals
+    }
+
+    public var nonzeros: Int { values.count }
+}
+
+/// Naive twin of `csrLinearForward`: the same chains, one output at a time.
+public func csrLinearForwardReference(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>) {
+    for b in 0..<batch {
+        for o in 0..<w.rows {
+            var acc: Float = 0
+            for p in Int(w.rowStart[o])..<Int(w.rowStart[o + 1]) {
+                acc = acc.addingProduct(x[b * w.cols + Int(w.colIndex[p])], w.values[p])
+            }
+            y[b * w.rows + o] = acc
+        }
+    }
+}
+
+/// y = x · Wᵀ with W sparse. See the file header for the contract.
+public func csrLinearForward(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>, threads: Int = 1) {
+    guard batch > 0, w.rows > 0 else { return }
+    let workers = max(1, min(threads, w.rows, (w.nonzeros * batch) / 262_144 + 1))
+    let xx = Int(bitPattern: x), yy = Int(bitPattern: y)
+    w.rowStart.withUnsafeBufferPointer { starts in
+        w.colIndex.withUnsafeBufferPointer { cols in
+            w.values.withUnsafeBufferPointer { vals in
+                let s = Int(bitPattern: starts.baseAddress!), c = Int(bitPattern: cols.baseAddress!), v = Int(bitPattern: vals.baseAddress!)
+                let work: (Int) -> Void = { t in
+                    let r0 = w.rows * t / workers, r1 = w.rows * (t + 1) / workers
+                    csrRows(r0..<r1, rows: w.rows, cols: w.cols,
+                            rowStart: UnsafePointer(bitPattern: s)!, colIndex: UnsafePointer(bitPattern: c)!,
+                            values: UnsafePointer(bitPattern: v)!, x: UnsafePointer(bitPattern: xx)!, batch: batch,
+                            y: UnsafeMutablePointer(bitPattern: yy)!)
+                }
+                if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+            }
+        }
+    }
+}
+
+/// Rows `range` of the output for every batch row. Batches of 8 and more go eight examples at
+/// a time through a transposed copy of x, one SIMD lane per example (still one chain each).
+@inline(__always)
+func csrRows(
+    _ range: Range<Int>, rows: Int, cols: Int, rowStart: UnsafePointer<Int32>, colIndex: UnsafePointer<Int32>,
+    values: UnsafePointer<Float>, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>
+) {
+    typealias V = SIMD8<Float>
+    let groups = batch / 8
+    if groups > 0 {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: cols * 8) { xt in
+            let t = xt.baseAddress!
+            for g in 0..<groups {
+                // xᵀ for examples 8g ..< 8g+8: column k holds their 8 values side by side.
+                for k in 0..<cols {
+                    for lane in 0..<8 { t[k * 8 + lane] = x[(g * 8 + lane) * cols + k] }
+                }
+                for o in range {
+                    var acc = V()
+                    for p in Int(rowStart[o])..<Int(rowStart[o + 1]) {
+                        let xv = UnsafeRawPointer(t + Int(colIndex[p]) * 8).loadUnaligned(as: V.self)
+                        acc = acc.addingProduct(xv, V(repeating: values[p]))
+                    }
+                    for lane in 0..<8 { y[(g * 8 + lane) * rows + o] = acc[lane] }
+                }
+            }
+        }
+    }
+    for b in (groups * 8)..<batch {
+        let xb = x + b * cols
+        for o in range {
+            var acc: Float = 0
+            for p in Int(rowStart[o])..<Int(rowStart[o + 1]) {
+                acc = acc.addingProduct(xb[Int(colIndex[p])], values[p])
+            }
+            y[b * rows + o] = acc
+        }
+    }
+}
