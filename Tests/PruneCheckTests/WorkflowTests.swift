@@ -314,6 +314,104 @@ import Regression
     }
 }
 
+@Suite(.serialized) struct VerdictTests {
+    static let config = """
+        version: 1
+        defaults:
+          threads: 1
+          latency: {batch_sizes: [1], warmup: 2, min_runs: 5, max_seconds: 0.1}
+          tolerances: {accuracy: 0.005, recall_class_3: 0.02, holdout/accuracy: 0.01, cv_accuracy_mean: 0.01, latency_p50: 10.0}
+        models:
+          - name: digits-cv
+            model: examples/models/mlp_digits.safetensors
+            architecture: examples/models/mlp_digits.json
+            data:
+              file: examples/data/digits.npz
+              train: [x_train, y_train]
+              eval: [x_test, y_test]
+              eval_sets: {holdout: [x_test, y_test]}
+            cv: {folds: 5}
+            prune:
+              method: magnitude
+              sparsity: SPARSITY
+              finetune: {epochs: 2, batch_size: 32, lr: 0.05, momentum: 0.9}
+        """
+
+    @Test func crossValidationEvalSetsPerClassGatesAndMcNemar() throws {
+        let dir = try WorkflowTests.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Self.config.replacingOccurrences(of: "SPARSITY", with: "0.5").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        #expect(try WorkflowTests.prunecheck(["baseline", "update"], in: dir).status == 0)
+        let baseline = try Baseline.read(path: "\(dir)/baselines/digits-cv.json")
+        #expect(baseline.evalCorrect?.count == 360)
+        #expect(baseline.latencySamples[1]?.count == 50)
+        #expect(baseline.recorded.calibration.map { $0 > 0 } == true)
+
+        let pass = try WorkflowTests.prunecheck(["check", "--json", "r.json", "--junit", "r.xml"], in: dir)
+        #expect(pass.status == 0, "\(pass.stdout)\(pass.stderr)")
+        #expect(try xmllintValidate("\(dir)/r.xml", schema: WorkflowTests.schema).status == 0)
+        let report = try JSONValue.parse(Array(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/r.json"))))
+        guard case .array(let models)? = report["models"], case .array(let folds)? = models[0]["cv_folds"],
+              case .array(let metrics)? = models[0]["metrics"] else { Issue.record("report incomplete"); return }
+        #expect(folds.count == 5)
+        let names = Set(metrics.compactMap { $0["name"]?.string })
+        for n in ["cv_accuracy_mean", "cv_accuracy_std", "holdout/accuracy", "recall_class_3", "log_loss", "ece", "top3_accuracy",
+                  "generalization_gap", "macs_nonzero", "bytes_compressed", "energy_nj", "latency_p99@b1", "latency_mad@b1"] {
+            #expect(names.contains(n), "missing \(n)")
+        }
+        let gated = metrics.filter { $0["status"]?.string != "info" }.compactMap { $0["name"]?.string }
+        // holdout/recall_class_3 is gated by falling back to the recall_class_3 tolerance.
+        #expect(Set(gated) == ["accuracy", "recall_class_3", "holdout/accuracy", "holdout/recall_class_3", "cv_accuracy_mean", "latency_p50@b1"])
+
+        // Prune much harder: accuracy drops, with McNemar's p-value and an interval in the report.
+        try Self.config.replacingOccurrences(of: "SPARSITY", with: "0.95").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        let fail = try WorkflowTests.prunecheck(["check", "--junit", "r.xml"], in: dir)
+        #expect(fail.status == 1)
+        let xml = try String(contentsOfFile: "\(dir)/r.xml", encoding: .utf8)
+        #expect(xml.contains("<testcase name=\"accuracy\""))
+        #expect(xml.contains("McNemar p="), "\(xml)")
+        #expect(xml.contains("95% CI of change"))
+        #expect(xml.contains("<testcase name=\"holdout/accuracy\""))
+        #expect(try xmllintValidate("\(dir)/r.xml", schema: WorkflowTests.schema).status == 0)
+    }
+
+    @Test func aRealSlowdownIsFlaggedAndAnUnchangedRerunIsNot() throws {
+        let dir = try WorkflowTests.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fm = FileManager.default
+        for f in ["examples/models/lenet300100_mnist5k.safetensors", "examples/models/lenet300100_mnist5k.json", "examples/data/mnist5k.npz"] {
+            try fm.copyItem(atPath: Repo.path(f), toPath: "\(dir)/\(f)")
+        }
+        let lenet = { (sparsity: String) in """
+            version: 1
+            defaults:
+              threads: 1
+              latency: {batch_sizes: [1], warmup: 20, min_runs: 50, max_seconds: 0.5}
+              tolerances: {latency_p50: 1.0}
+            models:
+              - name: lenet
+                model: examples/models/lenet300100_mnist5k.safetensors
+                architecture: examples/models/lenet300100_mnist5k.json
+                data: {file: examples/data/mnist5k.npz, train: [x_train, y_train], eval: [x_test, y_test], scale: 0.00392156862745098}
+                prune: {method: magnitude, sparsity: \(sparsity)}
+            """ }
+        try lenet("0.9").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        #expect(try WorkflowTests.prunecheck(["baseline", "update"], in: dir).status == 0)
+        let same = try WorkflowTests.prunecheck(["check", "--no-cache"], in: dir)
+        #expect(same.status == 0, "\(same.stdout)")
+        // 50 % instead of 90 %: the sparse kernel has five times the work, and the dense
+        // kernel takes over; the slowdown is far beyond tolerance, floor and noise.
+        try lenet("0.5").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        let slow = try WorkflowTests.prunecheck(["check", "--no-cache", "--json", "r.json"], in: dir)
+        #expect(slow.status == 1)
+        let report = try JSONValue.parse(Array(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/r.json"))))
+        guard case .array(let metrics)? = report["models"]?.firstModelMetrics else { Issue.record("no metrics"); return }
+        let latency = metrics.first { $0["name"]?.string == "latency_p50@b1" }
+        #expect(latency?["status"]?.string == "regressed", "\(slow.stdout)")
+        #expect((latency?["p_value"]?.double ?? 1) < 0.01)
+    }
+}
+
 extension JSONValue {
     /// The metrics array of the first model in a report's `models`.
     var firstModelMetrics: JSONValue? {
