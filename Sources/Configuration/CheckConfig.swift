@@ -64,14 +64,21 @@ public struct ModelSpec: Equatable, Sendable {
     public var latencyGate: LatencyGate
     /// Stratified k-fold cross-validation of the recipe on the training data, nil for none.
     public var cvFolds: Int?
+    /// What the model predicts.
+    public var task: Task
     /// The line of the entry in the config, for messages.
     public var line: Int?
 
     /// SHA-256 of everything that decides the numbers besides the input files' contents:
     /// recipe, seed, thread count is not included (results do not depend on it).
     public var recipeSHA256: String {
-        SHA256.hex(Array("\(recipe.canonicalDescription);seed=\(seed)".utf8))
+        SHA256.hex(Array("\(recipe.canonicalDescription);seed=\(seed)\(task == .classification ? "" : ";task=\(task.rawValue)")".utf8))
     }
+}
+
+/// `task`: classification (class labels, cross-entropy) or regression (values, squared error).
+public enum Task: String, CaseIterable, Sendable {
+    case classification, regression
 }
 
 /// `latency_gate`: when timings are compared.

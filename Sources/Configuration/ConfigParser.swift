@@ -201,7 +201,7 @@ struct Parser {
 
     func model(_ node: Node, _ key: String, defaults: Defaults, resolve: (String) -> String) throws -> ModelSpec {
         let m = try mapping(node, key, allowed: ["name", "model", "architecture", "data", "prune", "seed", "threads", "latency",
-                                                 "latency_gate", "tolerances", "cv"])
+                                                 "latency_gate", "tolerances", "cv", "task"])
         func required(_ k: String) throws -> Node {
             guard let n = m[k] else { throw error(node, join(key, k), "is missing") }
             return n
@@ -239,7 +239,8 @@ struct Parser {
             threads: try m["threads"].map { try int($0, join(key, "threads"), min: 1) } ?? defaults.threads,
             latency: latency, tolerances: tolerances,
             latencyGate: try m["latency_gate"].map { try choice($0, join(key, "latency_gate"), LatencyGate.self) } ?? defaults.latencyGate,
-            cvFolds: cvFolds, line: node.mark?.line)
+            cvFolds: cvFolds, task: try m["task"].map { try choice($0, join(key, "task"), Task.self) } ?? .classification,
+            line: node.mark?.line)
     }
 
     func dataSpec(_ node: Node, _ key: String, resolve: (String) -> String) throws -> DataSpec {

@@ -34,4 +34,25 @@ public enum DataLoading {
         if scale != 1 { for i in values.indices { values[i] *= scale } }
         return LabeledData(inputs: Tensor(shape: x.shape, scalars: values), labels: labels.map { Int32($0) })
     }
+
+    /// Loads one split for regression: inputs and targets (1-D targets become one column),
+    /// both converted to float32; inputs multiplied by `scale`.
+    public static func loadRegressionSplit(path: String, split: SplitSource, scale: Float, limits: IOLimits = .default) throws -> LabeledData {
+        let arrays = try NPZ.read(path: path, names: [split.inputs, split.labels], limits: limits)
+        let x = arrays[split.inputs]!, y = arrays[split.labels]!
+        guard y.shape.count == 1 || y.shape.count == 2 else {
+            throw ModelIOError(file: path, "array '\(split.labels)' has shape \(y.shape), regression targets must be 1-D or 2-D")
+        }
+        guard x.shape.first == y.shape.first else {
+            throw ModelIOError(file: path, "array '\(split.inputs)' has \(x.shape.first ?? 0) rows but '\(split.labels)' has \(y.shape.first ?? 0)")
+        }
+        let targets = y.floats()
+        if let bad = targets.firstIndex(where: { !$0.isFinite }) {
+            throw ModelIOError(file: path, "array '\(split.labels)'[\(bad)] is not a finite number")
+        }
+        var values = x.floats()
+        if scale != 1 { for i in values.indices { values[i] *= scale } }
+        let columns = y.shape.count == 2 ? y.shape[1] : 1
+        return LabeledData(inputs: Tensor(shape: x.shape, scalars: values), targets: Tensor(shape: [y.shape[0], columns], scalars: targets))
+    }
 }

@@ -165,3 +165,34 @@ public enum NPY {
         return dst
     }
 }
+
+extension NPYArray {
+    /// An array from values (little-endian bytes are produced for each dtype).
+    public init(floats: [Float], shape: [Int]) {
+        precondition(shape.reduce(1, *) == floats.count, "shape \(shape) for \(floats.count) values")
+        self.init(dtype: .float32, shape: shape, bytes: floats.flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian) { Array($0) } })
+    }
+
+    public init(integers: [Int64], shape: [Int]) {
+        precondition(shape.reduce(1, *) == integers.count, "shape \(shape) for \(integers.count) values")
+        self.init(dtype: .int64, shape: shape, bytes: integers.flatMap { v in withUnsafeBytes(of: v.littleEndian) { Array($0) } })
+    }
+}
+
+extension NPY {
+    /// The array as an NPY 1.0 document (C order, little-endian), as numpy.save writes it.
+    public static func serialize(_ a: NPYArray) -> [UInt8] {
+        let code: String
+        switch a.dtype {
+        case .uint8, .bool: code = "|\(a.dtype.rawValue)"
+        default: code = "<\(a.dtype.rawValue)"
+        }
+        let shape = a.shape.count == 1 ? "(\(a.shape[0]),)" : "(" + a.shape.map(String.init).joined(separator: ", ") + ")"
+        var header = "{'descr': '\(code)', 'fortran_order': False, 'shape': \(shape), }"
+        // Pad with spaces and a newline so the data starts at a multiple of 64 bytes.
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        let n = header.utf8.count
+        return magic + [1, 0, UInt8(n & 0xff), UInt8(n >> 8)] + Array(header.utf8) + a.bytes
+    }
+}

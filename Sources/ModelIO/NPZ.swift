@@ -66,3 +66,29 @@ public enum NPZ {
         return map
     }
 }
+
+extension NPZ {
+    /// Writes arrays as an .npz (DEFLATE-compressed members `<name>.npy`, like
+    /// numpy.savez_compressed), atomically: a temporary file, then rename.
+    public static func write(_ arrays: [String: NPYArray], to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        try? FileManager.default.removeItem(at: tmp)
+        do {
+            let archive = try Archive(url: tmp, accessMode: .create)
+            for name in arrays.keys.sorted() {
+                let bytes = Data(NPY.serialize(arrays[name]!))
+                let provider: Provider = { position, size in
+                    let start = Int(position)
+                    return bytes.subdata(in: start..<(start + size))
+                }
+                try archive.addEntry(with: "\(name).npy", type: .file, uncompressedSize: Int64(bytes.count),
+                                     compressionMethod: .deflate, provider: provider)
+            }
+            guard rename(tmp.path, url.path) == 0 else { throw ModelIOError(file: path, "cannot be written") }
+        } catch {
+            try? FileManager.default.removeItem(at: tmp)
+            throw error
+        }
+    }
+}

@@ -7,7 +7,7 @@ public struct EpochLog: Equatable, Sendable {
 }
 
 public enum FineTuning {
-    /// Trains `model` on `data` with cross-entropy and SGD, keeping `masks` (pruned weights
+    /// Trains `model` on `data` with cross-entropy (classes) or mean squared error (targets) and SGD, keeping `masks` (pruned weights
     /// stay exactly zero). Mini-batches follow one seeded permutation per epoch, so the result
     /// is the same on every run and for every thread count.
     @discardableResult
@@ -31,8 +31,9 @@ public enum FineTuning {
                 let end = min(start + settings.batchSize, data.count)
                 let batch = data.subset(Array(order[start..<end]))
                 let tape = Tape()
-                let logits = model.forward(Variable(batch.inputs), tape: tape, threads: threads)
-                let loss = softmaxCrossEntropy(logits, labels: batch.labels, tape: tape)
+                let output = model.forward(Variable(batch.inputs), tape: tape, threads: threads)
+                let loss = batch.targets.map { meanSquaredError(output, targets: $0, tape: tape) }
+                    ?? softmaxCrossEntropy(output, labels: batch.labels, tape: tape)
                 tape.backward(from: loss)
                 optimizer.step(parameters)
                 lossSum += Double(loss.value.scalars[0])

@@ -142,6 +142,32 @@ public func softmaxCrossEntropy(_ logits: Variable, labels: [Int32], tape: Tape?
     return out
 }
 
+/// Mean squared error of predictions `(B, K)` against targets `(B, K)`, averaged over all
+/// B·K elements (PyTorch's `MSELoss(reduction="mean")`). Backward adds 2(ŷ − y)/(B·K) · ∂loss.
+public func meanSquaredError(_ predictions: Variable, targets: Tensor, tape: Tape?) -> Variable {
+    precondition(predictions.value.shape == targets.shape, "MSE: predictions \(predictions.value.shape) vs targets \(targets.shape)")
+    let n = predictions.value.count
+    var sum: Double = 0
+    predictions.value.withUnsafeBufferPointer { p in
+        targets.withUnsafeBufferPointer { t in
+            for i in 0..<n { let d = Double(p[i] - t[i]); sum += d * d }
+        }
+    }
+    let out = Variable(Tensor(shape: [1], scalars: [Float(sum / Double(max(n, 1)))]), requiresGrad: predictions.requiresGrad)
+    if let tape, out.requiresGrad {
+        tape.record {
+            guard let g = out.grad?.scalars[0] else { return }
+            let scale = 2 * g / Float(n)
+            predictions.value.withUnsafeBufferPointer { p in
+                targets.withUnsafeBufferPointer { t in
+                    predictions.accumulateGrad { d in for i in 0..<n { d[i] += (p[i] - t[i]) * scale } }
+                }
+            }
+        }
+    }
+    return out
+}
+
 public extension Double {
     /// Natural logarithm via the binary exponent and an atanh series: platform-independent,
     /// used for reported loss values only.

@@ -66,8 +66,23 @@ func pruneAndFineTune(_ model: Sequential, spec: ModelSpec, train: LabeledData, 
     }
 }
 
+/// Loads one split for regression and checks that its examples fit the model's input and
+/// its targets the model's output.
+func loadRegressionSplit(_ data: DataSpec, _ split: SplitSource, model: Sequential, outputs: Int) throws -> LabeledData {
+    let loaded = try DataLoading.loadRegressionSplit(path: data.file, split: split, scale: Float(data.scale))
+    let rowShape = Array(loaded.inputs.shape.dropFirst())
+    guard rowShape.reduce(1, *) == model.inputShape.reduce(1, *) else {
+        throw ModelIOError(file: data.file, "array '\(split.inputs)' has examples of shape \(rowShape), the model expects \(model.inputShape)")
+    }
+    guard loaded.targets!.shape[1] == outputs else {
+        throw ModelIOError(file: data.file, "array '\(split.labels)' has \(loaded.targets!.shape[1]) target column(s), the model predicts \(outputs)")
+    }
+    return LabeledData(inputs: loaded.inputs.reshaped([loaded.count] + model.inputShape), targets: loaded.targets!)
+}
+
 /// Prunes, fine-tunes and evaluates one configured model.
 func runModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRunResult {
+    if spec.task == .regression { return try runRegressionModel(spec, progress: progress) }
     let start = DispatchTime.now().uptimeNanoseconds
     let model = try loadModel(path: spec.model, architecture: spec.architecture)
     let classes = try classCount(of: model, file: spec.model)
@@ -103,27 +118,70 @@ func runModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRunResult {
     }
     metrics["train_accuracy"] = trainScores.accuracy
     metrics["generalization_gap"] = trainScores.accuracy - report.scores.accuracy
+    return try finish(model, spec: spec, eval: eval, metrics: metrics, sparsity: sparsity, folds: folds,
+                      evidence: Evidence(currentCorrect: report.correct), started: start)
+}
+
+/// What every task adds: sparsity, costs, the cross-validation summary and latency.
+func finish(
+    _ model: Sequential, spec: ModelSpec, eval: LabeledData, metrics partial: [String: Double], sparsity: SparsityReport,
+    folds: [[String: Double]], evidence partialEvidence: Evidence, started: UInt64
+) throws -> ModelRunResult {
+    var metrics = partial
     metrics[MetricNames.sparsity] = sparsity.sparsity
     metrics.merge(CostAnalysis.analyze(model).values) { a, _ in a }
     metrics["bytes_compressed"] = Double(try ParameterCompression.deflatedSize(model))
-    for name in ["accuracy", "f1_macro"] where !folds.isEmpty {
+    for name in folds.first?.keys.sorted() ?? [] {
         let (mean, std) = CrossValidation.meanAndStd(folds.map { $0[name]! })
         metrics["cv_\(name)_mean"] = mean
         metrics["cv_\(name)_std"] = std
     }
-
     let measure: (Int) -> LatencyResult = { b in
-        let input = eval.inputs.gatherRows((0..<b).map { $0 % eval.count })
-        return LatencyHarness.measure(model: model, input: input, settings: spec.latency, threads: spec.threads)
+        LatencyHarness.measure(model: model, input: eval.inputs.gatherRows((0..<b).map { $0 % eval.count }),
+                               settings: spec.latency, threads: spec.threads)
     }
-    var evidence = Evidence(currentCorrect: report.correct)
+    var evidence = partialEvidence
     for b in spec.latency.batchSizes {
         let l = measure(b)
         metrics.merge(latencyMetrics(l)) { _, new in new }
         evidence.currentLatency[b] = l.samples
     }
-    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    return ModelRunResult(metrics: metrics, evidence: evidence, folds: folds, seconds: seconds, remeasure: measure)
+    return ModelRunResult(metrics: metrics, evidence: evidence, folds: folds,
+                          seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, remeasure: measure)
+}
+
+/// `runModel` for `task: regression`: MAE, RMSE and R² instead of class metrics.
+func runRegressionModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRunResult {
+    let start = DispatchTime.now().uptimeNanoseconds
+    let model = try loadModel(path: spec.model, architecture: spec.architecture)
+    let outputs = try classCount(of: model, file: spec.model)
+    let train = try loadRegressionSplit(spec.data, spec.data.train, model: model, outputs: outputs)
+    let eval = try loadRegressionSplit(spec.data, spec.data.eval, model: model, outputs: outputs)
+    let extraSets = try spec.data.evalSets.mapValues { try loadRegressionSplit(spec.data, $0, model: model, outputs: outputs) }
+    let dense = model.copy()
+    let denseScores = Evaluator.regress(model: model, data: eval, threads: spec.threads)
+    var folds: [[String: Double]] = []
+    if let k = spec.cvFolds {
+        // No classes to stratify by: one seeded shuffle dealt to the folds.
+        let assignment = CrossValidation.stratifiedFolds(labels: [Int32](repeating: 0, count: train.count), folds: k, seed: spec.seed)
+        for (i, held) in assignment.enumerated() {
+            let heldSet = Set(held)
+            let candidate = dense.copy()
+            pruneAndFineTune(candidate, spec: spec, train: train.subset((0..<train.count).filter { !heldSet.contains($0) }),
+                             progress: progress, label: "\(spec.name) fold \(i + 1)/\(k)")
+            folds.append(Evaluator.regress(model: candidate, data: train.subset(held), threads: spec.threads).values())
+        }
+    }
+    pruneAndFineTune(model, spec: spec, train: train, progress: progress, label: spec.name)
+    let scores = Evaluator.regress(model: model, data: eval, threads: spec.threads)
+    let sparsity = SparsityReport(model: model)
+    progress.line("  \(spec.name): rmse dense \(MetricCheck.format(denseScores.rmse, "rmse")) -> pruned \(MetricCheck.format(scores.rmse, "rmse")) at sparsity \(MetricCheck.format(sparsity.sparsity, MetricNames.sparsity))")
+    var metrics = scores.values()
+    for (name, data) in extraSets {
+        metrics.merge(Evaluator.regress(model: model, data: data, threads: spec.threads).values(prefix: "\(name)/")) { a, _ in a }
+    }
+    return try finish(model, spec: spec, eval: eval, metrics: metrics, sparsity: sparsity, folds: folds,
+                      evidence: Evidence(), started: start)
 }
 
 /// The latency metrics of one batch size, to a hundredth of a microsecond (far below the

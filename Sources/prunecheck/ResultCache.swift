@@ -24,7 +24,7 @@ struct ResultCache {
     func key(for spec: ModelSpec, files: [String], machine: MachineDescription) -> String? {
         var parts = ["tool=\(toolVersion)", "machine=\(machine.cpu)|\(machine.arch)|\(machine.cores)|\(machine.os)",
                      "recipe=\(spec.recipe.canonicalDescription)", "seed=\(spec.seed)", "threads=\(spec.threads)",
-                     "latency=\(spec.latency)", "cv=\(spec.cvFolds ?? 0)",
+                     "latency=\(spec.latency)", "cv=\(spec.cvFolds ?? 0)", "task=\(spec.task.rawValue)",
                      "data=\(spec.data.train)|\(spec.data.eval)|\(spec.data.scale)|\(spec.data.evalSets.sorted { $0.key < $1.key })"]
         for file in files {
             guard let blob = gitBlobID(ofFile: file) else { return nil }

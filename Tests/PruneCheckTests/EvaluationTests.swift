@@ -69,6 +69,16 @@ import Testing
         #expect(mean == 2.5 && abs(std - 1.2909944487358056) < 1e-12)
     }
 
+    /// scikit-learn's documented example: mean_absolute_error 0.5, mean_squared_error 0.375,
+    /// r2_score 0.948608137…
+    @Test func regressionMetricsMatchScikitLearn() {
+        let m = RegressionMetrics(predictions: Tensor(shape: [4, 1], scalars: [2.5, 0, 2, 8]),
+                                  targets: Tensor(shape: [4, 1], scalars: [3, -0.5, 2, 7]))
+        #expect(abs(m.mae - 0.5) < 1e-12)
+        #expect(abs(m.rmse - 0.375.squareRoot()) < 1e-12)
+        #expect(abs(m.r2 - 0.9486081370449679) < 1e-12)
+    }
+
     @Test func latencySummaryStatistics() {
         let r = LatencyHarness.summarize([5, 1, 4, 2, 3, 100], batchSize: 1)
         #expect(r.p50 == 3.5 && r.runs == 6)

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
+import ModelIO
 import Regression
+import TensorEngine
 
 /// The git workflow end to end: the built binary in scratch repositories.
 @Suite(.serialized) struct WorkflowTests {
@@ -409,6 +411,79 @@ import Regression
         let latency = metrics.first { $0["name"]?.string == "latency_p50@b1" }
         #expect(latency?["status"]?.string == "regressed", "\(slow.stdout)")
         #expect((latency?["p_value"]?.double ?? 1) < 0.01)
+    }
+}
+
+@Suite struct RegressionTaskTests {
+    /// A synthetic regression problem (documented as such: no real regression data ships):
+    /// y = 2·x0 − x1 + 0.5·x2 + 0.1·noise, x uniform in [-1, 1]⁴, and a random-initialized
+    /// 4-16-1 MLP that fine-tuning trains.
+    static func makeProblem(in dir: String) throws {
+        var rng = Philox(seed: 11)
+        func uniform(_ n: Int) -> [Float] { (0..<n).map { _ in rng.nextUnitFloat() * 2 - 1 } }
+        func split(_ n: Int) -> (NPYArray, NPYArray) {
+            let x = uniform(n * 4)
+            let noise = uniform(n)
+            let y: [Float] = (0..<n).map { i in
+                let linear: Float = 2 * x[i * 4] - x[i * 4 + 1]
+                return linear + 0.5 * x[i * 4 + 2] + 0.1 * noise[i]
+            }
+            return (NPYArray(floats: x, shape: [n, 4]), NPYArray(floats: y, shape: [n]))
+        }
+        let (xt, yt) = split(800), (xe, ye) = split(200)
+        try NPZ.write(["x_train": xt, "y_train": yt, "x_test": xe, "y_test": ye], to: "\(dir)/reg.npz")
+        let w1 = Tensor(shape: [16, 4], scalars: uniform(64).map { $0 * 0.5 }), b1 = Tensor(shape: [16], scalars: uniform(16).map { $0 * 0.1 })
+        let w2 = Tensor(shape: [1, 16], scalars: uniform(16).map { $0 * 0.25 }), b2 = Tensor(shape: [1], scalars: [0])
+        try Data(Safetensors.serialize(["fc1.weight": w1, "fc1.bias": b1, "fc2.weight": w2, "fc2.bias": b2]))
+            .write(to: URL(fileURLWithPath: "\(dir)/reg.safetensors"))
+        let arch = """
+            {"format": "layer-list/v1", "input": {"shape": ["N", 4]}, "layers": [
+              {"name": "fc1", "type": "linear", "in_features": 4, "out_features": 16, "bias": true,
+               "params": {"weight": {"key": "fc1.weight"}, "bias": {"key": "fc1.bias"}}},
+              {"name": "relu", "type": "relu"},
+              {"name": "fc2", "type": "linear", "in_features": 16, "out_features": 1, "bias": true,
+               "params": {"weight": {"key": "fc2.weight"}, "bias": {"key": "fc2.bias"}}}]}
+            """
+        try arch.write(toFile: "\(dir)/reg.json", atomically: true, encoding: .utf8)
+    }
+
+    static func config(sparsity: String) -> String {
+        """
+        version: 1
+        defaults: {threads: 1, latency: {batch_sizes: [1], warmup: 2, min_runs: 5, max_seconds: 0.1}}
+        models:
+          - name: reg
+            task: regression
+            model: reg.safetensors
+            architecture: reg.json
+            data: {file: reg.npz, train: [x_train, y_train], eval: [x_test, y_test]}
+            cv: {folds: 3}
+            prune:
+              method: magnitude
+              sparsity: \(sparsity)
+              finetune: {epochs: 30, batch_size: 32, lr: 0.05, momentum: 0.9}
+            tolerances: {rmse: 0.02, r2: 0.02}
+        """
+    }
+
+    @Test func regressionTaskReportsAndGatesMaeRmseR2() throws {
+        let dir = try scratchFolder("prunecheck-regression")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Self.makeProblem(in: dir)
+        let arrays = try NPZ.read(path: "\(dir)/reg.npz")
+        #expect(arrays["x_train"]?.shape == [800, 4] && arrays["y_test"]?.dtype == .float32)
+        try Self.config(sparsity: "0.25").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        let update = try run(Repo.binary, ["baseline", "update"], in: dir)
+        #expect(update.status == 0, "\(update.stderr)")
+        let b = try Baseline.read(path: "\(dir)/baselines/reg.json")
+        #expect((b.metrics["r2"] ?? 0) > 0.9, "fine-tuning should fit a linear target: \(b.metrics)")
+        #expect(b.metrics["accuracy"] == nil && b.metrics["cv_rmse_mean"] != nil)
+        #expect(try run(Repo.binary, ["check"], in: dir).status == 0)
+        // Prune almost everything: the fit collapses and RMSE/R² regress.
+        try Self.config(sparsity: "0.97").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        let fail = try run(Repo.binary, ["check"], in: dir)
+        #expect(fail.status == 1, "\(fail.stdout)")
+        #expect(fail.stdout.contains("rmse") && fail.stdout.contains("REGRESSED"))
     }
 }
 
