@@ -287,14 +287,17 @@ public struct ModelVerdict: Equatable, Sendable {
     public var cached: Bool
     /// Cross-validation: each fold's metrics (empty without `cv`).
     public var folds: [[String: Double]]
+    /// Confusion matrix on the eval set (row = true class, column = predicted), empty for regression.
+    public var confusion: [[Int]]
     /// Seconds spent pruning, fine-tuning and evaluating.
     public var seconds: Double
 
     public init(index: Int, model: String, baselineFile: String, checks: [MetricCheck] = [], baselineCommit: String? = nil,
                 baselineToolVersion: String? = nil, baselineProblem: BaselineError? = nil, recipeChanged: Bool = false,
                 baselineChange: BaselineChange? = nil, skipReason: String? = nil, cached: Bool = false,
-                folds: [[String: Double]] = [], seconds: Double = 0) {
+                folds: [[String: Double]] = [], confusion: [[Int]] = [], seconds: Double = 0) {
         self.folds = folds
+        self.confusion = confusion
         self.index = index
         self.model = model
         self.baselineFile = baselineFile

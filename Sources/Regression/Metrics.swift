@@ -45,7 +45,7 @@ public enum MetricNames {
     static let fixed: Set<String> = [
         accuracy, precisionMacro, recallMacro, f1Macro, "precision_weighted", "recall_weighted", "f1_weighted",
         "log_loss", "ece", "train_accuracy", "generalization_gap", sparsity, paramsNonzero, "params_total",
-        "macs", "macs_nonzero", "bytes_dense", "bytes_sparse", "bytes_compressed", "energy_nj", "peak_memory_bytes",
+        "macs", "macs_nonzero", "bytes_dense", "bytes_sparse", "bytes_compressed", "energy_nj", "energy_measured_uj", "peak_memory_bytes",
         "latency_p50", "latency_p90", "latency_p99", "latency_mad", "mae", "rmse", "r2",
     ]
 
@@ -97,7 +97,7 @@ public enum MetricNames {
         }
         let b = base(of: name)
         if name.contains("@") {
-            guard b.hasPrefix("latency_"), (batch(of: name) ?? 0) > 0 else { return false }
+            guard b.hasPrefix("latency_") || b == "energy_measured_uj", (batch(of: name) ?? 0) > 0 else { return false }
         }
         if fixed.contains(b) { return true }
         if let inner = cvInner(b) { return fixed.contains(inner) || isPerClassName(inner) }
@@ -127,6 +127,7 @@ public enum MetricNames {
         let b = base(of: name)
         if b.hasPrefix("latency_") { return " us" }
         if b == "energy_nj" { return " nJ" }
+        if b == "energy_measured_uj" { return " uJ" }
         if b.hasPrefix("bytes_") || b == "peak_memory_bytes" { return " B" }
         return ""
     }

@@ -24,6 +24,7 @@ public enum JSONReport {
                 ("cores", .number(Double(context.machine.cores))), ("os", .string(context.machine.os)),
                 ("isa", .string(context.machine.isa)),
                 ("calibration_gflops", context.calibration.map { .number(($0 * 100).rounded() / 100) } ?? .null),
+                ("energy_counters", .string(context.energyCounters ? "available" : "unavailable")),
             ])),
             ("shard", optional(context.shard)),
             ("exit_code", .number(Double(exitCode))),
@@ -38,7 +39,14 @@ public enum JSONReport {
     }
 
     static func model(_ v: ModelVerdict) -> JSONValue {
-        .object([
+        let confusion: [JSONValue] = v.confusion.map { row in .array(row.map { .number(Double($0)) }) }
+        let folds: [JSONValue] = v.folds.map(metricsObject)
+        let change: JSONValue = v.baselineChange.map { c in
+            .object([("commit", optional(c.commit)), ("summary", optional(c.summary)),
+                     ("old", metricsObject(c.old)), ("new", metricsObject(c.new))])
+        } ?? .null
+        let error: JSONValue = v.baselineProblem.map { .object([("file", .string($0.file)), ("problem", .string($0.problem))]) } ?? .null
+        return .object([
             ("index", .number(Double(v.index))),
             ("name", .string(v.model)),
             ("baseline_file", .string(v.baselineFile)),
@@ -49,13 +57,15 @@ public enum JSONReport {
             ("skip_reason", optional(v.skipReason)),
             ("baseline_commit", optional(v.baselineCommit)),
             ("baseline_tool_version", optional(v.baselineToolVersion)),
-            ("baseline_error", v.baselineProblem.map { .object([("file", .string($0.file)), ("problem", .string($0.problem))]) } ?? .null),
-            ("baseline_change", v.baselineChange.map { c in
-                .object([("commit", optional(c.commit)), ("summary", optional(c.summary)),
-                         ("old", metricsObject(c.old)), ("new", metricsObject(c.new))])
-            } ?? .null),
-            ("cv_folds", .array(v.folds.map(metricsObject))),
-            ("metrics", .array(v.checks.map { c in
+            ("baseline_error", error),
+            ("baseline_change", change),
+            ("cv_folds", .array(folds)),
+            ("confusion_matrix", .array(confusion)),
+            ("metrics", .array(v.checks.map(check))),
+        ])
+    }
+
+    static func check(_ c: MetricCheck) -> JSONValue {
                 .object([
                     ("name", .string(c.metric)),
                     ("current", .number(c.current)),
@@ -68,8 +78,6 @@ public enum JSONReport {
                     ("note", optional(c.note)),
                     ("message", .string(c.message)),
                 ])
-            })),
-        ])
     }
 
     /// A report file that cannot be read back.
@@ -98,6 +106,7 @@ public enum JSONReport {
                                         isa: machine?["isa"]?.string ?? "unknown"),
             baseRevision: git?["base_revision"]?.string, mergeBase: git?["merge_base"]?.string, shard: json["shard"]?.string)
         context.calibration = machine?["calibration_gflops"]?.double
+        context.energyCounters = machine?["energy_counters"]?.string == "available"
         guard case .array(let models)? = json["models"] else { throw ParseError(file: file, problem: "field 'models' is missing") }
         func metrics(_ v: JSONValue?) -> [String: Double] {
             guard case .object(let pairs)? = v else { return [:] }
@@ -133,6 +142,10 @@ public enum JSONReport {
                 },
                 skipReason: m["skip_reason"]?.string, cached: m["cached"]?.bool ?? false,
                 folds: { if case .array(let f)? = m["cv_folds"] { return f.map(metrics) } else { return [] } }(),
+                confusion: {
+                    guard case .array(let rows)? = m["confusion_matrix"] else { return [] }
+                    return rows.map { row in if case .array(let cells) = row { return cells.map { Int($0.double ?? 0) } } else { return [] } }
+                }(),
                 seconds: m["seconds"]?.double ?? 0)
         }
         return (context, verdicts, Int32(json["exit_code"]?.double ?? 0))

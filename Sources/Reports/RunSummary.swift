@@ -18,6 +18,8 @@ public struct RunContext: Sendable {
     public var shard: String?
     /// GFLOP/s of the reference workload in this process (nil when not measured).
     public var calibration: Double?
+    /// Whether the CPU's energy counters (RAPL) could be read, so measured energy is reported.
+    public var energyCounters: Bool = false
 
     public init(commit: String?, branch: String?, dirty: Bool, toolVersion: String, timestamp: String, hostname: String,
                 machine: MachineDescription, baseRevision: String? = nil, mergeBase: String? = nil, shard: String? = nil) {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Configuration
+import Evaluation
 import Foundation
 import GitKit
 import Regression
@@ -175,15 +176,19 @@ struct Check: ParsableCommand {
             let key = cache?.key(for: spec, files: inputFiles(of: local), machine: env.machine)
             var run: ModelRunResult
             if let cache, let key, let hit = cache.lookup(key) {
-                run = ModelRunResult(metrics: hit.metrics, evidence: hit.evidence, folds: hit.folds, seconds: 0, remeasure: nil)
+                run = ModelRunResult(metrics: hit.metrics, evidence: hit.evidence, folds: hit.folds, confusion: hit.confusion,
+                                     seconds: 0, remeasure: nil)
                 verdict.cached = true
                 progress.line("  \(spec.name): results from the cache (inputs unchanged; --no-cache to re-run)")
             } else {
                 run = try runModel(local, progress: progress)
                 verdict.seconds = run.seconds
-                if let cache, let key { cache.store(key, entry: .init(metrics: run.metrics, evidence: run.evidence, folds: run.folds)) }
+                if let cache, let key {
+                    cache.store(key, entry: .init(metrics: run.metrics, evidence: run.evidence, folds: run.folds, confusion: run.confusion))
+                }
             }
             verdict.folds = run.folds
+            verdict.confusion = run.confusion
 
             switch resolved.used {
             case .failure(let problem):
@@ -235,6 +240,7 @@ struct Check: ParsableCommand {
         context.mergeBase = selection?.mergeBase
         context.shard = shard
         context.calibration = env.calibration
+        context.energyCounters = RAPL.isAvailable
         throw ExitCode(try reports.emit(verdicts, context: context))
     }
 

@@ -47,6 +47,8 @@ struct ModelRunResult {
     var evidence: Evidence
     /// Cross-validation: each fold's metrics.
     var folds: [[String: Double]]
+    /// Confusion matrix on the eval set (classification).
+    var confusion: [[Int]] = []
     var seconds: Double
     /// Measures one batch size's latency again (nil for results from the cache).
     var remeasure: ((Int) -> LatencyResult)?
@@ -118,8 +120,10 @@ func runModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRunResult {
     }
     metrics["train_accuracy"] = trainScores.accuracy
     metrics["generalization_gap"] = trainScores.accuracy - report.scores.accuracy
-    return try finish(model, spec: spec, eval: eval, metrics: metrics, sparsity: sparsity, folds: folds,
-                      evidence: Evidence(currentCorrect: report.correct), started: start)
+    var result = try finish(model, spec: spec, eval: eval, metrics: metrics, sparsity: sparsity, folds: folds,
+                            evidence: Evidence(currentCorrect: report.correct), started: start)
+    result.confusion = report.scores.confusion
+    return result
 }
 
 /// What every task adds: sparsity, costs, the cross-validation summary and latency.
@@ -142,9 +146,13 @@ func finish(
     }
     var evidence = partialEvidence
     for b in spec.latency.batchSizes {
-        let l = measure(b)
-        metrics.merge(latencyMetrics(l)) { _, new in new }
-        evidence.currentLatency[b] = l.samples
+        var l: LatencyResult?
+        // Measured energy where the CPU's counters are readable (absent otherwise; see RAPL).
+        if let microjoules = RAPL.measure({ l = measure(b) }), let runs = l?.runs, runs > 0 {
+            metrics["energy_measured_uj@b\(b)"] = (microjoules / Double(runs + spec.latency.warmup) * 100).rounded() / 100
+        }
+        metrics.merge(latencyMetrics(l!)) { _, new in new }
+        evidence.currentLatency[b] = l!.samples
     }
     return ModelRunResult(metrics: metrics, evidence: evidence, folds: folds,
                           seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, remeasure: measure)

@@ -17,6 +17,7 @@ struct ResultCache {
         var metrics: [String: Double]
         var evidence: Evidence
         var folds: [[String: Double]]
+        var confusion: [[Int]]
     }
 
     /// The key of `spec` with the given local input files, nil when an input is unreadable
@@ -53,7 +54,11 @@ struct ResultCache {
         if case .array(let bits)? = json["eval_correct"] { evidence.currentCorrect = bits.map { $0.bool ?? false } }
         var folds: [[String: Double]] = []
         if case .array(let f)? = json["folds"] { folds = f.compactMap(numbers) }
-        return Entry(metrics: metrics, evidence: evidence, folds: folds)
+        var confusion: [[Int]] = []
+        if case .array(let rows)? = json["confusion"] {
+            confusion = rows.map { row in if case .array(let cells) = row { return cells.map { Int($0.double ?? 0) } } else { return [] } }
+        }
+        return Entry(metrics: metrics, evidence: evidence, folds: folds, confusion: confusion)
     }
 
     private func numbers(_ v: JSONValue?) -> [String: Double]? {
@@ -76,6 +81,7 @@ struct ResultCache {
             })),
             ("eval_correct", entry.evidence.currentCorrect.map { .array($0.map(JSONValue.bool)) } ?? .null),
             ("folds", .array(entry.folds.map(object))),
+            ("confusion", .array(entry.confusion.map { .array($0.map { .number(Double($0)) }) })),
         ])
         do {
             // The cache folder ignores itself, so it never shows up in `git status`.

@@ -356,6 +356,16 @@ import TensorEngine
         guard case .array(let models)? = report["models"], case .array(let folds)? = models[0]["cv_folds"],
               case .array(let metrics)? = models[0]["metrics"] else { Issue.record("report incomplete"); return }
         #expect(folds.count == 5)
+        if case .array(let rows)? = models[0]["confusion_matrix"] {
+            let total = rows.reduce(0) { sum, row in
+                guard case .array(let cells) = row else { return sum }
+                return sum + cells.reduce(0) { $0 + Int($1.double ?? 0) }
+            }
+            #expect(rows.count == 10 && total == 360)
+        } else {
+            Issue.record("no confusion matrix")
+        }
+        #expect(["available", "unavailable"].contains(report["machine"]?["energy_counters"]?.string ?? ""))
         let names = Set(metrics.compactMap { $0["name"]?.string })
         for n in ["cv_accuracy_mean", "cv_accuracy_std", "holdout/accuracy", "recall_class_3", "log_loss", "ece", "top3_accuracy",
                   "generalization_gap", "macs_nonzero", "bytes_compressed", "energy_nj", "latency_p99@b1", "latency_mad@b1"] {
