@@ -9,7 +9,7 @@ BIN := .build/release/prunecheck
 REPORTS := reports
 APT_PACKAGES := libgit2-dev libxml2-dev libxml2-utils pkg-config
 
-.PHONY: setup build test demo proto clean
+.PHONY: setup build test demo bench clean
 
 ## setup: install the system packages PruneCheck needs (apt-get), only those missing
 setup:
@@ -34,6 +34,11 @@ demo: build
 	@mkdir -p $(REPORTS)
 	$(BIN) check --base auto --junit $(REPORTS)/prunecheck.junit.xml --json $(REPORTS)/prunecheck.json --markdown $(REPORTS)/prunecheck.md
 	@echo "demo: JUnit report at $(REPORTS)/prunecheck.junit.xml (JSON: $(REPORTS)/prunecheck.json, Markdown: $(REPORTS)/prunecheck.md)"
+
+## bench: the engine on peers.py's workloads; table on stdout, JSON in bench-results/
+BENCH_THREADS ?= 1,2
+bench: build
+	.build/release/prunecheck-bench --threads $(BENCH_THREADS) --out bench-results/prunecheck.json
 
 clean:
 	rm -rf .build $(REPORTS)

@@ -51,6 +51,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [v5]),
+        .executableTarget(
+            name: "prunecheck-bench",
+            dependencies: ["Kernels", "TensorEngine", "ModelIO", "Pruning", "Regression"],
+            swiftSettings: numericFlags + [v5]),
         .testTarget(
             name: "PruneCheckTests",
             dependencies: [

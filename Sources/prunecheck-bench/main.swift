@@ -1,0 +1,224 @@
+// `make bench`: PruneCheck's engine on the workloads of ../shared/bench/peers.py, written in
+// the same `prunecheck-bench/1` schema so `compare.py` can set them side by side.
+//
+//   prunecheck-bench [--threads 1,2] [--quick] [--only gemm,infer,infer_sparse90,train_epoch]
+//                    [--fixtures DIR] [--out FILE]
+//
+// Definitions follow ../shared/bench/README.md ("Workloads"). Models whose layers the engine
+// does not support yet are listed as skipped, not measured.
+
+import Dispatch
+import Foundation
+import Kernels
+import ModelIO
+import Pruning
+import Regression
+import TensorEngine
+
+struct Budget {
+    var gemmSamples = 25, gemmSampleSeconds = 0.01
+    var warmupRuns = 50, warmupSeconds = 0.3, minRuns = 200, minSeconds = 2.0
+    var trainEpochs = 3
+
+    static let quick = Budget(gemmSamples: 7, gemmSampleSeconds: 0.003, warmupRuns: 10, warmupSeconds: 0.05, minRuns: 50,
+                              minSeconds: 0.3, trainEpochs: 1)
+}
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+func median(_ v: [Double]) -> Double { Statistics.median(v.sorted()) }
+
+func percentile(_ v: [Double], _ q: Double) -> Double {
+    let s = v.sorted()
+    let pos = q * Double(s.count - 1)
+    let lo = Int(pos.rounded(.down)), hi = min(lo + 1, s.count - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - Double(lo))
+}
+
+struct Row {
+    var workload: String, threads: Int, batch: Int?, metric: String, value: Double, samples: Int
+    var json: JSONValue {
+        .object([("workload", .string(workload)), ("impl", .string("prunecheck")), ("threads", .number(Double(threads))),
+                 ("batch", batch.map { .number(Double($0)) } ?? .null), ("metric", .string(metric)),
+                 ("value", .number((value * 1000).rounded() / 1000)), ("samples", .number(Double(samples)))])
+    }
+}
+
+func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+
+// MARK: - Arguments
+
+var threadCounts = [1]
+var budget = Budget()
+var groups: Set<String> = ["gemm", "infer", "infer_sparse90", "train_epoch"]
+var fixtures = ProcessInfo.processInfo.environment["PRUNECHECK_FIXTURES"] ?? "../shared/fixtures"
+var out = "bench-results/prunecheck.json"
+var args = Array(CommandLine.arguments.dropFirst())
+while !args.isEmpty {
+    let a = args.removeFirst()
+    func value() -> String {
+        guard !args.isEmpty else { log("\(a) needs a value"); exit(2) }
+        return args.removeFirst()
+    }
+    switch a {
+    case "--threads": threadCounts = value().split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+    case "--quick": budget = .quick
+    case "--only": groups = Set(value().split(separator: ",").map(String.init))
+    case "--fixtures": fixtures = value()
+    case "--out": out = value()
+    default: log("unknown option \(a); see the header of Sources/prunecheck-bench/main.swift"); exit(2)
+    }
+}
+if !FileManager.default.fileExists(atPath: "\(fixtures)/models") {
+    log("no fixtures at \(fixtures); using the bundled examples/ (fewer models)")
+    fixtures = "examples"
+}
+func modelPath(_ name: String, _ ext: String) -> String {
+    let shared = "\(fixtures)/models/\(name).\(ext)"
+    return FileManager.default.fileExists(atPath: shared) ? shared : "examples/models/\(name).\(ext)"
+}
+func dataPath(_ name: String) -> String {
+    let shared = "\(fixtures)/datasets/\(name).npz"
+    return FileManager.default.fileExists(atPath: shared) ? shared : "examples/data/\(name).npz"
+}
+
+var rows: [Row] = []
+
+// MARK: - GEMM
+
+if groups.contains("gemm") {
+    for n in [64, 128, 256, 512, 1024] {
+        var rng = Philox(seed: UInt64(n))
+        let a = (0..<n * n).map { _ in rng.nextUnitFloat() - 0.5 }, b = (0..<n * n).map { _ in rng.nextUnitFloat() - 0.5 }
+        var c = [Float](repeating: 0, count: n * n)
+        for t in threadCounts {
+            let call = {
+                c.withUnsafeMutableBufferPointer { cp in
+                    gemm(m: n, n: n, k: n, a: a, lda: n, transposeA: false, b: b, ldb: n, transposeB: false,
+                         c: cp.baseAddress!, ldc: n, accumulate: false, threads: t)
+                }
+            }
+            call()
+            var perCall: [Double] = []
+            for _ in 0..<budget.gemmSamples {
+                var reps = 0
+                let t0 = now()
+                repeat { call(); reps += 1 } while now() - t0 < budget.gemmSampleSeconds
+                perCall.append((now() - t0) / Double(reps))
+            }
+            let gflops = 2 * pow(Double(n), 3) / median(perCall) / 1e9
+            rows.append(Row(workload: "gemm/n=\(n)", threads: t, batch: nil, metric: "gflops", value: gflops, samples: perCall.count))
+            log(String(format: "gemm/n=%d threads=%d: %.1f GFLOP/s", n, t, gflops))
+        }
+    }
+}
+
+// MARK: - Inference
+
+/// (p50, p90, runs) of single calls in microseconds, after a warm-up, as peers.py measures.
+func latency(_ fn: () -> Void) -> (Double, Double, Int) {
+    var start = now(), runs = 0
+    while runs < budget.warmupRuns || now() - start < budget.warmupSeconds { fn(); runs += 1 }
+    var times: [Double] = []
+    start = now()
+    while times.count < budget.minRuns || now() - start < budget.minSeconds {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        fn()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1000)
+    }
+    return (percentile(times, 0.5), percentile(times, 0.9), times.count)
+}
+
+let datasets = ["lenet300100_mnist5k": "mnist5k", "lenet5_mnist5k": "mnist5k", "mlp_digits": "digits",
+                "mlp_mnist1d": "mnist1d", "cnn_mnist1d": "mnist1d"]
+
+/// The model and its preprocessed x_test, or nil (with the reason logged) when unsupported.
+func load(_ name: String) -> (Sequential, Tensor)? {
+    do {
+        let model = try LayerList.load(architecture: modelPath(name, "json"), weights: modelPath(name, "safetensors"))
+        let x = try NPZ.read(path: dataPath(datasets[name]!), names: ["x_test"])["x_test"]!
+        var values = x.floats()
+        if x.dtype == .uint8 { for i in values.indices { values[i] /= 255 } }
+        return (model, Tensor(shape: [x.shape[0]] + model.inputShape, scalars: values))
+    } catch {
+        log("skipped \(name): \(error)")
+        return nil
+    }
+}
+
+func benchInfer(_ workload: String, _ model: Sequential, _ x: Tensor) {
+    for t in threadCounts {
+        for b in [1, 64] {
+            let input = x.rows(0..<b)
+            let (p50, p90, runs) = latency { _ = model.predict(input, threads: t) }
+            rows.append(Row(workload: workload, threads: t, batch: b, metric: "latency_us_p50", value: p50, samples: runs))
+            rows.append(Row(workload: workload, threads: t, batch: b, metric: "latency_us_p90", value: p90, samples: runs))
+            log(String(format: "%@ threads=%d batch=%d: p50 %.1f us, p90 %.1f us", workload, t, b, p50, p90))
+        }
+    }
+}
+
+if groups.contains("infer") {
+    for name in ["lenet300100_mnist5k", "lenet5_mnist5k", "mlp_digits", "mlp_mnist1d", "cnn_mnist1d"] {
+        if let (model, x) = load(name) { benchInfer("infer/\(name)", model, x) }
+    }
+}
+
+if groups.contains("infer_sparse90"), let (model, x) = load("lenet300100_mnist5k") {
+    let weights = model.prunableWeights.map { (name: $0.name, tensor: $0.variable.value) }
+    applyMasks(MagnitudePruning.masks(for: weights, sparsity: 0.9, scope: .global), to: model)
+    benchInfer("infer_sparse90/lenet300100_mnist5k", model, x)
+}
+
+// MARK: - Training
+
+if groups.contains("train_epoch") {
+    do {
+        let name = "lenet300100_mnist5k"
+        let arrays = try NPZ.read(path: dataPath("mnist5k"), names: ["x_train", "y_train"])
+        let x = arrays["x_train"]!, y = arrays["y_train"]!.integers()!
+        let pixels = x.floats().map { $0 / 255 }
+        let data = LabeledData(inputs: Tensor(shape: [x.shape[0], 1, 28, 28], scalars: pixels), labels: y.map { Int32($0) })
+        for t in threadCounts {
+            let model = try LayerList.load(architecture: modelPath(name, "json"), weights: modelPath(name, "safetensors"))
+            let settings = FineTuneSettings(epochs: 1, batchSize: 64, learningRate: 0.01, momentum: 0.9)
+            _ = FineTuning.run(model: model, masks: [:], data: data, settings: settings, seed: 0, threads: t)  // warm-up epoch
+            var seconds: [Double] = []
+            for e in 0..<budget.trainEpochs {
+                let t0 = now()
+                _ = FineTuning.run(model: model, masks: [:], data: data, settings: settings, seed: UInt64(e + 1), threads: t)
+                seconds.append(now() - t0)
+            }
+            rows.append(Row(workload: "train_epoch/\(name)", threads: t, batch: 64, metric: "seconds", value: median(seconds), samples: seconds.count))
+            log(String(format: "train_epoch/%@ threads=%d: %.3f s/epoch", name, t, median(seconds)))
+        }
+    } catch {
+        log("skipped train_epoch: \(error)")
+    }
+}
+
+// MARK: - Output
+
+var cpuModel = "unknown"
+if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+   let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") }), let colon = line.firstIndex(of: ":") {
+    cpuModel = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+}
+let formatter = ISO8601DateFormatter()
+let document = JSONValue.object([
+    ("schema", .string("prunecheck-bench/1")),
+    ("created", .string(formatter.string(from: Date()))),
+    ("tool", .string("prunecheck-bench")),
+    ("machine", .object([("cpu", .object([("model", .string(cpuModel)),
+                                          ("logical_cpus", .number(Double(ProcessInfo.processInfo.activeProcessorCount)))]))])),
+    ("quick", .bool(budget.minRuns < 200)),
+    ("results", .array(rows.map(\.json))),
+])
+try writeFileAtomically(document.rendered(), to: out)
+print("workload                                   threads  batch  metric          value")
+for r in rows {
+    print(r.workload.padding(toLength: 43, withPad: " ", startingAt: 0) + String(r.threads).padding(toLength: 9, withPad: " ", startingAt: 0)
+          + (r.batch.map(String.init) ?? "-").padding(toLength: 7, withPad: " ", startingAt: 0)
+          + r.metric.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "%.2f", r.value))
+}
+print("wrote \(out)")
