@@ -231,3 +231,88 @@ func microKernel6x16(
         }
     }
 }
+
+/// B packed once, in exactly the blocks and panel layout `gemm` builds on every call, for a
+/// matrix that is reused across calls (a layer's weights during inference).
+public struct PackedB: Sendable {
+    public let n: Int
+    public let k: Int
+    /// One buffer per (N block, K block), in the order `gemm` visits them.
+    let blocks: [[Float]]
+
+    /// Packs B (k × n; B[k, j] = b[j * ldb + k] when `transposeB`).
+    public init(b: UnsafePointer<Float>, ldb: Int, transposeB: Bool, k: Int, n: Int) {
+        self.n = n
+        self.k = k
+        var blocks: [[Float]] = []
+        var jc = 0
+        while jc < n {
+            let nc = min(gemmNC, n - jc)
+            let panels = (nc + gemmNR - 1) / gemmNR
+            var pc = 0
+            while pc < k {
+                let kc = min(gemmKC, k - pc)
+                var block = [Float](repeating: 0, count: kc * panels * gemmNR)
+                block.withUnsafeMutableBufferPointer {
+                    packB(b: b, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc, nc: nc, into: $0.baseAddress!)
+                }
+                blocks.append(block)
+                pc += kc
+            }
+            jc += nc
+        }
+        self.blocks = blocks
+    }
+}
+
+/// `gemm` with B prepacked: the same blocking, packing layout, micro-kernel and accumulation
+/// order, so the result equals `gemm` (and `gemmReference`) bit for bit. Threads split rows.
+public func gemm(
+    m: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool, packed: PackedB,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int = 1
+) {
+    let n = packed.n, k = packed.k
+    guard m > 0, n > 0 else { return }
+    if k == 0 {
+        if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+        return
+    }
+    let rowPanels = (m + gemmMR - 1) / gemmMR
+    let workers = max(1, min(threads, rowPanels, (m * n * k) / 1_048_576 + 1))
+    let aa = Int(bitPattern: a), cc = Int(bitPattern: c)
+    let work: (Int) -> Void = { w in
+        let i0 = min(m, rowPanels * w / workers * gemmMR), i1 = min(m, rowPanels * (w + 1) / workers * gemmMR)
+        guard i0 < i1 else { return }
+        let a = UnsafePointer<Float>(bitPattern: aa)!, c = UnsafeMutablePointer<Float>(bitPattern: cc)!
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: min(k, gemmKC) * gemmMR) { aPack in
+            var block = 0
+            var jc = 0
+            while jc < n {
+                let nc = min(gemmNC, n - jc)
+                let panels = (nc + gemmNR - 1) / gemmNR
+                var pc = 0
+                while pc < k {
+                    let kc = min(gemmKC, k - pc)
+                    let load = accumulate || pc > 0
+                    packed.blocks[block].withUnsafeBufferPointer { bp in
+                        var ic = i0
+                        while ic < i1 {
+                            let mr = min(gemmMR, i1 - ic)
+                            packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc, into: aPack.baseAddress!)
+                            for p in 0..<panels {
+                                let jj = jc + p * gemmNR
+                                microKernel6x16(kc: kc, a: aPack.baseAddress!, b: bp.baseAddress! + p * kc * gemmNR,
+                                                c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: min(gemmNR, jc + nc - jj), load: load)
+                            }
+                            ic += gemmMR
+                        }
+                    }
+                    block += 1
+                    pc += kc
+                }
+                jc += nc
+            }
+        }
+    }
+    if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+}

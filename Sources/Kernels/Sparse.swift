@@ -38,9 +38,40 @@ public struct CSRMatrix: Sendable {
         rowStart = start
         colIndex = index
         values = vals
+        (sliceStart, sliceColumns, sliceValues) = CSRMatrix.slices(rows: rows, rowStart: start, colIndex: index, values: vals)
     }
 
     public var nonzeros: Int { values.count }
+
+    /// The same rows as slices of 8 (SELL-8): slice s holds rows 8s..<8s+8, each padded to
+    /// the slice's longest row with zero weights at column 0, stored slot-major (8 lanes per
+    /// slot). A lane is one row's chain in its own column order; the padding adds
+    /// fma(x[0], 0, acc) == acc at the end. Rows past `rows` are all padding.
+    let sliceStart: [Int32]
+    let sliceColumns: [Int32]
+    let sliceValues: [Float]
+
+    static func slices(rows: Int, rowStart: [Int32], colIndex: [Int32], values: [Float]) -> ([Int32], [Int32], [Float]) {
+        var start: [Int32] = [0], cols: [Int32] = [], vals: [Float] = []
+        for s in 0..<((rows + 7) / 8) {
+            let lanes = (0..<8).map { s * 8 + $0 }
+            let width = lanes.map { $0 < rows ? Int(rowStart[$0 + 1] - rowStart[$0]) : 0 }.max() ?? 0
+            for slot in 0..<width {
+                for r in lanes {
+                    if r < rows, slot < Int(rowStart[r + 1] - rowStart[r]) {
+                        let p = Int(rowStart[r]) + slot
+                        cols.append(colIndex[p])
+                        vals.append(values[p])
+                    } else {
+                        cols.append(0)
+                        vals.append(0)
+                    }
+                }
+            }
+            start.append(Int32(vals.count / 8))
+        }
+        return (start, cols, vals)
+    }
 }
 
 /// Naive twin of `csrLinearForward`: the same chains, one output at a time.
@@ -59,15 +90,18 @@ public func csrLinearForwardReference(_ w: CSRMatrix, x: UnsafePointer<Float>, b
 /// y = x · Wᵀ with W sparse. See the file header for the contract.
 public func csrLinearForward(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>, threads: Int = 1) {
     guard batch > 0, w.rows > 0 else { return }
-    let workers = max(1, min(threads, w.rows, (w.nonzeros * batch) / 262_144 + 1))
+    let workers = max(1, min(threads, (w.rows + 7) / 8, (w.nonzeros * batch) / 262_144 + 1))
     let xx = Int(bitPattern: x), yy = Int(bitPattern: y)
     w.rowStart.withUnsafeBufferPointer { starts in
         w.colIndex.withUnsafeBufferPointer { cols in
             w.values.withUnsafeBufferPointer { vals in
                 let s = Int(bitPattern: starts.baseAddress!), c = Int(bitPattern: cols.baseAddress!), v = Int(bitPattern: vals.baseAddress!)
+                let slices = (w.rows + 7) / 8
                 let work: (Int) -> Void = { t in
-                    let r0 = w.rows * t / workers, r1 = w.rows * (t + 1) / workers
-                    csrRows(r0..<r1, rows: w.rows, cols: w.cols,
+                    // Whole slices of 8 rows per worker (the sliced path needs aligned ranges).
+                    let r0 = min(w.rows, slices * t / workers * 8), r1 = min(w.rows, slices * (t + 1) / workers * 8)
+                    guard r0 < r1 else { return }
+                    csrRows(r0..<r1, matrix: w, rows: w.rows, cols: w.cols,
                             rowStart: UnsafePointer(bitPattern: s)!, colIndex: UnsafePointer(bitPattern: c)!,
                             values: UnsafePointer(bitPattern: v)!, x: UnsafePointer(bitPattern: xx)!, batch: batch,
                             y: UnsafeMutablePointer(bitPattern: yy)!)
@@ -82,7 +116,7 @@ public func csrLinearForward(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int
 /// a time through a transposed copy of x, one SIMD lane per example (still one chain each).
 @inline(__always)
 func csrRows(
-    _ range: Range<Int>, rows: Int, cols: Int, rowStart: UnsafePointer<Int32>, colIndex: UnsafePointer<Int32>,
+    _ range: Range<Int>, matrix: CSRMatrix, rows: Int, cols: Int, rowStart: UnsafePointer<Int32>, colIndex: UnsafePointer<Int32>,
     values: UnsafePointer<Float>, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>
 ) {
     typealias V = SIMD8<Float>
@@ -106,14 +140,31 @@ func csrRows(
             }
         }
     }
-    for b in (groups * 8)..<batch {
-        let xb = x + b * cols
-        for o in range {
-            var acc: Float = 0
-            for p in Int(rowStart[o])..<Int(rowStart[o + 1]) {
-                acc = acc.addingProduct(xb[Int(colIndex[p])], values[p])
+    // NOTE: batches below 8 go through the SELL-8 slices, one SIMD lane per row: about a
+    // quarter of the instructions of scalar CSR (see docs/performance.md for the effect).
+    guard groups * 8 < batch else { return }
+    precondition(range.lowerBound % 8 == 0, "row ranges of the sliced path start at a multiple of 8")
+    matrix.sliceStart.withUnsafeBufferPointer { starts in
+        matrix.sliceColumns.withUnsafeBufferPointer { sc in
+            matrix.sliceValues.withUnsafeBufferPointer { sv in
+                for b in (groups * 8)..<batch {
+                    let xb = x + b * cols
+                    var s = range.lowerBound / 8
+                    while s * 8 < range.upperBound {
+                        var acc = V()
+                        var q = Int(starts[s]) * 8
+                        let end = Int(starts[s + 1]) * 8
+                        while q < end {
+                            let xv = V(xb[Int(sc[q])], xb[Int(sc[q + 1])], xb[Int(sc[q + 2])], xb[Int(sc[q + 3])],
+                                       xb[Int(sc[q + 4])], xb[Int(sc[q + 5])], xb[Int(sc[q + 6])], xb[Int(sc[q + 7])])
+                            acc = acc.addingProduct(xv, UnsafeRawPointer(sv.baseAddress! + q).loadUnaligned(as: V.self))
+                            q += 8
+                        }
+                        for lane in 0..<8 where s * 8 + lane < range.upperBound { y[b * rows + s * 8 + lane] = acc[lane] }
+                        s += 1
+                    }
+                }
             }
-            y[b * rows + o] = acc
         }
     }
 }

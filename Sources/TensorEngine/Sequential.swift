@@ -26,6 +26,19 @@ public final class LinearLayer {
     public static let sparseDensityThreshold = 0.25
 
     private var sparse: (version: Int, matrix: CSRMatrix?)?
+    private var packed: (version: Int, matrix: PackedB)?
+
+    /// The weight packed for `gemm` once (rebuilt after every update).
+    // NOTE: packing the 300×784 weight on every call dominated batch-1 inference of
+    // LeNet-300-100; see docs/performance.md for the effect.
+    var packedWeight: PackedB {
+        if let packed, packed.version == weight.version { return packed.matrix }
+        let matrix = weight.value.withUnsafeBufferPointer {
+            PackedB(b: $0.baseAddress!, ldb: inFeatures, transposeB: true, k: inFeatures, n: outFeatures)
+        }
+        packed = (weight.version, matrix)
+        return matrix
+    }
 
     /// The weight in CSR form when sparse enough to pay, rebuilt after every update.
     public var sparseWeight: CSRMatrix? {
@@ -44,7 +57,16 @@ public final class LinearLayer {
         precondition(x.shape.count == 2 && x.shape[1] == inFeatures, "linear \(name): input \(x.shape) for weight \(weight.value.shape)")
         var y = Tensor(zeros: [x.shape[0], outFeatures])
         guard let csr = sparseWeight else {
-            linearForward(x, weight.value, bias?.value, into: &y, threads: threads)
+            let w = packedWeight
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    gemm(m: x.shape[0], a: xp.baseAddress!, lda: inFeatures, transposeA: false, packed: w,
+                         c: yp.baseAddress!, ldc: outFeatures, accumulate: false, threads: threads)
+                    if let b = bias?.value {
+                        b.withUnsafeBufferPointer { addRowVector($0.baseAddress!, rows: x.shape[0], cols: outFeatures, out: yp.baseAddress!) }
+                    }
+                }
+            }
             return y
         }
         x.withUnsafeBufferPointer { xp in

@@ -133,3 +133,27 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
         }
     }
 }
+
+@Suite struct PackedGemmTests {
+    @Test func prepackedMatchesGemmBitForBit() {
+        for (m, n, k) in [(1, 1, 1), (1, 300, 784), (3, 33, 7), (7, 16, 300), (64, 100, 33), (100, 530, 260)] {
+            for transposeB in [false, true] {
+                let a = GemmTests.fill(m * k, seed: UInt32(m + k)), b = GemmTests.fill(k * n, seed: UInt32(n + 3 * k))
+                let ldb = transposeB ? k : n
+                var expected = [Float](repeating: 0, count: m * n)
+                expected.withUnsafeMutableBufferPointer { c in
+                    gemmReference(m: m, n: n, k: k, a: a, lda: k, transposeA: false, b: b, ldb: ldb, transposeB: transposeB,
+                                  c: c.baseAddress!, ldc: n, accumulate: false)
+                }
+                let packed = PackedB(b: b, ldb: ldb, transposeB: transposeB, k: k, n: n)
+                for threads in [1, 2, 3] {
+                    var got = [Float](repeating: .nan, count: m * n)
+                    got.withUnsafeMutableBufferPointer { c in
+                        gemm(m: m, a: a, lda: k, transposeA: false, packed: packed, c: c.baseAddress!, ldc: n, accumulate: false, threads: threads)
+                    }
+                    #expect(got.map(\.bitPattern) == expected.map(\.bitPattern), "m=\(m) n=\(n) k=\(k) tB=\(transposeB) threads=\(threads)")
+                }
+            }
+        }
+    }
+}
