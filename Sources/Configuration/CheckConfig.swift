@@ -81,7 +81,7 @@ public enum Task: String, CaseIterable, Sendable {
     case classification, regression
 }
 
-/// `latency_gate`: when timings are compared.
+/// `latency_gate`: when timings are compared. The default is `normalized`.
 public enum LatencyGate: String, CaseIterable, Sendable {
     /// Only against a baseline from the same machine fingerprint; otherwise reported as skipped.
     case sameMachine = "same-machine"

@@ -83,7 +83,7 @@ struct Defaults {
     var threads = 1
     var latency = LatencySettings()
     var tolerances = Tolerances()
-    var latencyGate = LatencyGate.sameMachine
+    var latencyGate = LatencyGate.normalized
 }
 
 /// Typed access to YAML nodes with errors that carry file, line and key.

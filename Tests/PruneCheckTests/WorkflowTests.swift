@@ -407,12 +407,15 @@ import TensorEngine
                 data: {file: examples/data/mnist5k.npz, train: [x_train, y_train], eval: [x_test, y_test], scale: 0.00392156862745098}
                 prune: {method: magnitude, sparsity: \(sparsity)}
             """ }
-        try lenet("0.9").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        // 98 % runs the sparse kernel in a few microseconds; 50 % runs dense at several times
+        // that. (90 % vs 50 % is about 2.5× at batch 1 here, too close to this kind of VM's
+        // process-to-process noise for a test that must never flake.)
+        try lenet("0.98").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
         #expect(try WorkflowTests.prunecheck(["baseline", "update"], in: dir).status == 0)
         let same = try WorkflowTests.prunecheck(["check", "--no-cache"], in: dir)
         #expect(same.status == 0, "\(same.stdout)")
-        // 50 % instead of 90 %: the sparse kernel has five times the work, and the dense
-        // kernel takes over; the slowdown is far beyond tolerance, floor and noise.
+        // 50 % instead of 98 %: the dense kernel takes over with 25 times the work; the
+        // slowdown is far beyond tolerance, floor and noise.
         try lenet("0.5").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
         let slow = try WorkflowTests.prunecheck(["check", "--no-cache", "--json", "r.json"], in: dir)
         #expect(slow.status == 1)
