@@ -87,6 +87,24 @@ public func gemm(
     }
 }
 
+/// Visits the (N block, K block) pairs of columns `j0..<j1` in the order every GEMM here uses:
+/// N blocks of `gemmNC` outermost, K blocks of `gemmKC` inside. Sharing it keeps the packed and
+/// the prepacked paths in the same accumulation order.
+@inline(__always)
+func forEachBlock(columns j0: Int, _ j1: Int, k: Int, _ body: (_ jc: Int, _ nc: Int, _ pc: Int, _ kc: Int) -> Void) {
+    var jc = j0
+    while jc < j1 {
+        let nc = min(gemmNC, j1 - jc)
+        var pc = 0
+        while pc < k {
+            let kc = min(gemmKC, k - pc)
+            body(jc, nc, pc, kc)
+            pc += kc
+        }
+        jc += nc
+    }
+}
+
 /// One worker's rectangle C[i0..<i1, j0..<j1], full K.
 @usableFromInline
 func gemmBlock(
@@ -100,33 +118,23 @@ func gemmBlock(
     let bPanelsMax = (ncMax + gemmNR - 1) / gemmNR
     withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * bPanelsMax * gemmNR) { bPack in
         withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * gemmMR) { aPack in
-            var jc = j0
-            while jc < j1 {
-                let nc = min(gemmNC, j1 - jc)
+            forEachBlock(columns: j0, j1, k: k) { jc, nc, pc, kc in
                 let bPanels = (nc + gemmNR - 1) / gemmNR
-                var pc = 0
-                while pc < k {
-                    let kc = min(gemmKC, k - pc)
-                    packB(b: b, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc, nc: nc,
-                          into: bPack.baseAddress!)
-                    let load = accumulate || pc > 0
-                    var ic = i0
-                    while ic < i1 {
-                        let mr = min(gemmMR, i1 - ic)
-                        packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc,
-                              into: aPack.baseAddress!)
-                        for p in 0..<bPanels {
-                            let jj = jc + p * gemmNR
-                            let nr = min(gemmNR, j1 - jj)
-                            microKernel6x16(
-                                kc: kc, a: aPack.baseAddress!, b: bPack.baseAddress! + p * kc * gemmNR,
-                                c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: nr, load: load)
-                        }
-                        ic += gemmMR
+                packB(b: b, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc, nc: nc, into: bPack.baseAddress!)
+                let load = accumulate || pc > 0
+                var ic = i0
+                while ic < i1 {
+                    let mr = min(gemmMR, i1 - ic)
+                    packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc, into: aPack.baseAddress!)
+                    for p in 0..<bPanels {
+                        let jj = jc + p * gemmNR
+                        let nr = min(gemmNR, j1 - jj)
+                        microKernel6x16(
+                            kc: kc, a: aPack.baseAddress!, b: bPack.baseAddress! + p * kc * gemmNR,
+                            c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: nr, load: load)
                     }
-                    pc += kc
+                    ic += gemmMR
                 }
-                jc += nc
             }
         }
     }
@@ -245,21 +253,12 @@ public struct PackedB: Sendable {
         self.n = n
         self.k = k
         var blocks: [[Float]] = []
-        var jc = 0
-        while jc < n {
-            let nc = min(gemmNC, n - jc)
-            let panels = (nc + gemmNR - 1) / gemmNR
-            var pc = 0
-            while pc < k {
-                let kc = min(gemmKC, k - pc)
-                var block = [Float](repeating: 0, count: kc * panels * gemmNR)
-                block.withUnsafeMutableBufferPointer {
-                    packB(b: b, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc, nc: nc, into: $0.baseAddress!)
-                }
-                blocks.append(block)
-                pc += kc
+        forEachBlock(columns: 0, n, k: k) { jc, nc, pc, kc in
+            var block = [Float](repeating: 0, count: kc * ((nc + gemmNR - 1) / gemmNR) * gemmNR)
+            block.withUnsafeMutableBufferPointer {
+                packB(b: b, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc, nc: nc, into: $0.baseAddress!)
             }
-            jc += nc
+            blocks.append(block)
         }
         self.blocks = blocks
     }
@@ -286,31 +285,23 @@ public func gemm(
         let a = UnsafePointer<Float>(bitPattern: aa)!, c = UnsafeMutablePointer<Float>(bitPattern: cc)!
         withUnsafeTemporaryAllocation(of: Float.self, capacity: min(k, gemmKC) * gemmMR) { aPack in
             var block = 0
-            var jc = 0
-            while jc < n {
-                let nc = min(gemmNC, n - jc)
+            forEachBlock(columns: 0, n, k: k) { jc, nc, pc, kc in
                 let panels = (nc + gemmNR - 1) / gemmNR
-                var pc = 0
-                while pc < k {
-                    let kc = min(gemmKC, k - pc)
-                    let load = accumulate || pc > 0
-                    packed.blocks[block].withUnsafeBufferPointer { bp in
-                        var ic = i0
-                        while ic < i1 {
-                            let mr = min(gemmMR, i1 - ic)
-                            packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc, into: aPack.baseAddress!)
-                            for p in 0..<panels {
-                                let jj = jc + p * gemmNR
-                                microKernel6x16(kc: kc, a: aPack.baseAddress!, b: bp.baseAddress! + p * kc * gemmNR,
-                                                c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: min(gemmNR, jc + nc - jj), load: load)
-                            }
-                            ic += gemmMR
+                let load = accumulate || pc > 0
+                packed.blocks[block].withUnsafeBufferPointer { bp in
+                    var ic = i0
+                    while ic < i1 {
+                        let mr = min(gemmMR, i1 - ic)
+                        packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc, into: aPack.baseAddress!)
+                        for p in 0..<panels {
+                            let jj = jc + p * gemmNR
+                            microKernel6x16(kc: kc, a: aPack.baseAddress!, b: bp.baseAddress! + p * kc * gemmNR,
+                                            c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: min(gemmNR, jc + nc - jj), load: load)
                         }
+                        ic += gemmMR
                     }
-                    block += 1
-                    pc += kc
                 }
-                jc += nc
+                block += 1
             }
         }
     }

@@ -82,6 +82,22 @@ func loadRegressionSplit(_ data: DataSpec, _ split: SplitSource, model: Sequenti
     return LabeledData(inputs: loaded.inputs.reshaped([loaded.count] + model.inputShape), targets: loaded.targets!)
 }
 
+/// `cv: {folds: k}`: the recipe re-run from the dense weights on k folds (stratified by
+/// `strata`), each scored on its held-out fold; empty without `cv`.
+func crossValidate(
+    _ dense: Sequential, spec: ModelSpec, train: LabeledData, strata: [Int32], progress: Progress,
+    score: (Sequential, LabeledData) -> [String: Double]
+) -> [[String: Double]] {
+    guard let k = spec.cvFolds else { return [] }
+    return CrossValidation.stratifiedFolds(labels: strata, folds: k, seed: spec.seed).enumerated().map { i, held in
+        let heldSet = Set(held)
+        let candidate = dense.copy()
+        pruneAndFineTune(candidate, spec: spec, train: train.subset((0..<train.count).filter { !heldSet.contains($0) }),
+                         progress: progress, label: "\(spec.name) fold \(i + 1)/\(k)")
+        return score(candidate, train.subset(held))
+    }
+}
+
 /// Prunes, fine-tunes and evaluates one configured model.
 func runModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRunResult {
     if spec.task == .regression { return try runRegressionModel(spec, progress: progress) }
@@ -95,17 +111,9 @@ func runModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRunResult {
     let denseScores = Evaluator.classify(model: model, data: eval, classes: classes, threads: spec.threads)
 
     // Cross-validation first, from the dense weights: k re-runs of the recipe on the folds.
-    var folds: [[String: Double]] = []
-    if let k = spec.cvFolds {
-        let assignment = CrossValidation.stratifiedFolds(labels: train.labels, folds: k, seed: spec.seed)
-        for (i, held) in assignment.enumerated() {
-            let heldSet = Set(held)
-            let fit = train.subset((0..<train.count).filter { !heldSet.contains($0) })
-            let candidate = dense.copy()
-            pruneAndFineTune(candidate, spec: spec, train: fit, progress: progress, label: "\(spec.name) fold \(i + 1)/\(k)")
-            let r = Evaluator.evaluate(model: candidate, data: train.subset(held), classes: classes, threads: spec.threads)
-            folds.append(["accuracy": r.scores.accuracy, "f1_macro": r.scores.f1Macro])
-        }
+    let folds = crossValidate(dense, spec: spec, train: train, strata: train.labels, progress: progress) { model, held in
+        let r = Evaluator.evaluate(model: model, data: held, classes: classes, threads: spec.threads)
+        return ["accuracy": r.scores.accuracy, "f1_macro": r.scores.f1Macro]
     }
 
     pruneAndFineTune(model, spec: spec, train: train, progress: progress, label: spec.name)
@@ -168,17 +176,9 @@ func runRegressionModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRu
     let extraSets = try spec.data.evalSets.mapValues { try loadRegressionSplit(spec.data, $0, model: model, outputs: outputs) }
     let dense = model.copy()
     let denseScores = Evaluator.regress(model: model, data: eval, threads: spec.threads)
-    var folds: [[String: Double]] = []
-    if let k = spec.cvFolds {
-        // No classes to stratify by: one seeded shuffle dealt to the folds.
-        let assignment = CrossValidation.stratifiedFolds(labels: [Int32](repeating: 0, count: train.count), folds: k, seed: spec.seed)
-        for (i, held) in assignment.enumerated() {
-            let heldSet = Set(held)
-            let candidate = dense.copy()
-            pruneAndFineTune(candidate, spec: spec, train: train.subset((0..<train.count).filter { !heldSet.contains($0) }),
-                             progress: progress, label: "\(spec.name) fold \(i + 1)/\(k)")
-            folds.append(Evaluator.regress(model: candidate, data: train.subset(held), threads: spec.threads).values())
-        }
+    // No classes to stratify by: one seeded shuffle dealt to the folds.
+    let folds = crossValidate(dense, spec: spec, train: train, strata: [Int32](repeating: 0, count: train.count), progress: progress) {
+        model, held in Evaluator.regress(model: model, data: held, threads: spec.threads).values()
     }
     pruneAndFineTune(model, spec: spec, train: train, progress: progress, label: spec.name)
     let scores = Evaluator.regress(model: model, data: eval, threads: spec.threads)
