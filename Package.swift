@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // Data flows one way: files -> model -> pruning -> evaluation -> comparison -> reports.
@@ -27,7 +28,10 @@ let package = Package(
         .target(name: "TensorEngine", dependencies: ["Kernels"], swiftSettings: numericFlags + [v5]),
         .target(
             name: "ModelIO",
-            dependencies: ["TensorEngine", .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+            dependencies: [
+                "TensorEngine", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: [v5]),
         .target(name: "Pruning", dependencies: ["TensorEngine"], swiftSettings: numericFlags + [v5]),
         .target(name: "Evaluation", dependencies: ["Kernels", "TensorEngine"], swiftSettings: numericFlags + [v5]),
@@ -55,6 +59,8 @@ let package = Package(
             name: "prunecheck-bench",
             dependencies: ["Kernels", "TensorEngine", "ModelIO", "Pruning", "Regression"],
             swiftSettings: numericFlags + [v5]),
+        .executableTarget(
+            name: "prunecheck-conformance", dependencies: ["ModelIO"], swiftSettings: [v5]),
         .testTarget(
             name: "PruneCheckTests",
             dependencies: [

@@ -97,7 +97,7 @@ public enum Evaluator {
     }
 
     /// Runs `model` over `data` in batches and scores its predictions and probabilities.
-    public static func evaluate(model: Sequential, data: LabeledData, classes: Int, threads: Int, batchSize: Int = 256) -> ClassificationReport {
+    public static func evaluate(model: Graph, data: LabeledData, classes: Int, threads: Int, batchSize: Int = 256) -> ClassificationReport {
         var predictions: [Int] = []
         predictions.reserveCapacity(data.count)
         var topHits: [Int: Int] = [3: 0, 5: 0].filter { $0.key < classes }
@@ -147,7 +147,7 @@ public enum Evaluator {
     }
 
     /// Scores only (no probabilities), for dense before/after summaries.
-    public static func classify(model: Sequential, data: LabeledData, classes: Int, threads: Int, batchSize: Int = 256) -> ClassificationMetrics {
+    public static func classify(model: Graph, data: LabeledData, classes: Int, threads: Int, batchSize: Int = 256) -> ClassificationMetrics {
         evaluate(model: model, data: data, classes: classes, threads: threads, batchSize: batchSize).scores
     }
 }

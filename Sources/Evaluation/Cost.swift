@@ -46,25 +46,55 @@ public enum EnergyModel {
 }
 
 public enum CostAnalysis {
-    public static func analyze(_ model: Sequential) -> CostReport {
+    /// The cost of `model` on one example, from the value shapes of one batch-1 run.
+    /// MACs count Gemm, MatMul and Conv (the layers that hold nearly all the work);
+    /// a nonzero MAC is one whose weight is nonzero.
+    public static func analyze(_ model: Graph) -> CostReport {
         var total = 0, nonzero = 0, macs = 0, macsNonzero = 0, dense = 0, sparse = 0
         var activationWords = 0, peakActivations = 0
-        var width = model.inputShape.reduce(1, *)
-        for layer in model.layers {
-            guard case .linear(let l) = layer else { continue }
-            let w = l.weight.value
-            let nnz = w.scalars.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
-            let biasCount = l.bias?.value.count ?? 0
-            let biasNonzero = l.bias?.value.scalars.reduce(0) { $0 + ($1 != 0 ? 1 : 0) } ?? 0
-            total += w.count + biasCount
-            nonzero += nnz + biasNonzero
-            macs += w.count
-            macsNonzero += nnz
-            dense += 4 * (w.count + biasCount)
-            sparse += min(4 * w.count, 8 * nnz + 4 * (l.outFeatures + 1)) + 4 * biasCount
-            activationWords += l.inFeatures + l.outFeatures
-            peakActivations = max(peakActivations, width + l.outFeatures)
-            width = l.outFeatures
+        let shapes = (try? model.valueShapes(for: Tensor(zeros: [1] + model.inputShape))) ?? [:]
+        func count(_ name: String) -> Int { shapes[name]?.reduce(1, *) ?? 0 }
+        let prunable = Set(model.prunableWeights.map(\.name))
+        for (name, v) in model.parameters {
+            let t = v.value
+            let nnz = t.scalars.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
+            total += t.count
+            nonzero += nnz
+            dense += 4 * t.count
+            if prunable.contains(name) {
+                let rows = t.shape[0]
+                sparse += min(4 * t.count, 8 * nnz + 4 * (rows + 1))
+            } else {
+                sparse += 4 * t.count
+            }
+        }
+        for node in model.nodes {
+            let outCount = node.outputs.first.map(count) ?? 0
+            let inCount = node.inputs.filter { !$0.isEmpty && model.initializer($0) == nil }.reduce(0) { $0 + count($1) }
+            peakActivations = max(peakActivations, inCount + outCount)
+            guard ["Gemm", "MatMul", "Conv"].contains(node.opType), node.inputs.count > 1 else { continue }
+            activationWords += inCount + outCount
+            let wShape = shapes[node.inputs[1]] ?? []
+            let wCount = wShape.reduce(1, *)
+            var wNonzero = wCount
+            if case .float(let w)? = model.initializer(node.inputs[1]) {
+                wNonzero = w.value.scalars.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
+            }
+            switch node.opType {
+            case "Conv":
+                // Every weight is used once per output position.
+                let positions = wShape.isEmpty ? 0 : outCount / max(wShape[0], 1)
+                macs += wCount * positions
+                macsNonzero += wNonzero * positions
+            case "Gemm":
+                let rows = shapes[node.inputs[0]]?.first ?? 1
+                macs += wCount * rows
+                macsNonzero += wNonzero * rows
+            default:
+                let k = wShape.count >= 2 ? wShape[wShape.count - 2] : 1
+                macs += outCount * k
+                macsNonzero += wCount == 0 ? 0 : outCount * k * wNonzero / wCount
+            }
         }
         return CostReport(
             paramsTotal: total, paramsNonzero: nonzero, macs: macs, macsNonzero: macsNonzero, bytesDense: dense, bytesSparse: sparse,

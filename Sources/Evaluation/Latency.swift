@@ -43,7 +43,7 @@ public enum LatencyHarness {
     /// median (order statistics n/2 ± 0.98·√n) is within ±1 % of it, or `maxSeconds` have
     /// passed, or there are 100 × `minRuns` samples. `maxSeconds` also stops a slow model early
     /// (after 5 runs).
-    public static func measure(model: Sequential, input: Tensor, settings: LatencySettings, threads: Int) -> LatencyResult {
+    public static func measure(model: Graph, input: Tensor, settings: LatencySettings, threads: Int) -> LatencyResult {
         let batch = input.shape[0]
         for _ in 0..<settings.warmup { _ = model.predict(input, threads: threads) }
         var samples: [Double] = []

@@ -43,7 +43,7 @@ public struct RegressionMetrics: Equatable, Sendable {
 
 extension Evaluator {
     /// Predicts every example (in batches) and scores the values.
-    public static func regress(model: Sequential, data: LabeledData, threads: Int, batchSize: Int = 256) -> RegressionMetrics {
+    public static func regress(model: Graph, data: LabeledData, threads: Int, batchSize: Int = 256) -> RegressionMetrics {
         guard let targets = data.targets else { preconditionFailure("regression metrics need targets") }
         var out: [Float] = []
         var start = 0

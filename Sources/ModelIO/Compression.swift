@@ -5,7 +5,7 @@ import ZIPFoundation
 public enum ParameterCompression {
     /// Bytes of the model's float32 parameters (layer order, little-endian) after DEFLATE,
     /// the size a zipped model file would need.
-    public static func deflatedSize(_ model: Sequential) throws -> Int {
+    public static func deflatedSize(_ model: Graph) throws -> Int {
         var raw = Data()
         for (_, v) in model.parameters {
             v.value.withUnsafeBufferPointer { p in raw.append(UnsafeBufferPointer(start: UnsafeRawPointer(p.baseAddress!).assumingMemoryBound(to: UInt8.self), count: p.count * 4)) }

@@ -12,7 +12,7 @@ public enum FineTuning {
     /// is the same on every run and for every thread count.
     @discardableResult
     public static func run(
-        model: Sequential, masks: PruningMasks, data: LabeledData, settings: FineTuneSettings,
+        model: Graph, masks: PruningMasks, data: LabeledData, settings: FineTuneSettings,
         seed: UInt64, threads: Int, progress: ((EpochLog) -> Void)? = nil
     ) -> [EpochLog] {
         let optimizer = SGD(learningRate: Float(settings.learningRate), momentum: Float(settings.momentum))

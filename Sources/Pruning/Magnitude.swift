@@ -50,7 +50,7 @@ public enum MagnitudePruning {
 }
 
 /// Sets every masked-out weight of `model` to +0 (not -0: the bits are part of the result).
-public func applyMasks(_ masks: PruningMasks, to model: Sequential) {
+public func applyMasks(_ masks: PruningMasks, to model: Graph) {
     for (name, variable) in model.prunableWeights {
         guard let mask = masks[name] else { continue }
         variable.update { w in for i in 0..<w.count where mask[i] == 0 { w[i] = 0 } }
@@ -64,7 +64,7 @@ public struct SparsityReport: Equatable, Sendable {
     public var count: Int { perLayer.reduce(0) { $0 + $1.count } }
     public var sparsity: Double { count == 0 ? 0 : Double(zeros) / Double(count) }
 
-    public init(model: Sequential) {
+    public init(model: Graph) {
         perLayer = model.prunableWeights.map { name, v in
             (name, v.value.scalars.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }, v.value.count)
         }

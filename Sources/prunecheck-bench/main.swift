@@ -133,7 +133,7 @@ let datasets = ["lenet300100_mnist5k": "mnist5k", "lenet5_mnist5k": "mnist5k", "
                 "mlp_mnist1d": "mnist1d", "cnn_mnist1d": "mnist1d"]
 
 /// The model and its preprocessed x_test, or nil (with the reason logged) when unsupported.
-func load(_ name: String) -> (Sequential, Tensor)? {
+func load(_ name: String) -> (Graph, Tensor)? {
     do {
         let model = try LayerList.load(architecture: modelPath(name, "json"), weights: modelPath(name, "safetensors"))
         let x = try NPZ.read(path: dataPath(datasets[name]!), names: ["x_test"])["x_test"]!
@@ -146,7 +146,7 @@ func load(_ name: String) -> (Sequential, Tensor)? {
     }
 }
 
-func benchInfer(_ workload: String, _ model: Sequential, _ x: Tensor) {
+func benchInfer(_ workload: String, _ model: Graph, _ x: Tensor) {
     for t in threadCounts {
         for b in [1, 64] {
             let input = x.rows(0..<b)

@@ -8,7 +8,7 @@ import Regression
 import TensorEngine
 
 /// Loads a model file: safetensors with its layer-list architecture.
-func loadModel(path: String, architecture: String?) throws -> Sequential {
+func loadModel(path: String, architecture: String?) throws -> Graph {
     if path.hasSuffix(".onnx") {
         throw ModelIOError(file: path, "ONNX import is not available in this version; use the .safetensors weights with their architecture JSON")
     }
@@ -18,18 +18,20 @@ func loadModel(path: String, architecture: String?) throws -> Sequential {
     return try LayerList.load(architecture: architecture, weights: path)
 }
 
-/// The number of classes a classifier predicts: the width of its last Linear layer.
-func classCount(of model: Sequential, file: String) throws -> Int {
-    guard let last = model.layers.reversed().compactMap({ layer -> LinearLayer? in
-        if case .linear(let l) = layer { return l } else { return nil }
-    }).first else {
-        throw ModelIOError(file: file, "model has no Linear layer to produce class scores")
+/// The number of classes a classifier predicts: the width of its output for one example.
+func classCount(of model: Graph, file: String) throws -> Int {
+    let shapes: [String: [Int]]
+    do { shapes = try model.valueShapes(for: Tensor(zeros: [1] + model.inputShape)) } catch {
+        throw ModelIOError(file: file, "the model does not run on an input of shape \([1] + model.inputShape): \(error)")
     }
-    return last.outFeatures
+    guard let out = model.outputs.first.flatMap({ shapes[$0] }), out.count == 2, out[0] == 1, out[1] > 0 else {
+        throw ModelIOError(file: file, "the model's output must be (batch, classes)")
+    }
+    return out[1]
 }
 
 /// Loads one split and checks that its examples fit the model's input.
-func loadSplit(_ data: DataSpec, _ split: SplitSource, model: Sequential, classes: Int) throws -> LabeledData {
+func loadSplit(_ data: DataSpec, _ split: SplitSource, model: Graph, classes: Int) throws -> LabeledData {
     let loaded = try DataLoading.loadSplit(
         path: data.file, split: split, scale: Float(data.scale), classes: classes)
     let rowShape = Array(loaded.inputs.shape.dropFirst())
@@ -55,7 +57,7 @@ struct ModelRunResult {
 }
 
 /// Prunes and fine-tunes `model` in place with `spec`'s recipe.
-func pruneAndFineTune(_ model: Sequential, spec: ModelSpec, train: LabeledData, progress: Progress?, label: String) {
+func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData, progress: Progress?, label: String) {
     let recipe = spec.recipe
     let weights = model.prunableWeights.map { (name: $0.name, tensor: $0.variable.value) }
     let masks = MagnitudePruning.masks(for: weights, sparsity: recipe.sparsity, scope: recipe.scope)
@@ -70,7 +72,7 @@ func pruneAndFineTune(_ model: Sequential, spec: ModelSpec, train: LabeledData, 
 
 /// Loads one split for regression and checks that its examples fit the model's input and
 /// its targets the model's output.
-func loadRegressionSplit(_ data: DataSpec, _ split: SplitSource, model: Sequential, outputs: Int) throws -> LabeledData {
+func loadRegressionSplit(_ data: DataSpec, _ split: SplitSource, model: Graph, outputs: Int) throws -> LabeledData {
     let loaded = try DataLoading.loadRegressionSplit(path: data.file, split: split, scale: Float(data.scale))
     let rowShape = Array(loaded.inputs.shape.dropFirst())
     guard rowShape.reduce(1, *) == model.inputShape.reduce(1, *) else {
@@ -85,8 +87,8 @@ func loadRegressionSplit(_ data: DataSpec, _ split: SplitSource, model: Sequenti
 /// `cv: {folds: k}`: the recipe re-run from the dense weights on k folds (stratified by
 /// `strata`), each scored on its held-out fold; empty without `cv`.
 func crossValidate(
-    _ dense: Sequential, spec: ModelSpec, train: LabeledData, strata: [Int32], progress: Progress,
-    score: (Sequential, LabeledData) -> [String: Double]
+    _ dense: Graph, spec: ModelSpec, train: LabeledData, strata: [Int32], progress: Progress,
+    score: (Graph, LabeledData) -> [String: Double]
 ) -> [[String: Double]] {
     guard let k = spec.cvFolds else { return [] }
     return CrossValidation.stratifiedFolds(labels: strata, folds: k, seed: spec.seed).enumerated().map { i, held in
@@ -136,7 +138,7 @@ func runModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRunResult {
 
 /// What every task adds: sparsity, costs, the cross-validation summary and latency.
 func finish(
-    _ model: Sequential, spec: ModelSpec, eval: LabeledData, metrics partial: [String: Double], sparsity: SparsityReport,
+    _ model: Graph, spec: ModelSpec, eval: LabeledData, metrics partial: [String: Double], sparsity: SparsityReport,
     folds: [[String: Double]], evidence partialEvidence: Evidence, started: UInt64
 ) throws -> ModelRunResult {
     var metrics = partial

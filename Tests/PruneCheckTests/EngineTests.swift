@@ -30,14 +30,12 @@ import Testing
         func randomTensor(_ shape: [Int], scale: Float) -> Tensor {
             Tensor(shape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in (rng.nextUnitFloat() * 2 - 1) * scale })
         }
-        let model = Sequential(
-            layers: [
-                .flatten(name: "flatten"),
-                .linear(LinearLayer(name: "fc1", weight: randomTensor([5, 6], scale: 0.8), bias: randomTensor([5], scale: 0.3))),
-                .relu(name: "relu"),
-                .linear(LinearLayer(name: "fc2", weight: randomTensor([3, 5], scale: 0.8), bias: randomTensor([3], scale: 0.3))),
-            ],
-            inputShape: [2, 3])
+        var builder = GraphBuilder(inputShape: [2, 3])
+        builder.flatten("flatten")
+        builder.linear("fc1", weight: randomTensor([5, 6], scale: 0.8), bias: randomTensor([5], scale: 0.3))
+        builder.relu("relu")
+        builder.linear("fc2", weight: randomTensor([3, 5], scale: 0.8), bias: randomTensor([3], scale: 0.3))
+        let model = builder.build()
         let x = Variable(randomTensor([4, 2, 3], scale: 1), requiresGrad: true)
         let labels: [Int32] = [0, 2, 1, 2]
         func loss() -> Float {
@@ -65,7 +63,7 @@ import Testing
     }
 
     @Test func sgdKeepsMaskedWeightsExactlyZero() {
-        let layer = LinearLayer(name: "fc", weight: Tensor(shape: [2, 2], scalars: [1, 2, 3, 4]), bias: nil)
+        let layer = (weight: Variable(Tensor(shape: [2, 2], scalars: [1, 2, 3, 4]), requiresGrad: true), name: "fc")
         let mask: [Float] = [1, 0, 0, 1]
         layer.weight.update { for i in 0..<4 { $0[i] *= mask[i] } }
         let sgd = SGD(learningRate: 0.1, momentum: 0.9)

@@ -25,7 +25,9 @@ import Testing
     @Test func probabilisticMetricsOnAHandMadeModel() {
         // One linear layer whose logits are the inputs: probabilities are softmax(x).
         let identity = Tensor(shape: [3, 3], scalars: [1, 0, 0, 0, 1, 0, 0, 0, 1])
-        let model = Sequential(layers: [.linear(LinearLayer(name: "id", weight: identity, bias: nil))], inputShape: [3])
+        var b = GraphBuilder(inputShape: [3])
+        b.linear("id", weight: identity, bias: nil)
+        let model = b.build()
         let x = Tensor(shape: [4, 3], scalars: [2, 0, 0, 0, 3, 0, 0, 0, 1, 1, 1, 1])
         let data = LabeledData(inputs: x, labels: [0, 1, 0, 2])
         let r = Evaluator.evaluate(model: model, data: data, classes: 3, threads: 1)
@@ -42,10 +44,11 @@ import Testing
 
     @Test func costOfAPrunedMLP() {
         let w1 = Tensor(shape: [2, 3], scalars: [1, 0, 0, 0, 2, 0]), w2 = Tensor(shape: [1, 2], scalars: [0, 3])
-        let model = Sequential(
-            layers: [.linear(LinearLayer(name: "a", weight: w1, bias: Tensor(shape: [2], scalars: [0, 1]))), .relu(name: "r"),
-                     .linear(LinearLayer(name: "b", weight: w2, bias: nil))],
-            inputShape: [3])
+        var builder = GraphBuilder(inputShape: [3])
+        builder.linear("a", weight: w1, bias: Tensor(shape: [2], scalars: [0, 1]))
+        builder.relu("r")
+        builder.linear("b", weight: w2, bias: nil)
+        let model = builder.build()
         let c = CostAnalysis.analyze(model)
         #expect(c.paramsTotal == 10 && c.paramsNonzero == 4)
         #expect(c.macs == 8 && c.macsNonzero == 3)

@@ -35,7 +35,7 @@ import Testing
 }
 
 @Suite struct FineTuningTests {
-    static func setup() throws -> (Sequential, LabeledData, PruningMasks) {
+    static func setup() throws -> (Graph, LabeledData, PruningMasks) {
         let model = try LayerList.load(architecture: Repo.path("examples/models/mlp_digits.json"),
                                        weights: Repo.path("examples/models/mlp_digits.safetensors"))
         let data = try DataLoading.loadSplit(path: Repo.path("examples/data/digits.npz"),

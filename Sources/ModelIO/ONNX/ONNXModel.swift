@@ -1,0 +1,358 @@
+import Foundation
+import SwiftProtobuf
+import TensorEngine
+
+/// ONNX models in and out: decoding with the swift-protobuf code generated from ONNX's own
+/// `onnx.proto3` (`make proto`), into the engine's `Graph`, and back.
+///
+/// Everything read is treated as hostile: element counts are checked against the bytes present
+/// and against `IOLimits` before anything is allocated, external data may not leave the
+/// model's folder, and every unsupported op or attribute is an error naming the node.
+public enum ONNXModel {
+    /// ONNX TensorProto.DataType values used here.
+    static let float = Int32(1), int32 = Int32(6), int64 = Int32(7), bool = Int32(9), double = Int32(11)
+
+    public static func load(path: String, limits: IOLimits = .default) throws -> Graph {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ModelIOError(file: path, "cannot read the file (missing or not readable)")
+        }
+        return try decode(data, file: path, limits: limits)
+    }
+
+    /// Decodes a serialized ModelProto. `file` names the model in errors and anchors
+    /// external-data paths.
+    public static func decode(_ data: Data, file: String, limits: IOLimits = .default) throws -> Graph {
+        guard data.count <= limits.maxTotalBytes else {
+            throw ModelIOError(file: file, "is \(data.count) bytes, over the limit of \(limits.maxTotalBytes)")
+        }
+        let model: Onnx_ModelProto
+        do {
+            var options = BinaryDecodingOptions()
+            options.messageDepthLimit = 64
+            model = try Onnx_ModelProto(serializedBytes: data, options: options)
+        } catch {
+            throw ModelIOError(file: file, "is not a valid ONNX model (protobuf decoding failed: \(error))")
+        }
+        guard model.hasGraph else { throw ModelIOError(file: file, "has no graph (is it an ONNX model?)") }
+        var opset: Int?
+        for o in model.opsetImport where o.domain.isEmpty || o.domain == "ai.onnx" { opset = Int(o.version) }
+        guard let opset else { throw ModelIOError(file: file, "imports no opset of the default ONNX domain") }
+        guard opset >= 6 else { throw ModelIOError(file: file, "opset \(opset) is too old (supported: 6 and newer)") }
+        return try graph(from: model.graph, opset: opset, file: file, limits: limits)
+    }
+
+    static func graph(from g: Onnx_GraphProto, opset: Int, file: String, limits: IOLimits) throws -> Graph {
+        var initializers: [(String, TensorData)] = []
+        var total = 0
+        var initNames = Set<String>()
+        for t in g.initializer {
+            let data = try tensor(t, file: file, limits: limits, total: &total)
+            initializers.append((t.name, data))
+            initNames.insert(t.name)
+        }
+        var inputs: [GraphInput] = []
+        for vi in g.input where !initNames.contains(vi.name) {
+            guard case .tensorType(let tt)? = vi.type.value else {
+                throw ModelIOError(file: file, "graph input '\(vi.name)' is not a tensor")
+            }
+            let dtype = try elementType(tt.elemType, file: file, what: "graph input '\(vi.name)'")
+            let shape: [Int?] = tt.shape.dim.map { d in
+                if case .dimValue(let v)? = d.value, v >= 0 { return Int(v) }
+                return nil
+            }
+            inputs.append(GraphInput(name: vi.name, dtype: dtype, shape: shape))
+        }
+        var nodes: [Node] = []
+        for (i, n) in g.node.enumerated() {
+            let name = n.name.isEmpty ? "\(n.opType)_\(i)" : n.name
+            guard n.domain.isEmpty || n.domain == "ai.onnx" else {
+                throw ModelIOError(file: file, "node '\(name)': op \(n.domain).\(n.opType) is not supported (only the default ONNX domain)")
+            }
+            guard supportedOps.contains(n.opType) else {
+                throw ModelIOError(file: file, "node '\(name)': op \(n.opType) (opset \(opset)) is not supported")
+            }
+            var attributes: [String: Attribute] = [:]
+            let allowed = allowedAttributes[n.opType] ?? []
+            for a in n.attribute {
+                guard allowed.contains(a.name) else {
+                    throw ModelIOError(file: file, "node '\(name)': attribute '\(a.name)' of \(n.opType) (opset \(opset)) is not supported")
+                }
+                attributes[a.name] = try attribute(a, node: name, file: file, limits: limits, total: &total)
+            }
+            nodes.append(Node(name: name, opType: n.opType, inputs: n.input, outputs: n.output, attributes: attributes))
+        }
+        let outputs = g.output.map(\.name)
+        guard !outputs.isEmpty else { throw ModelIOError(file: file, "graph has no outputs") }
+        let folded = foldConstants(nodes: nodes, initializers: initializers, outputs: outputs, opset: opset)
+        return Graph(nodes: folded.nodes, inputs: inputs, outputs: outputs, initializers: folded.initializers, opset: opset)
+    }
+
+    /// Runs, once at import, every node whose inputs are all constants and whose outputs are
+    /// int64 (shape arithmetic: Shape of a constant, Gather, Concat, Unsqueeze …) or that is a
+    /// Constant node, and replaces it by initializers.
+    static func foldConstants(nodes: [Node], initializers: [(String, TensorData)], outputs: [String], opset: Int) -> (nodes: [Node], initializers: [(String, TensorData)]) {
+        var known: [String: TensorData] = [:]
+        for (n, d) in initializers { known[n] = d }
+        var extra: [(String, TensorData)] = []
+        var kept: [Node] = []
+        for node in nodes {
+            let constantInputs = node.inputs.allSatisfy { $0.isEmpty || known[$0] != nil }
+            guard constantInputs, node.opType != "Dropout",
+                  node.opType == "Constant" || node.inputs.contains(where: { !$0.isEmpty }) else { kept.append(node); continue }
+            let sub = Graph(nodes: [node], inputs: [], outputs: node.outputs.filter { !$0.isEmpty },
+                            initializers: node.inputs.filter { !$0.isEmpty }.map { ($0, known[$0]!) }, opset: opset)
+            guard let results = try? sub.run([]) else { kept.append(node); continue }
+            let datas = results.map { v -> TensorData in
+                switch v {
+                case .float(let x): return .float(x.value)
+                case .int64(let t): return .int64(t)
+                case .bool(let t): return .bool(t)
+                }
+            }
+            let isShapeArithmetic = datas.allSatisfy { $0.dtype != .float32 }
+            guard node.opType == "Constant" || isShapeArithmetic else { kept.append(node); continue }
+            for (name, d) in zip(node.outputs.filter { !$0.isEmpty }, datas) {
+                known[name] = d
+                extra.append((name, d))
+            }
+        }
+        // Keep only the initializers something still reads (folded chains leave orphans).
+        let used = Set(kept.flatMap(\.inputs) + outputs)
+        let all = initializers + extra
+        return (kept, all.filter { used.contains($0.0) })
+    }
+
+    /// The attributes each op accepts (others are refused rather than silently ignored).
+    static let allowedAttributes: [String: Set<String>] = [
+        "Gemm": ["alpha", "beta", "transA", "transB"],
+        "Conv": ["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"],
+        "MaxPool": ["auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"],
+        "AveragePool": ["auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"],
+        "BatchNormalization": ["epsilon", "momentum", "training_mode", "spatial"],
+        "LayerNormalization": ["axis", "epsilon", "stash_type"],
+        "Dropout": ["seed", "ratio"],
+        "LeakyRelu": ["alpha"], "Gelu": ["approximate"],
+        "Softmax": ["axis"], "LogSoftmax": ["axis"], "Clip": ["min", "max"],
+        "Reshape": ["allowzero"], "Flatten": ["axis"], "Transpose": ["perm"], "Concat": ["axis"],
+        "Slice": ["starts", "ends", "axes"], "Pad": ["mode", "pads", "value"], "Gather": ["axis"],
+        "Squeeze": ["axes"], "Unsqueeze": ["axes"], "Shape": ["start", "end"],
+        "Constant": ["value", "value_float", "value_floats", "value_int", "value_ints"], "Cast": ["to", "saturate", "round_mode"],
+        "ReduceSum": ["axes", "keepdims", "noop_with_empty_axes"], "ReduceMean": ["axes", "keepdims", "noop_with_empty_axes"],
+        "ReduceMax": ["axes", "keepdims", "noop_with_empty_axes"], "ArgMax": ["axis", "keepdims", "select_last_index"],
+    ]
+
+    static func elementType(_ t: Int32, file: String, what: String) throws -> DType {
+        switch t {
+        case float: return .float32
+        case int64: return .int64
+        case bool: return .bool
+        default: throw ModelIOError(file: file, "\(what): element type \(t) is not supported (float32 = 1, int64 = 7, bool = 9)")
+        }
+    }
+
+    static func attribute(_ a: Onnx_AttributeProto, node: String, file: String, limits: IOLimits, total: inout Int) throws -> Attribute {
+        switch a.type {
+        case .int: return .int(Int(clamping: a.i))
+        case .float: return .float(a.f)
+        case .string:
+            guard let s = String(data: a.s, encoding: .utf8) else { throw ModelIOError(file: file, "node '\(node)': attribute \(a.name) is not UTF-8") }
+            return .string(s)
+        case .ints: return .ints(a.ints.map { Int(clamping: $0) })
+        case .floats: return .floats(a.floats)
+        case .tensor: return .tensor(try tensor(a.t, file: file, limits: limits, total: &total))
+        default:
+            throw ModelIOError(file: file, "node '\(node)': attribute \(a.name) has type \(a.type), which is not supported")
+        }
+    }
+
+    /// Decodes a TensorProto from raw_data or the typed fields, after checking its size.
+    public static func tensor(_ t: Onnx_TensorProto, file: String, limits: IOLimits = .default, total: inout Int) throws -> TensorData {
+        let what = "tensor '\(t.name)'"
+        let shape = t.dims.map { Int(clamping: $0) }
+        guard let count = elementCount(shape) else { throw ModelIOError(file: file, "\(what): dims \(t.dims) are negative or overflow") }
+        let dtype = try elementType(t.dataType, file: file, what: what)
+        let width = dtype == .bool ? 1 : (dtype == .float32 ? 4 : 8)
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: width)
+        guard !overflow, bytes <= limits.maxTensorBytes else {
+            throw ModelIOError(file: file, "\(what): \(shape) of \(dtype.rawValue) is over the tensor limit of \(limits.maxTensorBytes) bytes")
+        }
+        total += bytes
+        guard total <= limits.maxTotalBytes else { throw ModelIOError(file: file, "tensors total over the limit of \(limits.maxTotalBytes) bytes") }
+        var raw = t.rawData
+        if t.dataLocation == .external {
+            raw = try externalData(t, file: file, expected: bytes)
+        }
+        if !raw.isEmpty || t.dataLocation == .external || (count > 0 && t.floatData.isEmpty && t.int64Data.isEmpty && t.int32Data.isEmpty) {
+            guard raw.count == bytes else {
+                throw ModelIOError(file: file, "\(what): raw_data has \(raw.count) bytes, \(shape) of \(dtype.rawValue) needs \(bytes)")
+            }
+            switch dtype {
+            case .float32:
+                var out = [Float](repeating: 0, count: count)
+                out.withUnsafeMutableBytes { dst in raw.withUnsafeBytes { src in dst.copyMemory(from: src) } }
+                #if _endian(big)
+                out = out.map { Float(bitPattern: UInt32(littleEndian: $0.bitPattern)) }
+                #endif
+                return .float(Tensor(shape: shape, scalars: out))
+            case .int64:
+                var out = [Int64](repeating: 0, count: count)
+                out.withUnsafeMutableBytes { dst in raw.withUnsafeBytes { src in dst.copyMemory(from: src) } }
+                return .int64(IntTensor(shape: shape, data: out.map { Int64(littleEndian: $0) }))
+            case .bool:
+                return .bool(IntTensor(shape: shape, data: raw.map { $0 != 0 ? 1 : 0 }))
+            }
+        }
+        switch dtype {
+        case .float32:
+            guard t.floatData.count == count else { throw ModelIOError(file: file, "\(what): float_data has \(t.floatData.count) values, \(shape) needs \(count)") }
+            return .float(Tensor(shape: shape, scalars: t.floatData))
+        case .int64:
+            guard t.int64Data.count == count else { throw ModelIOError(file: file, "\(what): int64_data has \(t.int64Data.count) values, \(shape) needs \(count)") }
+            return .int64(IntTensor(shape: shape, data: t.int64Data))
+        case .bool:
+            guard t.int32Data.count == count else { throw ModelIOError(file: file, "\(what): int32_data has \(t.int32Data.count) values, \(shape) needs \(count)") }
+            return .bool(IntTensor(shape: shape, data: t.int32Data.map { $0 != 0 ? 1 : 0 }))
+        }
+    }
+
+    /// Reads external data, refusing locations outside the model's folder (absolute paths,
+    /// `..`, symbolic links that lead out).
+    static func externalData(_ t: Onnx_TensorProto, file: String, expected: Int) throws -> Data {
+        var entries: [String: String] = [:]
+        for e in t.externalData { entries[e.key] = e.value }
+        let what = "tensor '\(t.name)'"
+        guard let location = entries["location"], !location.isEmpty else { throw ModelIOError(file: file, "\(what): external data without a location") }
+        let folder = URL(fileURLWithPath: file).deletingLastPathComponent().standardizedFileURL.resolvingSymlinksInPath()
+        let target = URL(fileURLWithPath: location, relativeTo: folder).standardizedFileURL.resolvingSymlinksInPath()
+        guard !location.hasPrefix("/"), target.path.hasPrefix(folder.path + "/") else {
+            throw ModelIOError(file: file, "\(what): external data location '\(location)' leaves the model's folder; refused")
+        }
+        let offset = Int(entries["offset"] ?? "0") ?? -1
+        let length = Int(entries["length"] ?? "\(expected)") ?? -1
+        guard offset >= 0, length == expected else {
+            throw ModelIOError(file: file, "\(what): external data offset \(entries["offset"] ?? "0") / length \(entries["length"] ?? "-") do not give the \(expected) bytes needed")
+        }
+        guard let handle = FileHandle(forReadingAtPath: target.path) else {
+            throw ModelIOError(file: file, "\(what): cannot read external data file '\(location)'")
+        }
+        defer { try? handle.close() }
+        let size = (try? handle.seekToEnd()) ?? 0
+        guard UInt64(offset) + UInt64(length) <= size else {
+            throw ModelIOError(file: target.path, "\(what): needs bytes \(offset)..<\(offset + length), the file has \(size)")
+        }
+        try handle.seek(toOffset: UInt64(offset))
+        return handle.readData(ofLength: length)
+    }
+
+    // MARK: export
+
+    /// Serializes `graph` as an ONNX model (IR version 8, the graph's opset). Float tensors go
+    /// to raw_data; output shapes come from a run on one example of `exampleInput`'s shape.
+    public static func encode(_ graph: Graph, producer: String = "prunecheck") throws -> Data {
+        var model = Onnx_ModelProto()
+        model.irVersion = 8
+        model.producerName = producer
+        var op = Onnx_OperatorSetIdProto()
+        op.domain = ""
+        op.version = Int64(max(graph.opset, 13))
+        model.opsetImport = [op]
+        var g = Onnx_GraphProto()
+        g.name = "prunecheck"
+        for (name, data) in graph.initializerData { g.initializer.append(proto(data, name: name)) }
+        for n in graph.nodes {
+            var p = Onnx_NodeProto()
+            p.name = n.name
+            p.opType = n.opType
+            p.input = n.inputs
+            p.output = n.outputs
+            for key in n.attributes.keys.sorted() { p.attribute.append(proto(n.attributes[key]!, name: key)) }
+            g.node.append(p)
+        }
+        for inp in graph.inputs { g.input.append(valueInfo(inp.name, dtype: inp.dtype, shape: inp.shape)) }
+        var outShapes: [String: [Int]] = [:]
+        if graph.inputs.count == 1, graph.inputs[0].dtype == .float32 {
+            outShapes = (try? graph.valueShapes(for: Tensor(zeros: [1] + graph.inputShape))) ?? [:]
+        }
+        let batchSymbolic = graph.inputs.first?.shape.first.map { $0 == nil } ?? false
+        for o in graph.outputs {
+            let s = outShapes[o].map { dims -> [Int?] in dims.enumerated().map { i, d in i == 0 && batchSymbolic ? nil : d } }
+            g.output.append(valueInfo(o, dtype: .float32, shape: s))
+        }
+        model.graph = g
+        return try model.serializedBytes()
+    }
+
+    public static func save(_ graph: Graph, to path: String) throws {
+        let data = try encode(graph)
+        try writeDataAtomically(data, to: path)
+    }
+
+    static func valueInfo(_ name: String, dtype: DType, shape: [Int?]?) -> Onnx_ValueInfoProto {
+        var vi = Onnx_ValueInfoProto()
+        vi.name = name
+        var tt = Onnx_TypeProto.Tensor()
+        tt.elemType = dtype == .float32 ? float : (dtype == .int64 ? int64 : bool)
+        if let shape {
+            var sp = Onnx_TensorShapeProto()
+            sp.dim = shape.map { d in
+                var dim = Onnx_TensorShapeProto.Dimension()
+                if let d { dim.dimValue = Int64(d) } else { dim.dimParam = "batch" }
+                return dim
+            }
+            tt.shape = sp
+        }
+        var type = Onnx_TypeProto()
+        type.tensorType = tt
+        vi.type = type
+        return vi
+    }
+
+    static func proto(_ data: TensorData, name: String) -> Onnx_TensorProto {
+        var t = Onnx_TensorProto()
+        t.name = name
+        t.dims = data.shape.map { Int64($0) }
+        switch data {
+        case .float(let x):
+            t.dataType = float
+            t.rawData = x.withUnsafeBufferPointer { Data(buffer: $0) }
+        case .int64(let x):
+            t.dataType = int64
+            t.rawData = x.data.withUnsafeBufferPointer { Data(buffer: $0) }
+        case .bool(let x):
+            t.dataType = bool
+            t.rawData = Data(x.data.map { $0 != 0 ? 1 : 0 })
+        }
+        return t
+    }
+
+    static func proto(_ a: Attribute, name: String) -> Onnx_AttributeProto {
+        var p = Onnx_AttributeProto()
+        p.name = name
+        switch a {
+        case .int(let v): p.type = .int; p.i = Int64(v)
+        case .float(let v): p.type = .float; p.f = v
+        case .string(let v): p.type = .string; p.s = Data(v.utf8)
+        case .ints(let v): p.type = .ints; p.ints = v.map { Int64($0) }
+        case .floats(let v): p.type = .floats; p.floats = v
+        case .tensor(let t): p.type = .tensor; p.t = proto(t, name: name)
+        }
+        return p
+    }
+}
+
+/// Writes `data` to a temporary file beside `path`, then renames it over `path` (rename is
+/// atomic within a folder, so readers see the old file or the new one, never half of one).
+func writeDataAtomically(_ data: Data, to path: String) throws {
+    let url = URL(fileURLWithPath: path)
+    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+    do {
+        try data.write(to: tmp)
+    } catch {
+        try? FileManager.default.removeItem(at: tmp)
+        throw ModelIOError(file: path, "cannot be written: \(error.localizedDescription)")
+    }
+    guard rename(tmp.path, url.path) == 0 else {
+        try? FileManager.default.removeItem(at: tmp)
+        throw ModelIOError(file: path, "cannot be written (rename failed)")
+    }
+}

@@ -1,0 +1,304 @@
+import Kernels
+
+// Elementwise ops: every loop runs in increasing index order; transcendental functions are
+// the project's own (Kernels/MathFunctions.swift), so results do not depend on libm.
+
+extension Variable {
+    /// dx[i] += g[i].
+    func addGrad(_ g: UnsafeBufferPointer<Float>) {
+        accumulateGrad { d in for i in 0..<g.count { d[i] += g[i] } }
+    }
+}
+
+@inline(__always) func sigmoid32(_ x: Float) -> Float { 1 / (1 + expf32(-x)) }
+
+let sqrtHalf = 0.7071067811865476
+let sqrt2OverPi = 0.7978845608028654
+
+@inline(__always) func geluErf(_ x: Float) -> Float {
+    let d = Double(x)
+    return Float(0.5 * d * (1 + erf64(d * sqrtHalf)))
+}
+
+@inline(__always) func geluErfGrad(_ x: Float) -> Float {
+    let d = Double(x)
+    let cdf = 0.5 * (1 + erf64(d * sqrtHalf))
+    let pdf = exp64(-0.5 * d * d) * 0.3989422804014327
+    return Float(cdf + d * pdf)
+}
+
+@inline(__always) func geluTanh(_ x: Float) -> Float {
+    let d = Double(x)
+    return Float(0.5 * d * (1 + tanh64(sqrt2OverPi * (d + 0.044715 * d * d * d))))
+}
+
+@inline(__always) func geluTanhGrad(_ x: Float) -> Float {
+    let d = Double(x)
+    let u = sqrt2OverPi * (d + 0.044715 * d * d * d)
+    let t = tanh64(u)
+    let du = sqrt2OverPi * (1 + 3 * 0.044715 * d * d)
+    return Float(0.5 * (1 + t) + 0.5 * d * (1 - t * t) * du)
+}
+
+extension OpContext {
+    func unary() throws -> Value {
+        let x = try float(0)
+        let f: (Float) -> Float
+        // Derivative from the input x and the output y.
+        let df: (Float, Float) -> Float
+        switch node.opType {
+        case "Relu":
+            f = { $0 > 0 ? $0 : 0 }; df = { x, _ in x > 0 ? 1 : 0 }
+        case "LeakyRelu":
+            let alpha = try float("alpha", 0.01)
+            f = { $0 >= 0 ? $0 : alpha * $0 }; df = { x, _ in x >= 0 ? 1 : alpha }
+        case "Gelu":
+            switch try string("approximate", "none") {
+            case "none": f = geluErf; df = { x, _ in geluErfGrad(x) }
+            case "tanh": f = geluTanh; df = { x, _ in geluTanhGrad(x) }
+            case let other: throw fail("attribute approximate = '\(other)' (allowed: none, tanh)")
+            }
+        case "Sigmoid": f = sigmoid32; df = { _, y in y * (1 - y) }
+        case "Tanh": f = { Float(tanh64(Double($0))) }; df = { _, y in 1 - y * y }
+        case "Exp": f = { Float(exp64(Double($0))) }; df = { _, y in y }
+        case "Log": f = { Float(log64(Double($0))) }; df = { x, _ in 1 / x }
+        case "Sqrt": f = { $0.squareRoot() }; df = { _, y in 0.5 / y }
+        case "Erf": f = { Float(erf64(Double($0))) }; df = { x, _ in Float(1.1283791670955126 * exp64(-Double(x) * Double(x))) }
+        case "Abs": f = { abs($0) }; df = { x, _ in x > 0 ? 1 : (x < 0 ? -1 : 0) }
+        case "Neg": f = { -$0 }; df = { _, _ in -1 }
+        case "Reciprocal": f = { 1 / $0 }; df = { _, y in -y * y }
+        default: throw fail("not a unary op")
+        }
+        let n = x.value.count
+        var y = Tensor(zeros: x.value.shape)
+        x.value.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in for i in 0..<n { yp[i] = f(xp[i]) } }
+        }
+        let yv = y
+        return emit(y, parents: [x]) { dy in
+            x.value.withUnsafeBufferPointer { xp in
+                yv.withUnsafeBufferPointer { yp in
+                    dy.withUnsafeBufferPointer { dp in
+                        x.accumulateGrad { d in for i in 0..<n { d[i] += dp[i] * df(xp[i], yp[i]) } }
+                    }
+                }
+            }
+        }
+    }
+
+    func clip() throws -> Value {
+        let x = try float(0)
+        var lo = -Float.infinity, hi = Float.infinity
+        if graph.opset < 11 {
+            lo = try float("min", lo); hi = try float("max", hi)
+        } else {
+            lo = try optionalScalar(1) ?? lo
+            hi = try optionalScalar(2) ?? hi
+        }
+        let n = x.value.count
+        var y = x.value
+        y.withUnsafeMutableBufferPointer { p in for i in 0..<n { p[i] = min(max(p[i], lo), hi) } }
+        return emit(y, parents: [x]) { dy in
+            x.value.withUnsafeBufferPointer { xp in
+                dy.withUnsafeBufferPointer { dp in
+                    x.accumulateGrad { d in for i in 0..<n where xp[i] >= lo && xp[i] <= hi { d[i] += dp[i] } }
+                }
+            }
+        }
+    }
+
+    /// Add, Sub, Mul, Div, Pow, Max, Min with NumPy broadcasting, on floats or int64.
+    func binary(_ op: String, _ a: Value, _ b: Value) throws -> Value {
+        guard let outShape = broadcastShape(a.shape, b.shape) else {
+            throw fail("shapes \(a.shape) and \(b.shape) do not broadcast")
+        }
+        switch (a, b) {
+        case (.int64(let x), .int64(let y)):
+            return .int64(try intBinary(op, x, y, outShape))
+        case (.float(let x), .float(let y)):
+            return try floatBinary(op, x, y, outShape)
+        case (.int64(let x), .float(let y)) where op == "Pow":
+            // int64 base, float exponent: the result keeps the base's type (truncated).
+            let ia = broadcastSourceIndex(x.shape, to: outShape), ib = broadcastSourceIndex(y.value.shape, to: outShape)
+            let ys = y.value.scalars
+            return .int64(IntTensor(shape: outShape, data: (0..<ia.count).map { i in
+                let r = pow64(Double(x.data[ia[i]]), Double(ys[ib[i]]))
+                return r.isFinite ? Int64(r.rounded(.towardZero)) : 0
+            }))
+        case (.float(let x), .int64(let y)) where op == "Pow":
+            return try floatBinary(op, x, Variable(Tensor(shape: y.shape, scalars: y.data.map { Float($0) })), outShape)
+        default:
+            throw fail("inputs must have the same element type, found \(a.dtype.rawValue) and \(b.dtype.rawValue)")
+        }
+    }
+
+    func intBinary(_ op: String, _ a: IntTensor, _ b: IntTensor, _ outShape: [Int]) throws -> IntTensor {
+        let ia = broadcastSourceIndex(a.shape, to: outShape), ib = broadcastSourceIndex(b.shape, to: outShape)
+        var out = [Int64](repeating: 0, count: ia.count)
+        for i in 0..<out.count {
+            let x = a.data[ia[i]], y = b.data[ib[i]]
+            switch op {
+            case "Add": out[i] = x &+ y
+            case "Sub": out[i] = x &- y
+            case "Mul": out[i] = x &* y
+            case "Div":
+                guard y != 0 else { throw fail("integer division by zero") }
+                out[i] = x / y
+            case "Pow":
+                var r: Int64 = 1
+                if y >= 0 { for _ in 0..<min(y, 64) { r = r &* x } } else { r = 0 }
+                out[i] = r
+            case "Max": out[i] = max(x, y)
+            case "Min": out[i] = min(x, y)
+            default: throw fail("op is not defined on int64")
+            }
+        }
+        return IntTensor(shape: outShape, data: out)
+    }
+
+    func floatBinary(_ op: String, _ a: Variable, _ b: Variable, _ outShape: [Int]) throws -> Value {
+        let av = a.value, bv = b.value
+        let total = outShape.reduce(1, *)
+        let sameA = av.shape == outShape, sameB = bv.shape == outShape
+        let ia = sameA ? [] : broadcastSourceIndex(av.shape, to: outShape)
+        let ib = sameB ? [] : broadcastSourceIndex(bv.shape, to: outShape)
+        let f: (Float, Float) -> Float
+        // ∂/∂a and ∂/∂b from a, b and the output.
+        let da: (Float, Float, Float) -> Float
+        let db: (Float, Float, Float) -> Float
+        switch op {
+        case "Add": f = { $0 + $1 }; da = { _, _, _ in 1 }; db = { _, _, _ in 1 }
+        case "Sub": f = { $0 - $1 }; da = { _, _, _ in 1 }; db = { _, _, _ in -1 }
+        case "Mul": f = { $0 * $1 }; da = { _, y, _ in y }; db = { x, _, _ in x }
+        case "Div": f = { $0 / $1 }; da = { _, y, _ in 1 / y }; db = { _, y, z in -z / y }
+        case "Pow":
+            f = { Float(pow64(Double($0), Double($1))) }
+            da = { x, y, _ in y == 0 ? 0 : y * Float(pow64(Double(x), Double(y - 1))) }
+            db = { x, _, z in x > 0 ? z * Float(log64(Double(x))) : 0 }
+        case "Max": f = { $0.isNaN || $1.isNaN ? .nan : max($0, $1) }; da = { x, y, _ in x >= y ? 1 : 0 }; db = { x, y, _ in x >= y ? 0 : 1 }
+        case "Min": f = { $0.isNaN || $1.isNaN ? .nan : min($0, $1) }; da = { x, y, _ in x <= y ? 1 : 0 }; db = { x, y, _ in x <= y ? 0 : 1 }
+        default: throw fail("not a binary op")
+        }
+        var out = Tensor(zeros: outShape)
+        av.withUnsafeBufferPointer { ap in
+            bv.withUnsafeBufferPointer { bp in
+                out.withUnsafeMutableBufferPointer { op in
+                    if sameA && sameB {
+                        for i in 0..<total { op[i] = f(ap[i], bp[i]) }
+                    } else if sameA && bv.count == 1 {
+                        let s = bp[0]
+                        for i in 0..<total { op[i] = f(ap[i], s) }
+                    } else {
+                        for i in 0..<total { op[i] = f(ap[sameA ? i : ia[i]], bp[sameB ? i : ib[i]]) }
+                    }
+                }
+            }
+        }
+        let result = out
+        return emit(out, parents: [a, b]) { dy in
+            av.withUnsafeBufferPointer { ap in
+                bv.withUnsafeBufferPointer { bp in
+                    result.withUnsafeBufferPointer { zp in
+                        dy.withUnsafeBufferPointer { dp in
+                            if a.requiresGrad {
+                                a.accumulateGrad { g in
+                                    for i in 0..<total {
+                                        let x = ap[sameA ? i : ia[i]], y = bp[sameB ? i : ib[i]]
+                                        g[sameA ? i : ia[i]] += dp[i] * da(x, y, zp[i])
+                                    }
+                                }
+                            }
+                            if b.requiresGrad {
+                                b.accumulateGrad { g in
+                                    for i in 0..<total {
+                                        let x = ap[sameA ? i : ia[i]], y = bp[sameB ? i : ib[i]]
+                                        g[sameB ? i : ib[i]] += dp[i] * db(x, y, zp[i])
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sum, Max, Min, Mean over any number of inputs, folded left to right.
+    func variadic() throws -> Value {
+        guard !inputs.isEmpty else { throw fail("needs at least one input") }
+        var acc = try value(0)
+        let op = node.opType == "Sum" || node.opType == "Mean" ? "Add" : node.opType
+        for i in 1..<max(inputs.count, 1) { acc = try binary(op, acc, try value(i)) }
+        if node.opType == "Mean", inputs.count > 1 {
+            guard case .float = acc else { throw fail("Mean needs float inputs") }
+            acc = try binary("Div", acc, .constant(Tensor(shape: [], scalars: [Float(inputs.count)])))
+        }
+        if inputs.count == 1, case .float(let x) = acc {
+            // A fresh output, so that later in-place updates never alias the input.
+            return emit(x.value, parents: [x]) { dy in dy.withUnsafeBufferPointer { x.addGrad($0) } }
+        }
+        return acc
+    }
+
+    /// Softmax or LogSoftmax along one axis (opset ≥ 13; the older 2-D coercion below 13).
+    func softmax(log: Bool) throws -> Value {
+        let x = try float(0)
+        let shape = x.value.shape
+        let rank = shape.count
+        guard rank > 0 else { throw fail("input must have at least one dimension") }
+        let ax = try axis(try int("axis", graph.opset >= 13 ? -1 : 1), rank: rank)
+        let outer: Int, n: Int, inner: Int
+        if graph.opset >= 13 {
+            outer = shape[..<ax].reduce(1, *); n = shape[ax]; inner = shape[(ax + 1)...].reduce(1, *)
+        } else {
+            outer = shape[..<ax].reduce(1, *); n = shape[ax...].reduce(1, *); inner = 1
+        }
+        var y = Tensor(zeros: shape)
+        x.value.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                for o in 0..<outer {
+                    for j in 0..<inner {
+                        let base = o * n * inner + j
+                        var m = -Float.infinity
+                        for k in 0..<n { m = max(m, xp[base + k * inner]) }
+                        var s: Float = 0
+                        for k in 0..<n {
+                            let e = expf32(xp[base + k * inner] - m)
+                            yp[base + k * inner] = e
+                            s += e
+                        }
+                        if log {
+                            let ls = Float(log64(Double(s)))
+                            for k in 0..<n { yp[base + k * inner] = xp[base + k * inner] - m - ls }
+                        } else {
+                            let inv = 1 / s
+                            for k in 0..<n { yp[base + k * inner] *= inv }
+                        }
+                    }
+                }
+            }
+        }
+        let yv = y
+        return emit(y, parents: [x]) { dy in
+            yv.withUnsafeBufferPointer { yp in
+                dy.withUnsafeBufferPointer { dp in
+                    x.accumulateGrad { g in
+                        for o in 0..<outer {
+                            for j in 0..<inner {
+                                let base = o * n * inner + j
+                                var s: Float = 0
+                                if log {
+                                    for k in 0..<n { s += dp[base + k * inner] }
+                                    for k in 0..<n { let i = base + k * inner; g[i] += dp[i] - expf32(yp[i]) * s }
+                                } else {
+                                    for k in 0..<n { let i = base + k * inner; s += dp[i] * yp[i] }
+                                    for k in 0..<n { let i = base + k * inner; g[i] += yp[i] * (dp[i] - s) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,397 @@
+// Ops that move elements without arithmetic. Each computes, for every output element, the
+// index of the input element it copies (or -1 for padding); one routine then applies the map
+// to any element type, and its backward adds each output gradient into its source.
+
+extension OpContext {
+    /// Applies an index map to `v`: out[i] = v[map[i]], or `fill` where map[i] < 0.
+    func gatherElements(_ v: Value, map: [Int], shape: [Int], fill: Double = 0) -> Value {
+        switch v {
+        case .int64(let t): return .int64(IntTensor(shape: shape, data: map.map { $0 < 0 ? Int64(fill) : t.data[$0] }))
+        case .bool(let t): return .bool(IntTensor(shape: shape, data: map.map { $0 < 0 ? (fill != 0 ? 1 : 0) : t.data[$0] }))
+        case .float(let x):
+            var y = Tensor(zeros: shape)
+            let f = Float(fill)
+            x.value.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in for i in 0..<map.count { yp[i] = map[i] < 0 ? f : xp[map[i]] } }
+            }
+            return emit(y, parents: [x]) { dy in
+                dy.withUnsafeBufferPointer { dp in
+                    x.accumulateGrad { g in for i in 0..<map.count where map[i] >= 0 { g[map[i]] += dp[i] } }
+                }
+            }
+        }
+    }
+
+    /// The same elements under another shape (Reshape, Flatten, Squeeze, Unsqueeze).
+    func withShape(_ v: Value, _ shape: [Int]) -> Value {
+        switch v {
+        case .int64(var t): t.shape = shape; return .int64(t)
+        case .bool(var t): t.shape = shape; return .bool(t)
+        case .float(let x): return .float(reshape(x, to: shape, tape: tape))
+        }
+    }
+
+    func reshapeLike() throws -> Value {
+        let v = try value(0)
+        let s = v.shape
+        let count = s.reduce(1, *)
+        var out: [Int]
+        switch node.opType {
+        case "Reshape":
+            let target = try ints(1).data.map { Int($0) }
+            let allowZero = try int("allowzero", 0) == 1
+            out = []
+            var inferred: Int?
+            for (i, d) in target.enumerated() {
+                if d == -1 {
+                    guard inferred == nil else { throw fail("shape \(target) has more than one -1") }
+                    inferred = i; out.append(1)
+                } else if d == 0 && !allowZero {
+                    guard i < s.count else { throw fail("shape \(target) copies dimension \(i), the input has rank \(s.count)") }
+                    out.append(s[i])
+                } else if d < 0 {
+                    throw fail("shape \(target) has a negative dimension")
+                } else { out.append(d) }
+            }
+            if let k = inferred {
+                let rest = out.enumerated().filter { $0.offset != k }.reduce(1) { $0 * $1.element }
+                guard rest > 0, count % rest == 0 else { throw fail("cannot reshape \(s) to \(target)") }
+                out[k] = count / rest
+            }
+        case "Flatten":
+            let a = try int("axis", 1)
+            let ax = a < 0 ? a + s.count : a
+            guard ax >= 0 && ax <= s.count else { throw fail("axis \(a) is out of range for rank \(s.count)") }
+            out = [s[..<ax].reduce(1, *), s[ax...].reduce(1, *)]
+        case "Squeeze":
+            let axes = try (graph.opset >= 13 ? optionalInts(1) : ints("axes")).map { try $0.map { try axis($0, rank: s.count) } }
+            if let axes {
+                for a in axes where s[a] != 1 { throw fail("cannot squeeze axis \(a) of size \(s[a]) (shape \(s))") }
+                out = s.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
+            } else {
+                out = s.filter { $0 != 1 }
+            }
+        default: // Unsqueeze
+            guard let raw = try (graph.opset >= 13 ? optionalInts(1) : ints("axes")) else { throw fail("needs axes") }
+            let rank = s.count + raw.count
+            let axes = try raw.map { try axis($0, rank: rank) }
+            guard Set(axes).count == axes.count else { throw fail("axes \(raw) repeat an axis") }
+            out = []
+            var k = 0
+            for i in 0..<rank {
+                if axes.contains(i) { out.append(1) } else { out.append(s[k]); k += 1 }
+            }
+        }
+        guard out.reduce(1, *) == count else { throw fail("cannot reshape \(s) (\(count) elements) to \(out)") }
+        return withShape(v, out)
+    }
+
+    func transpose() throws -> Value {
+        let v = try value(0)
+        let s = v.shape
+        let perm = try ints("perm") ?? Array((0..<s.count).reversed())
+        guard perm.count == s.count, Set(perm) == Set(0..<s.count) else { throw fail("perm \(perm) is not a permutation of 0..<\(s.count)") }
+        let outShape = perm.map { s[$0] }
+        let inStrides = stridesOf(s)
+        let st = perm.map { inStrides[$0] }
+        return gatherElements(v, map: odometer(outShape, strides: st, offset: 0), shape: outShape)
+    }
+
+    /// For each element of `shape` in row-major order, offset + Σ index[d]·strides[d].
+    func odometer(_ shape: [Int], strides st: [Int], offset: Int) -> [Int] {
+        let total = shape.reduce(1, *)
+        var out = [Int](repeating: 0, count: total)
+        guard total > 0 else { return out }
+        var idx = [Int](repeating: 0, count: shape.count)
+        var src = offset
+        for o in 0..<total {
+            out[o] = src
+            var d = shape.count - 1
+            while d >= 0 {
+                idx[d] += 1
+                src += st[d]
+                if idx[d] < shape[d] { break }
+                src -= st[d] * idx[d]
+                idx[d] = 0
+                d -= 1
+            }
+        }
+        return out
+    }
+
+    func concat() throws -> Value {
+        let values = try (0..<inputs.count).map { try value($0) }
+        guard let first = values.first else { throw fail("needs at least one input") }
+        let rank = first.shape.count
+        let ax = try axis(try int("axis", 0), rank: rank)
+        for v in values {
+            guard v.dtype == first.dtype else { throw fail("inputs mix \(first.dtype.rawValue) and \(v.dtype.rawValue)") }
+            guard v.shape.count == rank, (0..<rank).allSatisfy({ $0 == ax || v.shape[$0] == first.shape[$0] }) else {
+                throw fail("input shapes \(values.map(\.shape)) differ outside axis \(ax)")
+            }
+        }
+        var outShape = first.shape
+        outShape[ax] = values.reduce(0) { $0 + $1.shape[ax] }
+        let outer = first.shape[..<ax].reduce(1, *)
+        let inner = first.shape[(ax + 1)...].reduce(1, *)
+        let rowOut = outShape[ax] * inner
+        // Element i of input k goes to out[(i / rowK) * rowOut + start_k·inner + i % rowK].
+        var starts: [Int] = [], s = 0
+        for v in values { starts.append(s); s += v.shape[ax] }
+        func place(_ k: Int, _ i: Int) -> Int {
+            let rowK = values[k].shape[ax] * inner
+            return (i / rowK) * rowOut + starts[k] * inner + i % rowK
+        }
+        switch first {
+        case .int64, .bool:
+            var data = [Int64](repeating: 0, count: outShape.reduce(1, *))
+            for (k, v) in values.enumerated() {
+                guard case .int64(let t) = v else {
+                    if case .bool(let t) = v { for i in 0..<t.data.count { data[place(k, i)] = t.data[i] } }
+                    continue
+                }
+                for i in 0..<t.data.count { data[place(k, i)] = t.data[i] }
+            }
+            let t = IntTensor(shape: outShape, data: data)
+            return first.dtype == .bool ? .bool(t) : .int64(t)
+        case .float:
+            let vars = values.map { v -> Variable in if case .float(let x) = v { return x }; fatalError() }
+            var y = Tensor(zeros: outShape)
+            y.withUnsafeMutableBufferPointer { yp in
+                for (k, x) in vars.enumerated() {
+                    let rowK = x.value.shape[ax] * inner
+                    x.value.withUnsafeBufferPointer { xp in
+                        for o in 0..<outer where rowK > 0 {
+                            (yp.baseAddress! + o * rowOut + starts[k] * inner).update(from: xp.baseAddress! + o * rowK, count: rowK)
+                        }
+                    }
+                }
+            }
+            _ = place
+            return emit(y, parents: vars) { dy in
+                dy.withUnsafeBufferPointer { dp in
+                    for (k, x) in vars.enumerated() where x.requiresGrad {
+                        let rowK = x.value.shape[ax] * inner
+                        x.accumulateGrad { g in
+                            for o in 0..<outer {
+                                for i in 0..<rowK { g[o * rowK + i] += dp[o * rowOut + starts[k] * inner + i] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func slice() throws -> Value {
+        let v = try value(0)
+        let s = v.shape
+        let starts: [Int], ends: [Int], axesRaw: [Int]?, steps: [Int]?
+        if graph.opset >= 10 {
+            starts = try ints(1).data.map { Int(clamping: $0) }
+            ends = try ints(2).data.map { Int(clamping: $0) }
+            axesRaw = try optionalInts(3)
+            steps = try optionalInts(4)
+        } else {
+            starts = try ints("starts") ?? []; ends = try ints("ends") ?? []
+            axesRaw = try ints("axes"); steps = nil
+        }
+        let axes = try (axesRaw ?? Array(0..<starts.count)).map { try axis($0, rank: s.count) }
+        guard starts.count == ends.count, axes.count == starts.count, (steps?.count ?? starts.count) == starts.count else {
+            throw fail("starts, ends, axes and steps must have the same length")
+        }
+        var begin = [Int](repeating: 0, count: s.count)
+        var step = [Int](repeating: 1, count: s.count)
+        var outShape = s
+        for (k, a) in axes.enumerated() {
+            let st = steps?[k] ?? 1
+            guard st != 0 else { throw fail("step 0 on axis \(a)") }
+            let dim = s[a]
+            var b = starts[k], e = ends[k]
+            if b < 0 { b += dim }
+            if e < 0 { e += dim }
+            if st > 0 {
+                b = min(max(b, 0), dim); e = min(max(e, 0), dim)
+                outShape[a] = e > b ? (e - b + st - 1) / st : 0
+            } else {
+                b = min(max(b, -1), dim - 1); e = min(max(e, -1), dim - 1)
+                outShape[a] = b > e ? (b - e - st - 1) / (-st) : 0
+            }
+            begin[a] = b; step[a] = st
+        }
+        let inStrides = stridesOf(s)
+        let offset = (0..<s.count).reduce(0) { $0 + begin[$1] * inStrides[$1] }
+        let st = (0..<s.count).map { inStrides[$0] * step[$0] }
+        return gatherElements(v, map: odometer(outShape, strides: st, offset: offset), shape: outShape)
+    }
+
+    func pad() throws -> Value {
+        let v = try value(0)
+        let s = v.shape
+        let rank = s.count
+        let mode = try string("mode", "constant")
+        let padsRaw = try (graph.opset >= 11 ? optionalInts(1) : ints("pads")) ?? []
+        var fill: Double = 0
+        if graph.opset >= 11, has(2) {
+            switch try value(2) {
+            case .float(let c): fill = Double(c.value.scalars.first ?? 0)
+            case .int64(let c), .bool(let c): fill = Double(c.data.first ?? 0)
+            }
+        } else if graph.opset < 11 { fill = Double(try float("value", 0)) }
+        let axes = try (graph.opset >= 18 ? optionalInts(3) : nil).map { try $0.map { try axis($0, rank: rank) } } ?? Array(0..<rank)
+        guard padsRaw.count == 2 * axes.count else { throw fail("pads has \(padsRaw.count) values, expected \(2 * axes.count)") }
+        var before = [Int](repeating: 0, count: rank), after = before
+        for (k, a) in axes.enumerated() { before[a] = padsRaw[k]; after[a] = padsRaw[k + axes.count] }
+        let outShape = (0..<rank).map { s[$0] + before[$0] + after[$0] }
+        guard outShape.allSatisfy({ $0 >= 0 }) else { throw fail("pads \(padsRaw) remove more than the input \(s) has") }
+        guard ["constant", "reflect", "edge", "wrap"].contains(mode) else { throw fail("mode '\(mode)' (allowed: constant, reflect, edge, wrap)") }
+        if mode != "constant" {
+            for a in 0..<rank where (before[a] > 0 || after[a] > 0) && s[a] == 0 { throw fail("mode \(mode) cannot pad an empty axis \(a)") }
+        }
+        let inStrides = stridesOf(s)
+        let total = outShape.reduce(1, *)
+        var map = [Int](repeating: 0, count: total)
+        var idx = [Int](repeating: 0, count: rank)
+        for o in 0..<total {
+            var src = 0, outside = false
+            for d in 0..<rank {
+                var i = idx[d] - before[d]
+                let n = s[d]
+                if i < 0 || i >= n {
+                    switch mode {
+                    case "constant": outside = true
+                    case "edge": i = min(max(i, 0), n - 1)
+                    case "wrap": i = ((i % n) + n) % n
+                    default: // reflect
+                        if n == 1 { i = 0 } else {
+                            let period = 2 * (n - 1)
+                            i = ((i % period) + period) % period
+                            if i >= n { i = period - i }
+                        }
+                    }
+                }
+                src += i * inStrides[d]
+            }
+            map[o] = outside ? -1 : src
+            var d = rank - 1
+            while d >= 0 { idx[d] += 1; if idx[d] < outShape[d] { break }; idx[d] = 0; d -= 1 }
+        }
+        return gatherElements(v, map: map, shape: outShape, fill: fill)
+    }
+
+    func gather() throws -> Value {
+        let v = try value(0)
+        let indices = try ints(1)
+        let s = v.shape
+        let ax = try axis(try int("axis", 0), rank: s.count)
+        let dim = s[ax]
+        let outer = s[..<ax].reduce(1, *), inner = s[(ax + 1)...].reduce(1, *)
+        let outShape = Array(s[..<ax]) + indices.shape + Array(s[(ax + 1)...])
+        var map: [Int] = []
+        map.reserveCapacity(outShape.reduce(1, *))
+        let idx = try indices.data.map { raw -> Int in
+            let i = Int(raw) < 0 ? Int(raw) + dim : Int(raw)
+            guard i >= 0 && i < dim else { throw fail("index \(raw) is out of range for axis \(ax) of size \(dim)") }
+            return i
+        }
+        for o in 0..<outer { for i in idx { for j in 0..<inner { map.append((o * dim + i) * inner + j) } } }
+        return gatherElements(v, map: map, shape: outShape)
+    }
+
+    // MARK: reductions
+
+    /// The reduced axes (sorted) from the `axes` input (opset ≥ 13 for ReduceSum, ≥ 18 for
+    /// the others) or attribute; nil means "all axes" and [] with noop means identity.
+    func reductionAxes(rank: Int) throws -> [Int]? {
+        let fromInput = node.opType == "ReduceSum" ? graph.opset >= 13 : graph.opset >= 18
+        let raw = try fromInput ? optionalInts(1) : ints("axes")
+        guard let raw, !raw.isEmpty else {
+            return try int("noop_with_empty_axes", 0) == 1 ? [] : nil
+        }
+        return try Set(raw.map { try axis($0, rank: rank) }).sorted()
+    }
+
+    func reduce() throws -> Value {
+        let x = try float(0)
+        let s = x.value.shape
+        let keep = try int("keepdims", 1) == 1
+        guard let axesOpt = try reductionAxes(rank: s.count) else { return try reduceOver(x, axes: Array(0..<s.count), keep: keep) }
+        if axesOpt.isEmpty { return emit(x.value, parents: [x]) { dy in dy.withUnsafeBufferPointer { x.addGrad($0) } } }
+        return try reduceOver(x, axes: axesOpt, keep: keep)
+    }
+
+    func reduceOver(_ x: Variable, axes: [Int], keep: Bool) throws -> Value {
+        let s = x.value.shape
+        let keptShape = s.enumerated().map { axes.contains($0.offset) ? 1 : $0.element }
+        let outShape = keep ? keptShape : s.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
+        // Output index of every input element; accumulation runs in input order.
+        let outStrides = stridesOf(keptShape)
+        let st = (0..<s.count).map { axes.contains($0) ? 0 : outStrides[$0] }
+        let target = odometer(s, strides: st, offset: 0)
+        let outCount = keptShape.reduce(1, *)
+        let n = s.reduce(1, *) / max(outCount, 1)
+        var y = Tensor(zeros: outShape)
+        let op = node.opType
+        x.value.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                if op == "ReduceMax" {
+                    for i in 0..<outCount { yp[i] = -.infinity }
+                    for i in 0..<target.count { yp[target[i]] = max(yp[target[i]], xp[i]) }
+                } else {
+                    for i in 0..<target.count { yp[target[i]] += xp[i] }
+                    if op == "ReduceMean" {
+                        let inv = n > 0 ? 1 / Float(n) : .nan
+                        for i in 0..<outCount { yp[i] *= inv }
+                    }
+                }
+            }
+        }
+        let yv = y
+        return emit(y, parents: [x]) { dy in
+            x.value.withUnsafeBufferPointer { xp in
+                yv.withUnsafeBufferPointer { yp in
+                    dy.withUnsafeBufferPointer { dp in
+                        x.accumulateGrad { g in
+                            let scale: Float = op == "ReduceMean" ? 1 / Float(max(n, 1)) : 1
+                            if op == "ReduceMax" {
+                                var taken = [Bool](repeating: false, count: outCount)
+                                for i in 0..<target.count where !taken[target[i]] && xp[i] == yp[target[i]] {
+                                    taken[target[i]] = true
+                                    g[i] += dp[target[i]]
+                                }
+                            } else {
+                                for i in 0..<target.count { g[i] += dp[target[i]] * scale }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func argMax() throws -> Value {
+        let x = try float(0)
+        let s = x.value.shape
+        let ax = try axis(try int("axis", 0), rank: s.count)
+        let keep = try int("keepdims", 1) == 1
+        let last = try int("select_last_index", 0) == 1
+        let outer = s[..<ax].reduce(1, *), n = s[ax], inner = s[(ax + 1)...].reduce(1, *)
+        var out = [Int64](repeating: 0, count: outer * inner)
+        x.value.withUnsafeBufferPointer { xp in
+            for o in 0..<outer {
+                for j in 0..<inner {
+                    var best = 0
+                    var bv = -Float.infinity
+                    for k in 0..<n {
+                        let v = xp[(o * n + k) * inner + j]
+                        if k == 0 || v > bv || (last && v == bv) || (v.isNaN && !bv.isNaN) { bv = v; best = k }
+                    }
+                    out[o * inner + j] = Int64(best)
+                }
+            }
+        }
+        var shape = s
+        if keep { shape[ax] = 1 } else { shape.remove(at: ax) }
+        return .int64(IntTensor(shape: shape, data: out))
+    }
+}

@@ -1,0 +1,657 @@
+import Kernels
+
+// Gemm, MatMul, Conv, pooling, normalization and Dropout.
+//
+// Accumulation order: products go through `gemm` (one FMA chain per output in increasing k,
+// threads split M and N only); every other reduction here runs in increasing index order on
+// one thread. So results are bit-identical for any thread count.
+
+/// The window of a Conv or pool over the spatial dimensions: for every output position and
+/// kernel offset, the input offset it reads, -1 inside the padding, -2 past the padded end
+/// (only in ceil mode).
+struct WindowGeometry {
+    var inSpatial: [Int]
+    var kernel: [Int]
+    var outSpatial: [Int]
+    var table: [Int]
+    var kernelCount: Int { kernel.reduce(1, *) }
+    var outCount: Int { outSpatial.reduce(1, *) }
+    var inCount: Int { inSpatial.reduce(1, *) }
+}
+
+extension OpContext {
+    func window(inSpatial: [Int], kernel: [Int], ceil: Bool) throws -> WindowGeometry {
+        let d = inSpatial.count
+        let strides = try ints("strides") ?? [Int](repeating: 1, count: d)
+        let dilations = try ints("dilations") ?? [Int](repeating: 1, count: d)
+        guard strides.count == d, dilations.count == d, kernel.count == d else {
+            throw fail("kernel \(kernel), strides \(strides) and dilations \(dilations) must each have \(d) values")
+        }
+        guard strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }), kernel.allSatisfy({ $0 > 0 }) else {
+            throw fail("kernel, strides and dilations must be positive")
+        }
+        let autoPad = try string("auto_pad", "NOTSET")
+        var begin = [Int](repeating: 0, count: d), end = begin, out = begin
+        for i in 0..<d {
+            let eff = (kernel[i] - 1) * dilations[i] + 1
+            switch autoPad {
+            case "NOTSET":
+                let pads = try ints("pads") ?? [Int](repeating: 0, count: 2 * d)
+                guard pads.count == 2 * d, pads.allSatisfy({ $0 >= 0 }) else { throw fail("pads \(pads) must have \(2 * d) non-negative values") }
+                begin[i] = pads[i]; end[i] = pads[i + d]
+                let span = inSpatial[i] + begin[i] + end[i] - eff
+                guard span >= 0 else { throw fail("kernel \(kernel) (dilated) is larger than the padded input \(inSpatial)") }
+                if ceil {
+                    out[i] = (span + strides[i] - 1) / strides[i] + 1
+                    // The last window must start inside the input or the leading padding.
+                    if (out[i] - 1) * strides[i] >= inSpatial[i] + begin[i] { out[i] -= 1 }
+                } else {
+                    out[i] = span / strides[i] + 1
+                }
+            case "VALID":
+                guard inSpatial[i] >= eff else { throw fail("kernel \(kernel) is larger than the input \(inSpatial)") }
+                out[i] = (inSpatial[i] - eff) / strides[i] + 1
+            case "SAME_UPPER", "SAME_LOWER":
+                out[i] = (inSpatial[i] + strides[i] - 1) / strides[i]
+                let total = max(0, (out[i] - 1) * strides[i] + eff - inSpatial[i])
+                begin[i] = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2
+                end[i] = total - begin[i]
+            default:
+                throw fail("auto_pad '\(autoPad)' (allowed: NOTSET, VALID, SAME_UPPER, SAME_LOWER)")
+            }
+        }
+        let kCount = kernel.reduce(1, *), oCount = out.reduce(1, *)
+        var table = [Int](repeating: 0, count: oCount * kCount)
+        let inStrides = stridesOf(inSpatial)
+        var o = [Int](repeating: 0, count: d)
+        for p in 0..<oCount {
+            var q = [Int](repeating: 0, count: d)
+            for kq in 0..<kCount {
+                var off = 0, code = 0
+                for i in 0..<d {
+                    let pos = o[i] * strides[i] - begin[i] + q[i] * dilations[i]
+                    if pos < 0 || pos >= inSpatial[i] {
+                        code = min(code, pos >= inSpatial[i] + end[i] ? -2 : -1)
+                    } else {
+                        off += pos * inStrides[i]
+                    }
+                }
+                table[p * kCount + kq] = code < 0 ? code : off
+                var i = d - 1
+                while i >= 0 { q[i] += 1; if q[i] < kernel[i] { break }; q[i] = 0; i -= 1 }
+            }
+            var i = d - 1
+            while i >= 0 { o[i] += 1; if o[i] < out[i] { break }; o[i] = 0; i -= 1 }
+        }
+        return WindowGeometry(inSpatial: inSpatial, kernel: kernel, outSpatial: out, table: table)
+    }
+
+    // MARK: Gemm and MatMul
+
+    func gemmOp() throws -> Value {
+        if let cache = graph.linearCaches[index] {
+            let x = try float(0), w = try float(1)
+            let b = has(2) ? try float(2) : nil
+            let s = x.value.shape
+            guard s.count == 2, s[1] == w.value.shape[1] else {
+                throw fail("input of shape \(s) does not fit the weight \(w.value.shape) (transB = 1)")
+            }
+            if tape == nil {
+                return .float(Variable(linearInfer(x.value, weight: w, bias: b, cache: cache, threads: threads)))
+            }
+            return .float(linear(x, weight: w, bias: b, tape: tape, threads: threads))
+        }
+        let a = try float(0), b = try float(1)
+        let transA = try int("transA", 0) == 1, transB = try int("transB", 0) == 1
+        let alpha = try float("alpha", 1), beta = try float("beta", 1)
+        let sa = a.value.shape, sb = b.value.shape
+        guard sa.count == 2, sb.count == 2 else { throw fail("A \(sa) and B \(sb) must be 2-D") }
+        let m = transA ? sa[1] : sa[0], k = transA ? sa[0] : sa[1]
+        let kb = transB ? sb[1] : sb[0], n = transB ? sb[0] : sb[1]
+        guard k == kb else { throw fail("A \(sa) (transA \(transA ? 1 : 0)) and B \(sb) (transB \(transB ? 1 : 0)) do not multiply") }
+        let c = has(2) ? try float(2) : nil
+        var cIndex: [Int] = []
+        if let c {
+            guard let bs = broadcastShape(c.value.shape, [m, n]), bs == [m, n] else { throw fail("C \(c.value.shape) does not broadcast to [\(m), \(n)]") }
+            cIndex = broadcastSourceIndex(c.value.shape, to: [m, n])
+        }
+        var y = Tensor(zeros: [m, n])
+        a.value.withUnsafeBufferPointer { ap in
+            b.value.withUnsafeBufferPointer { bp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    gemm(m: m, n: n, k: k, a: ap.baseAddress!, lda: sa[1], transposeA: transA,
+                         b: bp.baseAddress!, ldb: sb[1], transposeB: transB,
+                         c: yp.baseAddress!, ldc: n, accumulate: false, threads: threads)
+                    if alpha != 1 { for i in 0..<yp.count { yp[i] *= alpha } }
+                    if let c {
+                        c.value.withUnsafeBufferPointer { cp in for i in 0..<yp.count { yp[i] += beta * cp[cIndex[i]] } }
+                    }
+                }
+            }
+        }
+        let nThreads = self.threads
+        var parents = [a, b]
+        if let c { parents.append(c) }
+        return emit(y, parents: parents) { dy in
+            dy.withUnsafeBufferPointer { dp in
+                if a.requiresGrad {
+                    // d(opA) = alpha · dY · opBᵀ  (m × k), added to A in its stored layout.
+                    var t = [Float](repeating: 0, count: m * k)
+                    b.value.withUnsafeBufferPointer { bp in
+                        gemm(m: m, n: k, k: n, a: dp.baseAddress!, lda: n, transposeA: false,
+                             b: bp.baseAddress!, ldb: sb[1], transposeB: !transB,
+                             c: &t, ldc: k, accumulate: false, threads: nThreads)
+                    }
+                    a.accumulateGrad { g in
+                        for i in 0..<m { for j in 0..<k { g[transA ? j * m + i : i * k + j] += alpha * t[i * k + j] } }
+                    }
+                }
+                if b.requiresGrad {
+                    // d(opB) = alpha · opAᵀ · dY  (k × n).
+                    var t = [Float](repeating: 0, count: k * n)
+                    a.value.withUnsafeBufferPointer { ap in
+                        gemm(m: k, n: n, k: m, a: ap.baseAddress!, lda: sa[1], transposeA: !transA,
+                             b: dp.baseAddress!, ldb: n, transposeB: false,
+                             c: &t, ldc: n, accumulate: false, threads: nThreads)
+                    }
+                    b.accumulateGrad { g in
+                        for i in 0..<k { for j in 0..<n { g[transB ? j * k + i : i * n + j] += alpha * t[i * n + j] } }
+                    }
+                }
+                if let c, c.requiresGrad {
+                    c.accumulateGrad { g in for i in 0..<(m * n) { g[cIndex[i]] += beta * dp[i] } }
+                }
+            }
+        }
+    }
+
+    func matMul() throws -> Value {
+        let a = try float(0), b = try float(1)
+        var sa = a.value.shape, sb = b.value.shape
+        guard !sa.isEmpty, !sb.isEmpty else { throw fail("inputs must have at least one dimension") }
+        let aVector = sa.count == 1, bVector = sb.count == 1
+        if aVector { sa = [1] + sa }
+        if bVector { sb = sb + [1] }
+        let m = sa[sa.count - 2], k = sa[sa.count - 1], kb = sb[sb.count - 2], n = sb[sb.count - 1]
+        guard k == kb else { throw fail("shapes \(a.value.shape) and \(b.value.shape) do not multiply") }
+        let batchA = Array(sa.dropLast(2)), batchB = Array(sb.dropLast(2))
+        guard let batch = broadcastShape(batchA, batchB) else { throw fail("batch dimensions \(batchA) and \(batchB) do not broadcast") }
+        let ia = broadcastSourceIndex(batchA, to: batch), ib = broadcastSourceIndex(batchB, to: batch)
+        let count = batch.reduce(1, *)
+        var outShape = batch + [m, n]
+        if aVector { outShape.remove(at: outShape.count - 2) }
+        if bVector { outShape.removeLast() }
+        var y = Tensor(zeros: outShape)
+        a.value.withUnsafeBufferPointer { ap in
+            b.value.withUnsafeBufferPointer { bp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    for t in 0..<count {
+                        gemm(m: m, n: n, k: k, a: ap.baseAddress! + ia[t] * m * k, lda: k, transposeA: false,
+                             b: bp.baseAddress! + ib[t] * k * n, ldb: n, transposeB: false,
+                             c: yp.baseAddress! + t * m * n, ldc: n, accumulate: false, threads: threads)
+                    }
+                }
+            }
+        }
+        let nThreads = self.threads
+        return emit(y, parents: [a, b]) { dy in
+            dy.withUnsafeBufferPointer { dp in
+                for t in 0..<count {
+                    if a.requiresGrad {
+                        b.value.withUnsafeBufferPointer { bp in
+                            a.accumulateGrad { g in
+                                gemm(m: m, n: k, k: n, a: dp.baseAddress! + t * m * n, lda: n, transposeA: false,
+                                     b: bp.baseAddress! + ib[t] * k * n, ldb: n, transposeB: true,
+                                     c: g + ia[t] * m * k, ldc: k, accumulate: true, threads: nThreads)
+                            }
+                        }
+                    }
+                    if b.requiresGrad {
+                        a.value.withUnsafeBufferPointer { ap in
+                            b.accumulateGrad { g in
+                                gemm(m: k, n: n, k: m, a: ap.baseAddress! + ia[t] * m * k, lda: k, transposeA: true,
+                                     b: dp.baseAddress! + t * m * n, ldb: n, transposeB: false,
+                                     c: g + ib[t] * k * n, ldc: n, accumulate: true, threads: nThreads)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Conv
+
+    func conv() throws -> Value {
+        let x = try float(0), w = try float(1)
+        let b = has(2) ? try float(2) : nil
+        let sx = x.value.shape, sw = w.value.shape
+        guard sx.count >= 3, sw.count == sx.count else { throw fail("input \(sx) and weight \(sw) must have the same rank ≥ 3") }
+        let group = try int("group", 1)
+        let batch = sx[0], cin = sx[1], cout = sw[0]
+        guard group > 0, cin % group == 0, cout % group == 0, sw[1] == cin / group else {
+            throw fail("weight \(sw) does not fit input \(sx) with group \(group)")
+        }
+        let kernel = Array(sw[2...])
+        if let ks = try ints("kernel_shape"), ks != kernel { throw fail("kernel_shape \(ks) differs from the weight's \(kernel)") }
+        if let b, b.value.shape != [cout] { throw fail("bias \(b.value.shape) must be [\(cout)]") }
+        let geo = try window(inSpatial: Array(sx[2...]), kernel: kernel, ceil: false)
+        let cg = cin / group, mg = cout / group
+        let kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
+        let kk = cg * kq
+        var y = Tensor(zeros: [batch, cout] + geo.outSpatial)
+        var cols = [Float](repeating: 0, count: kk * p)
+        let table = geo.table
+        /// cols[(c·kq + q)·P + p] = x[n, g·cg + c, table[p·kq + q]] (0 in the padding).
+        func im2col(_ xp: UnsafePointer<Float>, _ n: Int, _ g: Int, _ cols: UnsafeMutablePointer<Float>) {
+            for c in 0..<cg {
+                let src = xp + (n * cin + g * cg + c) * inP
+                for q in 0..<kq {
+                    let row = cols + (c * kq + q) * p
+                    for pp in 0..<p {
+                        let t = table[pp * kq + q]
+                        row[pp] = t >= 0 ? src[t] : 0
+                    }
+                }
+            }
+        }
+        x.value.withUnsafeBufferPointer { xp in
+            w.value.withUnsafeBufferPointer { wp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    cols.withUnsafeMutableBufferPointer { cp in
+                        for n in 0..<batch {
+                            for g in 0..<group {
+                                im2col(xp.baseAddress!, n, g, cp.baseAddress!)
+                                gemm(m: mg, n: p, k: kk, a: wp.baseAddress! + g * mg * kk, lda: kk, transposeA: false,
+                                     b: cp.baseAddress!, ldb: p, transposeB: false,
+                                     c: yp.baseAddress! + (n * cout + g * mg) * p, ldc: p, accumulate: false, threads: threads)
+                            }
+                            if let b {
+                                b.value.withUnsafeBufferPointer { bp in
+                                    for m in 0..<cout {
+                                        let row = yp.baseAddress! + (n * cout + m) * p
+                                        for pp in 0..<p { row[pp] += bp[m] }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let nThreads = self.threads
+        var parents = [x, w]
+        if let b { parents.append(b) }
+        return emit(y, parents: parents) { dy in
+            var cols = [Float](repeating: 0, count: kk * p)
+            var dcols = [Float](repeating: 0, count: kk * p)
+            dy.withUnsafeBufferPointer { dp in
+                x.value.withUnsafeBufferPointer { xp in
+                    w.value.withUnsafeBufferPointer { wp in
+                        for n in 0..<batch {
+                            for g in 0..<group {
+                                let dyg = dp.baseAddress! + (n * cout + g * mg) * p
+                                if w.requiresGrad {
+                                    cols.withUnsafeMutableBufferPointer { cp in
+                                        im2col(xp.baseAddress!, n, g, cp.baseAddress!)
+                                        w.accumulateGrad { gw in
+                                            gemm(m: mg, n: kk, k: p, a: dyg, lda: p, transposeA: false,
+                                                 b: cp.baseAddress!, ldb: p, transposeB: true,
+                                                 c: gw + g * mg * kk, ldc: kk, accumulate: true, threads: nThreads)
+                                        }
+                                    }
+                                }
+                                if x.requiresGrad {
+                                    dcols.withUnsafeMutableBufferPointer { dc in
+                                        gemm(m: kk, n: p, k: mg, a: wp.baseAddress! + g * mg * kk, lda: kk, transposeA: true,
+                                             b: dyg, ldb: p, transposeB: false,
+                                             c: dc.baseAddress!, ldc: p, accumulate: false, threads: nThreads)
+                                        x.accumulateGrad { gx in
+                                            for c in 0..<cg {
+                                                let dst = gx + (n * cin + g * cg + c) * inP
+                                                for q in 0..<kq {
+                                                    let row = dc.baseAddress! + (c * kq + q) * p
+                                                    for pp in 0..<p {
+                                                        let t = table[pp * kq + q]
+                                                        if t >= 0 { dst[t] += row[pp] }
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            if let b, b.requiresGrad {
+                                b.accumulateGrad { gb in
+                                    for m in 0..<cout {
+                                        let row = dp.baseAddress! + (n * cout + m) * p
+                                        for pp in 0..<p { gb[m] += row[pp] }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: pooling
+
+    func pool() throws -> [Value] {
+        let x = try float(0)
+        let sx = x.value.shape
+        guard sx.count >= 3 else { throw fail("input \(sx) must be (N, C, spatial…)") }
+        let global = node.opType.hasPrefix("Global")
+        let isMax = node.opType.hasSuffix("MaxPool")
+        let spatial = Array(sx[2...])
+        let geo: WindowGeometry
+        if global {
+            let kq = spatial.reduce(1, *)
+            geo = WindowGeometry(inSpatial: spatial, kernel: spatial, outSpatial: spatial.map { _ in 1 }, table: Array(0..<kq))
+        } else {
+            guard let kernel = try ints("kernel_shape") else { throw fail("attribute kernel_shape is required") }
+            guard kernel.count == spatial.count else { throw fail("kernel_shape \(kernel) does not fit input \(sx)") }
+            geo = try window(inSpatial: spatial, kernel: kernel, ceil: try int("ceil_mode", 0) == 1)
+        }
+        let includePad = try int("count_include_pad", 0) == 1
+        let planes = sx[0] * sx[1], kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
+        let table = geo.table
+        var y = Tensor(zeros: [sx[0], sx[1]] + geo.outSpatial)
+        var argmax = isMax ? [Int](repeating: -1, count: planes * p) : []
+        var divisors = [Float](repeating: 0, count: isMax ? 0 : p)
+        if !isMax {
+            for pp in 0..<p {
+                var c = 0
+                for q in 0..<kq { let t = table[pp * kq + q]; if t >= 0 || (includePad && t == -1) { c += 1 } }
+                divisors[pp] = Float(c)
+            }
+        }
+        x.value.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                for plane in 0..<planes {
+                    let src = xp.baseAddress! + plane * inP
+                    for pp in 0..<p {
+                        if isMax {
+                            var best = -Float.infinity, at = -1
+                            for q in 0..<kq {
+                                let t = table[pp * kq + q]
+                                if t >= 0 && (at < 0 || src[t] > best || (src[t].isNaN && !best.isNaN)) { best = src[t]; at = t }
+                            }
+                            yp[plane * p + pp] = best
+                            argmax[plane * p + pp] = at
+                        } else {
+                            var s: Float = 0
+                            for q in 0..<kq { let t = table[pp * kq + q]; if t >= 0 { s += src[t] } }
+                            yp[plane * p + pp] = s / divisors[pp]
+                        }
+                    }
+                }
+            }
+        }
+        let out = emit(y, parents: [x]) { dy in
+            dy.withUnsafeBufferPointer { dp in
+                x.accumulateGrad { g in
+                    for plane in 0..<planes {
+                        let dst = g + plane * inP
+                        for pp in 0..<p {
+                            let d = dp[plane * p + pp]
+                            if isMax {
+                                let at = argmax[plane * p + pp]
+                                if at >= 0 { dst[at] += d }
+                            } else {
+                                let share = d / divisors[pp]
+                                for q in 0..<kq { let t = table[pp * kq + q]; if t >= 0 { dst[t] += share } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        guard isMax, node.outputs.count > 1 else { return [out] }
+        // Indices into the flattened input; storage_order 1 numbers the spatial positions
+        // column-major (the last spatial axis varies slowest).
+        let columnMajor = try int("storage_order", 0) == 1
+        let inStrides = stridesOf(spatial)
+        let colStrides = spatial.indices.map { d in spatial[..<d].reduce(1, *) }
+        func spatialIndex(_ off: Int) -> Int {
+            guard columnMajor else { return off }
+            var rest = off, out = 0
+            for d in spatial.indices { out += (rest / inStrides[d]) * colStrides[d]; rest %= inStrides[d] }
+            return out
+        }
+        let indices = (0..<(planes * p)).map { i -> Int64 in Int64(argmax[i] < 0 ? -1 : (i / p) * inP + spatialIndex(argmax[i])) }
+        return [out, .int64(IntTensor(shape: y.shape, data: indices))]
+    }
+
+    // MARK: normalization and dropout
+
+    func batchNorm() throws -> Value {
+        let x = try float(0), scale = try float(1), bias = try float(2), mean = try float(3), variance = try float(4)
+        let sx = x.value.shape
+        guard sx.count >= 2 else { throw fail("input \(sx) must be (N, C, …)") }
+        let c = sx[1]
+        for (name, v) in [("scale", scale), ("B", bias), ("input_mean", mean), ("input_var", variance)] where v.value.shape != [c] {
+            throw fail("\(name) has shape \(v.value.shape), expected [\(c)]")
+        }
+        let eps = try float("epsilon", 1e-5), momentum = try float("momentum", 0.9)
+        let trainingMode = try graph.training || int("training_mode", 0) == 1
+        let n = sx[0], inner = sx[2...].reduce(1, *)
+        let count = n * inner
+        var mu = mean.value.scalars, vr = variance.value.scalars
+        if trainingMode {
+            // Batch statistics in Double, in index order; running statistics updated as ONNX
+            // (and PyTorch with momentum 1 − m) define it, with the unbiased variance.
+            x.value.withUnsafeBufferPointer { xp in
+                for ch in 0..<c {
+                    var s = 0.0, s2 = 0.0
+                    for b in 0..<n { let row = xp.baseAddress! + (b * c + ch) * inner; for i in 0..<inner { s += Double(row[i]) } }
+                    let m = s / Double(max(count, 1))
+                    for b in 0..<n { let row = xp.baseAddress! + (b * c + ch) * inner; for i in 0..<inner { let d = Double(row[i]) - m; s2 += d * d } }
+                    mu[ch] = Float(m)
+                    vr[ch] = Float(s2 / Double(max(count, 1)))
+                    let unbiased = Float(s2 / Double(max(count - 1, 1)))
+                    mean.update { $0[ch] = $0[ch] * momentum + mu[ch] * (1 - momentum) }
+                    variance.update { $0[ch] = $0[ch] * momentum + unbiased * (1 - momentum) }
+                }
+            }
+        }
+        let invStd = (0..<c).map { 1 / (vr[$0] + eps).squareRoot() }
+        var y = Tensor(zeros: sx)
+        let sc = scale.value.scalars, bs = bias.value.scalars
+        x.value.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                for b in 0..<n {
+                    for ch in 0..<c {
+                        let off = (b * c + ch) * inner
+                        let k = invStd[ch] * sc[ch], m = mu[ch], sh = bs[ch]
+                        for i in 0..<inner { yp[off + i] = (xp[off + i] - m) * k + sh }
+                    }
+                }
+            }
+        }
+        return emit(y, parents: [x, scale, bias]) { dy in
+            dy.withUnsafeBufferPointer { dp in
+                x.value.withUnsafeBufferPointer { xp in
+                    var sumDy = [Float](repeating: 0, count: c), sumDyXhat = sumDy
+                    for b in 0..<n {
+                        for ch in 0..<c {
+                            let off = (b * c + ch) * inner
+                            for i in 0..<inner {
+                                sumDy[ch] += dp[off + i]
+                                sumDyXhat[ch] += dp[off + i] * (xp[off + i] - mu[ch]) * invStd[ch]
+                            }
+                        }
+                    }
+                    if scale.requiresGrad { scale.accumulateGrad { g in for ch in 0..<c { g[ch] += sumDyXhat[ch] } } }
+                    if bias.requiresGrad { bias.accumulateGrad { g in for ch in 0..<c { g[ch] += sumDy[ch] } } }
+                    if x.requiresGrad {
+                        x.accumulateGrad { g in
+                            for b in 0..<n {
+                                for ch in 0..<c {
+                                    let off = (b * c + ch) * inner
+                                    let k = sc[ch] * invStd[ch]
+                                    for i in 0..<inner {
+                                        if trainingMode {
+                                            let xhat = (xp[off + i] - mu[ch]) * invStd[ch]
+                                            let cnt = Float(count)
+                                            g[off + i] += k * (dp[off + i] - sumDy[ch] / cnt - xhat * sumDyXhat[ch] / cnt)
+                                        } else {
+                                            g[off + i] += k * dp[off + i]
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func layerNorm() throws -> [Value] {
+        let x = try float(0), scale = try float(1)
+        let bias = has(2) ? try float(2) : nil
+        let sx = x.value.shape
+        let ax = try axis(try int("axis", -1), rank: sx.count)
+        let eps = try float("epsilon", 1e-5)
+        let normShape = Array(sx[ax...])
+        let outer = sx[..<ax].reduce(1, *), inner = normShape.reduce(1, *)
+        guard let bsS = broadcastShape(scale.value.shape, normShape), bsS == normShape else {
+            throw fail("Scale \(scale.value.shape) does not broadcast to the normalized shape \(normShape)")
+        }
+        let si = broadcastSourceIndex(scale.value.shape, to: normShape)
+        var bi: [Int] = []
+        if let bias {
+            guard let bsB = broadcastShape(bias.value.shape, normShape), bsB == normShape else {
+                throw fail("B \(bias.value.shape) does not broadcast to the normalized shape \(normShape)")
+            }
+            bi = broadcastSourceIndex(bias.value.shape, to: normShape)
+        }
+        var mean = [Float](repeating: 0, count: outer), inv = mean
+        var y = Tensor(zeros: sx)
+        x.value.withUnsafeBufferPointer { xp in
+            scale.value.withUnsafeBufferPointer { sp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    for o in 0..<outer {
+                        let row = xp.baseAddress! + o * inner
+                        var s = 0.0
+                        for i in 0..<inner { s += Double(row[i]) }
+                        let m = s / Double(inner)
+                        var s2 = 0.0
+                        for i in 0..<inner { let d = Double(row[i]) - m; s2 += d * d }
+                        mean[o] = Float(m)
+                        inv[o] = Float(1 / (s2 / Double(inner) + Double(eps)).squareRoot())
+                        for i in 0..<inner {
+                            var v = (row[i] - mean[o]) * inv[o] * sp[si[i]]
+                            if let bias { v += bias.value.withUnsafeBufferPointer { $0[bi[i]] } }
+                            yp[o * inner + i] = v
+                        }
+                    }
+                }
+            }
+        }
+        var parents = [x, scale]
+        if let bias { parents.append(bias) }
+        let out = emit(y, parents: parents) { dy in
+            dy.withUnsafeBufferPointer { dp in
+                x.value.withUnsafeBufferPointer { xp in
+                    scale.value.withUnsafeBufferPointer { sp in
+                        for o in 0..<outer {
+                            let row = xp.baseAddress! + o * inner, d = dp.baseAddress! + o * inner
+                            if scale.requiresGrad {
+                                scale.accumulateGrad { g in for i in 0..<inner { g[si[i]] += d[i] * (row[i] - mean[o]) * inv[o] } }
+                            }
+                            if let bias, bias.requiresGrad { bias.accumulateGrad { g in for i in 0..<inner { g[bi[i]] += d[i] } } }
+                            if x.requiresGrad {
+                                var a: Float = 0, b: Float = 0
+                                for i in 0..<inner {
+                                    let dxhat = d[i] * sp[si[i]]
+                                    a += dxhat
+                                    b += dxhat * (row[i] - mean[o]) * inv[o]
+                                }
+                                let nn = Float(inner)
+                                x.accumulateGrad { g in
+                                    for i in 0..<inner {
+                                        let xhat = (row[i] - mean[o]) * inv[o]
+                                        g[o * inner + i] += inv[o] * (d[i] * sp[si[i]] - a / nn - xhat * b / nn)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        var statShape = sx
+        for i in ax..<sx.count { statShape[i] = 1 }
+        return [out, .constant(Tensor(shape: statShape, scalars: mean)), .constant(Tensor(shape: statShape, scalars: inv))]
+    }
+
+    func dropout() throws -> [Value] {
+        let x = try float(0)
+        var ratio: Float = 0.5
+        if graph.opset >= 12 { ratio = try optionalScalar(1) ?? 0.5 } else { ratio = try float("ratio", 0.5) }
+        var training = graph.training
+        if graph.opset >= 12, has(2) {
+            guard case .bool(let t) = try value(2), t.data.count == 1 else { throw fail("training_mode must be a bool scalar") }
+            training = t.data[0] != 0
+        }
+        guard ratio >= 0 && ratio < 1 else { throw fail("ratio \(ratio) must be in [0, 1)") }
+        let n = x.value.count
+        if !training || ratio == 0 {
+            let out = emit(x.value, parents: [x]) { dy in dy.withUnsafeBufferPointer { x.addGrad($0) } }
+            return [out, .bool(IntTensor(shape: x.value.shape, data: [Int64](repeating: 1, count: n)))]
+        }
+        // Training: a Philox stream per (seed, call), so masks are the same on every run.
+        var rng = Philox(seed: graph.dropoutSeed, stream: graph.dropoutCounter)
+        graph.dropoutCounter += 1
+        var mask = [Float](repeating: 0, count: n)
+        let keep = 1 / (1 - ratio)
+        for i in 0..<n where rng.nextUnitFloat() >= ratio { mask[i] = keep }
+        var y = x.value
+        y.withUnsafeMutableBufferPointer { p in for i in 0..<n { p[i] *= mask[i] } }
+        let out = emit(y, parents: [x]) { dy in
+            dy.withUnsafeBufferPointer { dp in x.accumulateGrad { g in for i in 0..<n { g[i] += dp[i] * mask[i] } } }
+        }
+        return [out, .bool(IntTensor(shape: x.value.shape, data: mask.map { $0 != 0 ? 1 : 0 }))]
+    }
+}
+
+/// Inference of a Linear layer: y = x · Wᵀ + b, through the CSR kernel when the weight is
+/// sparse enough, else the prepacked GEMM (both equal the plain GEMM bit for bit).
+func linearInfer(_ x: Tensor, weight: Variable, bias: Variable?, cache: LinearCache, threads: Int) -> Tensor {
+    let outF = weight.value.shape[0], inF = weight.value.shape[1]
+    let rows = x.shape[0]
+    var y = Tensor(zeros: [rows, outF])
+    let id = ObjectIdentifier(weight)
+    if cache.sparse == nil || cache.sparse!.version != weight.version || cache.sparseOwner != id {
+        let matrix = weight.value.withUnsafeBufferPointer { p -> CSRMatrix? in
+            let nonzeros = p.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
+            guard Double(nonzeros) <= LinearCache.sparseDensityThreshold * Double(p.count) else { return nil }
+            return CSRMatrix(dense: p, rows: outF, cols: inF)
+        }
+        cache.sparse = (weight.version, matrix)
+        cache.sparseOwner = id
+    }
+    x.withUnsafeBufferPointer { xp in
+        y.withUnsafeMutableBufferPointer { yp in
+            if let csr = cache.sparse!.matrix {
+                csrLinearForward(csr, x: xp.baseAddress!, batch: rows, y: yp.baseAddress!, threads: threads)
+            } else {
+                if cache.packed == nil || cache.packed!.version != weight.version || cache.packedOwner != id {
+                    cache.packed = (weight.version, weight.value.withUnsafeBufferPointer {
+                        PackedB(b: $0.baseAddress!, ldb: inF, transposeB: true, k: inF, n: outF)
+                    })
+                    cache.packedOwner = id
+                }
+                gemm(m: rows, a: xp.baseAddress!, lda: inF, transposeA: false, packed: cache.packed!.matrix,
+                     c: yp.baseAddress!, ldc: outF, accumulate: false, threads: threads)
+            }
+            if let b = bias?.value {
+                b.withUnsafeBufferPointer { addRowVector($0.baseAddress!, rows: rows, cols: outF, out: yp.baseAddress!) }
+            }
+        }
+    }
+    return y
+}

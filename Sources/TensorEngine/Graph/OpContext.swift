@@ -1,0 +1,183 @@
+import Kernels
+
+/// The ops a graph can run, by ONNX op type. Everything else is rejected at import with the
+/// node's name, the op and the opset.
+public let supportedOps: Set<String> = [
+    "Gemm", "MatMul", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+    "BatchNormalization", "LayerNormalization", "Dropout",
+    "Relu", "LeakyRelu", "Gelu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Clip", "Exp", "Log",
+    "Sqrt", "Pow", "Erf", "Abs", "Neg", "Reciprocal",
+    "Add", "Sub", "Mul", "Div", "Sum", "Max", "Min", "Mean",
+    "Reshape", "Flatten", "Transpose", "Concat", "Slice", "Pad", "Gather", "Squeeze", "Unsqueeze",
+    "Identity", "Shape", "Constant", "Cast",
+    "ReduceSum", "ReduceMean", "ReduceMax", "ArgMax",
+]
+
+/// One node's execution: its inputs, attributes and the tape. Every op throws `GraphError`
+/// for what a file could get wrong (shapes, attributes), before any kernel runs.
+struct OpContext {
+    let graph: Graph
+    let node: Node
+    let index: Int
+    let inputs: [Value?]
+    let tape: Tape?
+    let threads: Int
+
+    func fail(_ message: String) -> GraphError { GraphError(node: node.name, op: node.opType, message) }
+
+    // MARK: inputs
+
+    func has(_ i: Int) -> Bool { i < inputs.count && inputs[i] != nil }
+
+    func value(_ i: Int) throws -> Value {
+        guard i < inputs.count, let v = inputs[i] else { throw fail("input \(i) is required") }
+        return v
+    }
+
+    func float(_ i: Int) throws -> Variable {
+        let v = try value(i)
+        guard case .float(let x) = v else { throw fail("input \(i) ('\(node.inputs[i])') must be float32, found \(v.dtype.rawValue)") }
+        return x
+    }
+
+    func ints(_ i: Int) throws -> IntTensor {
+        let v = try value(i)
+        guard case .int64(let x) = v else { throw fail("input \(i) ('\(node.inputs[i])') must be int64, found \(v.dtype.rawValue)") }
+        return x
+    }
+
+    func optionalInts(_ i: Int) throws -> [Int]? {
+        guard has(i) else { return nil }
+        return try ints(i).data.map { Int($0) }
+    }
+
+    /// A float scalar input (a 0-d or one-element tensor), or nil when absent.
+    func optionalScalar(_ i: Int) throws -> Float? {
+        guard has(i) else { return nil }
+        let v = try float(i).value
+        guard v.count == 1 else { throw fail("input \(i) must be a scalar, found shape \(v.shape)") }
+        return v.scalars[0]
+    }
+
+    // MARK: attributes
+
+    func int(_ name: String, _ defaultValue: Int) throws -> Int {
+        guard let a = node.attributes[name] else { return defaultValue }
+        guard case .int(let v) = a else { throw fail("attribute '\(name)' must be an int") }
+        return v
+    }
+
+    func float(_ name: String, _ defaultValue: Float) throws -> Float {
+        guard let a = node.attributes[name] else { return defaultValue }
+        switch a {
+        case .float(let v): return v
+        case .int(let v): return Float(v)
+        default: throw fail("attribute '\(name)' must be a float")
+        }
+    }
+
+    func ints(_ name: String) throws -> [Int]? {
+        guard let a = node.attributes[name] else { return nil }
+        switch a {
+        case .ints(let v): return v
+        case .int(let v): return [v]
+        default: throw fail("attribute '\(name)' must be a list of ints")
+        }
+    }
+
+    func string(_ name: String, _ defaultValue: String) throws -> String {
+        guard let a = node.attributes[name] else { return defaultValue }
+        guard case .string(let v) = a else { throw fail("attribute '\(name)' must be a string") }
+        return v
+    }
+
+    func axis(_ a: Int, rank: Int) throws -> Int {
+        guard let n = normalizeAxis(a, rank: rank) else { throw fail("axis \(a) is out of range for rank \(rank)") }
+        return n
+    }
+
+    // MARK: differentiable outputs
+
+    /// Wraps `y` as the op's output; when recording and a parent needs a gradient, `back`
+    /// runs in the backward pass with ∂loss/∂y.
+    func emit(_ y: Tensor, parents: [Variable], _ back: @escaping (Tensor) -> Void) -> Value {
+        let out = Variable(y, requiresGrad: parents.contains { $0.requiresGrad })
+        if let tape, out.requiresGrad {
+            tape.record {
+                guard let dy = out.grad else { return }
+                back(dy)
+            }
+        }
+        return .float(out)
+    }
+
+    // MARK: dispatch
+
+    func execute() throws -> [Value] {
+        switch node.opType {
+        case "Identity": return [try value(0)]
+        case "Constant": return [try constant()]
+        case "Shape": return [try shape()]
+        case "Cast": return [try cast()]
+        case "Relu", "LeakyRelu", "Gelu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Erf", "Abs", "Neg", "Reciprocal":
+            return [try unary()]
+        case "Clip": return [try clip()]
+        case "Add", "Sub", "Mul", "Div", "Pow": return [try binary(node.opType, try value(0), try value(1))]
+        case "Sum", "Max", "Min", "Mean": return [try variadic()]
+        case "Softmax", "LogSoftmax": return [try softmax(log: node.opType == "LogSoftmax")]
+        case "Reshape", "Flatten", "Squeeze", "Unsqueeze": return [try reshapeLike()]
+        case "Transpose": return [try transpose()]
+        case "Concat": return [try concat()]
+        case "Slice": return [try slice()]
+        case "Pad": return [try pad()]
+        case "Gather": return [try gather()]
+        case "ReduceSum", "ReduceMean", "ReduceMax": return [try reduce()]
+        case "ArgMax": return [try argMax()]
+        case "Gemm": return [try gemmOp()]
+        case "MatMul": return [try matMul()]
+        case "Conv": return [try conv()]
+        case "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool": return try pool()
+        case "BatchNormalization": return [try batchNorm()]
+        case "LayerNormalization": return try layerNorm()
+        case "Dropout": return try dropout()
+        default:
+            throw fail("op '\(node.opType)' is not supported (opset \(graph.opset))")
+        }
+    }
+
+    // MARK: constants and types
+
+    func constant() throws -> Value {
+        if case .tensor(let t)? = node.attributes["value"] { return t.value() }
+        if case .float(let f)? = node.attributes["value_float"] { return .constant(Tensor(shape: [], scalars: [f])) }
+        if case .floats(let f)? = node.attributes["value_floats"] { return .constant(Tensor(shape: [f.count], scalars: f)) }
+        if case .int(let i)? = node.attributes["value_int"] { return .int64(IntTensor(shape: [], data: [Int64(i)])) }
+        if case .ints(let i)? = node.attributes["value_ints"] { return .int64(IntTensor(shape: [i.count], data: i.map { Int64($0) })) }
+        throw fail("needs one of the attributes value, value_float(s), value_int(s)")
+    }
+
+    func shape() throws -> Value {
+        let s = try value(0).shape
+        let r = s.count
+        func clampAxis(_ a: Int) -> Int { min(max(a < 0 ? a + r : a, 0), r) }
+        let start = clampAxis(try int("start", 0))
+        let end = clampAxis(try int("end", r))
+        let dims = start < end ? Array(s[start..<end]) : []
+        return .int64(IntTensor(shape: [dims.count], data: dims.map { Int64($0) }))
+    }
+
+    func cast() throws -> Value {
+        let to = try int("to", 1)
+        let v = try value(0)
+        // ONNX TensorProto.DataType: FLOAT 1, INT64 7, BOOL 9.
+        switch (v, to) {
+        case (.float(let x), 1): return .float(x)
+        case (.float(let x), 7): return .int64(IntTensor(shape: x.value.shape, data: x.value.scalars.map { $0.isFinite ? Int64($0.rounded(.towardZero)) : 0 }))
+        case (.float(let x), 9): return .bool(IntTensor(shape: x.value.shape, data: x.value.scalars.map { $0 != 0 ? 1 : 0 }))
+        case (.int64(let t), 1), (.bool(let t), 1): return .constant(Tensor(shape: t.shape, scalars: t.data.map { Float($0) }))
+        case (.int64(let t), 7), (.bool(let t), 7): return .int64(t)
+        case (.int64(let t), 9), (.bool(let t), 9): return .bool(IntTensor(shape: t.shape, data: t.data.map { $0 != 0 ? 1 : 0 }))
+        default: throw fail("cast to data type \(to) is not supported (float32 = 1, int64 = 7, bool = 9)")
+        }
+    }
+}

@@ -1,0 +1,97 @@
+/// The element types a graph value can have (the ones ONNX models of this project use).
+public enum DType: String, Sendable, Equatable {
+    case float32, int64, bool
+}
+
+/// A dense tensor of int64 or bool (stored as 0/1), row-major. Float values are `Variable`s.
+public struct IntTensor: Equatable, Sendable {
+    public var shape: [Int]
+    public var data: [Int64]
+    public init(shape: [Int], data: [Int64]) {
+        precondition(shape.reduce(1, *) == data.count, "int tensor: shape \(shape) needs \(shape.reduce(1, *)) values, got \(data.count)")
+        self.shape = shape
+        self.data = data
+    }
+}
+
+/// One value flowing through a graph.
+public enum Value {
+    case float(Variable)
+    case int64(IntTensor)
+    case bool(IntTensor)
+
+    public var shape: [Int] {
+        switch self {
+        case .float(let v): return v.value.shape
+        case .int64(let t), .bool(let t): return t.shape
+        }
+    }
+
+    public var dtype: DType {
+        switch self {
+        case .float: return .float32
+        case .int64: return .int64
+        case .bool: return .bool
+        }
+    }
+
+    public static func constant(_ t: Tensor) -> Value { .float(Variable(t)) }
+}
+
+/// Row-major strides of `shape`.
+@inline(__always)
+public func stridesOf(_ shape: [Int]) -> [Int] {
+    var s = [Int](repeating: 1, count: shape.count)
+    var acc = 1
+    for i in stride(from: shape.count - 1, through: 0, by: -1) {
+        s[i] = acc
+        acc *= shape[i]
+    }
+    return s
+}
+
+/// The NumPy broadcast of two shapes, or nil when they do not broadcast.
+public func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int]? {
+    let n = max(a.count, b.count)
+    var out = [Int](repeating: 1, count: n)
+    for i in 0..<n {
+        let da = i < n - a.count ? 1 : a[i - (n - a.count)]
+        let db = i < n - b.count ? 1 : b[i - (n - b.count)]
+        if da == db || db == 1 { out[i] = da } else if da == 1 { out[i] = db } else { return nil }
+    }
+    return out
+}
+
+/// For every element of `outShape` (row-major), the index of the element of a tensor of shape
+/// `shape` that broadcasts to it.
+public func broadcastSourceIndex(_ shape: [Int], to outShape: [Int]) -> [Int] {
+    let total = outShape.reduce(1, *)
+    if shape == outShape { return Array(0..<total) }
+    let n = outShape.count
+    let padded = [Int](repeating: 1, count: n - shape.count) + shape
+    let st = stridesOf(padded)
+    let eff = (0..<n).map { padded[$0] == 1 ? 0 : st[$0] }
+    var out = [Int](repeating: 0, count: total)
+    var idx = [Int](repeating: 0, count: n)
+    var src = 0
+    for o in 0..<total {
+        out[o] = src
+        var d = n - 1
+        while d >= 0 {
+            idx[d] += 1
+            src += eff[d]
+            if idx[d] < outShape[d] { break }
+            src -= eff[d] * idx[d]
+            idx[d] = 0
+            d -= 1
+        }
+    }
+    return out
+}
+
+/// Normalizes a possibly negative axis against `rank`; nil when out of range.
+@inline(__always)
+public func normalizeAxis(_ axis: Int, rank: Int) -> Int? {
+    let a = axis < 0 ? axis + rank : axis
+    return a >= 0 && a < rank ? a : nil
+}
