@@ -9,7 +9,7 @@ BIN := .build/release/prunecheck
 REPORTS := reports
 APT_PACKAGES := libgit2-dev libxml2-dev libxml2-utils pkg-config
 
-.PHONY: setup build test demo bench clean
+.PHONY: setup build test demo bench conformance proto clean
 
 ## setup: install the system packages PruneCheck needs (apt-get), only those missing
 setup:
@@ -39,6 +39,20 @@ demo: build
 BENCH_THREADS ?= 1,2
 bench: build
 	.build/release/prunecheck-bench --threads $(BENCH_THREADS) --out bench-results/prunecheck.json
+
+## conformance: ONNX's backend node tests through the importer and the engine
+conformance: build
+	.build/release/prunecheck-conformance Tests/PruneCheckTests/Fixtures/onnx-node-tests
+
+## proto: regenerate the committed Swift code for ONNX's protobuf schema (needs protoc)
+# The generator is swift-protobuf's own plugin, built from the package dependency.
+PROTO_OUT := Sources/ModelIO/ONNX/Generated
+proto:
+	@command -v protoc >/dev/null || { echo "proto: protoc missing (apt-get install protobuf-compiler)" >&2; exit 1; }
+	$(SWIFT) build -c release --product protoc-gen-swift
+	protoc --plugin=protoc-gen-swift=.build/release/protoc-gen-swift --swift_opt=Visibility=Public \
+		--swift_out=$(PROTO_OUT) -I proto proto/onnx.proto3
+	@echo "proto: regenerated $(PROTO_OUT)/onnx.pb.swift from proto/onnx.proto3"
 
 clean:
 	rm -rf .build $(REPORTS)

@@ -66,6 +66,7 @@ let package = Package(
             dependencies: [
                 "Kernels", "TensorEngine", "ModelIO", "Pruning", "Evaluation", "Regression", "GitKit",
                 "Reports", "Configuration", "prunecheck",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             exclude: ["Fixtures"],
             swiftSettings: numericFlags + [v5]),

@@ -8,7 +8,7 @@ import Regression
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Evaluate one dense model on a data set and print its metrics.")
 
-    @Option(help: "The model file (.safetensors).")
+    @Option(help: "The model file (.onnx, or .safetensors with --architecture).")
     var model: String
 
     @Option(help: "The architecture file (layer-list JSON) for a .safetensors model.")

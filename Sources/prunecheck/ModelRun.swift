@@ -7,15 +7,9 @@ import Pruning
 import Regression
 import TensorEngine
 
-/// Loads a model file: safetensors with its layer-list architecture.
+/// Loads a model file: ONNX, or safetensors with its layer-list architecture.
 func loadModel(path: String, architecture: String?) throws -> Graph {
-    if path.hasSuffix(".onnx") {
-        throw ModelIOError(file: path, "ONNX import is not available in this version; use the .safetensors weights with their architecture JSON")
-    }
-    guard let architecture else {
-        throw InputError("\(path): a .safetensors model needs its architecture file (--architecture FILE.json)")
-    }
-    return try LayerList.load(architecture: architecture, weights: path)
+    try ModelLoading.load(path: path, architecture: architecture)
 }
 
 /// The number of classes a classifier predicts: the width of its output for one example.

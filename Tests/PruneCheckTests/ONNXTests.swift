@@ -1,0 +1,195 @@
+import Foundation
+import SwiftProtobuf
+import Testing
+@testable import ModelIO
+@testable import TensorEngine
+
+let fixtureModels = ["lenet300100_mnist5k", "lenet5_mnist5k", "mlp_digits", "mlp_mnist1d", "cnn_mnist1d"]
+
+func exampleModel(_ name: String, _ ext: String) -> String { Repo.path("examples/models/\(name).\(ext)") }
+
+/// The 16 reference inputs and PyTorch's logits for a bundled model.
+func reference(_ name: String) throws -> (input: Tensor, logits: [Float]) {
+    let r = try NPZ.read(path: Repo.fixtures + "/reference/\(name).npz")
+    let x = r["input"]!
+    return (Tensor(shape: x.shape, scalars: x.floats()), r["logits"]!.floats())
+}
+
+func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
+    zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
+}
+
+@Suite struct ONNXConformanceTests {
+    /// ONNX's own backend node tests for every supported op (331 tests, README tolerances).
+    @Test func everyNodeTestPasses() {
+        let outcomes = ONNXConformance.runAll(directory: Repo.fixtures + "/onnx-node-tests")
+        #expect(outcomes.count == 331)
+        let failures = outcomes.filter { $0.failure != nil }
+        #expect(failures.isEmpty, "\(failures.map { "\($0.name): \($0.failure!)" }.joined(separator: "\n"))")
+    }
+
+    /// The comparison itself rejects a wrong answer (so the suite above can fail).
+    @Test func comparisonRejectsAWrongValueAndAWrongShape() {
+        let expected = TensorData.float(Tensor(shape: [2], scalars: [1, 2]))
+        #expect(ONNXConformance.compare(.constant(Tensor(shape: [2], scalars: [1, 2.0001])), expected) == nil)
+        #expect(ONNXConformance.compare(.constant(Tensor(shape: [2], scalars: [1, 2.01])), expected) != nil)
+        #expect(ONNXConformance.compare(.constant(Tensor(shape: [1, 2], scalars: [1, 2])), expected) != nil)
+        #expect(ONNXConformance.compare(.int64(IntTensor(shape: [2], data: [1, 2])), expected) != nil)
+    }
+}
+
+@Suite struct ONNXModelTests {
+    /// Every bundled model, from its .onnx and from safetensors + layer list, reproduces
+    /// PyTorch's logits within 1e-4 at 1 and 2 threads, and both forms agree bit for bit.
+    @Test(arguments: fixtureModels)
+    func pytorchParity(_ name: String) throws {
+        let (x, expected) = try reference(name)
+        let fromONNX = try ModelLoading.load(path: exampleModel(name, "onnx"), architecture: nil)
+        let fromSafetensors = try ModelLoading.load(path: exampleModel(name, "safetensors"), architecture: exampleModel(name, "json"))
+        for threads in [1, 2] {
+            let a = fromONNX.predict(x, threads: threads)
+            #expect(a.shape == [16, 10])
+            #expect(maxAbsDiff(a.scalars, expected) <= 1e-4, "\(name) ONNX, \(threads) threads")
+            let b = fromSafetensors.predict(x, threads: threads)
+            #expect(maxAbsDiff(b.scalars, expected) <= 1e-4, "\(name) safetensors, \(threads) threads")
+        }
+        #expect(fromONNX.parameters.map(\.name).sorted() == fromSafetensors.parameters.map(\.name).sorted())
+    }
+
+    /// The full test sets give PyTorch's accuracy (reference/dense_accuracy.json).
+    @Test func convolutionalModelsReachPyTorchsTestAccuracy() throws {
+        for (name, data, scale, correct) in [("lenet5_mnist5k", "mnist5k", Float(1.0 / 255), 977), ("cnn_mnist1d", "mnist1d", Float(1), 954)] {
+            let model = try ModelLoading.load(path: exampleModel(name, "onnx"), architecture: nil)
+            let split = try DataLoading.loadSplit(path: Repo.path("examples/data/\(data).npz"), split: .init(inputs: "x_test", labels: "y_test"),
+                                                  scale: scale, classes: 10)
+            let logits = model.predict(split.inputs, threads: 2).scalars
+            var right = 0
+            for i in 0..<split.count {
+                let row = logits[(i * 10)..<(i * 10 + 10)]
+                if row.firstIndex(of: row.max()!)! - i * 10 == Int(split.labels[i]) { right += 1 }
+            }
+            #expect(right == correct, "\(name): \(right) correct, PyTorch \(correct)")
+        }
+    }
+
+    /// Export then import gives the same graph outputs bit for bit, also for a pruned model
+    /// whose zeros must stay exact zeros in the dense initializers.
+    @Test(arguments: fixtureModels)
+    func exportRoundTrip(_ name: String) throws {
+        let model = try ModelLoading.load(path: exampleModel(name, "onnx"), architecture: nil)
+        let (w0name, w0) = model.prunableWeights[0]
+        w0.update { p in for i in stride(from: 0, to: p.count, by: 2) { p[i] = 0 } }
+        let (x, _) = try reference(name)
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let out = dir + "/\(name).onnx"
+        try ONNXModel.save(model, to: out)
+        let back = try ModelLoading.load(path: out, architecture: nil)
+        #expect(back.predict(x, threads: 1).scalars == model.predict(x, threads: 1).scalars)
+        let w = back.prunableWeights.first { $0.name == w0name }!.variable.value.scalars
+        #expect(stride(from: 0, to: w.count, by: 2).allSatisfy { w[$0] == 0 && w[$0].sign == .plus })
+        #expect(w.count == w0.value.count)
+    }
+
+    /// Shape chains as the TorchScript exporter writes them (Shape → Gather → Unsqueeze →
+    /// Concat → Reshape) run with any batch; the constant parts are folded at import.
+    @Test func shapeArithmeticWithASymbolicBatch() throws {
+        let nodes = [
+            Node(name: "shape", opType: "Shape", inputs: ["x"], outputs: ["s"]),
+            Node(name: "gather", opType: "Gather", inputs: ["s", "zero"], outputs: ["b"], attributes: ["axis": .int(0)]),
+            Node(name: "unsq", opType: "Unsqueeze", inputs: ["b", "axes"], outputs: ["b1"]),
+            Node(name: "minus1", opType: "Unsqueeze", inputs: ["m1", "axes"], outputs: ["m1u"]),
+            Node(name: "concat", opType: "Concat", inputs: ["b1", "m1u"], outputs: ["shape"], attributes: ["axis": .int(0)]),
+            Node(name: "reshape", opType: "Reshape", inputs: ["x", "shape"], outputs: ["y"]),
+        ]
+        let inits: [(String, TensorData)] = [
+            ("zero", .int64(IntTensor(shape: [], data: [0]))), ("axes", .int64(IntTensor(shape: [1], data: [0]))),
+            ("m1", .int64(IntTensor(shape: [], data: [-1]))),
+        ]
+        let folded = ONNXModel.foldConstants(nodes: nodes, initializers: inits, outputs: ["y"], opset: 17)
+        #expect(!folded.nodes.contains { $0.name == "minus1" })  // constant: folded
+        #expect(folded.nodes.contains { $0.name == "shape" })    // depends on the batch: kept
+        let g = Graph(nodes: folded.nodes, inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, 2, 3])], outputs: ["y"],
+                      initializers: folded.initializers, opset: 17)
+        for batch in [1, 5] {
+            let y = try g.run([.constant(Tensor(zeros: [batch, 2, 3]))])
+            #expect(y[0].shape == [batch, 6])
+        }
+    }
+}
+
+@Suite struct ONNXHostileInputTests {
+    func model(_ mutate: (inout Onnx_ModelProto) -> Void) throws -> Data {
+        var m = try Onnx_ModelProto(serializedBytes: try Data(contentsOf: URL(fileURLWithPath: exampleModel("mlp_digits", "onnx"))))
+        mutate(&m)
+        return try m.serializedBytes()
+    }
+
+    func error(_ data: Data, file: String = "bad.onnx") -> String {
+        do { _ = try ONNXModel.decode(data, file: file); return "no error" } catch { return "\(error)" }
+    }
+
+    @Test func truncatedAndGarbageFilesNameTheFile() throws {
+        let good = try Data(contentsOf: URL(fileURLWithPath: exampleModel("mlp_digits", "onnx")))
+        #expect(error(good.prefix(good.count / 2)).hasPrefix("bad.onnx: "))
+        #expect(error(Data("not a model at all".utf8)).contains("bad.onnx"))
+        #expect(error(Data()).contains("no graph"))
+    }
+
+    @Test func unsupportedOpNamesNodeOpAndOpset() throws {
+        let data = try model { $0.graph.node[0].opType = "NonMaxSuppression" }
+        let e = error(data)
+        #expect(e.contains("node 'node_linear'") || e.contains("node '"))
+        #expect(e.contains("NonMaxSuppression") && e.contains("opset 17"), "\(e)")
+    }
+
+    @Test func unknownAttributeIsRefused() throws {
+        let data = try model { m in
+            var a = Onnx_AttributeProto()
+            a.name = "mystery"; a.type = .int; a.i = 1
+            m.graph.node[0].attribute.append(a)
+        }
+        #expect(error(data).contains("attribute 'mystery'"))
+    }
+
+    @Test func rawDataOfTheWrongSizeIsRefused() throws {
+        let data = try model { $0.graph.initializer[0].rawData.removeLast(4) }
+        let e = error(data)
+        #expect(e.contains("raw_data has") && e.contains(model0Name()), "\(e)")
+    }
+
+    func model0Name() -> String {
+        (try? Onnx_ModelProto(serializedBytes: Data(contentsOf: URL(fileURLWithPath: exampleModel("mlp_digits", "onnx")))).graph.initializer[0].name) ?? "?"
+    }
+
+    @Test func hugeDimsAreRefusedBeforeAllocation() throws {
+        let data = try model { $0.graph.initializer[0].dims = [1 << 40, 1 << 30] }
+        #expect(error(data).contains("over the tensor limit") || error(data).contains("overflow"))
+    }
+
+    @Test func externalDataCannotLeaveTheModelsFolder() throws {
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for location in ["../secret.bin", "/etc/passwd"] {
+            let data = try model { m in
+                m.graph.initializer[0].rawData = Data()
+                m.graph.initializer[0].dataLocation = .external
+                var e = Onnx_StringStringEntryProto()
+                e.key = "location"; e.value = location
+                m.graph.initializer[0].externalData = [e]
+            }
+            #expect(error(data, file: dir + "/m.onnx").contains("leaves the model's folder"), "\(location)")
+        }
+    }
+
+    @Test func aModelThatOnlyRunsAtBatchOneIsRejectedAtLoad() throws {
+        // Reshape to a constant [1, 64] fits batch 1 only.
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var b = GraphBuilder(inputShape: [64])
+        let s = b.constant("fixed", .int64(IntTensor(shape: [2], data: [1, 64])))
+        b.add("reshape", "Reshape", extraInputs: [s])
+        try ONNXModel.save(b.build(), to: dir + "/m.onnx")
+        #expect(throws: ModelIOError.self) { try ModelLoading.load(path: dir + "/m.onnx", architecture: nil) }
+    }
+}
