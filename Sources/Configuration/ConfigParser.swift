@@ -136,6 +136,13 @@ struct Parser {
         return v
     }
 
+    func bool(_ node: Node, _ key: String) throws -> Bool {
+        guard case .scalar(let s) = node, let v = ["true": true, "false": false][s.string] else {
+            throw error(node, key, "expected true or false, found \(describe(node))")
+        }
+        return v
+    }
+
     func double(_ node: Node, _ key: String) throws -> Double {
         guard case .scalar(let s) = node, let v = Double(s.string), v.isFinite else {
             throw error(node, key, "expected a number, found \(describe(node))")
@@ -282,7 +289,8 @@ struct Parser {
         var finetune: FineTuneSettings?
         if let f = m["finetune"] {
             let fk = join(key, "finetune")
-            let fm = try mapping(f, fk, allowed: ["epochs", "batch_size", "optimizer", "lr", "momentum"])
+            let fm = try mapping(f, fk, allowed: ["epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+                                                  "label_smoothing", "lr_schedule"])
             var s = FineTuneSettings(epochs: 1)
             if let n = fm["epochs"] { s.epochs = try int(n, join(fk, "epochs"), min: 0) }
             if let n = fm["batch_size"] { s.batchSize = try int(n, join(fk, "batch_size"), min: 1) }
@@ -295,8 +303,43 @@ struct Parser {
                 s.momentum = try double(n, join(fk, "momentum"))
                 guard (0..<1).contains(s.momentum) else { throw error(n, join(fk, "momentum"), "must be in [0, 1)") }
             }
+            if let n = fm["nesterov"] { s.nesterov = try bool(n, join(fk, "nesterov")) }
+            if let n = fm["weight_decay"] {
+                s.weightDecay = try double(n, join(fk, "weight_decay"))
+                guard s.weightDecay >= 0 else { throw error(n, join(fk, "weight_decay"), "must be ≥ 0") }
+            }
+            if let n = fm["label_smoothing"] {
+                s.labelSmoothing = try double(n, join(fk, "label_smoothing"))
+                guard (0..<1).contains(s.labelSmoothing) else { throw error(n, join(fk, "label_smoothing"), "must be in [0, 1)") }
+            }
+            if let n = fm["lr_schedule"] { try schedule(n, join(fk, "lr_schedule"), into: &s) }
             finetune = s
         }
         return PruneRecipe(method: method, scope: scope, granularity: granularity, sparsity: sparsity, finetune: finetune)
+    }
+
+    /// `lr_schedule: NAME` or `{kind: NAME, step_size, milestones, gamma, warmup_steps, min_lr, patience}`.
+    func schedule(_ node: Node, _ key: String, into s: inout FineTuneSettings) throws {
+        if case .scalar = node {
+            s.schedule = try choice(node, key, FineTuneSettings.ScheduleKind.self)
+            return
+        }
+        let m = try mapping(node, key, allowed: ["kind", "step_size", "milestones", "gamma", "warmup_steps", "min_lr", "patience"])
+        guard let k = m["kind"] else { throw error(node, join(key, "kind"), "is missing") }
+        s.schedule = try choice(k, join(key, "kind"), FineTuneSettings.ScheduleKind.self)
+        if let n = m["step_size"] { s.stepSize = try int(n, join(key, "step_size"), min: 1) }
+        if let n = m["milestones"] {
+            s.milestones = try sequence(n, join(key, "milestones")).enumerated().map { try int($0.element, join(key, "milestones[\($0.offset)]"), min: 0) }
+        }
+        if let n = m["gamma"] {
+            s.gamma = try double(n, join(key, "gamma"))
+            guard s.gamma > 0 && s.gamma <= 1 else { throw error(n, join(key, "gamma"), "must be in (0, 1]") }
+        }
+        if let n = m["warmup_steps"] { s.warmupSteps = try int(n, join(key, "warmup_steps"), min: 0) }
+        if let n = m["min_lr"] {
+            s.minLearningRate = try double(n, join(key, "min_lr"))
+            guard s.minLearningRate >= 0 else { throw error(n, join(key, "min_lr"), "must be ≥ 0") }
+        }
+        if let n = m["patience"] { s.patience = try int(n, join(key, "patience"), min: 0) }
     }
 }

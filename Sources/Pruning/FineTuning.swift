@@ -7,21 +7,61 @@ public struct EpochLog: Equatable, Sendable {
 }
 
 public enum FineTuning {
-    /// Trains `model` on `data` with cross-entropy (classes) or mean squared error (targets) and SGD, keeping `masks` (pruned weights
-    /// stay exactly zero). Mini-batches follow one seeded permutation per epoch, so the result
-    /// is the same on every run and for every thread count.
+    /// The optimizer a setting asks for.
+    public static func optimizer(_ settings: FineTuneSettings) -> Optimizer {
+        let lr = Float(settings.learningRate), wd = Float(settings.weightDecay)
+        switch settings.optimizer {
+        case .sgd:
+            return Optimizer(.sgd(momentum: Float(settings.momentum), nesterov: settings.nesterov, weightDecay: wd), learningRate: lr)
+        case .adam:
+            return Optimizer(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: wd, decoupled: false), learningRate: lr)
+        case .adamw:
+            return Optimizer(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: wd, decoupled: true), learningRate: lr)
+        }
+    }
+
+    /// The rate of optimizer step `step` (in epoch `epoch`) of a run of `total` steps.
+    /// step, multistep and exponential decay per epoch; cosine and one-cycle per step.
+    public static func rate(_ s: FineTuneSettings, epoch: Int, step: Int, total: Int) -> Double {
+        switch s.schedule {
+        case .constant, .plateau: return s.learningRate
+        case .step: return LRSchedule.step(stepSize: s.stepSize, gamma: s.gamma).rate(base: s.learningRate, step: epoch)
+        case .multistep: return LRSchedule.multiStep(milestones: s.milestones, gamma: s.gamma).rate(base: s.learningRate, step: epoch)
+        case .exponential: return LRSchedule.exponential(gamma: s.gamma).rate(base: s.learningRate, step: epoch)
+        case .cosine:
+            return LRSchedule.cosine(total: total, warmup: s.warmupSteps, minLR: s.minLearningRate).rate(base: s.learningRate, step: step)
+        case .onecycle: return LRSchedule.oneCycle(total: total, pctStart: 0.3).rate(base: s.learningRate, step: step)
+        }
+    }
+
+    /// Trains `model` on `data` with cross-entropy (classes) or mean squared error (targets),
+    /// keeping `masks` (pruned weights stay exactly zero). Mini-batches follow one seeded
+    /// permutation per epoch, so the result is the same on every run and for every thread
+    /// count. `teacher` (logits for the same inputs) and `distill` mix in a distillation loss.
+    /// `afterStep` runs after every optimizer step with the global step index (gradual pruning
+    /// updates masks there).
     @discardableResult
     public static func run(
         model: Graph, masks: PruningMasks, data: LabeledData, settings: FineTuneSettings,
-        seed: UInt64, threads: Int, progress: ((EpochLog) -> Void)? = nil
+        seed: UInt64, threads: Int, teacher: Graph? = nil, distill: (temperature: Float, alpha: Float)? = nil,
+        afterStep: ((Int, Optimizer) -> Void)? = nil,
+        progress: ((EpochLog) -> Void)? = nil
     ) -> [EpochLog] {
-        let optimizer = SGD(learningRate: Float(settings.learningRate), momentum: Float(settings.momentum))
+        let optimizer = Self.optimizer(settings)
         for (name, variable) in model.prunableWeights {
             if let mask = masks[name] { optimizer.setMask(mask, for: variable) }
         }
         let parameters = model.parameters.map(\.variable)
         var rng = Philox(seed: seed, stream: 1)
         var logs: [EpochLog] = []
+        let stepsPerEpoch = (data.count + settings.batchSize - 1) / max(settings.batchSize, 1)
+        let total = stepsPerEpoch * settings.epochs
+        var step = 0
+        var plateau = PlateauState()
+        var plateauScale = 1.0
+        model.training = true
+        model.dropoutSeed = seed
+        defer { model.training = false }
         for epoch in 0..<settings.epochs {
             let order = rng.permutation(data.count)
             var lossSum = 0.0
@@ -30,17 +70,28 @@ public enum FineTuning {
             while start < data.count {
                 let end = min(start + settings.batchSize, data.count)
                 let batch = data.subset(Array(order[start..<end]))
+                optimizer.learningRate = Float(rate(settings, epoch: epoch, step: step, total: total) * plateauScale)
                 let tape = Tape()
                 let output = model.forward(Variable(batch.inputs), tape: tape, threads: threads)
-                let loss = batch.targets.map { meanSquaredError(output, targets: $0, tape: tape) }
-                    ?? softmaxCrossEntropy(output, labels: batch.labels, tape: tape)
+                var loss = batch.targets.map { meanSquaredError(output, targets: $0, tape: tape) }
+                    ?? softmaxCrossEntropy(output, labels: batch.labels, labelSmoothing: Float(settings.labelSmoothing), tape: tape)
+                if let teacher, let distill, batch.targets == nil {
+                    let t = teacher.predict(batch.inputs, threads: threads)
+                    let kd = distillationKL(student: output, teacher: t, temperature: distill.temperature, tape: tape)
+                    loss = weightedSum(kd, distill.alpha, loss, 1 - distill.alpha, tape: tape)
+                }
                 tape.backward(from: loss)
                 optimizer.step(parameters)
+                afterStep?(step, optimizer)
                 lossSum += Double(loss.value.scalars[0])
                 batches += 1
+                step += 1
                 start = end
             }
             let log = EpochLog(epoch: epoch + 1, meanLoss: lossSum / Double(max(batches, 1)))
+            if settings.schedule == .plateau {
+                plateauScale = plateau.record(loss: log.meanLoss, factor: settings.gamma, patience: settings.patience)
+            }
             logs.append(log)
             progress?(log)
         }

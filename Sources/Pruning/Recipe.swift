@@ -26,7 +26,7 @@ public struct PruneRecipe: Equatable, Sendable {
     public var canonicalDescription: String {
         var s = "method=\(method.rawValue);scope=\(scope.rawValue);granularity=\(granularity.rawValue);sparsity=\(sparsity)"
         if let f = finetune {
-            s += ";finetune(epochs=\(f.epochs);batch_size=\(f.batchSize);optimizer=\(f.optimizer.rawValue);lr=\(f.learningRate);momentum=\(f.momentum))"
+            s += ";finetune(\(f.canonicalDescription))"
         }
         return s
     }
@@ -34,18 +34,62 @@ public struct PruneRecipe: Equatable, Sendable {
 
 /// Fine-tuning settings (`finetune:`).
 public struct FineTuneSettings: Equatable, Sendable {
-    public enum Optimizer: String, CaseIterable, Sendable { case sgd }
+    public enum Optimizer: String, CaseIterable, Sendable { case sgd, adam, adamw }
+    public enum ScheduleKind: String, CaseIterable, Sendable { case constant, step, multistep, exponential, cosine, onecycle, plateau }
     public var epochs: Int
     public var batchSize: Int
     public var optimizer: Optimizer
     public var learningRate: Double
+    /// SGD momentum (ignored by Adam).
     public var momentum: Double
+    public var nesterov: Bool
+    public var weightDecay: Double
+    public var labelSmoothing: Double
+    public var schedule: ScheduleKind
+    /// `step`: epochs between decays; `multistep`: the epochs where the rate decays.
+    public var stepSize: Int
+    public var milestones: [Int]
+    /// Decay factor of step, multistep, exponential (per epoch) and plateau.
+    public var gamma: Double
+    /// `cosine`: warm-up steps (batches) and the final rate.
+    public var warmupSteps: Int
+    public var minLearningRate: Double
+    /// `plateau`: epochs without improvement of the training loss before decaying.
+    public var patience: Int
 
-    public init(epochs: Int, batchSize: Int = 64, optimizer: Optimizer = .sgd, learningRate: Double = 0.01, momentum: Double = 0.9) {
+    public init(epochs: Int, batchSize: Int = 64, optimizer: Optimizer = .sgd, learningRate: Double = 0.01, momentum: Double = 0.9,
+                nesterov: Bool = false, weightDecay: Double = 0, labelSmoothing: Double = 0, schedule: ScheduleKind = .constant,
+                stepSize: Int = 1, milestones: [Int] = [], gamma: Double = 0.1, warmupSteps: Int = 0, minLearningRate: Double = 0,
+                patience: Int = 1) {
         self.epochs = epochs
         self.batchSize = batchSize
         self.optimizer = optimizer
         self.learningRate = learningRate
         self.momentum = momentum
+        self.nesterov = nesterov
+        self.weightDecay = weightDecay
+        self.labelSmoothing = labelSmoothing
+        self.schedule = schedule
+        self.stepSize = stepSize
+        self.milestones = milestones
+        self.gamma = gamma
+        self.warmupSteps = warmupSteps
+        self.minLearningRate = minLearningRate
+        self.patience = patience
+    }
+
+    /// Every setting as one line (part of the recipe hash). The fields added after the first
+    /// release are written only when they differ from their defaults, so existing recipe
+    /// hashes (and caches) stay valid.
+    public var canonicalDescription: String {
+        var s = "epochs=\(epochs);batch_size=\(batchSize);optimizer=\(optimizer.rawValue);lr=\(learningRate);momentum=\(momentum)"
+        if nesterov { s += ";nesterov=true" }
+        if weightDecay != 0 { s += ";weight_decay=\(weightDecay)" }
+        if labelSmoothing != 0 { s += ";label_smoothing=\(labelSmoothing)" }
+        if schedule != .constant {
+            s += ";lr_schedule=\(schedule.rawValue),step_size=\(stepSize),milestones=\(milestones),gamma=\(gamma)"
+            s += ",warmup=\(warmupSteps),min_lr=\(minLearningRate),patience=\(patience)"
+        }
+        return s
     }
 }

@@ -102,28 +102,39 @@ public func reshape(_ x: Variable, to shape: [Int], tape: Tape?) -> Variable {
     return out
 }
 
-/// Mean softmax cross-entropy of logits `(B, C)` against class indices `labels` `(B)`.
-/// Returns a scalar; the backward step adds (softmax − onehot) / B · ∂loss into the logits.
-public func softmaxCrossEntropy(_ logits: Variable, labels: [Int32], tape: Tape?) -> Variable {
+/// Mean softmax cross-entropy of logits `(B, C)` against class indices `labels` `(B)`, with
+/// optional label smoothing ε (the target is (1 − ε)·onehot + ε/C, as PyTorch's
+/// `CrossEntropyLoss(label_smoothing=ε)`). Returns a scalar; the backward step adds
+/// (softmax − target) / B · ∂loss into the logits.
+public func softmaxCrossEntropy(_ logits: Variable, labels: [Int32], labelSmoothing: Float = 0, tape: Tape?) -> Variable {
     let shape = logits.value.shape
     precondition(shape.count == 2 && shape[0] == labels.count,
                  "cross-entropy: logits \(shape) do not fit \(labels.count) labels")
     let batch = shape[0], classes = shape[1]
     var probs = Tensor(zeros: shape)
     var loss: Double = 0
+    let off = Double(labelSmoothing) / Double(classes), on = 1 - Double(labelSmoothing) + off
     logits.value.withUnsafeBufferPointer { lp in
         probs.withUnsafeMutableBufferPointer { pp in
             softmaxRows(lp.baseAddress!, rows: batch, cols: classes, out: pp.baseAddress!)
             for r in 0..<batch {
                 let label = Int(labels[r])
                 precondition(label >= 0 && label < classes, "label \(label) outside 0..<\(classes)")
-                loss -= Double(max(pp[r * classes + label], Float.leastNormalMagnitude)).logNatural
+                if labelSmoothing == 0 {
+                    loss -= Double(max(pp[r * classes + label], Float.leastNormalMagnitude)).logNatural
+                } else {
+                    for j in 0..<classes {
+                        let t = j == label ? on : off
+                        loss -= t * Double(max(pp[r * classes + j], Float.leastNormalMagnitude)).logNatural
+                    }
+                }
             }
         }
     }
     let out = Variable(Tensor(shape: [1], scalars: [Float(loss / Double(max(batch, 1)))]),
                        requiresGrad: logits.requiresGrad)
     if let tape, out.requiresGrad {
+        let onF = Float(on), offF = Float(off)
         tape.record {
             guard let g = out.grad?.scalars[0] else { return }
             let scale = g / Float(batch)
@@ -131,12 +142,55 @@ public func softmaxCrossEntropy(_ logits: Variable, labels: [Int32], tape: Tape?
                 logits.accumulateGrad { dl in
                     for r in 0..<batch {
                         for j in 0..<classes {
-                            let onehot: Float = j == Int(labels[r]) ? 1 : 0
-                            dl[r * classes + j] += (pp[r * classes + j] - onehot) * scale
+                            let target: Float = j == Int(labels[r]) ? onF : offF
+                            dl[r * classes + j] += (pp[r * classes + j] - target) * scale
                         }
                     }
                 }
             }
+        }
+    }
+    return out
+}
+
+/// Knowledge-distillation loss: KL(softmax(teacher/T) ‖ softmax(student/T)) · T², averaged over
+/// the batch (Hinton et al. 2015; PyTorch's `kl_div(log_softmax(s/T), softmax(t/T),
+/// reduction="batchmean") · T²`). The teacher's logits are constants.
+public func distillationKL(student: Variable, teacher: Tensor, temperature: Float, tape: Tape?) -> Variable {
+    let shape = student.value.shape
+    precondition(shape.count == 2 && teacher.shape == shape, "distillation: student \(shape) vs teacher \(teacher.shape)")
+    let batch = shape[0], classes = shape[1]
+    let invT = 1 / temperature
+    var ps = [Float](repeating: 0, count: batch * classes), pt = ps
+    let scaledS = student.value.scalars.map { $0 * invT }, scaledT = teacher.scalars.map { $0 * invT }
+    scaledS.withUnsafeBufferPointer { softmaxRows($0.baseAddress!, rows: batch, cols: classes, out: &ps) }
+    scaledT.withUnsafeBufferPointer { softmaxRows($0.baseAddress!, rows: batch, cols: classes, out: &pt) }
+    var kl = 0.0
+    for i in 0..<(batch * classes) where pt[i] > 0 {
+        kl += Double(pt[i]) * (Double(pt[i]).logNatural - Double(max(ps[i], Float.leastNormalMagnitude)).logNatural)
+    }
+    let t2 = Double(temperature * temperature)
+    let out = Variable(Tensor(shape: [1], scalars: [Float(kl * t2 / Double(max(batch, 1)))]), requiresGrad: student.requiresGrad)
+    if let tape, out.requiresGrad {
+        tape.record {
+            guard let g = out.grad?.scalars[0] else { return }
+            // ∂/∂s = T²/B · (ps − pt) / T = T·(ps − pt)/B.
+            let scale = g * temperature / Float(batch)
+            student.accumulateGrad { d in for i in 0..<(batch * classes) { d[i] += (ps[i] - pt[i]) * scale } }
+        }
+    }
+    return out
+}
+
+/// a·x + b·y for scalar losses (mixing distillation and label losses).
+public func weightedSum(_ x: Variable, _ a: Float, _ y: Variable, _ b: Float, tape: Tape?) -> Variable {
+    let out = Variable(Tensor(shape: [1], scalars: [a * x.value.scalars[0] + b * y.value.scalars[0]]),
+                       requiresGrad: x.requiresGrad || y.requiresGrad)
+    if let tape, out.requiresGrad {
+        tape.record {
+            guard let g = out.grad?.scalars[0] else { return }
+            if x.requiresGrad { x.accumulateGrad { $0[0] += a * g } }
+            if y.requiresGrad { y.accumulateGrad { $0[0] += b * g } }
         }
     }
     return out

@@ -1,17 +1,29 @@
-/// Stochastic gradient descent with momentum, PyTorch semantics (dampening 0):
-/// v ← μ·v + g;  p ← p − lr·v.
+/// The update rule of an `Optimizer`, PyTorch semantics.
+public enum OptimizerKind: Equatable, Sendable {
+    /// v ← μ·v + g (g includes weight decay λ·p); p ← p − lr·v, or with Nesterov
+    /// p ← p − lr·(g + μ·v). Dampening 0.
+    case sgd(momentum: Float, nesterov: Bool, weightDecay: Float)
+    /// Adam (L2 weight decay added to the gradient) or, with `decoupled`, AdamW
+    /// (p ← p·(1 − lr·λ) before the Adam step).
+    case adam(beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float, decoupled: Bool)
+}
+
+/// First-order optimizers for the engine's parameters.
 ///
-/// Parameters with a mask keep masked entries at exactly zero: the gradient is masked before
-/// it enters the velocity, and masked parameters are set to +0 after the step.
-public final class SGD {
+/// Parameters with a mask keep masked entries at exactly zero: the gradient is masked before it
+/// enters any state, and masked parameters are set to +0 after each step. Every loop runs in
+/// index order, so a step is bit-identical on every run.
+public final class Optimizer {
+    public let kind: OptimizerKind
     public var learningRate: Float
-    public let momentum: Float
-    private var velocity: [ObjectIdentifier: [Float]] = [:]
+    private var first: [ObjectIdentifier: [Float]] = [:]
+    private var second: [ObjectIdentifier: [Float]] = [:]
+    private var steps: [ObjectIdentifier: Int] = [:]
     private var masks: [ObjectIdentifier: [Float]] = [:]
 
-    public init(learningRate: Float, momentum: Float = 0) {
+    public init(_ kind: OptimizerKind, learningRate: Float) {
+        self.kind = kind
         self.learningRate = learningRate
-        self.momentum = momentum
     }
 
     /// Keeps `parameter` zero wherever `mask` is 0 (mask entries are 0 or 1).
@@ -21,28 +33,155 @@ public final class SGD {
         masks[ObjectIdentifier(parameter)] = mask
     }
 
+    public func removeMasks() { masks.removeAll() }
+
     /// One update of every parameter that has a gradient; gradients are cleared.
     public func step(_ parameters: [Variable]) {
         for p in parameters {
             guard var g = p.grad else { continue }
             let id = ObjectIdentifier(p)
             let mask = masks[id]
-            var v = velocity[id] ?? [Float](repeating: 0, count: p.value.count)
-            let lr = learningRate, mu = momentum
+            let lr = learningRate
+            let n = p.value.count
+            var m = first[id] ?? [Float](repeating: 0, count: n)
             g.withUnsafeMutableBufferPointer { gp in
-                if let mask { for i in 0..<gp.count where mask[i] == 0 { gp[i] = 0 } }
-                v.withUnsafeMutableBufferPointer { vp in
+                if let mask { for i in 0..<n where mask[i] == 0 { gp[i] = 0 } }
+                switch kind {
+                case let .sgd(mu, nesterov, wd):
                     p.update { w in
-                        for i in 0..<w.count {
-                            vp[i] = mu * vp[i] + gp[i]
-                            w[i] -= lr * vp[i]
+                        for i in 0..<n {
+                            let gi = wd != 0 ? gp[i] + wd * w[i] : gp[i]
+                            m[i] = mu * m[i] + gi
+                            w[i] -= lr * (nesterov ? gi + mu * m[i] : m[i])
                         }
-                        if let mask { for i in 0..<w.count where mask[i] == 0 { w[i] = 0 } }
+                        if let mask { for i in 0..<n where mask[i] == 0 { w[i] = 0 } }
                     }
+                case let .adam(b1, b2, eps, wd, decoupled):
+                    var v = second[id] ?? [Float](repeating: 0, count: n)
+                    let t = (steps[id] ?? 0) + 1
+                    steps[id] = t
+                    let bc1 = 1 - Float(powInt(Double(b1), t)), bc2 = 1 - Float(powInt(Double(b2), t))
+                    let bc2Root = bc2.squareRoot()
+                    p.update { w in
+                        for i in 0..<n {
+                            var gi = gp[i]
+                            if decoupled { w[i] *= 1 - lr * wd } else if wd != 0 { gi += wd * w[i] }
+                            m[i] = b1 * m[i] + (1 - b1) * gi
+                            v[i] = b2 * v[i] + (1 - b2) * gi * gi
+                            // PyTorch: p −= lr/bc1 · m / (√v/√bc2 + ε)
+                            w[i] -= (lr / bc1) * m[i] / (v[i].squareRoot() / bc2Root + eps)
+                        }
+                        if let mask { for i in 0..<n where mask[i] == 0 { w[i] = 0 } }
+                    }
+                    second[id] = v
                 }
             }
-            velocity[id] = v
+            first[id] = m
             p.zeroGrad()
         }
+    }
+}
+
+/// x^n for a non-negative integer n by repeated multiplication (platform-independent).
+func powInt(_ x: Double, _ n: Int) -> Double {
+    var r = 1.0
+    for _ in 0..<n { r *= x }
+    return r
+}
+
+/// The old name: SGD with momentum, as `Optimizer(.sgd(...))`.
+public func SGD(learningRate: Float, momentum: Float = 0) -> Optimizer {
+    Optimizer(.sgd(momentum: momentum, nesterov: false, weightDecay: 0), learningRate: learningRate)
+}
+
+/// Learning rate as a function of the step, PyTorch's schedulers evaluated per optimizer step
+/// (or per epoch for `plateau`, which reacts to the validation loss).
+public enum LRSchedule: Equatable, Sendable {
+    case constant
+    /// lr·γ^⌊step/stepSize⌋.
+    case step(stepSize: Int, gamma: Double)
+    /// lr·γ^(number of milestones ≤ step).
+    case multiStep(milestones: [Int], gamma: Double)
+    /// lr·γ^step.
+    case exponential(gamma: Double)
+    /// Linear warm-up from 0 over `warmup` steps, then cosine from lr to `minLR` at `total`.
+    case cosine(total: Int, warmup: Int, minLR: Double)
+    /// One-cycle (PyTorch defaults): cosine up from lr/25 to lr over `pctStart` of the steps,
+    /// then cosine down to lr/(25·10⁴).
+    case oneCycle(total: Int, pctStart: Double)
+    /// Multiply by `factor` when the monitored loss has not improved for `patience` epochs.
+    case plateau(factor: Double, patience: Int)
+
+    /// The rate at `step` (0-based) for base rate `lr`. `plateau` is handled by `PlateauState`.
+    public func rate(base lr: Double, step: Int) -> Double {
+        switch self {
+        case .constant, .plateau: return lr
+        case let .step(size, gamma): return lr * powInt(gamma, step / max(size, 1))
+        case let .multiStep(milestones, gamma): return lr * powInt(gamma, milestones.filter { $0 <= step }.count)
+        case let .exponential(gamma): return lr * powInt(gamma, step)
+        case let .cosine(total, warmup, minLR):
+            if step < warmup { return lr * Double(step + 1) / Double(warmup + 1) }
+            let span = max(total - warmup, 1)
+            let progress = min(Double(step - warmup) / Double(span), 1)
+            return minLR + (lr - minLR) * 0.5 * (1 + cos64(Double.pi * progress))
+        case let .oneCycle(total, pct):
+            let initial = lr / 25, final = initial / 1e4
+            let up = max(Int((pct * Double(total)).rounded(.down)) - 1, 1)
+            let s = Double(step)
+            if step <= up {
+                return initial + (lr - initial) * 0.5 * (1 - cos64(Double.pi * s / Double(up)))
+            }
+            let down = max(Double(total - 1 - up), 1)
+            return final + (lr - final) * 0.5 * (1 + cos64(Double.pi * min((s - Double(up)) / down, 1)))
+        }
+    }
+}
+
+/// Reduce-on-plateau bookkeeping (PyTorch's mode "min", threshold 1e-4 relative).
+public struct PlateauState: Sendable {
+    public private(set) var best = Double.infinity
+    public private(set) var badEpochs = 0
+    public private(set) var scale = 1.0
+    public init() {}
+
+    /// Records an epoch's loss; returns the factor the base rate is now multiplied by.
+    public mutating func record(loss: Double, factor: Double, patience: Int) -> Double {
+        if loss < best * (1 - 1e-4) {
+            best = loss
+            badEpochs = 0
+        } else {
+            badEpochs += 1
+            if badEpochs > patience {
+                scale *= factor
+                badEpochs = 0
+            }
+        }
+        return scale
+    }
+}
+
+/// cos x in Double: reduction to [−π/4, π/4] by quadrant, then Taylor series (own code, so
+/// schedules and initializers give the same bits on every platform).
+public func cos64(_ x: Double) -> Double { sinCos64(x).cos }
+
+public func sin64(_ x: Double) -> Double { sinCos64(x).sin }
+
+func sinCos64(_ x: Double) -> (sin: Double, cos: Double) {
+    let halfPi = 1.5707963267948966
+    let q = (x / halfPi).rounded(.toNearestOrEven)
+    // Cody–Waite: π/2 = hi + lo.
+    let r = (x - q * 1.5707963267341256) - q * 6.077100506506192e-11
+    let r2 = r * r
+    var s = 0.0, c = 0.0, term = r
+    var k = 1.0
+    // sin r = r − r³/3! + …, cos r = 1 − r²/2! + …, both to 1e-18.
+    while abs(term) > 1e-19 { s += term; term *= -r2 / ((k + 1) * (k + 2)); k += 2 }
+    term = 1; k = 0
+    while abs(term) > 1e-19 { c += term; term *= -r2 / ((k + 1) * (k + 2)); k += 2 }
+    switch ((Int(q) % 4) + 4) % 4 {
+    case 0: return (s, c)
+    case 1: return (c, -s)
+    case 2: return (-s, -c)
+    default: return (-c, s)
     }
 }

@@ -1,0 +1,287 @@
+import Foundation
+import Testing
+@testable import Kernels
+@testable import TensorEngine
+
+/// Inputs spread out so that no two elements tie (max, ReLU kinks and pooling are then
+/// differentiable at the test point and under the finite-difference step).
+func spreadTensor(_ shape: [Int], seed: UInt64, positive: Bool = false) -> Tensor {
+    var rng = Philox(seed: seed)
+    let n = shape.reduce(1, *)
+    let order = rng.permutation(n)
+    return Tensor(shape: shape, scalars: order.map { k in
+        let v = (Float(k) + 0.5) / Float(n)          // (0, 1), distinct, spaced 1/n
+        return positive ? 0.5 + v : (v * 2 - 1) * 1.5 + (v > 0.5 ? 0.05 : -0.05)
+    })
+}
+
+/// Central-difference check of one op: loss = Σ wᵢ·yᵢ with fixed random w, the analytic
+/// gradient from the tape against (loss(x + h) − loss(x − h)) / 2h for every element of every
+/// differentiable input. The engine is float32; losses are summed in Double, and the step
+/// and tolerance are sized for float rounding.
+func gradientCheck(
+    _ op: String, inputs: [(String, Tensor)], constants: [(String, TensorData)] = [], attributes: [String: Attribute] = [:],
+    opset: Int = 17, training: Bool = false, step h: Float = 1e-2, atol: Float = 3e-3, rtol: Float = 3e-2,
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws {
+    let node = Node(name: "op", opType: op, inputs: inputs.map(\.0) + constants.map(\.0), outputs: ["y"], attributes: attributes)
+    let graph = Graph(nodes: [node], inputs: inputs.map { GraphInput(name: $0.0, dtype: .float32, shape: $0.1.shape) }, outputs: ["y"],
+                      initializers: constants, opset: opset)
+    graph.training = training
+    let vars = inputs.map { Variable($0.1, requiresGrad: true) }
+    func output(_ vs: [Variable], tape: Tape?) throws -> Variable {
+        graph.dropoutCounter = 0
+        guard case .float(let y) = try graph.run(vs.map { .float($0) }, tape: tape)[0] else { fatalError() }
+        return y
+    }
+    let probe = try output(vars.map { Variable($0.value) }, tape: nil)
+    var rng = Philox(seed: 99)
+    let w = (0..<probe.value.count).map { _ in rng.nextUnitFloat() * 2 - 1 }
+    func loss(_ vs: [Variable]) throws -> Double {
+        let y = try output(vs, tape: nil).value.scalars
+        return zip(y, w).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+    }
+    let tape = Tape()
+    let y = try output(vars, tape: tape)
+    let l = Variable(Tensor(shape: [1], scalars: [0]), requiresGrad: true)
+    tape.record { y.accumulateGrad { g in for i in 0..<w.count { g[i] += w[i] * l.grad!.scalars[0] } } }
+    tape.backward(from: l)
+    for (k, v) in vars.enumerated() {
+        let analytic = v.grad?.scalars ?? [Float](repeating: 0, count: v.value.count)
+        for i in 0..<v.value.count {
+            var plus = vars.map { Variable($0.value) }, minus = vars.map { Variable($0.value) }
+            plus[k].update { $0[i] += h }
+            minus[k].update { $0[i] -= h }
+            let numeric = Float((try loss(plus) - loss(minus)) / Double(2 * h))
+            #expect(abs(numeric - analytic[i]) <= atol + rtol * abs(numeric),
+                    "\(op) input \(inputs[k].0)[\(i)]: analytic \(analytic[i]), numeric \(numeric)", sourceLocation: sourceLocation)
+        }
+    }
+}
+
+func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data: v)) }
+
+@Suite struct GraphGradientTests {
+    @Test(arguments: ["Relu", "Sigmoid", "Tanh", "Exp", "Erf", "Abs", "Neg"])
+    func unary(_ op: String) throws {
+        try gradientCheck(op, inputs: [("x", spreadTensor([3, 4], seed: 1))])
+    }
+
+    @Test func unaryOnPositiveInputs() throws {
+        for op in ["Log", "Sqrt", "Reciprocal"] { try gradientCheck(op, inputs: [("x", spreadTensor([3, 4], seed: 2, positive: true))], step: 1e-3) }
+    }
+
+    @Test func parameterizedActivations() throws {
+        let x = spreadTensor([2, 5], seed: 3)
+        try gradientCheck("LeakyRelu", inputs: [("x", x)], attributes: ["alpha": .float(0.2)])
+        try gradientCheck("Gelu", inputs: [("x", x)], opset: 20)
+        try gradientCheck("Gelu", inputs: [("x", x)], attributes: ["approximate": .string("tanh")], opset: 20)
+        try gradientCheck("Clip", inputs: [("x", x)], constants: [("lo", .float(Tensor(shape: [], scalars: [-0.65]))),
+                                                                    ("hi", .float(Tensor(shape: [], scalars: [0.3])))])
+    }
+
+    @Test(arguments: ["Add", "Sub", "Mul", "Div", "Max", "Min"])
+    func broadcastingBinary(_ op: String) throws {
+        try gradientCheck(op, inputs: [("a", spreadTensor([2, 3, 4], seed: 4)), ("b", spreadTensor([3, 1], seed: 5, positive: true))])
+    }
+
+    @Test func powAndVariadic() throws {
+        try gradientCheck("Pow", inputs: [("a", spreadTensor([2, 3], seed: 6, positive: true)), ("b", spreadTensor([3], seed: 7))], step: 1e-3)
+        try gradientCheck("Sum", inputs: [("a", spreadTensor([2, 3], seed: 8)), ("b", spreadTensor([3], seed: 9)), ("c", spreadTensor([2, 1], seed: 10))])
+        try gradientCheck("Mean", inputs: [("a", spreadTensor([2, 3], seed: 11)), ("b", spreadTensor([2, 3], seed: 12))])
+    }
+
+    @Test func softmaxFamily() throws {
+        for op in ["Softmax", "LogSoftmax"] {
+            try gradientCheck(op, inputs: [("x", spreadTensor([2, 3, 4], seed: 13))], attributes: ["axis": .int(1)])
+            try gradientCheck(op, inputs: [("x", spreadTensor([3, 5], seed: 14))])
+        }
+    }
+
+    @Test func gemmAndMatMul() throws {
+        try gradientCheck("Gemm", inputs: [("a", spreadTensor([4, 3], seed: 15)), ("b", spreadTensor([5, 4], seed: 16)), ("c", spreadTensor([1, 5], seed: 17))],
+                          attributes: ["transA": .int(1), "transB": .int(1), "alpha": .float(0.7), "beta": .float(1.3)])
+        try gradientCheck("Gemm", inputs: [("a", spreadTensor([3, 4], seed: 18)), ("b", spreadTensor([4, 2], seed: 19))])
+        try gradientCheck("MatMul", inputs: [("a", spreadTensor([2, 1, 3, 4], seed: 20)), ("b", spreadTensor([3, 4, 2], seed: 21))])
+        try gradientCheck("MatMul", inputs: [("a", spreadTensor([4], seed: 22)), ("b", spreadTensor([2, 4, 3], seed: 23))])
+    }
+
+    @Test func convolutions() throws {
+        try gradientCheck("Conv", inputs: [("x", spreadTensor([2, 4, 5, 6], seed: 24)), ("w", spreadTensor([6, 2, 3, 2], seed: 25)), ("b", spreadTensor([6], seed: 26))],
+                          attributes: ["strides": .ints([2, 1]), "pads": .ints([1, 0, 1, 1]), "dilations": .ints([1, 2]), "group": .int(2)])
+        try gradientCheck("Conv", inputs: [("x", spreadTensor([2, 3, 9], seed: 27)), ("w", spreadTensor([4, 3, 3], seed: 28))],
+                          attributes: ["strides": .ints([2]), "auto_pad": .string("SAME_UPPER")])
+    }
+
+    @Test func pooling() throws {
+        let x = spreadTensor([2, 2, 5, 5], seed: 29)
+        try gradientCheck("MaxPool", inputs: [("x", x)], attributes: ["kernel_shape": .ints([2, 3]), "strides": .ints([2, 2]), "pads": .ints([1, 1, 0, 1])])
+        try gradientCheck("AveragePool", inputs: [("x", x)], attributes: ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1]),
+                                                                         "count_include_pad": .int(1), "ceil_mode": .int(1)])
+        try gradientCheck("AveragePool", inputs: [("x", spreadTensor([2, 3, 7], seed: 30))], attributes: ["kernel_shape": .ints([3]), "pads": .ints([1, 1])])
+        try gradientCheck("GlobalAveragePool", inputs: [("x", x)])
+        try gradientCheck("GlobalMaxPool", inputs: [("x", x)])
+    }
+
+    @Test func normalization() throws {
+        let x = spreadTensor([3, 2, 2, 2], seed: 31)
+        let stats: [(String, TensorData)] = [("mean", .float(Tensor(shape: [2], scalars: [0.1, -0.2]))), ("var", .float(Tensor(shape: [2], scalars: [0.5, 1.5])))]
+        for training in [false, true] {
+            try gradientCheck("BatchNormalization", inputs: [("x", x), ("scale", spreadTensor([2], seed: 32, positive: true)), ("bias", spreadTensor([2], seed: 33))],
+                              constants: stats, training: training, step: 1e-2, atol: 5e-3, rtol: 5e-2)
+        }
+        for axis in [-1, 1] {
+            try gradientCheck("LayerNormalization", inputs: [("x", spreadTensor([2, 3, 4], seed: 34)), ("scale", spreadTensor([4], seed: 35, positive: true)),
+                                                             ("bias", spreadTensor([4], seed: 36))],
+                              attributes: ["axis": .int(axis == 1 ? -1 : -1)], atol: 5e-3, rtol: 5e-2)
+            _ = axis
+        }
+        try gradientCheck("LayerNormalization", inputs: [("x", spreadTensor([2, 3, 4], seed: 37)), ("scale", spreadTensor([3, 4], seed: 38, positive: true))],
+                          attributes: ["axis": .int(1)], atol: 5e-3, rtol: 5e-2)
+    }
+
+    @Test func dropoutInTrainingUsesAFixedMask() throws {
+        try gradientCheck("Dropout", inputs: [("x", spreadTensor([4, 5], seed: 39))], constants: [("ratio", .float(Tensor(shape: [], scalars: [0.3])))], training: true)
+    }
+
+    @Test func movement() throws {
+        let x = spreadTensor([2, 3, 4], seed: 40)
+        try gradientCheck("Transpose", inputs: [("x", x)], attributes: ["perm": .ints([2, 0, 1])])
+        try gradientCheck("Concat", inputs: [("a", x), ("b", spreadTensor([2, 1, 4], seed: 41))], attributes: ["axis": .int(1)])
+        try gradientCheck("Slice", inputs: [("x", x)], constants: [("s", ints([0, -1])), ("e", ints([3, -5])), ("a", ints([1, 2])), ("st", ints([2, -2]))])
+        try gradientCheck("Pad", inputs: [("x", x)], constants: [("p", ints([0, 1, 2, 0, 1, 1]))], attributes: ["mode": .string("reflect")])
+        try gradientCheck("Pad", inputs: [("x", x)], constants: [("p", ints([0, 1, 0, 1, 0, 2]))], attributes: ["mode": .string("edge")])
+        try gradientCheck("Gather", inputs: [("x", x)], constants: [("i", .int64(IntTensor(shape: [2, 2], data: [2, 0, -1, 2])))], attributes: ["axis": .int(1)])
+        try gradientCheck("Reshape", inputs: [("x", x)], constants: [("s", ints([4, -1]))])
+        try gradientCheck("Flatten", inputs: [("x", x)], attributes: ["axis": .int(2)])
+        try gradientCheck("Unsqueeze", inputs: [("x", x)], constants: [("a", ints([0, -1]))])
+        try gradientCheck("Squeeze", inputs: [("x", spreadTensor([2, 1, 3], seed: 42))], constants: [("a", ints([1]))])
+    }
+
+    @Test func reductions() throws {
+        let x = spreadTensor([2, 3, 4], seed: 43)
+        for op in ["ReduceSum", "ReduceMean", "ReduceMax"] {
+            try gradientCheck(op, inputs: [("x", x)], constants: [("axes", ints([0, 2]))], attributes: ["keepdims": .int(0)], opset: 18)
+            try gradientCheck(op, inputs: [("x", x)], opset: 18)
+        }
+    }
+
+    @Test func lossesAgainstTheirFormulas() throws {
+        let logits = spreadTensor([3, 4], seed: 44), teacher = spreadTensor([3, 4], seed: 45)
+        // Label smoothing ε: loss = −Σ_j t_j log p_j with t = (1 − ε)·onehot + ε/C.
+        let labels: [Int32] = [2, 0, 3]
+        let eps: Float = 0.1
+        let ce = softmaxCrossEntropy(Variable(logits), labels: labels, labelSmoothing: eps, tape: nil).value.scalars[0]
+        var expected = 0.0
+        for r in 0..<3 {
+            let row = (0..<4).map { Double(logits.scalars[r * 4 + $0]) }
+            let lse = Foundation.log(row.map { Foundation.exp($0) }.reduce(0, +))
+            for j in 0..<4 { expected -= (j == Int(labels[r]) ? 1 - Double(eps) + Double(eps) / 4 : Double(eps) / 4) * (row[j] - lse) }
+        }
+        #expect(abs(Double(ce) - expected / 3) < 1e-5)
+        // Gradients of both losses by central differences.
+        for which in 0..<2 {
+            let v = Variable(logits, requiresGrad: true)
+            func value(_ x: Tensor) -> Double {
+                which == 0 ? Double(softmaxCrossEntropy(Variable(x), labels: labels, labelSmoothing: eps, tape: nil).value.scalars[0])
+                    : Double(distillationKL(student: Variable(x), teacher: teacher, temperature: 3, tape: nil).value.scalars[0])
+            }
+            let tape = Tape()
+            let l = which == 0 ? softmaxCrossEntropy(v, labels: labels, labelSmoothing: eps, tape: tape)
+                : distillationKL(student: v, teacher: teacher, temperature: 3, tape: tape)
+            tape.backward(from: l)
+            for i in 0..<12 {
+                var up = logits, down = logits
+                up.withUnsafeMutableBufferPointer { $0[i] += 1e-2 }
+                down.withUnsafeMutableBufferPointer { $0[i] -= 1e-2 }
+                let numeric = (value(up) - value(down)) / 2e-2
+                #expect(abs(numeric - Double(v.grad!.scalars[i])) < 2e-3 + 2e-2 * abs(numeric), "loss \(which) [\(i)]")
+            }
+        }
+        // KL of identical distributions is 0.
+        #expect(abs(distillationKL(student: Variable(teacher), teacher: teacher, temperature: 2, tape: nil).value.scalars[0]) < 1e-6)
+    }
+}
+
+@Suite struct TrainingPieceTests {
+    /// Adam and AdamW against PyTorch's update written out by hand for two steps.
+    @Test func adamMatchesTheFormula() {
+        for decoupled in [false, true] {
+            let p = Variable(Tensor(shape: [2], scalars: [1, -2]), requiresGrad: true)
+            let opt = Optimizer(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.1, decoupled: decoupled), learningRate: 0.01)
+            var w: [Double] = [1, -2], m = [0.0, 0], v = [0.0, 0]
+            let grads: [[Float]] = [[0.5, -1], [0.25, 0.75]]
+            for (t, g) in grads.enumerated() {
+                p.accumulateGrad { for i in 0..<2 { $0[i] += g[i] } }
+                opt.step([p])
+                for i in 0..<2 {
+                    var gi = Double(g[i])
+                    if decoupled { w[i] *= 1 - 0.01 * 0.1 } else { gi += 0.1 * w[i] }
+                    m[i] = 0.9 * m[i] + 0.1 * gi
+                    v[i] = 0.999 * v[i] + 0.001 * gi * gi
+                    let bc1 = 1 - pow(0.9, Double(t + 1)), bc2 = 1 - pow(0.999, Double(t + 1))
+                    w[i] -= 0.01 / bc1 * m[i] / (v[i].squareRoot() / bc2.squareRoot() + 1e-8)
+                }
+            }
+            #expect(zip(p.value.scalars, w).allSatisfy { abs(Double($0) - $1) < 1e-6 }, "decoupled \(decoupled): \(p.value.scalars) vs \(w)")
+        }
+    }
+
+    @Test func nesterovAndWeightDecayAndMasks() {
+        let p = Variable(Tensor(shape: [3], scalars: [1, 2, 3]), requiresGrad: true)
+        let opt = Optimizer(.sgd(momentum: 0.9, nesterov: true, weightDecay: 0.01), learningRate: 0.1)
+        opt.setMask([1, 0, 1], for: p)
+        p.update { $0[1] = 0 }
+        var w = [1.0, 0, 3], buf = [0.0, 0, 0]
+        for _ in 0..<3 {
+            p.accumulateGrad { $0[0] += 1; $0[1] += 1; $0[2] += -2 }
+            opt.step([p])
+            for i in [0, 2] {
+                let g = (i == 0 ? 1.0 : -2.0) + 0.01 * w[i]
+                buf[i] = 0.9 * buf[i] + g
+                w[i] -= 0.1 * (g + 0.9 * buf[i])
+            }
+        }
+        #expect(abs(Double(p.value.scalars[0]) - w[0]) < 1e-5 && abs(Double(p.value.scalars[2]) - w[2]) < 1e-5)
+        #expect(p.value.scalars[1] == 0 && p.value.scalars[1].sign == .plus)
+    }
+
+    @Test func schedulesFollowPyTorch() {
+        #expect(LRSchedule.step(stepSize: 2, gamma: 0.5).rate(base: 1, step: 5) == 0.25)
+        #expect(LRSchedule.multiStep(milestones: [2, 4], gamma: 0.1).rate(base: 1, step: 3) == 0.1)
+        #expect(abs(LRSchedule.exponential(gamma: 0.9).rate(base: 1, step: 2) - 0.81) < 1e-15)
+        // Cosine to 0 over 10 steps: half-way is half the rate, the end is 0.
+        let cosine = LRSchedule.cosine(total: 10, warmup: 0, minLR: 0)
+        #expect(abs(cosine.rate(base: 0.01, step: 5) - 0.005) < 1e-12 && abs(cosine.rate(base: 0.01, step: 10)) < 1e-15)
+        for x in stride(from: -10.0, through: 10.0, by: 0.37) { #expect(abs(cos64(x) - cos(x)) < 1e-14 && abs(sin64(x) - sin(x)) < 1e-14) }
+        // One-cycle: starts at lr/25, peaks at lr after 30 %, ends near lr/(25·10⁴).
+        let one = LRSchedule.oneCycle(total: 100, pctStart: 0.3)
+        #expect(abs(one.rate(base: 1, step: 0) - 0.04) < 1e-12 && abs(one.rate(base: 1, step: 29) - 1) < 1e-12)
+        #expect(abs(one.rate(base: 1, step: 99) - 4e-6) < 1e-9)
+        var plateau = PlateauState()
+        let scales = [1.0, 0.9, 0.95, 0.92].map { plateau.record(loss: $0, factor: 0.5, patience: 1) }
+        #expect(scales == [1, 1, 1, 0.5])
+    }
+
+    @Test func initializersHaveTheirVariance() {
+        var rng = Philox(seed: 5)
+        for (scheme, expected) in [(Initializer.kaimingNormal, 2.0 / 200), (.kaimingUniform, 2.0 / 200), (.xavierNormal, 2.0 / 300), (.xavierUniform, 2.0 / 300)] {
+            let t = scheme.sample([100, 200], rng: &rng).scalars.map(Double.init)
+            let mean = t.reduce(0, +) / Double(t.count)
+            let variance = t.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(t.count)
+            #expect(abs(mean) < 0.003 && abs(variance / expected - 1) < 0.05, "\(scheme): var \(variance), expected \(expected)")
+        }
+        var a = Philox(seed: 9), b = Philox(seed: 9)
+        #expect(Initializer.kaimingNormal.sample([7, 3], rng: &a) == Initializer.kaimingNormal.sample([7, 3], rng: &b))
+    }
+
+    @Test func ownTranscendentalsMatchLibm() {
+        for x in stride(from: -30.0, through: 30.0, by: 0.173) {
+            #expect(abs(exp64(x) / Foundation.exp(x) - 1) < 1e-14)
+            #expect(abs(tanh64(x) - Foundation.tanh(x)) < 1e-15)
+            #expect(abs(erf64(x / 5) - Foundation.erf(x / 5)) < 1e-13)  // the series loses ~2 digits near 3
+            if x > 0 { #expect(abs(log64(x) - Foundation.log(x)) < 1e-14) }
+        }
+        #expect(pow64(-2, 3) == -8 && abs(pow64(4, 0.5) - 2) < 1e-15 && pow64(2, -2) == 0.25)
+    }
+}
