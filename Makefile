@@ -9,7 +9,7 @@ BIN := .build/release/prunecheck
 REPORTS := reports
 APT_PACKAGES := libgit2-dev libxml2-dev libxml2-utils pkg-config
 
-.PHONY: setup build test demo bench conformance proto clean
+.PHONY: setup build test demo bench conformance interop proto clean
 
 ## setup: install the system packages PruneCheck needs (apt-get), only those missing
 setup:
@@ -43,6 +43,26 @@ bench: build
 ## conformance: ONNX's backend node tests through the importer and the engine
 conformance: build
 	.build/release/prunecheck-conformance Tests/PruneCheckTests/Fixtures/onnx-node-tests
+
+## interop: prune every bundled model (unstructured and 2:4), export ONNX, and check with
+## onnxruntime (pip, in a virtual environment under .build) that it loads them and agrees
+INTEROP_VENV := .build/interop-venv
+INTEROP_DIR := .build/interop
+interop: build
+	@[ -x $(INTEROP_VENV)/bin/python ] || { python3 -m venv $(INTEROP_VENV) && $(INTEROP_VENV)/bin/pip install -q onnxruntime numpy; }
+	@rm -rf $(INTEROP_DIR) && mkdir -p $(INTEROP_DIR)
+	@set -e; args=""; \
+	for spec in lenet300100_mnist5k:mnist5k:0.00392156862745098 lenet5_mnist5k:mnist5k:0.00392156862745098 \
+	            mlp_digits:digits:1 mlp_mnist1d:mnist1d:1 cnn_mnist1d:mnist1d:1; do \
+		IFS=: read -r model data scale <<< "$$spec"; \
+		for g in unstructured 2:4; do \
+			out=$(INTEROP_DIR)/$$model-$${g/:/of}; \
+			$(BIN) prune --model examples/models/$$model.onnx --data examples/data/$$data.npz --scale $$scale \
+				--sparsity 0.5 --granularity $$g --out $$out.onnx --reference-outputs $$out.npz --json > $$out.json; \
+			args="$$args $$out.onnx $$out.npz"; \
+		done; \
+	done; \
+	$(INTEROP_VENV)/bin/python Tests/interop/onnxruntime_check.py $$args
 
 ## proto: regenerate the committed Swift code for ONNX's protobuf schema (needs protoc)
 # The generator is swift-protobuf's own plugin, built from the package dependency.

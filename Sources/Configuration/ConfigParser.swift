@@ -282,10 +282,26 @@ struct Parser {
         let m = try mapping(node, key, allowed: ["method", "scope", "granularity", "sparsity", "finetune"])
         let method = try m["method"].map { try choice($0, join(key, "method"), PruneRecipe.Method.self) } ?? .magnitude
         let scope = try m["scope"].map { try choice($0, join(key, "scope"), PruneRecipe.Scope.self) } ?? .global
-        let granularity = try m["granularity"].map { try choice($0, join(key, "granularity"), PruneRecipe.Granularity.self) } ?? .unstructured
-        guard let sNode = m["sparsity"] else { throw error(node, join(key, "sparsity"), "is missing; give a fraction in [0, 1)") }
-        let sparsity = try double(sNode, join(key, "sparsity"))
-        guard sparsity >= 0 && sparsity < 1 else { throw error(sNode, join(key, "sparsity"), "\(sparsity) is outside [0, 1)") }
+        var granularity = PruneRecipe.Granularity.unstructured
+        if let g = m["granularity"] {
+            let text = try string(g, join(key, "granularity"))
+            guard let parsed = PruneRecipe.Granularity(text: text) else {
+                throw error(g, join(key, "granularity"), "'\(text)' is not allowed; expected \(PruneRecipe.Granularity.allowedText)")
+            }
+            granularity = parsed
+        }
+        let sparsity: Double
+        if case let .nm(n, mm) = granularity {
+            // N:M fixes the sparsity at 1 − N/M; a stated sparsity must agree.
+            sparsity = 1 - Double(n) / Double(mm)
+            if let sNode = m["sparsity"], abs(try double(sNode, join(key, "sparsity")) - sparsity) > 1e-9 {
+                throw error(sNode, join(key, "sparsity"), "granularity \(granularity.text) prunes exactly \(sparsity); leave sparsity out or give that")
+            }
+        } else {
+            guard let sNode = m["sparsity"] else { throw error(node, join(key, "sparsity"), "is missing; give a fraction in [0, 1)") }
+            sparsity = try double(sNode, join(key, "sparsity"))
+            guard sparsity >= 0 && sparsity < 1 else { throw error(sNode, join(key, "sparsity"), "\(sparsity) is outside [0, 1)") }
+        }
         var finetune: FineTuneSettings?
         if let f = m["finetune"] {
             let fk = join(key, "finetune")

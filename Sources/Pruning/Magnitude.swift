@@ -49,6 +49,61 @@ public enum MagnitudePruning {
     }
 }
 
+public enum NMPruning {
+    /// Masks that keep the `n` largest-magnitude weights of every group of `m` consecutive
+    /// weights along each output row (a weight `(out, in, k…)` is viewed as `out` rows of
+    /// `in·Πk`, the layout sparse tensor cores and the 2:4 kernels use). A row whose length is
+    /// not a multiple of `m` ends with a shorter group, which keeps min(n, its length).
+    /// Ties go to the lower index.
+    public static func masks(for weights: [(name: String, tensor: Tensor)], n: Int, m: Int) -> PruningMasks {
+        precondition(n > 0 && n < m, "N:M needs 0 < N < M, got \(n):\(m)")
+        var out: PruningMasks = [:]
+        for w in weights {
+            let rows = w.tensor.shape.first ?? 1
+            let cols = w.tensor.count / max(rows, 1)
+            var mask = [Float](repeating: 0, count: w.tensor.count)
+            w.tensor.withUnsafeBufferPointer { p in
+                for r in 0..<rows {
+                    var g = 0
+                    while g < cols {
+                        let len = min(m, cols - g)
+                        let base = r * cols + g
+                        let order = (0..<len).sorted { a, b in
+                            let x = p[base + a].magnitude, y = p[base + b].magnitude
+                            return x != y ? x > y : a < b
+                        }
+                        for k in order.prefix(min(n, len)) { mask[base + k] = 1 }
+                        g += m
+                    }
+                }
+            }
+            out[w.name] = mask
+        }
+        return out
+    }
+
+    /// Whether `mask` keeps at most `n` of every full group of `m` (the invariant the tests check).
+    public static func isValid(_ mask: [Float], rows: Int, n: Int, m: Int) -> Bool {
+        let cols = mask.count / max(rows, 1)
+        for r in 0..<rows {
+            var g = 0
+            while g + m <= cols {
+                if mask[(r * cols + g)..<(r * cols + g + m)].reduce(0, +) > Float(n) { return false }
+                g += m
+            }
+        }
+        return true
+    }
+}
+
+/// The masks a recipe's magnitude criterion gives.
+public func magnitudeMasks(_ recipe: PruneRecipe, weights: [(name: String, tensor: Tensor)]) -> PruningMasks {
+    switch recipe.granularity {
+    case .unstructured: return MagnitudePruning.masks(for: weights, sparsity: recipe.sparsity, scope: recipe.scope)
+    case let .nm(n, m): return NMPruning.masks(for: weights, n: n, m: m)
+    }
+}
+
 /// Sets every masked-out weight of `model` to +0 (not -0: the bits are part of the result).
 public func applyMasks(_ masks: PruningMasks, to model: Graph) {
     for (name, variable) in model.prunableWeights {

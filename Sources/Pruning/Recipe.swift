@@ -3,7 +3,30 @@
 public struct PruneRecipe: Equatable, Sendable {
     public enum Method: String, CaseIterable, Sendable { case magnitude }
     public enum Scope: String, CaseIterable, Sendable { case global, layer }
-    public enum Granularity: String, CaseIterable, Sendable { case unstructured }
+    /// What one pruning decision removes: single weights, or N:M patterns (N weights kept in
+    /// every group of M consecutive weights along a row's inputs; "2:4" keeps 2 of 4).
+    public enum Granularity: Equatable, Sendable {
+        case unstructured
+        case nm(n: Int, m: Int)
+
+        /// "unstructured" or "N:M" with 0 < N < M ≤ 64; nil for anything else.
+        public init?(text: String) {
+            if text == "unstructured" { self = .unstructured; return }
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, let n = Int(parts[0]), let m = Int(parts[1]), n > 0, n < m, m <= 64 else { return nil }
+            self = .nm(n: n, m: m)
+        }
+
+        public var text: String {
+            switch self {
+            case .unstructured: return "unstructured"
+            case let .nm(n, m): return "\(n):\(m)"
+            }
+        }
+
+        public var rawValue: String { text }
+        public static let allowedText = "unstructured or N:M with 0 < N < M ≤ 64 (e.g. \"2:4\": 2 of every 4 weights kept)"
+    }
 
     public var method: Method
     public var scope: Scope

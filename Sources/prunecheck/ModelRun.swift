@@ -54,7 +54,7 @@ struct ModelRunResult {
 func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData, progress: Progress?, label: String) {
     let recipe = spec.recipe
     let weights = model.prunableWeights.map { (name: $0.name, tensor: $0.variable.value) }
-    let masks = MagnitudePruning.masks(for: weights, sparsity: recipe.sparsity, scope: recipe.scope)
+    let masks = magnitudeMasks(recipe, weights: weights)
     applyMasks(masks, to: model)
     guard let finetune = recipe.finetune, finetune.epochs > 0 else { return }
     let started = Date()
