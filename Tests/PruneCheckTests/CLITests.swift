@@ -175,3 +175,39 @@ import Regression
         #expect(r.stdout.contains("libxml2"), "\(r.stdout)")
     }
 }
+
+/// `prunecheck prune` and `inspect` on the bundled ONNX models.
+@Suite struct PruneCommandTests {
+    @Test func prunesFineTunesAndWritesONNX() throws {
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let out = dir + "/p.onnx"
+        let r = try run(Repo.binary, ["prune", "--model", Repo.path("examples/models/mlp_digits.onnx"), "--data", Repo.path("examples/data/digits.npz"),
+                                      "--granularity", "2:4", "--finetune-epochs", "2", "--out", out, "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let json = try JSONValue.parse(Array(r.stdout.utf8))
+        #expect(abs((json["sparsity"]?.double ?? 0) - 0.5) < 0.01)
+        #expect((json["accuracy_finetuned"]?.double ?? 0) > 0.9)
+        let back = try run(Repo.binary, ["inspect", out, "--json"])
+        #expect(back.status == 0)
+        guard case .array(let nodes)? = try JSONValue.parse(Array(back.stdout.utf8))["nodes"] else { Issue.record("no nodes"); return }
+        #expect(nodes.compactMap { $0["op"]?.string } == ["Gemm", "Relu", "Gemm"])
+        #expect(nodes.first?["sparsity"]?.double ?? 0 > 0.45)
+    }
+
+    @Test func badRequestsExitTwoAndWriteNothing() throws {
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let base = ["prune", "--model", Repo.path("examples/models/mlp_digits.onnx"), "--data", Repo.path("examples/data/digits.npz")]
+        for (extra, message) in [(["--sparsity", "1.5"], "outside [0, 1)"), (["--granularity", "4:2"], "N:M"),
+                                 (["--sparsity", "0.5", "--method", "voodoo"], "magnitude")] {
+            let r = try run(Repo.binary, base + extra + ["--out", dir + "/x.onnx"])
+            #expect(r.status == 2 && r.stderr.contains(message), "\(extra): \(r.status) \(r.stderr)")
+        }
+        let corrupt = dir + "/corrupt.onnx"
+        try Data([0x08, 0x07, 0xff, 0xff, 0x12]).write(to: URL(fileURLWithPath: corrupt))
+        let r = try run(Repo.binary, ["prune", "--model", corrupt, "--data", Repo.path("examples/data/digits.npz"), "--sparsity", "0.5", "--out", dir + "/y.onnx"])
+        #expect(r.status == 2 && r.stderr.contains("corrupt.onnx"), "\(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["corrupt.onnx"])
+    }
+}

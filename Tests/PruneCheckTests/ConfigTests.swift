@@ -83,3 +83,42 @@ import Testing
         #expect(error(twice)?.problem.contains("unique") == true)
     }
 }
+
+@Suite struct RecipeConfigTests {
+    func parse(_ text: String) throws -> CheckConfig { try CheckConfig.parse(text, file: "p.yml") }
+
+    @Test func finetuneOptimizersAndSchedules() throws {
+        let text = ConfigTests.valid.replacingOccurrences(
+            of: "finetune: {epochs: 3, batch_size: 64, optimizer: sgd, lr: 0.01, momentum: 0.9}",
+            with: "finetune: {epochs: 3, optimizer: adamw, lr: 0.001, weight_decay: 0.01, label_smoothing: 0.1, lr_schedule: {kind: multistep, milestones: [1, 2], gamma: 0.5}}")
+        let f = try parse(text).models[0].recipe.finetune!
+        #expect(f.optimizer == .adamw && f.weightDecay == 0.01 && f.labelSmoothing == 0.1)
+        #expect(f.schedule == .multistep && f.milestones == [1, 2] && f.gamma == 0.5)
+        let short = ConfigTests.valid.replacingOccurrences(of: "momentum: 0.9}", with: "momentum: 0.9, nesterov: true, lr_schedule: cosine}")
+        let g = try parse(short).models[0].recipe.finetune!
+        #expect(g.nesterov && g.schedule == .cosine)
+        // The recipe text of a plain SGD recipe is what it was before these keys existed.
+        #expect(try parse(ConfigTests.valid).models[0].recipe.canonicalDescription
+                == "method=magnitude;scope=layer;granularity=unstructured;sparsity=0.9;finetune(epochs=3;batch_size=64;optimizer=sgd;lr=0.01;momentum=0.9)")
+    }
+
+    @Test func nmGranularity() throws {
+        let nm = ConfigTests.valid.replacingOccurrences(of: "granularity: unstructured", with: "granularity: \"2:4\"")
+            .replacingOccurrences(of: "sparsity: 0.9", with: "sparsity: 0.5")
+        let r = try parse(nm).models[0].recipe
+        #expect(r.granularity == .nm(n: 2, m: 4) && r.sparsity == 0.5)
+        for bad in ["\"4:4\"", "\"0:4\"", "\"2:x\"", "channelish"] {
+            let text = ConfigTests.valid.replacingOccurrences(of: "granularity: unstructured", with: "granularity: \(bad)")
+            #expect(throws: ConfigError.self) { try parse(text) }
+            do { _ = try parse(text) } catch let e as ConfigError {
+                #expect(e.key == "models[0].prune.granularity" && e.problem.contains("N:M"), "\(e)")
+            }
+        }
+        let contradicting = ConfigTests.valid.replacingOccurrences(of: "granularity: unstructured", with: "granularity: \"2:4\"")
+        do { _ = try parse(contradicting); Issue.record("sparsity 0.9 with 2:4 accepted") } catch let e as ConfigError {
+            #expect(e.key == "models[0].prune.sparsity")
+        }
+        let badSchedule = ConfigTests.valid.replacingOccurrences(of: "momentum: 0.9}", with: "momentum: 0.9, lr_schedule: sometimes}")
+        #expect(throws: ConfigError.self) { try parse(badSchedule) }
+    }
+}

@@ -73,3 +73,28 @@ import Testing
         #expect(results[0] != results[1])
     }
 }
+
+@Suite struct NMPruningTests {
+    @Test func everyGroupKeepsItsLargestN() {
+        var rng = Philox(seed: 3)
+        let w = Tensor(shape: [5, 11], scalars: (0..<55).map { _ in rng.nextUnitFloat() * 2 - 1 })
+        for (n, m) in [(2, 4), (1, 4), (4, 8), (3, 5)] {
+            let mask = NMPruning.masks(for: [("w", w)], n: n, m: m)["w"]!
+            #expect(NMPruning.isValid(mask, rows: 5, n: n, m: m))
+            // Full groups keep exactly n; the kept ones are the largest of their group.
+            for r in 0..<5 {
+                var g = 0
+                while g < 11 {
+                    let idx = Array((r * 11 + g)..<(r * 11 + min(g + m, 11)))
+                    let kept = idx.filter { mask[$0] == 1 }
+                    #expect(kept.count == min(n, idx.count))
+                    let smallestKept = kept.map { abs(w.scalars[$0]) }.min() ?? .infinity
+                    #expect(idx.filter { mask[$0] == 0 }.allSatisfy { abs(w.scalars[$0]) <= smallestKept })
+                    g += m
+                }
+            }
+        }
+        // The invariant check itself rejects an over-full group.
+        #expect(!NMPruning.isValid([1, 1, 1, 0], rows: 1, n: 2, m: 4))
+    }
+}
