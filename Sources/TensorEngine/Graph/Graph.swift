@@ -108,8 +108,11 @@ public final class Graph {
     private var nodeSlots: [(inputs: [Int], outputs: [Int])] = []
     private var inputSlots: [Int] = []
     private var outputSlots: [Int] = []
-    private var constantSlots: [(slot: Int, name: String)] = []
-    var linearCaches: [Int: LinearCache] = [:]
+    private var constantSlots: [(slot: Int, value: Value)] = []
+    /// Per node: the Linear fast path's cache (nil when the node is not a Linear Gemm).
+    var linearCaches: [LinearCache?] = []
+    /// Per node: its op resolved once, so a run does not compare op-type strings.
+    var kinds: [OpKind] = []
 
     public init(nodes: [Node], inputs: [GraphInput], outputs: [String], initializers: [(String, TensorData)], opset: Int) {
         self.nodes = nodes
@@ -146,14 +149,13 @@ public final class Graph {
             return s
         }
         inputSlots = inputs.map { slot($0.name) }
-        constantSlots = names.map { (slot($0), $0) }
+        constantSlots = names.map { (slot($0), values[$0]!) }
         nodeSlots = nodes.map { n in
             (n.inputs.map { $0.isEmpty ? -1 : slot($0) }, n.outputs.map { $0.isEmpty ? -1 : slot($0) })
         }
         outputSlots = outputs.map { slot($0) }
-        for (i, n) in nodes.enumerated() where n.opType == "Gemm" {
-            if LinearCache.applies(to: n, graph: self) { linearCaches[i] = LinearCache() }
-        }
+        linearCaches = nodes.map { n in n.opType == "Gemm" && LinearCache.applies(to: n, graph: self) ? LinearCache() : nil }
+        kinds = nodes.map { OpKind(opType: $0.opType) }
     }
 
     /// The value an initializer holds.
@@ -162,10 +164,12 @@ public final class Graph {
     /// Replaces the tensor of a float initializer (same shape not required; used by import
     /// and by structural pruning before the graph is rebuilt).
     public func setInitializer(_ name: String, _ data: TensorData) {
-        initializers[name] = data.value(requiresGrad: {
+        let value = data.value(requiresGrad: {
             if case .float(let v)? = initializers[name] { return v.requiresGrad }
             return false
         }())
+        initializers[name] = value
+        if let s = slotOf[name], let i = constantSlots.firstIndex(where: { $0.slot == s }) { constantSlots[i].value = value }
     }
 
     /// Runs the graph. `feeds` bind the graph inputs in order. Throws a `GraphError` naming
@@ -175,7 +179,7 @@ public final class Graph {
             throw GraphError(node: "(graph)", op: "inputs", "the graph has \(inputs.count) inputs, \(feeds.count) were given")
         }
         var slots = [Value?](repeating: nil, count: slotOf.count)
-        for (s, name) in constantSlots { slots[s] = initializers[name] }
+        for (s, value) in constantSlots { slots[s] = value }
         for (i, s) in inputSlots.enumerated() { slots[s] = feeds[i] }
         for (index, node) in nodes.enumerated() {
             let (ins, outs) = nodeSlots[index]
@@ -188,7 +192,7 @@ public final class Graph {
                 }
                 args.append(v)
             }
-            let ctx = OpContext(graph: self, node: node, index: index, inputs: args, tape: tape, threads: threads)
+            let ctx = OpContext(graph: self, node: node, index: index, kind: kinds[index], inputs: args, tape: tape, threads: threads)
             let results = try ctx.execute()
             for (k, s) in outs.enumerated() where s >= 0 {
                 guard k < results.count else {
@@ -280,7 +284,7 @@ public final class Graph {
         for (i, inp) in inputs.enumerated() where i == 0 { env[inp.name] = .float(Variable(x)) }
         for (index, node) in nodes.enumerated() {
             let args = node.inputs.map { $0.isEmpty ? nil : env[$0] }
-            let ctx = OpContext(graph: self, node: node, index: index, inputs: args, tape: nil, threads: 1)
+            let ctx = OpContext(graph: self, node: node, index: index, kind: kinds[index], inputs: args, tape: nil, threads: 1)
             let results = try ctx.execute()
             for (k, name) in node.outputs.enumerated() where !name.isEmpty && k < results.count {
                 env[name] = results[k]

@@ -13,12 +13,51 @@ public let supportedOps: Set<String> = [
     "ReduceSum", "ReduceMean", "ReduceMax", "ArgMax",
 ]
 
+/// An op type resolved once per graph (a run switches on this, not on strings).
+enum OpKind {
+    case identity, constant, shape, cast, relu, unary, clip, binary, variadic, softmax, logSoftmax, reshapeLike, transpose
+    case concat, slice, pad, gather, reduce, argMax, gemm, matMul, conv, pool, batchNorm, layerNorm, dropout, unsupported
+
+    init(opType: String) {
+        switch opType {
+        case "Identity": self = .identity
+        case "Constant": self = .constant
+        case "Shape": self = .shape
+        case "Cast": self = .cast
+        case "Relu": self = .relu
+        case "LeakyRelu", "Gelu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Erf", "Abs", "Neg", "Reciprocal": self = .unary
+        case "Clip": self = .clip
+        case "Add", "Sub", "Mul", "Div", "Pow": self = .binary
+        case "Sum", "Max", "Min", "Mean": self = .variadic
+        case "Softmax": self = .softmax
+        case "LogSoftmax": self = .logSoftmax
+        case "Reshape", "Flatten", "Squeeze", "Unsqueeze": self = .reshapeLike
+        case "Transpose": self = .transpose
+        case "Concat": self = .concat
+        case "Slice": self = .slice
+        case "Pad": self = .pad
+        case "Gather": self = .gather
+        case "ReduceSum", "ReduceMean", "ReduceMax": self = .reduce
+        case "ArgMax": self = .argMax
+        case "Gemm": self = .gemm
+        case "MatMul": self = .matMul
+        case "Conv": self = .conv
+        case "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool": self = .pool
+        case "BatchNormalization": self = .batchNorm
+        case "LayerNormalization": self = .layerNorm
+        case "Dropout": self = .dropout
+        default: self = .unsupported
+        }
+    }
+}
+
 /// One node's execution: its inputs, attributes and the tape. Every op throws `GraphError`
 /// for what a file could get wrong (shapes, attributes), before any kernel runs.
 struct OpContext {
     let graph: Graph
     let node: Node
     let index: Int
+    let kind: OpKind
     let inputs: [Value?]
     let tape: Tape?
     let threads: Int
@@ -114,34 +153,34 @@ struct OpContext {
     // MARK: dispatch
 
     func execute() throws -> [Value] {
-        switch node.opType {
-        case "Identity": return [try value(0)]
-        case "Constant": return [try constant()]
-        case "Shape": return [try shape()]
-        case "Cast": return [try cast()]
-        case "Relu", "LeakyRelu", "Gelu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Erf", "Abs", "Neg", "Reciprocal":
-            return [try unary()]
-        case "Clip": return [try clip()]
-        case "Add", "Sub", "Mul", "Div", "Pow": return [try binary(node.opType, try value(0), try value(1))]
-        case "Sum", "Max", "Min", "Mean": return [try variadic()]
-        case "Softmax", "LogSoftmax": return [try softmax(log: node.opType == "LogSoftmax")]
-        case "Reshape", "Flatten", "Squeeze", "Unsqueeze": return [try reshapeLike()]
-        case "Transpose": return [try transpose()]
-        case "Concat": return [try concat()]
-        case "Slice": return [try slice()]
-        case "Pad": return [try pad()]
-        case "Gather": return [try gather()]
-        case "ReduceSum", "ReduceMean", "ReduceMax": return [try reduce()]
-        case "ArgMax": return [try argMax()]
-        case "Gemm": return [try gemmOp()]
-        case "MatMul": return [try matMul()]
-        case "Conv": return [try conv()]
-        case "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool": return try pool()
-        case "BatchNormalization": return [try batchNorm()]
-        case "LayerNormalization": return try layerNorm()
-        case "Dropout": return try dropout()
-        default:
-            throw fail("op '\(node.opType)' is not supported (opset \(graph.opset))")
+        switch kind {
+        case .identity: return [try value(0)]
+        case .constant: return [try constant()]
+        case .shape: return [try shape()]
+        case .cast: return [try cast()]
+        case .relu: return [.float(TensorEngine.relu(try float(0), tape: tape))]
+        case .unary: return [try unary()]
+        case .clip: return [try clip()]
+        case .binary: return [try binary(node.opType, try value(0), try value(1))]
+        case .variadic: return [try variadic()]
+        case .softmax: return [try softmax(log: false)]
+        case .logSoftmax: return [try softmax(log: true)]
+        case .reshapeLike: return [try reshapeLike()]
+        case .transpose: return [try transpose()]
+        case .concat: return [try concat()]
+        case .slice: return [try slice()]
+        case .pad: return [try pad()]
+        case .gather: return [try gather()]
+        case .reduce: return [try reduce()]
+        case .argMax: return [try argMax()]
+        case .gemm: return [try gemmOp()]
+        case .matMul: return [try matMul()]
+        case .conv: return [try conv()]
+        case .pool: return try pool()
+        case .batchNorm: return [try batchNorm()]
+        case .layerNorm: return try layerNorm()
+        case .dropout: return try dropout()
+        case .unsupported: throw fail("op '\(node.opType)' is not supported (opset \(graph.opset))")
         }
     }
 
