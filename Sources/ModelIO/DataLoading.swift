@@ -16,7 +16,7 @@ public enum DataLoading {
     public static func loadSplit(
         path: String, split: SplitSource, scale: Float, classes: Int, limits: IOLimits = .default
     ) throws -> LabeledData {
-        let arrays = try NPZ.read(path: path, names: [split.inputs, split.labels], limits: limits)
+        let arrays = try ArrayFiles.read(path: path, names: [split.inputs, split.labels], limits: limits)
         let x = arrays[split.inputs]!, y = arrays[split.labels]!
         guard let labels = y.integers() else {
             throw ModelIOError(file: path, "array '\(split.labels)' holds \(y.dtype) values, labels must be integers")
@@ -38,7 +38,7 @@ public enum DataLoading {
     /// Loads one split for regression: inputs and targets (1-D targets become one column),
     /// both converted to float32; inputs multiplied by `scale`.
     public static func loadRegressionSplit(path: String, split: SplitSource, scale: Float, limits: IOLimits = .default) throws -> LabeledData {
-        let arrays = try NPZ.read(path: path, names: [split.inputs, split.labels], limits: limits)
+        let arrays = try ArrayFiles.read(path: path, names: [split.inputs, split.labels], limits: limits)
         let x = arrays[split.inputs]!, y = arrays[split.labels]!
         guard y.shape.count == 1 || y.shape.count == 2 else {
             throw ModelIOError(file: path, "array '\(split.labels)' has shape \(y.shape), regression targets must be 1-D or 2-D")

@@ -1,5 +1,6 @@
 import Foundation
 import SwiftProtobuf
+import Regression
 import Testing
 @testable import ModelIO
 @testable import TensorEngine
@@ -191,5 +192,61 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
         b.add("reshape", "Reshape", extraInputs: [s])
         try ONNXModel.save(b.build(), to: dir + "/m.onnx")
         #expect(throws: ModelIOError.self) { try ModelLoading.load(path: dir + "/m.onnx", architecture: nil) }
+    }
+}
+
+/// Every file in Fixtures/malformed gives an error that names the file and the problem
+/// (expected.json), never a crash or a silent success.
+@Suite struct MalformedFixtureTests {
+    @Test func everyMalformedFileIsRefusedWithItsName() throws {
+        let folder = Repo.fixtures + "/malformed"
+        let data = try Data(contentsOf: URL(fileURLWithPath: folder + "/expected.json"))
+        guard case .object(let entries) = try JSONValue.parse(Array(data)) else { Issue.record("expected.json is not an object"); return }
+        #expect(entries.count >= 16)
+        for (name, spec) in entries {
+            let path = folder + "/" + name
+            let small = IOLimits(maxTensorBytes: 1 << 20, maxTotalBytes: 1 << 24)
+            var message = "no error"
+            do {
+                switch spec["loader"]?.string {
+                case "onnx": _ = try ONNXModel.load(path: path)
+                case "safetensors": _ = try Safetensors.read(path: path)
+                case "npy": _ = try NPY.read(path: path)
+                case "npz": _ = try NPZ.read(path: path)
+                case "npz-small-limit": _ = try NPZ.read(path: path, limits: small)
+                case "idx": _ = try IDX.read(path: path)
+                case "csv": _ = try CSV.read(path: path)
+                default: Issue.record("\(name): unknown loader")
+                }
+            } catch let e as ModelIOError {
+                message = e.description
+            }
+            #expect(message.contains(name), "\(name): \(message)")
+            let phrase = spec["contains"]?.string ?? ""
+            #expect(phrase.isEmpty || message.contains(phrase), "\(name): '\(message)' lacks '\(phrase)'")
+        }
+    }
+
+    @Test func idxAndCSVDataLoadThroughAFolder() throws {
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Two 2×3 uint8 images and their labels in IDX; the same as CSV with a label column.
+        let images: [UInt8] = [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3] + [0, 51, 102, 153, 204, 255, 1, 2, 3, 4, 5, 6]
+        let labels: [UInt8] = [0, 0, 8, 1, 0, 0, 0, 2, 7, 3]
+        try Data(images).write(to: URL(fileURLWithPath: dir + "/images-idx3-ubyte"))
+        try Data(labels).write(to: URL(fileURLWithPath: dir + "/labels-idx1-ubyte"))
+        try "p0,label,p1\n0.5,7,-1\n2,3,0.25\n".write(toFile: dir + "/set.csv", atomically: true, encoding: .utf8)
+        let idx = try DataLoading.loadSplit(path: dir, split: SplitSource(inputs: "images-idx3-ubyte", labels: "labels-idx1-ubyte"),
+                                            scale: 1.0 / 255, classes: 10)
+        #expect(idx.inputs.shape == [2, 2, 3] && idx.labels == [7, 3])
+        #expect(idx.inputs.scalars[5] == 1 && abs(idx.inputs.scalars[1] - 0.2) < 1e-6)
+        let csv = try DataLoading.loadSplit(path: dir, split: SplitSource(inputs: "set.csv", labels: "set.csv#label"), scale: 1, classes: 10)
+        #expect(csv.inputs.shape == [2, 2] && csv.inputs.scalars == [0.5, -1, 2, 0.25] && csv.labels == [7, 3])
+        #expect(throws: ModelIOError.self) {
+            try DataLoading.loadSplit(path: dir, split: SplitSource(inputs: "../etc", labels: "set.csv#label"), scale: 1, classes: 10)
+        }
+        // Big-endian float IDX.
+        let floats = try IDX.parse([0, 0, 0x0D, 1, 0, 0, 0, 2] + [0x3F, 0xC0, 0, 0, 0xC0, 0x20, 0, 0], file: "f.idx")
+        #expect(floats.floats() == [1.5, -2.5])
     }
 }
