@@ -9,7 +9,7 @@ BIN := .build/release/prunecheck
 REPORTS := reports
 APT_PACKAGES := libgit2-dev libxml2-dev libxml2-utils pkg-config
 
-.PHONY: setup build test demo bench conformance interop proto clean
+.PHONY: setup build test demo bench conformance interop fuzz proto clean
 
 ## setup: install the system packages PruneCheck needs (apt-get), only those missing
 setup:
@@ -63,6 +63,28 @@ interop: build
 		done; \
 	done; \
 	$(INTEROP_VENV)/bin/python Tests/interop/onnxruntime_check.py $$args
+
+## fuzz: libFuzzer (with AddressSanitizer) on every parser of untrusted input, FUZZ_SECONDS each
+FUZZ_SECONDS ?= 30
+FUZZ_PARSERS := onnx npy npz safetensors idx csv config
+fuzz: setup
+	$(SWIFT) build -c release --product prunecheck-fuzz --build-path .build/fuzz \
+		-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
+	@set -e; for p in $(FUZZ_PARSERS); do \
+		corpus=.build/fuzz-corpus/$$p; mkdir -p $$corpus; \
+		case $$p in \
+			onnx) cp examples/models/*.onnx Tests/PruneCheckTests/Fixtures/malformed/*.onnx $$corpus/ ;; \
+			npy) cp Tests/PruneCheckTests/Fixtures/malformed/*.npy $$corpus/ ;; \
+			npz) cp examples/data/digits.npz Tests/PruneCheckTests/Fixtures/malformed/truncated.npz $$corpus/ ;; \
+			safetensors) cp examples/models/mlp_digits.safetensors Tests/PruneCheckTests/Fixtures/malformed/*.safetensors $$corpus/ ;; \
+			idx) cp Tests/PruneCheckTests/Fixtures/malformed/*.idx $$corpus/ ;; \
+			csv) cp Tests/PruneCheckTests/Fixtures/malformed/*.csv $$corpus/ ;; \
+			config) cp prunecheck.yml $$corpus/ ;; \
+		esac; \
+		echo "fuzz: $$p for $(FUZZ_SECONDS) s"; \
+		FUZZ_PARSER=$$p .build/fuzz/release/prunecheck-fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
+			-print_final_stats=1 $$corpus 2>&1 | grep -E "stat::number_of_executed_units|ERROR|crash|Done" || exit 1; \
+	done
 
 ## proto: regenerate the committed Swift code for ONNX's protobuf schema (needs protoc)
 # The generator is swift-protobuf's own plugin, built from the package dependency.

@@ -61,6 +61,8 @@ let package = Package(
             swiftSettings: numericFlags + [v5]),
         .executableTarget(
             name: "prunecheck-conformance", dependencies: ["ModelIO"], swiftSettings: [v5]),
+        .executableTarget(
+            name: "prunecheck-fuzz", dependencies: ["ModelIO", "Configuration"], swiftSettings: [v5]),
         .testTarget(
             name: "PruneCheckTests",
             dependencies: [

@@ -279,7 +279,7 @@ struct Parser {
     }
 
     func prune(_ node: Node, _ key: String) throws -> PruneRecipe {
-        let m = try mapping(node, key, allowed: ["method", "scope", "granularity", "sparsity", "finetune"])
+        let m = try mapping(node, key, allowed: ["method", "scope", "granularity", "sparsity", "finetune", "protect"])
         let method = try m["method"].map { try choice($0, join(key, "method"), PruneRecipe.Method.self) } ?? .magnitude
         let scope = try m["scope"].map { try choice($0, join(key, "scope"), PruneRecipe.Scope.self) } ?? .global
         var granularity = PruneRecipe.Granularity.unstructured
@@ -331,7 +331,11 @@ struct Parser {
             if let n = fm["lr_schedule"] { try schedule(n, join(fk, "lr_schedule"), into: &s) }
             finetune = s
         }
-        return PruneRecipe(method: method, scope: scope, granularity: granularity, sparsity: sparsity, finetune: finetune)
+        var recipe = PruneRecipe(method: method, scope: scope, granularity: granularity, sparsity: sparsity, finetune: finetune)
+        if let p = m["protect"] {
+            recipe.protect = try sequence(p, join(key, "protect")).enumerated().map { try string($0.element, join(key, "protect[\($0.offset)]")) }
+        }
+        return recipe
     }
 
     /// `lr_schedule: NAME` or `{kind: NAME, step_size, milestones, gamma, warmup_steps, min_lr, patience}`.

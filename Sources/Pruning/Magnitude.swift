@@ -101,6 +101,33 @@ public func magnitudeMasks(_ recipe: PruneRecipe, weights: [(name: String, tenso
     switch recipe.granularity {
     case .unstructured: return MagnitudePruning.masks(for: weights, sparsity: recipe.sparsity, scope: recipe.scope)
     case let .nm(n, m): return NMPruning.masks(for: weights, n: n, m: m)
+    case .neuron, .channel: preconditionFailure("structured granularity has no masks; use prune(_:recipe:)")
+    }
+}
+
+/// Prunes `model` with a magnitude recipe: masks for unstructured and N:M (applied in place,
+/// the returned graph is `model`), or a smaller graph for neuron and channel granularity
+/// (units ranked by the L2 norm of their weights). Returns the graph and the masks that
+/// fine-tuning must keep (none for structured pruning: the units are gone).
+public func prune(_ model: Graph, recipe: PruneRecipe) throws -> (graph: Graph, masks: PruningMasks) {
+    switch recipe.granularity {
+    case .unstructured, .nm:
+        let masks = magnitudeMasks(recipe, weights: model.prunableWeights.map { (name: $0.name, tensor: $0.variable.value) })
+        applyMasks(masks, to: model)
+        return (model, masks)
+    case .neuron, .channel:
+        let known = Set(model.nodes.map(\.name) + model.prunableWeights.flatMap { [$0.name, StructuredPruning.layerName($0.name)] })
+        if let unknown = recipe.protect.first(where: { !known.contains($0) }) {
+            throw StructuredPruningError(layer: unknown, message: "named in protect is not a layer of the model (layers: \(model.prunableWeights.map { StructuredPruning.layerName($0.name) }.joined(separator: ", ")))")
+        }
+        let groups = try StructuredPruning.groups(model, channel: recipe.granularity == .channel, protect: Set(recipe.protect))
+        let scores = groups.map { StructuredPruning.norms(model, $0) }
+        let fanIns = groups.map { g -> Int in
+            guard case .float(let w)? = model.initializer(g.weight) else { return 1 }
+            return w.value.count / max(g.units, 1)
+        }
+        let keep = StructuredPruning.select(scores: scores, fanIns: fanIns, sparsity: recipe.sparsity, scope: recipe.scope)
+        return (StructuredPruning.shrink(model, groups: groups, keep: keep), [:])
     }
 }
 

@@ -8,10 +8,16 @@ public struct PruneRecipe: Equatable, Sendable {
     public enum Granularity: Equatable, Sendable {
         case unstructured
         case nm(n: Int, m: Int)
+        /// Whole output features of Linear (Gemm) layers, physically removed.
+        case neuron
+        /// Whole output channels of Conv layers, physically removed.
+        case channel
 
-        /// "unstructured" or "N:M" with 0 < N < M ≤ 64; nil for anything else.
+        /// "unstructured", "neuron", "channel" or "N:M" with 0 < N < M ≤ 64; nil otherwise.
         public init?(text: String) {
             if text == "unstructured" { self = .unstructured; return }
+            if text == "neuron" { self = .neuron; return }
+            if text == "channel" { self = .channel; return }
             let parts = text.split(separator: ":", omittingEmptySubsequences: false)
             guard parts.count == 2, let n = Int(parts[0]), let m = Int(parts[1]), n > 0, n < m, m <= 64 else { return nil }
             self = .nm(n: n, m: m)
@@ -20,12 +26,16 @@ public struct PruneRecipe: Equatable, Sendable {
         public var text: String {
             switch self {
             case .unstructured: return "unstructured"
+            case .neuron: return "neuron"
+            case .channel: return "channel"
             case let .nm(n, m): return "\(n):\(m)"
             }
         }
 
         public var rawValue: String { text }
-        public static let allowedText = "unstructured or N:M with 0 < N < M ≤ 64 (e.g. \"2:4\": 2 of every 4 weights kept)"
+        public static let allowedText = "unstructured, neuron, channel, or N:M with 0 < N < M ≤ 64 (e.g. \"2:4\": 2 of every 4 weights kept)"
+
+        public var isStructured: Bool { self == .neuron || self == .channel }
     }
 
     public var method: Method
@@ -35,6 +45,8 @@ public struct PruneRecipe: Equatable, Sendable {
     public var sparsity: Double
     /// Fine-tuning after the cut; nil for none.
     public var finetune: FineTuneSettings?
+    /// Layers (weight or layer names) that structured pruning leaves whole.
+    public var protect: [String] = []
 
     public init(method: Method = .magnitude, scope: Scope = .global, granularity: Granularity = .unstructured,
                 sparsity: Double, finetune: FineTuneSettings? = nil) {
@@ -48,6 +60,7 @@ public struct PruneRecipe: Equatable, Sendable {
     /// A canonical one-line text of every setting, the input of the recipe hash.
     public var canonicalDescription: String {
         var s = "method=\(method.rawValue);scope=\(scope.rawValue);granularity=\(granularity.rawValue);sparsity=\(sparsity)"
+        if !protect.isEmpty { s += ";protect=\(protect.joined(separator: ","))" }
         if let f = finetune {
             s += ";finetune(\(f.canonicalDescription))"
         }

@@ -50,18 +50,21 @@ struct ModelRunResult {
     var remeasure: ((Int) -> LatencyResult)?
 }
 
-/// Prunes and fine-tunes `model` in place with `spec`'s recipe.
-func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData, progress: Progress?, label: String) {
+/// Prunes and fine-tunes `model` with `spec`'s recipe: in place for unstructured and N:M
+/// pruning, into a smaller graph for neuron and channel pruning. Returns the pruned model.
+func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData, progress: Progress?, label: String) throws -> Graph {
     let recipe = spec.recipe
-    let weights = model.prunableWeights.map { (name: $0.name, tensor: $0.variable.value) }
-    let masks = magnitudeMasks(recipe, weights: weights)
-    applyMasks(masks, to: model)
-    guard let finetune = recipe.finetune, finetune.epochs > 0 else { return }
+    let pruned: (graph: Graph, masks: PruningMasks)
+    do { pruned = try prune(model, recipe: recipe) } catch let e as StructuredPruningError {
+        throw InputError("\(spec.model): \(e) (model '\(spec.name)', prune.granularity \(recipe.granularity.text))")
+    }
+    guard let finetune = recipe.finetune, finetune.epochs > 0 else { return pruned.graph }
     let started = Date()
-    FineTuning.run(model: model, masks: masks, data: train, settings: finetune, seed: spec.seed, threads: spec.threads) { e in
+    FineTuning.run(model: pruned.graph, masks: pruned.masks, data: train, settings: finetune, seed: spec.seed, threads: spec.threads) { e in
         progress?.update("  \(label) fine-tuning", done: e.epoch, total: finetune.epochs,
                          detail: "epochs, loss \(String(format: "%.4f", e.meanLoss))", started: started)
     }
+    return pruned.graph
 }
 
 /// Loads one split for regression and checks that its examples fit the model's input and
@@ -83,14 +86,14 @@ func loadRegressionSplit(_ data: DataSpec, _ split: SplitSource, model: Graph, o
 func crossValidate(
     _ dense: Graph, spec: ModelSpec, train: LabeledData, strata: [Int32], progress: Progress,
     score: (Graph, LabeledData) -> [String: Double]
-) -> [[String: Double]] {
+) throws -> [[String: Double]] {
     guard let k = spec.cvFolds else { return [] }
-    return CrossValidation.stratifiedFolds(labels: strata, folds: k, seed: spec.seed).enumerated().map { i, held in
+    return try CrossValidation.stratifiedFolds(labels: strata, folds: k, seed: spec.seed).enumerated().map { i, held in
         let heldSet = Set(held)
         let candidate = dense.copy()
-        pruneAndFineTune(candidate, spec: spec, train: train.subset((0..<train.count).filter { !heldSet.contains($0) }),
-                         progress: progress, label: "\(spec.name) fold \(i + 1)/\(k)")
-        return score(candidate, train.subset(held))
+        let pruned = try pruneAndFineTune(candidate, spec: spec, train: train.subset((0..<train.count).filter { !heldSet.contains($0) }),
+                                          progress: progress, label: "\(spec.name) fold \(i + 1)/\(k)")
+        return score(pruned, train.subset(held))
     }
 }
 
@@ -98,21 +101,21 @@ func crossValidate(
 func runModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRunResult {
     if spec.task == .regression { return try runRegressionModel(spec, progress: progress) }
     let start = DispatchTime.now().uptimeNanoseconds
-    let model = try loadModel(path: spec.model, architecture: spec.architecture)
-    let classes = try classCount(of: model, file: spec.model)
-    let train = try loadSplit(spec.data, spec.data.train, model: model, classes: classes)
-    let eval = try loadSplit(spec.data, spec.data.eval, model: model, classes: classes)
-    let extraSets = try spec.data.evalSets.mapValues { try loadSplit(spec.data, $0, model: model, classes: classes) }
-    let dense = model.copy()
-    let denseScores = Evaluator.classify(model: model, data: eval, classes: classes, threads: spec.threads)
+    let denseModel = try loadModel(path: spec.model, architecture: spec.architecture)
+    let classes = try classCount(of: denseModel, file: spec.model)
+    let train = try loadSplit(spec.data, spec.data.train, model: denseModel, classes: classes)
+    let eval = try loadSplit(spec.data, spec.data.eval, model: denseModel, classes: classes)
+    let extraSets = try spec.data.evalSets.mapValues { try loadSplit(spec.data, $0, model: denseModel, classes: classes) }
+    let dense = denseModel.copy()
+    let denseScores = Evaluator.classify(model: denseModel, data: eval, classes: classes, threads: spec.threads)
 
     // Cross-validation first, from the dense weights: k re-runs of the recipe on the folds.
-    let folds = crossValidate(dense, spec: spec, train: train, strata: train.labels, progress: progress) { model, held in
+    let folds = try crossValidate(dense, spec: spec, train: train, strata: train.labels, progress: progress) { model, held in
         let r = Evaluator.evaluate(model: model, data: held, classes: classes, threads: spec.threads)
         return ["accuracy": r.scores.accuracy, "f1_macro": r.scores.f1Macro]
     }
 
-    pruneAndFineTune(model, spec: spec, train: train, progress: progress, label: spec.name)
+    let model = try pruneAndFineTune(denseModel, spec: spec, train: train, progress: progress, label: spec.name)
     let report = Evaluator.evaluate(model: model, data: eval, classes: classes, threads: spec.threads)
     let trainScores = Evaluator.classify(model: model, data: train, classes: classes, threads: spec.threads)
     let sparsity = SparsityReport(model: model)
@@ -165,18 +168,18 @@ func finish(
 /// `runModel` for `task: regression`: MAE, RMSE and R² instead of class metrics.
 func runRegressionModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRunResult {
     let start = DispatchTime.now().uptimeNanoseconds
-    let model = try loadModel(path: spec.model, architecture: spec.architecture)
-    let outputs = try classCount(of: model, file: spec.model)
-    let train = try loadRegressionSplit(spec.data, spec.data.train, model: model, outputs: outputs)
-    let eval = try loadRegressionSplit(spec.data, spec.data.eval, model: model, outputs: outputs)
-    let extraSets = try spec.data.evalSets.mapValues { try loadRegressionSplit(spec.data, $0, model: model, outputs: outputs) }
-    let dense = model.copy()
-    let denseScores = Evaluator.regress(model: model, data: eval, threads: spec.threads)
+    let denseModel = try loadModel(path: spec.model, architecture: spec.architecture)
+    let outputs = try classCount(of: denseModel, file: spec.model)
+    let train = try loadRegressionSplit(spec.data, spec.data.train, model: denseModel, outputs: outputs)
+    let eval = try loadRegressionSplit(spec.data, spec.data.eval, model: denseModel, outputs: outputs)
+    let extraSets = try spec.data.evalSets.mapValues { try loadRegressionSplit(spec.data, $0, model: denseModel, outputs: outputs) }
+    let dense = denseModel.copy()
+    let denseScores = Evaluator.regress(model: denseModel, data: eval, threads: spec.threads)
     // No classes to stratify by: one seeded shuffle dealt to the folds.
-    let folds = crossValidate(dense, spec: spec, train: train, strata: [Int32](repeating: 0, count: train.count), progress: progress) {
+    let folds = try crossValidate(dense, spec: spec, train: train, strata: [Int32](repeating: 0, count: train.count), progress: progress) {
         model, held in Evaluator.regress(model: model, data: held, threads: spec.threads).values()
     }
-    pruneAndFineTune(model, spec: spec, train: train, progress: progress, label: spec.name)
+    let model = try pruneAndFineTune(denseModel, spec: spec, train: train, progress: progress, label: spec.name)
     let scores = Evaluator.regress(model: model, data: eval, threads: spec.threads)
     let sparsity = SparsityReport(model: model)
     progress.line("  \(spec.name): rmse dense \(MetricCheck.format(denseScores.rmse, "rmse")) -> pruned \(MetricCheck.format(scores.rmse, "rmse")) at sparsity \(MetricCheck.format(sparsity.sparsity, MetricNames.sparsity))")

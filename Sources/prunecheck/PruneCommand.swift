@@ -40,8 +40,11 @@ struct Prune: ParsableCommand {
     @Option(help: "Fraction of prunable weights to remove, in [0, 1) (implied by N:M).")
     var sparsity: Double?
 
-    @Option(help: "unstructured, or N:M (N kept per group of M, e.g. 2:4).")
+    @Option(help: "unstructured, N:M (N kept per group of M, e.g. 2:4), neuron (Linear outputs) or channel (Conv outputs); neuron and channel make the model smaller.")
     var granularity = "unstructured"
+
+    @Option(help: "Layers neuron/channel pruning leaves whole (repeatable).")
+    var protect: [String] = []
 
     @Option(help: "global (one ranking) or layer (the same ratio per layer).")
     var scope = "global"
@@ -81,7 +84,7 @@ struct Prune: ParsableCommand {
         case let .nm(n, m):
             amount = 1 - Double(n) / Double(m)
             if let s = sparsity, abs(s - amount) > 1e-9 { throw InputError("--sparsity \(s) contradicts --granularity \(granularity) (which prunes \(amount))") }
-        case .unstructured:
+        case .unstructured, .neuron, .channel:
             guard let s = sparsity else { throw InputError("--sparsity is required for unstructured pruning") }
             guard s >= 0 && s < 1 else { throw InputError("--sparsity \(s) is outside [0, 1)") }
             amount = s
@@ -94,7 +97,7 @@ struct Prune: ParsableCommand {
             return SplitSource(inputs: names[0], labels: names[1])
         }
         let trainSplit = try pair(split, "--split"), evalSource = try pair(evalSplit, "--eval-split")
-        let m = try loadModel(path: model, architecture: architecture)
+        var m = try loadModel(path: model, architecture: architecture)
         let classes = try classCount(of: m, file: model)
         let spec = DataSpec(file: data, train: trainSplit, eval: evalSource, scale: scale)
         let eval = try loadSplit(spec, evalSource, model: m, classes: classes)
@@ -102,10 +105,16 @@ struct Prune: ParsableCommand {
         let finetune = finetuneEpochs > 0
             ? FineTuneSettings(epochs: finetuneEpochs, batchSize: batchSize, learningRate: lr, momentum: 0.9, schedule: .cosine)
             : nil
-        let recipe = PruneRecipe(method: .magnitude, scope: sc, granularity: gran, sparsity: amount, finetune: finetune)
-        let weights = m.prunableWeights.map { (name: $0.name, tensor: $0.variable.value) }
-        let masks = magnitudeMasks(recipe, weights: weights)
-        applyMasks(masks, to: m)
+        var recipe = PruneRecipe(method: .magnitude, scope: sc, granularity: gran, sparsity: amount, finetune: finetune)
+        recipe.protect = protect
+        let paramsBefore = m.parameters.reduce(0) { $0 + $1.variable.value.count }
+        let pruned: (graph: Graph, masks: PruningMasks)
+        do { pruned = try prune(m, recipe: recipe) } catch let e as StructuredPruningError {
+            throw InputError("\(model): \(e)")
+        }
+        m = pruned.graph
+        let masks = pruned.masks
+        let paramsAfter = m.parameters.reduce(0) { $0 + $1.variable.value.count }
         let oneShot = Evaluator.classify(model: m, data: eval, classes: classes, threads: threads).accuracy
         if let finetune {
             let train = try loadSplit(spec, trainSplit, model: m, classes: classes)
@@ -127,6 +136,7 @@ struct Prune: ParsableCommand {
                 ("model", .string(model)), ("out", .string(out)), ("granularity", .string(gran.text)), ("scope", .string(sc.rawValue)),
                 ("sparsity", .number(report.sparsity)), ("accuracy_dense", .number(before)), ("accuracy_pruned", .number(oneShot)),
                 ("accuracy_finetuned", .number(after)), ("finetune_epochs", .number(Double(finetuneEpochs))),
+                ("params_before", .number(Double(paramsBefore))), ("params_after", .number(Double(paramsAfter))),
                 ("layers", .array(report.perLayer.map { l in
                     .object([("name", .string(l.name)), ("zeros", .number(Double(l.zeros))), ("count", .number(Double(l.count))),
                              ("sparsity", .number(l.count == 0 ? 0 : Double(l.zeros) / Double(l.count)))])
@@ -136,7 +146,7 @@ struct Prune: ParsableCommand {
             print("\(model) → \(out): \(gran.text) magnitude pruning, scope \(sc.rawValue)")
             print("  accuracy dense \(String(format: "%.4f", before)), pruned \(String(format: "%.4f", oneShot))"
                   + (finetune == nil ? "" : ", after \(finetuneEpochs) fine-tuning epochs \(String(format: "%.4f", after))"))
-            print("  sparsity \(String(format: "%.4f", report.sparsity)) (\(report.zeros) of \(report.count) weights)")
+            print("  sparsity \(String(format: "%.4f", report.sparsity)) (\(report.zeros) of \(report.count) weights); parameters \(paramsBefore) → \(paramsAfter)")
             for l in report.perLayer {
                 print("    \(l.name): \(String(format: "%.4f", l.count == 0 ? 0 : Double(l.zeros) / Double(l.count))) (\(l.zeros)/\(l.count))")
             }

@@ -98,3 +98,81 @@ import Testing
         #expect(!NMPruning.isValid([1, 1, 1, 0], rows: 1, n: 2, m: 4))
     }
 }
+
+@Suite struct StructuredPruningTests {
+    func model(_ name: String) throws -> Graph {
+        try ModelLoading.load(path: Repo.path("examples/models/\(name).onnx"), architecture: nil)
+    }
+
+    /// Neuron pruning shrinks every dependent tensor, and the shrunk model computes what the
+    /// dense model with those units zeroed computes.
+    @Test func neuronPruningShrinksAndMatchesTheMaskedModel() throws {
+        let dense = try model("lenet300100_mnist5k")
+        let recipe = PruneRecipe(scope: .layer, granularity: .neuron, sparsity: 0.5)
+        let (small, masks) = try prune(dense.copy(), recipe: recipe)
+        #expect(masks.isEmpty)
+        let shapes = Dictionary(uniqueKeysWithValues: small.parameters.map { ($0.name, $0.variable.value.shape) })
+        #expect(shapes["fc1.weight"] == [150, 784] && shapes["fc1.bias"] == [150])
+        #expect(shapes["fc2.weight"] == [50, 150] && shapes["fc3.weight"] == [10, 50])
+        let groups = try StructuredPruning.groups(dense, channel: false, protect: [])
+        let keep = StructuredPruning.select(scores: groups.map { StructuredPruning.norms(dense, $0) }, fanIns: [784, 300], sparsity: 0.5, scope: .layer)
+        let masked = dense.copy()
+        StructuredPruning.zeroOut(masked, groups: groups, keep: keep)
+        let (x, _) = try reference("lenet300100_mnist5k")
+        #expect(maxAbsDiff(small.predict(x, threads: 1).scalars, masked.predict(x, threads: 1).scalars) <= 1e-5)
+        // Kept units are the largest by L2 norm.
+        let norms = StructuredPruning.norms(dense, groups[0])
+        let minKept = keep[0].map { norms[$0] }.min()!
+        #expect(Set(0..<300).subtracting(keep[0]).allSatisfy { norms[$0] <= minKept })
+    }
+
+    /// Channel pruning of LeNet-5 through ReLU, MaxPool and the Reshape to the classifier.
+    @Test func channelPruningFollowsPoolingAndFlatten() throws {
+        let dense = try model("lenet5_mnist5k")
+        let (small, _) = try prune(dense.copy(), recipe: PruneRecipe(scope: .layer, granularity: .channel, sparsity: 0.5))
+        let shapes = Dictionary(uniqueKeysWithValues: small.parameters.map { ($0.name, $0.variable.value.shape) })
+        #expect(shapes["conv1.weight"] == [3, 1, 5, 5] && shapes["conv2.weight"] == [8, 3, 5, 5] && shapes["fc1.weight"] == [120, 200])
+        let groups = try StructuredPruning.groups(dense, channel: true, protect: [])
+        #expect(groups.map(\.consumers.first!.block) == [0, 25])
+        let keep = StructuredPruning.select(scores: groups.map { StructuredPruning.norms(dense, $0) }, fanIns: [25, 150], sparsity: 0.5, scope: .layer)
+        let masked = dense.copy()
+        StructuredPruning.zeroOut(masked, groups: groups, keep: keep)
+        let (x, _) = try reference("lenet5_mnist5k")
+        #expect(maxAbsDiff(small.predict(x, threads: 2).scalars, masked.predict(x, threads: 2).scalars) <= 1e-5)
+        // The smaller model exports and reloads with the same outputs.
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try ONNXModel.save(small, to: dir + "/s.onnx")
+        let back = try ModelLoading.load(path: dir + "/s.onnx", architecture: nil)
+        #expect(back.predict(x, threads: 1).scalars == small.predict(x, threads: 1).scalars)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/s.onnx")).count < 160_000)  // dense: 249 kB
+    }
+
+    @Test func globalScopeKeepsAUnitPerLayerAndHitsTheCount() throws {
+        let scores: [[Double]] = [[1, 2, 3, 4], [0.1, 0.2]]
+        let keep = StructuredPruning.select(scores: scores, fanIns: [1, 1], sparsity: 0.5, scope: .global)
+        #expect(keep == [[2, 3], [1]] || keep.map(\.count).reduce(0, +) == 3)
+        #expect(keep.allSatisfy { !$0.isEmpty })
+    }
+
+    @Test func unfollowableOpsAndUnknownLayersAreNamed() throws {
+        // fc1 → relu → Add(residual with the input) → fc2: the Add cannot be followed.
+        var b = GraphBuilder(inputShape: [4])
+        b.linear("fc1", weight: Tensor(shape: [4, 4], scalars: (0..<16).map { Float($0) / 16 }), bias: nil)
+        b.relu("r")
+        b.add("res", "Add", extraInputs: ["input"])
+        b.linear("fc2", weight: Tensor(shape: [2, 4], scalars: (0..<8).map { Float($0) / 8 }), bias: nil)
+        let g = b.build()
+        do {
+            _ = try prune(g, recipe: PruneRecipe(granularity: .neuron, sparsity: 0.5))
+            Issue.record("residual Add was followed")
+        } catch let e as StructuredPruningError {
+            #expect(e.layer == "fc1" && e.message.contains("Add") && e.message.contains("res"), "\(e)")
+        }
+        var r = PruneRecipe(granularity: .neuron, sparsity: 0.5)
+        r.protect = ["fc1"]
+        #expect(try prune(g.copy(), recipe: r).graph.parameters.count == 2)  // fc1 protected, fc2 is the output
+        r.protect = ["fc9"]
+        #expect(throws: StructuredPruningError.self) { try prune(g.copy(), recipe: r) }
+    }
+}

@@ -113,6 +113,9 @@ public final class Graph {
     var linearCaches: [LinearCache?] = []
     /// Per node: its op resolved once, so a run does not compare op-type strings.
     var kinds: [OpKind] = []
+    /// Per node: the Conv/pool window of the last input shape it saw (the table is the costly
+    /// part of a small convolution).
+    var windows: [(spatial: [Int], geometry: WindowGeometry)?] = []
 
     public init(nodes: [Node], inputs: [GraphInput], outputs: [String], initializers: [(String, TensorData)], opset: Int) {
         self.nodes = nodes
@@ -156,6 +159,7 @@ public final class Graph {
         outputSlots = outputs.map { slot($0) }
         linearCaches = nodes.map { n in n.opType == "Gemm" && LinearCache.applies(to: n, graph: self) ? LinearCache() : nil }
         kinds = nodes.map { OpKind(opType: $0.opType) }
+        windows = Array(repeating: nil, count: nodes.count)
     }
 
     /// The value an initializer holds.

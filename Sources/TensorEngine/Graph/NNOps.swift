@@ -21,6 +21,13 @@ struct WindowGeometry {
 
 extension OpContext {
     func window(inSpatial: [Int], kernel: [Int], ceil: Bool) throws -> WindowGeometry {
+        if let cached = graph.windows[index], cached.spatial == inSpatial, cached.geometry.kernel == kernel { return cached.geometry }
+        let geometry = try computeWindow(inSpatial: inSpatial, kernel: kernel, ceil: ceil)
+        graph.windows[index] = (inSpatial, geometry)
+        return geometry
+    }
+
+    func computeWindow(inSpatial: [Int], kernel: [Int], ceil: Bool) throws -> WindowGeometry {
         let d = inSpatial.count
         let strides = try ints("strides") ?? [Int](repeating: 1, count: d)
         let dilations = try ints("dilations") ?? [Int](repeating: 1, count: d)
@@ -64,8 +71,9 @@ extension OpContext {
         var table = [Int](repeating: 0, count: oCount * kCount)
         let inStrides = stridesOf(inSpatial)
         var o = [Int](repeating: 0, count: d)
+        var q = [Int](repeating: 0, count: d)
         for p in 0..<oCount {
-            var q = [Int](repeating: 0, count: d)
+            for i in 0..<d { q[i] = 0 }
             for kq in 0..<kCount {
                 var off = 0, code = 0
                 for i in 0..<d {
@@ -255,22 +263,41 @@ extension OpContext {
                 }
             }
         }
+        // Forward: the columns of the whole batch side by side (K × N·P), one GEMM per group,
+        // then each sample's block moved into place. Every output is the same FMA chain over
+        // K as a per-sample GEMM, so batching does not change a bit.
+        var batchCols = [Float](repeating: 0, count: kk * batch * p)
+        var out = [Float](repeating: 0, count: mg * batch * p)
         x.value.withUnsafeBufferPointer { xp in
             w.value.withUnsafeBufferPointer { wp in
                 y.withUnsafeMutableBufferPointer { yp in
                     cols.withUnsafeMutableBufferPointer { cp in
-                        for n in 0..<batch {
-                            for g in 0..<group {
-                                im2col(xp.baseAddress!, n, g, cp.baseAddress!)
-                                gemm(m: mg, n: p, k: kk, a: wp.baseAddress! + g * mg * kk, lda: kk, transposeA: false,
-                                     b: cp.baseAddress!, ldb: p, transposeB: false,
-                                     c: yp.baseAddress! + (n * cout + g * mg) * p, ldc: p, accumulate: false, threads: threads)
-                            }
-                            if let b {
-                                b.value.withUnsafeBufferPointer { bp in
-                                    for m in 0..<cout {
-                                        let row = yp.baseAddress! + (n * cout + m) * p
-                                        for pp in 0..<p { row[pp] += bp[m] }
+                        batchCols.withUnsafeMutableBufferPointer { bc in
+                            out.withUnsafeMutableBufferPointer { op in
+                                for g in 0..<group {
+                                    for n in 0..<batch {
+                                        im2col(xp.baseAddress!, n, g, cp.baseAddress!)
+                                        for r in 0..<kk {
+                                            (bc.baseAddress! + r * batch * p + n * p).update(from: cp.baseAddress! + r * p, count: p)
+                                        }
+                                    }
+                                    gemm(m: mg, n: batch * p, k: kk, a: wp.baseAddress! + g * mg * kk, lda: kk, transposeA: false,
+                                         b: bc.baseAddress!, ldb: batch * p, transposeB: false,
+                                         c: op.baseAddress!, ldc: batch * p, accumulate: false, threads: threads)
+                                    for m in 0..<mg {
+                                        for n in 0..<batch {
+                                            (yp.baseAddress! + (n * cout + g * mg + m) * p).update(from: op.baseAddress! + m * batch * p + n * p, count: p)
+                                        }
+                                    }
+                                }
+                                if let b {
+                                    b.value.withUnsafeBufferPointer { bp in
+                                        for n in 0..<batch {
+                                            for m in 0..<cout {
+                                                let row = yp.baseAddress! + (n * cout + m) * p
+                                                for pp in 0..<p { row[pp] += bp[m] }
+                                            }
+                                        }
                                     }
                                 }
                             }
