@@ -158,6 +158,21 @@ func benchInfer(_ workload: String, _ model: Graph, _ x: Tensor) {
     }
 }
 
+// PRUNECHECK_PROFILE=1: time every node of every model at batch 64 (diagnostics, no JSON).
+if ProcessInfo.processInfo.environment["PRUNECHECK_PROFILE"] == "1" {
+    for name in ["lenet5_mnist5k", "cnn_mnist1d"] {
+        guard let (model, x) = load(name) else { continue }
+        let input = x.rows(0..<64)
+        for _ in 0..<5 { _ = model.predict(input, threads: threadCounts[0]) }
+        Graph.profileTotals = [:]
+        Graph.profile = true
+        for _ in 0..<20 { _ = model.predict(input, threads: threadCounts[0]) }
+        Graph.profile = false
+        for n in model.nodes { print(String(format: "%@ %@ %@: %.1f us", name, n.opType, n.name, Double(Graph.profileTotals[n.name] ?? 0) / 20_000)) }
+    }
+    exit(0)
+}
+
 if groups.contains("infer") {
     for name in ["lenet300100_mnist5k", "lenet5_mnist5k", "mlp_digits", "mlp_mnist1d", "cnn_mnist1d"] {
         if let (model, x) = load(name) { benchInfer("infer/\(name)", model, x) }

@@ -176,3 +176,25 @@ import Testing
         #expect(throws: StructuredPruningError.self) { try prune(g.copy(), recipe: r) }
     }
 }
+
+@Suite struct ConvTrainingDeterminismTests {
+    /// Fine-tuning a convolutional model gives bit-identical weights at 1 and 2 threads.
+    @Test(arguments: ["lenet5_mnist5k", "cnn_mnist1d"])
+    func convFineTuningIsBitIdenticalAcrossThreads(_ name: String) throws {
+        let data = name == "cnn_mnist1d" ? "mnist1d" : "mnist5k"
+        let split = try DataLoading.loadSplit(path: Repo.path("examples/data/\(data).npz"), split: SplitSource(inputs: "x_train", labels: "y_train"),
+                                              scale: data == "mnist5k" ? Float(1.0 / 255) : 1, classes: 10)
+        let train = split.subset(Array(0..<256))
+        var results: [[Float]] = []
+        for threads in [1, 2] {
+            let m = try ModelLoading.load(path: Repo.path("examples/models/\(name).onnx"), architecture: nil)
+            let (g, masks) = try prune(m, recipe: PruneRecipe(granularity: .nm(n: 2, m: 4), sparsity: 0.5))
+            FineTuning.run(model: g, masks: masks, data: train, settings: FineTuneSettings(epochs: 1, batchSize: 32, optimizer: .adamw, learningRate: 0.001, weightDecay: 0.01, schedule: .cosine),
+                           seed: 3, threads: threads)
+            results.append(g.parameters.flatMap { $0.variable.value.scalars })
+            // Masked weights stay exactly zero through fine-tuning.
+            for (wname, v) in g.prunableWeights { #expect(zip(v.value.scalars, masks[wname]!).allSatisfy { $1 != 0 || ($0 == 0 && $0.sign == .plus) }) }
+        }
+        #expect(results[0] == results[1])
+    }
+}

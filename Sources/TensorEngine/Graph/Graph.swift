@@ -1,3 +1,4 @@
+import Dispatch
 import Kernels
 
 /// A node attribute, as ONNX stores it.
@@ -116,6 +117,14 @@ public final class Graph {
     /// Per node: the Conv/pool window of the last input shape it saw (the table is the costly
     /// part of a small convolution).
     var windows: [(spatial: [Int], geometry: WindowGeometry)?] = []
+    /// Per node: scratch buffers reused across runs (a Conv's columns and its GEMM output),
+    /// so steady-state inference does not allocate (and fault in) megabytes per call.
+    var scratchColumns: [[Float]] = []
+    var scratchOutput: [[Float]] = []
+
+    /// Per-node wall time, for `make bench` diagnostics only (off by default).
+    nonisolated(unsafe) public static var profile = false
+    nonisolated(unsafe) public static var profileTotals: [String: UInt64] = [:]
 
     public init(nodes: [Node], inputs: [GraphInput], outputs: [String], initializers: [(String, TensorData)], opset: Int) {
         self.nodes = nodes
@@ -160,6 +169,8 @@ public final class Graph {
         linearCaches = nodes.map { n in n.opType == "Gemm" && LinearCache.applies(to: n, graph: self) ? LinearCache() : nil }
         kinds = nodes.map { OpKind(opType: $0.opType) }
         windows = Array(repeating: nil, count: nodes.count)
+        scratchColumns = Array(repeating: [], count: nodes.count)
+        scratchOutput = Array(repeating: [], count: nodes.count)
     }
 
     /// The value an initializer holds.
@@ -197,7 +208,9 @@ public final class Graph {
                 args.append(v)
             }
             let ctx = OpContext(graph: self, node: node, index: index, kind: kinds[index], inputs: args, tape: tape, threads: threads)
+            let t0 = Graph.profile ? DispatchTime.now().uptimeNanoseconds : 0
             let results = try ctx.execute()
+            if Graph.profile { Graph.profileTotals[node.name, default: 0] += DispatchTime.now().uptimeNanoseconds - t0 }
             for (k, s) in outs.enumerated() where s >= 0 {
                 guard k < results.count else {
                     throw GraphError(node: node.name, op: node.opType, "output \(k) ('\(node.outputs[k])') is not produced by this implementation")

@@ -248,14 +248,14 @@ extension OpContext {
         let kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
         let kk = cg * kq
         var y = Tensor(zeros: [batch, cout] + geo.outSpatial)
-        var cols = [Float](repeating: 0, count: kk * p)
         let table = geo.table
-        /// cols[(c·kq + q)·P + p] = x[n, g·cg + c, table[p·kq + q]] (0 in the padding).
-        func im2col(_ xp: UnsafePointer<Float>, _ n: Int, _ g: Int, _ cols: UnsafeMutablePointer<Float>) {
+        /// cols[(c·kq + q)·ld + p] = x[n, g·cg + c, table[p·kq + q]] (0 in the padding).
+        func im2col(_ xp: UnsafePointer<Float>, _ n: Int, _ g: Int, _ cols: UnsafeMutablePointer<Float>, ld: Int? = nil) {
+            let ld = ld ?? p
             for c in 0..<cg {
                 let src = xp + (n * cin + g * cg + c) * inP
                 for q in 0..<kq {
-                    let row = cols + (c * kq + q) * p
+                    let row = cols + (c * kq + q) * ld
                     for pp in 0..<p {
                         let t = table[pp * kq + q]
                         row[pp] = t >= 0 ? src[t] : 0
@@ -263,40 +263,51 @@ extension OpContext {
                 }
             }
         }
-        // Forward: the columns of the whole batch side by side (K × N·P), one GEMM per group,
-        // then each sample's block moved into place. Every output is the same FMA chain over
-        // K as a per-sample GEMM, so batching does not change a bit.
-        var batchCols = [Float](repeating: 0, count: kk * batch * p)
-        var out = [Float](repeating: 0, count: mg * batch * p)
+        // Forward as one GEMM per group over the whole batch, in the transposed form
+        // Yᵀ (N·P × Mg) = colsᵀ (N·P × K) · Wᵀ (K × Mg): the long side is M, which the micro-kernel
+        // tiles well, the weights are packed once, and each output position's window is one
+        // contiguous row. Every output is the same FMA chain over K in increasing order as the
+        // per-sample form, so results are bit-identical to it.
+        let rowsTotal = batch * p
+        if graph.scratchColumns[index].count < rowsTotal * kk { graph.scratchColumns[index] = [Float](repeating: 0, count: rowsTotal * kk) }
+        if graph.scratchOutput[index].count < rowsTotal * mg { graph.scratchOutput[index] = [Float](repeating: 0, count: rowsTotal * mg) }
+        let graph = self.graph, index = self.index
         x.value.withUnsafeBufferPointer { xp in
             w.value.withUnsafeBufferPointer { wp in
                 y.withUnsafeMutableBufferPointer { yp in
-                    cols.withUnsafeMutableBufferPointer { cp in
-                        batchCols.withUnsafeMutableBufferPointer { bc in
-                            out.withUnsafeMutableBufferPointer { op in
-                                for g in 0..<group {
-                                    for n in 0..<batch {
-                                        im2col(xp.baseAddress!, n, g, cp.baseAddress!)
-                                        for r in 0..<kk {
-                                            (bc.baseAddress! + r * batch * p + n * p).update(from: cp.baseAddress! + r * p, count: p)
-                                        }
-                                    }
-                                    gemm(m: mg, n: batch * p, k: kk, a: wp.baseAddress! + g * mg * kk, lda: kk, transposeA: false,
-                                         b: bc.baseAddress!, ldb: batch * p, transposeB: false,
-                                         c: op.baseAddress!, ldc: batch * p, accumulate: false, threads: threads)
-                                    for m in 0..<mg {
-                                        for n in 0..<batch {
-                                            (yp.baseAddress! + (n * cout + g * mg + m) * p).update(from: op.baseAddress! + m * batch * p + n * p, count: p)
+                    graph.scratchColumns[index].withUnsafeMutableBufferPointer { ct in
+                        graph.scratchOutput[index].withUnsafeMutableBufferPointer { op in
+                            table.withUnsafeBufferPointer { tb in
+                            for g in 0..<group {
+                                // colsᵀ[(n·P + pp)·K + c·kq + q] = x[n, g·cg + c, table[pp·kq + q]]
+                                for n in 0..<batch {
+                                    for c in 0..<cg {
+                                        let src = xp.baseAddress! + (n * cin + g * cg + c) * inP
+                                        for pp in 0..<p {
+                                            let dst = ct.baseAddress! + (n * p + pp) * kk + c * kq
+                                            let tr = pp * kq
+                                            for q in 0..<kq { let t = tb[tr + q]; dst[q] = t >= 0 ? src[t] : 0 }
                                         }
                                     }
                                 }
-                                if let b {
-                                    b.value.withUnsafeBufferPointer { bp in
-                                        for n in 0..<batch {
-                                            for m in 0..<cout {
-                                                let row = yp.baseAddress! + (n * cout + m) * p
-                                                for pp in 0..<p { row[pp] += bp[m] }
-                                            }
+                                let packed = PackedB(b: wp.baseAddress! + g * mg * kk, ldb: kk, transposeB: true, k: kk, n: mg)
+                                gemm(m: rowsTotal, a: ct.baseAddress!, lda: kk, transposeA: false, packed: packed,
+                                     c: op.baseAddress!, ldc: mg, accumulate: false, threads: threads)
+                                for n in 0..<batch {
+                                    for m in 0..<mg {
+                                        let row = yp.baseAddress! + (n * cout + g * mg + m) * p
+                                        let col = op.baseAddress! + n * p * mg + m
+                                        for pp in 0..<p { row[pp] = col[pp * mg] }
+                                    }
+                                }
+                            }
+                            }
+                            if let b {
+                                b.value.withUnsafeBufferPointer { bp in
+                                    for n in 0..<batch {
+                                        for m in 0..<cout {
+                                            let row = yp.baseAddress! + (n * cout + m) * p
+                                            for pp in 0..<p { row[pp] += bp[m] }
                                         }
                                     }
                                 }
@@ -396,6 +407,9 @@ extension OpContext {
         }
         x.value.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
+                table.withUnsafeBufferPointer { table in
+                argmax.withUnsafeMutableBufferPointer { argmax in
+                divisors.withUnsafeBufferPointer { divisors in
                 for plane in 0..<planes {
                     let src = xp.baseAddress! + plane * inP
                     for pp in 0..<p {
@@ -413,6 +427,9 @@ extension OpContext {
                             yp[plane * p + pp] = s / divisors[pp]
                         }
                     }
+                }
+                }
+                }
                 }
             }
         }
