@@ -65,6 +65,9 @@ interop: build
 	$(INTEROP_VENV)/bin/python Tests/interop/onnxruntime_check.py $$args
 
 ## fuzz: libFuzzer (with AddressSanitizer) on every parser of untrusted input, FUZZ_SECONDS each
+# NOTE: leak detection is off for npz only: ZIPFoundation 0.9.20 never frees the buffer of
+# Foundation's FileManager.fileSystemRepresentation(withPath:) when it opens an archive (one
+# leak per open, in the dependency, reported on the third input).
 FUZZ_SECONDS ?= 30
 FUZZ_PARSERS := onnx npy npz safetensors idx csv config
 fuzz: setup
@@ -81,9 +84,12 @@ fuzz: setup
 			csv) cp Tests/PruneCheckTests/Fixtures/malformed/*.csv $$corpus/ ;; \
 			config) cp prunecheck.yml $$corpus/ ;; \
 		esac; \
+		leaks=1; [ $$p = npz ] && leaks=0; \
 		echo "fuzz: $$p for $(FUZZ_SECONDS) s"; \
 		FUZZ_PARSER=$$p .build/fuzz/release/prunecheck-fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
-			-print_final_stats=1 $$corpus 2>&1 | grep -E "stat::number_of_executed_units|ERROR|crash|Done" || exit 1; \
+			-detect_leaks=$$leaks -print_final_stats=1 $$corpus > .build/fuzz-$$p.log 2>&1 \
+			|| { tail -40 .build/fuzz-$$p.log; echo "fuzz: $$p FAILED (log: .build/fuzz-$$p.log)"; exit 1; }; \
+		grep -E "^Done|stat::number_of_executed_units" .build/fuzz-$$p.log; \
 	done
 
 ## proto: regenerate the committed Swift code for ONNX's protobuf schema (needs protoc)

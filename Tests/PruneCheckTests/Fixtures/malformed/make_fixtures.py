@@ -39,5 +39,10 @@ write("truncated-images.idx", bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 
 write("bad-type.idx", bytes([0, 0, 0x42, 1, 0, 0, 0, 1, 7]), "idx", "type byte")
 write("ragged.csv", b"a,b,label\n1,2,0\n3,4\n", "csv", "line 3")
 write("text-in-number.csv", b"a,b,label\n1,two,0\n", "csv", "column 'b'")
+# Inputs found by `make fuzz` (kept as they were found, not regenerated here).
+found = {"fuzz-hang-deflate.npz": ("npz", "")}  # a deflate stream without its final block: hung ZIPFoundation's extract
+for name, (loader, phrase) in found.items():
+    if os.path.exists(os.path.join(here, name)):
+        out[name] = {"loader": loader, "contains": phrase}
 json.dump(out, open(os.path.join(here, "expected.json"), "w"), indent=1, sort_keys=True)
 print(f"wrote {len(out)} malformed fixtures")
