@@ -74,7 +74,7 @@ fuzz: setup
 	$(SWIFT) build -c release --product prunecheck-fuzz --build-path .build/fuzz \
 		-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
 	@set -e; for p in $(FUZZ_PARSERS); do \
-		corpus=.build/fuzz-corpus/$$p; mkdir -p $$corpus; \
+		corpus=.build/fuzz-corpus/$$p; mkdir -p $$corpus .build/fuzz-artifacts; \
 		case $$p in \
 			onnx) cp examples/models/*.onnx Tests/PruneCheckTests/Fixtures/malformed/*.onnx $$corpus/ ;; \
 			npy) cp Tests/PruneCheckTests/Fixtures/malformed/*.npy $$corpus/ ;; \
@@ -84,10 +84,10 @@ fuzz: setup
 			csv) cp Tests/PruneCheckTests/Fixtures/malformed/*.csv $$corpus/ ;; \
 			config) cp prunecheck.yml $$corpus/ ;; \
 		esac; \
-		leaks=1; [ $$p = npz ] && leaks=0; \
+		leaks=1; if [ $$p = npz ]; then leaks=0; fi; \
 		echo "fuzz: $$p for $(FUZZ_SECONDS) s"; \
-		FUZZ_PARSER=$$p .build/fuzz/release/prunecheck-fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
-			-detect_leaks=$$leaks -print_final_stats=1 $$corpus > .build/fuzz-$$p.log 2>&1 \
+		ASAN_OPTIONS=detect_leaks=$$leaks FUZZ_PARSER=$$p .build/fuzz/release/prunecheck-fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
+			-detect_leaks=$$leaks -print_final_stats=1 -artifact_prefix=.build/fuzz-artifacts/$$p- $$corpus > .build/fuzz-$$p.log 2>&1 \
 			|| { tail -40 .build/fuzz-$$p.log; echo "fuzz: $$p FAILED (log: .build/fuzz-$$p.log)"; exit 1; }; \
 		grep -E "^Done|stat::number_of_executed_units" .build/fuzz-$$p.log; \
 	done

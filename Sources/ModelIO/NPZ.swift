@@ -37,7 +37,7 @@ public enum NPZ {
     }
 
     /// The member's bytes. ZIPFoundation 0.9.20's own extraction never returns on a deflate
-    // stream that ends without its final block (found by `make fuzz`): its inflate loop keeps
+    /// stream that ends without its final block (found by `make fuzz`): its inflate loop keeps
     /// asking for input past the member's end. So the compressed bytes are located here (the
     /// local header whose name matches, its data right after), and inflated with a provider
     /// that fails at the end of the member's data. The declared sizes, the inflated size cap
@@ -78,7 +78,13 @@ public enum NPZ {
                     let from = start + Int(position)
                     let to = min(start + compressed, from + size)
                     guard from < to else { throw ModelIOError(file: member, "the compressed stream ends before its last block (corrupt or truncated)") }
-                    return Data(file[from..<to])
+                    // ZIPFoundation tells zlib every chunk holds `size` bytes (avail_in), so a
+                    // short last chunk would let inflate read past it (found by `make fuzz`):
+                    // pad it with zeros. A stream that needs the padding fails the size and
+                    // CRC checks below.
+                    var chunk = Data(file[from..<to])
+                    if chunk.count < size { chunk.append(Data(count: size - chunk.count)) }
+                    return chunk
                 }, consumer: { chunk in
                     guard out.count + chunk.count <= cap else { throw ModelIOError(file: member, "inflates past the size limit of \(cap - 65_536) bytes") }
                     out.append(contentsOf: chunk)

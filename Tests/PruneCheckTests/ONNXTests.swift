@@ -1,6 +1,7 @@
 import Foundation
 import SwiftProtobuf
 import Regression
+@testable import Pruning
 import Testing
 @testable import ModelIO
 @testable import TensorEngine
@@ -248,5 +249,63 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
         // Big-endian float IDX.
         let floats = try IDX.parse([0, 0, 0x0D, 1, 0, 0, 0, 2] + [0x3F, 0xC0, 0, 0, 0xC0, 0x20, 0, 0], file: "f.idx")
         #expect(floats.floats() == [1.5, -2.5])
+    }
+}
+
+/// Models PyTorch exports with ops beyond the bundled fixtures: residual Add, BatchNorm (folded
+/// and kept), GELU as Erf/Div/Mul, LeakyReLU, AveragePool, GlobalAveragePool, Tanh, Sigmoid.
+@Suite struct PyTorchExportTests {
+    static let variants = ["resnetish_opset13", "resnetish_opset17", "resnetish_nofold_opset13"]
+
+    @Test(arguments: variants)
+    func logitsMatchPyTorch(_ name: String) throws {
+        let folder = Repo.fixtures + "/pytorch-extra"
+        let r = try NPZ.read(path: folder + "/resnetish.npz")
+        let x = Tensor(shape: r["input"]!.shape, scalars: r["input"]!.floats())
+        let model = try ModelLoading.load(path: folder + "/\(name).onnx", architecture: nil)
+        for threads in [1, 2] {
+            #expect(maxAbsDiff(model.predict(x, threads: threads).scalars, r["logits"]!.floats()) <= 1e-4, "\(name), \(threads) threads")
+        }
+    }
+
+    /// Neuron pruning follows Tanh and Sigmoid between the Linear layers; channel pruning
+    /// stops at the residual Add with the layer and the op named.
+    @Test func structuredPruningOnTheResidualModel() throws {
+        let folder = Repo.fixtures + "/pytorch-extra"
+        let model = try ModelLoading.load(path: folder + "/resnetish_nofold_opset13.onnx", architecture: nil)
+        let (small, _) = try prune(model.copy(), recipe: PruneRecipe(scope: .layer, granularity: .neuron, sparsity: 0.5))
+        let shapes = Dictionary(uniqueKeysWithValues: small.parameters.map { ($0.name, $0.variable.value.shape) })
+        #expect(shapes["fc1.weight"] == [16, 12] && shapes["fc2.weight"] == [8, 16] && shapes["fc3.weight"] == [10, 8])
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try ONNXModel.save(small, to: dir + "/s.onnx")
+        let r = try NPZ.read(path: folder + "/resnetish.npz")
+        let x = Tensor(shape: r["input"]!.shape, scalars: r["input"]!.floats())
+        #expect(try ModelLoading.load(path: dir + "/s.onnx", architecture: nil).predict(x, threads: 1).scalars == small.predict(x, threads: 1).scalars)
+        do {
+            _ = try prune(model.copy(), recipe: PruneRecipe(granularity: .channel, sparsity: 0.5))
+            Issue.record("channel pruning crossed a residual Add")
+        } catch let e as StructuredPruningError {
+            #expect(e.message.contains("Add") || e.message.contains("Div"), "\(e)")
+        }
+        // BatchNormalization statistics shrink with their channels when the path allows it.
+        var b = GraphBuilder(inputShape: [1, 6, 6])
+        b.conv("c1", weight: Tensor(shape: [4, 1, 3, 3], scalars: (0..<36).map { Float($0 % 7) / 7 - 0.4 }), bias: nil,
+               stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1)
+        let names = ["bn.scale", "bn.bias", "bn.mean", "bn.var"].map { n in
+            b.constant(n, .float(Tensor(shape: [4], scalars: n == "bn.var" ? [1, 2, 0.5, 1.5] : [0.1, -0.2, 0.3, 0.9])))
+        }
+        b.add("bn", "BatchNormalization", extraInputs: names)
+        b.relu("r")
+        b.conv("c2", weight: Tensor(shape: [2, 4, 1, 1], scalars: [1, -1, 0.5, 0.25, -0.5, 1, 1, -2]), bias: nil,
+               stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1)
+        b.flatten("f")
+        b.linear("fc", weight: Tensor(shape: [3, 72], scalars: (0..<216).map { Float($0 % 11) / 11 - 0.5 }), bias: nil)
+        let g = b.build()
+        let (p, _) = try prune(g, recipe: PruneRecipe(scope: .layer, granularity: .channel, sparsity: 0.5))
+        guard case .float(let v)? = p.initializer("bn.var") else { Issue.record("no bn.var"); return }
+        #expect(v.value.shape == [2])
+        let y = p.predict(Tensor(zeros: [2, 1, 6, 6]), threads: 1)
+        #expect(y.shape == [2, 3])
     }
 }

@@ -40,7 +40,8 @@ write("bad-type.idx", bytes([0, 0, 0x42, 1, 0, 0, 0, 1, 7]), "idx", "type byte")
 write("ragged.csv", b"a,b,label\n1,2,0\n3,4\n", "csv", "line 3")
 write("text-in-number.csv", b"a,b,label\n1,two,0\n", "csv", "column 'b'")
 # Inputs found by `make fuzz` (kept as they were found, not regenerated here).
-found = {"fuzz-hang-deflate.npz": ("npz", "")}  # a deflate stream without its final block: hung ZIPFoundation's extract
+found = {"fuzz-hang-deflate.npz": ("npz", ""),   # a deflate stream without its final block: hung ZIPFoundation's extract
+         "fuzz-inflate-overread.npz": ("npz", "")}  # a short last chunk: inflate read past it (ASan SEGV)
 for name, (loader, phrase) in found.items():
     if os.path.exists(os.path.join(here, name)):
         out[name] = {"loader": loader, "contains": phrase}
