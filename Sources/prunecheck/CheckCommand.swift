@@ -115,6 +115,9 @@ struct Check: ParsableCommand {
     @Flag(help: "Neither read nor write the result cache (.prunecheck/cache).")
     var noCache = false
 
+    @Option(help: "Also write each pruned, fine-tuned model as DIR/<name>.onnx (re-runs every model: no cache).")
+    var exportOnnx: String?
+
     @Option(help: "Run shard i of n (e.g. 2/4): every n-th model, starting with the i-th.")
     var shard: String?
 
@@ -157,7 +160,12 @@ struct Check: ParsableCommand {
         }
 
         var env = try RunEnvironment.gather(folder: configFolder, repository: repository)
-        let cache = noCache ? nil : ResultCache(folder: cacheFolder(repository: repository, configFolder: configFolder))
+        if let exportOnnx {
+            do { try FileManager.default.createDirectory(atPath: exportOnnx, withIntermediateDirectories: true) } catch {
+                throw InputError("--export-onnx \(exportOnnx): cannot create the folder (\(error.localizedDescription))")
+            }
+        }
+        let cache = noCache || exportOnnx != nil ? nil : ResultCache(folder: cacheFolder(repository: repository, configFolder: configFolder))
         let progress = Progress()
         var verdicts: [ModelVerdict] = []
         for (index, spec) in config.models.enumerated() {
@@ -181,7 +189,8 @@ struct Check: ParsableCommand {
                 verdict.cached = true
                 progress.line("  \(spec.name): results from the cache (inputs unchanged; --no-cache to re-run)")
             } else {
-                run = try runModel(local, progress: progress)
+                run = try runModel(local, progress: progress,
+                                   exportTo: exportOnnx.map { ($0 as NSString).appendingPathComponent("\(spec.name).onnx") })
                 verdict.seconds = run.seconds
                 if let cache, let key {
                     cache.store(key, entry: .init(metrics: run.metrics, evidence: run.evidence, folds: run.folds, confusion: run.confusion))
@@ -214,7 +223,8 @@ struct Check: ParsableCommand {
                 let slower = Set(checks.filter { $0.status == .regressed && MetricNames.isTiming($0.metric) }.compactMap { MetricNames.batch(of: $0.metric) })
                 if !slower.isEmpty {
                     if run.remeasure == nil {
-                        run = try runModel(local, progress: progress)
+                        run = try runModel(local, progress: progress,
+                                   exportTo: exportOnnx.map { ($0 as NSString).appendingPathComponent("\(spec.name).onnx") })
                         verdict.cached = false
                         verdict.seconds = run.seconds
                     }

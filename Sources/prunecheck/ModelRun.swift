@@ -98,8 +98,8 @@ func crossValidate(
 }
 
 /// Prunes, fine-tunes and evaluates one configured model.
-func runModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRunResult {
-    if spec.task == .regression { return try runRegressionModel(spec, progress: progress) }
+func runModel(_ spec: ModelSpec, progress: Progress, exportTo: String? = nil) throws -> ModelRunResult {
+    if spec.task == .regression { return try runRegressionModel(spec, progress: progress, exportTo: exportTo) }
     let start = DispatchTime.now().uptimeNanoseconds
     let denseModel = try loadModel(path: spec.model, architecture: spec.architecture)
     let classes = try classCount(of: denseModel, file: spec.model)
@@ -116,6 +116,7 @@ func runModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRunResult {
     }
 
     let model = try pruneAndFineTune(denseModel, spec: spec, train: train, progress: progress, label: spec.name)
+    if let exportTo { try ONNXModel.save(model, to: exportTo) }
     let report = Evaluator.evaluate(model: model, data: eval, classes: classes, threads: spec.threads)
     let trainScores = Evaluator.classify(model: model, data: train, classes: classes, threads: spec.threads)
     let sparsity = SparsityReport(model: model)
@@ -166,7 +167,7 @@ func finish(
 }
 
 /// `runModel` for `task: regression`: MAE, RMSE and R² instead of class metrics.
-func runRegressionModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRunResult {
+func runRegressionModel(_ spec: ModelSpec, progress: Progress, exportTo: String? = nil) throws -> ModelRunResult {
     let start = DispatchTime.now().uptimeNanoseconds
     let denseModel = try loadModel(path: spec.model, architecture: spec.architecture)
     let outputs = try classCount(of: denseModel, file: spec.model)
@@ -180,6 +181,7 @@ func runRegressionModel(_ spec: ModelSpec, progress: Progress) throws -> ModelRu
         model, held in Evaluator.regress(model: model, data: held, threads: spec.threads).values()
     }
     let model = try pruneAndFineTune(denseModel, spec: spec, train: train, progress: progress, label: spec.name)
+    if let exportTo { try ONNXModel.save(model, to: exportTo) }
     let scores = Evaluator.regress(model: model, data: eval, threads: spec.threads)
     let sparsity = SparsityReport(model: model)
     progress.line("  \(spec.name): rmse dense \(MetricCheck.format(denseScores.rmse, "rmse")) -> pruned \(MetricCheck.format(scores.rmse, "rmse")) at sparsity \(MetricCheck.format(sparsity.sparsity, MetricNames.sparsity))")

@@ -211,3 +211,18 @@ import Regression
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["corrupt.onnx"])
     }
 }
+
+@Suite(.serialized) struct CheckExportTests {
+    /// `check --export-onnx DIR` writes each pruned model; the file loads with the pruned zeros.
+    @Test func checkWritesThePrunedModels() throws {
+        let dir = try CLITests.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try run(Repo.binary, ["check", "--export-onnx", "exported"], in: dir)
+        #expect(FileManager.default.fileExists(atPath: dir + "/exported/digits-global80.onnx"), "\(r.stderr)")
+        let inspect = try run(Repo.binary, ["inspect", dir + "/exported/digits-global80.onnx", "--json"])
+        #expect(inspect.status == 0)
+        let json = try JSONValue.parse(Array(inspect.stdout.utf8))
+        let total = json["params_total"]?.double ?? 0, nonzero = json["params_nonzero"]?.double ?? 0
+        #expect(total == 2410 && nonzero < 0.3 * total, "\(total) \(nonzero)")
+    }
+}
