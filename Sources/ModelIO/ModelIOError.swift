@@ -1,3 +1,5 @@
+import Foundation
+
 /// A problem with a model or data file: names the file, the part of it and what was expected.
 public struct ModelIOError: Error, CustomStringConvertible, Equatable {
     /// The file the problem is in.
@@ -25,7 +27,15 @@ public struct IOLimits: Sendable {
         self.maxTotalBytes = maxTotalBytes
     }
 
-    public static let `default` = IOLimits()
+    /// The caps every reader uses unless given others: 2 GiB per tensor and 8 GiB per file,
+    /// or the byte counts in PRUNECHECK_MAX_TENSOR_BYTES and PRUNECHECK_MAX_TOTAL_BYTES.
+    public static let `default`: IOLimits = {
+        let env = ProcessInfo.processInfo.environment
+        var limits = IOLimits()
+        if let v = env["PRUNECHECK_MAX_TENSOR_BYTES"].flatMap(Int.init), v > 0 { limits.maxTensorBytes = v }
+        if let v = env["PRUNECHECK_MAX_TOTAL_BYTES"].flatMap(Int.init), v > 0 { limits.maxTotalBytes = v }
+        return limits
+    }()
 }
 
 /// The element count of `shape`, or nil when a dimension is negative or the product overflows.

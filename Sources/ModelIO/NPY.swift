@@ -173,6 +173,35 @@ extension NPYArray {
         self.init(dtype: .float32, shape: shape, bytes: floats.flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian) { Array($0) } })
     }
 
+    /// An array of any supported dtype from its little-endian C-order bytes.
+    public init(dtype: NPYDType, shape: [Int], littleEndianBytes bytes: [UInt8]) {
+        precondition(shape.reduce(1, *) * dtype.size == bytes.count, "shape \(shape) of \(dtype) needs \(shape.reduce(1, *) * dtype.size) bytes, got \(bytes.count)")
+        self.init(dtype: dtype, shape: shape, bytes: bytes)
+    }
+
+    /// Integers stored as `dtype` (uint8, int32, int64 or bool), each checked to fit.
+    public init(integers: [Int64], shape: [Int], dtype: NPYDType) {
+        precondition(shape.reduce(1, *) == integers.count, "shape \(shape) for \(integers.count) values")
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(integers.count * dtype.size)
+        for v in integers {
+            switch dtype {
+            case .uint8: precondition((0...255).contains(v), "\(v) does not fit uint8"); bytes.append(UInt8(v))
+            case .bool: precondition(v == 0 || v == 1, "\(v) is not a bool"); bytes.append(UInt8(v))
+            case .int32: withUnsafeBytes(of: Int32(v).littleEndian) { bytes += $0 }
+            case .int64: withUnsafeBytes(of: v.littleEndian) { bytes += $0 }
+            case .float32: withUnsafeBytes(of: Float(v).bitPattern.littleEndian) { bytes += $0 }
+            case .float64: withUnsafeBytes(of: Double(v).bitPattern.littleEndian) { bytes += $0 }
+            }
+        }
+        self.init(dtype: dtype, shape: shape, bytes: bytes)
+    }
+
+    public init(doubles: [Double], shape: [Int]) {
+        precondition(shape.reduce(1, *) == doubles.count, "shape \(shape) for \(doubles.count) values")
+        self.init(dtype: .float64, shape: shape, bytes: doubles.flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian) { Array($0) } })
+    }
+
     public init(integers: [Int64], shape: [Int]) {
         precondition(shape.reduce(1, *) == integers.count, "shape \(shape) for \(integers.count) values")
         self.init(dtype: .int64, shape: shape, bytes: integers.flatMap { v in withUnsafeBytes(of: v.littleEndian) { Array($0) } })

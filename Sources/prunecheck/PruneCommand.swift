@@ -64,7 +64,7 @@ struct Prune: ParsableCommand {
     @Option(help: "Worker threads.")
     var threads = 1
 
-    @Option(help: "Where to write the pruned model (.onnx).")
+    @Option(help: "Where to write the pruned model: .onnx, or .safetensors (with the layer-list .json beside it).")
     var out: String
 
     @Option(help: ArgumentHelp("Also write the first 16 eval inputs and the pruned model's outputs for them (.npz), for checks with other runtimes.", visibility: .hidden))
@@ -89,7 +89,9 @@ struct Prune: ParsableCommand {
             guard s >= 0 && s < 1 else { throw InputError("--sparsity \(s) is outside [0, 1)") }
             amount = s
         }
-        guard out.hasSuffix(".onnx") else { throw InputError("--out must name an .onnx file, found '\(out)'") }
+        guard out.hasSuffix(".onnx") || out.hasSuffix(".safetensors") else {
+            throw InputError("--out must name an .onnx file, or a .safetensors file (its layer-list JSON is written beside it), found '\(out)'")
+        }
         guard threads >= 1, batchSize >= 1, finetuneEpochs >= 0, lr > 0 else { throw ValidationError("--threads, --batch-size ≥ 1, --finetune-epochs ≥ 0 and --lr > 0") }
         func pair(_ text: String, _ option: String) throws -> SplitSource {
             let names = text.split(separator: ",").map(String.init)
@@ -123,7 +125,12 @@ struct Prune: ParsableCommand {
             }
         }
         let after = Evaluator.classify(model: m, data: eval, classes: classes, threads: threads).accuracy
-        try ONNXModel.save(m, to: out)
+        if out.hasSuffix(".safetensors") {
+            try LayerList.write(m, to: String(out.dropLast(".safetensors".count)) + ".json")
+            try Safetensors.write(m, to: out)
+        } else {
+            try ONNXModel.save(m, to: out)
+        }
         if let referenceOutputs {
             let x = eval.inputs.rows(0..<min(16, eval.count))
             let y = m.predict(x, threads: threads)
