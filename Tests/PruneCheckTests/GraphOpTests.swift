@@ -130,12 +130,9 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
             try gradientCheck("BatchNormalization", inputs: [("x", x), ("scale", spreadTensor([2], seed: 32, positive: true)), ("bias", spreadTensor([2], seed: 33))],
                               constants: stats, training: training, step: 1e-2, atol: 5e-3, rtol: 5e-2)
         }
-        for axis in [-1, 1] {
-            try gradientCheck("LayerNormalization", inputs: [("x", spreadTensor([2, 3, 4], seed: 34)), ("scale", spreadTensor([4], seed: 35, positive: true)),
-                                                             ("bias", spreadTensor([4], seed: 36))],
-                              attributes: ["axis": .int(axis == 1 ? -1 : -1)], atol: 5e-3, rtol: 5e-2)
-            _ = axis
-        }
+        try gradientCheck("LayerNormalization", inputs: [("x", spreadTensor([2, 3, 4], seed: 34)), ("scale", spreadTensor([4], seed: 35, positive: true)),
+                                                         ("bias", spreadTensor([4], seed: 36))],
+                          attributes: ["axis": .int(-1)], atol: 5e-3, rtol: 5e-2)
         try gradientCheck("LayerNormalization", inputs: [("x", spreadTensor([2, 3, 4], seed: 37)), ("scale", spreadTensor([3, 4], seed: 38, positive: true))],
                           attributes: ["axis": .int(1)], atol: 5e-3, rtol: 5e-2)
     }

@@ -94,29 +94,7 @@ extension OpContext {
         let outShape = perm.map { s[$0] }
         let inStrides = stridesOf(s)
         let st = perm.map { inStrides[$0] }
-        return gatherElements(v, map: odometer(outShape, strides: st, offset: 0), shape: outShape)
-    }
-
-    /// For each element of `shape` in row-major order, offset + Σ index[d]·strides[d].
-    func odometer(_ shape: [Int], strides st: [Int], offset: Int) -> [Int] {
-        let total = shape.reduce(1, *)
-        var out = [Int](repeating: 0, count: total)
-        guard total > 0 else { return out }
-        var idx = [Int](repeating: 0, count: shape.count)
-        var src = offset
-        for o in 0..<total {
-            out[o] = src
-            var d = shape.count - 1
-            while d >= 0 {
-                idx[d] += 1
-                src += st[d]
-                if idx[d] < shape[d] { break }
-                src -= st[d] * idx[d]
-                idx[d] = 0
-                d -= 1
-            }
-        }
-        return out
+        return gatherElements(v, map: strideWalk(outShape, strides: st, offset: 0), shape: outShape)
     }
 
     func concat() throws -> Value {
@@ -167,7 +145,6 @@ extension OpContext {
                     }
                 }
             }
-            _ = place
             return emit(y, parents: vars) { dy in
                 dy.withUnsafeBufferPointer { dp in
                     for (k, x) in vars.enumerated() where x.requiresGrad {
@@ -222,7 +199,7 @@ extension OpContext {
         let inStrides = stridesOf(s)
         let offset = (0..<s.count).reduce(0) { $0 + begin[$1] * inStrides[$1] }
         let st = (0..<s.count).map { inStrides[$0] * step[$0] }
-        return gatherElements(v, map: odometer(outShape, strides: st, offset: offset), shape: outShape)
+        return gatherElements(v, map: strideWalk(outShape, strides: st, offset: offset), shape: outShape)
     }
 
     func pad() throws -> Value {
@@ -327,7 +304,7 @@ extension OpContext {
         // Output index of every input element; accumulation runs in input order.
         let outStrides = stridesOf(keptShape)
         let st = (0..<s.count).map { axes.contains($0) ? 0 : outStrides[$0] }
-        let target = odometer(s, strides: st, offset: 0)
+        let target = strideWalk(s, strides: st, offset: 0)
         let outCount = keptShape.reduce(1, *)
         let n = s.reduce(1, *) / max(outCount, 1)
         var y = Tensor(zeros: outShape)

@@ -573,6 +573,8 @@ extension OpContext {
             bi = broadcastSourceIndex(bias.value.shape, to: normShape)
         }
         var mean = [Float](repeating: 0, count: outer), inv = mean
+        // The shift of each normalized position, gathered once (0 without B).
+        let shift: [Float] = bias.map { b in bi.map { b.value.scalars[$0] } } ?? [Float](repeating: 0, count: inner)
         var y = Tensor(zeros: sx)
         x.value.withUnsafeBufferPointer { xp in
             scale.value.withUnsafeBufferPointer { sp in
@@ -586,11 +588,7 @@ extension OpContext {
                         for i in 0..<inner { let d = Double(row[i]) - m; s2 += d * d }
                         mean[o] = Float(m)
                         inv[o] = Float(1 / (s2 / Double(inner) + Double(eps)).squareRoot())
-                        for i in 0..<inner {
-                            var v = (row[i] - mean[o]) * inv[o] * sp[si[i]]
-                            if let bias { v += bias.value.withUnsafeBufferPointer { $0[bi[i]] } }
-                            yp[o * inner + i] = v
-                        }
+                        for i in 0..<inner { yp[o * inner + i] = (row[i] - mean[o]) * inv[o] * sp[si[i]] + shift[i] }
                     }
                 }
             }

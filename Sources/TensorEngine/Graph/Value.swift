@@ -70,18 +70,25 @@ public func broadcastSourceIndex(_ shape: [Int], to outShape: [Int]) -> [Int] {
     let n = outShape.count
     let padded = [Int](repeating: 1, count: n - shape.count) + shape
     let st = stridesOf(padded)
-    let eff = (0..<n).map { padded[$0] == 1 ? 0 : st[$0] }
+    return strideWalk(outShape, strides: (0..<n).map { padded[$0] == 1 ? 0 : st[$0] }, offset: 0)
+}
+
+/// For each element of `shape` in row-major order, offset + Σ index[d]·strides[d] (an
+/// odometer over the indices; used by broadcasting and by every element-moving op).
+public func strideWalk(_ shape: [Int], strides st: [Int], offset: Int) -> [Int] {
+    let total = shape.reduce(1, *)
     var out = [Int](repeating: 0, count: total)
-    var idx = [Int](repeating: 0, count: n)
-    var src = 0
+    guard total > 0 else { return out }
+    var idx = [Int](repeating: 0, count: shape.count)
+    var src = offset
     for o in 0..<total {
         out[o] = src
-        var d = n - 1
+        var d = shape.count - 1
         while d >= 0 {
             idx[d] += 1
-            src += eff[d]
-            if idx[d] < outShape[d] { break }
-            src -= eff[d] * idx[d]
+            src += st[d]
+            if idx[d] < shape[d] { break }
+            src -= st[d] * idx[d]
             idx[d] = 0
             d -= 1
         }
