@@ -13,7 +13,7 @@ public final class Variable {
     }
 
     /// Runs `body` on the gradient buffer, creating it (zeros) on first use.
-    func accumulateGrad(_ body: (UnsafeMutablePointer<Float>) -> Void) {
+    public func accumulateGrad(_ body: (UnsafeMutablePointer<Float>) -> Void) {
         if grad == nil { grad = Tensor(zeros: value.shape) }
         grad!.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
     }
@@ -45,6 +45,15 @@ public final class Tape {
     public func backward(from loss: Variable) {
         precondition(loss.value.count == 1, "backward needs a scalar loss, got shape \(loss.value.shape)")
         loss.accumulateGrad { $0[0] += 1 }
+        for step in steps.reversed() { step() }
+        steps.removeAll(keepingCapacity: true)
+    }
+
+    /// A vector-Jacobian product: seeds ∂/∂output = `seed` (same shape as the output), runs
+    /// the steps in reverse order and clears the tape. Relevance propagation uses it.
+    public func backward(from output: Variable, seed: Tensor) {
+        precondition(seed.shape == output.value.shape, "backward seed \(seed.shape) for output \(output.value.shape)")
+        seed.withUnsafeBufferPointer { s in output.accumulateGrad { g in for i in 0..<s.count { g[i] += s[i] } } }
         for step in steps.reversed() { step() }
         steps.removeAll(keepingCapacity: true)
     }

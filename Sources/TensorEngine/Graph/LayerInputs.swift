@@ -1,0 +1,61 @@
+// What a layer sees: intermediate values and the rows a Linear or Conv multiplies by its
+// weight. Calibration-based pruning (Wanda, SparseGPT, OBS, LRP) reads these.
+
+extension Graph {
+    /// Runs the graph on `x` (no tape) and returns the float values named in `names`.
+    public func capture(_ x: Tensor, _ names: Set<String>, threads: Int) throws -> [String: Tensor] {
+        var env: [String: Value] = initializers
+        if let first = inputs.first { env[first.name] = .float(Variable(x)) }
+        var out: [String: Tensor] = [:]
+        for name in names { if case .float(let v)? = env[name] { out[name] = v.value } }
+        for (index, node) in nodes.enumerated() {
+            let args = node.inputs.map { $0.isEmpty ? nil : env[$0] }
+            let ctx = OpContext(graph: self, node: node, index: index, kind: kinds[index], inputs: args, tape: nil, threads: threads)
+            let results = try ctx.execute()
+            for (k, name) in node.outputs.enumerated() where !name.isEmpty && k < results.count {
+                env[name] = results[k]
+                if names.contains(name), case .float(let v) = results[k] { out[name] = v.value }
+            }
+        }
+        return out
+    }
+
+    /// The rows node `index` multiplies by its weight, for its input `x`, in the weight's
+    /// column order: a Linear Gemm's input as (B, in); a Conv's receptive field at every output
+    /// position as (B·P, C·Πk), zeros in the padding. Throws for other ops and grouped Conv.
+    public func layerRows(node index: Int, input x: Tensor) throws -> Tensor {
+        let node = nodes[index]
+        let ctx = OpContext(graph: self, node: node, index: index, kind: kinds[index], inputs: [.float(Variable(x))], tape: nil, threads: 1)
+        switch node.opType {
+        case "Gemm":
+            guard LinearCache.applies(to: node, graph: self) else { throw ctx.fail("only a Linear Gemm (transB = 1, alpha = beta = 1) has input rows") }
+            return x.reshaped([x.shape[0], x.count / max(x.shape[0], 1)])
+        case "Conv":
+            guard case .float(let w)? = initializer(node.inputs[1]) else { throw ctx.fail("the weight is not an initializer") }
+            guard try ctx.int("group", 1) == 1 else { throw ctx.fail("grouped convolution has no single row layout") }
+            let sx = x.shape, sw = w.value.shape
+            guard sx.count == sw.count, sx[1] == sw[1] else { throw ctx.fail("input \(sx) does not fit weight \(sw)") }
+            let geo = try ctx.computeWindow(inSpatial: Array(sx[2...]), kernel: Array(sw[2...]), ceil: false)
+            let batch = sx[0], cin = sx[1], kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
+            let width = cin * kq
+            var rows = [Float](repeating: 0, count: batch * p * width)
+            x.withUnsafeBufferPointer { xp in
+                for n in 0..<batch {
+                    for pp in 0..<p {
+                        let row = (n * p + pp) * width
+                        for c in 0..<cin {
+                            let src = (n * cin + c) * inP
+                            for q in 0..<kq {
+                                let t = geo.table[pp * kq + q]
+                                if t >= 0 { rows[row + c * kq + q] = xp[src + t] }
+                            }
+                        }
+                    }
+                }
+            }
+            return Tensor(shape: [batch * p, width], scalars: rows)
+        default:
+            throw ctx.fail("has no weight rows (only Linear Gemm and Conv)")
+        }
+    }
+}
