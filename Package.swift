@@ -33,7 +33,7 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: [v5]),
-        .target(name: "Pruning", dependencies: ["TensorEngine"], swiftSettings: numericFlags + [v5]),
+        .target(name: "Pruning", dependencies: ["Kernels", "TensorEngine"], swiftSettings: numericFlags + [v5]),
         .target(name: "Evaluation", dependencies: ["Kernels", "TensorEngine"], swiftSettings: numericFlags + [v5]),
         .target(name: "Regression", swiftSettings: [v5]),
         .systemLibrary(
@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "Reports", dependencies: ["Regression", "CLibXML2"], swiftSettings: [v5]),
         .target(
             name: "Configuration",
-            dependencies: ["ModelIO", "Pruning", "Evaluation", "Regression", .product(name: "Yams", package: "Yams")],
+            dependencies: ["ModelIO", "TensorEngine", "Pruning", "Evaluation", "Regression", .product(name: "Yams", package: "Yams")],
             swiftSettings: [v5]),
         .executableTarget(
             name: "prunecheck",

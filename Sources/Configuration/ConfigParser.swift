@@ -3,6 +3,7 @@ import Foundation
 import ModelIO
 import Pruning
 import Regression
+import enum TensorEngine.Initializer
 import Yams
 
 extension CheckConfig {
@@ -224,7 +225,7 @@ struct Parser {
             throw error(node, join(key, "architecture"), "is missing; a .safetensors model needs its architecture file (layer-list JSON)")
         }
         let data = try dataSpec(try required("data"), join(key, "data"), resolve: resolve)
-        let recipe = try prune(try required("prune"), join(key, "prune"))
+        let recipe = try prune(try required("prune"), join(key, "prune"), resolve: resolve)
         var latency = defaults.latency
         if let n = m["latency"] { latency = try self.latency(n, join(key, "latency"), base: latency) }
         var tolerances = defaults.tolerances
@@ -234,6 +235,10 @@ struct Parser {
             let cm = try mapping(n, join(key, "cv"), allowed: ["folds"])
             guard let f = cm["folds"] else { throw error(n, join(key, "cv.folds"), "is missing; e.g. cv: {folds: 5}") }
             cvFolds = try int(f, join(key, "cv.folds"), min: 2)
+        }
+        let task = try m["task"].map { try choice($0, join(key, "task"), Task.self) } ?? .classification
+        if task == .regression, [.lrp, .auto, .energy].contains(recipe.method) {
+            throw error(m["prune"]!, join(key, "prune.method"), "\(recipe.method.rawValue) needs class labels (task: classification)")
         }
         for name in tolerances.values.keys {
             if let set = MetricNames.evalSet(of: name), data.evalSets[set] == nil {
@@ -246,7 +251,7 @@ struct Parser {
             threads: try m["threads"].map { try int($0, join(key, "threads"), min: 1) } ?? defaults.threads,
             latency: latency, tolerances: tolerances,
             latencyGate: try m["latency_gate"].map { try choice($0, join(key, "latency_gate"), LatencyGate.self) } ?? defaults.latencyGate,
-            cvFolds: cvFolds, task: try m["task"].map { try choice($0, join(key, "task"), Task.self) } ?? .classification,
+            cvFolds: cvFolds, task: task,
             line: node.mark?.line)
     }
 
@@ -278,10 +283,12 @@ struct Parser {
                         evalSets: evalSets)
     }
 
-    func prune(_ node: Node, _ key: String) throws -> PruneRecipe {
-        let m = try mapping(node, key, allowed: ["method", "scope", "granularity", "sparsity", "finetune", "protect"])
+    func prune(_ node: Node, _ key: String, resolve: (String) -> String) throws -> PruneRecipe {
+        let m = try mapping(node, key, allowed: ["method", "scope", "granularity", "sparsity", "finetune", "protect", "norm", "schedule",
+                                                 "regularize", "distill", "calibration", "init", "budget", "damping"])
         let method = try m["method"].map { try choice($0, join(key, "method"), PruneRecipe.Method.self) } ?? .magnitude
-        let scope = try m["scope"].map { try choice($0, join(key, "scope"), PruneRecipe.Scope.self) } ?? .global
+        // OBS and SparseGPT prune each layer to the same sparsity: that is their default scope.
+        let scope = try m["scope"].map { try choice($0, join(key, "scope"), PruneRecipe.Scope.self) } ?? (method.isLayerwise ? .layer : .global)
         var granularity = PruneRecipe.Granularity.unstructured
         if let g = m["granularity"] {
             let text = try string(g, join(key, "granularity"))
@@ -335,7 +342,99 @@ struct Parser {
         if let p = m["protect"] {
             recipe.protect = try sequence(p, join(key, "protect")).enumerated().map { try string($0.element, join(key, "protect[\($0.offset)]")) }
         }
+        if let n = m["norm"] { recipe.norm = try choice(n, join(key, "norm"), PruneRecipe.Norm.self) }
+        if let n = m["init"] { recipe.initializer = try choice(n, join(key, "init"), Initializer.self) }
+        if let n = m["damping"] {
+            recipe.damping = try double(n, join(key, "damping"))
+            guard recipe.damping > 0 else { throw error(n, join(key, "damping"), "must be positive (λ = damping · mean(diag H))") }
+        }
+        if let n = m["schedule"] { recipe.schedule = try pruneSchedule(n, join(key, "schedule")) }
+        if let n = m["regularize"] { recipe.regularize = try regularize(n, join(key, "regularize"), finetune: finetune) }
+        if let n = m["distill"] { recipe.distill = try distill(n, join(key, "distill"), resolve: resolve) }
+        if let n = m["calibration"] {
+            let k = join(key, "calibration")
+            let cm = try mapping(n, k, allowed: ["samples", "batch_size"])
+            if let v = cm["samples"] { recipe.calibration.samples = try int(v, join(k, "samples"), min: 1) }
+            if let v = cm["batch_size"] { recipe.calibration.batchSize = try int(v, join(k, "batch_size"), min: 1) }
+        }
+        if let n = m["budget"] {
+            let k = join(key, "budget")
+            let bm = try mapping(n, k, allowed: ["max_accuracy_drop"])
+            guard let v = bm["max_accuracy_drop"] else { throw error(n, join(k, "max_accuracy_drop"), "is missing, e.g. budget: {max_accuracy_drop: 0.01}") }
+            let drop = try double(v, join(k, "max_accuracy_drop"))
+            guard (0..<1).contains(drop) else { throw error(v, join(k, "max_accuracy_drop"), "must be in [0, 1) (0.01 = one point of accuracy)") }
+            recipe.budget = PruneRecipe.Budget(maxAccuracyDrop: drop)
+        }
+        if let (k, problem) = recipe.problem { throw error(m[k] ?? m["method"] ?? node, join(key, k), problem) }
         return recipe
+    }
+
+    /// `schedule: oneshot` or `{kind: oneshot|iterative|gradual, steps, frequency, initial_sparsity, end}`.
+    func pruneSchedule(_ node: Node, _ key: String) throws -> PruneRecipe.Schedule {
+        let kinds = ["oneshot", "iterative", "gradual"]
+        let kindNode: Node
+        var m: [String: Node] = [:]
+        if case .scalar = node { kindNode = node } else {
+            m = try mapping(node, key, allowed: ["kind", "steps", "frequency", "initial_sparsity", "end"])
+            guard let k = m["kind"] else { throw error(node, join(key, "kind"), "is missing; one of: \(kinds.joined(separator: ", "))") }
+            kindNode = k
+        }
+        let kind = try string(kindNode, join(key, "kind"))
+        func refuse(_ keys: [String]) throws {
+            if let k = keys.first(where: { m[$0] != nil }) { throw error(m[k]!, join(key, k), "does not apply to kind \(kind)") }
+        }
+        switch kind {
+        case "oneshot":
+            try refuse(["steps", "frequency", "initial_sparsity", "end"])
+            return .oneshot
+        case "iterative":
+            try refuse(["frequency", "initial_sparsity", "end"])
+            return .iterative(steps: try m["steps"].map { try int($0, join(key, "steps"), min: 1) } ?? 5)
+        case "gradual":
+            try refuse(["steps"])
+            let frequency = try m["frequency"].map { try int($0, join(key, "frequency"), min: 1) } ?? 100
+            let initial = try m["initial_sparsity"].map { try double($0, join(key, "initial_sparsity")) } ?? 0
+            guard (0..<1).contains(initial) else { throw error(m["initial_sparsity"]!, join(key, "initial_sparsity"), "must be in [0, 1)") }
+            let end = try m["end"].map { try double($0, join(key, "end")) } ?? 0.75
+            guard end > 0 && end <= 1 else { throw error(m["end"]!, join(key, "end"), "must be in (0, 1]: the fraction of fine-tuning steps at which the final sparsity is reached") }
+            return .gradual(frequency: frequency, initial: initial, end: end)
+        default:
+            throw error(kindNode, join(key, "kind"), "'\(kind)' is not allowed; expected one of: \(kinds.joined(separator: ", "))")
+        }
+    }
+
+    /// `regularize: {l1: λ}` or `{group_lasso: λ}`, with `epochs` (default: the finetune epochs).
+    func regularize(_ node: Node, _ key: String, finetune: FineTuneSettings?) throws -> PruneRecipe.Regularization {
+        let m = try mapping(node, key, allowed: ["l1", "group_lasso", "epochs"])
+        let given = PruneRecipe.Regularization.Kind.allCases.filter { m[$0.rawValue] != nil }
+        guard given.count == 1, let kind = given.first else {
+            throw error(node, key, "give exactly one of l1: λ or group_lasso: λ")
+        }
+        let lambda = try double(m[kind.rawValue]!, join(key, kind.rawValue))
+        guard lambda > 0 else { throw error(m[kind.rawValue]!, join(key, kind.rawValue), "λ must be positive") }
+        let epochs = try m["epochs"].map { try int($0, join(key, "epochs"), min: 1) } ?? max(finetune?.epochs ?? 1, 1)
+        return PruneRecipe.Regularization(kind: kind, lambda: lambda, epochs: epochs)
+    }
+
+    /// `distill: {temperature: T, alpha: a, teacher: FILE, teacher_architecture: FILE}`.
+    func distill(_ node: Node, _ key: String, resolve: (String) -> String) throws -> PruneRecipe.Distillation {
+        let m = try mapping(node, key, allowed: ["temperature", "alpha", "teacher", "teacher_architecture"])
+        var d = PruneRecipe.Distillation()
+        if let n = m["temperature"] {
+            d.temperature = try double(n, join(key, "temperature"))
+            guard d.temperature > 0 else { throw error(n, join(key, "temperature"), "must be positive") }
+        }
+        if let n = m["alpha"] {
+            d.alpha = try double(n, join(key, "alpha"))
+            guard (0...1).contains(d.alpha) else { throw error(n, join(key, "alpha"), "must be in [0, 1] (the weight of the distillation loss)") }
+        }
+        d.teacher = try m["teacher"].map { resolve(try string($0, join(key, "teacher"))) }
+        d.teacherArchitecture = try m["teacher_architecture"].map { resolve(try string($0, join(key, "teacher_architecture"))) }
+        if let t = d.teacher, !t.hasSuffix(".onnx"), d.teacherArchitecture == nil {
+            throw error(m["teacher"]!, join(key, "teacher_architecture"), "is missing; a .safetensors teacher needs its architecture file")
+        }
+        if d.teacher == nil, let n = m["teacher_architecture"] { throw error(n, join(key, "teacher_architecture"), "needs teacher") }
+        return d
     }
 
     /// `lr_schedule: NAME` or `{kind: NAME, step_size, milestones, gamma, warmup_steps, min_lr, patience}`.

@@ -38,13 +38,14 @@ public enum FineTuning {
     /// keeping `masks` (pruned weights stay exactly zero). Mini-batches follow one seeded
     /// permutation per epoch, so the result is the same on every run and for every thread
     /// count. `teacher` (logits for the same inputs) and `distill` mix in a distillation loss.
-    /// `afterStep` runs after every optimizer step with the global step index (gradual pruning
-    /// updates masks there).
+    /// `penalty` runs after every backward pass, before the optimizer step (regularization adds
+    /// its gradient there). `afterStep` runs after every optimizer step with the global step
+    /// index (gradual pruning updates masks there).
     @discardableResult
     public static func run(
         model: Graph, masks: PruningMasks, data: LabeledData, settings: FineTuneSettings,
         seed: UInt64, threads: Int, teacher: Graph? = nil, distill: (temperature: Float, alpha: Float)? = nil,
-        afterStep: ((Int, Optimizer) -> Void)? = nil,
+        penalty: (() -> Void)? = nil, afterStep: ((Int, Optimizer) -> Void)? = nil,
         progress: ((EpochLog) -> Void)? = nil
     ) -> [EpochLog] {
         let optimizer = Self.optimizer(settings)
@@ -81,6 +82,7 @@ public enum FineTuning {
                     loss = weightedSum(kd, distill.alpha, loss, 1 - distill.alpha, tape: tape)
                 }
                 tape.backward(from: loss)
+                penalty?()
                 optimizer.step(parameters)
                 afterStep?(step, optimizer)
                 lossSum += Double(loss.value.scalars[0])

@@ -4,6 +4,11 @@ import TensorEngine
 public typealias PruningMasks = [String: [Float]]
 
 public enum MagnitudePruning {
+    /// |w| of every weight, as scores.
+    public static func scores(_ weights: [(name: String, tensor: Tensor)]) -> WeightScores {
+        weights.map { w in (w.name, w.tensor.shape.first ?? 1, w.tensor.scalars.map { Double($0.magnitude) }) }
+    }
+
     /// Masks that remove the `sparsity` fraction of smallest-magnitude weights, ranked across
     /// all layers (`.global`) or within each layer (`.layer`).
     ///
@@ -13,39 +18,7 @@ public enum MagnitudePruning {
     public static func masks(
         for weights: [(name: String, tensor: Tensor)], sparsity: Double, scope: PruneRecipe.Scope
     ) -> PruningMasks {
-        precondition(sparsity >= 0 && sparsity < 1, "sparsity \(sparsity) outside [0, 1)")
-        switch scope {
-        case .layer:
-            var out: PruningMasks = [:]
-            for w in weights { out.merge(masks(for: [w], sparsity: sparsity, scope: .global)) { a, _ in a } }
-            return out
-        case .global:
-            // Key = |w| bits (order-preserving for non-negative floats) · 2³² + global index.
-            var keys: [UInt64] = []
-            var offsets: [Int] = []
-            for w in weights {
-                offsets.append(keys.count)
-                precondition(keys.count + w.tensor.count < 1 << 32, "too many prunable weights")
-                w.tensor.withUnsafeBufferPointer { p in
-                    for v in p { keys.append(UInt64(v.magnitude.bitPattern) << 32 | UInt64(keys.count)) }
-                }
-            }
-            let k = Int((sparsity * Double(keys.count)).rounded())
-            var out: PruningMasks = [:]
-            for w in weights { out[w.name] = [Float](repeating: 1, count: w.tensor.count) }
-            guard k > 0 else { return out }
-            keys.sort()
-            var layerOf = [Int](repeating: 0, count: keys.count)
-            for (i, w) in weights.enumerated() {
-                for j in 0..<w.tensor.count { layerOf[offsets[i] + j] = i }
-            }
-            for key in keys[0..<k] {
-                let g = Int(key & 0xFFFF_FFFF)
-                let l = layerOf[g]
-                out[weights[l].name]![g - offsets[l]] = 0
-            }
-            return out
-        }
+        Selection.masks(scores(weights), sparsity: sparsity, scope: scope)
     }
 }
 
@@ -56,29 +29,8 @@ public enum NMPruning {
     /// not a multiple of `m` ends with a shorter group, which keeps min(n, its length).
     /// Ties go to the lower index.
     public static func masks(for weights: [(name: String, tensor: Tensor)], n: Int, m: Int) -> PruningMasks {
-        precondition(n > 0 && n < m, "N:M needs 0 < N < M, got \(n):\(m)")
         var out: PruningMasks = [:]
-        for w in weights {
-            let rows = w.tensor.shape.first ?? 1
-            let cols = w.tensor.count / max(rows, 1)
-            var mask = [Float](repeating: 0, count: w.tensor.count)
-            w.tensor.withUnsafeBufferPointer { p in
-                for r in 0..<rows {
-                    var g = 0
-                    while g < cols {
-                        let len = min(m, cols - g)
-                        let base = r * cols + g
-                        let order = (0..<len).sorted { a, b in
-                            let x = p[base + a].magnitude, y = p[base + b].magnitude
-                            return x != y ? x > y : a < b
-                        }
-                        for k in order.prefix(min(n, len)) { mask[base + k] = 1 }
-                        g += m
-                    }
-                }
-            }
-            out[w.name] = mask
-        }
+        for l in MagnitudePruning.scores(weights) { out[l.name] = Selection.nm(l, n: n, m: m) }
         return out
     }
 
@@ -93,41 +45,6 @@ public enum NMPruning {
             }
         }
         return true
-    }
-}
-
-/// The masks a recipe's magnitude criterion gives.
-public func magnitudeMasks(_ recipe: PruneRecipe, weights: [(name: String, tensor: Tensor)]) -> PruningMasks {
-    switch recipe.granularity {
-    case .unstructured: return MagnitudePruning.masks(for: weights, sparsity: recipe.sparsity, scope: recipe.scope)
-    case let .nm(n, m): return NMPruning.masks(for: weights, n: n, m: m)
-    case .neuron, .channel: preconditionFailure("structured granularity has no masks; use prune(_:recipe:)")
-    }
-}
-
-/// Prunes `model` with a magnitude recipe: masks for unstructured and N:M (applied in place,
-/// the returned graph is `model`), or a smaller graph for neuron and channel granularity
-/// (units ranked by the L2 norm of their weights). Returns the graph and the masks that
-/// fine-tuning must keep (none for structured pruning: the units are gone).
-public func prune(_ model: Graph, recipe: PruneRecipe) throws -> (graph: Graph, masks: PruningMasks) {
-    switch recipe.granularity {
-    case .unstructured, .nm:
-        let masks = magnitudeMasks(recipe, weights: model.prunableWeights.map { (name: $0.name, tensor: $0.variable.value) })
-        applyMasks(masks, to: model)
-        return (model, masks)
-    case .neuron, .channel:
-        let known = Set(model.nodes.map(\.name) + model.prunableWeights.flatMap { [$0.name, StructuredPruning.layerName($0.name)] })
-        if let unknown = recipe.protect.first(where: { !known.contains($0) }) {
-            throw StructuredPruningError(layer: unknown, message: "named in protect is not a layer of the model (layers: \(model.prunableWeights.map { StructuredPruning.layerName($0.name) }.joined(separator: ", ")))")
-        }
-        let groups = try StructuredPruning.groups(model, channel: recipe.granularity == .channel, protect: Set(recipe.protect))
-        let scores = groups.map { StructuredPruning.norms(model, $0) }
-        let fanIns = groups.map { g -> Int in
-            guard case .float(let w)? = model.initializer(g.weight) else { return 1 }
-            return w.value.count / max(g.units, 1)
-        }
-        let keep = StructuredPruning.select(scores: scores, fanIns: fanIns, sparsity: recipe.sparsity, scope: recipe.scope)
-        return (StructuredPruning.shrink(model, groups: groups, keep: keep), [:])
     }
 }
 

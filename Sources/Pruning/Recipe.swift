@@ -1,8 +1,46 @@
+import Foundation
+import TensorEngine
+
 /// How to prune one model and how to recover afterwards: the `prune:` section of a model in
 /// `prunecheck.yml`.
 public struct PruneRecipe: Equatable, Sendable {
-    public enum Method: String, CaseIterable, Sendable { case magnitude }
+    /// The criterion that ranks weights or units (`prune.method`).
+    public enum Method: String, CaseIterable, Sendable {
+        /// |w|, or the L1/L2 norm of a unit's weights.
+        case magnitude
+        /// Seeded uniform scores: the control every criterion must beat.
+        case random
+        /// First-order Taylor importance (g·w)² averaged over calibration batches (Molchanov 2019).
+        case taylor
+        /// Connection sensitivity |g·w| at a fresh initialization on one batch, then training
+        /// from scratch with the mask (Lee et al. 2019).
+        case snip
+        /// Optimal Brain Damage: ½·h_ii·w² with the empirical-Fisher Hessian diagonal.
+        case obd
+        /// Layer-wise Optimal Brain Surgeon: saliency w²/(2[H⁻¹]_qq) with H = 2XᵀX/n, and the
+        /// survivors of every row updated to the exact least-squares optimum.
+        case obs
+        /// SparseGPT: blockwise OBS with the Cholesky factor of H⁻¹ (Frantar & Alistarh 2023).
+        case sparsegpt
+        /// Wanda: |W|·‖X_j‖₂ compared within each output row (Sun et al. 2023).
+        case wanda
+        /// Layer-wise relevance propagation (z⁺ rule) of units (Yeom et al. 2021).
+        case lrp
+        /// Per-layer sparsities that save the most estimated energy within an accuracy budget.
+        case energy
+        /// Per-layer sparsities that remove the most weights within an accuracy budget.
+        case auto
+
+        /// Methods that set their own per-layer sparsities from a sensitivity sweep.
+        public var allocates: Bool { self == .energy || self == .auto }
+        /// Methods that need calibration data (examples fed through the model).
+        public var usesCalibration: Bool { ![.magnitude, .random].contains(self) }
+        /// Methods whose published form prunes every layer to the same sparsity.
+        public var isLayerwise: Bool { [.obs, .sparsegpt].contains(self) }
+    }
     public enum Scope: String, CaseIterable, Sendable { case global, layer }
+    /// The norm that ranks a unit's weights for magnitude pruning of neurons and channels.
+    public enum Norm: String, CaseIterable, Sendable { case l1, l2 }
     /// What one pruning decision removes: single weights, or N:M patterns (N weights kept in
     /// every group of M consecutive weights along a row's inputs; "2:4" keeps 2 of 4).
     public enum Granularity: Equatable, Sendable {
@@ -38,15 +76,110 @@ public struct PruneRecipe: Equatable, Sendable {
         public var isStructured: Bool { self == .neuron || self == .channel }
     }
 
+    /// When the cut happens (`prune.schedule`).
+    public enum Schedule: Equatable, Sendable {
+        /// One cut, then fine-tuning.
+        case oneshot
+        /// `steps` rounds of cut + fine-tuning; each round removes the same fraction of the
+        /// weights (or units) that remain, so round r ends at density (1 − s)^(r/steps), as in
+        /// Han et al. 2015 and the lottery-ticket procedure. The fine-tuning epochs are split
+        /// evenly across rounds (the remainder goes to the last).
+        case iterative(steps: Int)
+        /// Zhu & Gupta's cubic schedule during fine-tuning: the masks are recomputed every
+        /// `frequency` optimizer steps to s_t = s_f + (s_i − s_f)(1 − p)³, where p runs from 0 at
+        /// the first step to 1 at `end` (a fraction of all fine-tuning steps).
+        case gradual(frequency: Int, initial: Double, end: Double)
+
+        public var text: String {
+            switch self {
+            case .oneshot: return "oneshot"
+            case let .iterative(steps): return "iterative(steps=\(steps))"
+            case let .gradual(f, i, e): return "gradual(frequency=\(f),initial=\(i),end=\(e))"
+            }
+        }
+    }
+
+    /// A penalty added during a training phase before the cut (`prune.regularize`).
+    public struct Regularization: Equatable, Sendable {
+        public enum Kind: String, CaseIterable, Sendable {
+            /// λ·Σ|w| over the prunable weights (subgradient λ·sign w).
+            case l1
+            /// λ·Σ_units ‖w_unit‖₂ over the rows of the prunable weights (group lasso).
+            case groupLasso = "group_lasso"
+        }
+        public var kind: Kind
+        public var lambda: Double
+        /// Epochs of penalized training before the cut (with the `finetune` optimizer).
+        public var epochs: Int
+        public init(kind: Kind, lambda: Double, epochs: Int) {
+            self.kind = kind
+            self.lambda = lambda
+            self.epochs = epochs
+        }
+    }
+
+    /// Knowledge distillation during fine-tuning (`prune.distill`).
+    public struct Distillation: Equatable, Sendable {
+        public var temperature: Double
+        /// Weight of the distillation loss; 1 − alpha goes to the label loss.
+        public var alpha: Double
+        /// The teacher model file (nil: the dense model before pruning), and its architecture
+        /// file when it is safetensors.
+        public var teacher: String?
+        public var teacherArchitecture: String?
+        public init(temperature: Double = 4, alpha: Double = 0.5, teacher: String? = nil, teacherArchitecture: String? = nil) {
+            self.temperature = temperature
+            self.alpha = alpha
+            self.teacher = teacher
+            self.teacherArchitecture = teacherArchitecture
+        }
+    }
+
+    /// Which training examples data-driven criteria see (`prune.calibration`): the first
+    /// `samples` of one seeded permutation of the training split, in batches.
+    public struct Calibration: Equatable, Sendable {
+        public var samples: Int
+        public var batchSize: Int
+        public init(samples: Int, batchSize: Int) {
+            self.samples = samples
+            self.batchSize = batchSize
+        }
+        /// SNIP scores one batch of 100 (the paper's MNIST setting); the others 512 examples.
+        public static func defaults(for method: Method) -> Calibration {
+            method == .snip ? Calibration(samples: 100, batchSize: 100) : Calibration(samples: 512, batchSize: 128)
+        }
+    }
+
+    /// The limit `auto` and `energy` allocate within (`prune.budget`).
+    public struct Budget: Equatable, Sendable {
+        /// The largest accepted drop in accuracy on the held-out calibration split (0.01 = 1 point).
+        public var maxAccuracyDrop: Double
+        public init(maxAccuracyDrop: Double) { self.maxAccuracyDrop = maxAccuracyDrop }
+    }
+
     public var method: Method
     public var scope: Scope
     public var granularity: Granularity
-    /// Fraction of the prunable weights set to zero, in [0, 1).
+    /// Fraction of the prunable weights set to zero, in [0, 1). For `auto` and `energy`, the
+    /// most any one layer may reach.
     public var sparsity: Double
     /// Fine-tuning after the cut; nil for none.
     public var finetune: FineTuneSettings?
-    /// Layers (weight or layer names) that structured pruning leaves whole.
+    /// Layers (weight or layer names) that pruning leaves whole.
     public var protect: [String] = []
+    public var norm: Norm = .l2
+    public var schedule: Schedule = .oneshot
+    public var regularize: Regularization?
+    public var distill: Distillation?
+    public var calibration: Calibration
+    /// Re-initialize every parameter with this scheme before the cut (pruning at
+    /// initialization); nil keeps the trained weights. SNIP always starts from one: Glorot
+    /// uniform (xavier_uniform) unless given, the variance-scaling initialization of the SNIP
+    /// paper.
+    public var initializer: Initializer?
+    public var budget: Budget?
+    /// SparseGPT/OBS dampening: λ = damping · mean(diag H).
+    public var damping: Double = 0.01
 
     public init(method: Method = .magnitude, scope: Scope = .global, granularity: Granularity = .unstructured,
                 sparsity: Double, finetune: FineTuneSettings? = nil) {
@@ -55,15 +188,29 @@ public struct PruneRecipe: Equatable, Sendable {
         self.granularity = granularity
         self.sparsity = sparsity
         self.finetune = finetune
+        self.calibration = Calibration.defaults(for: method)
+        self.initializer = method == .snip ? .xavierUniform : nil
     }
 
-    /// A canonical one-line text of every setting, the input of the recipe hash.
+    /// A canonical one-line text of every setting, the input of the recipe hash. Settings
+    /// added after the first release are written only when they differ from their defaults,
+    /// so recipe hashes recorded before them stay valid.
     public var canonicalDescription: String {
         var s = "method=\(method.rawValue);scope=\(scope.rawValue);granularity=\(granularity.rawValue);sparsity=\(sparsity)"
         if !protect.isEmpty { s += ";protect=\(protect.joined(separator: ","))" }
         if let f = finetune {
             s += ";finetune(\(f.canonicalDescription))"
         }
+        if norm != .l2 { s += ";norm=\(norm.rawValue)" }
+        if schedule != .oneshot { s += ";schedule=\(schedule.text)" }
+        if let r = regularize { s += ";regularize=\(r.kind.rawValue),\(r.lambda),epochs=\(r.epochs)" }
+        if let d = distill {
+            s += ";distill=T\(d.temperature),alpha=\(d.alpha),teacher=\(d.teacher.map { ($0 as NSString).lastPathComponent } ?? "dense")"
+        }
+        if calibration != Calibration.defaults(for: method) { s += ";calibration=\(calibration.samples)x\(calibration.batchSize)" }
+        if let i = initializer { s += ";init=\(i.rawValue)" }
+        if let b = budget { s += ";budget=max_accuracy_drop:\(b.maxAccuracyDrop)" }
+        if damping != 0.01 { s += ";damping=\(damping)" }
         return s
     }
 }

@@ -51,20 +51,22 @@ struct ModelRunResult {
 }
 
 /// Prunes and fine-tunes `model` with `spec`'s recipe: in place for unstructured and N:M
-/// pruning, into a smaller graph for neuron and channel pruning. Returns the pruned model.
-func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData, progress: Progress?, label: String) throws -> Graph {
+/// pruning, into a smaller graph for neuron and channel pruning. Returns the pruned model and
+/// what the recipe reports (allocations, rounds).
+func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData, progress: Progress?, label: String) throws -> PruningOutcome {
     let recipe = spec.recipe
-    let pruned: (graph: Graph, masks: PruningMasks)
-    do { pruned = try prune(model, recipe: recipe) } catch let e as StructuredPruningError {
-        throw InputError("\(spec.model): \(e) (model '\(spec.name)', prune.granularity \(recipe.granularity.text))")
-    }
-    guard let finetune = recipe.finetune, finetune.epochs > 0 else { return pruned.graph }
+    let teacher = try recipe.distill?.teacher.map { try loadModel(path: $0, architecture: recipe.distill?.teacherArchitecture) }
     let started = Date()
-    FineTuning.run(model: pruned.graph, masks: pruned.masks, data: train, settings: finetune, seed: spec.seed, threads: spec.threads) { e in
-        progress?.update("  \(label) fine-tuning", done: e.epoch, total: finetune.epochs,
-                         detail: "epochs, loss \(String(format: "%.4f", e.meanLoss))", started: started)
+    do {
+        return try PruningPipeline.run(model, recipe: recipe, train: train, seed: spec.seed, threads: spec.threads, teacher: teacher) { phase, e, total in
+            progress?.update("  \(label) \(phase)", done: e.epoch, total: total,
+                             detail: "epochs, loss \(String(format: "%.4f", e.meanLoss))", started: started)
+        }
+    } catch let e as StructuredPruningError {
+        throw InputError("\(spec.model): \(e) (model '\(spec.name)', prune.method \(recipe.method.rawValue), prune.granularity \(recipe.granularity.text))")
+    } catch let e as GraphError {
+        throw InputError("\(spec.model): \(e) (model '\(spec.name)', prune.method \(recipe.method.rawValue))")
     }
-    return pruned.graph
 }
 
 /// Loads one split for regression and checks that its examples fit the model's input and
@@ -93,7 +95,7 @@ func crossValidate(
         let candidate = dense.copy()
         let pruned = try pruneAndFineTune(candidate, spec: spec, train: train.subset((0..<train.count).filter { !heldSet.contains($0) }),
                                           progress: progress, label: "\(spec.name) fold \(i + 1)/\(k)")
-        return score(pruned, train.subset(held))
+        return score(pruned.graph, train.subset(held))
     }
 }
 
@@ -115,7 +117,9 @@ func runModel(_ spec: ModelSpec, progress: Progress, exportTo: String? = nil) th
         return ["accuracy": r.scores.accuracy, "f1_macro": r.scores.f1Macro]
     }
 
-    let model = try pruneAndFineTune(denseModel, spec: spec, train: train, progress: progress, label: spec.name)
+    let outcome = try pruneAndFineTune(denseModel, spec: spec, train: train, progress: progress, label: spec.name)
+    let model = outcome.graph
+    for line in outcome.notes { progress.line("  \(spec.name): \(line)") }
     if let exportTo { try ONNXModel.save(model, to: exportTo) }
     let report = Evaluator.evaluate(model: model, data: eval, classes: classes, threads: spec.threads)
     let trainScores = Evaluator.classify(model: model, data: train, classes: classes, threads: spec.threads)
@@ -180,7 +184,9 @@ func runRegressionModel(_ spec: ModelSpec, progress: Progress, exportTo: String?
     let folds = try crossValidate(dense, spec: spec, train: train, strata: [Int32](repeating: 0, count: train.count), progress: progress) {
         model, held in Evaluator.regress(model: model, data: held, threads: spec.threads).values()
     }
-    let model = try pruneAndFineTune(denseModel, spec: spec, train: train, progress: progress, label: spec.name)
+    let outcome = try pruneAndFineTune(denseModel, spec: spec, train: train, progress: progress, label: spec.name)
+    let model = outcome.graph
+    for line in outcome.notes { progress.line("  \(spec.name): \(line)") }
     if let exportTo { try ONNXModel.save(model, to: exportTo) }
     let scores = Evaluator.regress(model: model, data: eval, threads: spec.threads)
     let sparsity = SparsityReport(model: model)
@@ -207,5 +213,7 @@ func localized(_ spec: ModelSpec, view: InputView) throws -> ModelSpec {
     s.model = try view.localPath(spec.model)
     s.architecture = try spec.architecture.map(view.localPath)
     s.data.file = try view.localPath(spec.data.file)
+    if let teacher = spec.recipe.distill?.teacher { s.recipe.distill?.teacher = try view.localPath(teacher) }
+    if let arch = spec.recipe.distill?.teacherArchitecture { s.recipe.distill?.teacherArchitecture = try view.localPath(arch) }
     return s
 }

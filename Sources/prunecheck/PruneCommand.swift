@@ -34,7 +34,7 @@ struct Prune: ParsableCommand {
     @Option(help: "Multiply inputs by this before the model (e.g. 0.00392156862745098 for uint8 pixels).")
     var scale: Double = 1
 
-    @Option(help: "Pruning criterion (magnitude).")
+    @Option(help: "Pruning criterion: \(PruneRecipe.Method.allCases.map(\.rawValue).joined(separator: ", ")).")
     var method = "magnitude"
 
     @Option(help: "Fraction of prunable weights to remove, in [0, 1) (implied by N:M).")
@@ -46,8 +46,20 @@ struct Prune: ParsableCommand {
     @Option(help: "Layers neuron/channel pruning leaves whole (repeatable).")
     var protect: [String] = []
 
-    @Option(help: "global (one ranking) or layer (the same ratio per layer).")
-    var scope = "global"
+    @Option(help: "global (one ranking) or layer (the same ratio per layer); default layer for obs and sparsegpt, global otherwise.")
+    var scope: String?
+
+    @Option(help: "oneshot, iterative:K (K rounds of cut + fine-tuning) or gradual:F (cubic schedule, masks every F steps).")
+    var schedule = "oneshot"
+
+    @Option(help: "auto and energy: the largest accepted accuracy drop on the calibration examples (0.01 = one point).")
+    var maxAccuracyDrop: Double?
+
+    @Option(help: "Calibration examples for data-driven criteria (default 100 for snip, 512 otherwise).")
+    var calibrationSamples: Int?
+
+    @Option(help: "Re-initialize before the cut (pruning at initialization): \(Initializer.allCases.map(\.rawValue).joined(separator: ", ")); snip defaults to xavier_uniform (the SNIP paper's Glorot initialization).")
+    var initializer: String?
 
     @Option(help: "Fine-tuning epochs after the cut (0: none).")
     var finetuneEpochs = 0
@@ -74,18 +86,26 @@ struct Prune: ParsableCommand {
     var json = false
 
     func run() throws {
-        guard method == "magnitude" else { throw InputError("--method: '\(method)' is not available; allowed: magnitude") }
+        guard let meth = PruneRecipe.Method(rawValue: method) else {
+            throw InputError("--method: '\(method)' is not available; allowed: \(PruneRecipe.Method.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         guard let gran = PruneRecipe.Granularity(text: granularity) else {
             throw InputError("--granularity: '\(granularity)' is not allowed; expected \(PruneRecipe.Granularity.allowedText)")
         }
-        guard let sc = PruneRecipe.Scope(rawValue: scope) else { throw InputError("--scope: '\(scope)' is not allowed; expected global or layer") }
+        let sc: PruneRecipe.Scope
+        if let scope {
+            guard let parsed = PruneRecipe.Scope(rawValue: scope) else { throw InputError("--scope: '\(scope)' is not allowed; expected global or layer") }
+            sc = parsed
+        } else {
+            sc = meth.isLayerwise ? .layer : .global
+        }
         let amount: Double
         switch gran {
         case let .nm(n, m):
             amount = 1 - Double(n) / Double(m)
             if let s = sparsity, abs(s - amount) > 1e-9 { throw InputError("--sparsity \(s) contradicts --granularity \(granularity) (which prunes \(amount))") }
         case .unstructured, .neuron, .channel:
-            guard let s = sparsity else { throw InputError("--sparsity is required for unstructured pruning") }
+            guard let s = sparsity else { throw InputError("--sparsity is required for \(gran.text) pruning") }
             guard s >= 0 && s < 1 else { throw InputError("--sparsity \(s) is outside [0, 1)") }
             amount = s
         }
@@ -99,31 +119,49 @@ struct Prune: ParsableCommand {
             return SplitSource(inputs: names[0], labels: names[1])
         }
         let trainSplit = try pair(split, "--split"), evalSource = try pair(evalSplit, "--eval-split")
-        var m = try loadModel(path: model, architecture: architecture)
-        let classes = try classCount(of: m, file: model)
+        let dense = try loadModel(path: model, architecture: architecture)
+        let classes = try classCount(of: dense, file: model)
         let spec = DataSpec(file: data, train: trainSplit, eval: evalSource, scale: scale)
-        let eval = try loadSplit(spec, evalSource, model: m, classes: classes)
-        let before = Evaluator.classify(model: m, data: eval, classes: classes, threads: threads).accuracy
+        let eval = try loadSplit(spec, evalSource, model: dense, classes: classes)
+        let before = Evaluator.classify(model: dense, data: eval, classes: classes, threads: threads).accuracy
         let finetune = finetuneEpochs > 0
             ? FineTuneSettings(epochs: finetuneEpochs, batchSize: batchSize, learningRate: lr, momentum: 0.9, schedule: .cosine)
             : nil
-        var recipe = PruneRecipe(method: .magnitude, scope: sc, granularity: gran, sparsity: amount, finetune: finetune)
+        var recipe = PruneRecipe(method: meth, scope: sc, granularity: gran, sparsity: amount, finetune: finetune)
         recipe.protect = protect
-        let paramsBefore = m.parameters.reduce(0) { $0 + $1.variable.value.count }
-        let pruned: (graph: Graph, masks: PruningMasks)
-        do { pruned = try prune(m, recipe: recipe) } catch let e as StructuredPruningError {
-            throw InputError("\(model): \(e)")
-        }
-        m = pruned.graph
-        let masks = pruned.masks
-        let paramsAfter = m.parameters.reduce(0) { $0 + $1.variable.value.count }
-        let oneShot = Evaluator.classify(model: m, data: eval, classes: classes, threads: threads).accuracy
-        if let finetune {
-            let train = try loadSplit(spec, trainSplit, model: m, classes: classes)
-            FineTuning.run(model: m, masks: masks, data: train, settings: finetune, seed: seed, threads: threads) { e in
-                if !json { note("  fine-tuning epoch \(e.epoch)/\(finetune.epochs): loss \(String(format: "%.4f", e.meanLoss))") }
+        recipe.schedule = try Self.parseSchedule(schedule)
+        if let initializer {
+            guard let scheme = Initializer(rawValue: initializer) else {
+                throw InputError("--initializer: '\(initializer)' is not allowed; expected \(Initializer.allCases.map(\.rawValue).joined(separator: ", "))")
             }
+            recipe.initializer = scheme
         }
+        recipe.budget = maxAccuracyDrop.map { PruneRecipe.Budget(maxAccuracyDrop: $0) }
+        if let calibrationSamples {
+            guard calibrationSamples >= 1 else { throw ValidationError("--calibration-samples must be at least 1") }
+            recipe.calibration.samples = calibrationSamples
+        }
+        if let (key, problem) = recipe.problem { throw InputError("--\(key.replacingOccurrences(of: "_", with: "-")): \(problem)") }
+        let paramsBefore = dense.parameters.reduce(0) { $0 + $1.variable.value.count }
+        let needsTrain = finetune != nil || meth.usesCalibration || recipe.regularize != nil
+        let train = needsTrain ? try loadSplit(spec, trainSplit, model: dense, classes: classes) : LabeledData(inputs: Tensor(zeros: [0] + dense.inputShape), labels: [])
+        // The accuracy right after the cut, before fine-tuning: a second run without it.
+        var cutOnly = recipe
+        cutOnly.finetune = nil
+        cutOnly.distill = nil
+        let oneShot: Double
+        if finetune != nil, recipe.initializer == nil, recipe.schedule == .oneshot {
+            let c = try Self.runPipeline(dense.copy(), recipe: cutOnly, train: train, seed: seed, threads: threads, model: model)
+            oneShot = Evaluator.classify(model: c.graph, data: eval, classes: classes, threads: threads).accuracy
+        } else {
+            oneShot = .nan
+        }
+        let outcome = try Self.runPipeline(dense, recipe: recipe, train: train, seed: seed, threads: threads, model: model) { phase, e, total in
+            if !json { note("  \(phase) epoch \(e.epoch)/\(total): loss \(String(format: "%.4f", e.meanLoss))") }
+        }
+        let m = outcome.graph
+        if !json { for line in outcome.notes { note("  \(line)") } }
+        let paramsAfter = m.parameters.reduce(0) { $0 + $1.variable.value.count }
         let after = Evaluator.classify(model: m, data: eval, classes: classes, threads: threads).accuracy
         if out.hasSuffix(".safetensors") {
             try LayerList.write(m, to: String(out.dropLast(".safetensors".count)) + ".json")
@@ -141,8 +179,8 @@ struct Prune: ParsableCommand {
         if json {
             print(JSONValue.object([
                 ("model", .string(model)), ("out", .string(out)), ("granularity", .string(gran.text)), ("scope", .string(sc.rawValue)),
-                ("sparsity", .number(report.sparsity)), ("accuracy_dense", .number(before)), ("accuracy_pruned", .number(oneShot)),
-                ("accuracy_finetuned", .number(after)), ("finetune_epochs", .number(Double(finetuneEpochs))),
+                ("sparsity", .number(report.sparsity)), ("accuracy_dense", .number(before)), ("accuracy_pruned", oneShot.isNaN ? (finetune == nil ? .number(after) : .null) : .number(oneShot)),
+                ("accuracy_finetuned", .number(after)), ("finetune_epochs", .number(Double(finetuneEpochs))), ("method", .string(meth.rawValue)),
                 ("params_before", .number(Double(paramsBefore))), ("params_after", .number(Double(paramsAfter))),
                 ("layers", .array(report.perLayer.map { l in
                     .object([("name", .string(l.name)), ("zeros", .number(Double(l.zeros))), ("count", .number(Double(l.count))),
@@ -150,13 +188,39 @@ struct Prune: ParsableCommand {
                 })),
             ]).rendered(), terminator: "")
         } else {
-            print("\(model) → \(out): \(gran.text) magnitude pruning, scope \(sc.rawValue)")
-            print("  accuracy dense \(String(format: "%.4f", before)), pruned \(String(format: "%.4f", oneShot))"
-                  + (finetune == nil ? "" : ", after \(finetuneEpochs) fine-tuning epochs \(String(format: "%.4f", after))"))
+            print("\(model) → \(out): \(gran.text) \(meth.rawValue) pruning, scope \(sc.rawValue), schedule \(recipe.schedule.text)")
+            print("  accuracy dense \(String(format: "%.4f", before))"
+                  + (finetune == nil ? ", pruned \(String(format: "%.4f", after))"
+                     : (oneShot.isNaN ? "" : ", pruned \(String(format: "%.4f", oneShot))") + ", after \(finetuneEpochs) fine-tuning epochs \(String(format: "%.4f", after))"))
             print("  sparsity \(String(format: "%.4f", report.sparsity)) (\(report.zeros) of \(report.count) weights); parameters \(paramsBefore) → \(paramsAfter)")
             for l in report.perLayer {
                 print("    \(l.name): \(String(format: "%.4f", l.count == 0 ? 0 : Double(l.zeros) / Double(l.count))) (\(l.zeros)/\(l.count))")
             }
+        }
+    }
+}
+
+extension Prune {
+    /// `oneshot`, `iterative:K` or `gradual:F`.
+    static func parseSchedule(_ text: String) throws -> PruneRecipe.Schedule {
+        let parts = text.split(separator: ":").map(String.init)
+        switch (parts.first, parts.count) {
+        case ("oneshot", 1): return .oneshot
+        case ("iterative", 2): if let k = Int(parts[1]), k >= 1 { return .iterative(steps: k) }
+        case ("gradual", 2): if let f = Int(parts[1]), f >= 1 { return .gradual(frequency: f, initial: 0, end: 0.75) }
+        default: break
+        }
+        throw InputError("--schedule: '\(text)' is not allowed; expected oneshot, iterative:K or gradual:F (K, F ≥ 1)")
+    }
+
+    static func runPipeline(_ graph: Graph, recipe: PruneRecipe, train: LabeledData, seed: UInt64, threads: Int, model: String,
+                            progress: ((String, EpochLog, Int) -> Void)? = nil) throws -> PruningOutcome {
+        do {
+            return try PruningPipeline.run(graph, recipe: recipe, train: train, seed: seed, threads: threads, progress: progress)
+        } catch let e as StructuredPruningError {
+            throw InputError("\(model): \(e)")
+        } catch let e as GraphError {
+            throw InputError("\(model): \(e)")
         }
     }
 }

@@ -95,6 +95,7 @@ final class InputView {
 /// The files a model's result depends on.
 func inputFiles(of spec: ModelSpec) -> [String] {
     [spec.model] + (spec.architecture.map { [$0] } ?? []) + [spec.data.file]
+        + [spec.recipe.distill?.teacher, spec.recipe.distill?.teacherArchitecture].compactMap { $0 }
 }
 
 /// Why `spec` must run again compared with commit `base`, or nil when its inputs, recipe and

@@ -1,6 +1,7 @@
 import Testing
 @testable import Configuration
 @testable import Regression
+import Pruning
 
 @Suite struct ConfigTests {
     static let valid = """
@@ -120,5 +121,73 @@ import Testing
         }
         let badSchedule = ConfigTests.valid.replacingOccurrences(of: "momentum: 0.9}", with: "momentum: 0.9, lr_schedule: sometimes}")
         #expect(throws: ConfigError.self) { try parse(badSchedule) }
+    }
+}
+
+@Suite struct CatalogueConfigTests {
+    /// The valid example with its `prune:` block replaced.
+    static func withPrune(_ block: String) -> String {
+        let lines = ConfigTests.valid.components(separatedBy: "\n")
+        let start = lines.firstIndex { $0.hasPrefix("    prune:") }!
+        let end = lines.firstIndex { $0.hasPrefix("    tolerances:") }!
+        return (Array(lines[..<start]) + ["    prune:"] + block.split(separator: "\n").map { "      " + $0 } + Array(lines[end...])).joined(separator: "\n")
+    }
+
+    func error(_ block: String) -> ConfigError? {
+        #expect(throws: ConfigError.self) { try CheckConfig.parse(Self.withPrune(block), file: "p.yml") }
+    }
+
+    @Test func everyNewKeyParses() throws {
+        let text = Self.withPrune("""
+            method: sparsegpt
+            sparsity: 0.8
+            calibration: {samples: 256, batch_size: 64}
+            damping: 0.05
+            schedule: {kind: iterative, steps: 4}
+            regularize: {group_lasso: 0.001, epochs: 2}
+            distill: {temperature: 3, alpha: 0.7, teacher: models/t.onnx}
+            finetune: {epochs: 4}
+            """)
+        let r = try CheckConfig.parse(text, file: "/repo/p.yml").models[0].recipe
+        #expect(r.method == .sparsegpt && r.scope == .layer)   // layer-wise by default
+        #expect(r.calibration == .init(samples: 256, batchSize: 64) && r.damping == 0.05)
+        #expect(r.schedule == .iterative(steps: 4))
+        #expect(r.regularize == .init(kind: .groupLasso, lambda: 0.001, epochs: 2))
+        #expect(r.distill == .init(temperature: 3, alpha: 0.7, teacher: "/repo/models/t.onnx"))
+        #expect(r.canonicalDescription.contains("schedule=iterative(steps=4)") && r.canonicalDescription.contains("distill=T3.0,alpha=0.7,teacher=t.onnx"))
+        let g = try CheckConfig.parse(Self.withPrune("method: magnitude\nsparsity: 0.9\nschedule: {kind: gradual, frequency: 50, end: 0.5}\nfinetune: {epochs: 2}"),
+                                      file: "p.yml").models[0].recipe
+        #expect(g.schedule == .gradual(frequency: 50, initial: 0, end: 0.5))
+        let a = try CheckConfig.parse(Self.withPrune("method: auto\nsparsity: 0.95\nbudget: {max_accuracy_drop: 0.01}"), file: "p.yml").models[0].recipe
+        #expect(a.budget == .init(maxAccuracyDrop: 0.01) && a.calibration.samples == 512)
+        let s = try CheckConfig.parse(Self.withPrune("method: snip\nsparsity: 0.95\ninit: kaiming_normal\nfinetune: {epochs: 20}"), file: "p.yml").models[0].recipe
+        #expect(s.initializer == .kaimingNormal && s.calibration.samples == 100)
+    }
+
+    /// The recipe hash of a plain magnitude recipe is what it was before the catalogue grew,
+    /// so recorded baselines keep matching.
+    @Test func existingRecipeHashesStay() {
+        let r = PruneRecipe(method: .magnitude, scope: .global, granularity: .unstructured, sparsity: 0.9,
+                            finetune: FineTuneSettings(epochs: 3, batchSize: 64, optimizer: .sgd, learningRate: 0.01, momentum: 0.9))
+        #expect(r.canonicalDescription == "method=magnitude;scope=global;granularity=unstructured;sparsity=0.9;finetune(epochs=3;batch_size=64;optimizer=sgd;lr=0.01;momentum=0.9)")
+    }
+
+    @Test func impossibleCombinationsNameTheKey() {
+        #expect(error("method: lrp\nsparsity: 0.5")?.key == "models[0].prune.granularity")
+        #expect(error("method: wanda\ngranularity: neuron\nsparsity: 0.5")?.problem.contains("single weights") == true)
+        #expect(error("method: auto\nsparsity: 0.9")?.key == "models[0].prune.budget")
+        #expect(error("method: magnitude\nsparsity: 0.9\nbudget: {max_accuracy_drop: 0.01}")?.key == "models[0].prune.budget")
+        #expect(error("method: snip\nsparsity: 0.9")?.key == "models[0].prune.finetune")
+        #expect(error("method: obs\nsparsity: 0.9\nschedule: {kind: gradual}\nfinetune: {epochs: 1}")?.key == "models[0].prune.schedule")
+        #expect(error("method: magnitude\ngranularity: \"2:4\"\nschedule: {kind: iterative, steps: 2}")?.key == "models[0].prune.schedule")
+        #expect(error("method: magnitude\nsparsity: 0.9\nschedule: {kind: gradual, steps: 3}\nfinetune: {epochs: 1}")?.key == "models[0].prune.schedule.steps")
+        #expect(error("method: magnitude\nsparsity: 0.9\nschedule: sometimes")?.problem.contains("oneshot, iterative, gradual") == true)
+        #expect(error("method: magnitude\nsparsity: 0.9\nregularize: {l1: 0.1, group_lasso: 0.1}")?.key == "models[0].prune.regularize")
+        #expect(error("method: magnitude\nsparsity: 0.9\ndistill: {alpha: 2}\nfinetune: {epochs: 1}")?.key == "models[0].prune.distill.alpha")
+        #expect(error("method: magnitude\nsparsity: 0.9\ndistill: {teacher: t.safetensors}\nfinetune: {epochs: 1}")?.key == "models[0].prune.distill.teacher_architecture")
+        #expect(error("method: magnitude\nsparsity: 0.9\ndistill: {temperature: 2}")?.key == "models[0].prune.distill")
+        #expect(error("method: magnitude\nsparsity: 0.9\ninit: zeros")?.problem.contains("kaiming_uniform") == true)
+        #expect(error("method: magnitude\ngranularity: \"4:2\"")?.problem.contains("0 < N < M") == true)
+        #expect(error("method: magnitude\nsparsity: -0.1")?.problem.contains("outside [0, 1)") == true)
     }
 }
