@@ -90,6 +90,14 @@ public enum MetricNames {
     /// Per-class metrics (`recall_class_3`): reported, shown in tables only when gated.
     public static func isPerClass(_ name: String) -> Bool { base(of: name).contains("_class_") }
 
+    /// The sparsity of one pruned layer: `sparsity_layer_fc1`.
+    public static func layerSparsity(_ layer: String) -> String { "sparsity_layer_\(layer)" }
+
+    /// Per-class and per-layer metrics: reported and stored, shown in tables only when gated.
+    public static func isDetail(_ name: String) -> Bool {
+        isPerClass(name) || base(of: name).hasPrefix("sparsity_layer_")
+    }
+
     /// Whether `name` is a metric a tolerance may refer to.
     public static func isKnown(_ name: String) -> Bool {
         if let set = evalSet(of: name), set.isEmpty || !set.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) {
@@ -101,7 +109,7 @@ public enum MetricNames {
         }
         if fixed.contains(b) { return true }
         if let inner = cvInner(b) { return fixed.contains(inner) || isPerClassName(inner) }
-        return isPerClassName(b) || isTopK(b)
+        return isPerClassName(b) || isTopK(b) || (b.hasPrefix("sparsity_layer_") && b.count > "sparsity_layer_".count)
     }
 
     static func isPerClassName(_ b: String) -> Bool {
@@ -120,7 +128,7 @@ public enum MetricNames {
         "accuracy, precision/recall/f1 _macro, _weighted or _class_N, topK_accuracy, log_loss, ece, train_accuracy, "
         + "generalization_gap, sparsity, params_nonzero, params_total, macs, macs_nonzero, bytes_dense, bytes_sparse, "
         + "bytes_compressed, energy_nj, peak_memory_bytes, latency_p50/p90/p99/mad (also @bN), mae, rmse, r2, "
-        + "cv_<metric>_mean/_std, and <eval set>/<metric>"
+        + "sparsity_layer_<layer>, cv_<metric>_mean/_std, and <eval set>/<metric>"
 
     /// The unit printed after a value.
     public static func unit(of name: String) -> String {

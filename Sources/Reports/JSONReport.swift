@@ -166,7 +166,7 @@ public enum TextTable {
                 rows.append([v.model, "-", "-", "-", "-", "-", "BASELINE MISSING: \(problem.problem)"])
                 continue
             }
-            for c in v.checks where !(c.status == .info && MetricNames.isPerClass(c.metric)) {
+            for c in v.checks where !(c.status == .info && MetricNames.isDetail(c.metric)) {
                 let unit = MetricNames.unit(of: c.metric)
                 rows.append([
                     v.model, c.metric,

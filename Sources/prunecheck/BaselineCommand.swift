@@ -35,7 +35,7 @@ struct BaselineGroup: ParsableCommand {
                                         evalCorrect: result.evidence.currentCorrect)
                 try baseline.write(path: path)
                 print("wrote \(relativeToCwd(path))" + (old == nil ? " (new)" : ""))
-                for name in result.metrics.keys.sorted() where !MetricNames.isPerClass(name) {
+                for name in result.metrics.keys.sorted() where !MetricNames.isDetail(name) {
                     let now = MetricCheck.format(result.metrics[name]!, name)
                     if let before = old?.metrics[name], before != result.metrics[name] {
                         print("  \(name): \(MetricCheck.format(before, name)) -> \(now)")

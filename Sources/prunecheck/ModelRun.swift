@@ -124,6 +124,7 @@ func runModel(_ spec: ModelSpec, progress: Progress, exportTo: String? = nil) th
     let report = Evaluator.evaluate(model: model, data: eval, classes: classes, threads: spec.threads)
     let trainScores = Evaluator.classify(model: model, data: train, classes: classes, threads: spec.threads)
     let sparsity = SparsityReport(model: model)
+    progress.line("  \(spec.name): per-layer sparsity " + sparsity.perLayer.map { "\(StructuredPruning.layerName($0.name)) \(MetricCheck.format(Double($0.zeros) / Double(max($0.count, 1)), MetricNames.sparsity))" }.joined(separator: ", "))
     progress.line("  \(spec.name): accuracy dense \(MetricCheck.format(denseScores.accuracy, MetricNames.accuracy)) -> pruned \(MetricCheck.format(report.scores.accuracy, MetricNames.accuracy)) at sparsity \(MetricCheck.format(sparsity.sparsity, MetricNames.sparsity))")
 
     var metrics = report.values()
@@ -145,6 +146,9 @@ func finish(
 ) throws -> ModelRunResult {
     var metrics = partial
     metrics[MetricNames.sparsity] = sparsity.sparsity
+    for layer in sparsity.perLayer where layer.count > 0 {
+        metrics[MetricNames.layerSparsity(StructuredPruning.layerName(layer.name))] = Double(layer.zeros) / Double(layer.count)
+    }
     metrics.merge(CostAnalysis.analyze(model).values) { a, _ in a }
     metrics["bytes_compressed"] = Double(try ParameterCompression.deflatedSize(model))
     for name in folds.first?.keys.sorted() ?? [] {
@@ -190,6 +194,7 @@ func runRegressionModel(_ spec: ModelSpec, progress: Progress, exportTo: String?
     if let exportTo { try ONNXModel.save(model, to: exportTo) }
     let scores = Evaluator.regress(model: model, data: eval, threads: spec.threads)
     let sparsity = SparsityReport(model: model)
+    progress.line("  \(spec.name): per-layer sparsity " + sparsity.perLayer.map { "\(StructuredPruning.layerName($0.name)) \(MetricCheck.format(Double($0.zeros) / Double(max($0.count, 1)), MetricNames.sparsity))" }.joined(separator: ", "))
     progress.line("  \(spec.name): rmse dense \(MetricCheck.format(denseScores.rmse, "rmse")) -> pruned \(MetricCheck.format(scores.rmse, "rmse")) at sparsity \(MetricCheck.format(sparsity.sparsity, MetricNames.sparsity))")
     var metrics = scores.values()
     for (name, data) in extraSets {
