@@ -9,7 +9,7 @@ BIN := .build/release/prunecheck
 REPORTS := reports
 APT_PACKAGES := libgit2-dev libxml2-dev libxml2-utils pkg-config
 
-.PHONY: setup build test demo bench conformance interop fuzz proto clean
+.PHONY: setup build test demo bench quality conformance interop fuzz proto clean
 
 ## setup: install the system packages PruneCheck needs (apt-get), only those missing
 setup:
@@ -39,6 +39,13 @@ demo: build
 BENCH_THREADS ?= 1,2
 bench: build
 	.build/release/prunecheck-bench --threads $(BENCH_THREADS) --out bench-results/prunecheck.json
+
+## quality: every pruning recipe of docs/pruning-quality.md on the bundled LeNets, over seeds
+## 0,1,2, beside the peer's table (PEERS=path/to/peer-pruning.json, if you have it)
+PEERS ?= ../shared/bench/peer-pruning.json
+quality: build
+	@mkdir -p bench-results
+	python3 Tests/quality/quality.py --binary $(BIN) --peers $(PEERS) --out bench-results/quality.json
 
 ## conformance: ONNX's backend node tests through the importer and the engine
 conformance: build

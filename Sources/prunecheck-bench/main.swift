@@ -1,7 +1,7 @@
 // `make bench`: PruneCheck's engine on the workloads of ../shared/bench/peers.py, written in
 // the same `prunecheck-bench/1` schema so `compare.py` can set them side by side.
 //
-//   prunecheck-bench [--threads 1,2] [--quick] [--only gemm,infer,infer_sparse90,train_epoch]
+//   prunecheck-bench [--threads 1,2] [--quick] [--only gemm,infer,infer_sparse90,infer_structured50,train_epoch]
 //                    [--fixtures DIR] [--out FILE]
 //
 // Definitions follow ../shared/bench/README.md ("Workloads"). Models whose layers the engine
@@ -50,7 +50,7 @@ func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 
 var threadCounts = [1]
 var budget = Budget()
-var groups: Set<String> = ["gemm", "infer", "infer_sparse90", "train_epoch"]
+var groups: Set<String> = ["gemm", "infer", "infer_sparse90", "infer_structured50", "train_epoch"]
 var fixtures = ProcessInfo.processInfo.environment["PRUNECHECK_FIXTURES"] ?? "../shared/fixtures"
 var out = "bench-results/prunecheck.json"
 var args = Array(CommandLine.arguments.dropFirst())
@@ -183,6 +183,17 @@ if groups.contains("infer_sparse90"), let (model, x) = load("lenet300100_mnist5k
     let weights = model.prunableWeights.map { (name: $0.name, tensor: $0.variable.value) }
     applyMasks(MagnitudePruning.masks(for: weights, sparsity: 0.9, scope: .global), to: model)
     benchInfer("infer_sparse90/lenet300100_mnist5k", model, x)
+}
+
+// Structured pruning really shrinks the model: half the hidden neurons (LeNet-300-100) or
+// half the channels of every hidden layer (LeNet-5) removed, per layer by L2 norm, compared
+// with the dense rows of `infer` (PruneCheck's own; peers have no such workload).
+if groups.contains("infer_structured50") {
+    for (name, granularity) in [("lenet300100_mnist5k", PruneRecipe.Granularity.neuron), ("lenet5_mnist5k", .channel)] {
+        guard let (model, x) = load(name) else { continue }
+        let (small, _) = try! prune(model, recipe: PruneRecipe(scope: .layer, granularity: granularity, sparsity: 0.5))
+        benchInfer("infer_structured50/\(name)", small, x)
+    }
 }
 
 // MARK: - Training

@@ -58,6 +58,12 @@ struct Prune: ParsableCommand {
     @Option(help: "Calibration examples for data-driven criteria (default 100 for snip, 512 otherwise).")
     var calibrationSamples: Int?
 
+    @Option(help: "Distillation during fine-tuning from the dense model: T,alpha (e.g. 4,0.5).")
+    var distill: String?
+
+    @Option(help: "A penalized training phase before the cut: l1:λ or group_lasso:λ, optionally :epochs (default: the fine-tuning epochs).")
+    var regularize: String?
+
     @Option(help: "Re-initialize before the cut (pruning at initialization): \(Initializer.allCases.map(\.rawValue).joined(separator: ", ")); snip defaults to xavier_uniform (the SNIP paper's Glorot initialization).")
     var initializer: String?
 
@@ -135,6 +141,21 @@ struct Prune: ParsableCommand {
                 throw InputError("--initializer: '\(initializer)' is not allowed; expected \(Initializer.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             recipe.initializer = scheme
+        }
+        if let distill {
+            let parts = distill.split(separator: ",").map { Double($0) }
+            guard parts.count == 2, let t = parts[0], let a = parts[1], t > 0, (0...1).contains(a) else {
+                throw InputError("--distill: '\(distill)' is not T,alpha with T > 0 and alpha in [0, 1]")
+            }
+            recipe.distill = PruneRecipe.Distillation(temperature: t, alpha: a)
+        }
+        if let regularize {
+            let parts = regularize.split(separator: ":").map(String.init)
+            guard (2...3).contains(parts.count), let kind = PruneRecipe.Regularization.Kind(rawValue: parts[0]), let lambda = Double(parts[1]), lambda > 0,
+                  parts.count == 2 || Int(parts[2]).map({ $0 >= 1 }) == true else {
+                throw InputError("--regularize: '\(regularize)' is not l1:λ or group_lasso:λ (λ > 0), optionally :epochs")
+            }
+            recipe.regularize = PruneRecipe.Regularization(kind: kind, lambda: lambda, epochs: parts.count == 3 ? Int(parts[2])! : max(finetuneEpochs, 1))
         }
         recipe.budget = maxAccuracyDrop.map { PruneRecipe.Budget(maxAccuracyDrop: $0) }
         if let calibrationSamples {
