@@ -148,7 +148,9 @@ struct Check: ParsableCommand {
             if let reference {
                 let baseConfig = try configurationAt(reference, path: options.config, repository: repository)
                 for spec in config.models {
-                    if try changeReason(spec, baseConfig: baseConfig, base: reference, repository: repository, view: view) == nil {
+                    if let why = try changeReason(spec, baseConfig: baseConfig, base: reference, repository: repository, view: view) {
+                        note("\(spec.name): runs: \(why)")
+                    } else {
                         reasons[spec.name] = "inputs, recipe and settings unchanged since \(reference.prefix(12))"
                     }
                 }

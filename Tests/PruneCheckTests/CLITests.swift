@@ -212,6 +212,69 @@ import Regression
     }
 }
 
+/// The catalogue through the CLI: methods, schedules and their refusals.
+@Suite struct PruneCatalogueCommandTests {
+    let base = ["prune", "--model", Repo.path("examples/models/mlp_digits.onnx"), "--data", Repo.path("examples/data/digits.npz")]
+
+    @Test func calibrationMethodsAndStructuredLRPRunEndToEnd() throws {
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let sgpt = try run(Repo.binary, base + ["--method", "sparsegpt", "--sparsity", "0.5", "--out", dir + "/s.onnx", "--json"])
+        #expect(sgpt.status == 0, "\(sgpt.stderr)")
+        let s = try JSONValue.parse(Array(sgpt.stdout.utf8))
+        #expect(s["method"]?.string == "sparsegpt" && s["scope"]?.string == "layer")
+        #expect(abs((s["sparsity"]?.double ?? 0) - 0.5) <= 1.0 / 2368)
+        #expect((s["accuracy_finetuned"]?.double ?? 0) > 0.9, "SparseGPT at 50 % without fine-tuning: \(s["accuracy_finetuned"]?.double ?? 0)")
+        let inspect = try run(Repo.binary, ["inspect", dir + "/s.onnx", "--json"])
+        #expect(inspect.status == 0)
+        let lrp = try run(Repo.binary, base + ["--method", "lrp", "--granularity", "neuron", "--sparsity", "0.5", "--finetune-epochs", "1",
+                                               "--schedule", "iterative:2", "--out", dir + "/l.onnx", "--json"])
+        #expect(lrp.status == 0, "\(lrp.stderr)")
+        let l = try JSONValue.parse(Array(lrp.stdout.utf8))
+        #expect((l["params_after"]?.double ?? 0) < 0.6 * (l["params_before"]?.double ?? 0))
+    }
+
+    @Test func impossibleRecipesExitTwoNamingTheOption() throws {
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (extra, message) in [(["--method", "lrp", "--sparsity", "0.5"], "--granularity: lrp ranks units"),
+                                 (["--method", "auto", "--sparsity", "0.9"], "--budget"),
+                                 (["--method", "snip", "--sparsity", "0.9"], "--finetune"),
+                                 (["--sparsity", "0.5", "--schedule", "sometimes"], "--schedule"),
+                                 (["--sparsity", "0.5", "--distill", "4"], "--distill"),
+                                 (["--sparsity", "0.5", "--initializer", "zeros"], "kaiming_uniform")] {
+            let r = try run(Repo.binary, base + extra + ["--out", dir + "/x.onnx"])
+            #expect(r.status == 2 && r.stderr.contains(message), "\(extra): \(r.status) \(r.stderr)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
+    }
+}
+
+/// A distillation teacher file is an input like the model: changing it re-runs the model.
+@Suite(.serialized) struct TeacherFileTests {
+    @Test func aChangedTeacherMakesTheModelRunAgain() throws {
+        let dir = try CLITests.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: Repo.path("examples/models/mlp_digits.onnx"), toPath: dir + "/examples/models/teacher.onnx")
+        let config = CLITests.config.replacingOccurrences(
+            of: "finetune: {epochs: 2, batch_size: 32, lr: 0.05, momentum: 0.9}",
+            with: "finetune: {epochs: 2, batch_size: 32, lr: 0.05, momentum: 0.9}\n      distill: {temperature: 2, alpha: 0.5, teacher: examples/models/teacher.onnx}")
+        try config.write(toFile: dir + "/prunecheck.yml", atomically: true, encoding: .utf8)
+        let update = try run(Repo.binary, ["baseline", "update"], in: dir)
+        #expect(update.status == 0, "\(update.stderr)")
+        try git(["add", "-A"], in: dir)
+        try git(["commit", "-qm", "teacher"], in: dir)
+        let same = try run(Repo.binary, ["check", "--changed-only"], in: dir)
+        #expect(same.status == 0 && same.stdout.contains("unchanged"), "\(same.stdout)\n\(same.stderr)")
+        // A different teacher: the same architecture with 90 % of its weights pruned.
+        let pruned = try run(Repo.binary, ["prune", "--model", dir + "/examples/models/teacher.onnx", "--data", dir + "/examples/data/digits.npz",
+                                           "--sparsity", "0.9", "--out", dir + "/examples/models/teacher.onnx"])
+        #expect(pruned.status == 0, "\(pruned.stderr)")
+        let changed = try run(Repo.binary, ["check", "--changed-only"], in: dir)
+        #expect((changed.stdout + changed.stderr).contains("teacher.onnx changed"), "\(changed.stdout)\n\(changed.stderr)")
+    }
+}
+
 @Suite(.serialized) struct CheckExportTests {
     /// `check --export-onnx DIR` writes each pruned model; the file loads with the pruned zeros.
     @Test func checkWritesThePrunedModels() throws {
