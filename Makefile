@@ -51,8 +51,9 @@ quality: build
 conformance: build
 	.build/release/prunecheck-conformance Tests/PruneCheckTests/Fixtures/onnx-node-tests
 
-## interop: prune every bundled model (unstructured and 2:4), export ONNX, and check with
-## onnxruntime (pip, in a virtual environment under .build) that it loads them and agrees
+## interop: prune every bundled model (unstructured and 2:4) and the residual PyTorch export
+## (channels, coupled across its Add), export ONNX, and check with onnxruntime (pip, in a
+## virtual environment under .build) that it loads them and agrees
 INTEROP_VENV := .build/interop-venv
 INTEROP_DIR := .build/interop
 interop: build
@@ -69,6 +70,11 @@ interop: build
 			args="$$args $$out.onnx $$out.npz"; \
 		done; \
 	done; \
+	$(INTEROP_VENV)/bin/python Tests/interop/residual_data.py $(INTEROP_DIR)/resnetish-data.npz; \
+	out=$(INTEROP_DIR)/resnetish-channel50; \
+	$(BIN) prune --model Tests/PruneCheckTests/Fixtures/pytorch-extra/resnetish_opset17.onnx --data $(INTEROP_DIR)/resnetish-data.npz \
+		--granularity channel --scope layer --sparsity 0.5 --out $$out.onnx --reference-outputs $$out.npz --json > $$out.json; \
+	args="$$args $$out.onnx $$out.npz"; \
 	$(INTEROP_VENV)/bin/python Tests/interop/onnxruntime_check.py $$args
 
 ## fuzz: libFuzzer (with AddressSanitizer) on every parser of untrusted input, FUZZ_SECONDS each

@@ -140,10 +140,7 @@ func unitSelection(_ model: Graph, recipe: PruneRecipe, sparsity: Double, contex
     case .magnitude:
         scores = groups.map { StructuredPruning.norms(model, $0, l1: recipe.norm == .l1) }
         // Global ranking compares norms of rows of different lengths: divide by √fan-in.
-        fanIns = groups.map { g -> Int in
-            guard case .float(let w)? = model.initializer(g.weight) else { return 1 }
-            return w.value.count / max(g.units, 1)
-        }
+        fanIns = groups.map { StructuredPruning.fanIn(model, $0) }
     case .random:
         var rng = Philox(seed: context.seed, stream: 13)
         scores = groups.map { g in (0..<g.units).map { _ in Double(rng.nextUnitFloat()) } }
@@ -152,19 +149,33 @@ func unitSelection(_ model: Graph, recipe: PruneRecipe, sparsity: Double, contex
         let training = model.training
         model.training = false
         defer { model.training = training }
-        scores = try LRP.unitRelevance(model, producers: groups.map(\.producer), batches: context.calibration!.batches, threads: context.threads)
-            .map { v in let total = v.reduce(0, +); return total > 0 ? v.map { $0 / total } : v }
+        // A coupled group's relevance is the sum over its members' outputs.
+        let producers = groups.flatMap { $0.members.map(\.producer) }
+        let relevance = try LRP.unitRelevance(model, producers: producers, batches: context.calibration!.batches, threads: context.threads)
+        var next = 0
+        scores = groups.map { g in
+            var v = [Double](repeating: 0, count: g.units)
+            for _ in g.members { for u in 0..<g.units { v[u] += relevance[next][u] }; next += 1 }
+            let total = v.reduce(0, +)
+            return total > 0 ? v.map { $0 / total } : v
+        }
     case .taylor, .obd, .snip:
         // A unit's score is the sum of its weights' scores, normalized per layer by the L2
         // norm (Molchanov et al. 2017) so layers compare in a global ranking.
         let training = model.training
         model.training = false
         defer { model.training = training }
-        let perWeight = try Criteria.scores(recipe.method, model: model, layers: groups.map(\.weight), calibration: context.calibration,
-                                            seed: context.seed, threads: context.threads)
-        scores = zip(groups, perWeight).map { g, l in
-            let row = l.scores.count / max(g.units, 1)
-            let v = (0..<g.units).map { u in l.scores[(u * row)..<((u + 1) * row)].reduce(0, +) }
+        let perWeight = try Criteria.scores(recipe.method, model: model, layers: groups.flatMap { $0.members.map(\.weight) },
+                                            calibration: context.calibration, seed: context.seed, threads: context.threads)
+        var next = 0
+        scores = groups.map { g in
+            var v = [Double](repeating: 0, count: g.units)
+            for _ in g.members {
+                let l = perWeight[next]
+                next += 1
+                let row = l.scores.count / max(g.units, 1)
+                for u in 0..<g.units { v[u] += l.scores[(u * row)..<((u + 1) * row)].reduce(0, +) }
+            }
             let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
             return norm > 0 ? v.map { $0 / norm } : v
         }

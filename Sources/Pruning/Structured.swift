@@ -1,23 +1,32 @@
 import TensorEngine
 
-/// A set of units (a Gemm's output features or a Conv's output channels) that can be removed
-/// together with everything that depends on them.
+/// A set of units (Gemm output features or Conv output channels) that are removed together
+/// with everything that depends on them. Producers whose outputs meet in a residual Add (or
+/// any elementwise op of two of them) share their units and form one group.
 public struct StructuredGroup: Equatable, Sendable {
-    /// The producing node and its weight (whose rows are the units).
-    public var producer: Int
-    public var weight: String
-    public var bias: String?
+    /// A layer whose weight rows are the units.
+    public struct Member: Equatable, Sendable {
+        public var producer: Int
+        public var weight: String
+        public var bias: String?
+    }
+    public var members: [Member]
     public var units: Int
-    /// BatchNormalization nodes on the path (their four per-channel tensors shrink too).
+    /// BatchNormalization nodes on the paths (their four per-channel tensors shrink too).
     public var norms: [Int]
     /// Consumers: node index, and how many consecutive input columns one unit feeds (1 for a
     /// Gemm right after, H·W after a Conv and a Flatten; 0 marks a Conv consumer).
     public var consumers: [(node: Int, block: Int)]
-    /// Reshape nodes on the path whose constant shape holds the feature count.
+    /// Reshape nodes on the paths whose constant shape holds the feature count.
     public var reshapes: [Int]
 
+    /// The first member's node, weight and bias (the only ones of an uncoupled group).
+    public var producer: Int { members[0].producer }
+    public var weight: String { members[0].weight }
+    public var bias: String? { members[0].bias }
+
     public static func == (a: StructuredGroup, b: StructuredGroup) -> Bool {
-        a.producer == b.producer && a.weight == b.weight && a.units == b.units && a.norms == b.norms
+        a.members == b.members && a.units == b.units && a.norms == b.norms
             && a.consumers.elementsEqual(b.consumers) { $0.node == $1.node && $0.block == $1.block } && a.reshapes == b.reshapes
     }
 }
@@ -30,75 +39,120 @@ public struct StructuredPruningError: Error, CustomStringConvertible, Equatable 
 }
 
 /// Neuron (Linear output) and channel (Conv output) pruning that physically removes the units:
-/// the producer's rows and bias entries, BatchNormalization statistics on the way, Reshape
-/// constants, and the consumer's input columns (through Flatten). The dependency graph is
-/// followed through elementwise activations, Dropout, pooling and BatchNormalization; any other
-/// op on the way (a residual Add, Concat, a graph output) makes the layer unprunable, reported
-/// by name.
+/// the producers' rows and bias entries, BatchNormalization statistics on the way, Reshape
+/// constants, and the consumers' input columns (through Flatten). Units are followed through
+/// elementwise activations, Dropout, pooling, BatchNormalization, elementwise ops with a scalar
+/// constant (GELU's Div, Add and Mul), and elementwise ops of two values that carry units:
+/// there the producers are coupled (a residual Add) and pruned as one group. Anything else on
+/// the way (Concat, a graph output, a per-channel constant) makes the group unprunable,
+/// reported by layer and op.
 public enum StructuredPruning {
-    static let passThrough: Set<String> = ["Relu", "LeakyRelu", "Gelu", "Sigmoid", "Tanh", "Dropout", "Identity",
-                                            "MaxPool", "AveragePool", "BatchNormalization"]
+    static let passThrough: Set<String> = ["Relu", "LeakyRelu", "Gelu", "Sigmoid", "Tanh", "Dropout", "Identity", "Erf", "Abs", "Neg",
+                                            "Sqrt", "Exp", "Reciprocal", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+                                            "BatchNormalization"]
+    static let elementwise: Set<String> = ["Add", "Sub", "Mul", "Div"]
 
-    /// The groups of `graph` whose producer is a Gemm (`neuron`) or a Conv (`channel`).
-    /// Layers named in `protect` (their weight name or node name) and the layer producing the
-    /// graph's output are left out; a requested layer that cannot be followed is an error.
+    /// The groups of `graph` whose producers are Gemms (`neuron`) or Convs (`channel`). Groups
+    /// with a protected layer (weight, layer or node name) or with the layer producing the
+    /// graph's output are left out; a group that cannot be followed is an error.
     public static func groups(_ graph: Graph, channel: Bool, protect: Set<String>) throws -> [StructuredGroup] {
         let shapes = try graph.valueShapes(for: Tensor(zeros: [1] + graph.inputShape))
-        var consumers: [String: [Int]] = [:]
-        for (i, n) in graph.nodes.enumerated() { for input in n.inputs where !input.isEmpty { consumers[input, default: []].append(i) } }
         let outputs = Set(graph.outputs)
-        var out: [StructuredGroup] = []
+        // Scalar constants: one-element initializers and Constant outputs.
+        var scalars = Set(graph.initializerNames.filter { graph.initializer($0)?.shape.reduce(1, *) == 1 })
+        for n in graph.nodes where n.opType == "Constant" { if let o = n.outputs.first, shapes[o]?.reduce(1, *) == 1 { scalars.insert(o) } }
+
+        var members: [StructuredGroup.Member] = []
+        var units: [Int] = []
+        var parent: [Int] = []
+        func find(_ i: Int) -> Int { var i = i; while parent[i] != i { i = parent[i] }; return i }
+        func union(_ a: Int, _ b: Int) { let (ra, rb) = (find(a), find(b)); if ra != rb { parent[max(ra, rb)] = min(ra, rb) } }
+        var skip = Set<Int>()                         // protected or output layers (by member)
+        var blocked: [Int: String] = [:]              // member → why its units cannot be followed
+        var norms: [Int: [Int]] = [:], consumers: [Int: [(node: Int, block: Int)]] = [:], reshapes: [Int: [Int]] = [:]
+        // The space (a member) each value's dimension 1 belongs to, with its block and whether
+        // it was flattened.
+        var space: [String: (member: Int, block: Int, flattened: Bool)] = [:]
+
         for (i, n) in graph.nodes.enumerated() {
+            let carried = n.inputs.enumerated().compactMap { pos, name in space[name].map { (pos: pos, name: name, s: $0) } }
+            for c in carried where outputs.contains(c.name) { blocked[c.s.member] = "its units reach the graph output '\(c.name)' directly" }
+            if let first = carried.first {
+                let (pos, name, s) = first
+                func block(_ why: String) { blocked[s.member] = why }
+                if passThrough.contains(n.opType) && pos == 0 && carried.count == 1 {
+                    if n.opType == "BatchNormalization" {
+                        if s.flattened { block("BatchNormalization after Flatten is not followed") } else { norms[s.member, default: []].append(i) }
+                    }
+                    space[n.outputs[0]] = s
+                } else if elementwise.contains(n.opType) && n.inputs.count == 2 {
+                    if carried.count == 2 {
+                        let other = carried[1].s
+                        if other.block != s.block || other.flattened != s.flattened {
+                            block("\(n.opType) node '\(n.name)' joins values of different layouts")
+                        } else {
+                            union(s.member, other.member)
+                        }
+                        space[n.outputs[0]] = s
+                    } else if scalars.contains(n.inputs[1 - pos]) {
+                        space[n.outputs[0]] = s
+                    } else {
+                        block("cannot follow its units through \(n.opType) node '\(n.name)' with '\(n.inputs[1 - pos])' (only scalar constants or another pruned layer's units); protect the layer to keep it")
+                    }
+                } else if (n.opType == "Flatten" || n.opType == "Reshape") && pos == 0 {
+                    // (N, C, spatial…) → (N, C·spatial): each unit feeds `spatial` columns.
+                    let sh = shapes[name] ?? []
+                    if let o = shapes[n.outputs[0]], o.count == 2, sh.count >= 2, o[1] == sh.dropFirst().reduce(1, *) {
+                        if n.opType == "Reshape" { reshapes[s.member, default: []].append(i) }
+                        space[n.outputs[0]] = (s.member, s.flattened ? s.block : sh.dropFirst(2).reduce(1, *), true)
+                    } else {
+                        block("\(n.opType) node '\(n.name)' does not flatten (batch, units, …) to (batch, features)")
+                    }
+                } else if n.opType == "Gemm" && pos == 0 && carried.count == 1 && isLinear(n) {
+                    consumers[s.member, default: []].append((i, s.block))
+                } else if n.opType == "Conv" && pos == 0 && carried.count == 1 && !s.flattened {
+                    if case .int(let g)? = n.attributes["group"], g != 1 { block("it feeds grouped convolution '\(n.name)'") } else {
+                        consumers[s.member, default: []].append((i, 0))
+                    }
+                } else {
+                    block("cannot follow its units through \(n.opType) node '\(n.name)'; protect the layer to keep it")
+                }
+                for c in carried.dropFirst() where !(elementwise.contains(n.opType) && carried.count == 2) {
+                    blocked[c.s.member] = "cannot follow its units through \(n.opType) node '\(n.name)'"
+                }
+            }
+            // A producer starts a space of its own.
             let isProducer = channel ? n.opType == "Conv" : (n.opType == "Gemm" && isLinear(n))
             guard isProducer, n.inputs.count > 1, case .float(let w)? = graph.initializer(n.inputs[1]) else { continue }
             let name = n.inputs[1]
-            guard !protect.contains(name), !protect.contains(n.name), !protect.contains(layerName(name)) else { continue }
-            // The output layer's units are the model's outputs: never removed.
-            if n.outputs.contains(where: { outputs.contains($0) }) { continue }
-            if channel, case .int(let g)? = n.attributes["group"], g != 1 {
-                throw StructuredPruningError(layer: layerName(name), message: "grouped convolution (group \(g)) cannot be channel-pruned")
+            let m = members.count
+            members.append(.init(producer: i, weight: name, bias: n.inputs.count > 2 && !n.inputs[2].isEmpty ? n.inputs[2] : nil))
+            units.append(w.value.shape[0])
+            parent.append(m)
+            if protect.contains(name) || protect.contains(n.name) || protect.contains(layerName(name)) || n.outputs.contains(where: { outputs.contains($0) }) {
+                skip.insert(m)
             }
-            var group = StructuredGroup(producer: i, weight: name, bias: n.inputs.count > 2 && !n.inputs[2].isEmpty ? n.inputs[2] : nil,
-                                        units: w.value.shape[0], norms: [], consumers: [], reshapes: [])
-            // Walk every path from the output to a consumer that takes the units as inputs.
-            var frontier = [(value: n.outputs[0], block: 1, flattened: false)]
-            while let (value, block, flattened) = frontier.popLast() {
-                if outputs.contains(value) {
-                    throw StructuredPruningError(layer: layerName(name), message: "its units reach the graph output '\(value)' directly")
-                }
-                for c in consumers[value] ?? [] {
-                    let cn = graph.nodes[c]
-                    let position = cn.inputs.firstIndex(of: value)!
-                    if passThrough.contains(cn.opType) && position == 0 {
-                        if cn.opType == "BatchNormalization" {
-                            guard !flattened else { throw StructuredPruningError(layer: layerName(name), message: "BatchNormalization after Flatten is not followed") }
-                            group.norms.append(c)
-                        }
-                        frontier.append((cn.outputs[0], block, flattened))
-                    } else if (cn.opType == "Flatten" || cn.opType == "Reshape") && position == 0 {
-                        // (N, C, spatial…) → (N, C·spatial): each unit feeds `spatial` columns.
-                        let s = shapes[value] ?? []
-                        guard let o = shapes[cn.outputs[0]], o.count == 2, s.count >= 2, o[1] == s.dropFirst().reduce(1, *) else {
-                            throw StructuredPruningError(layer: layerName(name), message: "\(cn.opType) node '\(cn.name)' does not flatten (batch, units, …) to (batch, features)")
-                        }
-                        if cn.opType == "Reshape" { group.reshapes.append(c) }
-                        frontier.append((cn.outputs[0], flattened ? block : s.dropFirst(2).reduce(1, *), true))
-                    } else if cn.opType == "Gemm" && position == 0 && isLinear(cn) {
-                        group.consumers.append((c, block))
-                    } else if cn.opType == "Conv" && position == 0 && !flattened {
-                        if case .int(let g)? = cn.attributes["group"], g != 1 {
-                            throw StructuredPruningError(layer: layerName(name), message: "it feeds grouped convolution '\(cn.name)'")
-                        }
-                        group.consumers.append((c, 0))
-                    } else {
-                        throw StructuredPruningError(layer: layerName(name), message: "cannot follow its units through \(cn.opType) node '\(cn.name)'; protect the layer to keep it")
-                    }
-                }
+            if channel, case .int(let g)? = n.attributes["group"], g != 1 { blocked[m] = "grouped convolution (group \(g)) cannot be channel-pruned" }
+            space[n.outputs[0]] = (m, 1, false)
+        }
+
+        var out: [StructuredGroup] = []
+        for root in members.indices where find(root) == root {
+            let ids = members.indices.filter { find($0) == root }
+            // Protected or output layers keep their whole group.
+            if ids.contains(where: skip.contains) { continue }
+            let name = layerName(members[root].weight)
+            if let m = ids.first(where: { blocked[$0] != nil }) {
+                let coupled = ids.count > 1 ? " (coupled with \(ids.map { layerName(members[$0].weight) }.joined(separator: ", ")))" : ""
+                throw StructuredPruningError(layer: layerName(members[m].weight), message: blocked[m]! + coupled)
             }
-            guard !group.consumers.isEmpty else {
-                throw StructuredPruningError(layer: layerName(name), message: "its units reach no Gemm or Conv")
+            guard Set(ids.map { units[$0] }).count == 1 else {
+                throw StructuredPruningError(layer: name, message: "coupled layers \(ids.map { layerName(members[$0].weight) }.joined(separator: ", ")) have different unit counts \(ids.map { units[$0] })")
             }
-            out.append(group)
+            let cons = ids.flatMap { consumers[$0] ?? [] }
+            guard !cons.isEmpty else { throw StructuredPruningError(layer: name, message: "its units reach no Gemm or Conv") }
+            out.append(StructuredGroup(members: ids.map { members[$0] }, units: units[root], norms: ids.flatMap { norms[$0] ?? [] },
+                                       consumers: cons, reshapes: ids.flatMap { reshapes[$0] ?? [] }))
         }
         return out
     }
@@ -117,16 +171,27 @@ public enum StructuredPruning {
         weight.hasSuffix(".weight") ? String(weight.dropLast(7)) : weight
     }
 
-    /// The L1 or L2 norm of each unit's weights (its row, or its output channel's filter).
+    /// The L1 or L2 norm of each unit's weights (its rows, or its output channel's filters, in
+    /// every member of the group).
     public static func norms(_ graph: Graph, _ group: StructuredGroup, l1: Bool = false) -> [Double] {
-        guard case .float(let w)? = graph.initializer(group.weight) else { return [] }
-        let rowLength = w.value.count / max(group.units, 1)
-        return w.value.withUnsafeBufferPointer { p in
-            (0..<group.units).map { u in
-                var s = 0.0
-                for k in 0..<rowLength { let v = Double(p[u * rowLength + k]); s += l1 ? abs(v) : v * v }
-                return l1 ? s : s.squareRoot()
+        var sums = [Double](repeating: 0, count: group.units)
+        for member in group.members {
+            guard case .float(let w)? = graph.initializer(member.weight) else { continue }
+            let rowLength = w.value.count / max(group.units, 1)
+            w.value.withUnsafeBufferPointer { p in
+                for u in 0..<group.units {
+                    for k in 0..<rowLength { let v = Double(p[u * rowLength + k]); sums[u] += l1 ? abs(v) : v * v }
+                }
             }
+        }
+        return l1 ? sums : sums.map { $0.squareRoot() }
+    }
+
+    /// The number of weights one unit has across the group's members (its fan-in).
+    public static func fanIn(_ graph: Graph, _ group: StructuredGroup) -> Int {
+        group.members.reduce(0) { acc, m in
+            guard case .float(let w)? = graph.initializer(m.weight) else { return acc }
+            return acc + w.value.count / max(group.units, 1)
         }
     }
 
@@ -165,8 +230,10 @@ public enum StructuredPruning {
         var inits: [String: TensorData] = [:]
         for (name, data) in graph.initializerData { inits[name] = data }
         for (group, kept) in zip(groups, keep) {
-            inits[group.weight] = .float(rows(floatTensor(inits[group.weight]!), kept))
-            if let b = group.bias { inits[b] = .float(rows(floatTensor(inits[b]!), kept)) }
+            for m in group.members {
+                inits[m.weight] = .float(rows(floatTensor(inits[m.weight]!), kept))
+                if let b = m.bias { inits[b] = .float(rows(floatTensor(inits[b]!), kept)) }
+            }
             for bn in group.norms {
                 for input in graph.nodes[bn].inputs.dropFirst().prefix(4) where inits[input] != nil {
                     inits[input] = .float(rows(floatTensor(inits[input]!), kept))
@@ -209,7 +276,7 @@ public enum StructuredPruning {
     public static func zeroOut(_ graph: Graph, groups: [StructuredGroup], keep: [[Int]]) {
         for (group, kept) in zip(groups, keep) {
             let drop = Set(0..<group.units).subtracting(kept)
-            for name in [group.weight] + (group.bias.map { [$0] } ?? []) {
+            for name in group.members.flatMap({ [$0.weight] + ($0.bias.map { [$0] } ?? []) }) {
                 guard case .float(let v)? = graph.initializer(name) else { continue }
                 let row = v.value.count / group.units
                 v.update { p in for u in drop { for k in 0..<row { p[u * row + k] = 0 } } }
