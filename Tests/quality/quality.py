@@ -41,7 +41,7 @@ RECIPES = [
     *[(m, "SparseGPT + 5 ep, 0.95", None, ["--method", "sparsegpt", "--sparsity", "0.95", *FT5], True) for m in MODELS],
     # One-shot, calibration-based, no fine-tuning.
     *[(m, f"{meth} ({scope}), no FT, {s}", None, ["--method", meth, "--scope", scope, "--sparsity", s], False)
-      for m in MODELS for meth, scope in [("sparsegpt", "layer"), ("wanda", "global"), ("wanda", "layer"), ("obs", "global")]
+      for m in MODELS for meth, scope in [("sparsegpt", "layer"), ("sparsegpt", "global"), ("wanda", "global"), ("wanda", "layer"), ("obs", "global")]
       for s in ["0.8", "0.9"]],
     # Other criteria with the peer's fine-tuning.
     *[(m, f"{meth} + 3 ep, 0.9", None, ["--method", meth, "--sparsity", "0.9", *FT3], True)
