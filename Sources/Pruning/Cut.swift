@@ -41,6 +41,7 @@ public func prune(_ model: Graph, recipe: PruneRecipe, sparsity: Double? = nil, 
         throw StructuredPruningError(layer: unknown, message: "named in protect is not a layer of the model (layers: \(model.prunableWeights.map { StructuredPruning.layerName($0.name) }.joined(separator: ", ")))")
     }
     let amount = sparsity ?? recipe.sparsity
+    if recipe.granularity == .layer { return (try BlockPruning.prune(model, recipe: recipe, sparsity: amount, context: context).0, [:]) }
     if recipe.granularity.isStructured { return try pruneUnits(model, recipe: recipe, sparsity: amount, context: context) }
     let layers = targetLayers(model, recipe: recipe)
     let training = model.training
@@ -190,12 +191,15 @@ extension PruneRecipe {
     public var problem: (key: String, message: String)? {
         let m = method.rawValue
         switch method {
-        case .lrp where !granularity.isStructured:
+        case .lrp where !granularity.isStructured || granularity == .layer:
             return ("granularity", "lrp ranks units; use granularity neuron or channel")
         case .wanda, .obs, .sparsegpt, .auto, .energy:
             if granularity.isStructured { return ("granularity", "\(m) prunes single weights; use unstructured or N:M") }
             if method.allocates, granularity != .unstructured { return ("granularity", "\(m) allocates unstructured sparsity per layer; use unstructured") }
         default: break
+        }
+        if granularity == .layer && ![.magnitude, .random, .taylor].contains(method) {
+            return ("granularity", "layer pruning ranks blocks with magnitude, random or taylor")
         }
         if method.allocates && budget == nil { return ("budget", "\(m) needs a budget, e.g. budget: {max_accuracy_drop: 0.01}") }
         if !method.allocates && budget != nil { return ("budget", "only auto and energy take a budget") }

@@ -50,12 +50,16 @@ public struct PruneRecipe: Equatable, Sendable {
         case neuron
         /// Whole output channels of Conv layers, physically removed.
         case channel
+        /// Whole blocks removed: residual branches, and layers whose output keeps their
+        /// input's shape (with their activation).
+        case layer
 
         /// "unstructured", "neuron", "channel" or "N:M" with 0 < N < M ≤ 64; nil otherwise.
         public init?(text: String) {
             if text == "unstructured" { self = .unstructured; return }
             if text == "neuron" { self = .neuron; return }
             if text == "channel" { self = .channel; return }
+            if text == "layer" { self = .layer; return }
             let parts = text.split(separator: ":", omittingEmptySubsequences: false)
             guard parts.count == 2, let n = Int(parts[0]), let m = Int(parts[1]), n > 0, n < m, m <= 64 else { return nil }
             self = .nm(n: n, m: m)
@@ -66,14 +70,16 @@ public struct PruneRecipe: Equatable, Sendable {
             case .unstructured: return "unstructured"
             case .neuron: return "neuron"
             case .channel: return "channel"
+            case .layer: return "layer"
             case let .nm(n, m): return "\(n):\(m)"
             }
         }
 
         public var rawValue: String { text }
-        public static let allowedText = "unstructured, neuron, channel, or N:M with 0 < N < M ≤ 64 (e.g. \"2:4\": 2 of every 4 weights kept)"
+        public static let allowedText = "unstructured, neuron, channel, layer, or N:M with 0 < N < M ≤ 64 (e.g. \"2:4\": 2 of every 4 weights kept)"
 
-        public var isStructured: Bool { self == .neuron || self == .channel }
+        /// Neuron, channel and layer pruning remove structure (the model gets smaller).
+        public var isStructured: Bool { self == .neuron || self == .channel || self == .layer }
     }
 
     /// When the cut happens (`prune.schedule`).

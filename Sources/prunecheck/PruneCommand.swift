@@ -40,7 +40,7 @@ struct Prune: ParsableCommand {
     @Option(help: "Fraction of prunable weights to remove, in [0, 1) (implied by N:M).")
     var sparsity: Double?
 
-    @Option(help: "unstructured, N:M (N kept per group of M, e.g. 2:4), neuron (Linear outputs) or channel (Conv outputs); neuron and channel make the model smaller.")
+    @Option(help: "unstructured, N:M (N kept per group of M, e.g. 2:4), neuron (Linear outputs), channel (Conv outputs) or layer (residual branches and shape-keeping layers); neuron, channel and layer make the model smaller.")
     var granularity = "unstructured"
 
     @Option(help: "Layers neuron/channel pruning leaves whole (repeatable).")
@@ -110,7 +110,7 @@ struct Prune: ParsableCommand {
         case let .nm(n, m):
             amount = 1 - Double(n) / Double(m)
             if let s = sparsity, abs(s - amount) > 1e-9 { throw InputError("--sparsity \(s) contradicts --granularity \(granularity) (which prunes \(amount))") }
-        case .unstructured, .neuron, .channel:
+        case .unstructured, .neuron, .channel, .layer:
             guard let s = sparsity else { throw InputError("--sparsity is required for \(gran.text) pruning") }
             guard s >= 0 && s < 1 else { throw InputError("--sparsity \(s) is outside [0, 1)") }
             amount = s

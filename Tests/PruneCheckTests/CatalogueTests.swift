@@ -408,3 +408,74 @@ enum CatalogueFixtures {
         #expect(model.prunableWeights.allSatisfy { $0.variable.value.scalars.contains { $0 == 0 } == false })
     }
 }
+
+@Suite struct BlockPruningTests {
+    /// Removing a residual branch computes what the model computes with every parameter of the
+    /// branch zeroed (Add(x, 0) = x), in all three PyTorch exports.
+    @Test(arguments: ["resnetish_nofold_opset13", "resnetish_opset13", "resnetish_opset17"])
+    func residualBranchRemovalEqualsTheZeroedBranch(_ name: String) throws {
+        let folder = Repo.fixtures + "/pytorch-extra"
+        let model = try ModelLoading.load(path: folder + "/\(name).onnx", architecture: nil)
+        let blocks = try BlockPruning.blocks(model, protect: [])
+        #expect(blocks.map(\.name) == ["/block/Add"], "\(blocks.map(\.name))")
+        let small = BlockPruning.remove(model, blocks)
+        #expect(small.nodes.count == model.nodes.count - blocks[0].nodes.count)
+        #expect(!small.nodes.contains { $0.name.hasPrefix("/block/conv") || $0.name == "/block/Add" })
+        let zeroed = model.copy()
+        for w in blocks[0].weights {
+            guard case .float(let v)? = zeroed.initializer(w) else { continue }
+            zeroed.setInitializer(w, .float(Tensor(zeros: v.value.shape)))
+        }
+        let r = try NPZ.read(path: folder + "/resnetish.npz")
+        let x = Tensor(shape: r["input"]!.shape, scalars: r["input"]!.floats())
+        #expect(maxAbsDiff(small.predict(x, threads: 1).scalars, zeroed.predict(x, threads: 1).scalars) <= 1e-5)
+        #expect(maxAbsDiff(small.predict(x, threads: 1).scalars, model.predict(x, threads: 1).scalars) > 1e-3)   // the block mattered
+        // Exported and reloaded, the smaller graph computes the same.
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try ONNXModel.save(small, to: dir + "/b.onnx")
+        #expect(try ModelLoading.load(path: dir + "/b.onnx", architecture: nil).predict(x, threads: 1).scalars == small.predict(x, threads: 1).scalars)
+    }
+
+    /// A layer whose output keeps its input's shape goes with its activation: the MLP without
+    /// its 100 → 100 layer equals the same MLP built from the two remaining layers.
+    @Test func equalWidthLayerRemovalEqualsTheHandBuiltModel() throws {
+        let model = try ModelLoading.load(path: Repo.path("examples/models/mlp_mnist1d.onnx"), architecture: nil)
+        let blocks = try BlockPruning.blocks(model, protect: [])
+        #expect(blocks.map(\.name) == ["node_linear_1"] && blocks[0].nodes.count == 2)
+        let small = try prune(model.copy(), recipe: PruneRecipe(granularity: .layer, sparsity: 0.5)).graph
+        func tensor(_ name: String) -> Tensor {
+            if case .float(let v)? = model.initializer(name) { return v.value }
+            return Tensor(zeros: [0])
+        }
+        let gemms = model.nodes.filter { $0.opType == "Gemm" }
+        var b = GraphBuilder(inputShape: [40])
+        b.linear("a", weight: tensor(gemms[0].inputs[1]), bias: tensor(gemms[0].inputs[2]))
+        b.relu("r")
+        b.linear("c", weight: tensor(gemms[2].inputs[1]), bias: tensor(gemms[2].inputs[2]))
+        let expected = b.build()
+        let x = try CatalogueFixtures.mnist1dInputs()
+        #expect(small.predict(x, threads: 1).scalars == expected.predict(x, threads: 1).scalars)
+        #expect(small.parameters.reduce(0) { $0 + $1.variable.value.count } == 5110)
+    }
+
+    @Test func modelsWithoutBlocksAndProtectedBlocksAreErrors() throws {
+        let cnn = try ModelLoading.load(path: Repo.path("examples/models/cnn_mnist1d.onnx"), architecture: nil)
+        #expect(try BlockPruning.blocks(cnn, protect: []).isEmpty)   // every conv changes the length
+        #expect(throws: StructuredPruningError.self) { try prune(cnn, recipe: PruneRecipe(granularity: .layer, sparsity: 0.5)) }
+        let mlp = try ModelLoading.load(path: Repo.path("examples/models/mlp_mnist1d.onnx"), architecture: nil)
+        var r = PruneRecipe(granularity: .layer, sparsity: 0.5)
+        r.protect = ["node_linear_1"]
+        #expect(throws: StructuredPruningError.self) { try prune(mlp, recipe: r) }
+        var lrp = r
+        lrp.method = .lrp
+        #expect(lrp.problem?.key == "granularity")
+    }
+}
+
+extension CatalogueFixtures {
+    static func mnist1dInputs() throws -> Tensor {
+        try DataLoading.loadSplit(path: Repo.path("examples/data/mnist1d.npz"), split: SplitSource(inputs: "x_test", labels: "y_test"), scale: 1, classes: 10)
+            .inputs.rows(0..<32)
+    }
+}

@@ -162,6 +162,8 @@ import Pruning
         #expect(a.budget == .init(maxAccuracyDrop: 0.01) && a.calibration.samples == 512)
         let s = try CheckConfig.parse(Self.withPrune("method: snip\nsparsity: 0.95\ninit: kaiming_normal\nfinetune: {epochs: 20}"), file: "p.yml").models[0].recipe
         #expect(s.initializer == .kaimingNormal && s.calibration.samples == 100)
+        let l = try CheckConfig.parse(Self.withPrune("method: taylor\ngranularity: layer\nsparsity: 0.5\nfinetune: {epochs: 1}"), file: "p.yml").models[0].recipe
+        #expect(l.granularity == .layer && l.method == .taylor)
     }
 
     /// The recipe hash of a plain magnitude recipe is what it was before the catalogue grew,
@@ -174,6 +176,7 @@ import Pruning
 
     @Test func impossibleCombinationsNameTheKey() {
         #expect(error("method: lrp\nsparsity: 0.5")?.key == "models[0].prune.granularity")
+        #expect(error("method: obd\ngranularity: layer\nsparsity: 0.5")?.problem.contains("magnitude, random or taylor") == true)
         #expect(error("method: wanda\ngranularity: neuron\nsparsity: 0.5")?.problem.contains("single weights") == true)
         #expect(error("method: auto\nsparsity: 0.9")?.key == "models[0].prune.budget")
         #expect(error("method: magnitude\nsparsity: 0.9\nbudget: {max_accuracy_drop: 0.01}")?.key == "models[0].prune.budget")
