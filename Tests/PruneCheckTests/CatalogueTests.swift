@@ -317,12 +317,8 @@ enum CatalogueFixtures {
         recipe.schedule = .iterative(steps: 3)
         recipe.finetune?.epochs = 3
         let outcome = try PruningPipeline.run(try CatalogueFixtures.digitsModel(), recipe: recipe, train: train, seed: 2, threads: 1)
-        let pruned = outcome.masks.values.reduce(0) { $0 + $1.filter { $0 == 0 }.count }, total = outcome.masks.values.reduce(0) { $0 + $1.count }
-        #expect(abs(Double(pruned) - 0.7 * Double(total)) <= 1)
         // Random scores would revive weights without the lock: every pruned weight is +0.
-        for (name, v) in outcome.graph.prunableWeights {
-            #expect(zip(v.value.scalars, outcome.masks[name]!).allSatisfy { $1 != 0 || $0.bitPattern == 0 })
-        }
+        Self.expectSparsity(0.7, outcome)
         #expect(outcome.notes.contains { $0.contains("iterative: 3 rounds") })
     }
 
@@ -332,10 +328,15 @@ enum CatalogueFixtures {
         recipe.schedule = .gradual(frequency: 2, initial: 0.1, end: 0.5)
         recipe.finetune?.epochs = 2
         let outcome = try PruningPipeline.run(try CatalogueFixtures.digitsModel(), recipe: recipe, train: train, seed: 2, threads: 1)
+        Self.expectSparsity(0.7, outcome)
+    }
+
+    /// The masks remove `sparsity` of the weights to within one, and every removed weight is +0.
+    static func expectSparsity(_ sparsity: Double, _ outcome: PruningOutcome, sourceLocation: SourceLocation = #_sourceLocation) {
         let pruned = outcome.masks.values.reduce(0) { $0 + $1.filter { $0 == 0 }.count }, total = outcome.masks.values.reduce(0) { $0 + $1.count }
-        #expect(abs(Double(pruned) - 0.7 * Double(total)) <= 1)
+        #expect(abs(Double(pruned) - sparsity * Double(total)) <= 1, sourceLocation: sourceLocation)
         for (name, v) in outcome.graph.prunableWeights {
-            #expect(zip(v.value.scalars, outcome.masks[name]!).allSatisfy { $1 != 0 || $0.bitPattern == 0 })
+            #expect(zip(v.value.scalars, outcome.masks[name]!).allSatisfy { $1 != 0 || $0.bitPattern == 0 }, "\(name)", sourceLocation: sourceLocation)
         }
     }
 }
