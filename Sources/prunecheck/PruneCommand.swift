@@ -43,7 +43,7 @@ struct Prune: ParsableCommand {
     @Option(help: "unstructured, N:M (N kept per group of M, e.g. 2:4), neuron (Linear outputs), channel (Conv outputs) or layer (residual branches and shape-keeping layers); neuron, channel and layer make the model smaller.")
     var granularity = "unstructured"
 
-    @Option(help: "Layers neuron/channel pruning leaves whole (repeatable).")
+    @Option(help: "Layers pruning leaves whole, by layer, weight or node name (repeatable).")
     var protect: [String] = []
 
     @Option(help: "global (one ranking) or layer (the same ratio per layer); default layer for obs and sparsegpt, global otherwise.")
