@@ -9,6 +9,11 @@ let numericFlags: [SwiftSetting] = [
     .unsafeFlags(["-target-cpu", "haswell"], .when(platforms: [.linux])),
 ]
 let v5: SwiftSetting = .swiftLanguageMode(.v5)
+// The wide GEMM micro-kernel alone is built for AVX-512; `Kernels` calls it only when the CPU
+// has it (checked at run time), so the package still runs on every x86-64-v3 machine.
+let avx512Flags: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", "skylake-avx512"], .when(platforms: [.linux])),
+]
 
 let package = Package(
     name: "PruneCheck",
@@ -24,7 +29,9 @@ let package = Package(
     ],
     targets: [
         // Data flows one way: files -> model -> pruning -> evaluation -> comparison -> reports.
-        .target(name: "Kernels", swiftSettings: numericFlags + [v5]),
+        .target(name: "CCPUFeatures"),
+        .target(name: "KernelsAVX512", swiftSettings: avx512Flags + [v5]),
+        .target(name: "Kernels", dependencies: ["CCPUFeatures", "KernelsAVX512"], swiftSettings: numericFlags + [v5]),
         .target(name: "TensorEngine", dependencies: ["Kernels"], swiftSettings: numericFlags + [v5]),
         .target(
             name: "ModelIO",

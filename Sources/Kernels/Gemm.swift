@@ -16,7 +16,21 @@
 // Allocation
 //   Packing buffers come from `withUnsafeTemporaryAllocation`; nothing persists.
 
+import CCPUFeatures
 import Dispatch
+import KernelsAVX512
+
+/// The instruction set GEMM's micro-kernel uses. Every variant computes each output as the same
+/// FMA chain, so results are bit-identical across them.
+public enum KernelISA: Sendable, Equatable {
+    /// 6×16 tiles of 8-lane vectors (x86-64-v3: AVX2 + FMA), on every machine.
+    case avx2
+    /// 12×16 tiles of 16-lane vectors (AVX-512), only where the CPU has it.
+    case avx512
+
+    /// The widest variant this CPU runs: checked once per process.
+    public static let detected: KernelISA = prunecheck_cpu_has_avx512() != 0 ? .avx512 : .avx2
+}
 
 /// Register tile: 6 rows by 16 columns (12 eight-lane accumulators, AVX2/FMA-sized).
 @usableFromInline let gemmMR = 6
@@ -51,8 +65,9 @@ public func gemm(
     a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
-    threads: Int = 1
+    threads: Int = 1, isa: KernelISA = .detected
 ) {
+    let wide = isa == .avx512 && KernelISA.detected == .avx512
     guard m > 0, n > 0 else { return }
     if k == 0 {
         if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
@@ -78,7 +93,7 @@ public func gemm(
             i0: i0, i1: i1, j0: j0, j1: j1, k: k,
             a: UnsafePointer(bitPattern: aa)!, lda: lda, transposeA: transposeA,
             b: UnsafePointer(bitPattern: bb)!, ldb: ldb, transposeB: transposeB,
-            c: UnsafeMutablePointer(bitPattern: cc)!, ldc: ldc, accumulate: accumulate)
+            c: UnsafeMutablePointer(bitPattern: cc)!, ldc: ldc, accumulate: accumulate, wide: wide)
     }
     if workers == 1 {
         work(0)
@@ -111,19 +126,32 @@ func gemmBlock(
     i0: Int, i1: Int, j0: Int, j1: Int, k: Int,
     a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, wide: Bool
 ) {
     let kcMax = min(k, gemmKC)
     let ncMax = min(j1 - j0, gemmNC)
     let bPanelsMax = (ncMax + gemmNR - 1) / gemmNR
     withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * bPanelsMax * gemmNR) { bPack in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * gemmMR) { aPack in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * kcMax * gemmMR) { aPack in
             forEachBlock(columns: j0, j1, k: k) { jc, nc, pc, kc in
                 let bPanels = (nc + gemmNR - 1) / gemmNR
                 packB(b: b, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc, nc: nc, into: bPack.baseAddress!)
                 let load = accumulate || pc > 0
                 var ic = i0
                 while ic < i1 {
+                    if wide && i1 - ic > gemmMR {
+                        let mr = min(2 * gemmMR, i1 - ic)
+                        let a0 = aPack.baseAddress!, a1 = a0 + kc * gemmMR
+                        packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: gemmMR, k0: pc, kc: kc, into: a0)
+                        packA(a: a, lda: lda, transposeA: transposeA, i0: ic + gemmMR, mr: mr - gemmMR, k0: pc, kc: kc, into: a1)
+                        for p in 0..<bPanels {
+                            let jj = jc + p * gemmNR
+                            microKernel12x16AVX512(kc: kc, a0: a0, a1: a1, b: bPack.baseAddress! + p * kc * gemmNR,
+                                                   c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: min(gemmNR, j1 - jj), load: load)
+                        }
+                        ic += 2 * gemmMR
+                        continue
+                    }
                     let mr = min(gemmMR, i1 - ic)
                     packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc, into: aPack.baseAddress!)
                     for p in 0..<bPanels {
@@ -268,8 +296,9 @@ public struct PackedB: Sendable {
 /// order, so the result equals `gemm` (and `gemmReference`) bit for bit. Threads split rows.
 public func gemm(
     m: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool, packed: PackedB,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int = 1
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int = 1, isa: KernelISA = .detected
 ) {
+    let wide = isa == .avx512 && KernelISA.detected == .avx512
     let n = packed.n, k = packed.k
     guard m > 0, n > 0 else { return }
     if k == 0 {
@@ -283,7 +312,7 @@ public func gemm(
         let i0 = min(m, rowPanels * w / workers * gemmMR), i1 = min(m, rowPanels * (w + 1) / workers * gemmMR)
         guard i0 < i1 else { return }
         let a = UnsafePointer<Float>(bitPattern: aa)!, c = UnsafeMutablePointer<Float>(bitPattern: cc)!
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: min(k, gemmKC) * gemmMR) { aPack in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * min(k, gemmKC) * gemmMR) { aPack in
             var block = 0
             forEachBlock(columns: 0, n, k: k) { jc, nc, pc, kc in
                 let panels = (nc + gemmNR - 1) / gemmNR
@@ -291,6 +320,19 @@ public func gemm(
                 packed.blocks[block].withUnsafeBufferPointer { bp in
                     var ic = i0
                     while ic < i1 {
+                        if wide && i1 - ic > gemmMR {
+                            let mr = min(2 * gemmMR, i1 - ic)
+                            let a0 = aPack.baseAddress!, a1 = a0 + kc * gemmMR
+                            packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: gemmMR, k0: pc, kc: kc, into: a0)
+                            packA(a: a, lda: lda, transposeA: transposeA, i0: ic + gemmMR, mr: mr - gemmMR, k0: pc, kc: kc, into: a1)
+                            for p in 0..<panels {
+                                let jj = jc + p * gemmNR
+                                microKernel12x16AVX512(kc: kc, a0: a0, a1: a1, b: bp.baseAddress! + p * kc * gemmNR,
+                                                       c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: min(gemmNR, jc + nc - jj), load: load)
+                            }
+                            ic += 2 * gemmMR
+                            continue
+                        }
                         let mr = min(gemmMR, i1 - ic)
                         packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc, into: aPack.baseAddress!)
                         for p in 0..<panels {

@@ -53,6 +53,8 @@ var budget = Budget()
 var groups: Set<String> = ["gemm", "infer", "infer_sparse90", "infer_structured50", "train_epoch"]
 var fixtures = ProcessInfo.processInfo.environment["PRUNECHECK_FIXTURES"] ?? "../shared/fixtures"
 var out = "bench-results/prunecheck.json"
+/// The GEMM micro-kernel variant of the `gemm` rows (the CPU's widest unless --isa says).
+var isa = KernelISA.detected
 var args = Array(CommandLine.arguments.dropFirst())
 while !args.isEmpty {
     let a = args.removeFirst()
@@ -64,6 +66,12 @@ while !args.isEmpty {
     case "--threads": threadCounts = value().split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
     case "--quick": budget = .quick
     case "--only": groups = Set(value().split(separator: ",").map(String.init))
+    case "--isa":
+        switch value() {
+        case "avx2": isa = .avx2
+        case "avx512": isa = .avx512
+        default: log("--isa takes avx2 or avx512"); exit(2)
+        }
     case "--fixtures": fixtures = value()
     case "--out": out = value()
     default: log("unknown option \(a); see the header of Sources/prunecheck-bench/main.swift"); exit(2)
@@ -95,7 +103,7 @@ if groups.contains("gemm") {
             let call = {
                 c.withUnsafeMutableBufferPointer { cp in
                     gemm(m: n, n: n, k: n, a: a, lda: n, transposeA: false, b: b, ldb: n, transposeB: false,
-                         c: cp.baseAddress!, ldc: n, accumulate: false, threads: t)
+                         c: cp.baseAddress!, ldc: n, accumulate: false, threads: t, isa: isa)
                 }
             }
             call()

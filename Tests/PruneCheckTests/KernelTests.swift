@@ -4,6 +4,19 @@ import Testing
 @Suite struct GemmTests {
     static let sizes = [1, 3, 7, 16, 33, 100]
 
+    /// Every micro-kernel variant this CPU runs: each must match the reference bit for bit.
+    static let variants: [KernelISA] = KernelISA.detected == .avx512 ? [.avx2, .avx512] : [.avx2]
+
+    /// Detection agrees with the kernel's own report of the CPU, so the wide variant cannot go
+    /// untested (or be called) by mistake.
+    @Test func detectionMatchesTheCPUFlags() throws {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let flags = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return }
+        let words = Set(flags.split(separator: " ").map(String.init))
+        let has = ["avx512f", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(words.contains)
+        #expect((KernelISA.detected == .avx512) == has, "cpuinfo says AVX-512 \(has), detection says \(KernelISA.detected)")
+    }
+
     /// Deterministic pseudo-random fill (no RNG dependency in kernel tests).
     static func fill(_ n: Int, seed: UInt32) -> [Float] {
         var s = seed &* 2654435761 &+ 1
@@ -28,14 +41,16 @@ import Testing
                                           transposeB: transposeB, c: c.baseAddress!, ldc: n, accumulate: accumulate)
                         }
                         for threads in [1, 2, 3] {
-                            var got = c0
-                            got.withUnsafeMutableBufferPointer { c in
-                                gemm(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
-                                     transposeB: transposeB, c: c.baseAddress!, ldc: n, accumulate: accumulate, threads: threads)
+                            for isa in Self.variants {
+                                var got = c0
+                                got.withUnsafeMutableBufferPointer { c in
+                                    gemm(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
+                                         transposeB: transposeB, c: c.baseAddress!, ldc: n, accumulate: accumulate, threads: threads, isa: isa)
+                                }
+                                let worst = zip(got, expected).enumerated().max { abs($0.1.0 - $0.1.1) < abs($1.1.0 - $1.1.1) }
+                                #expect(got.map(\.bitPattern) == expected.map(\.bitPattern),
+                                        "\(isa) m=\(m) n=\(n) k=\(k) tA=\(transposeA) tB=\(transposeB) acc=\(accumulate) threads=\(threads): worst element \(worst.map { "\($0.offset): \($0.element.0) vs \($0.element.1)" } ?? "-")")
                             }
-                            let worst = zip(got, expected).enumerated().max { abs($0.1.0 - $0.1.1) < abs($1.1.0 - $1.1.1) }
-                            #expect(got.map(\.bitPattern) == expected.map(\.bitPattern),
-                                    "m=\(m) n=\(n) k=\(k) tA=\(transposeA) tB=\(transposeB) acc=\(accumulate) threads=\(threads): worst element \(worst.map { "\($0.offset): \($0.element.0) vs \($0.element.1)" } ?? "-")")
                         }
                     }
                 }
@@ -147,11 +162,14 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
                 }
                 let packed = PackedB(b: b, ldb: ldb, transposeB: transposeB, k: k, n: n)
                 for threads in [1, 2, 3] {
-                    var got = [Float](repeating: .nan, count: m * n)
-                    got.withUnsafeMutableBufferPointer { c in
-                        gemm(m: m, a: a, lda: k, transposeA: false, packed: packed, c: c.baseAddress!, ldc: n, accumulate: false, threads: threads)
+                    for isa in GemmTests.variants {
+                        var got = [Float](repeating: .nan, count: m * n)
+                        got.withUnsafeMutableBufferPointer { c in
+                            gemm(m: m, a: a, lda: k, transposeA: false, packed: packed, c: c.baseAddress!, ldc: n, accumulate: false,
+                                 threads: threads, isa: isa)
+                        }
+                        #expect(got.map(\.bitPattern) == expected.map(\.bitPattern), "\(isa) m=\(m) n=\(n) k=\(k) tB=\(transposeB) threads=\(threads)")
                     }
-                    #expect(got.map(\.bitPattern) == expected.map(\.bitPattern), "m=\(m) n=\(n) k=\(k) tB=\(transposeB) threads=\(threads)")
                 }
             }
         }
