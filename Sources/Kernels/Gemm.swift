@@ -221,6 +221,13 @@ func microKernel6x16(
     c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, load: Bool
 ) {
     typealias V = SIMD8<Float>
+    // NOTE: a single row (batch-1 inference) runs only row 0's chain: the same FMAs in the same
+    // order, without the five zero rows of a padded tile (LeNet-300-100 at batch 1 does 1/6 of
+    // the multiply-adds).
+    if mr == 1 {
+        microKernel1x16(kc: kc, a: a, b: b, c: c, nr: nr, load: load)
+        return
+    }
     let full = mr == gemmMR && nr == gemmNR
     // Edge tiles go through a local 6×16 buffer so the kernel body never branches.
     withUnsafeTemporaryAllocation(of: Float.self, capacity: gemmMR * gemmNR) { tile in
@@ -266,6 +273,29 @@ func microKernel6x16(
             for r in 0..<mr { (c + r * ldc).update(from: t + r * gemmNR, count: nr) }
         }
     }
+}
+
+/// Row 0 of `microKernel6x16`: C[0, 0..<nr] (+)= packed A row 0 (stride 6) · packed B (kc × 16),
+/// one FMA chain per element in increasing k, starting from C (when `load`) or 0.
+@inline(__always)
+func microKernel1x16(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, nr: Int, load: Bool) {
+    typealias V = SIMD8<Float>
+    var t = (V(), V())
+    withUnsafeMutableBytes(of: &t) { raw in
+        let tp = raw.baseAddress!.assumingMemoryBound(to: Float.self)
+        if load { tp.update(from: c, count: nr) }
+    }
+    var c0 = t.0, c1 = t.1
+    var ap = a, bp = b
+    for _ in 0..<kc {
+        let s = V(repeating: ap[0])
+        c0 = c0.addingProduct(s, UnsafeRawPointer(bp).loadUnaligned(as: V.self))
+        c1 = c1.addingProduct(s, UnsafeRawPointer(bp + 8).loadUnaligned(as: V.self))
+        ap += gemmMR
+        bp += gemmNR
+    }
+    t = (c0, c1)
+    withUnsafeBytes(of: &t) { raw in c.update(from: raw.baseAddress!.assumingMemoryBound(to: Float.self), count: nr) }
 }
 
 /// B packed once, in exactly the blocks and panel layout `gemm` builds on every call, for a
