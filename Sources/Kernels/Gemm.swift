@@ -134,36 +134,47 @@ func gemmBlock(
     withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * bPanelsMax * gemmNR) { bPack in
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * kcMax * gemmMR) { aPack in
             forEachBlock(columns: j0, j1, k: k) { jc, nc, pc, kc in
-                let bPanels = (nc + gemmNR - 1) / gemmNR
                 packB(b: b, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc, nc: nc, into: bPack.baseAddress!)
                 let load = accumulate || pc > 0
-                var ic = i0
-                while ic < i1 {
-                    if wide && i1 - ic > gemmMR {
-                        let mr = min(2 * gemmMR, i1 - ic)
-                        let a0 = aPack.baseAddress!, a1 = a0 + kc * gemmMR
-                        packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: gemmMR, k0: pc, kc: kc, into: a0)
-                        packA(a: a, lda: lda, transposeA: transposeA, i0: ic + gemmMR, mr: mr - gemmMR, k0: pc, kc: kc, into: a1)
-                        for p in 0..<bPanels {
-                            let jj = jc + p * gemmNR
-                            microKernel12x16AVX512(kc: kc, a0: a0, a1: a1, b: bPack.baseAddress! + p * kc * gemmNR,
-                                                   c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: min(gemmNR, j1 - jj), load: load)
-                        }
-                        ic += 2 * gemmMR
-                        continue
-                    }
-                    let mr = min(gemmMR, i1 - ic)
-                    packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc, into: aPack.baseAddress!)
-                    for p in 0..<bPanels {
-                        let jj = jc + p * gemmNR
-                        let nr = min(gemmNR, j1 - jj)
-                        microKernel6x16(
-                            kc: kc, a: aPack.baseAddress!, b: bPack.baseAddress! + p * kc * gemmNR,
-                            c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: nr, load: load)
-                    }
-                    ic += gemmMR
-                }
+                rowTiles(i0: i0, i1: i1, jc: jc, nc: nc, pc: pc, kc: kc, a: a, lda: lda, transposeA: transposeA,
+                         panels: bPack.baseAddress!, c: c, ldc: ldc, load: load, wide: wide, aPack: aPack.baseAddress!)
             }
+        }
+    }
+}
+
+/// Rows i0..<i1 of one (N block, K block) of C: packs A tile by tile and runs the micro-kernel
+/// over every packed B panel of columns jc..<jc+nc. With `wide`, 12-row tiles go to the AVX-512
+/// kernel (two 6-row packs in `aPack`, which holds 2·kc·MR); the rest, and every tile without
+/// it, to the 6×16 kernel. Both packed and prepacked GEMM run through here.
+@inline(__always)
+func rowTiles(
+    i0: Int, i1: Int, jc: Int, nc: Int, pc: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
+    panels: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool, wide: Bool, aPack: UnsafeMutablePointer<Float>
+) {
+    let count = (nc + gemmNR - 1) / gemmNR
+    var ic = i0
+    while ic < i1 {
+        if wide && i1 - ic > gemmMR {
+            let mr = min(2 * gemmMR, i1 - ic)
+            let a1 = aPack + kc * gemmMR
+            packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: gemmMR, k0: pc, kc: kc, into: aPack)
+            packA(a: a, lda: lda, transposeA: transposeA, i0: ic + gemmMR, mr: mr - gemmMR, k0: pc, kc: kc, into: a1)
+            for p in 0..<count {
+                let jj = jc + p * gemmNR
+                microKernel12x16AVX512(kc: kc, a0: aPack, a1: a1, b: panels + p * kc * gemmNR, c: c + ic * ldc + jj, ldc: ldc,
+                                       mr: mr, nr: min(gemmNR, jc + nc - jj), load: load)
+            }
+            ic += 2 * gemmMR
+        } else {
+            let mr = min(gemmMR, i1 - ic)
+            packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc, into: aPack)
+            for p in 0..<count {
+                let jj = jc + p * gemmNR
+                microKernel6x16(kc: kc, a: aPack, b: panels + p * kc * gemmNR, c: c + ic * ldc + jj, ldc: ldc,
+                                mr: mr, nr: min(gemmNR, jc + nc - jj), load: load)
+            }
+            ic += gemmMR
         }
     }
 }
@@ -345,33 +356,10 @@ public func gemm(
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * min(k, gemmKC) * gemmMR) { aPack in
             var block = 0
             forEachBlock(columns: 0, n, k: k) { jc, nc, pc, kc in
-                let panels = (nc + gemmNR - 1) / gemmNR
                 let load = accumulate || pc > 0
                 packed.blocks[block].withUnsafeBufferPointer { bp in
-                    var ic = i0
-                    while ic < i1 {
-                        if wide && i1 - ic > gemmMR {
-                            let mr = min(2 * gemmMR, i1 - ic)
-                            let a0 = aPack.baseAddress!, a1 = a0 + kc * gemmMR
-                            packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: gemmMR, k0: pc, kc: kc, into: a0)
-                            packA(a: a, lda: lda, transposeA: transposeA, i0: ic + gemmMR, mr: mr - gemmMR, k0: pc, kc: kc, into: a1)
-                            for p in 0..<panels {
-                                let jj = jc + p * gemmNR
-                                microKernel12x16AVX512(kc: kc, a0: a0, a1: a1, b: bp.baseAddress! + p * kc * gemmNR,
-                                                       c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: min(gemmNR, jc + nc - jj), load: load)
-                            }
-                            ic += 2 * gemmMR
-                            continue
-                        }
-                        let mr = min(gemmMR, i1 - ic)
-                        packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc, into: aPack.baseAddress!)
-                        for p in 0..<panels {
-                            let jj = jc + p * gemmNR
-                            microKernel6x16(kc: kc, a: aPack.baseAddress!, b: bp.baseAddress! + p * kc * gemmNR,
-                                            c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: min(gemmNR, jc + nc - jj), load: load)
-                        }
-                        ic += gemmMR
-                    }
+                    rowTiles(i0: i0, i1: i1, jc: jc, nc: nc, pc: pc, kc: kc, a: a, lda: lda, transposeA: transposeA,
+                             panels: bp.baseAddress!, c: c, ldc: ldc, load: load, wide: wide, aPack: aPack.baseAddress!)
                 }
                 block += 1
             }

@@ -35,7 +35,8 @@ public enum Allocator {
         let training = model.training
         model.training = false
         defer { model.training = training }
-        let steps = levels.filter { $0 <= maxSparsity + 1e-12 }.isEmpty ? [maxSparsity] : levels.filter { $0 <= maxSparsity + 1e-12 }
+        let allowed = levels.filter { $0 <= maxSparsity + 1e-12 }
+        let steps = allowed.isEmpty ? [maxSparsity] : allowed
         let variables = layers.map { name -> Variable in
             guard case .float(let v)? = model.initializer(name) else { preconditionFailure("'\(name)' is not a float parameter") }
             return v

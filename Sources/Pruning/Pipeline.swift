@@ -19,10 +19,11 @@ public struct PruningOutcome {
 public enum PruningPipeline {
     /// Runs `recipe` on `model` (changed in place for unstructured and N:M pruning) with the
     /// training split `train`. `teacher` replaces the dense model as the distillation teacher.
-    /// `progress` gets every fine-tuning epoch with the phase's name and epoch count.
+    /// `afterCut` sees the model right after a one-shot cut, before fine-tuning. `progress` gets
+    /// every fine-tuning epoch with the phase's name and epoch count.
     public static func run(
         _ model: Graph, recipe: PruneRecipe, train: LabeledData, seed: UInt64, threads: Int, teacher: Graph? = nil,
-        progress: ((String, EpochLog, Int) -> Void)? = nil
+        afterCut: ((Graph) -> Void)? = nil, progress: ((String, EpochLog, Int) -> Void)? = nil
     ) throws -> PruningOutcome {
         if let p = recipe.problem { preconditionFailure("recipe refused by its own check: \(p.key): \(p.message)") }
         let teacherModel = recipe.distill != nil ? (teacher ?? model.copy()) : nil
@@ -56,6 +57,7 @@ public enum PruningPipeline {
         switch recipe.schedule {
         case .oneshot:
             let (graph, masks) = try prune(model, recipe: recipe, context: context)
+            afterCut?(graph)
             fineTune(graph, masks: masks, train: train, settings: settings, epochs: settings.epochs, seed: seed, threads: threads, recipe: recipe,
                      teacher: teacherModel, label: label, progress: progress)
             return PruningOutcome(graph: graph, masks: masks, allocation: allocation, notes: notes)

@@ -166,18 +166,12 @@ struct Prune: ParsableCommand {
         let paramsBefore = dense.parameters.reduce(0) { $0 + $1.variable.value.count }
         let needsTrain = finetune != nil || meth.usesCalibration || recipe.regularize != nil
         let train = needsTrain ? try loadSplit(spec, trainSplit, model: dense, classes: classes) : LabeledData(inputs: Tensor(zeros: [0] + dense.inputShape), labels: [])
-        // The accuracy right after the cut, before fine-tuning: a second run without it.
-        var cutOnly = recipe
-        cutOnly.finetune = nil
-        cutOnly.distill = nil
-        let oneShot: Double
-        if finetune != nil, recipe.initializer == nil, recipe.schedule == .oneshot {
-            let c = try Self.runPipeline(dense.copy(), recipe: cutOnly, train: train, seed: seed, threads: threads, model: model)
-            oneShot = Evaluator.classify(model: c.graph, data: eval, classes: classes, threads: threads).accuracy
-        } else {
-            oneShot = .nan
-        }
-        let outcome = try Self.runPipeline(dense, recipe: recipe, train: train, seed: seed, threads: threads, model: model) { phase, e, total in
+        // The accuracy right after a one-shot cut of trained weights, before fine-tuning.
+        var oneShot = Double.nan
+        let reportCut = finetune != nil && recipe.initializer == nil
+        let outcome = try Self.runPipeline(dense, recipe: recipe, train: train, seed: seed, threads: threads, model: model, afterCut: { cut in
+            if reportCut { oneShot = Evaluator.classify(model: cut, data: eval, classes: classes, threads: threads).accuracy }
+        }) { phase, e, total in
             if !json { note("  \(phase) epoch \(e.epoch)/\(total): loss \(String(format: "%.4f", e.meanLoss))") }
         }
         let m = outcome.graph
@@ -235,9 +229,9 @@ extension Prune {
     }
 
     static func runPipeline(_ graph: Graph, recipe: PruneRecipe, train: LabeledData, seed: UInt64, threads: Int, model: String,
-                            progress: ((String, EpochLog, Int) -> Void)? = nil) throws -> PruningOutcome {
+                            afterCut: ((Graph) -> Void)? = nil, progress: ((String, EpochLog, Int) -> Void)? = nil) throws -> PruningOutcome {
         do {
-            return try PruningPipeline.run(graph, recipe: recipe, train: train, seed: seed, threads: threads, progress: progress)
+            return try PruningPipeline.run(graph, recipe: recipe, train: train, seed: seed, threads: threads, afterCut: afterCut, progress: progress)
         } catch let e as StructuredPruningError {
             throw InputError("\(model): \(e)")
         } catch let e as GraphError {

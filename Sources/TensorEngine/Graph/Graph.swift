@@ -294,22 +294,22 @@ public final class Graph {
     /// Runs the graph once on `x` and returns every float value's shape by name (for cost
     /// analysis and inspection).
     public func valueShapes(for x: Tensor) throws -> [String: [Int]] {
-        var shapes: [String: [Int]] = [:]
-        // A second pass through `run` that keeps every slot would duplicate it; record by
-        // running node by node instead.
+        try values(for: x, threads: 1).mapValues(\.shape)
+    }
+
+    /// Every value of one run on `x` (no tape) by name: initializers, the input, and each
+    /// node's outputs. A second pass through `run` that keeps every slot would duplicate it;
+    /// this runs node by node instead.
+    func values(for x: Tensor, threads: Int) throws -> [String: Value] {
         var env: [String: Value] = initializers
-        for (i, inp) in inputs.enumerated() where i == 0 { env[inp.name] = .float(Variable(x)) }
+        if let first = inputs.first { env[first.name] = .float(Variable(x)) }
         for (index, node) in nodes.enumerated() {
             let args = node.inputs.map { $0.isEmpty ? nil : env[$0] }
-            let ctx = OpContext(graph: self, node: node, index: index, kind: kinds[index], inputs: args, tape: nil, threads: 1)
+            let ctx = OpContext(graph: self, node: node, index: index, kind: kinds[index], inputs: args, tape: nil, threads: threads)
             let results = try ctx.execute()
-            for (k, name) in node.outputs.enumerated() where !name.isEmpty && k < results.count {
-                env[name] = results[k]
-                shapes[name] = results[k].shape
-            }
+            for (k, name) in node.outputs.enumerated() where !name.isEmpty && k < results.count { env[name] = results[k] }
         }
-        for (name, v) in env where shapes[name] == nil { shapes[name] = v.shape }
-        return shapes
+        return env
     }
 }
 

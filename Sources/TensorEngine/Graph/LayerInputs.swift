@@ -4,18 +4,9 @@
 extension Graph {
     /// Runs the graph on `x` (no tape) and returns the float values named in `names`.
     public func capture(_ x: Tensor, _ names: Set<String>, threads: Int) throws -> [String: Tensor] {
-        var env: [String: Value] = initializers
-        if let first = inputs.first { env[first.name] = .float(Variable(x)) }
         var out: [String: Tensor] = [:]
-        for name in names { if case .float(let v)? = env[name] { out[name] = v.value } }
-        for (index, node) in nodes.enumerated() {
-            let args = node.inputs.map { $0.isEmpty ? nil : env[$0] }
-            let ctx = OpContext(graph: self, node: node, index: index, kind: kinds[index], inputs: args, tape: nil, threads: threads)
-            let results = try ctx.execute()
-            for (k, name) in node.outputs.enumerated() where !name.isEmpty && k < results.count {
-                env[name] = results[k]
-                if names.contains(name), case .float(let v) = results[k] { out[name] = v.value }
-            }
+        for (name, value) in try values(for: x, threads: threads) where names.contains(name) {
+            if case .float(let v) = value { out[name] = v.value }
         }
         return out
     }
