@@ -25,7 +25,7 @@ import KernelsAVX512
 public enum KernelISA: Sendable, Equatable {
     /// 6×16 tiles of 8-lane vectors (x86-64-v3: AVX2 + FMA), on every machine.
     case avx2
-    /// 12×16 tiles of 16-lane vectors (AVX-512), only where the CPU has it.
+    /// 8×32 tiles of 16-lane vectors (AVX-512), only where the CPU has it.
     case avx512
 
     /// The widest variant this CPU runs: checked once per process.
@@ -35,6 +35,8 @@ public enum KernelISA: Sendable, Equatable {
 /// Register tile: 6 rows by 16 columns (12 eight-lane accumulators, AVX2/FMA-sized).
 @usableFromInline let gemmMR = 6
 @usableFromInline let gemmNR = 16
+/// The AVX-512 tile: 8 rows by two 16-column panels (16 sixteen-lane accumulators).
+@usableFromInline let wideMR = 8
 /// Cache blocking: K by 256 (packed A and B panels stay in L1/L2), N by 512.
 @usableFromInline let gemmKC = 256
 @usableFromInline let gemmNC = 512
@@ -73,7 +75,8 @@ public func gemm(
         if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
         return
     }
-    let rowPanels = (m + gemmMR - 1) / gemmMR
+    let unit = wide ? wideMR : gemmMR
+    let rowPanels = (m + unit - 1) / unit
     let colPanels = (n + gemmNR - 1) / gemmNR
     // Split the larger side into `workers` contiguous ranges of panels (never K).
     let splitColumns = colPanels >= rowPanels
@@ -88,7 +91,7 @@ public func gemm(
         guard lo < hi else { return }
         let (i0, i1, j0, j1) = splitColumns
             ? (0, m, lo * gemmNR, min(n, hi * gemmNR))
-            : (lo * gemmMR, min(m, hi * gemmMR), 0, n)
+            : (lo * unit, min(m, hi * unit), 0, n)
         gemmBlock(
             i0: i0, i1: i1, j0: j0, j1: j1, k: k,
             a: UnsafePointer(bitPattern: aa)!, lda: lda, transposeA: transposeA,
@@ -128,11 +131,16 @@ func gemmBlock(
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, wide: Bool
 ) {
+    if wide && !transposeB && i1 - i0 > 1 && i1 - i0 <= directRowsMax {
+        gemmBlockDirectB(i0: i0, i1: i1, j0: j0, j1: j1, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
+                         c: c, ldc: ldc, accumulate: accumulate)
+        return
+    }
     let kcMax = min(k, gemmKC)
     let ncMax = min(j1 - j0, gemmNC)
     let bPanelsMax = (ncMax + gemmNR - 1) / gemmNR
     withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * bPanelsMax * gemmNR) { bPack in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * kcMax * gemmMR) { aPack in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * wideMR) { aPack in
             forEachBlock(columns: j0, j1, k: k) { jc, nc, pc, kc in
                 packB(b: b, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc, nc: nc, into: bPack.baseAddress!)
                 let load = accumulate || pc > 0
@@ -143,10 +151,56 @@ func gemmBlock(
     }
 }
 
+/// At most this many rows read B in place (AVX-512 only): packing B costs about as much as
+/// two 8-row tiles' multiply-adds on it, so small M (a Conv's output channels) skips it.
+@usableFromInline let directRowsMax = 16
+
+/// `gemmBlock` for a few rows of a row-major B: the 8×32 kernel reads B's rows where they are
+/// (32 columns at a time), only the last < 32 columns are packed. Same K blocks in the same
+/// order, the same FMA chain per element, so the same bits as the packed path.
+func gemmBlockDirectB(
+    i0: Int, i1: Int, j0: Int, j1: Int, k: Int,
+    a: UnsafePointer<Float>, lda: Int, transposeA: Bool, b: UnsafePointer<Float>, ldb: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+) {
+    let kcMax = min(k, gemmKC)
+    let inPlace = (j1 - j0) / (2 * gemmNR) * (2 * gemmNR), rest = j1 - j0 - inPlace
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * 2 * gemmNR) { tail in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * wideMR) { aPack in
+            var pc = 0
+            while pc < k {
+                let kc = min(gemmKC, k - pc)
+                let load = accumulate || pc > 0
+                if rest > 0 { packB(b: b, ldb: ldb, transposeB: false, k0: pc, kc: kc, j0: j0 + inPlace, nc: rest, into: tail.baseAddress!) }
+                var ic = i0
+                while ic < i1 {
+                    let mr = min(wideMR, i1 - ic)
+                    packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc, stride: wideMR, into: aPack.baseAddress!)
+                    var jj = j0
+                    while jj < j0 + inPlace {
+                        let bp = b + pc * ldb + jj
+                        microKernel8x32AVX512(kc: kc, a: aPack.baseAddress!, b0: bp, b1: bp + gemmNR, bStride: ldb,
+                                              c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: 2 * gemmNR, load: load)
+                        jj += 2 * gemmNR
+                    }
+                    if rest > 0 {
+                        let t = tail.baseAddress!
+                        microKernel8x32AVX512(kc: kc, a: aPack.baseAddress!, b0: t, b1: rest > gemmNR ? t + kc * gemmNR : nil, bStride: gemmNR,
+                                              c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: rest, load: load)
+                    }
+                    ic += wideMR
+                }
+                pc += kc
+            }
+        }
+    }
+}
+
 /// Rows i0..<i1 of one (N block, K block) of C: packs A tile by tile and runs the micro-kernel
-/// over every packed B panel of columns jc..<jc+nc. With `wide`, 12-row tiles go to the AVX-512
-/// kernel (two 6-row packs in `aPack`, which holds 2·kc·MR); the rest, and every tile without
-/// it, to the 6×16 kernel. Both packed and prepacked GEMM run through here.
+/// over every packed B panel of columns jc..<jc+nc. With `wide`, tiles of up to 8 rows go to the
+/// AVX-512 kernel (A packed in groups of 8; `aPack` holds kc·8), two panels at a time; single
+/// rows (batch-1 inference) and every tile without it go to the 6×16 kernel. Both packed and
+/// prepacked GEMM run through here.
 @inline(__always)
 func rowTiles(
     i0: Int, i1: Int, jc: Int, nc: Int, pc: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
@@ -155,17 +209,18 @@ func rowTiles(
     let count = (nc + gemmNR - 1) / gemmNR
     var ic = i0
     while ic < i1 {
-        if wide && i1 - ic > gemmMR {
-            let mr = min(2 * gemmMR, i1 - ic)
-            let a1 = aPack + kc * gemmMR
-            packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: gemmMR, k0: pc, kc: kc, into: aPack)
-            packA(a: a, lda: lda, transposeA: transposeA, i0: ic + gemmMR, mr: mr - gemmMR, k0: pc, kc: kc, into: a1)
-            for p in 0..<count {
+        if wide && i1 - ic > 1 {
+            let mr = min(wideMR, i1 - ic)
+            packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc, stride: wideMR, into: aPack)
+            var p = 0
+            while p < count {
                 let jj = jc + p * gemmNR
-                microKernel12x16AVX512(kc: kc, a0: aPack, a1: a1, b: panels + p * kc * gemmNR, c: c + ic * ldc + jj, ldc: ldc,
-                                       mr: mr, nr: min(gemmNR, jc + nc - jj), load: load)
+                let two = p + 1 < count
+                microKernel8x32AVX512(kc: kc, a: aPack, b0: panels + p * kc * gemmNR, b1: two ? panels + (p + 1) * kc * gemmNR : nil,
+                                      bStride: gemmNR, c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: min(two ? 2 * gemmNR : gemmNR, jc + nc - jj), load: load)
+                p += 2
             }
-            ic += 2 * gemmMR
+            ic += wideMR
         } else {
             let mr = min(gemmMR, i1 - ic)
             packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc, into: aPack)
@@ -179,22 +234,37 @@ func rowTiles(
     }
 }
 
-/// Packs A[i0..<i0+mr, k0..<k0+kc] as kc groups of MR values (rows past mr are zero).
+/// Packs A[i0..<i0+mr, k0..<k0+kc] as kc groups of `stride` values (rows past mr are zero).
 @inline(__always)
 func packA(
-    a: UnsafePointer<Float>, lda: Int, transposeA: Bool, i0: Int, mr: Int, k0: Int, kc: Int,
+    a: UnsafePointer<Float>, lda: Int, transposeA: Bool, i0: Int, mr: Int, k0: Int, kc: Int, stride: Int = gemmMR,
     into dst: UnsafeMutablePointer<Float>
 ) {
-    if mr < gemmMR { dst.update(repeating: 0, count: kc * gemmMR) }
-    if transposeA {
-        for p in 0..<kc {
-            let src = a + (k0 + p) * lda + i0
-            for r in 0..<mr { dst[p * gemmMR + r] = src[r] }
+    if mr < stride { dst.update(repeating: 0, count: kc * stride) }
+    // Pointer steps rather than index products: the products' overflow checks made this loop
+    // cost a third of a small GEMM.
+    if transposeA && mr == 8 && stride == 8 {
+        var s = a + k0 * lda + i0, d = dst
+        for _ in 0..<kc {
+            UnsafeMutableRawPointer(d).storeBytes(of: UnsafeRawPointer(s).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+            s += lda
+            d += 8
+        }
+    } else if transposeA {
+        var s = a + k0 * lda + i0, d = dst
+        for _ in 0..<kc {
+            for r in 0..<mr { d[r] = s[r] }
+            s += lda
+            d += stride
         }
     } else {
         for r in 0..<mr {
-            let src = a + (i0 + r) * lda + k0
-            for p in 0..<kc { dst[p * gemmMR + r] = src[p] }
+            var s = a + (i0 + r) * lda + k0, d = dst + r
+            for _ in 0..<kc {
+                d.pointee = s.pointee
+                s += 1
+                d += stride
+            }
         }
     }
 }
@@ -207,20 +277,30 @@ func packB(
     into dst: UnsafeMutablePointer<Float>
 ) {
     let panels = (nc + gemmNR - 1) / gemmNR
+    if !transposeB {
+        // Row by row: the source streams in order and each full panel row is one 16-float
+        // vector (panel by panel, 64-byte reads at the row stride ran at a third of this).
+        let full = nc / gemmNR, rest = nc - full * gemmNR
+        if rest > 0 { (dst + full * kc * gemmNR).update(repeating: 0, count: kc * gemmNR) }
+        for q in 0..<kc {
+            let src = b + (k0 + q) * ldb + j0
+            let row = dst + q * gemmNR
+            for p in 0..<full {
+                let v = UnsafeRawPointer(src + p * gemmNR).loadUnaligned(as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(row + p * kc * gemmNR).storeBytes(of: v, as: SIMD16<Float>.self)
+            }
+            if rest > 0 { (row + full * kc * gemmNR).update(from: src + full * gemmNR, count: rest) }
+        }
+        return
+    }
     for p in 0..<panels {
         let panel = dst + p * kc * gemmNR
         let jj = j0 + p * gemmNR
         let nr = min(gemmNR, j0 + nc - jj)
         if nr < gemmNR { panel.update(repeating: 0, count: kc * gemmNR) }
-        if transposeB {
-            for col in 0..<nr {
-                let src = b + (jj + col) * ldb + k0
-                for q in 0..<kc { panel[q * gemmNR + col] = src[q] }
-            }
-        } else {
-            for q in 0..<kc {
-                (panel + q * gemmNR).update(from: b + (k0 + q) * ldb + jj, count: nr)
-            }
+        for col in 0..<nr {
+            let src = b + (jj + col) * ldb + k0
+            for q in 0..<kc { panel[q * gemmNR + col] = src[q] }
         }
     }
 }
@@ -346,14 +426,15 @@ public func gemm(
         if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
         return
     }
-    let rowPanels = (m + gemmMR - 1) / gemmMR
+    let unit = wide ? wideMR : gemmMR
+    let rowPanels = (m + unit - 1) / unit
     let workers = max(1, min(threads, rowPanels, (m * n * k) / 1_048_576 + 1))
     let aa = Int(bitPattern: a), cc = Int(bitPattern: c)
     let work: (Int) -> Void = { w in
-        let i0 = min(m, rowPanels * w / workers * gemmMR), i1 = min(m, rowPanels * (w + 1) / workers * gemmMR)
+        let i0 = min(m, rowPanels * w / workers * unit), i1 = min(m, rowPanels * (w + 1) / workers * unit)
         guard i0 < i1 else { return }
         let a = UnsafePointer<Float>(bitPattern: aa)!, c = UnsafeMutablePointer<Float>(bitPattern: cc)!
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * min(k, gemmKC) * gemmMR) { aPack in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: min(k, gemmKC) * wideMR) { aPack in
             var block = 0
             forEachBlock(columns: 0, n, k: k) { jc, nc, pc, kc in
                 let load = accumulate || pc > 0
