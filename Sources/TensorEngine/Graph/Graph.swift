@@ -117,10 +117,9 @@ public final class Graph {
     /// Per node: the Conv/pool window of the last input shape it saw (the table is the costly
     /// part of a small convolution).
     var windows: [(spatial: [Int], geometry: WindowGeometry)?] = []
-    /// Per node: scratch buffers reused across runs (a Conv's columns and its GEMM output),
+    /// Per node: a scratch buffer reused across runs (a Conv's columns, one block per worker),
     /// so steady-state inference does not allocate (and fault in) megabytes per call.
     var scratchColumns: [[Float]] = []
-    var scratchOutput: [[Float]] = []
 
     /// Per-node wall time, for `make bench` diagnostics only (off by default).
     nonisolated(unsafe) public static var profile = false
@@ -170,7 +169,6 @@ public final class Graph {
         kinds = nodes.map { OpKind(opType: $0.opType) }
         windows = Array(repeating: nil, count: nodes.count)
         scratchColumns = Array(repeating: [], count: nodes.count)
-        scratchOutput = Array(repeating: [], count: nodes.count)
     }
 
     /// The value an initializer holds.

@@ -1,3 +1,4 @@
+import Dispatch
 import Kernels
 
 // Gemm, MatMul, Conv, pooling, normalization and Dropout.
@@ -17,6 +18,101 @@ struct WindowGeometry {
     var kernelCount: Int { kernel.reduce(1, *) }
     var outCount: Int { outSpatial.reduce(1, *) }
     var inCount: Int { inSpatial.reduce(1, *) }
+    /// The table as runs, kernel offset by kernel offset: run r of offset q (runStart[q] ≤ r <
+    /// runStart[q + 1]) says output positions runOut[r] + i (i < runCount[r]) read input
+    /// runIn[r] + i·runStep[r]. `padded[q]`: some output position reads padding at q. A window
+    /// over a row is one run per output row instead of one lookup per value.
+    let runStart: [Int], runOut: [Int], runIn: [Int], runCount: [Int], runStep: [Int], padded: [Bool]
+
+    init(inSpatial: [Int], kernel: [Int], outSpatial: [Int], table: [Int]) {
+        self.inSpatial = inSpatial
+        self.kernel = kernel
+        self.outSpatial = outSpatial
+        self.table = table
+        let kq = kernel.reduce(1, *), p = outSpatial.reduce(1, *)
+        var start = [0], outs: [Int] = [], ins: [Int] = [], counts: [Int] = [], steps: [Int] = []
+        var padded = [Bool](repeating: false, count: kq)
+        for q in 0..<kq {
+            var pp = 0
+            while pp < p {
+                let t = table[pp * kq + q]
+                if t < 0 { padded[q] = true; pp += 1; continue }
+                var len = 1, step = 1
+                if pp + 1 < p, table[(pp + 1) * kq + q] > t {
+                    step = table[(pp + 1) * kq + q] - t
+                    while pp + len < p && table[(pp + len) * kq + q] == t + len * step { len += 1 }
+                }
+                outs.append(pp); ins.append(t); counts.append(len); steps.append(step)
+                pp += len
+            }
+            start.append(outs.count)
+        }
+        (runStart, runOut, runIn, runCount, runStep, self.padded) = (start, outs, ins, counts, steps, padded)
+    }
+
+    /// Calls `body(out, in, count, step)` for every run of kernel offset q, in increasing output
+    /// position.
+    @inline(__always)
+    func forEachRun(_ q: Int, _ body: (_ out: Int, _ input: Int, _ count: Int, _ step: Int) -> Void) {
+        runStart.withUnsafeBufferPointer { start in
+        runOut.withUnsafeBufferPointer { outs in
+        runIn.withUnsafeBufferPointer { ins in
+        runCount.withUnsafeBufferPointer { counts in
+        runStep.withUnsafeBufferPointer { steps in
+            for r in start[q]..<start[q + 1] { body(outs[r], ins[r], counts[r], steps[r]) }
+        }
+        }
+        }
+        }
+        }
+    }
+
+    /// cols[(c·kq + q)·ld + pp] = src[c·inCount + table[pp·kq + q]] for c < channels, 0 where
+    /// the window reads padding (the layout a Conv's weight multiplies: K = channels·kq rows of
+    /// P values; `ld` ≥ P lets several samples sit side by side).
+    func im2col(_ src: UnsafePointer<Float>, channels: Int, into cols: UnsafeMutablePointer<Float>, ld: Int) {
+        let kq = kernelCount, p = outCount, inP = inCount
+        for c in 0..<channels {
+            let plane = src + c * inP
+            for q in 0..<kq {
+                let row = cols + (c * kq + q) * ld
+                if padded[q] { row.update(repeating: 0, count: p) }
+                forEachRun(q) { out, input, count, step in
+                    let d = row + out, s = plane + input
+                    if step == 1 && count >= 8 {
+                        // Eight at a time, the last eight overlapping (runs are rows of a few
+                        // dozen values: the vectorizer's prologue and epilogue cost more).
+                        var i = 0
+                        while true {
+                            let at = min(i, count - 8)
+                            UnsafeMutableRawPointer(d + at).storeBytes(of: UnsafeRawPointer(s + at).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+                            if at == count - 8 { break }
+                            i += 8
+                        }
+                    } else {
+                        for i in 0..<count { d[i] = s[i * step] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of `im2col` (with ld = P): dst[c·inCount + table[pp·kq + q]] +=
+    /// cols[(c·kq + q)·P + pp], in increasing (c, q, pp), the order of the per-value loop (each
+    /// input receives at most one value per q, so its sum runs in increasing q either way).
+    func col2imAdd(_ cols: UnsafePointer<Float>, channels: Int, into dst: UnsafeMutablePointer<Float>) {
+        let kq = kernelCount, p = outCount, inP = inCount
+        for c in 0..<channels {
+            let plane = dst + c * inP
+            for q in 0..<kq {
+                let row = cols + (c * kq + q) * p
+                forEachRun(q) { out, input, count, step in
+                    let s = row + out, d = plane + input
+                    for i in 0..<count { d[i * step] += s[i] }
+                }
+            }
+        }
+    }
 }
 
 extension OpContext {
@@ -248,71 +344,64 @@ extension OpContext {
         let kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
         let kk = cg * kq
         var y = Tensor(zeros: [batch, cout] + geo.outSpatial)
-        let table = geo.table
-        /// cols[(c·kq + q)·ld + p] = x[n, g·cg + c, table[p·kq + q]] (0 in the padding).
-        func im2col(_ xp: UnsafePointer<Float>, _ n: Int, _ g: Int, _ cols: UnsafeMutablePointer<Float>, ld: Int? = nil) {
-            let ld = ld ?? p
-            for c in 0..<cg {
-                let src = xp + (n * cin + g * cg + c) * inP
-                for q in 0..<kq {
-                    let row = cols + (c * kq + q) * ld
-                    for pp in 0..<p {
-                        let t = table[pp * kq + q]
-                        row[pp] = t >= 0 ? src[t] : 0
-                    }
-                }
-            }
+        // Forward, per group and chunk of `nb` samples: Y (Mg × nb·P) = W (Mg × K) · cols (K × nb·P),
+        // cols built from the window's runs (contiguous copies for stride-1 windows). Samples are
+        // chunked so the GEMM's columns fill its 16-wide panels even when P is small; with one
+        // sample per chunk the GEMM writes the output rows directly, otherwise a scratch block
+        // is copied out. Each output is one FMA chain over K = (c, q) in increasing order, then
+        // the bias, whatever the chunking; chunks are split across threads (never K), so results
+        // are bit-identical for any thread count.
+        let nb = max(1, min(batch, 256 / p))
+        let chunks = (batch + nb - 1) / nb
+        let perChunk = kk * nb * p * mg * group
+        let workers = max(1, min(threads, chunks, chunks * perChunk / 262_144))
+        let colsSize = kk * nb * p, outSize = nb > 1 ? mg * nb * p : 0
+        if graph.scratchColumns[index].count < workers * (colsSize + outSize) {
+            graph.scratchColumns[index] = [Float](repeating: 0, count: workers * (colsSize + outSize))
         }
-        // Forward as one GEMM per group over the whole batch, in the transposed form
-        // Yᵀ (N·P × Mg) = colsᵀ (N·P × K) · Wᵀ (K × Mg): the long side is M, which the micro-kernel
-        // tiles well, the weights are packed once, and each output position's window is one
-        // contiguous row. Every output is the same FMA chain over K in increasing order as the
-        // per-sample form, so results are bit-identical to it.
-        let rowsTotal = batch * p
-        if graph.scratchColumns[index].count < rowsTotal * kk { graph.scratchColumns[index] = [Float](repeating: 0, count: rowsTotal * kk) }
-        if graph.scratchOutput[index].count < rowsTotal * mg { graph.scratchOutput[index] = [Float](repeating: 0, count: rowsTotal * mg) }
         let graph = self.graph, index = self.index
+        let gemmThreads = workers == 1 ? threads : 1
         x.value.withUnsafeBufferPointer { xp in
             w.value.withUnsafeBufferPointer { wp in
                 y.withUnsafeMutableBufferPointer { yp in
                     graph.scratchColumns[index].withUnsafeMutableBufferPointer { ct in
-                        graph.scratchOutput[index].withUnsafeMutableBufferPointer { op in
-                            table.withUnsafeBufferPointer { tb in
-                            for g in 0..<group {
-                                // colsᵀ[(n·P + pp)·K + c·kq + q] = x[n, g·cg + c, table[pp·kq + q]]
-                                for n in 0..<batch {
-                                    for c in 0..<cg {
-                                        let src = xp.baseAddress! + (n * cin + g * cg + c) * inP
-                                        for pp in 0..<p {
-                                            let dst = ct.baseAddress! + (n * p + pp) * kk + c * kq
-                                            let tr = pp * kq
-                                            for q in 0..<kq { let t = tb[tr + q]; dst[q] = t >= 0 ? src[t] : 0 }
+                        let xa = Int(bitPattern: xp.baseAddress!), wa = Int(bitPattern: wp.baseAddress!)
+                        let ya = Int(bitPattern: yp.baseAddress!), ca = Int(bitPattern: ct.baseAddress!)
+                        let biasValues = b?.value.scalars
+                        let work: (Int) -> Void = { worker in
+                            let xp = UnsafePointer<Float>(bitPattern: xa)!, wp = UnsafePointer<Float>(bitPattern: wa)!
+                            let yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
+                            let cols = UnsafeMutablePointer<Float>(bitPattern: ca)! + worker * (colsSize + outSize)
+                            let out = cols + colsSize
+                            for chunk in (chunks * worker / workers)..<(chunks * (worker + 1) / workers) {
+                                let n0 = chunk * nb, count = min(nb, batch - n0), ld = count * p
+                                for g in 0..<group {
+                                    for s in 0..<count {
+                                        geo.im2col(xp + ((n0 + s) * cin + g * cg) * inP, channels: cg, into: cols + s * p, ld: ld)
+                                    }
+                                    let direct = count == 1
+                                    gemm(m: mg, n: ld, k: kk, a: wp + g * mg * kk, lda: kk, transposeA: false,
+                                         b: cols, ldb: ld, transposeB: false,
+                                         c: direct ? yp + (n0 * cout + g * mg) * p : out, ldc: ld, accumulate: false, threads: gemmThreads)
+                                    if !direct {
+                                        for s in 0..<count {
+                                            for m in 0..<mg {
+                                                (yp + ((n0 + s) * cout + g * mg + m) * p).update(from: out + m * ld + s * p, count: p)
+                                            }
                                         }
                                     }
                                 }
-                                let packed = PackedB(b: wp.baseAddress! + g * mg * kk, ldb: kk, transposeB: true, k: kk, n: mg)
-                                gemm(m: rowsTotal, a: ct.baseAddress!, lda: kk, transposeA: false, packed: packed,
-                                     c: op.baseAddress!, ldc: mg, accumulate: false, threads: threads)
-                                for n in 0..<batch {
-                                    for m in 0..<mg {
-                                        let row = yp.baseAddress! + (n * cout + g * mg + m) * p
-                                        let col = op.baseAddress! + n * p * mg + m
-                                        for pp in 0..<p { row[pp] = col[pp * mg] }
-                                    }
-                                }
-                            }
-                            }
-                            if let b {
-                                b.value.withUnsafeBufferPointer { bp in
-                                    for n in 0..<batch {
+                                if let biasValues {
+                                    for n in n0..<(n0 + count) {
                                         for m in 0..<cout {
-                                            let row = yp.baseAddress! + (n * cout + m) * p
-                                            for pp in 0..<p { row[pp] += bp[m] }
+                                            let row = yp + (n * cout + m) * p, bm = biasValues[m]
+                                            for pp in 0..<p { row[pp] += bm }
                                         }
                                     }
                                 }
                             }
                         }
+                        if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
                     }
                 }
             }
@@ -331,7 +420,7 @@ extension OpContext {
                                 let dyg = dp.baseAddress! + (n * cout + g * mg) * p
                                 if w.requiresGrad {
                                     cols.withUnsafeMutableBufferPointer { cp in
-                                        im2col(xp.baseAddress!, n, g, cp.baseAddress!)
+                                        geo.im2col(xp.baseAddress! + (n * cin + g * cg) * inP, channels: cg, into: cp.baseAddress!, ld: p)
                                         w.accumulateGrad { gw in
                                             gemm(m: mg, n: kk, k: p, a: dyg, lda: p, transposeA: false,
                                                  b: cp.baseAddress!, ldb: p, transposeB: true,
@@ -345,16 +434,7 @@ extension OpContext {
                                              b: dyg, ldb: p, transposeB: false,
                                              c: dc.baseAddress!, ldc: p, accumulate: false, threads: nThreads)
                                         x.accumulateGrad { gx in
-                                            for c in 0..<cg {
-                                                let dst = gx + (n * cin + g * cg + c) * inP
-                                                for q in 0..<kq {
-                                                    let row = dc.baseAddress! + (c * kq + q) * p
-                                                    for pp in 0..<p {
-                                                        let t = table[pp * kq + q]
-                                                        if t >= 0 { dst[t] += row[pp] }
-                                                    }
-                                                }
-                                            }
+                                            geo.col2imAdd(dc.baseAddress!, channels: cg, into: gx + (n * cin + g * cg) * inP)
                                         }
                                     }
                                 }
@@ -396,7 +476,10 @@ extension OpContext {
         let planes = sx[0] * sx[1], kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
         let table = geo.table
         var y = Tensor(zeros: [sx[0], sx[1]] + geo.outSpatial)
-        var argmax = isMax ? [Int](repeating: -1, count: planes * p) : []
+        // The argmax (input offset per output) only serves the backward pass and the Indices
+        // output; inference skips it.
+        let needArgmax = isMax && ((tape != nil && x.requiresGrad) || node.outputs.count > 1)
+        var argmax = needArgmax ? [Int](repeating: -1, count: planes * p) : []
         var divisors = [Float](repeating: 0, count: isMax ? 0 : p)
         if !isMax {
             for pp in 0..<p {
@@ -405,29 +488,47 @@ extension OpContext {
                 divisors[pp] = Float(c)
             }
         }
+        // Kernel offset by kernel offset over the window's runs, so every output still sees its
+        // inputs in increasing q: max keeps the first of equal values and the first NaN, and an
+        // average sums in increasing q, exactly as a per-output loop would.
         x.value.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
-                table.withUnsafeBufferPointer { table in
                 argmax.withUnsafeMutableBufferPointer { argmax in
                 divisors.withUnsafeBufferPointer { divisors in
                 for plane in 0..<planes {
-                    let src = xp.baseAddress! + plane * inP
-                    for pp in 0..<p {
-                        if isMax {
-                            var best = -Float.infinity, at = -1
+                    let src = xp.baseAddress! + plane * inP, dst = yp.baseAddress! + plane * p
+                    if isMax {
+                        dst.update(repeating: -.infinity, count: p)
+                        if needArgmax {
+                            let at = argmax.baseAddress! + plane * p
                             for q in 0..<kq {
-                                let t = table[pp * kq + q]
-                                if t >= 0 && (at < 0 || src[t] > best || (src[t].isNaN && !best.isNaN)) { best = src[t]; at = t }
+                                geo.forEachRun(q) { out, input, count, step in
+                                    for i in 0..<count {
+                                        let v = src[input + i * step], o = out + i
+                                        if at[o] < 0 || v > dst[o] || (v.isNaN && !dst[o].isNaN) { dst[o] = v; at[o] = input + i * step }
+                                    }
+                                }
                             }
-                            yp[plane * p + pp] = best
-                            argmax[plane * p + pp] = at
                         } else {
-                            var s: Float = 0
-                            for q in 0..<kq { let t = table[pp * kq + q]; if t >= 0 { s += src[t] } }
-                            yp[plane * p + pp] = s / divisors[pp]
+                            // Without the argmax, -inf as the start gives the same values: a
+                            // first input of -inf leaves -inf, and a NaN replaces anything else.
+                            for q in 0..<kq {
+                                geo.forEachRun(q) { out, input, count, step in
+                                    stridedRun(dst + out, src + input, count: count, step: step, available: inP - input) { cur, v in
+                                        // v wins when greater, or when it is the first NaN.
+                                        cur.replacing(with: v, where: (v .> cur) .| ((v .!= v) .& (cur .== cur)))
+                                    }
+                                }
+                            }
                         }
+                    } else {
+                        for q in 0..<kq {
+                            geo.forEachRun(q) { out, input, count, step in
+                                stridedRun(dst + out, src + input, count: count, step: step, available: inP - input) { $0 + $1 }
+                            }
+                        }
+                        for pp in 0..<p { dst[pp] /= divisors[pp] }
                     }
-                }
                 }
                 }
                 }
@@ -466,6 +567,35 @@ extension OpContext {
         }
         let indices = (0..<(planes * p)).map { i -> Int64 in Int64(argmax[i] < 0 ? -1 : (i / p) * inP + spatialIndex(argmax[i])) }
         return [out, .int64(IntTensor(shape: y.shape, data: indices))]
+    }
+
+    /// d[i] = combine(d[i], s[i·step]) for i < count, lane-wise: eight outputs at a time for
+    /// steps 1 and 2 (a pooling window's usual strides), one at a time otherwise and at the
+    /// end. `available` is how many floats from s on may be read. The scalar form applies the
+    /// same combine to one lane, so every output gets the same value either way.
+    @inline(__always)
+    func stridedRun(_ d: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, count: Int, step: Int, available: Int,
+                    _ combine: (SIMD8<Float>, SIMD8<Float>) -> SIMD8<Float>) {
+        var i = 0
+        if step == 1 {
+            while i + 8 <= count {
+                let v = UnsafeRawPointer(s + i).loadUnaligned(as: SIMD8<Float>.self)
+                let cur = UnsafeRawPointer(d + i).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(d + i).storeBytes(of: combine(cur, v), as: SIMD8<Float>.self)
+                i += 8
+            }
+        } else if step == 2 {
+            while i + 8 <= count && 2 * i + 16 <= available {
+                let v = UnsafeRawPointer(s + 2 * i).loadUnaligned(as: SIMD16<Float>.self).evenHalf
+                let cur = UnsafeRawPointer(d + i).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(d + i).storeBytes(of: combine(cur, v), as: SIMD8<Float>.self)
+                i += 8
+            }
+        }
+        while i < count {
+            d[i] = combine(SIMD8(repeating: d[i]), SIMD8(repeating: s[i * step]))[0]
+            i += 1
+        }
     }
 
     // MARK: normalization and dropout
