@@ -166,9 +166,39 @@ func benchInfer(_ workload: String, _ model: Graph, _ x: Tensor) {
     }
 }
 
-// PRUNECHECK_PROFILE=1: time every node of every model at batch 64 (diagnostics, no JSON).
-if ProcessInfo.processInfo.environment["PRUNECHECK_PROFILE"] == "1" {
-    for name in ["lenet5_mnist5k", "cnn_mnist1d"] {
+// PRUNECHECK_GEMM=m,n,k[,tA,tB]: time one GEMM shape (diagnostics, no JSON).
+if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM"] {
+    let f = spec.split(separator: ",").compactMap { Int($0) }
+    let (m, n, k) = (f[0], f[1], f[2])
+    let ta = f.count > 3 && f[3] == 1, tb = f.count > 4 && f[4] == 1
+    var rng = Philox(seed: 1)
+    let a = (0..<m * k).map { _ in rng.nextUnitFloat() - 0.5 }, b = (0..<k * n).map { _ in rng.nextUnitFloat() - 0.5 }
+    var c = [Float](repeating: 0, count: m * n)
+    for t in threadCounts {
+        let call = {
+            c.withUnsafeMutableBufferPointer { cp in
+                gemm(m: m, n: n, k: k, a: a, lda: ta ? m : k, transposeA: ta, b: b, ldb: tb ? k : n, transposeB: tb,
+                     c: cp.baseAddress!, ldc: n, accumulate: false, threads: t, isa: isa)
+            }
+        }
+        var perCall: [Double] = []
+        for _ in 0..<25 {
+            var reps = 0
+            let t0 = now()
+            repeat { call(); reps += 1 } while now() - t0 < 0.01
+            perCall.append((now() - t0) / Double(reps))
+        }
+        print(String(format: "gemm %dx%dx%d tA=%d tB=%d threads=%d: median %.2f us (%.1f GFLOP/s), best %.2f us (%.1f GFLOP/s)",
+                     m, n, k, ta ? 1 : 0, tb ? 1 : 0, t, median(perCall) * 1e6, 2 * Double(m * n * k) / median(perCall) / 1e9,
+                     perCall.min()! * 1e6, 2 * Double(m * n * k) / perCall.min()! / 1e9))
+    }
+    exit(0)
+}
+
+// PRUNECHECK_PROFILE=1 (or =model,model): time every node of the convolutional models (or
+// of those named) at batch 64 (diagnostics, no JSON).
+if let profile = ProcessInfo.processInfo.environment["PRUNECHECK_PROFILE"] {
+    for name in profile == "1" ? ["lenet5_mnist5k", "cnn_mnist1d"] : profile.split(separator: ",").map(String.init) {
         guard let (model, x) = load(name) else { continue }
         let input = x.rows(0..<64)
         for _ in 0..<5 { _ = model.predict(input, threads: threadCounts[0]) }
