@@ -72,8 +72,9 @@ func linearBackward(
 
 /// y = max(x, 0), any shape.
 public func relu(_ x: Variable, tape: Tape?) -> Variable {
-    var y = x.value
-    y.withUnsafeMutableBufferPointer { reluForward($0.baseAddress!, count: $0.count, out: $0.baseAddress!) }
+    let y = x.value.withUnsafeBufferPointer { xp in
+        Tensor(shape: x.value.shape) { reluForward(xp.baseAddress!, count: xp.count, out: $0.baseAddress!) }
+    }
     let out = Variable(y, requiresGrad: x.requiresGrad)
     if let tape, out.requiresGrad {
         tape.record {

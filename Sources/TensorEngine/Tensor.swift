@@ -13,6 +13,18 @@ public struct Tensor: Equatable, Sendable {
         self.storage = [Float](repeating: 0, count: shape.reduce(1, *))
     }
 
+    /// A tensor whose every element `fill` writes (nothing is zeroed first: for outputs an op
+    /// overwrites entirely).
+    public init(shape: [Int], fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
+        self.shape = shape
+        let count = shape.reduce(1, *)
+        self.storage = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            fill(buffer)
+            initialized = count
+        }
+    }
+
     /// A tensor holding `scalars` in row-major order.
     public init(shape: [Int], scalars: [Float]) {
         precondition(
