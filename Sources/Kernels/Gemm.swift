@@ -17,7 +17,6 @@
 //   Packing buffers come from `withUnsafeTemporaryAllocation`; nothing persists.
 
 import CCPUFeatures
-import Dispatch
 import KernelsAVX512
 
 /// The instruction set GEMM's micro-kernel uses. Every variant computes each output as the same
@@ -98,11 +97,7 @@ public func gemm(
             b: UnsafePointer(bitPattern: bb)!, ldb: ldb, transposeB: transposeB,
             c: UnsafeMutablePointer(bitPattern: cc)!, ldc: ldc, accumulate: accumulate, wide: wide)
     }
-    if workers == 1 {
-        work(0)
-    } else {
-        DispatchQueue.concurrentPerform(iterations: workers, execute: work)
-    }
+    parallelFor(workers, threads: workers, work)
 }
 
 /// Visits the (N block, K block) pairs of columns `j0..<j1` in the order every GEMM here uses:
@@ -446,5 +441,5 @@ public func gemm(
             }
         }
     }
-    if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+    parallelFor(workers, threads: workers, work)
 }

@@ -12,7 +12,6 @@
 //   +0 and an infinite or NaN input meeting a zero weight is skipped rather than making NaN.
 //   Threads split rows only; the result does not depend on the thread count.
 
-import Dispatch
 
 /// A matrix in compressed sparse row form (indices as Int32).
 public struct CSRMatrix: Sendable {
@@ -106,7 +105,7 @@ public func csrLinearForward(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int
                             values: UnsafePointer(bitPattern: v)!, x: UnsafePointer(bitPattern: xx)!, batch: batch,
                             y: UnsafeMutablePointer(bitPattern: yy)!)
                 }
-                if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+                parallelFor(workers, threads: workers, work)
             }
         }
     }

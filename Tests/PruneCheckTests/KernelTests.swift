@@ -175,3 +175,33 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
         }
     }
 }
+
+@Suite struct ParallelForTests {
+    /// Every index runs exactly once, for any count and thread count, also when loops nest and
+    /// when several threads start loops at once (the pool has one published job at a time).
+    @Test func runsEveryIndexExactlyOnce() {
+        for threads in [1, 2, 3, 8] {
+            for count in [0, 1, 2, 3, 7, 100, 1000] {
+                var hits = [Int](repeating: 0, count: count)
+                hits.withUnsafeMutableBufferPointer { h in
+                    let base = Int(bitPattern: h.baseAddress)
+                    parallelFor(count, threads: threads) { i in UnsafeMutablePointer<Int>(bitPattern: base)![i] += 1 }
+                }
+                #expect(hits.allSatisfy { $0 == 1 }, "threads \(threads) count \(count)")
+            }
+        }
+    }
+
+    @Test func nestedAndConcurrentLoopsEachFinishTheirOwnWork() {
+        let outer = 4, inner = 50
+        var sums = [Int](repeating: 0, count: outer * inner)
+        sums.withUnsafeMutableBufferPointer { s in
+            let base = Int(bitPattern: s.baseAddress)
+            // The outer loop's tasks start inner loops of their own, concurrently with each other.
+            parallelFor(outer, threads: outer) { o in
+                parallelFor(inner, threads: 2) { i in UnsafeMutablePointer<Int>(bitPattern: base)![o * inner + i] += o * inner + i }
+            }
+        }
+        #expect(sums == Array(0..<(outer * inner)))
+    }
+}

@@ -1,4 +1,3 @@
-import Dispatch
 import Kernels
 
 // Gemm, MatMul, Conv, pooling, normalization and Dropout.
@@ -401,7 +400,7 @@ extension OpContext {
                                 }
                             }
                         }
-                        if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+                        parallelFor(workers, threads: workers, work)
                     }
                 }
             }
