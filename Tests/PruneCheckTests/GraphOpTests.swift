@@ -282,3 +282,56 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
         #expect(pow64(-2, 3) == -8 && abs(pow64(4, 0.5) - 2) < 1e-15 && pow64(2, -2) == 0.25)
     }
 }
+
+/// Pooling has a path per run length (vectors along a row, or eight planes at a time for short
+/// rows) and, for training, a per-value path that keeps the argmax. All must give the same bits,
+/// at any thread count, with ties, NaNs and infinities in the input.
+@Suite struct PoolingPathTests {
+    func run(_ op: String, _ x: Tensor, _ attributes: [String: Attribute], threads: Int, tape: Bool) throws -> [UInt32] {
+        let node = Node(name: "pool", opType: op, inputs: ["x"], outputs: ["y"], attributes: attributes)
+        let graph = Graph(nodes: [node], inputs: [GraphInput(name: "x", dtype: .float32, shape: x.shape)], outputs: ["y"],
+                          initializers: [], opset: 17)
+        let v = Variable(x, requiresGrad: tape)
+        guard case .float(let y) = try graph.run([.float(v)], tape: tape ? Tape() : nil, threads: threads)[0] else { fatalError() }
+        return y.value.scalars.map(\.bitPattern)
+    }
+
+    @Test func everyPathGivesTheSameBits() throws {
+        var rng = Philox(seed: 5)
+        let cases: [([Int], [String: Attribute])] = [
+            ([3, 11, 10, 10], ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])]),        // rows of 5: plane path
+            ([8, 16, 28, 28], ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])]),       // rows of 14, threads split planes
+            ([2, 3, 40, 40], ["kernel_shape": .ints([3, 3]), "pads": .ints([1, 1, 1, 1])]),      // rows of 40, padded
+            ([4, 9, 40], ["kernel_shape": .ints([3]), "strides": .ints([2])]),                   // 1-D
+        ]
+        for (shape, attributes) in cases {
+            let n = shape.reduce(1, *)
+            // Few distinct values (ties everywhere), some NaN and -inf.
+            let x = Tensor(shape: shape, scalars: (0..<n).map { _ in
+                let r = rng.nextUnitFloat()
+                return r < 0.03 ? .nan : r < 0.06 ? -.infinity : Float(Int(r * 6)) - 2
+            })
+            for op in ["MaxPool", "AveragePool"] {
+                let reference = try run(op, x, attributes, threads: 1, tape: true)
+                for threads in [1, 2, 3] {
+                    let got = try run(op, x, attributes, threads: threads, tape: false)
+                    #expect(got == reference, "\(op) \(shape) threads \(threads)")
+                }
+            }
+            // The max-pool values against the definition (any NaN in the window gives NaN).
+            if shape.count == 4, attributes["pads"] == nil {
+                let y = try run("MaxPool", x, attributes, threads: 1, tape: false)
+                let (h, w) = (shape[2], shape[3]), (oh, ow) = (h / 2, w / 2)
+                for plane in 0..<(shape[0] * shape[1]) {
+                    for i in 0..<oh {
+                        for j in 0..<ow {
+                            let window = [(0, 0), (0, 1), (1, 0), (1, 1)].map { x.scalars[plane * h * w + (2 * i + $0.0) * w + 2 * j + $0.1] }
+                            let got = Float(bitPattern: y[plane * oh * ow + i * ow + j])
+                            if window.contains(where: \.isNaN) { #expect(got.isNaN) } else { #expect(got == window.max()!) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
