@@ -6,6 +6,11 @@
 //
 // Definitions follow ../shared/bench/README.md ("Workloads"). Models whose layers the engine
 // does not support yet are listed as skipped, not measured.
+//
+// Diagnostics (print, no JSON), with the --threads given:
+//   PRUNECHECK_GEMM=m,n,k[,tA,tB]   one GEMM shape: median and best time
+//   PRUNECHECK_PROFILE=1            per-node time of the CNN fixtures at batch 64
+//   PRUNECHECK_PROFILE=a,b          the same for the named fixture models
 
 import Dispatch
 import Foundation
