@@ -219,7 +219,16 @@ func rowTiles(
         } else {
             let mr = min(gemmMR, i1 - ic)
             packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc, into: aPack)
-            for p in 0..<count {
+            var first = 0
+            if mr == 1 {
+                // A single row (batch-1 inference) takes four full panels at a time.
+                while first + 4 <= count && (first + 4) * gemmNR <= nc {
+                    microKernel1x64(kc: kc, a: aPack, b: panels + first * kc * gemmNR, panelStride: kc * gemmNR,
+                                    c: c + ic * ldc + jc + first * gemmNR, load: load)
+                    first += 4
+                }
+            }
+            for p in first..<count {
                 let jj = jc + p * gemmNR
                 microKernel6x16(kc: kc, a: aPack, b: panels + p * kc * gemmNR, c: c + ic * ldc + jj, ldc: ldc,
                                 mr: mr, nr: min(gemmNR, jc + nc - jj), load: load)
@@ -384,6 +393,32 @@ func microKernel1x16(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, 
     withUnsafeBytes(of: &t) { raw in c.update(from: raw.baseAddress!.assumingMemoryBound(to: Float.self), count: nr) }
 }
 
+/// Row 0 of four consecutive full panels: C[0, 0..<64] (+)= packed A row 0 (stride 6) · four
+/// packed B panels (kc × 16 each, `panelStride` floats apart), each output one FMA chain in
+/// increasing k from C (when `load`) or 0, as in `microKernel1x16`. Eight independent chains
+/// per k step instead of two: with two, each step waited for the previous FMA (4 cycles), and
+/// the FMA latency, not memory, bounded batch-1 inference.
+@inline(__always)
+func microKernel1x64(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, panelStride: Int, c: UnsafeMutablePointer<Float>, load: Bool) {
+    typealias V = SIMD8<Float>
+    @inline(__always) func ld(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+    let q1 = panelStride, q2 = 2 * panelStride, q3 = 3 * panelStride
+    var c0 = load ? ld(c) : V(), c1 = load ? ld(c + 8) : V(), c2 = load ? ld(c + 16) : V(), c3 = load ? ld(c + 24) : V()
+    var c4 = load ? ld(c + 32) : V(), c5 = load ? ld(c + 40) : V(), c6 = load ? ld(c + 48) : V(), c7 = load ? ld(c + 56) : V()
+    var ap = a, bp = b
+    for _ in 0..<kc {
+        let s = V(repeating: ap[0])
+        c0 = c0.addingProduct(s, ld(bp)); c1 = c1.addingProduct(s, ld(bp + 8))
+        c2 = c2.addingProduct(s, ld(bp + q1)); c3 = c3.addingProduct(s, ld(bp + q1 + 8))
+        c4 = c4.addingProduct(s, ld(bp + q2)); c5 = c5.addingProduct(s, ld(bp + q2 + 8))
+        c6 = c6.addingProduct(s, ld(bp + q3)); c7 = c7.addingProduct(s, ld(bp + q3 + 8))
+        ap += gemmMR
+        bp += gemmNR
+    }
+    @inline(__always) func st(_ p: UnsafeMutablePointer<Float>, _ v: V) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
+    st(c, c0); st(c + 8, c1); st(c + 16, c2); st(c + 24, c3); st(c + 32, c4); st(c + 40, c5); st(c + 48, c6); st(c + 56, c7)
+}
+
 /// B packed once, in exactly the blocks and panel layout `gemm` builds on every call, for a
 /// matrix that is reused across calls (a layer's weights during inference).
 public struct PackedB: Sendable {
@@ -409,7 +444,8 @@ public struct PackedB: Sendable {
 }
 
 /// `gemm` with B prepacked: the same blocking, packing layout, micro-kernel and accumulation
-/// order, so the result equals `gemm` (and `gemmReference`) bit for bit. Threads split rows.
+/// order, so the result equals `gemm` (and `gemmReference`) bit for bit. Threads split rows, or,
+/// when there are fewer row tiles than threads (batch-1 inference), B's panels in every block.
 public func gemm(
     m: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool, packed: PackedB,
     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int = 1, isa: KernelISA = .detected
@@ -422,20 +458,29 @@ public func gemm(
         return
     }
     let unit = wide ? wideMR : gemmMR
-    let rowPanels = (m + unit - 1) / unit
-    let workers = max(1, min(threads, rowPanels, (m * n * k) / 1_048_576 + 1))
+    let rowPanels = (m + unit - 1) / unit, colPanels = (n + gemmNR - 1) / gemmNR
+    let splitColumns = rowPanels < min(threads, colPanels)
+    // NOTE: a worker needs about 1M multiply-adds to pay for a helper (the digits MLP at batch
+    // 64, 0.26M, got slower with two); batch-1 GEMVs gained nothing from splitting B below that.
+    let workers = max(1, min(threads, splitColumns ? colPanels : rowPanels, (m * n * k) / 1_048_576 + 1))
     let aa = Int(bitPattern: a), cc = Int(bitPattern: c)
     let work: (Int) -> Void = { w in
-        let i0 = min(m, rowPanels * w / workers * unit), i1 = min(m, rowPanels * (w + 1) / workers * unit)
-        guard i0 < i1 else { return }
+        let (i0, i1) = splitColumns ? (0, m) : (min(m, rowPanels * w / workers * unit), min(m, rowPanels * (w + 1) / workers * unit))
+        let (p0, p1) = splitColumns ? (colPanels * w / workers, colPanels * (w + 1) / workers) : (0, colPanels)
+        guard i0 < i1, p0 < p1 else { return }
         let a = UnsafePointer<Float>(bitPattern: aa)!, c = UnsafeMutablePointer<Float>(bitPattern: cc)!
         withUnsafeTemporaryAllocation(of: Float.self, capacity: min(k, gemmKC) * wideMR) { aPack in
             var block = 0
             forEachBlock(columns: 0, n, k: k) { jc, nc, pc, kc in
                 let load = accumulate || pc > 0
-                packed.blocks[block].withUnsafeBufferPointer { bp in
-                    rowTiles(i0: i0, i1: i1, jc: jc, nc: nc, pc: pc, kc: kc, a: a, lda: lda, transposeA: transposeA,
-                             panels: bp.baseAddress!, c: c, ldc: ldc, load: load, wide: wide, aPack: aPack.baseAddress!)
+                // This worker's panels of the block (all of them when threads split rows).
+                let lo = max(p0, jc / gemmNR), hi = min(p1, (jc + nc + gemmNR - 1) / gemmNR)
+                if lo < hi {
+                    packed.blocks[block].withUnsafeBufferPointer { bp in
+                        rowTiles(i0: i0, i1: i1, jc: lo * gemmNR, nc: min(jc + nc, hi * gemmNR) - lo * gemmNR, pc: pc, kc: kc,
+                                 a: a, lda: lda, transposeA: transposeA, panels: bp.baseAddress! + (lo - jc / gemmNR) * kc * gemmNR,
+                                 c: c, ldc: ldc, load: load, wide: wide, aPack: aPack.baseAddress!)
+                    }
                 }
                 block += 1
             }

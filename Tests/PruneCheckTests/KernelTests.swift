@@ -124,7 +124,7 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
 
 @Suite struct SparseKernelTests {
     @Test func csrMatchesItsReferenceAndTheDenseProduct() {
-        for (rows, cols) in [(1, 1), (3, 7), (16, 33), (33, 100)] {
+        for (rows, cols) in [(1, 1), (3, 7), (16, 33), (33, 100), (64, 800)] {  // the last splits rows across threads from batch 1
             var dense = GemmTests.fill(rows * cols, seed: UInt32(rows * 7 + cols))
             for i in dense.indices where i % 3 != 0 { dense[i] = 0 }  // about 2/3 zeros, ragged rows
             let csr = dense.withUnsafeBufferPointer { CSRMatrix(dense: $0, rows: rows, cols: cols) }
@@ -151,7 +151,8 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
 
 @Suite struct PackedGemmTests {
     @Test func prepackedMatchesGemmBitForBit() {
-        for (m, n, k) in [(1, 1, 1), (1, 300, 784), (3, 33, 7), (7, 16, 300), (64, 100, 33), (100, 530, 260)] {
+        // (1, 300, 784) and (2, 530, 300) split B's panels across threads (the latter across two N blocks).
+        for (m, n, k) in [(1, 1, 1), (1, 300, 784), (2, 530, 300), (3, 33, 7), (7, 16, 300), (64, 100, 33), (100, 530, 260)] {
             for transposeB in [false, true] {
                 let a = GemmTests.fill(m * k, seed: UInt32(m + k)), b = GemmTests.fill(k * n, seed: UInt32(n + 3 * k))
                 let ldb = transposeB ? k : n
