@@ -38,43 +38,52 @@ public final class Optimizer {
     /// One update of every parameter that has a gradient; gradients are cleared.
     public func step(_ parameters: [Variable]) {
         for p in parameters {
-            guard var g = p.grad else { continue }
+            guard let grad = p.grad else { continue }
             let id = ObjectIdentifier(p)
-            let mask = masks[id]
             let lr = learningRate
             let n = p.value.count
-            var m = first[id] ?? [Float](repeating: 0, count: n)
-            g.withUnsafeMutableBufferPointer { gp in
-                if let mask { for i in 0..<n where mask[i] == 0 { gp[i] = 0 } }
+            // The state leaves the dictionary while it is updated, so writing it does not copy
+            // it (copy-on-write), and the gradient is read in place: the masked gradient is 0.
+            var m = first.removeValue(forKey: id) ?? [Float](repeating: 0, count: n)
+            let mask = masks[id] ?? []
+            grad.withUnsafeBufferPointer { gp in
+            mask.withUnsafeBufferPointer { mp in
+            m.withUnsafeMutableBufferPointer { m in
+                let masked = !mp.isEmpty
+                @inline(__always) func g(_ i: Int) -> Float { masked && mp[i] == 0 ? 0 : gp[i] }
                 switch kind {
                 case let .sgd(mu, nesterov, wd):
                     p.update { w in
                         for i in 0..<n {
-                            let gi = wd != 0 ? gp[i] + wd * w[i] : gp[i]
+                            let gi = wd != 0 ? g(i) + wd * w[i] : g(i)
                             m[i] = mu * m[i] + gi
                             w[i] -= lr * (nesterov ? gi + mu * m[i] : m[i])
                         }
-                        if let mask { for i in 0..<n where mask[i] == 0 { w[i] = 0 } }
+                        if masked { for i in 0..<n where mp[i] == 0 { w[i] = 0 } }
                     }
                 case let .adam(b1, b2, eps, wd, decoupled):
-                    var v = second[id] ?? [Float](repeating: 0, count: n)
+                    var v = second.removeValue(forKey: id) ?? [Float](repeating: 0, count: n)
                     let t = (steps[id] ?? 0) + 1
                     steps[id] = t
                     let bc1 = 1 - Float(powInt(Double(b1), t)), bc2 = 1 - Float(powInt(Double(b2), t))
                     let bc2Root = bc2.squareRoot()
-                    p.update { w in
-                        for i in 0..<n {
-                            var gi = gp[i]
-                            if decoupled { w[i] *= 1 - lr * wd } else if wd != 0 { gi += wd * w[i] }
-                            m[i] = b1 * m[i] + (1 - b1) * gi
-                            v[i] = b2 * v[i] + (1 - b2) * gi * gi
-                            // PyTorch: p −= lr/bc1 · m / (√v/√bc2 + ε)
-                            w[i] -= (lr / bc1) * m[i] / (v[i].squareRoot() / bc2Root + eps)
+                    v.withUnsafeMutableBufferPointer { v in
+                        p.update { w in
+                            for i in 0..<n {
+                                var gi = g(i)
+                                if decoupled { w[i] *= 1 - lr * wd } else if wd != 0 { gi += wd * w[i] }
+                                m[i] = b1 * m[i] + (1 - b1) * gi
+                                v[i] = b2 * v[i] + (1 - b2) * gi * gi
+                                // PyTorch: p −= lr/bc1 · m / (√v/√bc2 + ε)
+                                w[i] -= (lr / bc1) * m[i] / (v[i].squareRoot() / bc2Root + eps)
+                            }
+                            if masked { for i in 0..<n where mp[i] == 0 { w[i] = 0 } }
                         }
-                        if let mask { for i in 0..<n where mask[i] == 0 { w[i] = 0 } }
                     }
                     second[id] = v
                 }
+            }
+            }
             }
             first[id] = m
             p.zeroGrad()
