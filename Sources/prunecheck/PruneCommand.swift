@@ -49,7 +49,7 @@ struct Prune: ParsableCommand {
     @Option(help: "global (one ranking) or layer (the same ratio per layer); default layer for obs and sparsegpt, global otherwise.")
     var scope: String?
 
-    @Option(help: "oneshot, iterative:K (K rounds of cut + fine-tuning) or gradual:F (cubic schedule, masks every F steps).")
+    @Option(help: "oneshot, iterative:K (K rounds of cut + fine-tuning) or gradual:F[:INITIAL[:END]] (cubic schedule from sparsity INITIAL, default 0, masks every F steps, reaching the target at fraction END of fine-tuning, default 0.75).")
     var schedule = "oneshot"
 
     @Option(help: "auto and energy: the largest accepted accuracy drop on the calibration examples (0.01 = one point).")
@@ -58,8 +58,23 @@ struct Prune: ParsableCommand {
     @Option(help: "Calibration examples for data-driven criteria (default 100 for snip, 512 otherwise).")
     var calibrationSamples: Int?
 
-    @Option(help: "Distillation during fine-tuning from the dense model: T,alpha (e.g. 4,0.5).")
+    @Option(help: "Calibration batch size (default 100 for snip, 128 otherwise).")
+    var calibrationBatchSize: Int?
+
+    @Option(help: "Distillation during fine-tuning from the dense model (or --teacher): T,alpha (e.g. 4,0.5).")
     var distill: String?
+
+    @Option(help: "With --distill: the teacher model file (.onnx, or .safetensors with --teacher-architecture) instead of the dense model.")
+    var teacher: String?
+
+    @Option(help: "The architecture file (layer-list JSON) of a .safetensors teacher.")
+    var teacherArchitecture: String?
+
+    @Option(help: "Norm that ranks neurons, channels and layers for magnitude pruning: l1 or l2.")
+    var norm: String?
+
+    @Option(help: "SparseGPT and OBS dampening: λ = damping · mean(diag H) (default 0.01).")
+    var damping: Double?
 
     @Option(help: "A penalized training phase before the cut: l1:λ or group_lasso:λ, optionally :epochs (default: the fine-tuning epochs).")
     var regularize: String?
@@ -147,7 +162,20 @@ struct Prune: ParsableCommand {
             guard parts.count == 2, let t = parts[0], let a = parts[1], t > 0, (0...1).contains(a) else {
                 throw InputError("--distill: '\(distill)' is not T,alpha with T > 0 and alpha in [0, 1]")
             }
-            recipe.distill = PruneRecipe.Distillation(temperature: t, alpha: a)
+            recipe.distill = PruneRecipe.Distillation(temperature: t, alpha: a, teacher: teacher, teacherArchitecture: teacherArchitecture)
+        } else if teacher != nil || teacherArchitecture != nil {
+            throw InputError("--teacher and --teacher-architecture need --distill T,alpha")
+        }
+        if let teacher, !teacher.hasSuffix(".onnx"), teacherArchitecture == nil {
+            throw InputError("--teacher-architecture is missing; a .safetensors teacher needs its architecture file")
+        }
+        if let norm {
+            guard let n = PruneRecipe.Norm(rawValue: norm) else { throw InputError("--norm: '\(norm)' is not allowed; expected l1 or l2") }
+            recipe.norm = n
+        }
+        if let damping {
+            guard damping > 0, damping.isFinite else { throw InputError("--damping \(damping) must be positive") }
+            recipe.damping = damping
         }
         if let regularize {
             let parts = regularize.split(separator: ":").map(String.init)
@@ -162,6 +190,10 @@ struct Prune: ParsableCommand {
             guard calibrationSamples >= 1 else { throw ValidationError("--calibration-samples must be at least 1") }
             recipe.calibration.samples = calibrationSamples
         }
+        if let calibrationBatchSize {
+            guard calibrationBatchSize >= 1 else { throw ValidationError("--calibration-batch-size must be at least 1") }
+            recipe.calibration.batchSize = calibrationBatchSize
+        }
         if let (key, problem) = recipe.problem { throw InputError("--\(key.replacingOccurrences(of: "_", with: "-")): \(problem)") }
         let paramsBefore = dense.parameters.reduce(0) { $0 + $1.variable.value.count }
         let needsTrain = finetune != nil || meth.usesCalibration || recipe.regularize != nil
@@ -169,7 +201,8 @@ struct Prune: ParsableCommand {
         // The accuracy right after a one-shot cut of trained weights, before fine-tuning.
         var oneShot = Double.nan
         let reportCut = finetune != nil && recipe.initializer == nil
-        let outcome = try Self.runPipeline(dense, recipe: recipe, train: train, seed: seed, threads: threads, model: model, afterCut: { cut in
+        let teacherModel = try recipe.distill?.teacher.map { try loadModel(path: $0, architecture: recipe.distill?.teacherArchitecture) }
+        let outcome = try Self.runPipeline(dense, recipe: recipe, train: train, seed: seed, threads: threads, model: model, teacher: teacherModel, afterCut: { cut in
             if reportCut { oneShot = Evaluator.classify(model: cut, data: eval, classes: classes, threads: threads).accuracy }
         }) { phase, e, total in
             if !json { note("  \(phase) epoch \(e.epoch)/\(total): loss \(String(format: "%.4f", e.meanLoss))") }
@@ -222,16 +255,21 @@ extension Prune {
         switch (parts.first, parts.count) {
         case ("oneshot", 1): return .oneshot
         case ("iterative", 2): if let k = Int(parts[1]), k >= 1 { return .iterative(steps: k) }
-        case ("gradual", 2): if let f = Int(parts[1]), f >= 1 { return .gradual(frequency: f, initial: 0, end: 0.75) }
+        case ("gradual", 2...4):
+            let initial = parts.count > 2 ? Double(parts[2]) : 0, end = parts.count > 3 ? Double(parts[3]) : 0.75
+            if let f = Int(parts[1]), f >= 1, let initial, let end, initial >= 0, initial < 1, end > 0, end <= 1 {
+                return .gradual(frequency: f, initial: initial, end: end)
+            }
         default: break
         }
-        throw InputError("--schedule: '\(text)' is not allowed; expected oneshot, iterative:K or gradual:F (K, F ≥ 1)")
+        throw InputError("--schedule: '\(text)' is not allowed; expected oneshot, iterative:K or gradual:F[:INITIAL[:END]] (K, F ≥ 1, 0 ≤ INITIAL < 1, 0 < END ≤ 1)")
     }
 
-    static func runPipeline(_ graph: Graph, recipe: PruneRecipe, train: LabeledData, seed: UInt64, threads: Int, model: String,
+    static func runPipeline(_ graph: Graph, recipe: PruneRecipe, train: LabeledData, seed: UInt64, threads: Int, model: String, teacher: Graph? = nil,
                             afterCut: ((Graph) -> Void)? = nil, progress: ((String, EpochLog, Int) -> Void)? = nil) throws -> PruningOutcome {
         do {
-            return try PruningPipeline.run(graph, recipe: recipe, train: train, seed: seed, threads: threads, afterCut: afterCut, progress: progress)
+            return try PruningPipeline.run(graph, recipe: recipe, train: train, seed: seed, threads: threads, teacher: teacher,
+                                           afterCut: afterCut, progress: progress)
         } catch let e as StructuredPruningError {
             throw InputError("\(model): \(e)")
         } catch let e as GraphError {

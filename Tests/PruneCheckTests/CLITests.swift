@@ -242,11 +242,53 @@ import Regression
                                  (["--method", "snip", "--sparsity", "0.9"], "--finetune"),
                                  (["--sparsity", "0.5", "--schedule", "sometimes"], "--schedule"),
                                  (["--sparsity", "0.5", "--distill", "4"], "--distill"),
-                                 (["--sparsity", "0.5", "--initializer", "zeros"], "kaiming_uniform")] {
+                                 (["--sparsity", "0.5", "--initializer", "zeros"], "kaiming_uniform"),
+                                 (["--sparsity", "0.5", "--schedule", "gradual:5:1.5"], "--schedule"),
+                                 (["--sparsity", "0.5", "--norm", "l3"], "--norm"),
+                                 (["--method", "sparsegpt", "--sparsity", "0.5", "--damping", "0"], "--damping"),
+                                 (["--sparsity", "0.5", "--teacher", "t.onnx"], "--distill"),
+                                 (["--sparsity", "0.5", "--finetune-epochs", "1", "--distill", "4,0.5", "--teacher", "t.safetensors"],
+                                  "--teacher-architecture")] {
             let r = try run(Repo.binary, base + extra + ["--out", dir + "/x.onnx"])
             #expect(r.status == 2 && r.stderr.contains(message), "\(extra): \(r.status) \(r.stderr)")
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
+    }
+}
+
+/// The settings the config has and the CLI now takes too reach the pipeline: the same command
+/// writes the same bytes, a different teacher, norm, dampening or schedule end writes others.
+@Suite struct PruneOptionTests {
+    let base = ["prune", "--model", Repo.path("examples/models/mlp_digits.onnx"), "--data", Repo.path("examples/data/digits.npz")]
+
+    @Test func eachNewOptionChangesTheResult() throws {
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func bytes(_ extra: [String], _ name: String) throws -> Data {
+            let r = try run(Repo.binary, base + extra + ["--out", "\(dir)/\(name).onnx"])
+            #expect(r.status == 0, "\(extra): \(r.stderr)")
+            return try Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(name).onnx"))
+        }
+        // A 90 %-pruned copy of the model as a second teacher.
+        let teacher = try run(Repo.binary, base + ["--sparsity", "0.9", "--out", dir + "/teacher.onnx"])
+        #expect(teacher.status == 0, "\(teacher.stderr)")
+        let distill = ["--sparsity", "0.5", "--finetune-epochs", "1", "--distill", "2,0.5"]
+        let dense = try bytes(distill, "a"), again = try bytes(distill, "b")
+        #expect(dense == again)
+        #expect(try bytes(distill + ["--teacher", dir + "/teacher.onnx"], "c") != dense)
+
+        let units = ["--granularity", "neuron", "--sparsity", "0.5"]
+        #expect(try bytes(units + ["--norm", "l1"], "d") != (try bytes(units + ["--norm", "l2"], "e")))
+
+        let sgpt = ["--method", "sparsegpt", "--sparsity", "0.5"]
+        #expect(try bytes(sgpt + ["--damping", "0.5"], "f") != (try bytes(sgpt, "g")))
+        // Taylor scores sum gradients batch by batch (SparseGPT's Hessian is the same sum
+        // whatever the batching, so it would not show the option).
+        let taylor = ["--method", "taylor", "--sparsity", "0.5", "--calibration-samples", "50"]
+        #expect(try bytes(taylor + ["--calibration-batch-size", "7"], "h") != (try bytes(taylor, "i")))
+
+        let gradual = ["--sparsity", "0.8", "--finetune-epochs", "1", "--schedule"]
+        #expect(try bytes(gradual + ["gradual:2:0:0.3"], "j") != (try bytes(gradual + ["gradual:2"], "k")))
     }
 }
 
