@@ -36,6 +36,8 @@ public enum KernelISA: Sendable, Equatable {
 @usableFromInline let gemmNR = 16
 /// The AVX-512 tile: 8 rows by two 16-column panels (16 sixteen-lane accumulators).
 @usableFromInline let wideMR = 8
+/// Rows of A packed together for the AVX-512 tile (64 × kc floats: 64 KB at kc = 256, in L2).
+@usableFromInline let wideBlockRows = 64
 /// Cache blocking: K by 256 (packed A and B panels stay in L1/L2), N by 512.
 @usableFromInline let gemmKC = 256
 @usableFromInline let gemmNC = 512
@@ -135,7 +137,7 @@ func gemmBlock(
     let ncMax = min(j1 - j0, gemmNC)
     let bPanelsMax = (ncMax + gemmNR - 1) / gemmNR
     withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * bPanelsMax * gemmNR) { bPack in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * wideMR) { aPack in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * wideBlockRows) { aPack in
             forEachBlock(columns: j0, j1, k: k) { jc, nc, pc, kc in
                 packB(b: b, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc, nc: nc, into: bPack.baseAddress!)
                 let load = accumulate || pc > 0
@@ -193,7 +195,8 @@ func gemmBlockDirectB(
 
 /// Rows i0..<i1 of one (N block, K block) of C: packs A tile by tile and runs the micro-kernel
 /// over every packed B panel of columns jc..<jc+nc. With `wide`, tiles of up to 8 rows go to the
-/// AVX-512 kernel (A packed in groups of 8; `aPack` holds kc·8), two panels at a time; single
+/// AVX-512 kernel (A packed in groups of 8, up to 64 rows at once; `aPack` holds kc·64), two
+/// panels at a time; single
 /// rows (batch-1 inference) and every tile without it go to the 6×16 kernel. Both packed and
 /// prepacked GEMM run through here.
 @inline(__always)
@@ -205,17 +208,30 @@ func rowTiles(
     var ic = i0
     while ic < i1 {
         if wide && i1 - ic > 1 {
-            let mr = min(wideMR, i1 - ic)
-            packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc, stride: wideMR, into: aPack)
+            // Up to `wideBlockRows` rows packed tile by tile, then each panel pair runs over all
+            // of them: the pair (kc × 32) stays in L1 while the A tiles stream from L2 (one
+            // tile at a time through every pair streamed all of B from L2 per 8 rows). A last
+            // single row is left to the 1-row path.
+            var rows = min(wideBlockRows, i1 - ic)
+            if rows == i1 - ic && rows % wideMR == 1 { rows -= 1 }
+            let tiles = (rows + wideMR - 1) / wideMR
+            for t in 0..<tiles {
+                packA(a: a, lda: lda, transposeA: transposeA, i0: ic + t * wideMR, mr: min(wideMR, rows - t * wideMR), k0: pc, kc: kc,
+                      stride: wideMR, into: aPack + t * kc * wideMR)
+            }
             var p = 0
             while p < count {
                 let jj = jc + p * gemmNR
                 let two = p + 1 < count
-                microKernel8x32AVX512(kc: kc, a: aPack, b0: panels + p * kc * gemmNR, b1: two ? panels + (p + 1) * kc * gemmNR : nil,
-                                      bStride: gemmNR, c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: min(two ? 2 * gemmNR : gemmNR, jc + nc - jj), load: load)
+                let nr = min(two ? 2 * gemmNR : gemmNR, jc + nc - jj)
+                for t in 0..<tiles {
+                    microKernel8x32AVX512(kc: kc, a: aPack + t * kc * wideMR, b0: panels + p * kc * gemmNR,
+                                          b1: two ? panels + (p + 1) * kc * gemmNR : nil, bStride: gemmNR,
+                                          c: c + (ic + t * wideMR) * ldc + jj, ldc: ldc, mr: min(wideMR, rows - t * wideMR), nr: nr, load: load)
+                }
                 p += 2
             }
-            ic += wideMR
+            ic += rows
         } else {
             let mr = min(gemmMR, i1 - ic)
             packA(a: a, lda: lda, transposeA: transposeA, i0: ic, mr: mr, k0: pc, kc: kc, into: aPack)
@@ -469,7 +485,7 @@ public func gemm(
         let (p0, p1) = splitColumns ? (colPanels * w / workers, colPanels * (w + 1) / workers) : (0, colPanels)
         guard i0 < i1, p0 < p1 else { return }
         let a = UnsafePointer<Float>(bitPattern: aa)!, c = UnsafeMutablePointer<Float>(bitPattern: cc)!
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: min(k, gemmKC) * wideMR) { aPack in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: min(k, gemmKC) * wideBlockRows) { aPack in
             var block = 0
             forEachBlock(columns: 0, n, k: k) { jc, nc, pc, kc in
                 let load = accumulate || pc > 0
