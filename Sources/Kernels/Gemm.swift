@@ -207,7 +207,19 @@ func rowTiles(
     let count = (nc + gemmNR - 1) / gemmNR
     var ic = i0
     while ic < i1 {
-        if wide && i1 - ic > 1 {
+        if wide && i1 - ic == 1 {
+            // A single row (batch-1 inference) needs no packing: eight panels per call.
+            let (row, stride) = transposeA ? (a + pc * lda + ic, lda) : (a + ic * lda + pc, 1)
+            var p = 0
+            while p < count {
+                let panelsHere = min(8, count - p)
+                microKernel1x128AVX512(kc: kc, a: row, aStride: stride, b: panels + p * kc * gemmNR, panelStride: kc * gemmNR,
+                                       panels: panelsHere, c: c + ic * ldc + jc + p * gemmNR,
+                                       nr: min(panelsHere * gemmNR, nc - p * gemmNR), load: load)
+                p += panelsHere
+            }
+            ic += 1
+        } else if wide {
             // Up to `wideBlockRows` rows packed tile by tile, then each panel pair runs over all
             // of them: the pair (kc × 32) stays in L1 while the A tiles stream from L2 (one
             // tile at a time through every pair streamed all of B from L2 per 8 rows). A last

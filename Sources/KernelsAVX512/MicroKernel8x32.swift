@@ -71,3 +71,37 @@ public func microKernel8x32AVX512(
         }
     }
 }
+
+/// One row of C against up to eight 16-wide B panels: C[0, 0..<nr] (+)= A row (k-th value at
+/// a[k·aStride]) · packed panels (kc × 16 each, `panelStride` floats apart), for `panels` ≤ 8 and
+/// nr ≤ 16·panels. Each output is one FMA chain in increasing k from C (when `load`) or 0, as in
+/// every other kernel. Eight chains always run: past `panels` they repeat panel 0 and are not
+/// stored, which costs nothing, since a chain waits 4 cycles on its previous FMA and eight FMAs
+/// take those 4 cycles anyway.
+@inline(never)
+public func microKernel1x128AVX512(
+    kc: Int, a: UnsafePointer<Float>, aStride: Int, b: UnsafePointer<Float>, panelStride: Int, panels: Int,
+    c: UnsafeMutablePointer<Float>, nr: Int, load: Bool
+) {
+    typealias V = SIMD16<Float>
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 128) { tile in
+        let t = tile.baseAddress!
+        t.update(repeating: 0, count: 128)
+        if load { t.update(from: c, count: nr) }
+        @inline(__always) func ld(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+        var c0 = ld(t), c1 = ld(t + 16), c2 = ld(t + 32), c3 = ld(t + 48), c4 = ld(t + 64), c5 = ld(t + 80), c6 = ld(t + 96), c7 = ld(t + 112)
+        @inline(__always) func panel(_ i: Int) -> UnsafePointer<Float> { b + (i < panels ? i * panelStride : 0) }
+        var p0 = panel(0), p1 = panel(1), p2 = panel(2), p3 = panel(3), p4 = panel(4), p5 = panel(5), p6 = panel(6), p7 = panel(7)
+        var ap = a
+        for _ in 0..<kc {
+            let s = V(repeating: ap[0])
+            c0 = c0.addingProduct(s, ld(p0)); c1 = c1.addingProduct(s, ld(p1)); c2 = c2.addingProduct(s, ld(p2)); c3 = c3.addingProduct(s, ld(p3))
+            c4 = c4.addingProduct(s, ld(p4)); c5 = c5.addingProduct(s, ld(p5)); c6 = c6.addingProduct(s, ld(p6)); c7 = c7.addingProduct(s, ld(p7))
+            ap += aStride
+            p0 += 16; p1 += 16; p2 += 16; p3 += 16; p4 += 16; p5 += 16; p6 += 16; p7 += 16
+        }
+        @inline(__always) func st(_ p: UnsafeMutablePointer<Float>, _ v: V) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
+        st(t, c0); st(t + 16, c1); st(t + 32, c2); st(t + 48, c3); st(t + 64, c4); st(t + 80, c5); st(t + 96, c6); st(t + 112, c7)
+        c.update(from: t, count: nr)
+    }
+}
