@@ -82,7 +82,8 @@ struct ReportOptions: ParsableArguments {
 
 func appendToFile(_ text: String, path: String) {
     guard let handle = FileHandle(forWritingAtPath: path) ?? {
-        FileManager.default.createFile(atPath: path, contents: nil)
+        // If it cannot be created, opening it fails too, and the warning below says so.
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         return FileHandle(forWritingAtPath: path)
     }() else {
         note("warning: cannot append to \(path)")

@@ -58,10 +58,11 @@ func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData, progr
     let teacher = try recipe.distill?.teacher.map { try loadModel(path: $0, architecture: recipe.distill?.teacherArchitecture) }
     let started = Date()
     do {
-        return try PruningPipeline.run(model, recipe: recipe, train: train, seed: spec.seed, threads: spec.threads, teacher: teacher) { phase, e, total in
+        return try PruningPipeline.run(model, recipe: recipe, train: train, seed: spec.seed, threads: spec.threads, teacher: teacher,
+                                       progress: { phase, e, total in
             progress?.update("  \(label) \(phase)", done: e.epoch, total: total,
                              detail: "epochs, loss \(String(format: "%.4f", e.meanLoss))", started: started)
-        }
+        })
     } catch let e as StructuredPruningError {
         throw InputError("\(spec.model): \(e) (model '\(spec.name)', prune.method \(recipe.method.rawValue), prune.granularity \(recipe.granularity.text))")
     } catch let e as GraphError {

@@ -49,7 +49,7 @@ func gradientCheck(
     for (k, v) in vars.enumerated() {
         let analytic = v.grad?.scalars ?? [Float](repeating: 0, count: v.value.count)
         for i in 0..<v.value.count {
-            var plus = vars.map { Variable($0.value) }, minus = vars.map { Variable($0.value) }
+            let plus = vars.map { Variable($0.value) }, minus = vars.map { Variable($0.value) }
             plus[k].update { $0[i] += h }
             minus[k].update { $0[i] -= h }
             let numeric = Float((try loss(plus) - loss(minus)) / Double(2 * h))
