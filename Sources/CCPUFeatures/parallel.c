@@ -10,6 +10,7 @@
 #include "cpu_features.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -41,6 +42,13 @@ static inline void relax(void) {
 #endif
 }
 
+/* A wait that also yields now and then: with more threads than free cores, the thread waited
+   for may need this core to run at all. */
+static inline void wait_step(long *spins) {
+    relax();
+    if (++*spins % 256 == 0) sched_yield();
+}
+
 static long now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -63,8 +71,8 @@ static void *helper(void *unused) {
         long start = now_ns();
         long spins = 0;
         while (atomic_load_explicit(&generation, memory_order_acquire) == seen) {
-            relax();
-            if (++spins % 1024 == 0 && now_ns() - start > SPIN_NANOSECONDS) {
+            wait_step(&spins);
+            if (spins % 1024 == 0 && now_ns() - start > SPIN_NANOSECONDS) {
                 pthread_mutex_lock(&pool_lock);
                 while (atomic_load(&generation) == seen) pthread_cond_wait(&pool_cond, &pool_lock);
                 pthread_mutex_unlock(&pool_lock);
@@ -124,10 +132,11 @@ void prunecheck_parallel_for(long count, long threads, prunecheck_task task, voi
     pthread_mutex_unlock(&pool_lock);
 
     run_tasks(&j);
-    while (atomic_load_explicit(&j.remaining, memory_order_acquire) > 0) relax();
+    long spins = 0;
+    while (atomic_load_explicit(&j.remaining, memory_order_acquire) > 0) wait_step(&spins);
 
     pthread_mutex_lock(&pool_lock);
     if (current == &j) current = 0;
     pthread_mutex_unlock(&pool_lock);
-    while (atomic_load_explicit(&j.users, memory_order_acquire) > 0) relax();
+    while (atomic_load_explicit(&j.users, memory_order_acquire) > 0) wait_step(&spins);
 }
