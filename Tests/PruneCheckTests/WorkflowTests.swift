@@ -391,10 +391,11 @@ import TensorEngine
         let dir = try WorkflowTests.makeRepository()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let fm = FileManager.default
-        for f in ["examples/models/lenet300100_mnist5k.safetensors", "examples/models/lenet300100_mnist5k.json", "examples/data/mnist5k.npz"] {
+        for f in ["examples/models/lenet300100_mnist5k.safetensors", "examples/models/lenet300100_mnist5k.json",
+                  "examples/models/lenet5_mnist5k.onnx", "examples/data/mnist5k.npz"] {
             try fm.copyItem(atPath: Repo.path(f), toPath: "\(dir)/\(f)")
         }
-        let lenet = { (sparsity: String) in """
+        let lenet = { (model: String, prune: String) in """
             version: 1
             defaults:
               threads: 1
@@ -402,22 +403,22 @@ import TensorEngine
               tolerances: {latency_p50: 1.0}
             models:
               - name: lenet
-                model: examples/models/lenet300100_mnist5k.safetensors
-                architecture: examples/models/lenet300100_mnist5k.json
+                \(model)
                 data: {file: examples/data/mnist5k.npz, train: [x_train, y_train], eval: [x_test, y_test], scale: 0.00392156862745098}
-                prune: {method: magnitude, sparsity: \(sparsity)}
+                prune: {\(prune)}
             """ }
-        // 99.5 % runs the sparse kernel in a few microseconds; 50 % runs dense at several times
-        // that. (90 % vs 50 % was about 2.5× at batch 1, and 98 % vs 50 % fell to about 3× once
-        // the dense batch-1 path got faster: too close to this kind of VM's process-to-process
-        // noise for a test that must never flake.)
-        try lenet("0.995").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        // LeNet-300-100 with 95 % of its neurons removed, then LeNet-5 in its place: several
+        // times the time per example whatever the kernels. (Comparing sparsities of one model
+        // made this a race between the sparse and the dense kernel: 98 % against 50 %, then
+        // 99.5 % against 50 %, each fell below 2× as the dense batch-1 path got faster, and
+        // flaked.)
+        let mlp = "model: examples/models/lenet300100_mnist5k.safetensors\n    architecture: examples/models/lenet300100_mnist5k.json"
+        try lenet(mlp, "method: magnitude, granularity: neuron, sparsity: 0.95").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
         #expect(try WorkflowTests.prunecheck(["baseline", "update"], in: dir).status == 0)
         let same = try WorkflowTests.prunecheck(["check", "--no-cache"], in: dir)
         #expect(same.status == 0, "\(same.stdout)")
-        // 50 % instead of 99.5 %: the dense kernel takes over with 100 times the work; the
-        // slowdown is far beyond tolerance, floor and noise.
-        try lenet("0.5").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        try lenet("model: examples/models/lenet5_mnist5k.onnx", "method: magnitude, sparsity: 0.5")
+            .write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
         let slow = try WorkflowTests.prunecheck(["check", "--no-cache", "--json", "r.json"], in: dir)
         #expect(slow.status == 1)
         let report = try JSONValue.parse(Array(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/r.json"))))
