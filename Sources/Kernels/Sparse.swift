@@ -7,10 +7,13 @@
 //   (batch × rows) row-major and overwritten. y must not overlap x.
 // Accumulation order
 //   One fused multiply-add chain per output in increasing column order, starting from 0: the
-//   dense `gemm` chain with the zero terms left out. fma(x, 0, acc) == acc (up to the sign of
-//   a zero), so the result equals the dense product bit for bit except that a -0 may become
-//   +0 and an infinite or NaN input meeting a zero weight is skipped rather than making NaN.
-//   Threads split rows only; the result does not depend on the thread count.
+//   dense `gemm` chain with the zero terms left out. Groups of 8 examples take every nonzero
+//   weight; the remaining examples (all of a batch below 8) also leave out the terms whose
+//   input is zero (±0). fma(x, 0, acc) == acc and fma(0, w, acc) == acc for finite values (up
+//   to the sign of a zero), so the result equals the dense product bit for bit except that a
+//   -0 may become +0 and an infinite or NaN value meeting a zero is skipped rather than making
+//   NaN. Threads split rows (or row panels) only; the result does not depend on the thread
+//   count.
 
 
 /// A matrix in compressed sparse row form (indices as Int32).
@@ -37,39 +40,38 @@ public struct CSRMatrix: Sendable {
         rowStart = start
         colIndex = index
         values = vals
-        (sliceStart, sliceColumns, sliceValues) = CSRMatrix.slices(rows: rows, rowStart: start, colIndex: index, values: vals)
+        (panelColumnStart, panelRowIndex, panelValues) = CSRMatrix.columnPanels(dense: dense, rows: rows, cols: cols)
     }
 
     public var nonzeros: Int { values.count }
 
-    /// The same rows as slices of 8 (SELL-8): slice s holds rows 8s..<8s+8, each padded to
-    /// the slice's longest row with zero weights at column 0, stored slot-major (8 lanes per
-    /// slot). A lane is one row's chain in its own column order; the padding adds
-    /// fma(x[0], 0, acc) == acc at the end. Rows past `rows` are all padding.
-    let sliceStart: [Int32]
-    let sliceColumns: [Int32]
-    let sliceValues: [Float]
+    /// The same nonzeros column by column (CSC) within panels of `panelRows` rows: panel q's
+    /// column k holds its entries at panelColumnStart[q·(cols+1) + k] ..< [… + k + 1], rows
+    /// ascending (row indices relative to the panel). Small batches walk it per example over
+    /// the nonzero inputs only, so inputs that are zero (ReLU outputs, background pixels) cost
+    /// nothing; each output still takes its terms in increasing column order.
+    static let panelRows = 1024
+    var panels: Int { (rows + CSRMatrix.panelRows - 1) / CSRMatrix.panelRows }
+    let panelColumnStart: [Int32]
+    let panelRowIndex: [Int16]
+    let panelValues: [Float]
 
-    static func slices(rows: Int, rowStart: [Int32], colIndex: [Int32], values: [Float]) -> ([Int32], [Int32], [Float]) {
-        var start: [Int32] = [0], cols: [Int32] = [], vals: [Float] = []
-        for s in 0..<((rows + 7) / 8) {
-            let lanes = (0..<8).map { s * 8 + $0 }
-            let width = lanes.map { $0 < rows ? Int(rowStart[$0 + 1] - rowStart[$0]) : 0 }.max() ?? 0
-            for slot in 0..<width {
-                for r in lanes {
-                    if r < rows, slot < Int(rowStart[r + 1] - rowStart[r]) {
-                        let p = Int(rowStart[r]) + slot
-                        cols.append(colIndex[p])
-                        vals.append(values[p])
-                    } else {
-                        cols.append(0)
-                        vals.append(0)
-                    }
+    static func columnPanels(dense: UnsafeBufferPointer<Float>, rows: Int, cols: Int) -> ([Int32], [Int16], [Float]) {
+        var start: [Int32] = [], index: [Int16] = [], vals: [Float] = []
+        var r0 = 0
+        while r0 < rows {
+            let r1 = min(rows, r0 + panelRows)
+            for k in 0..<cols {
+                start.append(Int32(vals.count))
+                for r in r0..<r1 where dense[r * cols + k] != 0 {
+                    index.append(Int16(r - r0))
+                    vals.append(dense[r * cols + k])
                 }
             }
-            start.append(Int32(vals.count / 8))
+            start.append(Int32(vals.count))
+            r0 = r1
         }
-        return (start, cols, vals)
+        return (start, index, vals)
     }
 }
 
@@ -89,80 +91,140 @@ public func csrLinearForwardReference(_ w: CSRMatrix, x: UnsafePointer<Float>, b
 /// y = x · Wᵀ with W sparse. See the file header for the contract.
 public func csrLinearForward(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>, threads: Int = 1) {
     guard batch > 0, w.rows > 0 else { return }
-    // NOTE: 16K multiply-adds per worker pay for a helper of the spinning pool (LeNet-300-100's
-    // first layer at 90 % sparsity and batch 1 has 23.5K).
-    let workers = max(1, min(threads, (w.rows + 7) / 8, (w.nonzeros * batch) / 16_384 + 1))
+    let grouped = batch / 8 * 8
+    if grouped > 0 { csrGroupsOfEight(w, x: x, batch: grouped, y: y, threads: threads) }
+    if grouped < batch {
+        cscSmallBatch(w, x: x + grouped * w.cols, batch: batch - grouped, y: y + grouped * w.rows, threads: threads)
+    }
+}
+
+/// `batch` (a multiple of 8) examples, eight at a time through a transposed copy of x: one SIMD
+/// lane per example, still one chain each. Four rows run side by side for their common length,
+/// so four chains hide the FMA latency. Threads split rows.
+func csrGroupsOfEight(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>, threads: Int) {
+    // NOTE: 16K multiply-adds per worker pay for a helper of the spinning pool.
+    let workers = max(1, min(threads, (w.rows + 3) / 4, (w.nonzeros * batch) / 16_384 + 1))
     let xx = Int(bitPattern: x), yy = Int(bitPattern: y)
+    let rows = w.rows, cols = w.cols
     w.rowStart.withUnsafeBufferPointer { starts in
-        w.colIndex.withUnsafeBufferPointer { cols in
+        w.colIndex.withUnsafeBufferPointer { colIndex in
             w.values.withUnsafeBufferPointer { vals in
-                let s = Int(bitPattern: starts.baseAddress!), c = Int(bitPattern: cols.baseAddress!), v = Int(bitPattern: vals.baseAddress!)
-                let slices = (w.rows + 7) / 8
-                let work: (Int) -> Void = { t in
-                    // Whole slices of 8 rows per worker (the sliced path needs aligned ranges).
-                    let r0 = min(w.rows, slices * t / workers * 8), r1 = min(w.rows, slices * (t + 1) / workers * 8)
-                    guard r0 < r1 else { return }
-                    csrRows(r0..<r1, matrix: w, rows: w.rows, cols: w.cols,
-                            rowStart: UnsafePointer(bitPattern: s)!, colIndex: UnsafePointer(bitPattern: c)!,
-                            values: UnsafePointer(bitPattern: v)!, x: UnsafePointer(bitPattern: xx)!, batch: batch,
-                            y: UnsafeMutablePointer(bitPattern: yy)!)
+                let s = Int(bitPattern: starts.baseAddress!), c = Int(bitPattern: colIndex.baseAddress!), v = Int(bitPattern: vals.baseAddress!)
+                let quads = (rows + 3) / 4
+                parallelFor(workers, threads: workers) { t in
+                    let rowStart = UnsafePointer<Int32>(bitPattern: s)!, colIndex = UnsafePointer<Int32>(bitPattern: c)!
+                    let values = UnsafePointer<Float>(bitPattern: v)!, x = UnsafePointer<Float>(bitPattern: xx)!
+                    let y = UnsafeMutablePointer<Float>(bitPattern: yy)!
+                    let o0 = min(rows, quads * t / workers * 4), o1 = min(rows, quads * (t + 1) / workers * 4)
+                    guard o0 < o1 else { return }
+                    typealias V = SIMD8<Float>
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: cols * 8) { xt in
+                        let xt = xt.baseAddress!
+                        @inline(__always) func column(_ p: Int) -> V {
+                            UnsafeRawPointer(xt + Int(colIndex[p]) * 8).loadUnaligned(as: V.self)
+                        }
+                        for g in 0..<(batch / 8) {
+                            // xᵀ for examples 8g ..< 8g+8: column k holds their 8 values side by side.
+                            for k in 0..<cols {
+                                for lane in 0..<8 { xt[k * 8 + lane] = x[(g * 8 + lane) * cols + k] }
+                            }
+                            func store(_ acc: V, _ o: Int) { for lane in 0..<8 { y[(g * 8 + lane) * rows + o] = acc[lane] } }
+                            var o = o0
+                            while o + 4 <= o1 {
+                                var p0 = Int(rowStart[o]), p1 = Int(rowStart[o + 1]), p2 = Int(rowStart[o + 2]), p3 = Int(rowStart[o + 3])
+                                let e0 = p1, e1 = p2, e2 = p3, e3 = Int(rowStart[o + 4])
+                                let common = min(e0 - p0, e1 - p1, e2 - p2, e3 - p3)
+                                var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+                                for _ in 0..<common {
+                                    a0 = a0.addingProduct(column(p0), V(repeating: values[p0]))
+                                    a1 = a1.addingProduct(column(p1), V(repeating: values[p1]))
+                                    a2 = a2.addingProduct(column(p2), V(repeating: values[p2]))
+                                    a3 = a3.addingProduct(column(p3), V(repeating: values[p3]))
+                                    p0 += 1; p1 += 1; p2 += 1; p3 += 1
+                                }
+                                while p0 < e0 { a0 = a0.addingProduct(column(p0), V(repeating: values[p0])); p0 += 1 }
+                                while p1 < e1 { a1 = a1.addingProduct(column(p1), V(repeating: values[p1])); p1 += 1 }
+                                while p2 < e2 { a2 = a2.addingProduct(column(p2), V(repeating: values[p2])); p2 += 1 }
+                                while p3 < e3 { a3 = a3.addingProduct(column(p3), V(repeating: values[p3])); p3 += 1 }
+                                store(a0, o); store(a1, o + 1); store(a2, o + 2); store(a3, o + 3)
+                                o += 4
+                            }
+                            while o < o1 {
+                                var acc = V()
+                                for p in Int(rowStart[o])..<Int(rowStart[o + 1]) { acc = acc.addingProduct(column(p), V(repeating: values[p])) }
+                                store(acc, o)
+                                o += 1
+                            }
+                        }
+                    }
                 }
-                parallelFor(workers, threads: workers, work)
             }
         }
     }
 }
 
-/// Rows `range` of the output for every batch row. Batches of 8 and more go eight examples at
-/// a time through a transposed copy of x, one SIMD lane per example (still one chain each).
-@inline(__always)
-func csrRows(
-    _ range: Range<Int>, matrix: CSRMatrix, rows: Int, cols: Int, rowStart: UnsafePointer<Int32>, colIndex: UnsafePointer<Int32>,
-    values: UnsafePointer<Float>, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>
-) {
-    typealias V = SIMD8<Float>
-    let groups = batch / 8
-    if groups > 0 {
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: cols * 8) { xt in
-            let t = xt.baseAddress!
-            for g in 0..<groups {
-                // xᵀ for examples 8g ..< 8g+8: column k holds their 8 values side by side.
-                for k in 0..<cols {
-                    for lane in 0..<8 { t[k * 8 + lane] = x[(g * 8 + lane) * cols + k] }
-                }
-                for o in range {
-                    var acc = V()
-                    for p in Int(rowStart[o])..<Int(rowStart[o + 1]) {
-                        let xv = UnsafeRawPointer(t + Int(colIndex[p]) * 8).loadUnaligned(as: V.self)
-                        acc = acc.addingProduct(xv, V(repeating: values[p]))
-                    }
-                    for lane in 0..<8 { y[(g * 8 + lane) * rows + o] = acc[lane] }
-                }
+/// Batches below 8: per example, the column panels over the nonzero inputs only. Each output
+/// row is its panel's accumulator in L1, updated once per (nonzero input, nonzero weight) in
+/// increasing column order: the CSR chain without its zero-input terms (fma(0, w, acc) == acc
+/// for finite w, up to the sign of a zero). Threads split the panels.
+func cscSmallBatch(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>, threads: Int) {
+    let cols = w.cols, rows = w.rows, panels = w.panels
+    withUnsafeTemporaryAllocation(of: Int32.self, capacity: batch * cols) { active in
+        // The nonzero inputs of each example, as column lists.
+        var counts = [Int](repeating: 0, count: batch), total = 0
+        for b in 0..<batch {
+            let xb = x + b * cols, list = active.baseAddress! + b * cols
+            var n = 0
+            for k in 0..<cols {
+                // Branch-free (background pixels and ReLU zeros come in runs that a branch
+                // mispredicts at every edge): v | −v has its top bit set iff v ≠ 0; ±0 is zero.
+                let v = xb[k].bitPattern &<< 1
+                list[n] = Int32(k)
+                n &+= Int((v | (0 &- v)) >> 31)
             }
+            counts[b] = n
+            total += n
         }
-    }
-    // NOTE: batches below 8 go through the SELL-8 slices, one SIMD lane per row: on
-    // LeNet-300-100 at 90 % this took batch-1 p50 from about 30 to 17 µs (docs/performance.md).
-    guard groups * 8 < batch else { return }
-    precondition(range.lowerBound % 8 == 0, "row ranges of the sliced path start at a multiple of 8")
-    matrix.sliceStart.withUnsafeBufferPointer { starts in
-        matrix.sliceColumns.withUnsafeBufferPointer { sc in
-            matrix.sliceValues.withUnsafeBufferPointer { sv in
-                for b in (groups * 8)..<batch {
-                    let xb = x + b * cols
-                    var s = range.lowerBound / 8
-                    while s * 8 < range.upperBound {
-                        var acc = V()
-                        var q = Int(starts[s]) * 8
-                        let end = Int(starts[s + 1]) * 8
-                        while q < end {
-                            let xv = V(xb[Int(sc[q])], xb[Int(sc[q + 1])], xb[Int(sc[q + 2])], xb[Int(sc[q + 3])],
-                                       xb[Int(sc[q + 4])], xb[Int(sc[q + 5])], xb[Int(sc[q + 6])], xb[Int(sc[q + 7])])
-                            acc = acc.addingProduct(xv, UnsafeRawPointer(sv.baseAddress! + q).loadUnaligned(as: V.self))
-                            q += 8
+        // NOTE: the work is the nonzeros of the active columns; 16K multiply-adds pay for a helper.
+        let work = w.nonzeros * total / max(cols, 1)
+        let workers = max(1, min(threads, panels * batch, work / 16_384 + 1))
+        let xx = Int(bitPattern: x), yy = Int(bitPattern: y), aa = Int(bitPattern: active.baseAddress!)
+        w.panelColumnStart.withUnsafeBufferPointer { starts in
+            w.panelRowIndex.withUnsafeBufferPointer { index in
+                w.panelValues.withUnsafeBufferPointer { vals in
+                    let s = Int(bitPattern: starts.baseAddress!), ix = Int(bitPattern: index.baseAddress!), v = Int(bitPattern: vals.baseAddress!)
+                    let counts = counts
+                    parallelFor(workers, threads: workers) { t in
+                        let starts = UnsafePointer<Int32>(bitPattern: s)!, index = UnsafePointer<Int16>(bitPattern: ix)!
+                        let vals = UnsafePointer<Float>(bitPattern: v)!, x = UnsafePointer<Float>(bitPattern: xx)!
+                        let y = UnsafeMutablePointer<Float>(bitPattern: yy)!, active = UnsafePointer<Int32>(bitPattern: aa)!
+                        // Work item j: panel j / batch of example j % batch.
+                        for j in (panels * batch * t / workers)..<(panels * batch * (t + 1) / workers) {
+                            let q = j / batch, b = j % batch
+                            let r0 = q * CSRMatrix.panelRows, height = min(rows, r0 + CSRMatrix.panelRows) - r0
+                            let colStart = starts + q * (cols + 1)
+                            let xb = x + b * cols, list = active + b * cols, yb = y + b * rows + r0
+                            yb.initialize(repeating: 0, count: height)
+                            for i in 0..<counts[b] {
+                                let k = Int(list[i]), xv = xb[k]
+                                var p = Int(colStart[k])
+                                let end = Int(colStart[k + 1])
+                                // Four rows per step (distinct rows: independent updates).
+                                while p + 4 <= end {
+                                    let r0 = Int(index[p]), r1 = Int(index[p + 1]), r2 = Int(index[p + 2]), r3 = Int(index[p + 3])
+                                    yb[r0] = yb[r0].addingProduct(xv, vals[p])
+                                    yb[r1] = yb[r1].addingProduct(xv, vals[p + 1])
+                                    yb[r2] = yb[r2].addingProduct(xv, vals[p + 2])
+                                    yb[r3] = yb[r3].addingProduct(xv, vals[p + 3])
+                                    p += 4
+                                }
+                                while p < end {
+                                    let r = Int(index[p])
+                                    yb[r] = yb[r].addingProduct(xv, vals[p])
+                                    p += 1
+                                }
+                            }
                         }
-                        for lane in 0..<8 where s * 8 + lane < range.upperBound { y[b * rows + s * 8 + lane] = acc[lane] }
-                        s += 1
                     }
                 }
             }

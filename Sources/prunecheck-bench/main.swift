@@ -10,7 +10,8 @@
 // Diagnostics (print, no JSON), with the --threads given:
 //   PRUNECHECK_GEMM=m,n,k[,tA,tB]   one GEMM shape: median and best time
 //   PRUNECHECK_PROFILE=1            per-node time of the CNN fixtures at batch 64
-//   PRUNECHECK_PROFILE=a,b          the same for the named fixture models
+//   PRUNECHECK_PROFILE=a,b          the same for the named fixture models (`a:0.9`: pruned to 90 %
+//                                   by global magnitude first); PRUNECHECK_PROFILE_BATCH=N sets the batch
 
 import Dispatch
 import Foundation
@@ -203,15 +204,27 @@ if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM"] {
 // PRUNECHECK_PROFILE=1 (or =model,model): time every node of the convolutional models (or
 // of those named) at batch 64 (diagnostics, no JSON).
 if let profile = ProcessInfo.processInfo.environment["PRUNECHECK_PROFILE"] {
-    for name in profile == "1" ? ["lenet5_mnist5k", "cnn_mnist1d"] : profile.split(separator: ",").map(String.init) {
+    let batch = Int(ProcessInfo.processInfo.environment["PRUNECHECK_PROFILE_BATCH"] ?? "") ?? 64
+    for spec in profile == "1" ? ["lenet5_mnist5k", "cnn_mnist1d"] : profile.split(separator: ",").map(String.init) {
+        // `model:0.9`: pruned first, by global magnitude, to that sparsity.
+        let parts = spec.split(separator: ":").map(String.init)
+        let name = parts[0]
         guard let (model, x) = load(name) else { continue }
-        let input = x.rows(0..<64)
+        if parts.count > 1, let sparsity = Double(parts[1]) {
+            let weights = model.prunableWeights.map { (name: $0.name, tensor: $0.variable.value) }
+            applyMasks(MagnitudePruning.masks(for: weights, sparsity: sparsity, scope: .global), to: model)
+        }
+        let input = x.rows(0..<batch)
+        // About 0.2 s of calls, so a batch of 1 is not one descheduling away from its mean.
+        let calls = max(20, 12_800 / batch)
         for _ in 0..<5 { _ = model.predict(input, threads: threadCounts[0]) }
         Graph.profileTotals = [:]
         Graph.profile = true
-        for _ in 0..<20 { _ = model.predict(input, threads: threadCounts[0]) }
+        for _ in 0..<calls { _ = model.predict(input, threads: threadCounts[0]) }
         Graph.profile = false
-        for n in model.nodes { print(String(format: "%@ %@ %@: %.1f us", name, n.opType, n.name, Double(Graph.profileTotals[n.name] ?? 0) / 20_000)) }
+        for n in model.nodes {
+            print(String(format: "%@ %@ %@: %.1f us", spec, n.opType, n.name, Double(Graph.profileTotals[n.name] ?? 0) / Double(calls * 1000)))
+        }
     }
     exit(0)
 }

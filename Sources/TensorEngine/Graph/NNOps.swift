@@ -817,7 +817,7 @@ extension OpContext {
 }
 
 /// Inference of a Linear layer: y = x · Wᵀ + b, through the CSR kernel when the weight is
-/// sparse enough, else the prepacked GEMM (both equal the plain GEMM bit for bit).
+/// sparse enough for the batch, else the prepacked GEMM (both equal the plain GEMM bit for bit).
 func linearInfer(_ x: Tensor, weight: Variable, bias: Variable?, cache: LinearCache, threads: Int) -> Tensor {
     let outF = weight.value.shape[0], inF = weight.value.shape[1]
     let rows = x.shape[0]
@@ -826,7 +826,8 @@ func linearInfer(_ x: Tensor, weight: Variable, bias: Variable?, cache: LinearCa
     if cache.sparse == nil || cache.sparse!.version != weight.version || cache.sparseOwner != id {
         let matrix = weight.value.withUnsafeBufferPointer { p -> CSRMatrix? in
             let nonzeros = p.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
-            guard Double(nonzeros) <= LinearCache.sparseDensityThreshold * Double(p.count) else { return nil }
+            cache.density = Double(nonzeros) / Double(max(p.count, 1))
+            guard cache.density <= LinearCache.sparseDensityThreshold else { return nil }
             return CSRMatrix(dense: p, rows: outF, cols: inF)
         }
         cache.sparse = (weight.version, matrix)
@@ -834,7 +835,7 @@ func linearInfer(_ x: Tensor, weight: Variable, bias: Variable?, cache: LinearCa
     }
     x.withUnsafeBufferPointer { xp in
         y.withUnsafeMutableBufferPointer { yp in
-            if let csr = cache.sparse!.matrix {
+            if let csr = cache.sparse!.matrix, rows < 8 || cache.density <= LinearCache.sparseBatchDensityThreshold {
                 csrLinearForward(csr, x: xp.baseAddress!, batch: rows, y: yp.baseAddress!, threads: threads)
             } else {
                 if cache.packed == nil || cache.packed!.version != weight.version || cache.packedOwner != id {
