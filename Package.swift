@@ -40,7 +40,7 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: [v5]),
-        .target(name: "Pruning", dependencies: ["Kernels", "TensorEngine"], swiftSettings: numericFlags + [v5]),
+        .target(name: "Pruning", dependencies: ["Kernels", "TensorEngine", "Evaluation"], swiftSettings: numericFlags + [v5]),
         .target(name: "Evaluation", dependencies: ["Kernels", "TensorEngine"], swiftSettings: numericFlags + [v5]),
         .target(name: "Regression", swiftSettings: [v5]),
         .systemLibrary(

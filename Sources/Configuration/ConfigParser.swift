@@ -359,11 +359,26 @@ struct Parser {
         }
         if let n = m["budget"] {
             let k = join(key, "budget")
-            let bm = try mapping(n, k, allowed: ["max_accuracy_drop"])
-            guard let v = bm["max_accuracy_drop"] else { throw error(n, join(k, "max_accuracy_drop"), "is missing, e.g. budget: {max_accuracy_drop: 0.01}") }
-            let drop = try double(v, join(k, "max_accuracy_drop"))
-            guard (0..<1).contains(drop) else { throw error(v, join(k, "max_accuracy_drop"), "must be in [0, 1) (0.01 = one point of accuracy)") }
-            recipe.budget = PruneRecipe.Budget(maxAccuracyDrop: drop)
+            let bm = try mapping(n, k, allowed: ["max_accuracy_drop", "max_latency_p50_us", "batch_size"])
+            var budget = PruneRecipe.Budget()
+            if let v = bm["max_accuracy_drop"] {
+                let drop = try double(v, join(k, "max_accuracy_drop"))
+                guard (0..<1).contains(drop) else { throw error(v, join(k, "max_accuracy_drop"), "must be in [0, 1) (0.01 = one point of accuracy)") }
+                budget.maxAccuracyDrop = drop
+            }
+            if let v = bm["max_latency_p50_us"] {
+                let us = try double(v, join(k, "max_latency_p50_us"))
+                guard us > 0 && us.isFinite else { throw error(v, join(k, "max_latency_p50_us"), "must be a number of microseconds above 0") }
+                budget.maxLatencyP50 = us
+            }
+            if let v = bm["batch_size"] {
+                guard budget.maxLatencyP50 != nil else { throw error(v, join(k, "batch_size"), "is the batch of max_latency_p50_us; give that too") }
+                budget.latencyBatchSize = try int(v, join(k, "batch_size"), min: 1)
+            }
+            guard budget.maxAccuracyDrop != nil || budget.maxLatencyP50 != nil else {
+                throw error(n, k, "needs max_accuracy_drop or max_latency_p50_us, e.g. budget: {max_accuracy_drop: 0.01}")
+            }
+            recipe.budget = budget
         }
         if let (k, problem) = recipe.problem { throw error(m[k] ?? m["method"] ?? node, join(key, k), problem) }
         return recipe

@@ -1,7 +1,8 @@
+import Evaluation
 import TensorEngine
 
-/// Per-layer sparsities chosen by `auto` (most weights removed) or `energy` (most estimated
-/// energy saved) within an accuracy budget.
+/// Per-layer sparsities chosen by `auto` (most weights removed, or the least accuracy lost for
+/// a latency) or `energy` (most estimated energy saved) within a budget.
 public struct Allocation: Equatable, Sendable {
     /// The chosen sparsity of each layer, in layer order.
     public var layers: [(name: String, sparsity: Double)]
@@ -9,29 +10,55 @@ public struct Allocation: Equatable, Sendable {
     /// fine-tuning).
     public var denseAccuracy: Double
     public var prunedAccuracy: Double
-    /// The highest uniform per-layer sparsity whose measured drop fits the same budget.
+    /// The uniform reference within the same budget: the highest per-layer sparsity whose
+    /// measured drop fits an accuracy budget; with a latency budget, the lowest one whose
+    /// latency fits it.
     public var uniformSparsity: Double
     /// Total sparsity of the allocation over the layers it covers.
     public var totalSparsity: Double
+    /// With a latency budget: p50 latency (µs) of the dense model and of the allocation, as
+    /// measured here at the budget's batch size.
+    public var denseLatency: Double?
+    public var prunedLatency: Double?
 
     public static func == (a: Allocation, b: Allocation) -> Bool {
         a.layers.elementsEqual(b.layers) { $0.name == $1.name && $0.sparsity == $1.sparsity } && a.denseAccuracy == b.denseAccuracy
             && a.prunedAccuracy == b.prunedAccuracy && a.uniformSparsity == b.uniformSparsity && a.totalSparsity == b.totalSparsity
+            && a.denseLatency == b.denseLatency && a.prunedLatency == b.prunedLatency
     }
+}
+
+/// A budget the allocation cannot meet (exit 2, naming the key).
+public struct AllocationError: Error, CustomStringConvertible, Equatable {
+    public let key: String
+    public let message: String
+    public var description: String { "\(key): \(message)" }
 }
 
 /// Sensitivity analysis and greedy allocation (NNI's sensitivity analysis, with the budget of
 /// AMC-style allocation): each layer alone is pruned by magnitude at the levels 0.1 … 0.9,
 /// 0.95, 0.98, 0.99 (up to the recipe's sparsity) and the accuracy on the calibration
-/// examples is measured. Layers then advance one level at a time, always the move with the
-/// best gain per predicted accuracy cost (the per-layer drops, made monotone, are summed),
-/// while the prediction fits the budget. The allocation is then measured as a whole, and the
-/// last moves are undone until the measured drop fits too.
+/// examples is measured.
+///
+/// Accuracy budget: layers advance one level at a time, always the move with the best gain
+/// (weights, or energy) per predicted accuracy cost (the per-layer drops, made monotone, are
+/// summed), while the prediction fits the budget. The allocation is then measured as a whole,
+/// and the last moves are undone until the measured drop fits too.
+///
+/// Latency budget (`auto`): the latency of each layer alone at each level is measured too
+/// (savings under 3 % of the dense time count as none). A layer's time falls in steps, where
+/// its kernel changes, so levels are chosen together: the per-layer levels with the least
+/// summed accuracy drop whose summed savings reach the target (a knapsack over the savings in
+/// steps of 1 % of the dense time). The whole model is then measured; when the savings did not
+/// add up, the shortfall is asked for on top, until the measurement fits. With an accuracy
+/// budget as well, the summed drop must fit it too, and so must the measured one.
 public enum Allocator {
     public static let levels: [Double] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
 
-    public static func allocate(_ model: Graph, layers: [String], maxSparsity: Double, budget: Double, energy: Bool,
-                                calibration: CalibrationSet, threads: Int) throws -> Allocation {
+    /// `latency` times the model (p50, µs) on the budget's batch; by default the latency
+    /// harness on the first calibration examples with `threads`.
+    public static func allocate(_ model: Graph, layers: [String], maxSparsity: Double, budget: PruneRecipe.Budget, energy: Bool,
+                                calibration: CalibrationSet, threads: Int, latency: ((Graph) -> Double)? = nil) throws -> Allocation {
         let training = model.training
         model.training = false
         defer { model.training = training }
@@ -42,6 +69,7 @@ public enum Allocator {
             return v
         }
         let originals = variables.map(\.value.scalars)
+        defer { for l in layers.indices { variables[l].update { p in for i in 0..<p.count { p[i] = originals[l][i] } } } }
         func setLayer(_ l: Int, sparsity: Double) {
             let mask = MagnitudePruning.masks(for: [(layers[l], Tensor(shape: [originals[l].count], scalars: originals[l]))], sparsity: sparsity, scope: .layer)[layers[l]]!
             variables[l].update { p in for i in 0..<p.count { p[i] = mask[i] == 0 ? 0 : originals[l][i] } }
@@ -74,7 +102,106 @@ public enum Allocator {
             setLayer(l, sparsity: 0)
             drop.append(row)
         }
-        // Gain of layer l at level index k (−1 = dense).
+        // Cost of layer l from level a to level b (−1 = dense), and one calibration example's
+        // worth of accuracy that smooths the ratio of free moves.
+        func cost(_ l: Int, _ a: Int, _ b: Int) -> Double { (b >= 0 ? drop[l][b] : 0) - (a >= 0 ? drop[l][a] : 0) }
+        let smoothing = 1 / Double(max(calibration.count, 1))
+        var level = [Int](repeating: -1, count: layers.count)
+        func apply() { for l in layers.indices { setLayer(l, sparsity: level[l] >= 0 ? steps[level[l]] : 0) } }
+        func total() -> Double {
+            let removed = layers.indices.reduce(0.0) { $0 + (level[$1] >= 0 ? (steps[level[$1]] * Double(originals[$1].count)).rounded() : 0) }
+            return removed / max(Double(originals.reduce(0) { $0 + $1.count }), 1)
+        }
+        func result(measured: Double, uniform: Double, latencies: (Double, Double)? = nil) -> Allocation {
+            Allocation(layers: layers.indices.map { (layers[$0], level[$0] >= 0 ? steps[level[$0]] : 0.0) }, denseAccuracy: dense,
+                       prunedAccuracy: measured, uniformSparsity: uniform, totalSparsity: total(),
+                       denseLatency: latencies?.0, prunedLatency: latencies?.1)
+        }
+
+        if let target = budget.maxLatencyP50 {
+            let time = latency ?? defaultLatency(calibration: calibration, batchSize: budget.latencyBatchSize, threads: threads)
+            let accuracyBudget = budget.maxAccuracyDrop ?? 1
+            let denseTime = time(model)
+            // Time saved by layer l alone at steps[k], made non-decreasing in k. Savings under
+            // 3 % of the dense time count as none: they are within the timing noise, and
+            // chasing them would prune for nothing.
+            let noise = 0.03 * denseTime
+            var saving: [[Double]] = []
+            for l in layers.indices {
+                var row: [Double] = []
+                for s in steps {
+                    setLayer(l, sparsity: s)
+                    let saved = denseTime - time(model)
+                    row.append(max(saved >= noise ? saved : 0, row.last ?? 0))
+                }
+                setLayer(l, sparsity: 0)
+                saving.append(row)
+            }
+            // The levels with the least summed accuracy drop whose summed savings reach `need`
+            // (a knapsack over savings in 1 % steps of the dense time, rounded down), or nil.
+            let unit = denseTime / 100
+            func cheapest(saving need: Double) -> [Int]? {
+                let buckets = Int((need / unit).rounded(.up))
+                guard buckets <= 100 else { return nil }
+                // best[j]: (cost, levels) reaching at least j buckets with the layers so far.
+                var best: [(cost: Double, levels: [Int])?] = [(0, [])] + [(cost: Double, levels: [Int])?](repeating: nil, count: buckets)
+                for l in layers.indices {
+                    var next = [(cost: Double, levels: [Int])?](repeating: nil, count: buckets + 1)
+                    for j in 0...buckets {
+                        guard let b = best[j] else { continue }
+                        for k in -1..<steps.count {
+                            let got = k >= 0 ? Int((saving[l][k] / unit).rounded(.down)) : 0
+                            let c = b.cost + (k >= 0 ? drop[l][k] : 0)
+                            let to = min(buckets, j + got)
+                            if next[to] == nil || c < next[to]!.cost - 1e-12 { next[to] = (c, b.levels + [k]) }
+                        }
+                    }
+                    best = next
+                }
+                guard let found = best[buckets], found.cost <= accuracyBudget + 1e-12 else { return nil }
+                return found.levels
+            }
+            var need = denseTime - target, measuredTime = denseTime, fastest = denseTime
+            while measuredTime > target {
+                guard need > 0, let levels = cheapest(saving: need) else {
+                    throw AllocationError(key: "prune.budget.max_latency_p50_us", message: String(
+                        format: "%.1f µs is out of reach at batch %d: within sparsity ≤ %.2f per layer%@ the fastest allocation tried measured %.1f µs (dense %.1f µs)",
+                        target, budget.latencyBatchSize, steps.last!, budget.maxAccuracyDrop.map { String(format: " and an accuracy drop ≤ %.3f", $0) } ?? "",
+                        fastest, denseTime))
+                }
+                level = levels
+                apply()
+                measuredTime = time(model)
+                fastest = min(fastest, measuredTime)
+                // The savings did not add up: ask for the shortfall on top (at least one step).
+                if measuredTime > target { need += max(measuredTime - target, unit) }
+            }
+            var measured = accuracy()
+            // The uniform reference: the lowest level every layer can share that fits the
+            // latency. The summed drops only predict the accuracy, so when the uniform
+            // allocation measures better, it is the answer.
+            let chosen = level
+            var uniform = 1.0
+            for k in steps.indices {
+                level = [Int](repeating: k, count: layers.count)
+                apply()
+                let t = time(model)
+                guard t <= target else { continue }
+                uniform = steps[k]
+                let a = accuracy()
+                if a > measured { (measured, measuredTime) = (a, t) } else { level = chosen }
+                break
+            }
+            if uniform == 1 { level = chosen }
+            if let d = budget.maxAccuracyDrop, dense - measured > d + 1e-12 {
+                throw AllocationError(key: "prune.budget", message: String(
+                    format: "max_latency_p50_us %.1f and max_accuracy_drop %.3f cannot both be met: the allocation that reaches %.1f µs drops accuracy by %.3f on the calibration examples",
+                    target, d, measuredTime, dense - measured))
+            }
+            return result(measured: measured, uniform: uniform, latencies: (denseTime, measuredTime))
+        }
+
+        let accuracyBudget = budget.maxAccuracyDrop!
         let costs = try layerCosts(model, layers: layers)
         func gain(_ l: Int, _ k: Int) -> Double {
             guard k >= 0 else { return 0 }
@@ -82,44 +209,56 @@ public enum Allocator {
             guard energy else { return (s * n).rounded() }
             return costs[l].energy(density: 1) - costs[l].energy(density: 1 - s)
         }
-        var level = [Int](repeating: -1, count: layers.count)
         var moves: [Int] = []
         var predicted = 0.0
         while true {
             var best: (l: Int, ratio: Double, cost: Double)?
             for l in layers.indices where level[l] + 1 < steps.count {
                 let k = level[l] + 1
-                let cost = drop[l][k] - (level[l] >= 0 ? drop[l][level[l]] : 0)
-                guard predicted + cost <= budget + 1e-12 else { continue }
-                // One calibration example's worth of accuracy smooths the ratio of free moves.
-                let ratio = (gain(l, k) - gain(l, k - 1)) / (cost + 1 / Double(max(calibration.count, 1)))
-                if best == nil || ratio > best!.ratio { best = (l, ratio, cost) }
+                let c = cost(l, level[l], k)
+                guard predicted + c <= accuracyBudget + 1e-12 else { continue }
+                let ratio = (gain(l, k) - gain(l, k - 1)) / (c + smoothing)
+                if best == nil || ratio > best!.ratio { best = (l, ratio, c) }
             }
             guard let move = best else { break }
             level[move.l] += 1
             predicted += move.cost
             moves.append(move.l)
         }
-        func apply() { for l in layers.indices { setLayer(l, sparsity: level[l] >= 0 ? steps[level[l]] : 0) } }
         apply()
         var measured = accuracy()
-        while dense - measured > budget + 1e-12, let last = moves.popLast() {
+        while dense - measured > accuracyBudget + 1e-12, let last = moves.popLast() {
             level[last] -= 1
             apply()
             measured = accuracy()
         }
         // The uniform reference: the highest level every layer can share within the budget.
+        let chosen = level
         var uniform = 0.0
-        for s in steps {
-            for l in layers.indices { setLayer(l, sparsity: s) }
-            if dense - accuracy() <= budget + 1e-12 { uniform = s } else { break }
+        for k in steps.indices {
+            level = [Int](repeating: k, count: layers.count)
+            apply()
+            if dense - accuracy() <= accuracyBudget + 1e-12 { uniform = steps[k] } else { break }
         }
-        for l in layers.indices { variables[l].update { p in for i in 0..<p.count { p[i] = originals[l][i] } } }
-        let chosen = layers.indices.map { (layers[$0], level[$0] >= 0 ? steps[level[$0]] : 0.0) }
-        let removed = zip(chosen, originals).reduce(0.0) { $0 + ($1.0.1 * Double($1.1.count)).rounded() }
-        let total = Double(originals.reduce(0) { $0 + $1.count })
-        return Allocation(layers: chosen, denseAccuracy: dense, prunedAccuracy: measured, uniformSparsity: uniform,
-                          totalSparsity: removed / max(total, 1))
+        level = chosen
+        return result(measured: measured, uniform: uniform)
+    }
+
+    /// p50 of single calls on the first `batchSize` calibration examples (repeated when there
+    /// are fewer), after a warm-up, through the harness of the `latency_p50` metric.
+    static func defaultLatency(calibration: CalibrationSet, batchSize: Int, threads: Int) -> (Graph) -> Double {
+        let all = calibration.batches.map(\.inputs)
+        let rowShape = Array(all[0].shape.dropFirst()), rowSize = rowShape.reduce(1, *)
+        var scalars: [Float] = []
+        scalars.reserveCapacity(batchSize * rowSize)
+        let flat = all.flatMap(\.scalars), rows = flat.count / max(rowSize, 1)
+        for i in 0..<batchSize {
+            let r = i % max(rows, 1)
+            scalars.append(contentsOf: flat[(r * rowSize)..<((r + 1) * rowSize)])
+        }
+        let input = Tensor(shape: [batchSize] + rowShape, scalars: scalars)
+        let settings = LatencySettings(batchSizes: [batchSize], warmup: 5, minRuns: 31, maxSeconds: 0.25)
+        return { LatencyHarness.measure(model: $0, input: input, settings: settings, threads: threads).p50 }
     }
 
     /// What one layer costs per inference of one example under `EnergyModel`.

@@ -201,8 +201,17 @@ extension PruneRecipe {
         if granularity == .layer && ![.magnitude, .random, .taylor].contains(method) {
             return ("granularity", "layer pruning ranks blocks with magnitude, random or taylor")
         }
-        if method.allocates && budget == nil { return ("budget", "\(m) needs a budget, e.g. budget: {max_accuracy_drop: 0.01}") }
+        if method.allocates && budget == nil {
+            return ("budget", "\(m) needs a budget, e.g. budget: {max_accuracy_drop: 0.01}" + (method == .auto ? " or {max_latency_p50_us: 50}" : ""))
+        }
         if !method.allocates && budget != nil { return ("budget", "only auto and energy take a budget") }
+        if let b = budget {
+            if b.maxAccuracyDrop == nil && b.maxLatencyP50 == nil {
+                return ("budget", "needs max_accuracy_drop or max_latency_p50_us (or both)")
+            }
+            if b.maxLatencyP50 != nil && method != .auto { return ("budget", "max_latency_p50_us is for auto (energy ranks by estimated energy)") }
+            if b.maxAccuracyDrop == nil && method == .energy { return ("budget", "energy needs max_accuracy_drop") }
+        }
         if method == .snip && (finetune?.epochs ?? 0) == 0 {
             return ("finetune", "snip prunes at a fresh initialization and trains from scratch; give finetune epochs")
         }

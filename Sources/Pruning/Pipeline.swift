@@ -46,11 +46,12 @@ public enum PruningPipeline {
         var allocation: Allocation?
         if recipe.method.allocates, let budget = recipe.budget {
             let a = try Allocator.allocate(model, layers: targetLayers(model, recipe: recipe), maxSparsity: recipe.sparsity,
-                                           budget: budget.maxAccuracyDrop, energy: recipe.method == .energy,
+                                           budget: budget, energy: recipe.method == .energy,
                                            calibration: calibration!, threads: threads)
             context.layerSparsity = Dictionary(uniqueKeysWithValues: a.layers.map { ($0.name, $0.sparsity) })
             notes.append("\(recipe.method.rawValue): per-layer sparsity " + a.layers.map { "\(StructuredPruning.layerName($0.name)) \(format($0.sparsity))" }.joined(separator: ", ")
-                         + "; total \(format(a.totalSparsity)) (uniform within the same budget: \(format(a.uniformSparsity))); calibration accuracy \(format(a.denseAccuracy)) → \(format(a.prunedAccuracy))")
+                         + "; total \(format(a.totalSparsity)) (uniform within the same budget: \(format(a.uniformSparsity))); calibration accuracy \(format(a.denseAccuracy)) → \(format(a.prunedAccuracy))"
+                         + (a.prunedLatency.map { p in "; p50 latency at batch \(budget.latencyBatchSize) \(format(a.denseLatency!, digits: 1)) → \(format(p, digits: 1)) µs (measured on this machine: the allocation depends on its timings)" } ?? ""))
             allocation = a
         }
         let label = "fine-tuning"
@@ -130,8 +131,9 @@ public enum PruningPipeline {
         }
     }
 
-    static func format(_ x: Double) -> String {
-        let r = (x * 10_000).rounded() / 10_000
+    static func format(_ x: Double, digits: Int = 4) -> String {
+        let scale = pow64(10, Double(digits))
+        let r = (x * scale).rounded() / scale
         return "\(r)"
     }
 }

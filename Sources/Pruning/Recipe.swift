@@ -156,11 +156,28 @@ public struct PruneRecipe: Equatable, Sendable {
         }
     }
 
-    /// The limit `auto` and `energy` allocate within (`prune.budget`).
+    /// The limits `auto` and `energy` allocate within (`prune.budget`): at least one of them.
     public struct Budget: Equatable, Sendable {
-        /// The largest accepted drop in accuracy on the held-out calibration split (0.01 = 1 point).
-        public var maxAccuracyDrop: Double
-        public init(maxAccuracyDrop: Double) { self.maxAccuracyDrop = maxAccuracyDrop }
+        /// The largest accepted drop in accuracy on the calibration examples (0.01 = 1 point).
+        public var maxAccuracyDrop: Double?
+        /// `auto` only: the p50 latency in microseconds the pruned model must reach on this
+        /// machine, measured on `latencyBatchSize` calibration examples with the run's threads.
+        public var maxLatencyP50: Double?
+        public var latencyBatchSize: Int
+        public init(maxAccuracyDrop: Double? = nil, maxLatencyP50: Double? = nil, latencyBatchSize: Int = 1) {
+            self.maxAccuracyDrop = maxAccuracyDrop
+            self.maxLatencyP50 = maxLatencyP50
+            self.latencyBatchSize = latencyBatchSize
+        }
+        /// The canonical text of the recipe hash (the accuracy-only form is the one hashes
+        /// were recorded with before latency budgets).
+        var text: String {
+            var parts: [String] = []
+            if let d = maxAccuracyDrop { parts.append("max_accuracy_drop:\(d)") }
+            if let l = maxLatencyP50 { parts.append("max_latency_p50_us:\(l)") }
+            if maxLatencyP50 != nil && latencyBatchSize != 1 { parts.append("batch_size:\(latencyBatchSize)") }
+            return parts.joined(separator: ",")
+        }
     }
 
     public var method: Method
@@ -215,7 +232,7 @@ public struct PruneRecipe: Equatable, Sendable {
         }
         if calibration != Calibration.defaults(for: method) { s += ";calibration=\(calibration.samples)x\(calibration.batchSize)" }
         if let i = initializer { s += ";init=\(i.rawValue)" }
-        if let b = budget { s += ";budget=max_accuracy_drop:\(b.maxAccuracyDrop)" }
+        if let b = budget { s += ";budget=\(b.text)" }
         if damping != 0.01 { s += ";damping=\(damping)" }
         return s
     }

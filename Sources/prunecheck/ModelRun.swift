@@ -67,6 +67,8 @@ func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData, progr
         throw InputError("\(spec.model): \(e) (model '\(spec.name)', prune.method \(recipe.method.rawValue), prune.granularity \(recipe.granularity.text))")
     } catch let e as GraphError {
         throw InputError("\(spec.model): \(e) (model '\(spec.name)', prune.method \(recipe.method.rawValue))")
+    } catch let e as AllocationError {
+        throw InputError("\(spec.name): \(e)")
     }
 }
 

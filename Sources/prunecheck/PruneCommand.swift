@@ -55,6 +55,13 @@ struct Prune: ParsableCommand {
     @Option(help: "auto and energy: the largest accepted accuracy drop on the calibration examples (0.01 = one point).")
     var maxAccuracyDrop: Double?
 
+    @Option(name: .customLong("max-latency-p50-us"),
+            help: "auto: the p50 latency (µs) to reach on this machine, with the least accuracy lost (and within --max-accuracy-drop if given).")
+    var maxLatencyP50Us: Double?
+
+    @Option(help: "The batch size --max-latency-p50-us is measured at (default 1).")
+    var latencyBatchSize: Int?
+
     @Option(help: "Calibration examples for data-driven criteria (default 100 for snip, 512 otherwise).")
     var calibrationSamples: Int?
 
@@ -185,7 +192,13 @@ struct Prune: ParsableCommand {
             }
             recipe.regularize = PruneRecipe.Regularization(kind: kind, lambda: lambda, epochs: parts.count == 3 ? Int(parts[2])! : max(finetuneEpochs, 1))
         }
-        recipe.budget = maxAccuracyDrop.map { PruneRecipe.Budget(maxAccuracyDrop: $0) }
+        if maxAccuracyDrop != nil || maxLatencyP50Us != nil {
+            if let b = latencyBatchSize, b < 1 { throw InputError("--latency-batch-size must be at least 1") }
+            if let l = maxLatencyP50Us, !(l > 0) { throw InputError("--max-latency-p50-us must be a number of microseconds above 0") }
+            recipe.budget = PruneRecipe.Budget(maxAccuracyDrop: maxAccuracyDrop, maxLatencyP50: maxLatencyP50Us, latencyBatchSize: latencyBatchSize ?? 1)
+        } else if latencyBatchSize != nil {
+            throw InputError("--latency-batch-size goes with --max-latency-p50-us")
+        }
         if let calibrationSamples {
             guard calibrationSamples >= 1 else { throw ValidationError("--calibration-samples must be at least 1") }
             recipe.calibration.samples = calibrationSamples
@@ -194,7 +207,12 @@ struct Prune: ParsableCommand {
             guard calibrationBatchSize >= 1 else { throw ValidationError("--calibration-batch-size must be at least 1") }
             recipe.calibration.batchSize = calibrationBatchSize
         }
-        if let (key, problem) = recipe.problem { throw InputError("--\(key.replacingOccurrences(of: "_", with: "-")): \(problem)") }
+        if let (key, problem) = recipe.problem {
+            // The recipe's keys, as the options that set them.
+            let option = ["budget": "--max-accuracy-drop / --max-latency-p50-us", "finetune": "--finetune-epochs"][key]
+                ?? "--\(key.replacingOccurrences(of: "_", with: "-"))"
+            throw InputError("\(option): \(problem)")
+        }
         let paramsBefore = dense.parameters.reduce(0) { $0 + $1.variable.value.count }
         let needsTrain = finetune != nil || meth.usesCalibration || recipe.regularize != nil
         let train = needsTrain ? try loadSplit(spec, trainSplit, model: dense, classes: classes) : LabeledData(inputs: Tensor(zeros: [0] + dense.inputShape), labels: [])
@@ -271,6 +289,8 @@ extension Prune {
             return try PruningPipeline.run(graph, recipe: recipe, train: train, seed: seed, threads: threads, teacher: teacher,
                                            afterCut: afterCut, progress: progress)
         } catch let e as StructuredPruningError {
+            throw InputError("\(model): \(e)")
+        } catch let e as AllocationError {
             throw InputError("\(model): \(e)")
         } catch let e as GraphError {
             throw InputError("\(model): \(e)")

@@ -397,15 +397,60 @@ enum CatalogueFixtures {
         let calibration = CalibrationSet(train, settings: .init(samples: 600, batchSize: 200), seed: 3)
         let model = try CatalogueFixtures.digitsModel()
         let layers = model.prunableWeights.map(\.name)
-        let a = try Allocator.allocate(model, layers: layers, maxSparsity: 0.99, budget: 0.01, energy: false, calibration: calibration, threads: 1)
+        let a = try Allocator.allocate(model, layers: layers, maxSparsity: 0.99, budget: .init(maxAccuracyDrop: 0.01), energy: false, calibration: calibration, threads: 1)
         #expect(a.denseAccuracy - a.prunedAccuracy <= 0.01 + 1e-12)
         #expect(a.totalSparsity >= a.uniformSparsity - 0.01, "auto \(a.totalSparsity) vs uniform \(a.uniformSparsity)")
-        #expect(try Allocator.allocate(model, layers: layers, maxSparsity: 0.99, budget: 0.01, energy: false, calibration: calibration, threads: 2) == a)
-        let e = try Allocator.allocate(model, layers: layers, maxSparsity: 0.99, budget: 0.01, energy: true, calibration: calibration, threads: 1)
+        #expect(try Allocator.allocate(model, layers: layers, maxSparsity: 0.99, budget: .init(maxAccuracyDrop: 0.01), energy: false, calibration: calibration, threads: 2) == a)
+        let e = try Allocator.allocate(model, layers: layers, maxSparsity: 0.99, budget: .init(maxAccuracyDrop: 0.01), energy: true, calibration: calibration, threads: 1)
         let costs = try Allocator.layerCosts(model, layers: layers)
         func energy(_ s: [Double]) -> Double { zip(costs, s).reduce(0) { $0 + $1.0.energy(density: 1 - $1.1) } }
         #expect(energy(e.layers.map(\.sparsity)) <= energy(layers.map { _ in e.uniformSparsity }) + 1e-6)
         // The weights were restored.
+        #expect(model.prunableWeights.allSatisfy { $0.variable.value.scalars.contains { $0 == 0 } == false })
+    }
+
+    /// A latency budget, with a deterministic stand-in for the clock (the nonzero weights, as
+    /// "microseconds") so the search itself is checked: the allocation fits the target, loses
+    /// no more calibration accuracy than the lowest uniform sparsity that fits it, and is the
+    /// same for any thread count; a target the dense model meets prunes nothing; one that no
+    /// allowed allocation meets is an error naming the key.
+    @Test func latencyBudgetsReachTheTargetWithTheLeastAccuracyLost() throws {
+        let train = try CatalogueFixtures.digits()
+        let calibration = CalibrationSet(train, settings: .init(samples: 600, batchSize: 200), seed: 3)
+        let model = try CatalogueFixtures.digitsModel()
+        let layers = model.prunableWeights.map(\.name)
+        let nonzeros: (Graph) -> Double = { g in
+            Double(g.prunableWeights.reduce(0) { acc, w in acc + w.variable.value.scalars.reduce(0) { $0 + ($1 != 0 ? 1 : 0) } })
+        }
+        let dense = nonzeros(model)
+        func allocate(_ target: Double, threads: Int = 1, drop: Double? = nil) throws -> Allocation {
+            try Allocator.allocate(model, layers: layers, maxSparsity: 0.95, budget: .init(maxAccuracyDrop: drop, maxLatencyP50: target),
+                                   energy: false, calibration: calibration, threads: threads, latency: nonzeros)
+        }
+        let a = try allocate(0.4 * dense)
+        #expect(a.prunedLatency! <= 0.4 * dense && a.denseLatency == dense)
+        #expect(try allocate(0.4 * dense, threads: 2) == a)
+        // The lowest uniform level that fits, measured the same way.
+        #expect(a.uniformSparsity >= 0.6 - 1e-9 && a.uniformSparsity <= 0.7 + 1e-9, "uniform \(a.uniformSparsity)")
+        let uniform = try Allocator.allocate(model, layers: layers, maxSparsity: a.uniformSparsity, budget: .init(maxAccuracyDrop: 0.99),
+                                             energy: false, calibration: calibration, threads: 1)
+        #expect(uniform.layers.allSatisfy { $0.sparsity == a.uniformSparsity })
+        #expect(a.prunedAccuracy >= uniform.prunedAccuracy, "latency allocation \(a.prunedAccuracy) vs uniform \(uniform.prunedAccuracy)")
+        let free = try allocate(2 * dense)
+        #expect(free.layers.allSatisfy { $0.sparsity == 0 } && free.prunedAccuracy == free.denseAccuracy)
+        #expect(throws: AllocationError.self) { try allocate(1) }
+        do { _ = try allocate(1) } catch let e as AllocationError { #expect(e.key == "prune.budget.max_latency_p50_us", "\(e)") }
+        // With an accuracy budget too, only moves within it count.
+        #expect(throws: AllocationError.self) { try allocate(0.1 * dense, drop: 0) }
+        // The real clock: the dense model is within a day of microseconds, and under a
+        // nanosecond nothing runs.
+        let real = try Allocator.allocate(model, layers: layers, maxSparsity: 0.9, budget: .init(maxLatencyP50: 86_400e6),
+                                          energy: false, calibration: calibration, threads: 1)
+        #expect(real.layers.allSatisfy { $0.sparsity == 0 } && real.denseLatency! > 0)
+        #expect(throws: AllocationError.self) {
+            try Allocator.allocate(model, layers: layers, maxSparsity: 0.9, budget: .init(maxLatencyP50: 1e-3),
+                                   energy: false, calibration: calibration, threads: 1)
+        }
         #expect(model.prunableWeights.allSatisfy { $0.variable.value.scalars.contains { $0 == 0 } == false })
     }
 }

@@ -160,6 +160,10 @@ import Pruning
         #expect(g.schedule == .gradual(frequency: 50, initial: 0, end: 0.5))
         let a = try CheckConfig.parse(Self.withPrune("method: auto\nsparsity: 0.95\nbudget: {max_accuracy_drop: 0.01}"), file: "p.yml").models[0].recipe
         #expect(a.budget == .init(maxAccuracyDrop: 0.01) && a.calibration.samples == 512)
+        let t = try CheckConfig.parse(Self.withPrune("method: auto\nsparsity: 0.95\nbudget: {max_latency_p50_us: 40, batch_size: 8}"), file: "p.yml").models[0].recipe
+        #expect(t.budget == .init(maxLatencyP50: 40, latencyBatchSize: 8))
+        #expect(t.canonicalDescription.hasSuffix(";budget=max_latency_p50_us:40.0,batch_size:8"))
+        #expect(a.canonicalDescription.hasSuffix(";budget=max_accuracy_drop:0.01"))   // as recorded before latency budgets
         let s = try CheckConfig.parse(Self.withPrune("method: snip\nsparsity: 0.95\ninit: kaiming_normal\nfinetune: {epochs: 20}"), file: "p.yml").models[0].recipe
         #expect(s.initializer == .kaimingNormal && s.calibration.samples == 100)
         let l = try CheckConfig.parse(Self.withPrune("method: taylor\ngranularity: layer\nsparsity: 0.5\nfinetune: {epochs: 1}"), file: "p.yml").models[0].recipe
@@ -180,6 +184,11 @@ import Pruning
         #expect(error("method: wanda\ngranularity: neuron\nsparsity: 0.5")?.problem.contains("single weights") == true)
         #expect(error("method: auto\nsparsity: 0.9")?.key == "models[0].prune.budget")
         #expect(error("method: magnitude\nsparsity: 0.9\nbudget: {max_accuracy_drop: 0.01}")?.key == "models[0].prune.budget")
+        #expect(error("method: auto\nsparsity: 0.9\nbudget: {}")?.problem.contains("max_latency_p50_us") == true)
+        #expect(error("method: auto\nsparsity: 0.9\nbudget: {max_latency_p50_us: 0}")?.key == "models[0].prune.budget.max_latency_p50_us")
+        #expect(error("method: auto\nsparsity: 0.9\nbudget: {max_accuracy_drop: 0.01, batch_size: 8}")?.key == "models[0].prune.budget.batch_size")
+        #expect(error("method: energy\nsparsity: 0.9\nbudget: {max_latency_p50_us: 40}")?.problem.contains("for auto") == true)
+        #expect(error("method: auto\nsparsity: 0.9\nbudget: {max_latency: 40}")?.problem.contains("max_latency_p50_us") == true)
         #expect(error("method: snip\nsparsity: 0.9")?.key == "models[0].prune.finetune")
         #expect(error("method: obs\nsparsity: 0.9\nschedule: {kind: gradual}\nfinetune: {epochs: 1}")?.key == "models[0].prune.schedule")
         #expect(error("method: magnitude\ngranularity: \"2:4\"\nschedule: {kind: iterative, steps: 2}")?.key == "models[0].prune.schedule")
