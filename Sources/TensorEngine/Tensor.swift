@@ -25,6 +25,16 @@ public struct Tensor: Equatable, Sendable {
         }
     }
 
+    /// A tensor whose values the caller overwrites, every one, before anyone reads them: ops
+    /// whose kernels write all their outputs skip the zero fill (a memset of the whole output
+    /// per call, megabytes for a batch of convolutions).
+    init(uninitialized shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
+        self.shape = shape
+        let count = shape.reduce(1, *)
+        self.storage = [Float](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+    }
+
     /// A tensor holding `scalars` in row-major order.
     public init(shape: [Int], scalars: [Float]) {
         precondition(

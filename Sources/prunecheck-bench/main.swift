@@ -219,7 +219,7 @@ if let profile = ProcessInfo.processInfo.environment["PRUNECHECK_PROFILE"] {
         let calls = max(20, 12_800 / batch)
         for _ in 0..<5 { _ = model.predict(input, threads: threadCounts[0]) }
         Graph.profileTotals = [:]
-        Graph.profile = true
+        Graph.profile = ProcessInfo.processInfo.environment["PRUNECHECK_PROFILE_NOTIMES"] == nil
         for _ in 0..<calls { _ = model.predict(input, threads: threadCounts[0]) }
         Graph.profile = false
         for n in model.nodes {

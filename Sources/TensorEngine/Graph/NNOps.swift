@@ -335,7 +335,7 @@ extension OpContext {
         let cg = cin / group, mg = cout / group
         let kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
         let kk = cg * kq
-        var y = Tensor(zeros: [batch, cout] + geo.outSpatial)
+        var y = Tensor(uninitialized: [batch, cout] + geo.outSpatial)   // every output is written below
         // Forward, per group and chunk of `nb` samples: Y (Mg × nb·P) = W (Mg × K) · cols (K × nb·P),
         // cols built from the window's runs (contiguous copies for stride-1 windows). Samples are
         // chunked so the GEMM's columns fill its 16-wide panels even when P is small; with one
@@ -467,7 +467,7 @@ extension OpContext {
         let includePad = try int("count_include_pad", 0) == 1
         let planes = sx[0] * sx[1], kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
         let table = geo.table
-        var y = Tensor(zeros: [sx[0], sx[1]] + geo.outSpatial)
+        var y = Tensor(uninitialized: [sx[0], sx[1]] + geo.outSpatial)   // every plane is filled below
         // The argmax (input offset per output) only serves the backward pass and the Indices
         // output; inference skips it.
         let needArgmax = isMax && ((tape != nil && x.requiresGrad) || node.outputs.count > 1)
@@ -544,6 +544,7 @@ extension OpContext {
                             }
                         }
                     } else {
+                        dst.update(repeating: 0, count: p)
                         geo.forEachRun { _, out, input, count, step in
                             stridedRun(dst + out, src + input, count: count, step: step, available: inP - input) { $0 + $1 }
                         }
@@ -821,7 +822,7 @@ extension OpContext {
 func linearInfer(_ x: Tensor, weight: Variable, bias: Variable?, cache: LinearCache, threads: Int) -> Tensor {
     let outF = weight.value.shape[0], inF = weight.value.shape[1]
     let rows = x.shape[0]
-    var y = Tensor(zeros: [rows, outF])
+    var y = Tensor(uninitialized: [rows, outF])   // both kernels write every output
     let id = ObjectIdentifier(weight)
     if cache.sparse == nil || cache.sparse!.version != weight.version || cache.sparseOwner != id {
         let matrix = weight.value.withUnsafeBufferPointer { p -> CSRMatrix? in
