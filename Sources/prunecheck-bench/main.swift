@@ -11,7 +11,8 @@
 //   PRUNECHECK_GEMM=m,n,k[,tA,tB]   one GEMM shape: median and best time
 //   PRUNECHECK_PROFILE=1            per-node time of the CNN fixtures at batch 64
 //   PRUNECHECK_PROFILE=a,b          the same for the named fixture models (`a:0.9`: pruned to 90 %
-//                                   by global magnitude first); PRUNECHECK_PROFILE_BATCH=N sets the batch
+//                                   by global magnitude first); PRUNECHECK_PROFILE_BATCH=N sets the batch;
+//                                   PRUNECHECK_PROFILE_NOTIMES=1 runs the same calls untimed (for perf)
 
 import Dispatch
 import Foundation
