@@ -299,7 +299,8 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
     @Test func everyPathGivesTheSameBits() throws {
         var rng = Philox(seed: 5)
         let cases: [([Int], [String: Attribute])] = [
-            ([3, 11, 10, 10], ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])]),        // rows of 5: plane path
+            ([3, 11, 10, 10], ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])]),        // rows of 5: eight planes at a time, 1 left
+            ([1, 6, 10, 10], ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])]),         // rows of 5, under eight planes: runs
             ([8, 16, 28, 28], ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])]),       // rows of 14, threads split planes
             ([2, 3, 40, 40], ["kernel_shape": .ints([3, 3]), "pads": .ints([1, 1, 1, 1])]),      // rows of 40, padded
             ([4, 9, 40], ["kernel_shape": .ints([3]), "strides": .ints([2])]),                   // 1-D
