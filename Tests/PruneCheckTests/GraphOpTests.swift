@@ -336,3 +336,35 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
         }
     }
 }
+
+extension DirectConvTests {
+    /// A Conv node that takes the direct kernel (one input channel, 5×5, pads 2) computes the
+    /// reference chain plus the bias, for any thread count (the demo's LeNet-5 baselines check
+    /// that the direct and the im2col + GEMM paths give the same bits).
+    @Test func convNodesOnTheDirectPathKeepTheirBits() throws {
+        let (batch, cout, side) = (5, 6, 12)
+        let x = Tensor(shape: [batch, 1, side, side], scalars: GemmTests.fill(batch * side * side, seed: 5))
+        let w = Tensor(shape: [cout, 1, 5, 5], scalars: GemmTests.fill(cout * 25, seed: 6))
+        let bias = Tensor(shape: [cout], scalars: GemmTests.fill(cout, seed: 7))
+        var expected: [Float] = []
+        for n in 0..<batch {
+            var y = [Float](repeating: 0, count: cout * side * side)
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer {
+                    conv2dDirectReference(x: xp.baseAddress! + n * side * side, cin: 1, ih: side, iw: side, w: w.scalars, cout: cout, kh: 5, kw: 5,
+                                          padTop: 2, padLeft: 2, oh: side, ow: side, y: $0.baseAddress!)
+                }
+            }
+            for m in 0..<cout { for p in 0..<(side * side) { y[m * side * side + p] += bias.scalars[m] } }
+            expected += y
+        }
+        for threads in [1, 2, 3] {
+            let node = Node(name: "conv", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["y"],
+                            attributes: ["kernel_shape": .ints([5, 5]), "pads": .ints([2, 2, 2, 2])])
+            let graph = Graph(nodes: [node], inputs: [GraphInput(name: "x", dtype: .float32, shape: x.shape)], outputs: ["y"],
+                              initializers: [("w", .float(w)), ("b", .float(bias))], opset: 17)
+            guard case .float(let y) = try graph.run([.float(Variable(x))], threads: threads)[0] else { fatalError() }
+            #expect(y.value.scalars.map(\.bitPattern) == expected.map(\.bitPattern), "threads \(threads)")
+        }
+    }
+}

@@ -318,6 +318,61 @@ extension OpContext {
 
     // MARK: Conv
 
+    /// The top and left padding when this Conv takes the direct kernel (`conv2dDirect`): 2-D,
+    /// one group, stride and dilation 1, explicit pads, a reduction (input channels × kernel)
+    /// of at most 32 and at least 8 output columns. Else nil (im2col + GEMM).
+    // NOTE: LeNet-5's conv1 (1 channel, 5×5, pads 2) at batch 64 took 560–680 µs through
+    // im2col + GEMM (a 6-row GEMM with K = 25 fills neither its tiles nor its pipeline).
+    func directConvPads(inSpatial: [Int], kernel: [Int], outSpatial: [Int], group: Int, reduction: Int) throws -> (Int, Int)? {
+        guard inSpatial.count == 2, group == 1, reduction <= 32, outSpatial[1] >= 8,
+              try string("auto_pad", "NOTSET") == "NOTSET",
+              (try ints("strides") ?? [1, 1]) == [1, 1], (try ints("dilations") ?? [1, 1]) == [1, 1] else { return nil }
+        let pads = try ints("pads") ?? [0, 0, 0, 0]
+        guard pads.count == 4 else { return nil }
+        return (pads[0], pads[1])
+    }
+
+    /// The direct kernel over the samples, split across threads, then the bias.
+    func convDirect(x: Tensor, w: Tensor, bias: Tensor?, into y: inout Tensor, cin: Int, cout: Int, spatial: [Int], kernel: [Int],
+                    outSpatial: [Int], padTop: Int, padLeft: Int) {
+        let batch = x.shape[0], (ih, iw) = (spatial[0], spatial[1]), (kh, kw) = (kernel[0], kernel[1]), (oh, ow) = (outSpatial[0], outSpatial[1])
+        let scratchSize = conv2dDirectScratch(cin: cin, cout: cout, kh: kh, kw: kw, oh: oh, ow: ow)
+        // NOTE: one sample is about cout·oh·ow·cin·kh·kw multiply-adds; 256K pay for a helper.
+        let workers = max(1, min(threads, batch, batch * cout * oh * ow * cin * kh * kw / 262_144))
+        if graph.scratchColumns[index].count < workers * scratchSize {
+            graph.scratchColumns[index] = [Float](repeating: 0, count: workers * scratchSize)
+        }
+        let graph = self.graph, index = self.index
+        let biasValues = bias?.scalars
+        let inSize = cin * ih * iw, outSize = cout * oh * ow, p = oh * ow
+        x.withUnsafeBufferPointer { xp in
+            w.withUnsafeBufferPointer { wp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    graph.scratchColumns[index].withUnsafeMutableBufferPointer { sp in
+                        let xa = Int(bitPattern: xp.baseAddress!), wa = Int(bitPattern: wp.baseAddress!)
+                        let ya = Int(bitPattern: yp.baseAddress!), sa = Int(bitPattern: sp.baseAddress!)
+                        parallelFor(workers, threads: workers) { worker in
+                            let xp = UnsafePointer<Float>(bitPattern: xa)!, wp = UnsafePointer<Float>(bitPattern: wa)!
+                            let yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
+                            let scratch = UnsafeMutablePointer<Float>(bitPattern: sa)! + worker * scratchSize
+                            for n in (batch * worker / workers)..<(batch * (worker + 1) / workers) {
+                                let out = yp + n * outSize
+                                conv2dDirect(x: xp + n * inSize, cin: cin, ih: ih, iw: iw, w: wp, cout: cout, kh: kh, kw: kw,
+                                             padTop: padTop, padLeft: padLeft, oh: oh, ow: ow, y: out, scratch: scratch)
+                                if let biasValues {
+                                    for m in 0..<cout {
+                                        let row = out + m * p, bm = biasValues[m]
+                                        for pp in 0..<p { row[pp] += bm }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     func conv() throws -> Value {
         let x = try float(0), w = try float(1)
         let b = has(2) ? try float(2) : nil
@@ -343,57 +398,62 @@ extension OpContext {
         // is copied out. Each output is one FMA chain over K = (c, q) in increasing order, then
         // the bias, whatever the chunking; chunks are split across threads (never K), so results
         // are bit-identical for any thread count.
-        let nb = max(1, min(batch, 256 / p))
-        let chunks = (batch + nb - 1) / nb
-        let perChunk = kk * nb * p * mg * group
-        let workers = max(1, min(threads, chunks, chunks * perChunk / 262_144))
-        let colsSize = kk * nb * p, outSize = nb > 1 ? mg * nb * p : 0
-        if graph.scratchColumns[index].count < workers * (colsSize + outSize) {
-            graph.scratchColumns[index] = [Float](repeating: 0, count: workers * (colsSize + outSize))
-        }
-        let graph = self.graph, index = self.index
-        let gemmThreads = workers == 1 ? threads : 1
-        x.value.withUnsafeBufferPointer { xp in
-            w.value.withUnsafeBufferPointer { wp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    graph.scratchColumns[index].withUnsafeMutableBufferPointer { ct in
-                        let xa = Int(bitPattern: xp.baseAddress!), wa = Int(bitPattern: wp.baseAddress!)
-                        let ya = Int(bitPattern: yp.baseAddress!), ca = Int(bitPattern: ct.baseAddress!)
-                        let biasValues = b?.value.scalars
-                        let work: (Int) -> Void = { worker in
-                            let xp = UnsafePointer<Float>(bitPattern: xa)!, wp = UnsafePointer<Float>(bitPattern: wa)!
-                            let yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
-                            let cols = UnsafeMutablePointer<Float>(bitPattern: ca)! + worker * (colsSize + outSize)
-                            let out = cols + colsSize
-                            for chunk in (chunks * worker / workers)..<(chunks * (worker + 1) / workers) {
-                                let n0 = chunk * nb, count = min(nb, batch - n0), ld = count * p
-                                for g in 0..<group {
-                                    for s in 0..<count {
-                                        geo.im2col(xp + ((n0 + s) * cin + g * cg) * inP, channels: cg, into: cols + s * p, ld: ld)
-                                    }
-                                    let direct = count == 1
-                                    gemm(m: mg, n: ld, k: kk, a: wp + g * mg * kk, lda: kk, transposeA: false,
-                                         b: cols, ldb: ld, transposeB: false,
-                                         c: direct ? yp + (n0 * cout + g * mg) * p : out, ldc: ld, accumulate: false, threads: gemmThreads)
-                                    if !direct {
+        if let (padTop, padLeft) = try directConvPads(inSpatial: Array(sx[2...]), kernel: kernel, outSpatial: geo.outSpatial, group: group, reduction: kk) {
+            convDirect(x: x.value, w: w.value, bias: b?.value, into: &y, cin: cin, cout: cout, spatial: Array(sx[2...]), kernel: kernel,
+                       outSpatial: geo.outSpatial, padTop: padTop, padLeft: padLeft)
+        } else {
+            let nb = max(1, min(batch, 256 / p))
+            let chunks = (batch + nb - 1) / nb
+            let perChunk = kk * nb * p * mg * group
+            let workers = max(1, min(threads, chunks, chunks * perChunk / 262_144))
+            let colsSize = kk * nb * p, outSize = nb > 1 ? mg * nb * p : 0
+            if graph.scratchColumns[index].count < workers * (colsSize + outSize) {
+                graph.scratchColumns[index] = [Float](repeating: 0, count: workers * (colsSize + outSize))
+            }
+            let graph = self.graph, index = self.index
+            let gemmThreads = workers == 1 ? threads : 1
+            x.value.withUnsafeBufferPointer { xp in
+                w.value.withUnsafeBufferPointer { wp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        graph.scratchColumns[index].withUnsafeMutableBufferPointer { ct in
+                            let xa = Int(bitPattern: xp.baseAddress!), wa = Int(bitPattern: wp.baseAddress!)
+                            let ya = Int(bitPattern: yp.baseAddress!), ca = Int(bitPattern: ct.baseAddress!)
+                            let biasValues = b?.value.scalars
+                            let work: (Int) -> Void = { worker in
+                                let xp = UnsafePointer<Float>(bitPattern: xa)!, wp = UnsafePointer<Float>(bitPattern: wa)!
+                                let yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
+                                let cols = UnsafeMutablePointer<Float>(bitPattern: ca)! + worker * (colsSize + outSize)
+                                let out = cols + colsSize
+                                for chunk in (chunks * worker / workers)..<(chunks * (worker + 1) / workers) {
+                                    let n0 = chunk * nb, count = min(nb, batch - n0), ld = count * p
+                                    for g in 0..<group {
                                         for s in 0..<count {
-                                            for m in 0..<mg {
-                                                (yp + ((n0 + s) * cout + g * mg + m) * p).update(from: out + m * ld + s * p, count: p)
+                                            geo.im2col(xp + ((n0 + s) * cin + g * cg) * inP, channels: cg, into: cols + s * p, ld: ld)
+                                        }
+                                        let direct = count == 1
+                                        gemm(m: mg, n: ld, k: kk, a: wp + g * mg * kk, lda: kk, transposeA: false,
+                                             b: cols, ldb: ld, transposeB: false,
+                                             c: direct ? yp + (n0 * cout + g * mg) * p : out, ldc: ld, accumulate: false, threads: gemmThreads)
+                                        if !direct {
+                                            for s in 0..<count {
+                                                for m in 0..<mg {
+                                                    (yp + ((n0 + s) * cout + g * mg + m) * p).update(from: out + m * ld + s * p, count: p)
+                                                }
+                                            }
+                                        }
+                                    }
+                                    if let biasValues {
+                                        for n in n0..<(n0 + count) {
+                                            for m in 0..<cout {
+                                                let row = yp + (n * cout + m) * p, bm = biasValues[m]
+                                                for pp in 0..<p { row[pp] += bm }
                                             }
                                         }
                                     }
                                 }
-                                if let biasValues {
-                                    for n in n0..<(n0 + count) {
-                                        for m in 0..<cout {
-                                            let row = yp + (n * cout + m) * p, bm = biasValues[m]
-                                            for pp in 0..<p { row[pp] += bm }
-                                        }
-                                    }
-                                }
                             }
+                            parallelFor(workers, threads: workers, work)
                         }
-                        parallelFor(workers, threads: workers, work)
                     }
                 }
             }
