@@ -329,10 +329,23 @@ func packB(
         let panel = dst + p * kc * gemmNR
         let jj = j0 + p * gemmNR
         let nr = min(gemmNR, j0 + nc - jj)
-        if nr < gemmNR { panel.update(repeating: 0, count: kc * gemmNR) }
-        for col in 0..<nr {
-            let src = b + (jj + col) * ldb + k0
-            for q in 0..<kc { panel[q * gemmNR + col] = src[q] }
+        if nr < gemmNR {
+            panel.update(repeating: 0, count: kc * gemmNR)
+            for col in 0..<nr {
+                let src = b + (jj + col) * ldb + k0
+                for q in 0..<kc { panel[q * gemmNR + col] = src[q] }
+            }
+            continue
+        }
+        // A full panel row by row: sixteen sequential read streams (one per column of the
+        // panel) and one 64-byte store per k, instead of sixteen passes of 4-byte stores at a
+        // 64-byte stride.
+        let src = b + jj * ldb + k0
+        for q in 0..<kc {
+            let s = src + q
+            let v = SIMD16<Float>(s[0], s[ldb], s[2 * ldb], s[3 * ldb], s[4 * ldb], s[5 * ldb], s[6 * ldb], s[7 * ldb],
+                                  s[8 * ldb], s[9 * ldb], s[10 * ldb], s[11 * ldb], s[12 * ldb], s[13 * ldb], s[14 * ldb], s[15 * ldb])
+            UnsafeMutableRawPointer(panel + q * gemmNR).storeBytes(of: v, as: SIMD16<Float>.self)
         }
     }
 }
