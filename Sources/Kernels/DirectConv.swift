@@ -7,7 +7,8 @@
 //   for one sample: x is (cin × ih × iw), w is (cout × cin × kh × kw), y is (cout × oh × ow),
 //   all row-major; xp is x with `padTop`/`padLeft` zero rows/columns before and enough after
 //   (oh = ih + padTop + padBottom − kh + 1, likewise ow). Stride 1, dilation 1, one group.
-//   Needs ow ≥ 8. y is overwritten; no bias.
+//   Needs ow ≥ 8. y is overwritten; no bias. The weights come regrouped by
+//   `conv2dDirectPackWeights` (once per call, shared by every sample and thread).
 // Accumulation order
 //   One fused multiply-add chain per output over k = (c, ky, kx) in increasing order, from 0,
 //   padding terms included: the chain of the im2col + `gemm` path (which multiplies the
@@ -37,15 +38,31 @@ public func conv2dDirectReference(x: UnsafePointer<Float>, cin: Int, ih: Int, iw
     }
 }
 
-/// The scratch `conv2dDirect` needs, in floats: the padded input and the weights regrouped
-/// eight output channels at a time.
-public func conv2dDirectScratch(cin: Int, cout: Int, kh: Int, kw: Int, oh: Int, ow: Int) -> Int {
-    let ph = oh + kh - 1, pw = ow + kw - 1
-    return cin * ph * pw + (cout + 7) / 8 * 8 * cin * kh * kw
+/// The scratch `conv2dDirect` needs per sample in flight, in floats: the padded input.
+public func conv2dDirectScratch(cin: Int, kh: Int, kw: Int, oh: Int, ow: Int) -> Int {
+    cin * (oh + kh - 1) * (ow + kw - 1)
 }
 
-/// One sample; see the file header for the contract.
-public func conv2dDirect(x: UnsafePointer<Float>, cin: Int, ih: Int, iw: Int, w: UnsafePointer<Float>, cout: Int, kh: Int, kw: Int,
+/// The size of `conv2dDirectPackWeights`'s output, in floats.
+public func conv2dDirectPackedWeights(cin: Int, cout: Int, kh: Int, kw: Int) -> Int { (cout + 7) / 8 * 8 * cin * kh * kw }
+
+/// The weights regrouped for `conv2dDirect`, once per call: wt[block][k][8], eight output
+/// channels side by side (zeros past cout).
+public func conv2dDirectPackWeights(_ w: UnsafePointer<Float>, cin: Int, cout: Int, kh: Int, kw: Int, into wt: UnsafeMutablePointer<Float>) {
+    let kk = cin * kh * kw
+    for b in 0..<((cout + 7) / 8) {
+        for k in 0..<kk {
+            for j in 0..<8 {
+                let m = b * 8 + j
+                wt[(b * kk + k) * 8 + j] = m < cout ? w[m * kk + k] : 0
+            }
+        }
+    }
+}
+
+/// One sample, with the weights as `conv2dDirectPackWeights` left them; see the file header
+/// for the contract.
+public func conv2dDirect(x: UnsafePointer<Float>, cin: Int, ih: Int, iw: Int, packedWeights wt: UnsafePointer<Float>, cout: Int, kh: Int, kw: Int,
                          padTop: Int, padLeft: Int, oh: Int, ow: Int, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
     precondition(ow >= 8, "conv2dDirect needs at least 8 output columns, got \(ow)")
     typealias V = SIMD8<Float>
@@ -59,17 +76,7 @@ public func conv2dDirect(x: UnsafePointer<Float>, cin: Int, ih: Int, iw: Int, w:
             row.update(from: x + (c * ih + iy) * iw, count: max(0, min(iw, pw - padLeft)))
         }
     }
-    // Weights as wt[block][k][8]: eight output channels side by side (zeros past cout).
-    let wt = scratch + cin * ph * pw
     let blocks = (cout + 7) / 8
-    for b in 0..<blocks {
-        for k in 0..<kk {
-            for j in 0..<8 {
-                let m = b * 8 + j
-                wt[(b * kk + k) * 8 + j] = m < cout ? w[m * kk + k] : 0
-            }
-        }
-    }
     for b in 0..<blocks {
         let wb = wt + b * kk * 8
         let channels = min(8, cout - b * 8)

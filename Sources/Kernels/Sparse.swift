@@ -104,29 +104,33 @@ public func csrLinearForward(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int
 func csrGroupsOfEight(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>, threads: Int) {
     // NOTE: 16K multiply-adds per worker pay for a helper of the spinning pool.
     let workers = max(1, min(threads, (w.rows + 3) / 4, (w.nonzeros * batch) / 16_384 + 1))
-    let xx = Int(bitPattern: x), yy = Int(bitPattern: y)
+    let yy = Int(bitPattern: y)
     let rows = w.rows, cols = w.cols
     w.rowStart.withUnsafeBufferPointer { starts in
         w.colIndex.withUnsafeBufferPointer { colIndex in
             w.values.withUnsafeBufferPointer { vals in
                 let s = Int(bitPattern: starts.baseAddress!), c = Int(bitPattern: colIndex.baseAddress!), v = Int(bitPattern: vals.baseAddress!)
                 let quads = (rows + 3) / 4
-                parallelFor(workers, threads: workers) { t in
-                    let rowStart = UnsafePointer<Int32>(bitPattern: s)!, colIndex = UnsafePointer<Int32>(bitPattern: c)!
-                    let values = UnsafePointer<Float>(bitPattern: v)!, x = UnsafePointer<Float>(bitPattern: xx)!
-                    let y = UnsafeMutablePointer<Float>(bitPattern: yy)!
-                    let o0 = min(rows, quads * t / workers * 4), o1 = min(rows, quads * (t + 1) / workers * 4)
-                    guard o0 < o1 else { return }
-                    typealias V = SIMD8<Float>
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: cols * 8) { xt in
-                        let xt = xt.baseAddress!
-                        @inline(__always) func column(_ p: Int) -> V {
-                            UnsafeRawPointer(xt + Int(colIndex[p]) * 8).loadUnaligned(as: V.self)
+                // xᵀ per group of 8 examples, once for all workers: in group g, column k holds the
+                // 8 examples' values side by side.
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: batch * cols) { xt in
+                    for g in 0..<(batch / 8) {
+                        for k in 0..<cols {
+                            for lane in 0..<8 { xt[(g * cols + k) * 8 + lane] = x[(g * 8 + lane) * cols + k] }
                         }
+                    }
+                    let ta = Int(bitPattern: xt.baseAddress!)
+                    parallelFor(workers, threads: workers) { t in
+                        let rowStart = UnsafePointer<Int32>(bitPattern: s)!, colIndex = UnsafePointer<Int32>(bitPattern: c)!
+                        let values = UnsafePointer<Float>(bitPattern: v)!, transposed = UnsafePointer<Float>(bitPattern: ta)!
+                        let y = UnsafeMutablePointer<Float>(bitPattern: yy)!
+                        let o0 = min(rows, quads * t / workers * 4), o1 = min(rows, quads * (t + 1) / workers * 4)
+                        guard o0 < o1 else { return }
+                        typealias V = SIMD8<Float>
                         for g in 0..<(batch / 8) {
-                            // xᵀ for examples 8g ..< 8g+8: column k holds their 8 values side by side.
-                            for k in 0..<cols {
-                                for lane in 0..<8 { xt[k * 8 + lane] = x[(g * 8 + lane) * cols + k] }
+                            let xt = transposed + g * cols * 8
+                            @inline(__always) func column(_ p: Int) -> V {
+                                UnsafeRawPointer(xt + Int(colIndex[p]) * 8).loadUnaligned(as: V.self)
                             }
                             func store(_ acc: V, _ o: Int) { for lane in 0..<8 { y[(g * 8 + lane) * rows + o] = acc[lane] } }
                             var o = o0
@@ -169,9 +173,10 @@ func csrGroupsOfEight(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int, y: Un
 /// for finite w, up to the sign of a zero). Threads split the panels.
 func cscSmallBatch(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>, threads: Int) {
     let cols = w.cols, rows = w.rows, panels = w.panels
-    withUnsafeTemporaryAllocation(of: Int32.self, capacity: batch * cols) { active in
-        // The nonzero inputs of each example, as column lists.
-        var counts = [Int](repeating: 0, count: batch), total = 0
+    // The nonzero inputs of each example, as column lists, then the lists' lengths.
+    withUnsafeTemporaryAllocation(of: Int32.self, capacity: batch * cols + batch) { active in
+        let counts = active.baseAddress! + batch * cols
+        var total = 0
         for b in 0..<batch {
             let xb = x + b * cols, list = active.baseAddress! + b * cols
             var n = 0
@@ -182,7 +187,7 @@ func cscSmallBatch(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int, y: Unsaf
                 list[n] = Int32(k)
                 n &+= Int((v | (0 &- v)) >> 31)
             }
-            counts[b] = n
+            counts[b] = Int32(n)
             total += n
         }
         // NOTE: the work is the nonzeros of the active columns; 16K multiply-adds pay for a helper.
@@ -193,7 +198,6 @@ func cscSmallBatch(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int, y: Unsaf
             w.panelRowIndex.withUnsafeBufferPointer { index in
                 w.panelValues.withUnsafeBufferPointer { vals in
                     let s = Int(bitPattern: starts.baseAddress!), ix = Int(bitPattern: index.baseAddress!), v = Int(bitPattern: vals.baseAddress!)
-                    let counts = counts
                     parallelFor(workers, threads: workers) { t in
                         let starts = UnsafePointer<Int32>(bitPattern: s)!, index = UnsafePointer<Int16>(bitPattern: ix)!
                         let vals = UnsafePointer<Float>(bitPattern: v)!, x = UnsafePointer<Float>(bitPattern: xx)!
@@ -205,7 +209,7 @@ func cscSmallBatch(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int, y: Unsaf
                             let colStart = starts + q * (cols + 1)
                             let xb = x + b * cols, list = active + b * cols, yb = y + b * rows + r0
                             yb.initialize(repeating: 0, count: height)
-                            for i in 0..<counts[b] {
+                            for i in 0..<Int(active[batch * cols + b]) {
                                 let k = Int(list[i]), xv = xb[k]
                                 var p = Int(colStart[k])
                                 let end = Int(colStart[k + 1])

@@ -232,10 +232,12 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
                 conv2dDirectReference(x: x, cin: t.cin, ih: t.ih, iw: t.iw, w: w, cout: t.cout, kh: t.kh, kw: t.kw,
                                       padTop: t.top, padLeft: t.left, oh: oh, ow: ow, y: $0.baseAddress!)
             }
-            var scratch = [Float](repeating: .nan, count: conv2dDirectScratch(cin: t.cin, cout: t.cout, kh: t.kh, kw: t.kw, oh: oh, ow: ow))
+            var scratch = [Float](repeating: .nan, count: conv2dDirectScratch(cin: t.cin, kh: t.kh, kw: t.kw, oh: oh, ow: ow))
+            var packed = [Float](repeating: .nan, count: conv2dDirectPackedWeights(cin: t.cin, cout: t.cout, kh: t.kh, kw: t.kw))
+            packed.withUnsafeMutableBufferPointer { conv2dDirectPackWeights(w, cin: t.cin, cout: t.cout, kh: t.kh, kw: t.kw, into: $0.baseAddress!) }
             got.withUnsafeMutableBufferPointer { y in
                 scratch.withUnsafeMutableBufferPointer { s in
-                    conv2dDirect(x: x, cin: t.cin, ih: t.ih, iw: t.iw, w: w, cout: t.cout, kh: t.kh, kw: t.kw,
+                    conv2dDirect(x: x, cin: t.cin, ih: t.ih, iw: t.iw, packedWeights: packed, cout: t.cout, kh: t.kh, kw: t.kw,
                                  padTop: t.top, padLeft: t.left, oh: oh, ow: ow, y: y.baseAddress!, scratch: s.baseAddress!)
                 }
             }

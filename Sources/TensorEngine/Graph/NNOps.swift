@@ -336,11 +336,13 @@ extension OpContext {
     func convDirect(x: Tensor, w: Tensor, bias: Tensor?, into y: inout Tensor, cin: Int, cout: Int, spatial: [Int], kernel: [Int],
                     outSpatial: [Int], padTop: Int, padLeft: Int) {
         let batch = x.shape[0], (ih, iw) = (spatial[0], spatial[1]), (kh, kw) = (kernel[0], kernel[1]), (oh, ow) = (outSpatial[0], outSpatial[1])
-        let scratchSize = conv2dDirectScratch(cin: cin, cout: cout, kh: kh, kw: kw, oh: oh, ow: ow)
+        let scratchSize = conv2dDirectScratch(cin: cin, kh: kh, kw: kw, oh: oh, ow: ow)
+        let weightsSize = conv2dDirectPackedWeights(cin: cin, cout: cout, kh: kh, kw: kw)
         // NOTE: one sample is about cout·oh·ow·cin·kh·kw multiply-adds; 256K pay for a helper.
         let workers = max(1, min(threads, batch, batch * cout * oh * ow * cin * kh * kw / 262_144))
-        if graph.scratchColumns[index].count < workers * scratchSize {
-            graph.scratchColumns[index] = [Float](repeating: 0, count: workers * scratchSize)
+        // The packed weights first, then one padded input per worker.
+        if graph.scratchColumns[index].count < weightsSize + workers * scratchSize {
+            graph.scratchColumns[index] = [Float](repeating: 0, count: weightsSize + workers * scratchSize)
         }
         let graph = self.graph, index = self.index
         let biasValues = bias?.scalars
@@ -349,15 +351,15 @@ extension OpContext {
             w.withUnsafeBufferPointer { wp in
                 y.withUnsafeMutableBufferPointer { yp in
                     graph.scratchColumns[index].withUnsafeMutableBufferPointer { sp in
-                        let xa = Int(bitPattern: xp.baseAddress!), wa = Int(bitPattern: wp.baseAddress!)
-                        let ya = Int(bitPattern: yp.baseAddress!), sa = Int(bitPattern: sp.baseAddress!)
+                        conv2dDirectPackWeights(wp.baseAddress!, cin: cin, cout: cout, kh: kh, kw: kw, into: sp.baseAddress!)
+                        let xa = Int(bitPattern: xp.baseAddress!), ya = Int(bitPattern: yp.baseAddress!), sa = Int(bitPattern: sp.baseAddress!)
                         parallelFor(workers, threads: workers) { worker in
-                            let xp = UnsafePointer<Float>(bitPattern: xa)!, wp = UnsafePointer<Float>(bitPattern: wa)!
-                            let yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
-                            let scratch = UnsafeMutablePointer<Float>(bitPattern: sa)! + worker * scratchSize
+                            let xp = UnsafePointer<Float>(bitPattern: xa)!, yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
+                            let packed = UnsafeMutablePointer<Float>(bitPattern: sa)!
+                            let scratch = packed + weightsSize + worker * scratchSize
                             for n in (batch * worker / workers)..<(batch * (worker + 1) / workers) {
                                 let out = yp + n * outSize
-                                conv2dDirect(x: xp + n * inSize, cin: cin, ih: ih, iw: iw, w: wp, cout: cout, kh: kh, kw: kw,
+                                conv2dDirect(x: xp + n * inSize, cin: cin, ih: ih, iw: iw, packedWeights: packed, cout: cout, kh: kh, kw: kw,
                                              padTop: padTop, padLeft: padLeft, oh: oh, ow: ow, y: out, scratch: scratch)
                                 if let biasValues {
                                     for m in 0..<cout {
