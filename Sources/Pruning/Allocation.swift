@@ -128,9 +128,6 @@ public enum Allocator {
             // and one after each pass.
             _ = time(model)
             var denseTime = time(model)
-            // Time saved by layer l alone at steps[k], made non-decreasing in k. Savings under
-            // 3 % of the dense time count as none: they are within the timing noise, and
-            // chasing them would prune for nothing.
             // Two passes over the table, each entry the lower of the two: a slow stretch of a
             // shared machine lasts seconds, longer than the three medians of one timing.
             var times = [[Double]](repeating: [Double](repeating: .infinity, count: steps.count), count: layers.count)
@@ -144,6 +141,9 @@ public enum Allocator {
                 }
                 denseTime = min(denseTime, time(model))
             }
+            // Time saved by layer l alone at steps[k], made non-decreasing in k. Savings under
+            // 3 % of the dense time count as none: they are within the timing noise, and
+            // chasing them would prune for nothing.
             let noise = 0.03 * denseTime
             let saving = times.map { row in
                 row.reduce(into: [Double]()) { acc, t in
@@ -179,10 +179,10 @@ public enum Allocator {
             // not add up, the shortfall (at least one step) is asked for on top.
             var need = denseTime - target, fastest = denseTime
             var found: (levels: [Int], time: Double, accuracy: Double)?
-            var tried: Set<[Int]> = [], attempts: [[Int]] = []
+            var attempts: [[Int]] = []
             if denseTime <= target { found = ([Int](repeating: -1, count: layers.count), denseTime, dense) }
             while found == nil, need > 0, let levels = cheapest(saving: need) {
-                guard tried.insert(levels).inserted else { need += unit; continue }
+                guard !attempts.contains(levels) else { need += unit; continue }
                 attempts.append(levels)
                 level = levels
                 apply()
@@ -204,7 +204,7 @@ public enum Allocator {
             var uniform = denseTime <= target ? 0.0 : 1.0
             for k in steps.indices where uniform > 0 {
                 level = [Int](repeating: k, count: layers.count)
-                guard !tried.contains(level) || found?.levels == level else { continue }
+                guard !attempts.contains(level) || found?.levels == level else { continue }
                 apply()
                 let t = time(model)
                 fastest = min(fastest, t)
