@@ -41,7 +41,7 @@ bench: build
 	.build/release/prunecheck-bench --threads $(BENCH_THREADS) --out bench-results/prunecheck.json
 
 ## quality: every pruning recipe of docs/pruning-quality.md on the bundled LeNets, over seeds
-## 0,1,2, beside the peer's table (PEERS=path/to/peer-pruning.json, if you have it)
+## 0,1,2 (pruning at initialization 0–11), beside the peer's table (PEERS=path/to/peer-pruning.json, if you have it)
 PEERS ?= ../shared/bench/peer-pruning.json
 quality: build
 	@mkdir -p bench-results

@@ -98,8 +98,9 @@ enum Criteria {
             var rng = Philox(seed: seed, stream: 13)
             return weights.map { ($0.0, rows($0.1), (0..<$0.1.count).map { _ in Double(rng.nextUnitFloat()) }) }
         case .taylor, .snip:
-            // taylor: mean over batches of (g·w)² (Molchanov 2019); snip: |Σ_batches g·w| (Lee 2019,
-            // one batch by default).
+            // taylor: mean over batches of (g·w)² (Molchanov 2019); snip: |Σ_batches g·w| (Lee 2019:
+            // the sum of the batches' mean-loss gradients is, up to a factor, the gradient over
+            // all of them, so several batches are one larger batch).
             let batches = calibration!.batches
             var acc = weights.map { [Double](repeating: 0, count: $0.1.count) }
             let names = Set(layers)

@@ -150,10 +150,15 @@ public struct PruneRecipe: Equatable, Sendable {
             self.samples = samples
             self.batchSize = batchSize
         }
-        /// SNIP scores one batch of 100 (the paper's MNIST setting); the others 512 examples.
+        /// SNIP scores 1000 examples in batches of 100: the sum of the batches' gradients is the
+        /// gradient over all 1000, so this is the paper's one-batch sensitivity estimated on a
+        /// larger batch (docs/pruning-quality.md measures it against one batch of 100). The
+        /// others see 512 examples.
         public static func defaults(for method: Method) -> Calibration {
-            method == .snip ? Calibration(samples: 100, batchSize: 100) : Calibration(samples: 512, batchSize: 128)
+            method == .snip ? Calibration(samples: 1000, batchSize: 100) : common
         }
+        /// Every method's default but SNIP's.
+        public static let common = Calibration(samples: 512, batchSize: 128)
     }
 
     /// The limits `auto` and `energy` allocate within (`prune.budget`): at least one of them.
@@ -230,7 +235,10 @@ public struct PruneRecipe: Equatable, Sendable {
         if let d = distill {
             s += ";distill=T\(d.temperature),alpha=\(d.alpha),teacher=\(d.teacher.map { ($0 as NSString).lastPathComponent } ?? "dense")"
         }
-        if calibration != Calibration.defaults(for: method) { s += ";calibration=\(calibration.samples)x\(calibration.batchSize)" }
+        // Against the common default, not the method's: SNIP's default has changed once (one batch
+        // of 100 → 1000 examples), and its recipes must not share a cache key or fingerprint
+        // across that change.
+        if calibration != Calibration.common { s += ";calibration=\(calibration.samples)x\(calibration.batchSize)" }
         if let i = initializer { s += ";init=\(i.rawValue)" }
         if let b = budget { s += ";budget=\(b.text)" }
         if damping != 0.01 { s += ";damping=\(damping)" }

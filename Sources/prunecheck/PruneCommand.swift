@@ -62,7 +62,7 @@ struct Prune: ParsableCommand {
     @Option(help: "The batch size --max-latency-p50-us is measured at (default 1).")
     var latencyBatchSize: Int?
 
-    @Option(help: "Calibration examples for data-driven criteria (default 100 for snip, 512 otherwise).")
+    @Option(help: "Calibration examples for data-driven criteria (default 1000 for snip, 512 otherwise).")
     var calibrationSamples: Int?
 
     @Option(help: "Calibration batch size (default 100 for snip, 128 otherwise).")

@@ -165,7 +165,8 @@ import Pruning
         #expect(t.canonicalDescription.hasSuffix(";budget=max_latency_p50_us:40.0,batch_size:8"))
         #expect(a.canonicalDescription.hasSuffix(";budget=max_accuracy_drop:0.01"))   // as recorded before latency budgets
         let s = try CheckConfig.parse(Self.withPrune("method: snip\nsparsity: 0.95\ninit: kaiming_normal\nfinetune: {epochs: 20}"), file: "p.yml").models[0].recipe
-        #expect(s.initializer == .kaimingNormal && s.calibration.samples == 100)
+        #expect(s.initializer == .kaimingNormal && s.calibration.samples == 1000 && s.calibration.batchSize == 100)
+        #expect(s.canonicalDescription.contains(";calibration=1000x100"))
         let l = try CheckConfig.parse(Self.withPrune("method: taylor\ngranularity: layer\nsparsity: 0.5\nfinetune: {epochs: 1}"), file: "p.yml").models[0].recipe
         #expect(l.granularity == .layer && l.method == .taylor)
     }

@@ -24,8 +24,10 @@ MODELS = {
 }
 FT3 = ["--finetune-epochs", "3", "--lr", "0.01"]
 FT5 = ["--finetune-epochs", "5", "--lr", "0.01"]
+INIT_SEEDS = 12
 
-# (model, label, peer key or None, prunecheck arguments, seeded)
+# (model, label, peer key or None, prunecheck arguments, seeded: True for --seeds, False for one
+# deterministic run, or a number N for seeds 0…N−1)
 RECIPES = [
     # The peer's own regimes, same budget: SGD lr 0.01, momentum 0.9, cosine to 0, batch 64.
     *[(m, f"one-shot global magnitude, no FT, {s}", ("oneshot_noft", s), ["--sparsity", s], False)
@@ -46,10 +48,16 @@ RECIPES = [
     # Other criteria with the peer's fine-tuning.
     *[(m, f"{meth} + 3 ep, 0.9", None, ["--method", meth, "--sparsity", "0.9", *FT3], True)
       for m in MODELS for meth in ["taylor", "obd", "random"]],
-    # Pruning at initialization, trained from scratch for 20 epochs (SGD lr 0.05).
+    # Pruning at initialization, trained from scratch for 20 epochs (SGD lr 0.05), over 12 seeds:
+    # random masks at PyTorch's default initialization vary by ±8 points from seed to seed.
+    # SNIP once more with the peer's single scoring batch of 100 (Tests/quality/snip_peer.py runs
+    # the peer itself).
     *[("lenet300100", f"{meth} at init ({init}), 20 ep from scratch, 0.95", None,
-       ["--method", meth, "--initializer", init, "--sparsity", "0.95", "--finetune-epochs", "20", "--lr", "0.05"], True)
+       ["--method", meth, "--initializer", init, "--sparsity", "0.95", "--finetune-epochs", "20", "--lr", "0.05"], INIT_SEEDS)
       for init in ["pytorch_default", "xavier_uniform"] for meth in ["snip", "random"]],
+    ("lenet300100", "snip at init (pytorch_default), one scoring batch of 100, 20 ep from scratch, 0.95", None,
+     ["--method", "snip", "--initializer", "pytorch_default", "--calibration-samples", "100", "--sparsity", "0.95",
+      "--finetune-epochs", "20", "--lr", "0.05"], INIT_SEEDS),
     # Structured: units removed from every hidden layer (per-layer ratio, as the peer).
     *[(m, f"{g} {meth} 50 % per layer + 3 ep", ("structured_ft3_wb", "0.5"),
        ["--method", meth, "--granularity", g, "--scope", "layer", "--sparsity", "0.5", *FT3], True)
@@ -100,7 +108,8 @@ def main():
         for model, label, key, args, seeded in RECIPES:
             if a.only and a.only not in label:
                 continue
-            runs = [run(a.binary, model, args, s, tmp) for s in (seeds if seeded else [0])]
+            used = seeds if seeded is True else list(range(seeded)) if seeded else [0]
+            runs = [run(a.binary, model, args, s, tmp) for s in used]
             accs = [100 * r["accuracy_finetuned"] for r in runs]
             mean = statistics.mean(accs)
             spread = f" ± {statistics.stdev(accs):.2f}" if len(accs) > 1 else ""
@@ -110,7 +119,7 @@ def main():
             notes = "; ".join(runs[0]["notes"])
             rows.append((model, label, f"{mean:.2f}{spread}", "-" if peer is None else f"{100 * peer:.2f}", f"{100 * sparsity:.2f}", params,
                          f"{statistics.median(r['seconds'] for r in runs):.1f}", len(runs), notes))
-            results.append({"model": model, "recipe": label, "args": args, "seeds": seeds if seeded else [0], "accuracy": accs,
+            results.append({"model": model, "recipe": label, "args": args, "seeds": used, "accuracy": accs,
                             "peer": peer, "sparsity": sparsity, "notes": runs[0]["notes"]})
             print(f"quality: {model} {label}: {mean:.2f}{spread}", file=sys.stderr)
     print("| model | recipe | PruneCheck acc. (%) | peer acc. (%) | sparsity (%) | parameters | s/run | runs |")
