@@ -547,9 +547,12 @@ extension OpContext {
         // average sums in increasing q, exactly as a per-output loop would.
         // Planes are independent, so they are split across threads.
         let workers = max(1, min(threads, planes, planes * p * kq / 32_768))
-        // Eight planes at a time only when there are eight to fill the lanes (LeNet-5's pool1
-        // at batch 1 has 6 planes with runs of 14: 10 µs that way, against the runs per plane).
-        let shortRuns = geo.runs.count / 4 > kq * p / 16 && planes >= 8
+        // Eight planes at a time when runs average under eight outputs and there are eight
+        // planes to fill the lanes. Longer runs go plane by plane, a vector per eight outputs and
+        // a masked one for the rest. LeNet-5 at batch 64, interleaved: pool1 (runs of 14) 540 →
+        // 395 µs plane by plane; pool2 (runs of 5) 188 µs eight planes at a time, 415 plane by
+        // plane (a run's bookkeeping outweighs its one vector).
+        let shortRuns = geo.runs.count / 4 * 8 > kq * p && planes >= 8
         x.value.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
                 argmax.withUnsafeMutableBufferPointer { argmax in
@@ -606,7 +609,7 @@ extension OpContext {
                             // first input of -inf leaves -inf, and a NaN replaces anything else.
                             geo.forEachRun { _, out, input, count, step in
                                 // v wins when greater, or when it is the first NaN.
-                                stridedRun(dst + out, src + input, count: count, step: step, available: inP - input) { cur, v in
+                                stridedRun(dst + out, src + input, count: count, step: step, available: inP - input, outAvailable: p - out) { cur, v in
                                     cur.replacing(with: v, where: (v .> cur) .| ((v .!= v) .& (cur .== cur)))
                                 }
                             }
@@ -614,7 +617,7 @@ extension OpContext {
                     } else {
                         dst.update(repeating: 0, count: p)
                         geo.forEachRun { _, out, input, count, step in
-                            stridedRun(dst + out, src + input, count: count, step: step, available: inP - input) { $0 + $1 }
+                            stridedRun(dst + out, src + input, count: count, step: step, available: inP - input, outAvailable: p - out) { $0 + $1 }
                         }
                         for pp in 0..<p { dst[pp] /= divisors[pp] }
                     }
@@ -661,12 +664,13 @@ extension OpContext {
 
     /// d[i] = combine(d[i], s[i·step]) for i < count, lane-wise, eight outputs at a time: loaded
     /// as vectors for steps 1 and 2 (a pooling window's usual strides), gathered lane by lane
-    /// otherwise and at the end. `available` is how many floats from s on may be read. Always
-    /// vectors, never a compare-and-branch per value: which input wins a max is data, and the
-    /// mispredicted branches cost a scalar loop 2.5 ns per value here.
+    /// otherwise. `available` is how many floats from s on may be read, `outAvailable` how many
+    /// from d on belong to this plane (and so to this thread). Always vectors, never a
+    /// compare-and-branch per value: which input wins a max is data, and the mispredicted
+    /// branches cost a scalar loop 2.5 ns per value here.
     @inline(__always)
     func stridedRun(_ d: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, count: Int, step: Int, available: Int,
-                    _ combine: (SIMD8<Float>, SIMD8<Float>) -> SIMD8<Float>) {
+                    outAvailable: Int, _ combine: (SIMD8<Float>, SIMD8<Float>) -> SIMD8<Float>) {
         var i = 0
         if step == 1 {
             while i + 8 <= count {
@@ -682,6 +686,17 @@ extension OpContext {
                 UnsafeMutableRawPointer(d + i).storeBytes(of: combine(cur, v), as: SIMD8<Float>.self)
                 i += 8
             }
+        }
+        // A last part of fewer than eight: one vector whose lanes past the run keep d's values
+        // (they are later outputs of the same plane, or values already written). Gathering it
+        // lane by lane took most of LeNet-5's pooling (runs of 14 and 5).
+        if i < count && i + 8 <= outAvailable && (step == 1 ? i + 8 <= available : step == 2 && 2 * i + 16 <= available) {
+            let v = step == 1 ? UnsafeRawPointer(s + i).loadUnaligned(as: SIMD8<Float>.self)
+                : UnsafeRawPointer(s + 2 * i).loadUnaligned(as: SIMD16<Float>.self).evenHalf
+            let cur = UnsafeRawPointer(d + i).loadUnaligned(as: SIMD8<Float>.self)
+            let past = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) .>= SIMD8<Int32>(repeating: Int32(count - i))
+            UnsafeMutableRawPointer(d + i).storeBytes(of: combine(cur, v).replacing(with: cur, where: past), as: SIMD8<Float>.self)
+            return
         }
         while i < count {
             let n = min(8, count - i)
