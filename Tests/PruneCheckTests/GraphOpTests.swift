@@ -299,10 +299,13 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
     @Test func everyPathGivesTheSameBits() throws {
         var rng = Philox(seed: 5)
         let cases: [([Int], [String: Attribute])] = [
-            ([3, 11, 10, 10], ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])]),        // rows of 5: eight planes at a time, 1 left
-            ([1, 6, 10, 10], ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])]),         // rows of 5, under eight planes: masked vectors, the last row gathered
-            ([8, 16, 28, 28], ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])]),       // rows of 14 (8 + a masked 6), threads split planes
-            ([2, 9, 5, 5], [:]),                                                                 // global pooling (below)
+            ([3, 11, 10, 10], ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])]),        // rows of 5, output row by output row
+            ([1, 6, 10, 10], ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])]),         // rows of 5, the plane's last outputs stored lane by lane
+            ([8, 16, 28, 28], ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])]),       // rows of 14 (8 + 6), threads split planes
+            ([2, 9, 5, 5], [:]),                                                                 // global pooling (below): eight planes at a time
+            ([3, 11, 9, 9], ["kernel_shape": .ints([3, 3]), "strides": .ints([3, 3])]),          // rows of 3: eight planes at a time, 1 left
+            ([2, 3, 20, 20], ["kernel_shape": .ints([2, 2]), "strides": .ints([3, 3])]),         // rows of 7 at step 3: runs, gathered
+            ([2, 5, 12, 12], ["kernel_shape": .ints([2, 2]), "dilations": .ints([2, 2])]),       // dilated rows of 10, one vector + a partial
             ([2, 3, 40, 40], ["kernel_shape": .ints([3, 3]), "pads": .ints([1, 1, 1, 1])]),      // rows of 40, padded
             ([4, 9, 40], ["kernel_shape": .ints([3]), "strides": .ints([2])]),                   // 1-D
         ]
@@ -323,7 +326,7 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
                 }
             }
             // The max-pool values against the definition (any NaN in the window gives NaN).
-            if shape.count == 4, attributes["kernel_shape"] == .ints([2, 2]), attributes["pads"] == nil {
+            if shape.count == 4, attributes == ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])] {
                 let y = try run("MaxPool", x, attributes, threads: 1, tape: false)
                 let (h, w) = (shape[2], shape[3]), (oh, ow) = (h / 2, w / 2)
                 for plane in 0..<(shape[0] * shape[1]) {

@@ -23,6 +23,9 @@ struct WindowGeometry {
     /// some output position reads padding at q. A window over a row is one run per output row
     /// instead of one lookup per value.
     let runStart: [Int], runs: [Int], padded: [Bool]
+    /// For a 2-D window without padding: output (oy, ox) at kernel offset q reads input
+    /// oy·rowStep + ox·colStep + offsets[q]. Nil otherwise.
+    let affine: (rowStep: Int, colStep: Int, offsets: [Int])?
 
     init(inSpatial: [Int], kernel: [Int], outSpatial: [Int], table: [Int]) {
         self.inSpatial = inSpatial
@@ -48,6 +51,22 @@ struct WindowGeometry {
             start.append(runs.count / 4)
         }
         (runStart, self.runs, self.padded) = (start, runs, padded)
+        affine = WindowGeometry.affineForm(outSpatial: outSpatial, kernelCount: kq, table: table)
+    }
+
+    static func affineForm(outSpatial: [Int], kernelCount kq: Int, table: [Int]) -> (rowStep: Int, colStep: Int, offsets: [Int])? {
+        guard outSpatial.count == 2, outSpatial[0] > 0, outSpatial[1] > 0, kq > 0 else { return nil }
+        let (oh, ow) = (outSpatial[0], outSpatial[1])
+        let offsets = Array(table[0..<kq])
+        let colStep = ow > 1 ? table[kq] - table[0] : 1, rowStep = oh > 1 ? table[ow * kq] - table[0] : 0
+        guard colStep > 0, rowStep >= 0, offsets.allSatisfy({ $0 >= 0 }) else { return nil }
+        for oy in 0..<oh {
+            for ox in 0..<ow {
+                let base = oy * rowStep + ox * colStep, at = (oy * ow + ox) * kq
+                for q in 0..<kq where table[at + q] != base + offsets[q] { return nil }
+            }
+        }
+        return (rowStep, colStep, offsets)
     }
 
     /// Calls `body(q, out, in, count, step)` for every run, kernel offset by kernel offset, each
@@ -561,6 +580,10 @@ extension OpContext {
                 parallelFor(workers, threads: workers) { worker in
                 let xp = UnsafePointer<Float>(bitPattern: xa)!, yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
                 let lo = planes * worker / workers, hi = planes * (worker + 1) / workers
+                if !needArgmax, let affine = geo.affine, affine.colStep <= 2, geo.outSpatial[1] >= 4 {
+                    pooledRows(xp, yp, planes: lo..<hi, inCount: inP, outSpatial: geo.outSpatial, affine: affine, isMax: isMax)
+                    return
+                }
                 if !needArgmax && shortRuns {
                     // Runs shorter than a vector: eight planes at a time, output by output, one
                     // lane per plane; the same combine in the same q order.
@@ -660,6 +683,60 @@ extension OpContext {
         }
         let indices = (0..<(planes * p)).map { i -> Int64 in Int64(argmax[i] < 0 ? -1 : (i / p) * inP + spatialIndex(argmax[i])) }
         return [out, .int64(IntTensor(shape: y.shape, data: indices))]
+    }
+
+    /// 2-D pooling without padding, output row by output row: eight outputs of a row at a time
+    /// in one vector, every kernel offset combined into it in increasing q (max: the greater
+    /// value or the first NaN wins, from -inf; average: the sum from 0, then divided by the
+    /// kernel's size, as every window is whole), then stored once. The same combine in the same
+    /// order as the runs, so the same bits; but each output is loaded and stored once rather
+    /// than once per kernel offset, and no load waits on an overlapping store.
+    func pooledRows(_ xp: UnsafePointer<Float>, _ yp: UnsafeMutablePointer<Float>, planes: Range<Int>, inCount inP: Int,
+                    outSpatial: [Int], affine: (rowStep: Int, colStep: Int, offsets: [Int]), isMax: Bool) {
+        typealias V = SIMD8<Float>
+        let (oh, ow) = (outSpatial[0], outSpatial[1]), p = oh * ow
+        let kq = affine.offsets.count, colStep = affine.colStep
+        let reach = (affine.offsets.max() ?? 0) + 8 * colStep
+        let divisor = V(repeating: Float(kq))
+        @inline(__always) func combine(_ acc: V, _ v: V) -> V {
+            isMax ? acc.replacing(with: v, where: (v .> acc) .| ((v .!= v) .& (acc .== acc))) : acc + v
+        }
+        affine.offsets.withUnsafeBufferPointer { offsets in
+            for plane in planes {
+                let src = xp + plane * inP, dst = yp + plane * p
+                for oy in 0..<oh {
+                    var ox = 0
+                    while ox < ow {
+                        let n = min(8, ow - ox), base = oy * affine.rowStep + ox * colStep
+                        var acc = V(repeating: isMax ? -.infinity : 0)
+                        if base + reach <= inP {
+                            // Lanes past n read later inputs of the plane; they are not kept.
+                            for q in 0..<kq {
+                                let at = src + base + offsets[q]
+                                let v = colStep == 1 ? UnsafeRawPointer(at).loadUnaligned(as: V.self)
+                                    : UnsafeRawPointer(at).loadUnaligned(as: SIMD16<Float>.self).evenHalf
+                                acc = combine(acc, v)
+                            }
+                        } else {
+                            for q in 0..<kq {
+                                var v = V(repeating: 0)
+                                for j in 0..<n { v[j] = src[base + offsets[q] + j * colStep] }
+                                acc = combine(acc, v)
+                            }
+                        }
+                        if !isMax { acc = acc / divisor }
+                        let out = oy * ow + ox
+                        if out + 8 <= p {
+                            // Lanes past n land on this plane's next outputs, written later.
+                            UnsafeMutableRawPointer(dst + out).storeBytes(of: acc, as: V.self)
+                        } else {
+                            for j in 0..<n { dst[out + j] = acc[j] }
+                        }
+                        ox += 8
+                    }
+                }
+            }
+        }
     }
 
     /// d[i] = combine(d[i], s[i·step]) for i < count, lane-wise, eight outputs at a time: loaded
