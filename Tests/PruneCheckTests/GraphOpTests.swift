@@ -374,3 +374,46 @@ extension DirectConvTests {
         }
     }
 }
+
+/// Inference applies a ReLU inside the Conv or Gemm before it (`Graph.reluFused`); training
+/// (with a tape) runs the Relu node. Both must give the same bits.
+@Suite struct ReluFusionTests {
+    static func graph(direct: Bool, extraReader: Bool) -> (Graph, Tensor) {
+        let (batch, cin, side, cout) = (3, direct ? 1 : 4, 9, 8)
+        let x = Tensor(shape: [batch, cin, side, side], scalars: GemmTests.fill(batch * cin * side * side, seed: 11))
+        let w = Tensor(shape: [cout, cin, 3, 3], scalars: GemmTests.fill(cout * cin * 9, seed: 12))
+        let b = Tensor(shape: [cout], scalars: GemmTests.fill(cout, seed: 13))
+        let fcIn = cout * side * side
+        let fw = Tensor(shape: [10, fcIn], scalars: GemmTests.fill(10 * fcIn, seed: 14))
+        let fb = Tensor(shape: [10], scalars: GemmTests.fill(10, seed: 15))
+        var nodes = [
+            Node(name: "conv", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["c"], attributes: ["kernel_shape": .ints([3, 3]), "pads": .ints([1, 1, 1, 1])]),
+            Node(name: "relu1", opType: "Relu", inputs: ["c"], outputs: ["r"], attributes: [:]),
+            Node(name: "flatten", opType: "Flatten", inputs: ["r"], outputs: ["f"], attributes: [:]),
+            Node(name: "fc", opType: "Gemm", inputs: ["f", "fw", "fb"], outputs: ["g"], attributes: ["transB": .int(1)]),
+            Node(name: "relu2", opType: "Relu", inputs: ["g"], outputs: ["y"], attributes: [:]),
+        ]
+        // A second reader of the Conv's output keeps its values unrectified: no fusion there.
+        if extraReader { nodes.append(Node(name: "neg", opType: "Neg", inputs: ["c"], outputs: ["n"], attributes: [:])) }
+        let graph = Graph(nodes: nodes, inputs: [GraphInput(name: "x", dtype: .float32, shape: x.shape)],
+                          outputs: extraReader ? ["y", "n"] : ["y"],
+                          initializers: [("w", .float(w)), ("b", .float(b)), ("fw", .float(fw)), ("fb", .float(fb))], opset: 17)
+        return (graph, x)
+    }
+
+    @Test(arguments: [(true, false), (false, false), (false, true)])
+    func inferenceGivesTheBitsOfTraining(direct: Bool, extraReader: Bool) throws {
+        let (graph, x) = Self.graph(direct: direct, extraReader: extraReader)
+        #expect(graph.reluFused == [!extraReader, false, false, true, false] + (extraReader ? [false] : []))
+        let reference = try graph.run([.float(Variable(x, requiresGrad: true))], tape: Tape(), threads: 1)
+        for threads in [1, 2, 3] {
+            let got = try graph.run([.float(Variable(x))], threads: threads)
+            #expect(got.count == reference.count)
+            for (g, r) in zip(got, reference) {
+                guard case .float(let gv) = g, case .float(let rv) = r else { Issue.record("not float"); continue }
+                #expect(gv.value.scalars.map(\.bitPattern) == rv.value.scalars.map(\.bitPattern), "threads \(threads)")
+                #expect(gv.value.scalars.contains { $0 == 0 } && gv.value.scalars.contains { $0 > 0 } || extraReader)
+            }
+        }
+    }
+}

@@ -114,6 +114,10 @@ public final class Graph {
     var linearCaches: [LinearCache?] = []
     /// Per node: its op resolved once, so a run does not compare op-type strings.
     var kinds: [OpKind] = []
+    /// Per node: a Conv or Gemm whose output only the next node, a Relu, reads. Inference
+    /// (no tape) applies the ReLU inside the producer, on each block of output while it is in
+    /// cache, and the Relu node passes the value on. ReLU is exact, so the bits are the same.
+    var reluFused: [Bool] = []
     /// Per node: the Conv/pool window of the last input shape it saw (the table is the costly
     /// part of a small convolution).
     var windows: [(spatial: [Int], geometry: WindowGeometry)?] = []
@@ -167,6 +171,14 @@ public final class Graph {
         outputSlots = outputs.map { slot($0) }
         linearCaches = nodes.map { n in n.opType == "Gemm" && LinearCache.applies(to: n, graph: self) ? LinearCache() : nil }
         kinds = nodes.map { OpKind(opType: $0.opType) }
+        var readers: [String: Int] = [:]
+        for n in nodes { for i in n.inputs where !i.isEmpty { readers[i, default: 0] += 1 } }
+        reluFused = nodes.indices.map { i in
+            let n = nodes[i]
+            guard ["Conv", "Gemm"].contains(n.opType), n.outputs.count == 1, i + 1 < nodes.count else { return false }
+            let next = nodes[i + 1], y = n.outputs[0]
+            return next.opType == "Relu" && next.inputs == [y] && readers[y] == 1 && !outputs.contains(y)
+        }
         windows = Array(repeating: nil, count: nodes.count)
         scratchColumns = Array(repeating: [], count: nodes.count)
     }
@@ -205,7 +217,13 @@ public final class Graph {
                 }
                 args.append(v)
             }
-            let ctx = OpContext(graph: self, node: node, index: index, kind: kinds[index], inputs: args, tape: tape, threads: threads)
+            if tape == nil && index > 0 && reluFused[index - 1] {
+                // The producer applied this ReLU already (see `reluFused`).
+                slots[outs[0]] = args[0]
+                continue
+            }
+            let ctx = OpContext(graph: self, node: node, index: index, kind: kinds[index], inputs: args, tape: tape, threads: threads,
+                                fuseRelu: tape == nil && reluFused[index])
             let t0 = Graph.profile ? DispatchTime.now().uptimeNanoseconds : 0
             let results = try ctx.execute()
             if Graph.profile { Graph.profileTotals[node.name, default: 0] += DispatchTime.now().uptimeNanoseconds - t0 }

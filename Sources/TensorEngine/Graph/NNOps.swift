@@ -212,7 +212,7 @@ extension OpContext {
                 throw fail("input of shape \(s) does not fit the weight \(w.value.shape) (transB = 1)")
             }
             if tape == nil {
-                return .float(Variable(linearInfer(x.value, weight: w, bias: b, cache: cache, threads: threads)))
+                return .float(Variable(linearInfer(x.value, weight: w, bias: b, cache: cache, threads: threads, relu: fuseRelu)))
             }
             return .float(linear(x, weight: w, bias: b, tape: tape, threads: threads))
         }
@@ -241,6 +241,7 @@ extension OpContext {
                     if let c {
                         c.value.withUnsafeBufferPointer { cp in for i in 0..<yp.count { yp[i] += beta * cp[cIndex[i]] } }
                     }
+                    if fuseRelu { reluForward(yp.baseAddress!, count: yp.count, out: yp.baseAddress!) }
                 }
             }
         }
@@ -386,6 +387,7 @@ extension OpContext {
                                         for pp in 0..<p { row[pp] += bm }
                                     }
                                 }
+                                if fuseRelu { reluForward(out, count: outSize, out: out) }
                             }
                         }
                     }
@@ -471,6 +473,7 @@ extension OpContext {
                                             }
                                         }
                                     }
+                                    if fuseRelu { reluForward(yp + n0 * cout * p, count: count * cout * p, out: yp + n0 * cout * p) }
                                 }
                             }
                             parallelFor(workers, threads: workers, work)
@@ -979,7 +982,7 @@ extension OpContext {
 
 /// Inference of a Linear layer: y = x · Wᵀ + b, through the CSR kernel when the weight is
 /// sparse enough for the batch, else the prepacked GEMM (both equal the plain GEMM bit for bit).
-func linearInfer(_ x: Tensor, weight: Variable, bias: Variable?, cache: LinearCache, threads: Int) -> Tensor {
+func linearInfer(_ x: Tensor, weight: Variable, bias: Variable?, cache: LinearCache, threads: Int, relu: Bool = false) -> Tensor {
     let outF = weight.value.shape[0], inF = weight.value.shape[1]
     let rows = x.shape[0]
     var y = Tensor(uninitialized: [rows, outF])   // both kernels write every output
@@ -1011,6 +1014,7 @@ func linearInfer(_ x: Tensor, weight: Variable, bias: Variable?, cache: LinearCa
             if let b = bias?.value {
                 b.withUnsafeBufferPointer { addRowVector($0.baseAddress!, rows: rows, cols: outF, out: yp.baseAddress!) }
             }
+            if relu { reluForward(yp.baseAddress!, count: yp.count, out: yp.baseAddress!) }
         }
     }
     return y

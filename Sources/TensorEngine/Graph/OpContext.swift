@@ -61,6 +61,8 @@ struct OpContext {
     let inputs: [Value?]
     let tape: Tape?
     let threads: Int
+    /// Apply the next node's ReLU to this Conv's or Gemm's output (`Graph.reluFused`).
+    var fuseRelu = false
 
     func fail(_ message: String) -> GraphError { GraphError(node: node.name, op: node.opType, message) }
 
