@@ -9,7 +9,8 @@
 //
 // Diagnostics (print, no JSON), with the --threads given:
 //   PRUNECHECK_GEMM=m,n,k[,tA,tB]   one GEMM shape: median and best time
-//   PRUNECHECK_PROFILE=1            per-node time of the CNN fixtures at batch 64
+//   PRUNECHECK_PROFILE=1            per-node time of the CNN fixtures at batch 64 (a Relu fused
+//                                   into the Conv or Gemm before it shows 0: its time is in that node)
 //   PRUNECHECK_PROFILE=a,b          the same for the named fixture models (`a:0.9`: pruned to 90 %
 //                                   by global magnitude first); PRUNECHECK_PROFILE_BATCH=N sets the batch;
 //                                   PRUNECHECK_PROFILE_NOTIMES=1 runs the same calls untimed (for perf)
