@@ -417,3 +417,39 @@ extension DirectConvTests {
         }
     }
 }
+
+extension DirectConvTests {
+    /// A Conv of stride 1 without padding and a reduction too long for the direct kernel goes
+    /// through im2col over full input rows (the columns past the output width are computed and
+    /// dropped); it computes the reference chain plus the bias, in chunks of samples, for any
+    /// thread count, also when a chunk and the batch do not divide.
+    @Test func convNodesOverFullRowsKeepTheirBits() throws {
+        for (batch, cin, side, k, cout) in [(5, 6, 14, 5, 16), (3, 5, 9, 3, 7), (1, 9, 12, 2, 3)] {
+            let (o, n) = (side - k + 1, side * side)
+            let x = Tensor(shape: [batch, cin, side, side], scalars: GemmTests.fill(batch * cin * n, seed: 21))
+            let w = Tensor(shape: [cout, cin, k, k], scalars: GemmTests.fill(cout * cin * k * k, seed: 22))
+            let bias = Tensor(shape: [cout], scalars: GemmTests.fill(cout, seed: 23))
+            var expected: [Float] = []
+            for s in 0..<batch {
+                var y = [Float](repeating: 0, count: cout * o * o)
+                x.scalars.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer {
+                        conv2dDirectReference(x: xp.baseAddress! + s * cin * n, cin: cin, ih: side, iw: side, w: w.scalars, cout: cout, kh: k, kw: k,
+                                              padTop: 0, padLeft: 0, oh: o, ow: o, y: $0.baseAddress!)
+                    }
+                }
+                for m in 0..<cout { for p in 0..<(o * o) { y[m * o * o + p] += bias.scalars[m] } }
+                expected += y
+            }
+            for threads in [1, 2, 3] {
+                let node = Node(name: "conv", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["y"], attributes: ["kernel_shape": .ints([k, k])])
+                let graph = Graph(nodes: [node], inputs: [GraphInput(name: "x", dtype: .float32, shape: x.shape)], outputs: ["y"],
+                                  initializers: [("w", .float(w)), ("b", .float(bias))], opset: 17)
+                guard case .float(let y) = try graph.run([.float(Variable(x))], threads: threads)[0] else { fatalError() }
+                let got = y.value.scalars.map(\.bitPattern), want = expected.map(\.bitPattern)
+                let first = got.indices.first { $0 >= want.count || got[$0] != want[$0] }
+                #expect(got.count == want.count && first == nil, "\(batch)×\(cin)×\(side)², k \(k), threads \(threads): output \(first ?? -1) differs")
+            }
+        }
+    }
+}
