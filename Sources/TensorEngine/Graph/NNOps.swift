@@ -94,16 +94,10 @@ struct WindowGeometry {
             for q in 0..<kq where padded[q] { (cols + (c * kq + q) * ld).update(repeating: 0, count: p) }
             forEachRun { q, out, input, count, step in
                     let d = cols + (c * kq + q) * ld + out, s = plane + input
-                    if step == 1 && count >= 8 {
-                        // Eight at a time, the last eight overlapping (runs are rows of a few
-                        // dozen values: the vectorizer's prologue and epilogue cost more).
-                        var i = 0
-                        while true {
-                            let at = min(i, count - 8)
-                            UnsafeMutableRawPointer(d + at).storeBytes(of: UnsafeRawPointer(s + at).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
-                            if at == count - 8 { break }
-                            i += 8
-                        }
+                    if step == 1 {
+                        // Runs are rows of a few dozen values: the vectorizer's prologue and
+                        // epilogue cost more than `copyFloats`' overlapping last vector.
+                        copyFloats(d, s, count: count)
                     } else {
                         for i in 0..<count { d[i] = s[i * step] }
                     }
