@@ -16,6 +16,8 @@
 //   each input vector; the last vector of a row overlaps the one before it and rewrites the
 //   same values.
 
+import KernelsAVX512
+
 /// Naive twin of `conv2dDirect`: the same chains, one output at a time.
 public func conv2dDirectReference(x: UnsafePointer<Float>, cin: Int, ih: Int, iw: Int, w: UnsafePointer<Float>, cout: Int, kh: Int, kw: Int,
                                   padTop: Int, padLeft: Int, oh: Int, ow: Int, y: UnsafeMutablePointer<Float>) {
@@ -62,8 +64,11 @@ public func conv2dDirectPackWeights(_ w: UnsafePointer<Float>, cin: Int, cout: I
 
 /// One sample, with the weights as `conv2dDirectPackWeights` left them; see the file header
 /// for the contract.
+/// With AVX-512 (and `isa` not forcing the baseline), rows of at least 16 outputs take the
+/// 16-column block, `conv2dDirectBlock16AVX512`; the bits are the same either way.
 public func conv2dDirect(x: UnsafePointer<Float>, cin: Int, ih: Int, iw: Int, packedWeights wt: UnsafePointer<Float>, cout: Int, kh: Int, kw: Int,
-                         padTop: Int, padLeft: Int, oh: Int, ow: Int, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+                         padTop: Int, padLeft: Int, oh: Int, ow: Int, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+                         isa: KernelISA = .detected) {
     precondition(ow >= 8, "conv2dDirect needs at least 8 output columns, got \(ow)")
     typealias V = SIMD8<Float>
     let ph = oh + kh - 1, pw = ow + kw - 1, kk = cin * kh * kw
@@ -77,9 +82,15 @@ public func conv2dDirect(x: UnsafePointer<Float>, cin: Int, ih: Int, iw: Int, pa
         }
     }
     let blocks = (cout + 7) / 8
+    let wide = isa == .avx512 && KernelISA.detected == .avx512 && ow >= 16
     for b in 0..<blocks {
         let wb = wt + b * kk * 8
         let channels = min(8, cout - b * 8)
+        if wide {
+            conv2dDirectBlock16AVX512(xp: xp, ph: ph, pw: pw, cin: cin, kh: kh, kw: kw, weights: wb, channels: channels,
+                                      oh: oh, ow: ow, y: y + b * 8 * oh * ow)
+            continue
+        }
         for oy in 0..<oh {
             var ox = 0
             while ox < ow {

@@ -214,8 +214,9 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
 
 @Suite struct DirectConvTests {
     /// The direct kernel gives its naive twin's bits over ragged shapes: output widths that are
-    /// and are not multiples of 8 (the overlapping last vector), channel counts around the
-    /// blocks of 8, asymmetric kernels and pads.
+    /// and are not multiples of 8 or 16 (the overlapping last vector), channel counts around the
+    /// blocks of 8, asymmetric kernels and pads; with each block this CPU runs (8 columns, and
+    /// 16 with AVX-512).
     @Test func directConvolutionMatchesItsReference() {
         let cases: [(cin: Int, cout: Int, ih: Int, iw: Int, kh: Int, kw: Int, top: Int, left: Int, bottom: Int, right: Int)] = [
             (1, 6, 28, 28, 5, 5, 2, 2, 2, 2),   // LeNet-5's conv1
@@ -223,25 +224,29 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
             (3, 9, 7, 13, 3, 3, 1, 1, 0, 2),
             (2, 17, 5, 9, 2, 3, 0, 1, 1, 0),
             (1, 8, 10, 33, 3, 5, 2, 0, 0, 0),
+            (2, 5, 4, 16, 3, 3, 1, 1, 1, 1),    // exactly 16 columns
+            (1, 3, 6, 21, 2, 4, 0, 0, 1, 2),    // 20 columns: 16-column vectors overlapping by 12
         ]
         for t in cases {
-            let oh = t.ih + t.top + t.bottom - t.kh + 1, ow = t.iw + t.left + t.right - t.kw + 1
-            let x = GemmTests.fill(t.cin * t.ih * t.iw, seed: UInt32(t.cout)), w = GemmTests.fill(t.cout * t.cin * t.kh * t.kw, seed: UInt32(t.iw))
-            var expected = [Float](repeating: 0, count: t.cout * oh * ow), got = [Float](repeating: .nan, count: t.cout * oh * ow)
-            expected.withUnsafeMutableBufferPointer {
-                conv2dDirectReference(x: x, cin: t.cin, ih: t.ih, iw: t.iw, w: w, cout: t.cout, kh: t.kh, kw: t.kw,
-                                      padTop: t.top, padLeft: t.left, oh: oh, ow: ow, y: $0.baseAddress!)
-            }
-            var scratch = [Float](repeating: .nan, count: conv2dDirectScratch(cin: t.cin, kh: t.kh, kw: t.kw, oh: oh, ow: ow))
-            var packed = [Float](repeating: .nan, count: conv2dDirectPackedWeights(cin: t.cin, cout: t.cout, kh: t.kh, kw: t.kw))
-            packed.withUnsafeMutableBufferPointer { conv2dDirectPackWeights(w, cin: t.cin, cout: t.cout, kh: t.kh, kw: t.kw, into: $0.baseAddress!) }
-            got.withUnsafeMutableBufferPointer { y in
-                scratch.withUnsafeMutableBufferPointer { s in
-                    conv2dDirect(x: x, cin: t.cin, ih: t.ih, iw: t.iw, packedWeights: packed, cout: t.cout, kh: t.kh, kw: t.kw,
-                                 padTop: t.top, padLeft: t.left, oh: oh, ow: ow, y: y.baseAddress!, scratch: s.baseAddress!)
+            for isa in GemmTests.variants {
+                let oh = t.ih + t.top + t.bottom - t.kh + 1, ow = t.iw + t.left + t.right - t.kw + 1
+                let x = GemmTests.fill(t.cin * t.ih * t.iw, seed: UInt32(t.cout)), w = GemmTests.fill(t.cout * t.cin * t.kh * t.kw, seed: UInt32(t.iw))
+                var expected = [Float](repeating: 0, count: t.cout * oh * ow), got = [Float](repeating: .nan, count: t.cout * oh * ow)
+                expected.withUnsafeMutableBufferPointer {
+                    conv2dDirectReference(x: x, cin: t.cin, ih: t.ih, iw: t.iw, w: w, cout: t.cout, kh: t.kh, kw: t.kw,
+                                          padTop: t.top, padLeft: t.left, oh: oh, ow: ow, y: $0.baseAddress!)
                 }
+                var scratch = [Float](repeating: .nan, count: conv2dDirectScratch(cin: t.cin, kh: t.kh, kw: t.kw, oh: oh, ow: ow))
+                var packed = [Float](repeating: .nan, count: conv2dDirectPackedWeights(cin: t.cin, cout: t.cout, kh: t.kh, kw: t.kw))
+                packed.withUnsafeMutableBufferPointer { conv2dDirectPackWeights(w, cin: t.cin, cout: t.cout, kh: t.kh, kw: t.kw, into: $0.baseAddress!) }
+                got.withUnsafeMutableBufferPointer { y in
+                    scratch.withUnsafeMutableBufferPointer { s in
+                        conv2dDirect(x: x, cin: t.cin, ih: t.ih, iw: t.iw, packedWeights: packed, cout: t.cout, kh: t.kh, kw: t.kw,
+                                     padTop: t.top, padLeft: t.left, oh: oh, ow: ow, y: y.baseAddress!, scratch: s.baseAddress!, isa: isa)
+                    }
+                }
+                #expect(got.map(\.bitPattern) == expected.map(\.bitPattern), "\(t) \(isa)")
             }
-            #expect(got.map(\.bitPattern) == expected.map(\.bitPattern), "\(t)")
         }
     }
 }
