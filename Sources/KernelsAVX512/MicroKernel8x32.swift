@@ -124,7 +124,7 @@ public func conv2dDirectBlock16AVX512(
     channels: Int, oh: Int, ow: Int, y: UnsafeMutablePointer<Float>
 ) {
     typealias V = SIMD16<Float>
-    // Callers guarantee ow ≥ 16.
+    // ow ≥ 16: `conv2dDirect` calls this block only then.
     let plane = oh * ow
     for oy in 0..<oh {
         var ox = 0

@@ -428,6 +428,7 @@ extension OpContext {
             let iw = geo.inSpatial.last ?? 1, ow = geo.outSpatial.last ?? 1
             let wide = geo.affine.map { $0.colStep == 1 && $0.rowStep == iw && ow < iw } ?? false
             let perSample = wide ? (geo.outSpatial[0] - 1) * iw + ow : p
+            let offsets = wide ? geo.affine!.offsets : []
             let nb = max(1, min(batch, (wide ? 512 : 256) / perSample))
             let chunks = (batch + nb - 1) / nb
             let perChunk = kk * nb * perSample * mg * group
@@ -456,7 +457,6 @@ extension OpContext {
                                         for s in 0..<count {
                                             let plane = xp + ((n0 + s) * cin + g * cg) * inP
                                             if wide {
-                                                let offsets = geo.affine!.offsets
                                                 for c in 0..<cg {
                                                     for q in 0..<kq {
                                                         copyFloats(cols + (c * kq + q) * ld + s * perSample, plane + c * inP + offsets[q], count: perSample)
@@ -590,11 +590,12 @@ extension OpContext {
         // average sums in increasing q, exactly as a per-output loop would.
         // Planes are independent, so they are split across threads.
         let workers = max(1, min(threads, planes, planes * p * kq / 32_768))
-        // Eight planes at a time when runs average under eight outputs and there are eight
-        // planes to fill the lanes. Longer runs go plane by plane, a vector per eight outputs and
-        // a masked one for the rest. LeNet-5 at batch 64, interleaved: pool1 (runs of 14) 540 →
-        // 395 µs plane by plane; pool2 (runs of 5) 188 µs eight planes at a time, 415 plane by
-        // plane (a run's bookkeeping outweighs its one vector).
+        // 2-D windows without padding go output row by output row (`pooledRows`). The others:
+        // eight planes at a time when runs average under eight outputs and there are eight
+        // planes to fill the lanes, else plane by plane, a vector per eight outputs and a masked
+        // one for the rest. (Measured on LeNet-5 at batch 64 before `pooledRows` took its
+        // windows: runs of 14, 540 → 395 µs plane by plane; runs of 5, 188 µs eight planes at a
+        // time against 415 plane by plane, where a run's bookkeeping outweighs its one vector.)
         let shortRuns = geo.runs.count / 4 * 8 > kq * p && planes >= 8
         x.value.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
