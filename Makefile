@@ -7,7 +7,7 @@ SWIFT ?= swift
 BUILD_FLAGS := -c release -Xswiftc -enable-testing
 BIN := .build/release/prunecheck
 REPORTS := reports
-APT_PACKAGES := libgit2-dev libxml2-dev libxml2-utils pkg-config
+APT_PACKAGES := libgit2-dev libxml2-dev libxml2-utils pkg-config binutils
 
 .PHONY: setup build test demo bench quality conformance interop fuzz proto clean
 
@@ -25,9 +25,13 @@ setup:
 build: setup
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests
 
-## test: the whole test suite against the optimized build
+## test: the whole test suite against the optimized build, and a scan of every built binary for
+## a Swift 6.3 miscompile (swiftlang/swift#90477; see Tests/tools/check_swifterror_tailcalls.py)
 test: build
 	$(SWIFT) test $(BUILD_FLAGS) --skip-build --disable-xctest
+	python3 Tests/tools/check_swifterror_tailcalls.py --self-test
+	python3 Tests/tools/check_swifterror_tailcalls.py .build/release/prunecheck .build/release/prunecheck-bench \
+		.build/release/prunecheck-conformance .build/release/PruneCheckPackageTests.xctest
 
 ## demo: run the check on the bundled examples against baselines/
 demo: build
