@@ -513,8 +513,9 @@ func microKernel1x64(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, 
 }
 
 /// B packed once, in exactly the blocks and panel layout `gemm` builds on every call, for a
-/// matrix that is reused across calls (a layer's weights during inference).
-public struct PackedB: Sendable {
+/// matrix that is reused across calls (a layer's weights during inference). A class, so handing
+/// it to a call retains one object.
+public final class PackedB: Sendable {
     public let n: Int
     public let k: Int
     /// One buffer per (N block, K block), in the order `gemm` visits them.

@@ -16,8 +16,9 @@
 //   count.
 
 
-/// A matrix in compressed sparse row form (indices as Int32).
-public struct CSRMatrix: Sendable {
+/// A matrix in compressed sparse row form (indices as Int32). A class: a layer's cache hands it
+/// to every call, and as a struct of six arrays each hand-over retained and released all six.
+public final class CSRMatrix: Sendable {
     public let rows: Int
     public let cols: Int
     public let rowStart: [Int32]

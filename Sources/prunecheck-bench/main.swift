@@ -13,7 +13,8 @@
 //                                   into the Conv or Gemm before it shows 0: its time is in that node)
 //   PRUNECHECK_PROFILE=a,b          the same for the named fixture models (`a:0.9`: pruned to 90 %
 //                                   by global magnitude first); PRUNECHECK_PROFILE_BATCH=N sets the batch;
-//                                   PRUNECHECK_PROFILE_NOTIMES=1 runs the same calls untimed (for perf)
+//                                   PRUNECHECK_PROFILE_NOTIMES=1 runs the same calls untimed (for perf),
+//                                   PRUNECHECK_PROFILE_CALLS=N that many (default 12,800 / batch)
 
 import Dispatch
 import Foundation
@@ -218,7 +219,7 @@ if let profile = ProcessInfo.processInfo.environment["PRUNECHECK_PROFILE"] {
         }
         let input = x.rows(0..<batch)
         // About 0.2 s of calls, so a batch of 1 is not one descheduling away from its mean.
-        let calls = max(20, 12_800 / batch)
+        let calls = Int(ProcessInfo.processInfo.environment["PRUNECHECK_PROFILE_CALLS"] ?? "") ?? max(20, 12_800 / batch)
         for _ in 0..<5 { _ = model.predict(input, threads: threadCounts[0]) }
         Graph.profileTotals = [:]
         Graph.profile = ProcessInfo.processInfo.environment["PRUNECHECK_PROFILE_NOTIMES"] == nil

@@ -105,19 +105,21 @@ public final class Graph {
     public var dropoutSeed: UInt64 = 0
     var dropoutCounter: UInt64 = 0
 
-    private var slotOf: [String: Int] = [:]
-    private var nodeSlots: [(inputs: [Int], outputs: [Int])] = []
-    private var inputSlots: [Int] = []
-    private var outputSlots: [Int] = []
-    private var constantSlots: [(slot: Int, value: Value)] = []
+    // NOTE: what a run only reads is `let`: a `var` of a class costs a dynamic exclusivity
+    // check on every access, several per node and run.
+    private let slotOf: [String: Int]
+    private let nodeSlots: [(inputs: [Int], outputs: [Int])]
+    private let inputSlots: [Int]
+    private let outputSlots: [Int]
+    private var constantSlots: [(slot: Int, value: Value)]
     /// Per node: the Linear fast path's cache (nil when the node is not a Linear Gemm).
-    var linearCaches: [LinearCache?] = []
+    let linearCaches: [LinearCache?]
     /// Per node: its op resolved once, so a run does not compare op-type strings.
-    var kinds: [OpKind] = []
+    let kinds: [OpKind]
     /// Per node: a Conv or Gemm whose output only the next node, a Relu, reads. Inference
     /// (no tape) applies the ReLU inside the producer, on each block of output while it is in
     /// cache, and the Relu node passes the value on. ReLU is exact, so the bits are the same.
-    var reluFused: [Bool] = []
+    let reluFused: [Bool]
     /// Per node: the Conv/pool window of the last input shape it saw (the table is the costly
     /// part of a small convolution).
     var windows: [(spatial: [Int], geometry: WindowGeometry)?] = []
@@ -157,6 +159,7 @@ public final class Graph {
         }
         self.initializers = values
         self.initializerNames = names
+        var slotOf: [String: Int] = [:]
         func slot(_ name: String) -> Int {
             if let s = slotOf[name] { return s }
             let s = slotOf.count
@@ -169,7 +172,8 @@ public final class Graph {
             (n.inputs.map { $0.isEmpty ? -1 : slot($0) }, n.outputs.map { $0.isEmpty ? -1 : slot($0) })
         }
         outputSlots = outputs.map { slot($0) }
-        linearCaches = nodes.map { n in n.opType == "Gemm" && LinearCache.applies(to: n, graph: self) ? LinearCache() : nil }
+        self.slotOf = slotOf
+        linearCaches = nodes.map { n in n.opType == "Gemm" && LinearCache.applies(to: n, initializers: values) ? LinearCache() : nil }
         kinds = nodes.map { OpKind(opType: $0.opType) }
         var readers: [String: Int] = [:]
         for n in nodes { for i in n.inputs where !i.isEmpty { readers[i, default: 0] += 1 } }
@@ -206,29 +210,33 @@ public final class Graph {
         var slots = [Value?](repeating: nil, count: slotOf.count)
         for (s, value) in constantSlots { slots[s] = value }
         for (i, s) in inputSlots.enumerated() { slots[s] = feeds[i] }
-        for (index, node) in nodes.enumerated() {
-            let (ins, outs) = nodeSlots[index]
+        // NOTE: by index, without copying a node or building an argument list the node does not
+        // need: at batch 1 the per-node bookkeeping is a good part of a small model's time.
+        for index in nodes.indices {
+            let ins = nodeSlots[index].inputs, outs = nodeSlots[index].outputs
+            if tape == nil && index > 0 && reluFused[index - 1], let s = ins.first, s >= 0, let v = slots[s] {
+                // The producer applied this ReLU already (see `reluFused`).
+                slots[outs[0]] = v
+                continue
+            }
             var args: [Value?] = []
             args.reserveCapacity(ins.count)
             for s in ins {
                 if s < 0 { args.append(nil); continue }
                 guard let v = slots[s] else {
+                    let node = nodes[index]
                     throw GraphError(node: node.name, op: node.opType, "input '\(node.inputs[args.count])' has no value (not produced by an earlier node, an input or an initializer)")
                 }
                 args.append(v)
             }
-            if tape == nil && index > 0 && reluFused[index - 1] {
-                // The producer applied this ReLU already (see `reluFused`).
-                slots[outs[0]] = args[0]
-                continue
-            }
-            let ctx = OpContext(graph: self, node: node, index: index, kind: kinds[index], inputs: args, tape: tape, threads: threads,
+            let ctx = OpContext(graph: self, index: index, kind: kinds[index], inputs: args, tape: tape, threads: threads,
                                 fuseRelu: tape == nil && reluFused[index])
             let t0 = Graph.profile ? DispatchTime.now().uptimeNanoseconds : 0
             let results = try ctx.execute()
-            if Graph.profile { Graph.profileTotals[node.name, default: 0] += DispatchTime.now().uptimeNanoseconds - t0 }
+            if Graph.profile { Graph.profileTotals[nodes[index].name, default: 0] += DispatchTime.now().uptimeNanoseconds - t0 }
             for (k, s) in outs.enumerated() where s >= 0 {
                 guard k < results.count else {
+                    let node = nodes[index]
                     throw GraphError(node: node.name, op: node.opType, "output \(k) ('\(node.outputs[k])') is not produced by this implementation")
                 }
                 slots[s] = results[k]
@@ -321,7 +329,7 @@ public final class Graph {
         if let first = inputs.first { env[first.name] = .float(Variable(x)) }
         for (index, node) in nodes.enumerated() {
             let args = node.inputs.map { $0.isEmpty ? nil : env[$0] }
-            let ctx = OpContext(graph: self, node: node, index: index, kind: kinds[index], inputs: args, tape: nil, threads: threads)
+            let ctx = OpContext(graph: self, index: index, kind: kinds[index], inputs: args, tape: nil, threads: threads)
             let results = try ctx.execute()
             for (k, name) in node.outputs.enumerated() where !name.isEmpty && k < results.count { env[name] = results[k] }
         }
@@ -351,14 +359,16 @@ final class LinearCache {
 
     /// A Gemm that is a Linear layer: transB = 1, alpha = beta = 1, weight an initializer,
     /// bias absent or a 1-D initializer.
-    static func applies(to n: Node, graph: Graph) -> Bool {
-        guard n.inputs.count >= 2, case .float? = graph.initializer(n.inputs[1]) else { return false }
+    static func applies(to n: Node, graph: Graph) -> Bool { applies(to: n, initializers: graph.initializers) }
+
+    static func applies(to n: Node, initializers: [String: Value]) -> Bool {
+        guard n.inputs.count >= 2, case .float? = initializers[n.inputs[1]] else { return false }
         if case .int(let t)? = n.attributes["transB"], t == 1 {} else { return false }
         if case .int(let t)? = n.attributes["transA"], t != 0 { return false }
         if case .float(let a)? = n.attributes["alpha"], a != 1 { return false }
         if case .float(let b)? = n.attributes["beta"], b != 1 { return false }
         if n.inputs.count > 2, !n.inputs[2].isEmpty {
-            guard case .float(let c)? = graph.initializer(n.inputs[2]), c.value.shape.count == 1 else { return false }
+            guard case .float(let c)? = initializers[n.inputs[2]], c.value.shape.count == 1 else { return false }
         }
         return true
     }

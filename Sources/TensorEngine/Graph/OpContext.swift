@@ -55,8 +55,10 @@ enum OpKind {
 /// for what a file could get wrong (shapes, attributes), before any kernel runs.
 struct OpContext {
     let graph: Graph
-    let node: Node
     let index: Int
+    /// The node (read from the graph on use: copying its five arrays and strings into every
+    /// context cost a retain and a release each per node and run).
+    var node: Node { graph.nodes[index] }
     let kind: OpKind
     let inputs: [Value?]
     let tape: Tape?
