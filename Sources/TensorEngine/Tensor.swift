@@ -35,6 +35,16 @@ public struct Tensor: Equatable, Sendable {
         self.storage = [Float](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
     }
 
+    /// An empty tensor that allocates nothing: what a holder keeps while its storage is lent
+    /// out (`OpContext.outputBuffer`).
+    static let placeholder = Tensor(shape: [0], scalars: [])
+
+    /// The same storage under another shape with the same element count.
+    mutating func setShape(_ newShape: [Int]) {
+        precondition(newShape.reduce(1, *) == count, "cannot reshape \(shape) (\(count) elements) to \(newShape)")
+        shape = newShape
+    }
+
     /// A tensor holding `scalars` in row-major order.
     public init(shape: [Int], scalars: [Float]) {
         precondition(

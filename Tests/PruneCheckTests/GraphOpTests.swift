@@ -416,6 +416,33 @@ extension DirectConvTests {
             }
         }
     }
+
+    /// Inference writes a node's output into the buffer of its previous output when nothing
+    /// else holds it; what a caller still holds (a result, an intermediate value) keeps its values.
+    @Test func reusedOutputBuffersNeverOverwriteWhatACallerHolds() throws {
+        let (graph, x1) = Self.graph(direct: false, extraReader: false)
+        let x2 = Tensor(shape: x1.shape, scalars: x1.scalars.map { -$0 })
+        let fresh = { (x: Tensor) in Self.graph(direct: false, extraReader: false).0.predict(x, threads: 1) }
+        let want1 = fresh(x1), want2 = fresh(x2)
+        #expect(want1 != want2)
+        let held1 = graph.predict(x1, threads: 1)
+        let inner = try graph.values(for: x1, threads: 1)   // every intermediate, held
+        guard case .float(let conv1)? = inner["c"] else { Issue.record("no conv output"); return }
+        let convBefore = conv1.value.scalars
+        #expect(convBefore.count == 3 * 8 * 81)
+        let held2 = graph.predict(x2, threads: 1)
+        #expect(held1.scalars.map(\.bitPattern) == want1.scalars.map(\.bitPattern))
+        #expect(held2.scalars.map(\.bitPattern) == want2.scalars.map(\.bitPattern))
+        for _ in 0..<3 { _ = graph.predict(x2, threads: 1) }
+        #expect(conv1.value.scalars == convBefore)
+        #expect(graph.predict(x1, threads: 1).scalars.map(\.bitPattern) == want1.scalars.map(\.bitPattern))
+        // Steady state: the Gemm's and the Conv's outputs are the same objects run after run.
+        _ = graph.predict(x1, threads: 1)
+        let ids = graph.inferenceOutputs.map { $0.map(ObjectIdentifier.init) }
+        _ = graph.predict(x2, threads: 1)
+        #expect(graph.inferenceOutputs.map { $0.map(ObjectIdentifier.init) } == ids)
+        #expect(ids[0] != nil && ids[3] != nil)
+    }
 }
 
 extension DirectConvTests {

@@ -120,12 +120,18 @@ public final class Graph {
     /// (no tape) applies the ReLU inside the producer, on each block of output while it is in
     /// cache, and the Relu node passes the value on. ReLU is exact, so the bits are the same.
     let reluFused: [Bool]
+    /// The most inputs any node has (a run's one argument list is that long).
+    let maxNodeInputs: Int
     /// Per node: the Conv/pool window of the last input shape it saw (the table is the costly
     /// part of a small convolution).
     var windows: [(spatial: [Int], geometry: WindowGeometry)?] = []
     /// Per node: a scratch buffer reused across runs (a Conv's columns, one block per worker),
     /// so steady-state inference does not allocate (and fault in) megabytes per call.
     var scratchColumns: [[Float]] = []
+    /// Per node: its output of the last inference run, whose buffer the next run writes again
+    /// when nothing else holds it (`OpContext.outputBuffer`), so steady-state inference does
+    /// not allocate its outputs.
+    var inferenceOutputs: [Variable?] = []
 
     /// Per-node wall time, for `make bench` diagnostics only (off by default).
     nonisolated(unsafe) public static var profile = false
@@ -175,6 +181,7 @@ public final class Graph {
         self.slotOf = slotOf
         linearCaches = nodes.map { n in n.opType == "Gemm" && LinearCache.applies(to: n, initializers: values) ? LinearCache() : nil }
         kinds = nodes.map { OpKind(opType: $0.opType) }
+        maxNodeInputs = nodes.map(\.inputs.count).max() ?? 0
         var readers: [String: Int] = [:]
         for n in nodes { for i in n.inputs where !i.isEmpty { readers[i, default: 0] += 1 } }
         reluFused = nodes.indices.map { i in
@@ -185,6 +192,7 @@ public final class Graph {
         }
         windows = Array(repeating: nil, count: nodes.count)
         scratchColumns = Array(repeating: [], count: nodes.count)
+        inferenceOutputs = Array(repeating: nil, count: nodes.count)
     }
 
     /// The value an initializer holds.
@@ -210,8 +218,11 @@ public final class Graph {
         var slots = [Value?](repeating: nil, count: slotOf.count)
         for (s, value) in constantSlots { slots[s] = value }
         for (i, s) in inputSlots.enumerated() { slots[s] = feeds[i] }
-        // NOTE: by index, without copying a node or building an argument list the node does not
-        // need: at batch 1 the per-node bookkeeping is a good part of a small model's time.
+        // NOTE: by index, without copying a node, with one argument list for all nodes, and
+        // none for a node that does not need it: at batch 1 the per-node bookkeeping is a good
+        // part of a small model's time.
+        var args: [Value?] = []
+        args.reserveCapacity(maxNodeInputs)
         for index in nodes.indices {
             let ins = nodeSlots[index].inputs, outs = nodeSlots[index].outputs
             if tape == nil && index > 0 && reluFused[index - 1], let s = ins.first, s >= 0, let v = slots[s] {
@@ -219,8 +230,7 @@ public final class Graph {
                 slots[outs[0]] = v
                 continue
             }
-            var args: [Value?] = []
-            args.reserveCapacity(ins.count)
+            args.removeAll(keepingCapacity: true)  // unique again once the last node's context is gone
             for s in ins {
                 if s < 0 { args.append(nil); continue }
                 guard let v = slots[s] else {

@@ -206,7 +206,9 @@ extension OpContext {
                 throw fail("input of shape \(s) does not fit the weight \(w.value.shape) (transB = 1)")
             }
             if tape == nil {
-                return .float(Variable(linearInfer(x.value, weight: w, bias: b, cache: cache, threads: threads, relu: fuseRelu)))
+                var y = outputBuffer([s[0], w.value.shape[0]])
+                linearInfer(x.value, weight: w, bias: b, cache: cache, threads: threads, relu: fuseRelu, into: &y)
+                return inferenceValue(y, requiresGrad: false)
             }
             return .float(linear(x, weight: w, bias: b, tape: tape, threads: threads))
         }
@@ -407,7 +409,7 @@ extension OpContext {
         let cg = cin / group, mg = cout / group
         let kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
         let kk = cg * kq
-        var y = Tensor(uninitialized: [batch, cout] + geo.outSpatial)   // every output is written below
+        var y = outputBuffer([batch, cout] + geo.outSpatial)   // every output is written below
         // Forward, per group and chunk of `nb` samples: Y (Mg × nb·P) = W (Mg × K) · cols (K × nb·P),
         // cols built from the window's runs (contiguous copies for stride-1 windows). Samples are
         // chunked so the GEMM's columns fill its 16-wide panels even when P is small; with one
@@ -572,7 +574,7 @@ extension OpContext {
         let includePad = try int("count_include_pad", 0) == 1
         let planes = sx[0] * sx[1], kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
         let table = geo.table
-        var y = Tensor(uninitialized: [sx[0], sx[1]] + geo.outSpatial)   // every plane is filled below
+        var y = outputBuffer([sx[0], sx[1]] + geo.outSpatial)   // every plane is filled below
         // The argmax (input offset per output) only serves the backward pass and the Indices
         // output; inference skips it.
         let needArgmax = isMax && ((tape != nil && x.requiresGrad) || node.outputs.count > 1)
@@ -1022,10 +1024,12 @@ func copyFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>,
 
 /// Inference of a Linear layer: y = x · Wᵀ + b, through the CSR kernel when the weight is
 /// sparse enough for the batch, else the prepacked GEMM (both equal the plain GEMM bit for bit).
-func linearInfer(_ x: Tensor, weight: Variable, bias: Variable?, cache: LinearCache, threads: Int, relu: Bool = false) -> Tensor {
+/// Writes y (rows × out, every element) = x · Wᵀ + b, through the layer's sparse or packed form.
+func linearInfer(_ x: Tensor, weight: Variable, bias: Variable?, cache: LinearCache, threads: Int, relu: Bool = false,
+                 into y: inout Tensor) {
     let outF = weight.value.shape[0], inF = weight.value.shape[1]
     let rows = x.shape[0]
-    var y = Tensor(uninitialized: [rows, outF])   // both kernels write every output
+    precondition(y.shape == [rows, outF], "linear output \(y.shape) for input \(x.shape) and weight \(weight.value.shape)")
     let id = ObjectIdentifier(weight)
     if cache.sparse == nil || cache.sparse!.version != weight.version || cache.sparseOwner != id {
         let matrix = weight.value.withUnsafeBufferPointer { p -> CSRMatrix? in
@@ -1057,5 +1061,4 @@ func linearInfer(_ x: Tensor, weight: Variable, bias: Variable?, cache: LinearCa
             if relu { reluForward(yp.baseAddress!, count: yp.count, out: yp.baseAddress!) }
         }
     }
-    return y
 }

@@ -51,6 +51,21 @@ enum OpKind {
     }
 }
 
+/// A node's outputs. Most nodes have one, and a one-element array would cost an allocation
+/// per node and run.
+struct NodeOutputs {
+    let first: Value
+    let rest: [Value]
+    init(_ value: Value) { first = value; rest = [] }
+    init(all values: [Value]) {
+        precondition(!values.isEmpty, "an op returned no outputs")
+        first = values[0]
+        rest = Array(values.dropFirst())
+    }
+    var count: Int { 1 + rest.count }
+    subscript(k: Int) -> Value { k == 0 ? first : rest[k - 1] }
+}
+
 /// One node's execution: its inputs, attributes and the tape. Every op throws `GraphError`
 /// for what a file could get wrong (shapes, attributes), before any kernel runs.
 struct OpContext {
@@ -144,6 +159,7 @@ struct OpContext {
     /// Wraps `y` as the op's output; when recording and a parent needs a gradient, `back`
     /// runs in the backward pass with ∂loss/∂y.
     func emit(_ y: Tensor, parents: [Variable], _ back: @escaping (Tensor) -> Void) -> Value {
+        if tape == nil { return inferenceValue(y, requiresGrad: parents.contains { $0.requiresGrad }) }
         let out = Variable(y, requiresGrad: parents.contains { $0.requiresGrad })
         if let tape, out.requiresGrad {
             tape.record {
@@ -154,36 +170,64 @@ struct OpContext {
         return .float(out)
     }
 
+    // MARK: output buffers at inference
+
+    /// A tensor of `shape` for this node's output, every element of which the op writes. At
+    /// inference it is the buffer of the node's previous output when nothing else holds that
+    /// output any more (the Variable is unique; if its storage is not, writing copies it).
+    func outputBuffer(_ shape: [Int]) -> Tensor {
+        guard tape == nil, isKnownUniquelyReferenced(&graph.inferenceOutputs[index]), let v = graph.inferenceOutputs[index],
+              v.value.count == shape.reduce(1, *) else {
+            return Tensor(uninitialized: shape)
+        }
+        var t = v.value
+        v.value = .placeholder  // the storage's only holder is now `t`
+        if t.shape != shape { t.setShape(shape) }
+        return t
+    }
+
+    /// An inference output as a value, in the node's previous output Variable when nothing
+    /// else holds it.
+    func inferenceValue(_ y: Tensor, requiresGrad: Bool) -> Value {
+        if isKnownUniquelyReferenced(&graph.inferenceOutputs[index]), let v = graph.inferenceOutputs[index], v.requiresGrad == requiresGrad {
+            v.value = y
+            return .float(v)
+        }
+        let v = Variable(y, requiresGrad: requiresGrad)
+        graph.inferenceOutputs[index] = v
+        return .float(v)
+    }
+
     // MARK: dispatch
 
-    func execute() throws -> [Value] {
+    func execute() throws -> NodeOutputs {
         switch kind {
-        case .identity: return [try value(0)]
-        case .constant: return [try constant()]
-        case .shape: return [try shape()]
-        case .cast: return [try cast()]
-        case .relu: return [.float(TensorEngine.relu(try float(0), tape: tape))]
-        case .unary: return [try unary()]
-        case .clip: return [try clip()]
-        case .binary: return [try binary(node.opType, try value(0), try value(1))]
-        case .variadic: return [try variadic()]
-        case .softmax: return [try softmax(log: false)]
-        case .logSoftmax: return [try softmax(log: true)]
-        case .reshapeLike: return [try reshapeLike()]
-        case .transpose: return [try transpose()]
-        case .concat: return [try concat()]
-        case .slice: return [try slice()]
-        case .pad: return [try pad()]
-        case .gather: return [try gather()]
-        case .reduce: return [try reduce()]
-        case .argMax: return [try argMax()]
-        case .gemm: return [try gemmOp()]
-        case .matMul: return [try matMul()]
-        case .conv: return [try conv()]
-        case .pool: return try pool()
-        case .batchNorm: return [try batchNorm()]
-        case .layerNorm: return try layerNorm()
-        case .dropout: return try dropout()
+        case .identity: return NodeOutputs(try value(0))
+        case .constant: return NodeOutputs(try constant())
+        case .shape: return NodeOutputs(try shape())
+        case .cast: return NodeOutputs(try cast())
+        case .relu: return NodeOutputs(.float(TensorEngine.relu(try float(0), tape: tape)))
+        case .unary: return NodeOutputs(try unary())
+        case .clip: return NodeOutputs(try clip())
+        case .binary: return NodeOutputs(try binary(node.opType, try value(0), try value(1)))
+        case .variadic: return NodeOutputs(try variadic())
+        case .softmax: return NodeOutputs(try softmax(log: false))
+        case .logSoftmax: return NodeOutputs(try softmax(log: true))
+        case .reshapeLike: return NodeOutputs(try reshapeLike())
+        case .transpose: return NodeOutputs(try transpose())
+        case .concat: return NodeOutputs(try concat())
+        case .slice: return NodeOutputs(try slice())
+        case .pad: return NodeOutputs(try pad())
+        case .gather: return NodeOutputs(try gather())
+        case .reduce: return NodeOutputs(try reduce())
+        case .argMax: return NodeOutputs(try argMax())
+        case .gemm: return NodeOutputs(try gemmOp())
+        case .matMul: return NodeOutputs(try matMul())
+        case .conv: return NodeOutputs(try conv())
+        case .pool: return NodeOutputs(all: try pool())
+        case .batchNorm: return NodeOutputs(try batchNorm())
+        case .layerNorm: return NodeOutputs(all: try layerNorm())
+        case .dropout: return NodeOutputs(all: try dropout())
         case .unsupported: throw fail("op '\(node.opType)' is not supported (opset \(graph.opset))")
         }
     }
