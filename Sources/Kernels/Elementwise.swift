@@ -49,9 +49,22 @@ public func softmaxRows(_ x: UnsafePointer<Float>, rows: Int, cols: Int, out: Un
     }
 }
 
-/// out[i] = max(x[i], 0). `out` may alias `x`.
+/// out[i] = x[i] > 0 ? x[i] : 0 (NaN and -0 become +0). `out` may alias `x`.
+// NOTE: explicit vectors: as a plain loop, the compiler's overlap check sent every in-place
+// call (the ReLU fused into a Conv or Gemm) to its scalar version, one element per cycle, 12 %
+// of the MNIST-1D MLP at batch 64.
 public func reluForward(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<Float>) {
-    for i in 0..<count { out[i] = x[i] > 0 ? x[i] : 0 }
+    typealias V = SIMD16<Float>
+    var i = 0
+    while i + 16 <= count {
+        let v = UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
+        UnsafeMutableRawPointer(out + i).storeBytes(of: V().replacing(with: v, where: v .> 0), as: V.self)
+        i += 16
+    }
+    while i < count {
+        out[i] = x[i] > 0 ? x[i] : 0
+        i += 1
+    }
 }
 
 /// dx[i] += x[i] > 0 ? dy[i] : 0.

@@ -108,6 +108,21 @@ import Testing
         #expect(expf32(100) == .infinity)
     }
 
+    @Test func reluMatchesItsDefinitionInPlaceAndNot() {
+        for count in [1, 3, 7, 16, 33, 100] {
+            var x = GemmTests.fill(count, seed: UInt32(count))
+            let specials: [Float] = [.nan, -0.0, 0, .infinity, -.infinity, -.nan]
+            for (i, v) in specials.enumerated() where i < count { x[(i * 5) % count] = v }
+            let want = x.map { $0 > 0 ? $0 : Float(0) }
+            var out = [Float](repeating: .nan, count: count)
+            x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { reluForward(xp.baseAddress!, count: count, out: $0.baseAddress!) } }
+            #expect(out.map(\.bitPattern) == want.map(\.bitPattern), "count \(count)")
+            var inPlace = x
+            inPlace.withUnsafeMutableBufferPointer { reluForward($0.baseAddress!, count: count, out: $0.baseAddress!) }
+            #expect(inPlace.map(\.bitPattern) == want.map(\.bitPattern), "count \(count), in place")
+        }
+    }
+
     @Test func softmaxRowsSumToOne() {
         let x: [Float] = [1, 2, 3, -1000, 0, 1000]
         var y = [Float](repeating: 0, count: 6)
