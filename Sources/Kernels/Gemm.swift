@@ -219,6 +219,26 @@ func rowTiles(
                 p += panelsHere
             }
             ic += 1
+        } else if wide && !transposeA && count <= unpackedPanelsMax {
+            // Few panels (a small layer's outputs): A is read where it is, eight rows per tile,
+            // since packing it cost more than the few panel pairs that would reuse it.
+            // A last single row is left to the 1-row path.
+            let rows = (i1 - ic) % wideMR == 1 ? i1 - ic - 1 : i1 - ic
+            var p = 0
+            while p < count {
+                let jj = jc + p * gemmNR
+                let two = p + 1 < count
+                let nr = min(two ? 2 * gemmNR : gemmNR, jc + nc - jj)
+                var t = 0
+                while t < rows {
+                    microKernel8x32RowsAVX512(kc: kc, a: a + (ic + t) * lda + pc, lda: lda, b0: panels + p * kc * gemmNR,
+                                              b1: two ? panels + (p + 1) * kc * gemmNR : nil, bStride: gemmNR,
+                                              c: c + (ic + t) * ldc + jj, ldc: ldc, mr: min(wideMR, rows - t), nr: nr, load: load)
+                    t += wideMR
+                }
+                p += 2
+            }
+            ic += rows
         } else if wide {
             // Up to `wideBlockRows` rows packed tile by tile, then each panel pair runs over all
             // of them: the pair (kc × 32) stays in L1 while the A tiles stream from L2 (one
@@ -265,6 +285,13 @@ func rowTiles(
         }
     }
 }
+
+/// Blocks of at most this many B panels (128 columns) run the AVX-512 tile on A in place.
+// NOTE: on the MNIST-1D MLP at batch 64 (64 rows; 100, 100 and 10 outputs) packing A was 16 %
+// of the model (perf); in place, its three Gemm nodes went from 7.5 / 14.7 / 5.0 to 6.0 / 11.3
+// / 2.9 µs (runs minutes apart). Larger blocks keep packing: whether it pays there too was
+// lost in this machine's noise.
+@usableFromInline let unpackedPanelsMax = 8
 
 /// Packs A[i0..<i0+mr, k0..<k0+kc] as kc groups of `stride` values (rows past mr are zero).
 @inline(__always)

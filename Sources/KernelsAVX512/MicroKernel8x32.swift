@@ -35,9 +35,65 @@ typealias V16 = SIMD16<Float>
     for i in 0..<max(n, 0) { p[i] = v[i] }
 }
 
+/// Where the 8×32 kernel reads A: the value of row r at the current k, and the step to the next k.
+protocol KernelRows {
+    func value(_ r: Int) -> Float
+    mutating func advance()
+}
+
+/// Packed A: kc groups of 8 rows.
+struct PackedRows: KernelRows {
+    var p: UnsafePointer<Float>
+    @inline(__always) func value(_ r: Int) -> Float { p[r] }
+    @inline(__always) mutating func advance() { p += 8 }
+}
+
+/// A read in place: row r's k-th value at p[r·lda + k]; rows past mr read row 0 (their
+/// results are not stored).
+struct StridedRows: KernelRows {
+    var p: UnsafePointer<Float>
+    let o1, o2, o3, o4, o5, o6, o7: Int
+    init(a: UnsafePointer<Float>, lda: Int, mr: Int) {
+        p = a
+        func offset(_ r: Int) -> Int { r < mr ? r * lda : 0 }
+        (o1, o2, o3, o4, o5, o6, o7) = (offset(1), offset(2), offset(3), offset(4), offset(5), offset(6), offset(7))
+    }
+    @inline(__always) func value(_ r: Int) -> Float {
+        switch r {
+        case 0: return p[0]
+        case 1: return p[o1]
+        case 2: return p[o2]
+        case 3: return p[o3]
+        case 4: return p[o4]
+        case 5: return p[o5]
+        case 6: return p[o6]
+        default: return p[o7]
+        }
+    }
+    @inline(__always) mutating func advance() { p += 1 }
+}
+
 @inline(never)
 public func microKernel8x32AVX512(
     kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>?, bStride: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, load: Bool
+) {
+    kernel8x32(kc: kc, rows: PackedRows(p: a), b0: b0, b1: b1, bStride: bStride, c: c, ldc: ldc, mr: mr, nr: nr, load: load)
+}
+
+/// The same kernel with A row-major and unpacked (A[r, k] at a[r·lda + k]): for blocks with
+/// few B panels, where packing A costs more than it saves.
+@inline(never)
+public func microKernel8x32RowsAVX512(
+    kc: Int, a: UnsafePointer<Float>, lda: Int, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>?, bStride: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, load: Bool
+) {
+    kernel8x32(kc: kc, rows: StridedRows(a: a, lda: lda, mr: mr), b0: b0, b1: b1, bStride: bStride, c: c, ldc: ldc, mr: mr, nr: nr, load: load)
+}
+
+@inline(__always)
+func kernel8x32<Rows: KernelRows>(
+    kc: Int, rows: Rows, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>?, bStride: Int,
     c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, load: Bool
 ) {
     typealias V = V16
@@ -55,32 +111,32 @@ public func microKernel8x32AVX512(
     if let b1 {
         var c01 = ldC(0, 1), c11 = ldC(1, 1), c21 = ldC(2, 1), c31 = ldC(3, 1)
         var c41 = ldC(4, 1), c51 = ldC(5, 1), c61 = ldC(6, 1), c71 = ldC(7, 1)
-        var ap = a, p0 = b0, p1 = b1
+        var ap = rows, p0 = b0, p1 = b1
         for _ in 0..<kc {
             let x0 = load16(p0), x1 = load16(p1)
-            var s = V(repeating: ap[0]); c00 = c00.addingProduct(s, x0); c01 = c01.addingProduct(s, x1)
-            s = V(repeating: ap[1]); c10 = c10.addingProduct(s, x0); c11 = c11.addingProduct(s, x1)
-            s = V(repeating: ap[2]); c20 = c20.addingProduct(s, x0); c21 = c21.addingProduct(s, x1)
-            s = V(repeating: ap[3]); c30 = c30.addingProduct(s, x0); c31 = c31.addingProduct(s, x1)
-            s = V(repeating: ap[4]); c40 = c40.addingProduct(s, x0); c41 = c41.addingProduct(s, x1)
-            s = V(repeating: ap[5]); c50 = c50.addingProduct(s, x0); c51 = c51.addingProduct(s, x1)
-            s = V(repeating: ap[6]); c60 = c60.addingProduct(s, x0); c61 = c61.addingProduct(s, x1)
-            s = V(repeating: ap[7]); c70 = c70.addingProduct(s, x0); c71 = c71.addingProduct(s, x1)
-            ap += 8
+            var s = V(repeating: ap.value(0)); c00 = c00.addingProduct(s, x0); c01 = c01.addingProduct(s, x1)
+            s = V(repeating: ap.value(1)); c10 = c10.addingProduct(s, x0); c11 = c11.addingProduct(s, x1)
+            s = V(repeating: ap.value(2)); c20 = c20.addingProduct(s, x0); c21 = c21.addingProduct(s, x1)
+            s = V(repeating: ap.value(3)); c30 = c30.addingProduct(s, x0); c31 = c31.addingProduct(s, x1)
+            s = V(repeating: ap.value(4)); c40 = c40.addingProduct(s, x0); c41 = c41.addingProduct(s, x1)
+            s = V(repeating: ap.value(5)); c50 = c50.addingProduct(s, x0); c51 = c51.addingProduct(s, x1)
+            s = V(repeating: ap.value(6)); c60 = c60.addingProduct(s, x0); c61 = c61.addingProduct(s, x1)
+            s = V(repeating: ap.value(7)); c70 = c70.addingProduct(s, x0); c71 = c71.addingProduct(s, x1)
+            ap.advance()
             p0 += bStride
             p1 += bStride
         }
         stC(0, 1, c01); stC(1, 1, c11); stC(2, 1, c21); stC(3, 1, c31)
         stC(4, 1, c41); stC(5, 1, c51); stC(6, 1, c61); stC(7, 1, c71)
     } else {
-        var ap = a, p0 = b0
+        var ap = rows, p0 = b0
         for _ in 0..<kc {
             let x0 = load16(p0)
-            c00 = c00.addingProduct(V(repeating: ap[0]), x0); c10 = c10.addingProduct(V(repeating: ap[1]), x0)
-            c20 = c20.addingProduct(V(repeating: ap[2]), x0); c30 = c30.addingProduct(V(repeating: ap[3]), x0)
-            c40 = c40.addingProduct(V(repeating: ap[4]), x0); c50 = c50.addingProduct(V(repeating: ap[5]), x0)
-            c60 = c60.addingProduct(V(repeating: ap[6]), x0); c70 = c70.addingProduct(V(repeating: ap[7]), x0)
-            ap += 8
+            c00 = c00.addingProduct(V(repeating: ap.value(0)), x0); c10 = c10.addingProduct(V(repeating: ap.value(1)), x0)
+            c20 = c20.addingProduct(V(repeating: ap.value(2)), x0); c30 = c30.addingProduct(V(repeating: ap.value(3)), x0)
+            c40 = c40.addingProduct(V(repeating: ap.value(4)), x0); c50 = c50.addingProduct(V(repeating: ap.value(5)), x0)
+            c60 = c60.addingProduct(V(repeating: ap.value(6)), x0); c70 = c70.addingProduct(V(repeating: ap.value(7)), x0)
+            ap.advance()
             p0 += bStride
         }
     }
