@@ -443,6 +443,21 @@ extension DirectConvTests {
         #expect(graph.inferenceOutputs.map { $0.map(ObjectIdentifier.init) } == ids)
         #expect(ids[0] != nil && ids[3] != nil)
     }
+
+    /// The initializers stay in the run's slots from one run to the next; replacing one is seen
+    /// by the next run.
+    @Test func aReplacedInitializerReachesTheNextRun() throws {
+        let (graph, x) = Self.graph(direct: false, extraReader: false)
+        let before = graph.predict(x, threads: 1)
+        guard case .float(let fw)? = graph.initializer("fw") else { Issue.record("no fw"); return }
+        let scaled = Tensor(shape: fw.value.shape, scalars: fw.value.scalars.map { $0 * 2 })
+        graph.setInitializer("fw", .float(scaled))
+        let after = graph.predict(x, threads: 1)
+        let (fresh, _) = Self.graph(direct: false, extraReader: false)
+        fresh.setInitializer("fw", .float(scaled))
+        #expect(after.scalars.map(\.bitPattern) == fresh.predict(x, threads: 1).scalars.map(\.bitPattern))
+        #expect(after != before)
+    }
 }
 
 extension DirectConvTests {

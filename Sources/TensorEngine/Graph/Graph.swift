@@ -112,6 +112,11 @@ public final class Graph {
     private let inputSlots: [Int]
     private let outputSlots: [Int]
     private var constantSlots: [(slot: Int, value: Value)]
+    /// Per slot: whether a run leaves it as it is (an initializer that is not also an input).
+    private let keepsSlot: [Bool]
+    /// The last run's slots with only the initializers left in them, for the next run (empty
+    /// before the first run, after a run that threw, and after `setInitializer`).
+    private var spareSlots: [Value?] = []
     /// Per node: the Linear fast path's cache (nil when the node is not a Linear Gemm).
     let linearCaches: [LinearCache?]
     /// Per node: its op resolved once, so a run does not compare op-type strings.
@@ -179,6 +184,10 @@ public final class Graph {
         }
         outputSlots = outputs.map { slot($0) }
         self.slotOf = slotOf
+        var keeps = [Bool](repeating: false, count: slotOf.count)
+        for (s, _) in constantSlots { keeps[s] = true }
+        for s in inputSlots { keeps[s] = false }
+        keepsSlot = keeps
         linearCaches = nodes.map { n in n.opType == "Gemm" && LinearCache.applies(to: n, initializers: values) ? LinearCache() : nil }
         kinds = nodes.map { OpKind(opType: $0.opType) }
         maxNodeInputs = nodes.map(\.inputs.count).max() ?? 0
@@ -207,6 +216,7 @@ public final class Graph {
         }())
         initializers[name] = value
         if let s = slotOf[name], let i = constantSlots.firstIndex(where: { $0.slot == s }) { constantSlots[i].value = value }
+        spareSlots = []
     }
 
     /// Runs the graph. `feeds` bind the graph inputs in order. Throws a `GraphError` naming
@@ -215,8 +225,16 @@ public final class Graph {
         guard feeds.count == inputs.count else {
             throw GraphError(node: "(graph)", op: "inputs", "the graph has \(inputs.count) inputs, \(feeds.count) were given")
         }
-        var slots = [Value?](repeating: nil, count: slotOf.count)
-        for (s, value) in constantSlots { slots[s] = value }
+        // NOTE: the initializers stay in their slots from one run to the next (filling them
+        // took a retain and a release each per run, and the slots an allocation).
+        var slots: [Value?]
+        if spareSlots.count == slotOf.count {
+            slots = spareSlots
+            spareSlots = []
+        } else {
+            slots = [Value?](repeating: nil, count: slotOf.count)
+            for (s, value) in constantSlots { slots[s] = value }
+        }
         for (i, s) in inputSlots.enumerated() { slots[s] = feeds[i] }
         // NOTE: by index, without copying a node, with one argument list for all nodes, and
         // none for a node that does not need it: at batch 1 the per-node bookkeeping is a good
@@ -252,10 +270,14 @@ public final class Graph {
                 slots[s] = results[k]
             }
         }
-        return try outputSlots.enumerated().map { i, s in
+        let results = try outputSlots.enumerated().map { i, s in
             guard let v = slots[s] else { throw GraphError(node: "(graph)", op: "outputs", "graph output '\(outputs[i])' is never produced") }
             return v
         }
+        for s in slots.indices where !keepsSlot[s] { slots[s] = nil }
+        for (s, value) in constantSlots where !keepsSlot[s] { slots[s] = value }  // an input that shadowed an initializer
+        spareSlots = slots
+        return results
     }
 
     // MARK: the model interface (float input, one float output)
