@@ -40,9 +40,10 @@ public func conv2dDirectReference(x: UnsafePointer<Float>, cin: Int, ih: Int, iw
     }
 }
 
-/// The scratch `conv2dDirect` needs per sample in flight, in floats: the padded input.
+/// The scratch `conv2dDirect` needs per sample in flight, in floats: the padded input, and 16
+/// floats the AVX-512 block may read past it on rows narrower than its vector.
 public func conv2dDirectScratch(cin: Int, kh: Int, kw: Int, oh: Int, ow: Int) -> Int {
-    cin * (oh + kh - 1) * (ow + kw - 1)
+    cin * (oh + kh - 1) * (ow + kw - 1) + 16
 }
 
 /// The size of `conv2dDirectPackWeights`'s output, in floats.
@@ -69,7 +70,8 @@ public func conv2dDirectPackWeights(_ w: UnsafePointer<Float>, cin: Int, cout: I
 public func conv2dDirect(x: UnsafePointer<Float>, cin: Int, ih: Int, iw: Int, packedWeights wt: UnsafePointer<Float>, cout: Int, kh: Int, kw: Int,
                          padTop: Int, padLeft: Int, oh: Int, ow: Int, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
                          isa: KernelISA = .detected) {
-    precondition(ow >= 8, "conv2dDirect needs at least 8 output columns, got \(ow)")
+    let wide = isa == .avx512 && KernelISA.detected == .avx512
+    precondition(ow >= 8 || (wide && ow >= 1), "conv2dDirect needs at least 8 output columns without AVX-512, got \(ow)")
     typealias V = SIMD8<Float>
     let ph = oh + kh - 1, pw = ow + kw - 1, kk = cin * kh * kw
     // The zero-padded input.
@@ -82,7 +84,6 @@ public func conv2dDirect(x: UnsafePointer<Float>, cin: Int, ih: Int, iw: Int, pa
         }
     }
     let blocks = (cout + 7) / 8
-    let wide = isa == .avx512 && KernelISA.detected == .avx512 && ow >= 16
     for b in 0..<blocks {
         let wb = wt + b * kk * 8
         let channels = min(8, cout - b * 8)

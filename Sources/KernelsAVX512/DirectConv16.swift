@@ -5,20 +5,21 @@
 
 /// Eight output channels (`channels` ≤ 8 of them stored) of one sample: y[j·oh·ow + oy·ow + ox]
 /// for j < channels, from the zero-padded input `xp` (cin × ph × pw) and the weights `wb`
-/// regrouped as [k][8]. Needs ow ≥ 16; the last vector of a row overlaps the one before it
-/// and rewrites the same values.
+/// regrouped as [k][8]. With ow ≥ 16 the last vector of a row overlaps the one before it and
+/// rewrites the same values; with ow < 16 one vector covers the row, its lanes past ow read on
+/// into the next row (or up to 16 floats past `xp`'s end: the caller leaves that slack) and are
+/// not stored.
 @inline(never)
 public func conv2dDirectBlock16AVX512(
     xp: UnsafePointer<Float>, ph: Int, pw: Int, cin: Int, kh: Int, kw: Int, weights wb: UnsafePointer<Float>,
     channels: Int, oh: Int, ow: Int, y: UnsafeMutablePointer<Float>
 ) {
     typealias V = V16
-    // ow ≥ 16: `conv2dDirect` calls this block only then.
-    let plane = oh * ow
+    let plane = oh * ow, lanes = min(ow, 16)
     for oy in 0..<oh {
         var ox = 0
         while ox < ow {
-            let x0 = min(ox, ow - 16)
+            let x0 = max(0, min(ox, ow - 16))
             var a0 = V(), a1 = V(), a2 = V(), a3 = V(), a4 = V(), a5 = V(), a6 = V(), a7 = V()
             var wk = wb
             for c in 0..<cin {
@@ -37,7 +38,7 @@ public func conv2dDirectBlock16AVX512(
             // Stored straight from registers: no temporary buffer of 64-byte vectors.
             let out = y + oy * ow + x0
             @inline(__always) func store(_ j: Int, _ v: V) {
-                if j < channels { store16(out + j * plane, v) }
+                if j < channels { storeLanes(out + j * plane, v, lanes) }
             }
             store(0, a0); store(1, a1); store(2, a2); store(3, a3); store(4, a4); store(5, a5); store(6, a6); store(7, a7)
             ox = x0 + 16
