@@ -204,6 +204,42 @@ public final class Graph {
         inferenceOutputs = Array(repeating: nil, count: nodes.count)
     }
 
+    /// An inference output buffer for node `index` (see `OpContext.outputBuffer`).
+    func outputBuffer(node index: Int, _ shape: [Int]) -> Tensor {
+        guard isKnownUniquelyReferenced(&inferenceOutputs[index]), let v = inferenceOutputs[index], v.value.count == shape.reduce(1, *) else {
+            return Tensor(uninitialized: shape)
+        }
+        var t = v.value
+        v.value = .placeholder  // the storage's only holder is now `t`
+        if t.shape != shape { t.setShape(shape) }
+        return t
+    }
+
+    /// Node `index`'s inference output as a value (see `OpContext.inferenceValue`).
+    func inferenceValue(node index: Int, _ y: Tensor, requiresGrad: Bool) -> Value {
+        if isKnownUniquelyReferenced(&inferenceOutputs[index]), let v = inferenceOutputs[index], v.requiresGrad == requiresGrad {
+            v.value = y
+            return .float(v)
+        }
+        let v = Variable(y, requiresGrad: requiresGrad)
+        inferenceOutputs[index] = v
+        return .float(v)
+    }
+
+    /// A Linear Gemm at inference, straight from its input values: `OpContext.gemmOp`'s
+    /// inference path without the context. Nil when the inputs do not fit (the general path
+    /// then reports why).
+    func linearInference(node index: Int, x: Value?, w: Value?, b: Value??, cache: LinearCache, threads: Int) -> Value? {
+        guard case .float(let xv)? = x, case .float(let wv)? = w else { return nil }
+        var bias: Variable? = nil
+        if let b { guard case .float(let bv)? = b else { return nil }; bias = bv }
+        let s = xv.value.shape, ws = wv.value.shape
+        guard s.count == 2, s[1] == ws[1] else { return nil }
+        var y = outputBuffer(node: index, [s[0], ws[0]])
+        linearInfer(xv.value, weight: wv, bias: bias, cache: cache, threads: threads, relu: reluFused[index], into: &y)
+        return inferenceValue(node: index, y, requiresGrad: false)
+    }
+
     /// The value an initializer holds.
     public func initializer(_ name: String) -> Value? { initializers[name] }
 
@@ -248,6 +284,16 @@ public final class Graph {
                 slots[outs[0]] = v
                 continue
             }
+            let t0 = Graph.profile ? DispatchTime.now().uptimeNanoseconds : 0
+            if tape == nil, let cache = linearCaches[index], ins.count >= 2, ins[0] >= 0, ins[1] >= 0, outs.count == 1, outs[0] >= 0,
+               let y = linearInference(node: index, x: slots[ins[0]], w: slots[ins[1]],
+                                       b: ins.count > 2 && ins[2] >= 0 ? .some(slots[ins[2]]) : nil, cache: cache, threads: threads) {
+                // NOTE: a Linear layer at inference skips the context: at batch 1 its argument
+                // list, context and input checks were a good part of a small layer's time.
+                slots[outs[0]] = y
+                if Graph.profile { Graph.profileTotals[nodes[index].name, default: 0] += DispatchTime.now().uptimeNanoseconds - t0 }
+                continue
+            }
             args.removeAll(keepingCapacity: true)  // unique again once the last node's context is gone
             for s in ins {
                 if s < 0 { args.append(nil); continue }
@@ -259,7 +305,6 @@ public final class Graph {
             }
             let ctx = OpContext(graph: self, index: index, kind: kinds[index], inputs: args, tape: tape, threads: threads,
                                 fuseRelu: tape == nil && reluFused[index])
-            let t0 = Graph.profile ? DispatchTime.now().uptimeNanoseconds : 0
             let results = try ctx.execute()
             if Graph.profile { Graph.profileTotals[nodes[index].name, default: 0] += DispatchTime.now().uptimeNanoseconds - t0 }
             for (k, s) in outs.enumerated() where s >= 0 {

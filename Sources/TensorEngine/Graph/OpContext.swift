@@ -176,27 +176,12 @@ struct OpContext {
     /// inference it is the buffer of the node's previous output when nothing else holds that
     /// output any more (the Variable is unique; if its storage is not, writing copies it).
     func outputBuffer(_ shape: [Int]) -> Tensor {
-        guard tape == nil, isKnownUniquelyReferenced(&graph.inferenceOutputs[index]), let v = graph.inferenceOutputs[index],
-              v.value.count == shape.reduce(1, *) else {
-            return Tensor(uninitialized: shape)
-        }
-        var t = v.value
-        v.value = .placeholder  // the storage's only holder is now `t`
-        if t.shape != shape { t.setShape(shape) }
-        return t
+        tape == nil ? graph.outputBuffer(node: index, shape) : Tensor(uninitialized: shape)
     }
 
     /// An inference output as a value, in the node's previous output Variable when nothing
     /// else holds it.
-    func inferenceValue(_ y: Tensor, requiresGrad: Bool) -> Value {
-        if isKnownUniquelyReferenced(&graph.inferenceOutputs[index]), let v = graph.inferenceOutputs[index], v.requiresGrad == requiresGrad {
-            v.value = y
-            return .float(v)
-        }
-        let v = Variable(y, requiresGrad: requiresGrad)
-        graph.inferenceOutputs[index] = v
-        return .float(v)
-    }
+    func inferenceValue(_ y: Tensor, requiresGrad: Bool) -> Value { graph.inferenceValue(node: index, y, requiresGrad: requiresGrad) }
 
     // MARK: dispatch
 
