@@ -54,12 +54,26 @@ public final class Optimizer {
                 switch kind {
                 case let .sgd(mu, nesterov, wd):
                     p.update { w in
-                        for i in 0..<n {
+                        // Sixteen at a time, then one at a time: the same operations in the same
+                        // order per element (no fused multiply-add), so the same bits.
+                        var i = 0
+                        while i + 16 <= n {
+                            var gi = ld(gp.baseAddress! + i)
+                            if masked { gi = gi.replacing(with: 0, where: ld(mp.baseAddress! + i) .== 0) }
+                            let wi = ld(w.baseAddress! + i)
+                            if wd != 0 { gi = gi + wd * wi }
+                            let mi = mu * ld(m.baseAddress! + i) + gi
+                            st(m.baseAddress! + i, mi)
+                            st(w.baseAddress! + i, wi - lr * (nesterov ? gi + mu * mi : mi))
+                            i += 16
+                        }
+                        while i < n {
                             let gi = wd != 0 ? g(i) + wd * w[i] : g(i)
                             m[i] = mu * m[i] + gi
                             w[i] -= lr * (nesterov ? gi + mu * m[i] : m[i])
+                            i += 1
                         }
-                        if masked { for i in 0..<n where mp[i] == 0 { w[i] = 0 } }
+                        if masked { zeroMasked(w, mp) }
                     }
                 case let .adam(b1, b2, eps, wd, decoupled):
                     var v = second.removeValue(forKey: id) ?? [Float](repeating: 0, count: n)
@@ -69,15 +83,30 @@ public final class Optimizer {
                     let bc2Root = bc2.squareRoot()
                     v.withUnsafeMutableBufferPointer { v in
                         p.update { w in
-                            for i in 0..<n {
+                            let decay = 1 - lr * wd, step = lr / bc1
+                            var i = 0
+                            while i + 16 <= n {
+                                var gi = ld(gp.baseAddress! + i)
+                                if masked { gi = gi.replacing(with: 0, where: ld(mp.baseAddress! + i) .== 0) }
+                                var wi = ld(w.baseAddress! + i)
+                                if decoupled { wi = wi * decay } else if wd != 0 { gi = gi + wd * wi }
+                                let mi = b1 * ld(m.baseAddress! + i) + (1 - b1) * gi
+                                let vi = b2 * ld(v.baseAddress! + i) + (1 - b2) * gi * gi
+                                st(m.baseAddress! + i, mi)
+                                st(v.baseAddress! + i, vi)
+                                st(w.baseAddress! + i, wi - step * mi / (vi.squareRoot() / bc2Root + eps))
+                                i += 16
+                            }
+                            while i < n {
                                 var gi = g(i)
-                                if decoupled { w[i] *= 1 - lr * wd } else if wd != 0 { gi += wd * w[i] }
+                                if decoupled { w[i] *= decay } else if wd != 0 { gi += wd * w[i] }
                                 m[i] = b1 * m[i] + (1 - b1) * gi
                                 v[i] = b2 * v[i] + (1 - b2) * gi * gi
                                 // PyTorch: p −= lr/bc1 · m / (√v/√bc2 + ε)
-                                w[i] -= (lr / bc1) * m[i] / (v[i].squareRoot() / bc2Root + eps)
+                                w[i] -= step * m[i] / (v[i].squareRoot() / bc2Root + eps)
+                                i += 1
                             }
-                            if masked { for i in 0..<n where mp[i] == 0 { w[i] = 0 } }
+                            if masked { zeroMasked(w, mp) }
                         }
                     }
                     second[id] = v
@@ -88,6 +117,26 @@ public final class Optimizer {
             first[id] = m
             p.zeroGrad()
         }
+    }
+}
+
+// NOTE: the update runs sixteen parameters per step in explicit vectors: as scalar loops it
+// was 30 % of a LeNet-300-100 training epoch (perf).
+@inline(__always) private func ld(_ p: UnsafePointer<Float>) -> SIMD16<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self) }
+@inline(__always) private func st(_ p: UnsafeMutablePointer<Float>, _ v: SIMD16<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+}
+
+/// w[i] = +0 wherever mask[i] == 0.
+private func zeroMasked(_ w: UnsafeMutableBufferPointer<Float>, _ mask: UnsafeBufferPointer<Float>) {
+    var i = 0
+    while i + 16 <= w.count {
+        st(w.baseAddress! + i, ld(w.baseAddress! + i).replacing(with: 0, where: ld(mask.baseAddress! + i) .== 0))
+        i += 16
+    }
+    while i < w.count {
+        if mask[i] == 0 { w[i] = 0 }
+        i += 1
     }
 }
 

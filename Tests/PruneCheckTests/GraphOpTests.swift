@@ -224,6 +224,49 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
         }
     }
 
+    /// The vector body (16 at a time) and the scalar tail give the same bits as the update
+    /// written out one element at a time in Float, masked or not.
+    @Test func vectorUpdatesEqualTheScalarFormula() {
+        let n = 37
+        let start = GemmTests.fill(n, seed: 3), grads = (0..<3).map { GemmTests.fill(n, seed: UInt32(10 + $0)) }
+        let mask: [Float] = (0..<n).map { $0 % 5 == 2 ? 0 : 1 }
+        let kinds: [OptimizerKind] = [
+            .sgd(momentum: 0.9, nesterov: false, weightDecay: 0), .sgd(momentum: 0.9, nesterov: true, weightDecay: 0.01),
+            .adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.1, decoupled: false),
+            .adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.1, decoupled: true),
+        ]
+        for kind in kinds {
+            for masked in [false, true] {
+                let p = Variable(Tensor(shape: [n], scalars: start), requiresGrad: true)
+                let opt = Optimizer(kind, learningRate: 0.05)
+                if masked { opt.setMask(mask, for: p) }
+                var w = start, m = [Float](repeating: 0, count: n), v = [Float](repeating: 0, count: n)
+                for (t, g) in grads.enumerated() {
+                    p.accumulateGrad { for i in 0..<n { $0[i] += g[i] } }
+                    opt.step([p])
+                    let lr: Float = 0.05
+                    for i in 0..<n {
+                        var gi = masked && mask[i] == 0 ? 0 : g[i]
+                        switch kind {
+                        case let .sgd(mu, nesterov, wd):
+                            if wd != 0 { gi = gi + wd * w[i] }
+                            m[i] = mu * m[i] + gi
+                            w[i] -= lr * (nesterov ? gi + mu * m[i] : m[i])
+                        case let .adam(b1, b2, eps, wd, decoupled):
+                            let bc1 = 1 - Float(powInt(Double(b1), t + 1)), bc2 = 1 - Float(powInt(Double(b2), t + 1))
+                            if decoupled { w[i] *= 1 - lr * wd } else if wd != 0 { gi += wd * w[i] }
+                            m[i] = b1 * m[i] + (1 - b1) * gi
+                            v[i] = b2 * v[i] + (1 - b2) * gi * gi
+                            w[i] -= (lr / bc1) * m[i] / (v[i].squareRoot() / bc2.squareRoot() + eps)
+                        }
+                        if masked && mask[i] == 0 { w[i] = 0 }
+                    }
+                }
+                #expect(p.value.scalars.map(\.bitPattern) == w.map(\.bitPattern), "\(kind) masked \(masked)")
+            }
+        }
+    }
+
     @Test func nesterovAndWeightDecayAndMasks() {
         let p = Variable(Tensor(shape: [3], scalars: [1, 2, 3]), requiresGrad: true)
         let opt = Optimizer(.sgd(momentum: 0.9, nesterov: true, weightDecay: 0.01), learningRate: 0.1)
