@@ -7,7 +7,7 @@
 //   for one sample: x is (cin × ih × iw), w is (cout × cin × kh × kw), y is (cout × oh × ow),
 //   all row-major; xp is x with `padTop`/`padLeft` zero rows/columns before and enough after
 //   (oh = ih + padTop + padBottom − kh + 1, likewise ow). Stride 1, dilation 1, one group.
-//   Needs ow ≥ 8. y is overwritten; no bias. The weights come regrouped by
+//   Needs ow ≥ 8 without AVX-512 (any ow with it). y is overwritten; no bias. The weights come regrouped by
 //   `conv2dDirectPackWeights` (once per call, shared by every sample and thread).
 // Accumulation order
 //   One fused multiply-add chain per output over k = (c, ky, kx) in increasing order, from 0,
@@ -65,8 +65,9 @@ public func conv2dDirectPackWeights(_ w: UnsafePointer<Float>, cin: Int, cout: I
 
 /// One sample, with the weights as `conv2dDirectPackWeights` left them; see the file header
 /// for the contract.
-/// With AVX-512 (and `isa` not forcing the baseline), rows of at least 16 outputs take the
-/// 16-column block, `conv2dDirectBlock16AVX512`; the bits are the same either way.
+/// With AVX-512 (and `isa` not forcing the baseline), every row takes the 16-column block,
+/// `conv2dDirectBlock16AVX512` (one masked vector for rows under 16); the bits are the same
+/// either way.
 public func conv2dDirect(x: UnsafePointer<Float>, cin: Int, ih: Int, iw: Int, packedWeights wt: UnsafePointer<Float>, cout: Int, kh: Int, kw: Int,
                          padTop: Int, padLeft: Int, oh: Int, ow: Int, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
                          isa: KernelISA = .detected) {

@@ -1,7 +1,8 @@
 // The 8×32 GEMM micro-kernel for CPUs with AVX-512 (built with `-target-cpu skylake-avx512`,
 // called by `Kernels` only after checking the CPU at run time).
 //
-// Contract: C[0..<mr, 0..<nr] (+)= packed A (kc groups of 8 rows) · B, where B's columns 0–15
+// Contract: C[0..<mr, 0..<nr] (+)= A · B, A packed (kc groups of 8 rows) or, for
+// `microKernel8x32RowsAVX512`, read in place (row-major with `lda`), where B's columns 0–15
 // are read from `b0` and columns 16–31 from `b1` (nil when nr ≤ 16: then only the first half
 // runs), each advancing by `bStride` floats per k (16 for packed panels, ldb for B read in place). Every element is one FMA chain in increasing k starting from C
 // (when `load`) or 0, so the result equals the 6×16 and 12×16 kernels' bit for bit. Edge tiles

@@ -226,17 +226,22 @@ public final class Graph {
         return .float(v)
     }
 
-    /// A Linear Gemm at inference, straight from its input values: `OpContext.gemmOp`'s
-    /// inference path without the context. Nil when the inputs do not fit (the general path
-    /// then reports why).
+    /// A Linear Gemm at inference, straight from its input values: `OpContext.gemmOp` without
+    /// the context. Nil when the inputs do not fit (the general path then reports why).
     func linearInference(node index: Int, x: Value?, w: Value?, b: Value??, cache: LinearCache, threads: Int) -> Value? {
         guard case .float(let xv)? = x, case .float(let wv)? = w else { return nil }
         var bias: Variable? = nil
         if let b { guard case .float(let bv)? = b else { return nil }; bias = bv }
-        let s = xv.value.shape, ws = wv.value.shape
-        guard s.count == 2, s[1] == ws[1] else { return nil }
-        var y = outputBuffer(node: index, [s[0], ws[0]])
-        linearInfer(xv.value, weight: wv, bias: bias, cache: cache, threads: threads, relu: reluFused[index], into: &y)
+        let s = xv.value.shape
+        guard s.count == 2, s[1] == wv.value.shape[1] else { return nil }
+        return linearInference(node: index, x: xv, w: wv, bias: bias, cache: cache, threads: threads, relu: reluFused[index])
+    }
+
+    /// A Linear Gemm at inference on checked inputs (x is (B, in), w is (out, in)), into the
+    /// node's reused output.
+    func linearInference(node index: Int, x: Variable, w: Variable, bias: Variable?, cache: LinearCache, threads: Int, relu: Bool) -> Value {
+        var y = outputBuffer(node: index, [x.value.shape[0], w.value.shape[0]])
+        linearInfer(x.value, weight: w, bias: bias, cache: cache, threads: threads, relu: relu, into: &y)
         return inferenceValue(node: index, y, requiresGrad: false)
     }
 

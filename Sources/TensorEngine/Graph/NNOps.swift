@@ -57,9 +57,8 @@ final class WindowGeometry {
         affine = WindowGeometry.affineForm(outSpatial: outSpatial, kernelCount: kq, table: table)
         // Strided runs (stride > 1) copy value by value anyway; then `im2col` walks the table
         // offset by offset instead, without the runs' per-run cost and the padded rows' fills.
-        var steps = false
-        for r in Swift.stride(from: 3, to: runs.count, by: 4) where runs[r] != 1 && runs[r - 1] > 1 { steps = true }
-        if steps {
+        // (A run is (out, in, count, step); runs of one value have step 1.)
+        if Swift.stride(from: 3, to: runs.count, by: 4).contains(where: { runs[$0] != 1 }) {
             var byOffset = [Int32](repeating: -1, count: kq * p)
             for pp in 0..<p { for q in 0..<kq { byOffset[q * p + pp] = Int32(table[pp * kq + q]) } }
             tableByOffset = byOffset
@@ -241,9 +240,7 @@ extension OpContext {
                 throw fail("input of shape \(s) does not fit the weight \(w.value.shape) (transB = 1)")
             }
             if tape == nil {
-                var y = outputBuffer([s[0], w.value.shape[0]])
-                linearInfer(x.value, weight: w, bias: b, cache: cache, threads: threads, relu: fuseRelu, into: &y)
-                return inferenceValue(y, requiresGrad: false)
+                return graph.linearInference(node: index, x: x, w: w, bias: b, cache: cache, threads: threads, relu: fuseRelu)
             }
             return .float(linear(x, weight: w, bias: b, tape: tape, threads: threads))
         }
