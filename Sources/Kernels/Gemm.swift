@@ -87,6 +87,23 @@ public func gemm(
     let workers = max(1, min(threads, panels, (m * n * k) / 1_048_576 + 1))
     // Sendable wrappers for raw addresses (the ranges written by workers are disjoint).
     let aa = Int(bitPattern: a), bb = Int(bitPattern: b), cc = Int(bitPattern: c)
+    if workers > 1 && !splitColumns {
+        // Threads split rows: B is packed once, its blocks in parallel, and shared (each worker
+        // packed all of it before), then rows go out in chunks as workers free up (`gemmPacked`).
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: packedBCount(n: n, k: k)) { whole in
+            let packed = Int(bitPattern: whole.baseAddress!)
+            let kBlocks = (k + gemmKC - 1) / gemmKC
+            parallelFor((n + gemmNC - 1) / gemmNC * kBlocks, threads: workers) { index in
+                let jc = index / kBlocks * gemmNC, pc = index % kBlocks * gemmKC
+                let nc = min(gemmNC, n - jc)
+                packB(b: UnsafePointer(bitPattern: bb)!, ldb: ldb, transposeB: transposeB, k0: pc, kc: min(gemmKC, k - pc),
+                      j0: jc, nc: nc, into: UnsafeMutablePointer(bitPattern: packed)! + packedBlockOffset(jc: jc, nc: nc, pc: pc, k: k))
+            }
+            gemmPacked(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, packed: whole.baseAddress!,
+                       c: c, ldc: ldc, accumulate: accumulate, threads: workers, wide: wide)
+        }
+        return
+    }
     let work: (Int) -> Void = { w in
         let lo = panels * w / workers, hi = panels * (w + 1) / workers
         guard lo < hi else { return }
@@ -545,23 +562,32 @@ func microKernel1x64(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, 
 public final class PackedB: Sendable {
     public let n: Int
     public let k: Int
-    /// One buffer per (N block, K block), in the order `gemm` visits them.
-    let blocks: [[Float]]
+    /// Every (N block, K block) in one buffer, laid out as `packedBlockOffset` says.
+    let storage: [Float]
 
     /// Packs B (k × n; B[k, j] = b[j * ldb + k] when `transposeB`).
     public init(b: UnsafePointer<Float>, ldb: Int, transposeB: Bool, k: Int, n: Int) {
         self.n = n
         self.k = k
-        var blocks: [[Float]] = []
-        forEachBlock(columns: 0, n, k: k) { jc, nc, pc, kc in
-            var block = [Float](repeating: 0, count: kc * ((nc + gemmNR - 1) / gemmNR) * gemmNR)
-            block.withUnsafeMutableBufferPointer {
-                packB(b: b, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc, nc: nc, into: $0.baseAddress!)
+        storage = [Float](unsafeUninitializedCapacity: packedBCount(n: n, k: k)) { buffer, count in
+            forEachBlock(columns: 0, n, k: k) { jc, nc, pc, kc in
+                packB(b: b, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc, nc: nc,
+                      into: buffer.baseAddress! + packedBlockOffset(jc: jc, nc: nc, pc: pc, k: k))
             }
-            blocks.append(block)
+            count = packedBCount(n: n, k: k)
         }
-        self.blocks = blocks
     }
+}
+
+/// Floats in B packed whole: every column panel (padded to NR) for all of K.
+@inline(__always)
+func packedBCount(n: Int, k: Int) -> Int { (n + gemmNR - 1) / gemmNR * gemmNR * k }
+
+/// Where the block (columns jc..<jc+nc, K rows pc..) of B packed whole starts: N blocks follow
+/// one another (each holds its padded columns for all of K), and inside one the K blocks do.
+@inline(__always)
+func packedBlockOffset(jc: Int, nc: Int, pc: Int, k: Int) -> Int {
+    jc * k + pc * ((nc + gemmNR - 1) / gemmNR * gemmNR)
 }
 
 /// `gemm` with B prepacked: the same blocking, packing layout, micro-kernel and accumulation
@@ -571,8 +597,17 @@ public func gemm(
     m: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool, packed: PackedB,
     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int = 1, isa: KernelISA = .detected
 ) {
-    let wide = isa == .avx512 && KernelISA.detected == .avx512
-    let n = packed.n, k = packed.k
+    packed.storage.withUnsafeBufferPointer { storage in
+        gemmPacked(m: m, n: packed.n, k: packed.k, a: a, lda: lda, transposeA: transposeA, packed: storage.baseAddress!,
+                   c: c, ldc: ldc, accumulate: accumulate, threads: threads, wide: isa == .avx512 && KernelISA.detected == .avx512)
+    }
+}
+
+/// The body of the prepacked `gemm`, on B packed whole at `packed` (see `packedBlockOffset`).
+func gemmPacked(
+    m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool, packed: UnsafePointer<Float>,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int, wide: Bool
+) {
     guard m > 0, n > 0 else { return }
     if k == 0 {
         if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
@@ -580,32 +615,38 @@ public func gemm(
     }
     let unit = wide ? wideMR : gemmMR
     let rowPanels = (m + unit - 1) / unit, colPanels = (n + gemmNR - 1) / gemmNR
+    let maxChunkPanels = wideBlockRows / wideMR
     let splitColumns = rowPanels < min(threads, colPanels)
     // NOTE: a worker needs about 1M multiply-adds to pay for a helper (the digits MLP at batch
     // 64, 0.26M, got slower with two); batch-1 GEMVs gained nothing from splitting B below that.
     let workers = max(1, min(threads, splitColumns ? colPanels : rowPanels, (m * n * k) / 1_048_576 + 1))
-    let aa = Int(bitPattern: a), cc = Int(bitPattern: c)
+    // Rows go out in equal chunks of at most `wideBlockRows`, a multiple of `workers` of them,
+    // claimed as workers free up: a worker slowed down (this VM's other tenants) then costs its
+    // share of one chunk, not of the whole split. Which worker runs a chunk changes no bit.
+    // NOTE: smaller chunks cost more than they balance: 16-row chunks instead of two 32-row
+    // halves made LeNet-300-100 at batch 64 slower on two threads (155 → 235 µs), each chunk
+    // streaming B from L2 again.
+    let chunks = splitColumns ? workers : workers * ((rowPanels + workers * maxChunkPanels - 1) / (workers * maxChunkPanels))
+    let aa = Int(bitPattern: a), bb = Int(bitPattern: packed), cc = Int(bitPattern: c)
     let work: (Int) -> Void = { w in
-        let (i0, i1) = splitColumns ? (0, m) : (min(m, rowPanels * w / workers * unit), min(m, rowPanels * (w + 1) / workers * unit))
+        let (i0, i1) = splitColumns ? (0, m) : (min(m, rowPanels * w / chunks * unit), min(m, rowPanels * (w + 1) / chunks * unit))
         let (p0, p1) = splitColumns ? (colPanels * w / workers, colPanels * (w + 1) / workers) : (0, colPanels)
         guard i0 < i1, p0 < p1 else { return }
         let a = UnsafePointer<Float>(bitPattern: aa)!, c = UnsafeMutablePointer<Float>(bitPattern: cc)!
+        let packed = UnsafePointer<Float>(bitPattern: bb)!
         withUnsafeTemporaryAllocation(of: Float.self, capacity: min(k, gemmKC) * wideBlockRows) { aPack in
-            var block = 0
             forEachBlock(columns: 0, n, k: k) { jc, nc, pc, kc in
                 let load = accumulate || pc > 0
                 // This worker's panels of the block (all of them when threads split rows).
                 let lo = max(p0, jc / gemmNR), hi = min(p1, (jc + nc + gemmNR - 1) / gemmNR)
                 if lo < hi {
-                    packed.blocks[block].withUnsafeBufferPointer { bp in
-                        rowTiles(i0: i0, i1: i1, jc: lo * gemmNR, nc: min(jc + nc, hi * gemmNR) - lo * gemmNR, pc: pc, kc: kc,
-                                 a: a, lda: lda, transposeA: transposeA, panels: bp.baseAddress! + (lo - jc / gemmNR) * kc * gemmNR,
-                                 c: c, ldc: ldc, load: load, wide: wide, aPack: aPack.baseAddress!)
-                    }
+                    let block = packed + packedBlockOffset(jc: jc, nc: nc, pc: pc, k: k)
+                    rowTiles(i0: i0, i1: i1, jc: lo * gemmNR, nc: min(jc + nc, hi * gemmNR) - lo * gemmNR, pc: pc, kc: kc,
+                             a: a, lda: lda, transposeA: transposeA, panels: block + (lo - jc / gemmNR) * kc * gemmNR,
+                             c: c, ldc: ldc, load: load, wide: wide, aPack: aPack.baseAddress!)
                 }
-                block += 1
             }
         }
     }
-    parallelFor(workers, threads: workers, work)
+    parallelFor(chunks, threads: workers, work)
 }

@@ -58,6 +58,35 @@ import Testing
         }
     }
 
+    /// Shapes where threads split rows over several N and K blocks: B is packed once, blocks in
+    /// parallel, and rows go out in chunks (more chunks than threads). Ragged rows and columns.
+    @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
+    func threadsSplittingRowsMatchReference(transposeA: Bool, transposeB: Bool) {
+        for (m, n, k) in [(203, 530, 300), (97, 33, 1000), (600, 17, 260)] {
+            let a = Self.fill(m * k, seed: UInt32(m + k)), b = Self.fill(k * n, seed: UInt32(n + 5 * k))
+            let c0 = Self.fill(m * n, seed: 11)
+            let lda = transposeA ? m : k, ldb = transposeB ? k : n
+            for accumulate in [false, true] {
+                var expected = c0
+                expected.withUnsafeMutableBufferPointer { c in
+                    gemmReference(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
+                                  transposeB: transposeB, c: c.baseAddress!, ldc: n, accumulate: accumulate)
+                }
+                for threads in [2, 3] {
+                    for isa in Self.variants {
+                        var got = c0
+                        got.withUnsafeMutableBufferPointer { c in
+                            gemm(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
+                                 transposeB: transposeB, c: c.baseAddress!, ldc: n, accumulate: accumulate, threads: threads, isa: isa)
+                        }
+                        #expect(got.map(\.bitPattern) == expected.map(\.bitPattern),
+                                "\(isa) m=\(m) n=\(n) k=\(k) tA=\(transposeA) tB=\(transposeB) acc=\(accumulate) threads=\(threads)")
+                    }
+                }
+            }
+        }
+    }
+
     @Test func matchesDoublePrecisionProduct() {
         // Guards the reference itself: an FMA chain in Float stays close to the exact product.
         let m = 5, n = 9, k = 64
