@@ -489,6 +489,22 @@ extension DirectConvTests {
 
     /// The initializers stay in the run's slots from one run to the next; replacing one is seen
     /// by the next run.
+    /// A Conv's weights packed by an earlier inference run are packed again once an optimizer
+    /// or pruning updates them in place (the packing is kept per weight and version).
+    @Test(arguments: [true, false])
+    func aConvWeightUpdatedInPlaceReachesTheNextRun(direct: Bool) throws {
+        let (graph, x) = Self.graph(direct: direct, extraReader: false)
+        let before = graph.predict(x, threads: 1)
+        guard case .float(let w)? = graph.initializer("w") else { Issue.record("no w"); return }
+        let scaled = Tensor(shape: w.value.shape, scalars: w.value.scalars.map { -2 * $0 })
+        w.update { for i in $0.indices { $0[i] *= -2 } }
+        let after = graph.predict(x, threads: 1)
+        let (fresh, _) = Self.graph(direct: direct, extraReader: false)
+        fresh.setInitializer("w", .float(scaled))
+        #expect(after.scalars.map(\.bitPattern) == fresh.predict(x, threads: 1).scalars.map(\.bitPattern))
+        #expect(after != before)
+    }
+
     @Test func aReplacedInitializerReachesTheNextRun() throws {
         let (graph, x) = Self.graph(direct: false, extraReader: false)
         let before = graph.predict(x, threads: 1)

@@ -133,6 +133,10 @@ public final class Graph {
     /// Per node: a scratch buffer reused across runs (a Conv's columns, one block per worker),
     /// so steady-state inference does not allocate (and fault in) megabytes per call.
     var scratchColumns: [[Float]] = []
+    /// Per node: the weight (and its version) whose direct-convolution packing the head of
+    /// `scratchColumns` holds, so inference packs a Conv's weights once, not per call. A strong
+    /// reference: the identity cannot pass to a new weight while it is kept here.
+    var packedConvWeights: [(weight: Variable, version: Int)?] = []
     /// Per node: its output of the last inference run, whose buffer the next run writes again
     /// when nothing else holds it (`OpContext.outputBuffer`), so steady-state inference does
     /// not allocate its outputs.
@@ -201,6 +205,7 @@ public final class Graph {
         }
         windows = Array(repeating: nil, count: nodes.count)
         scratchColumns = Array(repeating: [], count: nodes.count)
+        packedConvWeights = Array(repeating: nil, count: nodes.count)
         inferenceOutputs = Array(repeating: nil, count: nodes.count)
     }
 
