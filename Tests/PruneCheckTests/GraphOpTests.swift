@@ -354,10 +354,12 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
         ]
         for (shape, attributes) in cases {
             let n = shape.reduce(1, *)
-            // Few distinct values (ties everywhere), some NaN and -inf.
+            // Few distinct values (ties everywhere), some NaN (two payloads), -inf, and zeros of
+            // both signs: which of equal values a max keeps shows in the bits.
             let x = Tensor(shape: shape, scalars: (0..<n).map { _ in
                 let r = rng.nextUnitFloat()
-                return r < 0.03 ? .nan : r < 0.06 ? -.infinity : Float(Int(r * 6)) - 2
+                return r < 0.02 ? .nan : r < 0.04 ? Float(nan: 5, signaling: false) : r < 0.06 ? -.infinity
+                    : r < 0.16 ? -0.0 : Float(Int(r * 6)) - 2
             })
             for op in attributes.isEmpty ? ["GlobalMaxPool", "GlobalAveragePool"] : ["MaxPool", "AveragePool"] {
                 let reference = try run(op, x, attributes, threads: 1, tape: true)

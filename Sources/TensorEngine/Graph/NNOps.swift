@@ -781,11 +781,23 @@ extension OpContext {
                         var acc = V(repeating: isMax ? -.infinity : 0)
                         if base + reach <= inP {
                             // Lanes past n read later inputs of the plane; they are not kept.
-                            for q in 0..<kq {
+                            @inline(__always) func input(_ q: Int) -> V {
                                 let at = src + base + offsets[q]
-                                let v = colStep == 1 ? UnsafeRawPointer(at).loadUnaligned(as: V.self)
+                                return colStep == 1 ? UnsafeRawPointer(at).loadUnaligned(as: V.self)
                                     : UnsafeRawPointer(at).loadUnaligned(as: SIMD16<Float>.self).evenHalf
-                                acc = combine(acc, v)
+                            }
+                            if isMax {
+                                // NOTE: the max keeps the first greatest value (or first NaN) of
+                                // any bracketing that keeps q's order, so pairs are combined
+                                // first: half the dependent steps (a 2×2 window's four were a
+                                // chain of compare-and-blends, and the pool latency-bound). The
+                                // -inf start is dropped: combining it with x₀ gives x₀'s bits.
+                                var q = min(2, kq)
+                                acc = kq > 1 ? combine(input(0), input(1)) : input(0)
+                                while q + 1 < kq { acc = combine(acc, combine(input(q), input(q + 1))); q += 2 }
+                                if q < kq { acc = combine(acc, input(q)) }
+                            } else {
+                                for q in 0..<kq { acc = combine(acc, input(q)) }
                             }
                         } else {
                             for q in 0..<kq {
