@@ -38,9 +38,21 @@ public enum KernelISA: Sendable, Equatable {
 @usableFromInline let wideMR = 8
 /// Rows of A packed together for the AVX-512 tile (64 × kc floats: 64 KB at kc = 256, in L2).
 @usableFromInline let wideBlockRows = 64
-/// Cache blocking: K by 256 (packed A and B panels stay in L1/L2), N by 512.
+/// Cache blocking: K in equal blocks of at most 256 (packed A and B panels stay in L1/L2), N
+/// by 512.
 @usableFromInline let gemmKC = 256
 @usableFromInline let gemmNC = 512
+
+/// The K block length for a reduction of k: the fewest blocks of at most `gemmKC`, of equal
+/// length but the last.
+// NOTE: 784 inputs (LeNet-300-100's fc1) went as 256 + 256 + 256 + 16: the last block loaded
+// and stored every C tile for 16 steps. Now 4 × 196. Blocking changes no bit (C holds the exact
+// running sum between blocks).
+@inline(__always)
+func kBlock(_ k: Int) -> Int {
+    let blocks = (k + gemmKC - 1) / gemmKC
+    return (k + blocks - 1) / max(blocks, 1)
+}
 
 /// Naive GEMM with the same contract and accumulation order as `gemm`.
 public func gemmReference(
@@ -92,11 +104,11 @@ public func gemm(
         // packed all of it before), then rows go out in chunks as workers free up (`gemmPacked`).
         withUnsafeTemporaryAllocation(of: Float.self, capacity: packedBCount(n: n, k: k)) { whole in
             let packed = Int(bitPattern: whole.baseAddress!)
-            let kBlocks = (k + gemmKC - 1) / gemmKC
+            let kb = kBlock(k), kBlocks = (k + kb - 1) / kb
             parallelFor((n + gemmNC - 1) / gemmNC * kBlocks, threads: workers) { index in
-                let jc = index / kBlocks * gemmNC, pc = index % kBlocks * gemmKC
+                let jc = index / kBlocks * gemmNC, pc = index % kBlocks * kb
                 let nc = min(gemmNC, n - jc)
-                packB(b: UnsafePointer(bitPattern: bb)!, ldb: ldb, transposeB: transposeB, k0: pc, kc: min(gemmKC, k - pc),
+                packB(b: UnsafePointer(bitPattern: bb)!, ldb: ldb, transposeB: transposeB, k0: pc, kc: min(kb, k - pc),
                       j0: jc, nc: nc, into: UnsafeMutablePointer(bitPattern: packed)! + packedBlockOffset(jc: jc, nc: nc, pc: pc, k: k))
             }
             gemmPacked(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, packed: whole.baseAddress!,
@@ -120,7 +132,7 @@ public func gemm(
 }
 
 /// Visits the (N block, K block) pairs of columns `j0..<j1` in the order every GEMM here uses:
-/// N blocks of `gemmNC` outermost, K blocks of `gemmKC` inside. Sharing it keeps the packed and
+/// N blocks of `gemmNC` outermost, K blocks of `kBlock(k)` inside. Sharing it keeps the packed and
 /// the prepacked paths in the same accumulation order.
 @inline(__always)
 func forEachBlock(columns j0: Int, _ j1: Int, k: Int, _ body: (_ jc: Int, _ nc: Int, _ pc: Int, _ kc: Int) -> Void) {
@@ -129,7 +141,7 @@ func forEachBlock(columns j0: Int, _ j1: Int, k: Int, _ body: (_ jc: Int, _ nc: 
         let nc = min(gemmNC, j1 - jc)
         var pc = 0
         while pc < k {
-            let kc = min(gemmKC, k - pc)
+            let kc = min(kBlock(k), k - pc)
             body(jc, nc, pc, kc)
             pc += kc
         }
@@ -183,7 +195,7 @@ func gemmBlockDirectB(
         withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * wideMR) { aPack in
             var pc = 0
             while pc < k {
-                let kc = min(gemmKC, k - pc)
+                let kc = min(kBlock(k), k - pc)
                 let load = accumulate || pc > 0
                 if rest > 0 { packB(b: b, ldb: ldb, transposeB: false, k0: pc, kc: kc, j0: j0 + inPlace, nc: rest, into: tail.baseAddress!) }
                 var ic = i0
