@@ -116,7 +116,9 @@ public func gemm(
         }
         return
     }
-    let work: (Int) -> Void = { w in
+    // NOTE: the closure goes to parallelFor as a literal: held in a `let` first, its context
+    // was a heap allocation per call (seen on every batch-1 Linear layer).
+    parallelFor(workers, threads: workers) { w in
         let lo = panels * w / workers, hi = panels * (w + 1) / workers
         guard lo < hi else { return }
         let (i0, i1, j0, j1) = splitColumns
@@ -128,7 +130,6 @@ public func gemm(
             b: UnsafePointer(bitPattern: bb)!, ldb: ldb, transposeB: transposeB,
             c: UnsafeMutablePointer(bitPattern: cc)!, ldc: ldc, accumulate: accumulate, wide: wide)
     }
-    parallelFor(workers, threads: workers, work)
 }
 
 /// Visits the (N block, K block) pairs of columns `j0..<j1` in the order every GEMM here uses:
@@ -640,13 +641,16 @@ func gemmPacked(
     // streaming B from L2 again.
     let chunks = splitColumns ? workers : workers * ((rowPanels + workers * maxChunkPanels - 1) / (workers * maxChunkPanels))
     let aa = Int(bitPattern: a), bb = Int(bitPattern: packed), cc = Int(bitPattern: c)
-    let work: (Int) -> Void = { w in
+    parallelFor(chunks, threads: workers) { w in  // a literal: no heap context (see `gemm`)
         let (i0, i1) = splitColumns ? (0, m) : (min(m, rowPanels * w / chunks * unit), min(m, rowPanels * (w + 1) / chunks * unit))
         let (p0, p1) = splitColumns ? (colPanels * w / workers, colPanels * (w + 1) / workers) : (0, colPanels)
         guard i0 < i1, p0 < p1 else { return }
         let a = UnsafePointer<Float>(bitPattern: aa)!, c = UnsafeMutablePointer<Float>(bitPattern: cc)!
         let packed = UnsafePointer<Float>(bitPattern: bb)!
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: min(k, gemmKC) * wideBlockRows) { aPack in
+        // A single row with AVX-512 packs nothing (and a 64-row pack buffer was a heap
+        // allocation per batch-1 call).
+        let packSize = wide && i1 - i0 == 1 ? 1 : min(k, gemmKC) * wideBlockRows
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: packSize) { aPack in
             forEachBlock(columns: 0, n, k: k) { jc, nc, pc, kc in
                 let load = accumulate || pc > 0
                 // This worker's panels of the block (all of them when threads split rows).
@@ -660,5 +664,4 @@ func gemmPacked(
             }
         }
     }
-    parallelFor(chunks, threads: workers, work)
 }

@@ -117,6 +117,9 @@ public final class Graph {
     /// The last run's slots with only the initializers left in them, for the next run (empty
     /// before the first run, after a run that threw, and after `setInitializer`).
     private var spareSlots: [Value?] = []
+    /// The last run's argument list, emptied, kept for its buffer (empty before the first run
+    /// and after a run that threw).
+    private var spareArgs: [Value?] = []
     /// Per node: the Linear fast path's cache (nil when the node is not a Linear Gemm).
     let linearCaches: [LinearCache?]
     /// Per node: its op resolved once, so a run does not compare op-type strings.
@@ -209,6 +212,18 @@ public final class Graph {
         inferenceOutputs = Array(repeating: nil, count: nodes.count)
     }
 
+    /// `outputBuffer(node:_:)` for a (rows, cols) output, without building the shape when the
+    /// buffer already has it (an array per call was a heap allocation per Linear layer).
+    func outputBuffer(node index: Int, rows: Int, cols: Int) -> Tensor {
+        if isKnownUniquelyReferenced(&inferenceOutputs[index]), let v = inferenceOutputs[index],
+           v.value.shape.count == 2, v.value.shape[0] == rows, v.value.shape[1] == cols {
+            let t = v.value
+            v.value = .placeholder  // the storage's only holder is now `t`
+            return t
+        }
+        return outputBuffer(node: index, [rows, cols])
+    }
+
     /// An inference output buffer for node `index` (see `OpContext.outputBuffer`).
     func outputBuffer(node index: Int, _ shape: [Int]) -> Tensor {
         guard isKnownUniquelyReferenced(&inferenceOutputs[index]), let v = inferenceOutputs[index], v.value.count == shape.reduce(1, *) else {
@@ -245,7 +260,7 @@ public final class Graph {
     /// A Linear Gemm at inference on checked inputs (x is (B, in), w is (out, in)), into the
     /// node's reused output.
     func linearInference(node index: Int, x: Variable, w: Variable, bias: Variable?, cache: LinearCache, threads: Int, relu: Bool) -> Value {
-        var y = outputBuffer(node: index, [x.value.shape[0], w.value.shape[0]])
+        var y = outputBuffer(node: index, rows: x.value.shape[0], cols: w.value.shape[0])
         linearInfer(x.value, weight: w, bias: bias, cache: cache, threads: threads, relu: relu, into: &y)
         return inferenceValue(node: index, y, requiresGrad: false)
     }
@@ -285,7 +300,8 @@ public final class Graph {
         // NOTE: by index, without copying a node, with one argument list for all nodes, and
         // none for a node that does not need it: at batch 1 the per-node bookkeeping is a good
         // part of a small model's time.
-        var args: [Value?] = []
+        var args = spareArgs  // the last run's list (its buffer), so no allocation per run
+        spareArgs = []
         args.reserveCapacity(maxNodeInputs)
         for index in nodes.indices {
             let ins = nodeSlots[index].inputs, outs = nodeSlots[index].outputs
@@ -332,6 +348,8 @@ public final class Graph {
         for s in slots.indices where !keepsSlot[s] { slots[s] = nil }
         for (s, value) in constantSlots where !keepsSlot[s] { slots[s] = value }  // an input that shadowed an initializer
         spareSlots = slots
+        args.removeAll(keepingCapacity: true)
+        spareArgs = args
         return results
     }
 

@@ -491,7 +491,7 @@ extension OpContext {
                             let xa = Int(bitPattern: xp.baseAddress!), wa = Int(bitPattern: wp.baseAddress!)
                             let ya = Int(bitPattern: yp.baseAddress!), ca = Int(bitPattern: ct.baseAddress!)
                             let biasValues = b?.value.scalars
-                            let work: (Int) -> Void = { worker in
+                            parallelFor(workers, threads: workers) { worker in  // a literal: no heap context (see `gemm`)
                                 let xp = UnsafePointer<Float>(bitPattern: xa)!, wp = UnsafePointer<Float>(bitPattern: wa)!
                                 let yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
                                 let cols = UnsafeMutablePointer<Float>(bitPattern: ca)! + worker * (colsSize + outSize)
@@ -542,7 +542,6 @@ extension OpContext {
                                     if fuseRelu { reluForward(yp + n0 * cout * p, count: count * cout * p, out: yp + n0 * cout * p) }
                                 }
                             }
-                            parallelFor(workers, threads: workers, work)
                         }
                     }
                 }
@@ -1084,7 +1083,8 @@ func linearInfer(_ x: Tensor, weight: Variable, bias: Variable?, cache: LinearCa
                  into y: inout Tensor) {
     let outF = weight.value.shape[0], inF = weight.value.shape[1]
     let rows = x.shape[0]
-    precondition(y.shape == [rows, outF], "linear output \(y.shape) for input \(x.shape) and weight \(weight.value.shape)")
+    precondition(y.shape.count == 2 && y.shape[0] == rows && y.shape[1] == outF,
+                 "linear output \(y.shape) for input \(x.shape) and weight \(weight.value.shape)")
     let id = ObjectIdentifier(weight)
     if cache.sparse == nil || cache.sparse!.version != weight.version || cache.sparseOwner != id {
         let matrix = weight.value.withUnsafeBufferPointer { p -> CSRMatrix? in
