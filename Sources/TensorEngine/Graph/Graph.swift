@@ -109,6 +109,12 @@ public final class Graph {
     // check on every access, several per node and run.
     private let slotOf: [String: Int]
     private let nodeSlots: [(inputs: [Int], outputs: [Int])]
+    /// Per node: the slots of a Linear Gemm's x, w, b (-1: none) and y, for the inference fast
+    /// path, and of a fused Relu's input and output (its producer applied it; see `reluFused`).
+    /// Read as plain integers, so the fast paths do not copy (retain and release) the node's
+    /// slot lists.
+    private let linearSlots: [(x: Int, w: Int, b: Int, y: Int)?]
+    private let passSlots: [(from: Int, to: Int)?]
     private let inputSlots: [Int]
     private let outputSlots: [Int]
     private var constantSlots: [(slot: Int, value: Value)]
@@ -205,6 +211,16 @@ public final class Graph {
             guard ["Conv", "Gemm"].contains(n.opType), n.outputs.count == 1, i + 1 < nodes.count else { return false }
             let next = nodes[i + 1], y = n.outputs[0]
             return next.opType == "Relu" && next.inputs == [y] && readers[y] == 1 && !outputs.contains(y)
+        }
+        linearSlots = nodes.indices.map { [nodeSlots, linearCaches] i in
+            let (ins, outs) = nodeSlots[i]
+            guard linearCaches[i] != nil, ins.count >= 2, ins[0] >= 0, ins[1] >= 0, outs.count == 1, outs[0] >= 0 else { return nil }
+            return (ins[0], ins[1], ins.count > 2 ? ins[2] : -1, outs[0])
+        }
+        passSlots = nodes.indices.map { [nodeSlots, reluFused] i in
+            let (ins, outs) = nodeSlots[i]
+            guard i > 0, reluFused[i - 1], let from = ins.first, from >= 0, let to = outs.first, to >= 0 else { return nil }
+            return (from, to)
         }
         windows = Array(repeating: nil, count: nodes.count)
         scratchColumns = Array(repeating: [], count: nodes.count)
@@ -304,22 +320,22 @@ public final class Graph {
         spareArgs = []
         args.reserveCapacity(maxNodeInputs)
         for index in nodes.indices {
-            let ins = nodeSlots[index].inputs, outs = nodeSlots[index].outputs
-            if tape == nil && index > 0 && reluFused[index - 1], let s = ins.first, s >= 0, let v = slots[s] {
+            if tape == nil, let pass = passSlots[index], let v = slots[pass.from] {
                 // The producer applied this ReLU already (see `reluFused`).
-                slots[outs[0]] = v
+                slots[pass.to] = v
                 continue
             }
             let t0 = Graph.profile ? DispatchTime.now().uptimeNanoseconds : 0
-            if tape == nil, let cache = linearCaches[index], ins.count >= 2, ins[0] >= 0, ins[1] >= 0, outs.count == 1, outs[0] >= 0,
-               let y = linearInference(node: index, x: slots[ins[0]], w: slots[ins[1]],
-                                       b: ins.count > 2 && ins[2] >= 0 ? .some(slots[ins[2]]) : nil, cache: cache, threads: threads) {
+            if tape == nil, let l = linearSlots[index], let cache = linearCaches[index],
+               let y = linearInference(node: index, x: slots[l.x], w: slots[l.w], b: l.b >= 0 ? .some(slots[l.b]) : nil,
+                                       cache: cache, threads: threads) {
                 // NOTE: a Linear layer at inference skips the context: at batch 1 its argument
                 // list, context and input checks were a good part of a small layer's time.
-                slots[outs[0]] = y
+                slots[l.y] = y
                 if Graph.profile { Graph.profileTotals[nodes[index].name, default: 0] += DispatchTime.now().uptimeNanoseconds - t0 }
                 continue
             }
+            let ins = nodeSlots[index].inputs, outs = nodeSlots[index].outputs
             args.removeAll(keepingCapacity: true)  // unique again once the last node's context is gone
             for s in ins {
                 if s < 0 { args.append(nil); continue }
