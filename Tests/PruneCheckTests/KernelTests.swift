@@ -28,43 +28,24 @@ import Testing
 
     @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
     func matchesReferenceBitForBit(transposeA: Bool, transposeB: Bool) {
-        for m in Self.sizes {
-            for n in Self.sizes {
-                for k in [1, 7, 33, 300] {
-                    let a = Self.fill(m * k, seed: UInt32(m * 31 + k)), b = Self.fill(k * n, seed: UInt32(n * 17 + k))
-                    let c0 = Self.fill(m * n, seed: 7)
-                    let lda = transposeA ? m : k, ldb = transposeB ? k : n
-                    for accumulate in [false, true] {
-                        var expected = c0
-                        expected.withUnsafeMutableBufferPointer { c in
-                            gemmReference(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
-                                          transposeB: transposeB, c: c.baseAddress!, ldc: n, accumulate: accumulate)
-                        }
-                        for threads in [1, 2, 3] {
-                            for isa in Self.variants {
-                                var got = c0
-                                got.withUnsafeMutableBufferPointer { c in
-                                    gemm(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
-                                         transposeB: transposeB, c: c.baseAddress!, ldc: n, accumulate: accumulate, threads: threads, isa: isa)
-                                }
-                                let worst = zip(got, expected).enumerated().max { abs($0.1.0 - $0.1.1) < abs($1.1.0 - $1.1.1) }
-                                #expect(got.map(\.bitPattern) == expected.map(\.bitPattern),
-                                        "\(isa) m=\(m) n=\(n) k=\(k) tA=\(transposeA) tB=\(transposeB) acc=\(accumulate) threads=\(threads): worst element \(worst.map { "\($0.offset): \($0.element.0) vs \($0.element.1)" } ?? "-")")
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let shapes = Self.sizes.flatMap { m in Self.sizes.flatMap { n in [1, 7, 33, 300].map { k in (m, n, k) } } }
+        Self.expectReferenceBits(shapes, transposeA: transposeA, transposeB: transposeB, threads: [1, 2, 3])
     }
 
     /// Shapes where threads split rows over several N and K blocks: B is packed once, blocks in
     /// parallel, and rows go out in chunks (more chunks than threads). Ragged rows and columns.
     @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
     func threadsSplittingRowsMatchReference(transposeA: Bool, transposeB: Bool) {
-        for (m, n, k) in [(203, 530, 300), (97, 33, 1000), (600, 17, 260)] {
-            let a = Self.fill(m * k, seed: UInt32(m + k)), b = Self.fill(k * n, seed: UInt32(n + 5 * k))
-            let c0 = Self.fill(m * n, seed: 11)
+        Self.expectReferenceBits([(203, 530, 300), (97, 33, 1000), (600, 17, 260)], transposeA: transposeA, transposeB: transposeB,
+                                 threads: [2, 3])
+    }
+
+    /// `gemm` gives `gemmReference`'s bits for each shape, with and without accumulation, at each
+    /// thread count and with every kernel variant this CPU runs.
+    static func expectReferenceBits(_ shapes: [(m: Int, n: Int, k: Int)], transposeA: Bool, transposeB: Bool, threads: [Int]) {
+        for (m, n, k) in shapes {
+            let a = fill(m * k, seed: UInt32(m * 31 + k)), b = fill(k * n, seed: UInt32(n * 17 + k))
+            let c0 = fill(m * n, seed: 7)
             let lda = transposeA ? m : k, ldb = transposeB ? k : n
             for accumulate in [false, true] {
                 var expected = c0
@@ -72,15 +53,16 @@ import Testing
                     gemmReference(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
                                   transposeB: transposeB, c: c.baseAddress!, ldc: n, accumulate: accumulate)
                 }
-                for threads in [2, 3] {
-                    for isa in Self.variants {
+                for t in threads {
+                    for isa in variants {
                         var got = c0
                         got.withUnsafeMutableBufferPointer { c in
                             gemm(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
-                                 transposeB: transposeB, c: c.baseAddress!, ldc: n, accumulate: accumulate, threads: threads, isa: isa)
+                                 transposeB: transposeB, c: c.baseAddress!, ldc: n, accumulate: accumulate, threads: t, isa: isa)
                         }
+                        let worst = zip(got, expected).enumerated().max { abs($0.1.0 - $0.1.1) < abs($1.1.0 - $1.1.1) }
                         #expect(got.map(\.bitPattern) == expected.map(\.bitPattern),
-                                "\(isa) m=\(m) n=\(n) k=\(k) tA=\(transposeA) tB=\(transposeB) acc=\(accumulate) threads=\(threads)")
+                                "\(isa) m=\(m) n=\(n) k=\(k) tA=\(transposeA) tB=\(transposeB) acc=\(accumulate) threads=\(t): worst element \(worst.map { "\($0.offset): \($0.element.0) vs \($0.element.1)" } ?? "-")")
                     }
                 }
             }
