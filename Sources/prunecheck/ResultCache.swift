@@ -5,7 +5,7 @@ import Regression
 
 /// A content-addressed store of model results under `.prunecheck/cache`. The key hashes
 /// everything a result depends on: the input files' contents, the recipe and settings, the
-/// tool version and the machine. Entries are written atomically, so concurrent runs cannot
+/// tool version and build (the executable's content hash) and the machine. Entries are written atomically, so concurrent runs cannot
 /// leave a torn file; a corrupt entry is ignored and rebuilt.
 struct ResultCache {
     let folder: String
@@ -23,7 +23,8 @@ struct ResultCache {
     /// The key of `spec` with the given local input files, nil when an input is unreadable
     /// (the run then reports that file's problem itself).
     func key(for spec: ModelSpec, files: [String], machine: MachineDescription) -> String? {
-        var parts = ["tool=\(toolVersion)", "machine=\(machine.cpu)|\(machine.arch)|\(machine.cores)|\(machine.os)",
+        guard let build = Self.buildIdentity else { return nil }
+        var parts = ["tool=\(toolVersion)", "build=\(build)", "machine=\(machine.cpu)|\(machine.arch)|\(machine.cores)|\(machine.os)",
                      "recipe=\(spec.recipe.canonicalDescription)", "seed=\(spec.seed)", "threads=\(spec.threads)",
                      "latency=\(spec.latency)", "cv=\(spec.cvFolds ?? 0)", "task=\(spec.task.rawValue)",
                      "data=\(spec.data.train)|\(spec.data.eval)|\(spec.data.scale)|\(spec.data.evalSets.sorted { $0.key < $1.key })"]
@@ -33,6 +34,13 @@ struct ResultCache {
         }
         return SHA256.hex(Array(parts.joined(separator: "\n").utf8))
     }
+
+    /// The running executable's content hash (a git blob id), computed once per process. A
+    /// rebuilt or upgraded PruneCheck may compute other numbers with the same version string, so
+    /// its results must not come from another build's entries. Nil when the executable cannot be
+    /// read; the cache is then not used. Hashing the 29 MB release binary takes about 0.1 s, once
+    /// per run that uses the cache.
+    static let buildIdentity: String? = Bundle.main.executablePath.flatMap { gitBlobID(ofFile: $0) }
 
     func path(_ key: String) -> String { (folder as NSString).appendingPathComponent("\(key).json") }
 

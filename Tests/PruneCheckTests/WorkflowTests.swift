@@ -56,13 +56,14 @@ import TensorEngine
         return dir
     }
 
-    static func prunecheck(_ args: [String], in dir: String, environment extra: [String: String] = [:]) throws -> ProcessResult {
+    static func prunecheck(_ args: [String], in dir: String, environment extra: [String: String] = [:],
+                           binary: String = Repo.binary) throws -> ProcessResult {
         var env = ProcessInfo.processInfo.environment
         for k in ["GITHUB_BASE_REF", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "CHANGE_TARGET", "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY"] {
             env[k] = nil
         }
         env.merge(extra) { _, new in new }
-        return try run(Repo.binary, args, in: dir, environment: env)
+        return try run(binary, args, in: dir, environment: env)
     }
 
     func prunecheck(_ args: [String], in dir: String, environment: [String: String] = [:]) throws -> ProcessResult {
@@ -202,6 +203,17 @@ import TensorEngine
         #expect(third.status == 0)
         #expect(third.stderr.contains("ignoring a corrupt cache entry"))
         #expect(try prunecheck(["check", "--no-cache"], in: dir).stderr.contains("results from the cache") == false)
+        // Another build of the same version (one byte more in the executable) does not use
+        // this build's entries: its numbers may differ.
+        let other = "\(dir)/prunecheck-other-build"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: Repo.binary))
+        bytes.append(0)
+        try bytes.write(to: URL(fileURLWithPath: other))
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: other)
+        let rebuilt = try Self.prunecheck(["check"], in: dir, binary: other)
+        #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
+        #expect(!rebuilt.stderr.contains("results from the cache"), "\(rebuilt.stderr)")
+        #expect(try prunecheck(["check"], in: dir).stderr.contains("results from the cache"), "this build's entries are still used")
     }
 
     @Test func shardsMergeIntoTheUnshardedReport() throws {
