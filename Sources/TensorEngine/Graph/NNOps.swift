@@ -399,7 +399,7 @@ extension OpContext {
             graph.packedConvWeights[index] = nil
         }
         // NOTE: packing LeNet-5's conv2 weights (2,400 values, eight channels side by side) was
-        // a tenth of its batch-1 inference; they are packed again only when they change.
+        // 8 % of its batch-1 inference (perf); they are packed again only when they change.
         let packedAlready = graph.packedConvWeights[index].map { $0.weight === weight && $0.version == weight.version } ?? false
         if !packedAlready { graph.packedConvWeights[index] = (weight, weight.version) }
         let w = weight.value
