@@ -103,14 +103,7 @@ public func gemm(
         // Threads split rows: B is packed once, its blocks in parallel, and shared (each worker
         // packed all of it before), then rows go out in chunks as workers free up (`gemmPacked`).
         withUnsafeTemporaryAllocation(of: Float.self, capacity: packedBCount(n: n, k: k)) { whole in
-            let packed = Int(bitPattern: whole.baseAddress!)
-            let kb = kBlock(k), kBlocks = (k + kb - 1) / kb
-            parallelFor((n + gemmNC - 1) / gemmNC * kBlocks, threads: workers) { index in
-                let jc = index / kBlocks * gemmNC, pc = index % kBlocks * kb
-                let nc = min(gemmNC, n - jc)
-                packB(b: UnsafePointer(bitPattern: bb)!, ldb: ldb, transposeB: transposeB, k0: pc, kc: min(kb, k - pc),
-                      j0: jc, nc: nc, into: UnsafeMutablePointer(bitPattern: packed)! + packedBlockOffset(jc: jc, nc: nc, pc: pc, k: k))
-            }
+            packBWhole(b: b, ldb: ldb, transposeB: transposeB, k: k, n: n, into: whole.baseAddress!, threads: workers)
             gemmPacked(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, packed: whole.baseAddress!,
                        c: c, ldc: ldc, accumulate: accumulate, threads: workers, wide: wide)
         }
@@ -583,12 +576,22 @@ public final class PackedB: Sendable {
         self.n = n
         self.k = k
         storage = [Float](unsafeUninitializedCapacity: packedBCount(n: n, k: k)) { buffer, count in
-            forEachBlock(columns: 0, n, k: k) { jc, nc, pc, kc in
-                packB(b: b, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc, nc: nc,
-                      into: buffer.baseAddress! + packedBlockOffset(jc: jc, nc: nc, pc: pc, k: k))
-            }
+            packBWhole(b: b, ldb: ldb, transposeB: transposeB, k: k, n: n, into: buffer.baseAddress!, threads: 1)
             count = packedBCount(n: n, k: k)
         }
+    }
+}
+
+/// Packs all of B (k × n) into `dst`, every (N block, K block) of `forEachBlock` at its
+/// `packedBlockOffset`; the blocks are independent, so threads take whole blocks.
+func packBWhole(b: UnsafePointer<Float>, ldb: Int, transposeB: Bool, k: Int, n: Int, into dst: UnsafeMutablePointer<Float>, threads: Int) {
+    let kb = kBlock(k), kBlocks = (k + kb - 1) / kb
+    let bb = Int(bitPattern: b), dd = Int(bitPattern: dst)
+    parallelFor((n + gemmNC - 1) / gemmNC * kBlocks, threads: threads) { index in
+        let jc = index / kBlocks * gemmNC, pc = index % kBlocks * kb
+        let nc = min(gemmNC, n - jc)
+        packB(b: UnsafePointer(bitPattern: bb)!, ldb: ldb, transposeB: transposeB, k0: pc, kc: min(kb, k - pc), j0: jc, nc: nc,
+              into: UnsafeMutablePointer(bitPattern: dd)! + packedBlockOffset(jc: jc, nc: nc, pc: pc, k: k))
     }
 }
 

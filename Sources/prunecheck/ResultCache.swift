@@ -5,8 +5,9 @@ import Regression
 
 /// A content-addressed store of model results under `.prunecheck/cache`. The key hashes
 /// everything a result depends on: the input files' contents, the recipe and settings, the
-/// tool version and build (the executable's content hash) and the machine. Entries are written atomically, so concurrent runs cannot
-/// leave a torn file; a corrupt entry is ignored and rebuilt.
+/// tool version and build (the executable's content hash) and the machine. Entries are written
+/// atomically, so concurrent runs cannot leave a torn file; a corrupt entry is ignored and
+/// rebuilt.
 struct ResultCache {
     let folder: String
 

@@ -228,25 +228,25 @@ public final class Graph {
         inferenceOutputs = Array(repeating: nil, count: nodes.count)
     }
 
+    /// Node `index`'s last inference output, taken out of its Variable, when nothing else holds
+    /// the Variable and `fits` accepts the tensor (the storage's only holder is then the result).
+    private func reusableOutput(node index: Int, where fits: (Tensor) -> Bool) -> Tensor? {
+        guard isKnownUniquelyReferenced(&inferenceOutputs[index]), let v = inferenceOutputs[index], fits(v.value) else { return nil }
+        let t = v.value
+        v.value = .placeholder
+        return t
+    }
+
     /// `outputBuffer(node:_:)` for a (rows, cols) output, without building the shape when the
     /// buffer already has it (an array per call was a heap allocation per Linear layer).
     func outputBuffer(node index: Int, rows: Int, cols: Int) -> Tensor {
-        if isKnownUniquelyReferenced(&inferenceOutputs[index]), let v = inferenceOutputs[index],
-           v.value.shape.count == 2, v.value.shape[0] == rows, v.value.shape[1] == cols {
-            let t = v.value
-            v.value = .placeholder  // the storage's only holder is now `t`
-            return t
-        }
-        return outputBuffer(node: index, [rows, cols])
+        reusableOutput(node: index) { $0.shape.count == 2 && $0.shape[0] == rows && $0.shape[1] == cols }
+            ?? outputBuffer(node: index, [rows, cols])
     }
 
     /// An inference output buffer for node `index` (see `OpContext.outputBuffer`).
     func outputBuffer(node index: Int, _ shape: [Int]) -> Tensor {
-        guard isKnownUniquelyReferenced(&inferenceOutputs[index]), let v = inferenceOutputs[index], v.value.count == shape.reduce(1, *) else {
-            return Tensor(uninitialized: shape)
-        }
-        var t = v.value
-        v.value = .placeholder  // the storage's only holder is now `t`
+        guard var t = reusableOutput(node: index, where: { $0.count == shape.reduce(1, *) }) else { return Tensor(uninitialized: shape) }
         if t.shape != shape { t.setShape(shape) }
         return t
     }
