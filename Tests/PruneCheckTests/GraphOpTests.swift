@@ -2,6 +2,8 @@ import Foundation
 import Testing
 @testable import Kernels
 @testable import TensorEngine
+import ModelIO
+import Pruning
 
 /// Inputs spread out so that no two elements tie (max, ReLU kinks and pooling are then
 /// differentiable at the test point and under the finite-difference step).
@@ -554,5 +556,137 @@ extension DirectConvTests {
                 #expect(got.count == want.count && first == nil, "\(batch)×\(cin)×\(side)², k \(k), threads \(threads): output \(first ?? -1) differs")
             }
         }
+    }
+}
+
+/// `Graph.predict` runs a model that is a chain of Linear layers on raw buffers
+/// (`LinearChain`), outside `Graph.run`: it must give run's bits for any batch and thread
+/// count, and see every change to the weights.
+@Suite struct LinearChainTests {
+    /// x (B, 2, 3, 5), flattened (or x (B, 30)) → 30 → 17 (ReLU) → 9 (ReLU) → 4 (ReLU when
+    /// `lastRelu`). `sparse` zeros about 6 in 7 weights, so the layers take the CSR kernels.
+    static func mlp(flatten: Bool, lastRelu: Bool, sparse: Bool) -> Graph {
+        let widths = [30, 17, 9, 4]
+        var nodes: [Node] = [], initializers: [(String, TensorData)] = []
+        var current = "x"
+        if flatten {
+            nodes.append(Node(name: "flatten", opType: "Flatten", inputs: ["x"], outputs: ["f"], attributes: ["axis": .int(1)]))
+            current = "f"
+        }
+        for l in 0..<3 {
+            var w = GemmTests.fill(widths[l + 1] * widths[l], seed: UInt32(40 + l))
+            if sparse { for i in w.indices where i % 7 != 3 { w[i] = 0 } }
+            initializers += [("w\(l)", .float(Tensor(shape: [widths[l + 1], widths[l]], scalars: w))),
+                             ("b\(l)", .float(Tensor(shape: [widths[l + 1]], scalars: GemmTests.fill(widths[l + 1], seed: UInt32(50 + l)))))]
+            nodes.append(Node(name: "fc\(l)", opType: "Gemm", inputs: [current, "w\(l)", "b\(l)"], outputs: ["g\(l)"], attributes: ["transB": .int(1)]))
+            current = "g\(l)"
+            if l < 2 || lastRelu {
+                nodes.append(Node(name: "relu\(l)", opType: "Relu", inputs: [current], outputs: ["r\(l)"], attributes: [:]))
+                current = "r\(l)"
+            }
+        }
+        let shape: [Int?] = flatten ? [nil, 2, 3, 5] : [nil, 30]
+        return Graph(nodes: nodes, inputs: [GraphInput(name: "x", dtype: .float32, shape: shape)], outputs: [current],
+                     initializers: initializers, opset: 17)
+    }
+
+    static func input(_ batch: Int, flatten: Bool) -> Tensor {
+        var x = GemmTests.fill(batch * 30, seed: UInt32(batch))
+        for i in x.indices where (i / 4) % 3 == 0 { x[i] = 0 }  // zero inputs, which small batches skip
+        return Tensor(shape: flatten ? [batch, 2, 3, 5] : [batch, 30], scalars: x)
+    }
+
+    static func viaRun(_ graph: Graph, _ x: Tensor, threads: Int) throws -> [UInt32] {
+        guard case .float(let y) = try graph.run([.float(Variable(x))], threads: threads)[0] else { return [] }
+        return y.value.scalars.map(\.bitPattern)
+    }
+
+    static func isChain(_ graph: Graph) -> Bool {
+        if case .chain = graph.linearChainState { return true }
+        return false
+    }
+
+    @Test(arguments: [(true, false, false), (false, false, true), (true, true, true), (false, true, false)])
+    func predictGivesTheBitsOfARun(flatten: Bool, lastRelu: Bool, sparse: Bool) throws {
+        let graph = Self.mlp(flatten: flatten, lastRelu: lastRelu, sparse: sparse)
+        for batch in [1, 3, 8, 17] {
+            let x = Self.input(batch, flatten: flatten)
+            for threads in [1, 2, 3] {
+                let got = graph.predict(x, threads: threads)
+                #expect(Self.isChain(graph))
+                #expect(got.shape == [batch, 4])
+                #expect(got.scalars.map(\.bitPattern) == (try Self.viaRun(graph, x, threads: threads)), "batch \(batch), threads \(threads)")
+                #expect(!lastRelu || got.scalars.allSatisfy { $0 >= 0 })
+                #expect(lastRelu || got.scalars.contains { $0 < 0 })
+            }
+        }
+    }
+
+    /// LeNet-300-100 dense and pruned to 90 % (sparse fc1 and fc2, dense fc3).
+    @Test func lenet300100GivesTheBitsOfARun() throws {
+        let model = try LayerList.load(architecture: Repo.path("examples/models/lenet300100_mnist5k.json"),
+                                       weights: Repo.path("examples/models/lenet300100_mnist5k.safetensors"))
+        let (x, _) = try reference("lenet300100_mnist5k")
+        for pruned in [false, true] {
+            if pruned {
+                let weights = model.prunableWeights.map { (name: $0.name, tensor: $0.variable.value) }
+                applyMasks(MagnitudePruning.masks(for: weights, sparsity: 0.9, scope: .global), to: model)
+            }
+            for batch in [1, 16] {
+                let xb = x.rows(0..<batch)
+                for threads in [1, 2] {
+                    let got = model.predict(xb, threads: threads)
+                    #expect(Self.isChain(model))
+                    #expect(got.scalars.map(\.bitPattern) == (try Self.viaRun(model, xb, threads: threads)), "pruned \(pruned), batch \(batch)")
+                }
+            }
+        }
+    }
+
+    @Test func otherModelsAreNotChains() {
+        let (conv, x) = ReluFusionTests.graph(direct: false, extraReader: false)
+        _ = conv.predict(x, threads: 1)
+        #expect(!Self.isChain(conv))
+        // A hidden value that is also a graph output.
+        let mlp = Self.mlp(flatten: false, lastRelu: false, sparse: false)
+        let two = Graph(nodes: mlp.nodes, inputs: mlp.inputs, outputs: ["g2", "r0"],
+                        initializers: mlp.initializerData, opset: 17)
+        _ = two.predict(Self.input(2, flatten: false), threads: 1)
+        #expect(!Self.isChain(two))
+    }
+
+    /// An input the first layer does not take is left to `Graph.run`, which names the problem.
+    @Test func anInputOfAnotherShapeIsLeftToTheRun() {
+        let graph = Self.mlp(flatten: false, lastRelu: false, sparse: false)
+        _ = graph.predict(Self.input(2, flatten: false), threads: 1)
+        guard case .chain(let chain) = graph.linearChainState else { Issue.record("not a chain"); return }
+        #expect(chain.predict(Tensor(shape: [2, 29], scalars: [Float](repeating: 1, count: 58)), threads: 1) == nil)
+        #expect(chain.predict(Tensor(shape: [2, 2, 15], scalars: [Float](repeating: 1, count: 60)), threads: 1) == nil)
+        #expect(chain.predict(Tensor(shape: [0, 30], scalars: []), threads: 1) == nil)
+        #expect(chain.predict(Self.input(2, flatten: false), threads: 1) != nil)
+    }
+
+    /// A weight updated in place (pruning, an optimizer step) and a replaced initializer both
+    /// reach the next `predict`.
+    @Test(arguments: [false, true])
+    func changedWeightsReachTheNextPredict(sparse: Bool) throws {
+        let graph = Self.mlp(flatten: true, lastRelu: false, sparse: sparse)
+        let x = Self.input(3, flatten: true)
+        let before = graph.predict(x, threads: 1)
+        guard case .float(let w)? = graph.initializer("w1") else { Issue.record("no w1"); return }
+        w.update { for i in $0.indices { $0[i] *= -2 } }
+        let updated = graph.predict(x, threads: 1)
+        #expect(updated != before)
+        #expect(updated.scalars.map(\.bitPattern) == (try Self.viaRun(graph, x, threads: 1)))
+        let replacement = Tensor(shape: [4, 9], scalars: GemmTests.fill(36, seed: 77))
+        graph.setInitializer("w2", .float(replacement))
+        let replaced = graph.predict(x, threads: 1)
+        #expect(replaced != updated)
+        #expect(Self.isChain(graph))
+        let fresh = Self.mlp(flatten: true, lastRelu: false, sparse: sparse)
+        guard case .float(let fw)? = fresh.initializer("w1") else { Issue.record("no w1"); return }
+        fw.update { for i in $0.indices { $0[i] *= -2 } }
+        fresh.setInitializer("w2", .float(replacement))
+        #expect(replaced.scalars.map(\.bitPattern) == (try Self.viaRun(fresh, x, threads: 1)))
     }
 }

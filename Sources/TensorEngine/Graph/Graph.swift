@@ -150,6 +150,9 @@ public final class Graph {
     /// when nothing else holds it (`OpContext.outputBuffer`), so steady-state inference does
     /// not allocate its outputs.
     var inferenceOutputs: [Variable?] = []
+    /// The model as a chain of Linear layers, when it is one (`LinearChain`): worked out on the
+    /// first `predict`, again after `setInitializer`.
+    var linearChainState: LinearChainState = .unknown
 
     /// Per-node wall time, for `make bench` diagnostics only (off by default).
     nonisolated(unsafe) public static var profile = false
@@ -294,6 +297,7 @@ public final class Graph {
         initializers[name] = value
         if let s = slotOf[name], let i = constantSlots.firstIndex(where: { $0.slot == s }) { constantSlots[i].value = value }
         spareSlots = []
+        linearChainState = .unknown
     }
 
     /// Runs the graph. `feeds` bind the graph inputs in order. Throws a `GraphError` naming
@@ -388,7 +392,50 @@ public final class Graph {
 
     /// Inference: the first output for input `x`.
     public func predict(_ x: Tensor, threads: Int) -> Tensor {
-        forward(Variable(x), tape: nil, threads: threads).value
+        if case .unknown = linearChainState { linearChainState = makeLinearChain().map { .chain($0) } ?? .none }
+        if case .chain(let chain) = linearChainState, let y = chain.predict(x, threads: threads) { return y }
+        return forward(Variable(x), tape: nil, threads: threads).value
+    }
+
+    /// The Linear chain this graph is (see `LinearChain`), or nil: an input (Flatten at axis 1
+    /// first, or not), Linear Gemms whose weight and bias are initializers, each output read
+    /// only by the next layer or by its fused Relu, and the last layer's output the graph's
+    /// only output.
+    private func makeLinearChain() -> LinearChain? {
+        guard inputSlots.count == 1, outputSlots.count == 1 else { return nil }
+        var constants: [Int: Value] = [:]
+        for (s, v) in constantSlots where !inputSlots.contains(s) { constants[s] = v }
+        var current = inputSlots[0], flattens = false, awaitingRelu = false
+        var layers: [LinearChain.Layer] = []
+        for index in nodes.indices {
+            let (ins, outs) = nodeSlots[index]
+            if index == 0, nodes[index].opType == "Flatten", ins == [current], outs.count == 1, outs[0] >= 0,
+               nodes[index].attributes["axis"].map({ $0 == .int(1) }) ?? true {
+                flattens = true
+                current = outs[0]
+                continue
+            }
+            if awaitingRelu {
+                // The Relu the last layer applied already.
+                guard let pass = passSlots[index], pass.from == current else { return nil }
+                current = pass.to
+                awaitingRelu = false
+                continue
+            }
+            guard let l = linearSlots[index], l.x == current, let cache = linearCaches[index],
+                  case .float(let w)? = constants[l.w], w.value.shape.count == 2 else { return nil }
+            var bias: Variable? = nil
+            if l.b >= 0 {
+                guard case .float(let b)? = constants[l.b], b.value.shape == [w.value.shape[0]] else { return nil }
+                bias = b
+            }
+            if let last = layers.last, last.outFeatures != w.value.shape[1] { return nil }
+            layers.append(.init(name: nodes[index].name, weight: w, bias: bias, cache: cache, relu: reluFused[index]))
+            current = l.y
+            awaitingRelu = reluFused[index]
+        }
+        guard !layers.isEmpty, !awaitingRelu, current == outputSlots[0] else { return nil }
+        return LinearChain(layers: layers, flattens: flattens)
     }
 
     /// Every trainable parameter with its name, in initializer order.

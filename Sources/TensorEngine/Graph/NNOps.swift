@@ -1081,10 +1081,23 @@ func copyFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>,
 /// equal the plain GEMM bit for bit).
 func linearInfer(_ x: Tensor, weight: Variable, bias: Variable?, cache: LinearCache, threads: Int, relu: Bool = false,
                  into y: inout Tensor) {
-    let outF = weight.value.shape[0], inF = weight.value.shape[1]
+    let outF = weight.value.shape[0]
     let rows = x.shape[0]
     precondition(y.shape.count == 2 && y.shape[0] == rows && y.shape[1] == outF,
                  "linear output \(y.shape) for input \(x.shape) and weight \(weight.value.shape)")
+    x.withUnsafeBufferPointer { xp in
+        y.withUnsafeMutableBufferPointer { yp in
+            linearInfer(xp.baseAddress!, rows: rows, weight: weight, bias: bias, cache: cache, threads: threads, relu: relu,
+                        into: yp.baseAddress!)
+        }
+    }
+}
+
+/// `linearInfer` on raw buffers: x is (rows × in), y (rows × out) is overwritten; the caller
+/// has checked the shapes.
+func linearInfer(_ x: UnsafePointer<Float>, rows: Int, weight: Variable, bias: Variable?, cache: LinearCache, threads: Int,
+                 relu: Bool, into y: UnsafeMutablePointer<Float>) {
+    let outF = weight.value.shape[0], inF = weight.value.shape[1]
     let id = ObjectIdentifier(weight)
     if cache.sparse == nil || cache.sparse!.version != weight.version || cache.sparseOwner != id {
         let matrix = weight.value.withUnsafeBufferPointer { p -> CSRMatrix? in
@@ -1096,24 +1109,20 @@ func linearInfer(_ x: Tensor, weight: Variable, bias: Variable?, cache: LinearCa
         cache.sparse = (weight.version, matrix)
         cache.sparseOwner = id
     }
-    x.withUnsafeBufferPointer { xp in
-        y.withUnsafeMutableBufferPointer { yp in
-            if let csr = cache.sparse!.matrix, rows < 8 || cache.density <= LinearCache.sparseBatchDensityThreshold {
-                csrLinearForward(csr, x: xp.baseAddress!, batch: rows, y: yp.baseAddress!, threads: threads)
-            } else {
-                if cache.packed == nil || cache.packed!.version != weight.version || cache.packedOwner != id {
-                    cache.packed = (weight.version, weight.value.withUnsafeBufferPointer {
-                        PackedB(b: $0.baseAddress!, ldb: inF, transposeB: true, k: inF, n: outF)
-                    })
-                    cache.packedOwner = id
-                }
-                gemm(m: rows, a: xp.baseAddress!, lda: inF, transposeA: false, packed: cache.packed!.matrix,
-                     c: yp.baseAddress!, ldc: outF, accumulate: false, threads: threads)
-            }
-            if let b = bias?.value {
-                b.withUnsafeBufferPointer { addRowVector($0.baseAddress!, rows: rows, cols: outF, out: yp.baseAddress!) }
-            }
-            if relu { reluForward(yp.baseAddress!, count: yp.count, out: yp.baseAddress!) }
+    if let csr = cache.sparse!.matrix, rows < 8 || cache.density <= LinearCache.sparseBatchDensityThreshold {
+        csrLinearForward(csr, x: x, batch: rows, y: y, threads: threads)
+    } else {
+        if cache.packed == nil || cache.packed!.version != weight.version || cache.packedOwner != id {
+            cache.packed = (weight.version, weight.value.withUnsafeBufferPointer {
+                PackedB(b: $0.baseAddress!, ldb: inF, transposeB: true, k: inF, n: outF)
+            })
+            cache.packedOwner = id
         }
+        gemm(m: rows, a: x, lda: inF, transposeA: false, packed: cache.packed!.matrix, c: y, ldc: outF, accumulate: false,
+             threads: threads)
     }
+    if let b = bias?.value {
+        b.withUnsafeBufferPointer { addRowVector($0.baseAddress!, rows: rows, cols: outF, out: y) }
+    }
+    if relu { reluForward(y, count: rows * outF, out: y) }
 }
