@@ -29,6 +29,10 @@ final class WindowGeometry {
     /// For a 2-D window without padding: output (oy, ox) at kernel offset q reads input
     /// oy·rowStep + ox·colStep + offsets[q]. Nil otherwise.
     let affine: (rowStep: Int, colStep: Int, offsets: [Int])?
+    /// A Conv's choice of kernel over this window (`OpContext.directConvPads`) for a group count
+    /// and reduction length, once worked out: the node's attributes do not change, and at
+    /// batch 1 reading them (five dictionary lookups) was a visible part of a small Conv.
+    var directConv: (group: Int, reduction: Int, pads: (Int, Int)?)?
 
     init(inSpatial: [Int], kernel: [Int], outSpatial: [Int], table: [Int]) {
         self.inSpatial = inSpatial
@@ -375,14 +379,19 @@ extension OpContext {
     // im2col + GEMM (a 6-row GEMM with K = 25 fills neither its tiles nor its pipeline).
     // LeNet-5's conv2 (6 channels, 5×5, 10 columns), interleaved three times with im2col +
     // GEMM: 609–703 → 470–535 µs at batch 64, 12.9–15.3 → 10.9–11.0 µs at batch 1.
-    func directConvPads(inSpatial: [Int], kernel: [Int], outSpatial: [Int], group: Int, reduction: Int) throws -> (Int, Int)? {
+    func directConvPads(_ geo: WindowGeometry, group: Int, reduction: Int) throws -> (Int, Int)? {
+        if let known = geo.directConv, known.group == group, known.reduction == reduction { return known.pads }
+        let outSpatial = geo.outSpatial
         let narrowRows = KernelISA.detected == .avx512 && outSpatial.count == 2 && outSpatial[1] <= 16 && reduction <= 256
-        guard inSpatial.count == 2, group == 1, (reduction <= 32 && outSpatial[1] >= 8) || narrowRows,
-              try string("auto_pad", "NOTSET") == "NOTSET",
-              (try ints("strides") ?? [1, 1]) == [1, 1], (try ints("dilations") ?? [1, 1]) == [1, 1] else { return nil }
-        let pads = try ints("pads") ?? [0, 0, 0, 0]
-        guard pads.count == 4 else { return nil }
-        return (pads[0], pads[1])
+        var pads: (Int, Int)? = nil
+        if geo.inSpatial.count == 2, group == 1, (reduction <= 32 && outSpatial[1] >= 8) || narrowRows,
+           try string("auto_pad", "NOTSET") == "NOTSET",
+           (try ints("strides") ?? [1, 1]) == [1, 1], (try ints("dilations") ?? [1, 1]) == [1, 1] {
+            let p = try ints("pads") ?? [0, 0, 0, 0]
+            if p.count == 4 { pads = (p[0], p[1]) }
+        }
+        geo.directConv = (group, reduction, pads)
+        return pads
     }
 
     /// The direct kernel over the samples, split across threads, then the bias.
@@ -448,7 +457,8 @@ extension OpContext {
         let kernel = Array(sw[2...])
         if let ks = try ints("kernel_shape"), ks != kernel { throw fail("kernel_shape \(ks) differs from the weight's \(kernel)") }
         if let b, b.value.shape != [cout] { throw fail("bias \(b.value.shape) must be [\(cout)]") }
-        let geo = try window(inSpatial: Array(sx[2...]), kernel: kernel, ceil: false)
+        let inSpatial = Array(sx[2...])
+        let geo = try window(inSpatial: inSpatial, kernel: kernel, ceil: false)
         let cg = cin / group, mg = cout / group
         let kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
         let kk = cg * kq
@@ -460,8 +470,8 @@ extension OpContext {
         // is copied out. Each output is one FMA chain over K = (c, q) in increasing order, then
         // the bias, whatever the chunking; chunks are split across threads (never K), so results
         // are bit-identical for any thread count.
-        if let (padTop, padLeft) = try directConvPads(inSpatial: Array(sx[2...]), kernel: kernel, outSpatial: geo.outSpatial, group: group, reduction: kk) {
-            convDirect(x: x.value, weight: w, bias: b?.value, into: &y, cin: cin, cout: cout, spatial: Array(sx[2...]), kernel: kernel,
+        if let (padTop, padLeft) = try directConvPads(geo, group: group, reduction: kk) {
+            convDirect(x: x.value, weight: w, bias: b?.value, into: &y, cin: cin, cout: cout, spatial: inSpatial, kernel: kernel,
                        outSpatial: geo.outSpatial, padTop: padTop, padLeft: padLeft)
         } else {
             // A window of stride 1 without padding (conv2 of LeNet-5) computes each sample over
@@ -547,6 +557,9 @@ extension OpContext {
                 }
             }
         }
+        // NOTE: at inference, no parents list and no backward closure: its context is a heap
+        // allocation and a retain per captured value, made before `emit` could drop it.
+        if tape == nil { return inferenceValue(y, requiresGrad: x.requiresGrad || w.requiresGrad || b?.requiresGrad == true) }
         let nThreads = self.threads
         var parents = [x, w]
         if let b { parents.append(b) }
@@ -719,7 +732,8 @@ extension OpContext {
                 }
             }
         }
-        let out = emit(y, parents: [x]) { dy in
+        // At inference, no backward closure (see `conv`).
+        let out = tape == nil ? inferenceValue(y, requiresGrad: x.requiresGrad) : emit(y, parents: [x]) { dy in
             dy.withUnsafeBufferPointer { dp in
                 x.accumulateGrad { g in
                     for plane in 0..<planes {
