@@ -247,6 +247,14 @@ public final class Graph {
             ?? outputBuffer(node: index, [rows, cols])
     }
 
+    /// `outputBuffer(node:_:)` for an (n, c, spatial…) output (a Conv's, a pool's), without
+    /// building the shape when the buffer already has it.
+    func outputBuffer(node index: Int, n: Int, c: Int, spatial: [Int]) -> Tensor {
+        reusableOutput(node: index) { t in
+            t.shape.count == spatial.count + 2 && t.shape[0] == n && t.shape[1] == c && t.shape[2...].elementsEqual(spatial)
+        } ?? outputBuffer(node: index, [n, c] + spatial)
+    }
+
     /// An inference output buffer for node `index` (see `OpContext.outputBuffer`).
     func outputBuffer(node index: Int, _ shape: [Int]) -> Tensor {
         guard var t = reusableOutput(node: index, where: { $0.count == shape.reduce(1, *) }) else { return Tensor(uninitialized: shape) }

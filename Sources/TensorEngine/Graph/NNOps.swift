@@ -454,15 +454,23 @@ extension OpContext {
         guard group > 0, cin % group == 0, cout % group == 0, sw[1] == cin / group else {
             throw fail("weight \(sw) does not fit input \(sx) with group \(group)")
         }
-        let kernel = Array(sw[2...])
-        if let ks = try ints("kernel_shape"), ks != kernel { throw fail("kernel_shape \(ks) differs from the weight's \(kernel)") }
-        if let b, b.value.shape != [cout] { throw fail("bias \(b.value.shape) must be [\(cout)]") }
-        let inSpatial = Array(sx[2...])
-        let geo = try window(inSpatial: inSpatial, kernel: kernel, ceil: false)
+        if let b, b.value.shape.count != 1 || b.value.shape[0] != cout { throw fail("bias \(b.value.shape) must be [\(cout)]") }
+        // NOTE: the window this node computed last time, when the input and kernel sizes are the
+        // same, without building them as arrays (it checked kernel_shape then); at batch 1 the
+        // arrays and attribute lookups were a visible part of a small Conv.
+        let geo: WindowGeometry
+        if let cached = graph.windows[index], cached.spatial.elementsEqual(sx[2...]), cached.geometry.kernel.elementsEqual(sw[2...]) {
+            geo = cached.geometry
+        } else {
+            let kernel = Array(sw[2...])
+            if let ks = try ints("kernel_shape"), ks != kernel { throw fail("kernel_shape \(ks) differs from the weight's \(kernel)") }
+            geo = try window(inSpatial: Array(sx[2...]), kernel: kernel, ceil: false)
+        }
+        let inSpatial = geo.inSpatial, kernel = geo.kernel
         let cg = cin / group, mg = cout / group
         let kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
         let kk = cg * kq
-        var y = outputBuffer([batch, cout] + geo.outSpatial)   // every output is written below
+        var y = outputBuffer(n: batch, c: cout, spatial: geo.outSpatial)   // every output is written below
         // Forward, per group and chunk of `nb` samples: Y (Mg × nb·P) = W (Mg × K) · cols (K × nb·P),
         // cols built from the window's runs (contiguous copies for stride-1 windows). Samples are
         // chunked so the GEMM's columns fill its 16-wide panels even when P is small; with one
@@ -629,7 +637,7 @@ extension OpContext {
         let includePad = try int("count_include_pad", 0) == 1
         let planes = sx[0] * sx[1], kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
         let table = geo.table
-        var y = outputBuffer([sx[0], sx[1]] + geo.outSpatial)   // every plane is filled below
+        var y = outputBuffer(n: sx[0], c: sx[1], spatial: geo.outSpatial)   // every plane is filled below
         // The argmax (input offset per output) only serves the backward pass and the Indices
         // output; inference skips it.
         let needArgmax = isMax && ((tape != nil && x.requiresGrad) || node.outputs.count > 1)

@@ -179,6 +179,11 @@ struct OpContext {
         tape == nil ? graph.outputBuffer(node: index, shape) : Tensor(uninitialized: shape)
     }
 
+    /// `outputBuffer(_:)` for an (n, c, spatial…) output.
+    func outputBuffer(n: Int, c: Int, spatial: [Int]) -> Tensor {
+        tape == nil ? graph.outputBuffer(node: index, n: n, c: c, spatial: spatial) : Tensor(uninitialized: [n, c] + spatial)
+    }
+
     /// An inference output as a value, in the node's previous output Variable when nothing
     /// else holds it.
     func inferenceValue(_ y: Tensor, requiresGrad: Bool) -> Value { graph.inferenceValue(node: index, y, requiresGrad: requiresGrad) }
