@@ -690,3 +690,36 @@ extension DirectConvTests {
         #expect(replaced.scalars.map(\.bitPattern) == (try Self.viaRun(fresh, x, threads: 1)))
     }
 }
+
+extension DirectConvTests {
+    /// One Conv node fed inputs of other sizes, so that it changes kernel (direct for rows of at
+    /// most 16 outputs with AVX-512, im2col + GEMM for wider ones) and back: each run gives the
+    /// reference's bits (the direct kernel's packed weights share the node's scratch with the
+    /// columns, so they must be packed again after an im2col run).
+    @Test func aConvSwitchingKernelsKeepsItsBits() throws {
+        let (cin, cout, k) = (4, 8, 5)
+        let w = Tensor(shape: [cout, cin, k, k], scalars: GemmTests.fill(cout * cin * k * k, seed: 31))
+        let bias = Tensor(shape: [cout], scalars: GemmTests.fill(cout, seed: 32))
+        let node = Node(name: "conv", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["y"],
+                        attributes: ["kernel_shape": .ints([k, k]), "pads": .ints([2, 2, 2, 2])])
+        let graph = Graph(nodes: [node], inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, cin, nil, nil])], outputs: ["y"],
+                          initializers: [("w", .float(w)), ("b", .float(bias))], opset: 17)
+        for (batch, side) in [(1, 12), (2, 20), (1, 12), (3, 7), (2, 20), (1, 12)] {
+            let x = Tensor(shape: [batch, cin, side, side], scalars: GemmTests.fill(batch * cin * side * side, seed: UInt32(side)))
+            var expected: [Float] = []
+            for n in 0..<batch {
+                var y = [Float](repeating: 0, count: cout * side * side)
+                x.scalars.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer {
+                        conv2dDirectReference(x: xp.baseAddress! + n * cin * side * side, cin: cin, ih: side, iw: side, w: w.scalars, cout: cout,
+                                              kh: k, kw: k, padTop: 2, padLeft: 2, oh: side, ow: side, y: $0.baseAddress!)
+                    }
+                }
+                for m in 0..<cout { for p in 0..<(side * side) { y[m * side * side + p] += bias.scalars[m] } }
+                expected += y
+            }
+            let got = graph.predict(x, threads: 1)
+            #expect(got.scalars.map(\.bitPattern) == expected.map(\.bitPattern), "batch \(batch), \(side)×\(side)")
+        }
+    }
+}

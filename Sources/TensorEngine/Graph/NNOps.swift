@@ -500,6 +500,9 @@ extension OpContext {
             if graph.scratchColumns[index].count < workers * (colsSize + outSize) {
                 graph.scratchColumns[index] = [Float](repeating: 0, count: workers * (colsSize + outSize))
             }
+            // The columns overwrite what the direct kernel packed there (a node switches kernels
+            // when its input changes size).
+            graph.packedConvWeights[index] = nil
             let graph = self.graph, index = self.index
             let gemmThreads = workers == 1 ? threads : 1
             x.value.withUnsafeBufferPointer { xp in
