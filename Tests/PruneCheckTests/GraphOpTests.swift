@@ -723,3 +723,55 @@ extension DirectConvTests {
         }
     }
 }
+
+/// `OpContext.convRows`: a narrow Conv at inference as rows (one per output position) times the
+/// packed transposed weights. It must give the bits of the im2col path (which training runs).
+@Suite struct ConvRowsTests {
+    static func graph(cin: Int, cout: Int, kernel: [Int], strides: [Int], pads: [Int], relu: Bool) -> Graph {
+        let w = Tensor(shape: [cout, cin] + kernel, scalars: GemmTests.fill(cout * cin * kernel.reduce(1, *), seed: 61))
+        let b = Tensor(shape: [cout], scalars: GemmTests.fill(cout, seed: 62))
+        var nodes = [Node(name: "conv", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["c"],
+                          attributes: ["kernel_shape": .ints(kernel), "strides": .ints(strides), "pads": .ints(pads)])]
+        nodes.append(Node(name: "out", opType: relu ? "Relu" : "Neg", inputs: ["c"], outputs: ["y"], attributes: [:]))
+        return Graph(nodes: nodes, inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, cin] + kernel.map { _ in nil })],
+                     outputs: ["y"], initializers: [("w", .float(w)), ("b", .float(b))], opset: 17)
+    }
+
+    /// cnn_mnist1d's three convolutions at batch 1 and 2, and a 2-D one with 3×3 outputs.
+    @Test(arguments: [(1, 25, [5], [2], [1, 1], [40]), (25, 25, [3], [2], [1, 1], [19]), (25, 25, [3], [2], [1, 1], [10]),
+                      (3, 20, [3, 3], [2, 2], [1, 0, 1, 0], [6, 6])])
+    func givesTheBitsOfTheIm2colPath(cin: Int, cout: Int, kernel: [Int], strides: [Int], pads: [Int], spatial: [Int]) throws {
+        for relu in [false, true] {
+            let graph = Self.graph(cin: cin, cout: cout, kernel: kernel, strides: strides, pads: pads, relu: relu)
+            for batch in [1, 2] {
+                let count = batch * cin * spatial.reduce(1, *)
+                let x = Tensor(shape: [batch, cin] + spatial, scalars: GemmTests.fill(count, seed: UInt32(count)))
+                // The training forward (a tape) takes the im2col path.
+                let trained = try graph.run([.float(Variable(x, requiresGrad: true))], tape: Tape(), threads: 1)
+                guard case .float(let want) = trained[0] else { Issue.record("not float"); return }
+                for threads in [1, 2, 3] {
+                    let got = graph.predict(x, threads: threads)
+                    #expect(got.shape == want.value.shape)
+                    #expect(got.scalars.map(\.bitPattern) == want.value.scalars.map(\.bitPattern),
+                            "\(cin)→\(cout), kernel \(kernel), batch \(batch), threads \(threads), relu \(relu)")
+                }
+                #expect(batch > 1 || graph.convRowsWeights[0] != nil, "batch 1 did not take the rows path")
+            }
+        }
+    }
+
+    /// Weights updated in place reach the next run (they are packed per version).
+    @Test func anUpdatedWeightReachesTheNextRun() throws {
+        let graph = Self.graph(cin: 25, cout: 25, kernel: [3], strides: [2], pads: [1, 1], relu: false)
+        let x = Tensor(shape: [1, 25, 10], scalars: GemmTests.fill(250, seed: 5))
+        let before = graph.predict(x, threads: 1)
+        #expect(graph.convRowsWeights[0] != nil)
+        guard case .float(let w)? = graph.initializer("w") else { Issue.record("no w"); return }
+        w.update { for i in $0.indices { $0[i] *= -2 } }
+        let after = graph.predict(x, threads: 1)
+        let trained = try graph.run([.float(Variable(x, requiresGrad: true))], tape: Tape(), threads: 1)
+        guard case .float(let want) = trained[0] else { Issue.record("not float"); return }
+        #expect(after != before)
+        #expect(after.scalars.map(\.bitPattern) == want.value.scalars.map(\.bitPattern))
+    }
+}

@@ -146,6 +146,9 @@ public final class Graph {
     /// `scratchColumns` holds, so inference packs a Conv's weights once, not per call. A strong
     /// reference: the identity cannot pass to a new weight while it is kept here.
     var packedConvWeights: [(weight: Variable, version: Int)?] = []
+    /// Per node: a Conv's weights as the packed right-hand side of `OpContext.convRows` (W
+    /// transposed), with the weight and version they were packed from.
+    var convRowsWeights: [(weight: Variable, version: Int, packed: PackedB)?] = []
     /// Per node: its output of the last inference run, whose buffer the next run writes again
     /// when nothing else holds it (`OpContext.outputBuffer`), so steady-state inference does
     /// not allocate its outputs.
@@ -228,6 +231,7 @@ public final class Graph {
         windows = Array(repeating: nil, count: nodes.count)
         scratchColumns = Array(repeating: [], count: nodes.count)
         packedConvWeights = Array(repeating: nil, count: nodes.count)
+        convRowsWeights = Array(repeating: nil, count: nodes.count)
         inferenceOutputs = Array(repeating: nil, count: nodes.count)
     }
 

@@ -444,6 +444,89 @@ extension OpContext {
         }
     }
 
+    /// Inference of a one-group Conv as Yᵀ (samples·P × Cout) = rows (samples·P × K) · Wᵀ,
+    /// where row (n, p) holds the window of output position p of sample n (zeros for padding),
+    /// and Wᵀ is packed once per weight version. Each output is one FMA chain over K = (c, q)
+    /// in increasing order, then the bias: the im2col path's chain with the operands of each
+    /// product swapped, which gives the same bits. Threads split the rows.
+    // NOTE: for convolutions whose im2col product is narrow (a batch of one, a few output
+    // positions), such as cnn_mnist1d's at batch 1 (Cout 25, P 19, 10 and 5): there the
+    // 8×32-tiled GEMM ran 25 rows of weights against 5–19 columns, and packed the weights on
+    // every call.
+    func convRows(x: Tensor, weight: Variable, bias: Tensor?, into y: inout Tensor, geo: WindowGeometry, cin: Int, cout: Int) {
+        let batch = x.shape[0], kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount, kk = cin * kq
+        let m = batch * p
+        if graph.convRowsWeights[index].map({ $0.weight !== weight || $0.version != weight.version }) ?? true {
+            let packed = weight.value.withUnsafeBufferPointer { PackedB(b: $0.baseAddress!, ldb: kk, transposeB: true, k: kk, n: cout) }
+            graph.convRowsWeights[index] = (weight, weight.version, packed)
+        }
+        let packed = graph.convRowsWeights[index]!.packed
+        if graph.scratchColumns[index].count < m * (kk + cout) {
+            graph.scratchColumns[index] = [Float](repeating: 0, count: m * (kk + cout))
+        }
+        graph.packedConvWeights[index] = nil  // the rows overwrite the direct kernel's packing
+        let table = geo.table
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                graph.scratchColumns[index].withUnsafeMutableBufferPointer { sp in
+                    let rows = sp.baseAddress!, yt = rows + m * kk
+                    table.withUnsafeBufferPointer { tp in
+                        for n in 0..<batch {
+                            for pp in 0..<p {
+                                let row = rows + (n * p + pp) * kk, window = tp.baseAddress! + pp * kq
+                                for c in 0..<cin {
+                                    let plane = xp.baseAddress! + (n * cin + c) * inP, dst = row + c * kq
+                                    for q in 0..<kq {
+                                        let t = window[q]
+                                        dst[q] = t >= 0 ? plane[t] : 0
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    gemm(m: m, a: rows, lda: kk, transposeA: false, packed: packed, c: yt, ldc: cout, accumulate: false, threads: threads)
+                    // Yᵀ back to (n, Cout, P), plus the bias.
+                    let biasValues = bias?.scalars
+                    for n in 0..<batch {
+                        for o in 0..<cout {
+                            let out = yp.baseAddress! + (n * cout + o) * p, src = yt + n * p * cout + o
+                            if let biasValues {
+                                let bo = biasValues[o]
+                                for pp in 0..<p { out[pp] = src[pp * cout] + bo }
+                            } else {
+                                for pp in 0..<p { out[pp] = src[pp * cout] }
+                            }
+                        }
+                    }
+                    if fuseRelu { reluForward(yp.baseAddress!, count: batch * cout * p, out: yp.baseAddress!) }
+                }
+            }
+        }
+    }
+
+    /// The im2col path's layout: whether it computes over full input rows (`wide`, see `conv`),
+    /// the columns per sample, and the samples per chunk.
+    func im2colChunks(geo: WindowGeometry, batch: Int) -> (wide: Bool, perSample: Int, samples: Int) {
+        let iw = geo.inSpatial.last ?? 1, ow = geo.outSpatial.last ?? 1
+        let wide = geo.affine.map { $0.colStep == 1 && $0.rowStep == iw && ow < iw } ?? false
+        let perSample = wide ? (geo.outSpatial[0] - 1) * iw + ow : geo.outCount
+        return (wide, perSample, max(1, min(batch, (wide ? 512 : 256) / perSample)))
+    }
+
+    /// Whether `convRows` suits this Conv better than the im2col path: when the latter's
+    /// product (rows of weights against a chunk of columns) is narrower than one 32-wide tile,
+    /// and the rows path runs fewer 8×32 GEMM tiles (both run the same reduction per tile).
+    // NOTE: a plain tile count also chose the rows path for cnn_mnist1d's conv1 and conv2 at
+    // batch 64 (152 against 160 and 80 against 96 tiles), where per-node profiles measured it
+    // slower (57–75 against 48–49 µs, 124–152 against 110–122): it makes two more passes over
+    // its rows (packing them, transposing the result) that the tile count leaves out.
+    func convRowsIsNarrower(geo: WindowGeometry, batch: Int, cout: Int) -> Bool {
+        let (_, perSample, nb) = im2colChunks(geo: geo, batch: batch)
+        guard nb * perSample < 32 else { return false }
+        let chunks = (batch + nb - 1) / nb
+        return ((batch * geo.outCount + 7) / 8) * ((cout + 31) / 32) < chunks * ((cout + 7) / 8)
+    }
+
     func conv() throws -> Value {
         let x = try float(0), w = try float(1)
         let b = has(2) ? try float(2) : nil
@@ -481,6 +564,8 @@ extension OpContext {
         if let (padTop, padLeft) = try directConvPads(geo, group: group, reduction: kk) {
             convDirect(x: x.value, weight: w, bias: b?.value, into: &y, cin: cin, cout: cout, spatial: inSpatial, kernel: kernel,
                        outSpatial: geo.outSpatial, padTop: padTop, padLeft: padLeft)
+        } else if tape == nil, group == 1, convRowsIsNarrower(geo: geo, batch: batch, cout: cout) {
+            convRows(x: x.value, weight: w, bias: b?.value, into: &y, geo: geo, cin: cin, cout: cout)
         } else {
             // A window of stride 1 without padding (conv2 of LeNet-5) computes each sample over
             // the input's full row width: column oy·iw + ox reads input offset q + oy·iw + ox, so
@@ -489,10 +574,8 @@ extension OpContext {
             // (iw/ow more multiply-adds: 1.4× for LeNet-5's conv2, whose im2col runs cost more
             // than its GEMM). Every kept output has the same chain as before.
             let iw = geo.inSpatial.last ?? 1, ow = geo.outSpatial.last ?? 1
-            let wide = geo.affine.map { $0.colStep == 1 && $0.rowStep == iw && ow < iw } ?? false
-            let perSample = wide ? (geo.outSpatial[0] - 1) * iw + ow : p
+            let (wide, perSample, nb) = im2colChunks(geo: geo, batch: batch)
             let offsets = wide ? geo.affine!.offsets : []
-            let nb = max(1, min(batch, (wide ? 512 : 256) / perSample))
             let chunks = (batch + nb - 1) / nb
             let perChunk = kk * nb * perSample * mg * group
             let workers = max(1, min(threads, chunks, chunks * perChunk / 262_144))
