@@ -142,10 +142,12 @@ public final class Graph {
     /// Per node: a scratch buffer reused across runs (a Conv's columns, one block per worker),
     /// so steady-state inference does not allocate (and fault in) megabytes per call.
     var scratchColumns: [[Float]] = []
-    /// Per node: the weight (and its version) whose direct-convolution packing the head of
-    /// `scratchColumns` holds, so inference packs a Conv's weights once, not per call. A strong
-    /// reference: the identity cannot pass to a new weight while it is kept here.
-    var packedConvWeights: [(weight: Variable, version: Int)?] = []
+    /// Per node: a Conv's weights packed for the direct kernel, with the weight and version they
+    /// were packed from, so inference packs them once, not per call. Their own buffer: the
+    /// node's scratch serves whichever kernel runs (a node switches kernels when its input
+    /// changes size). A strong reference: the identity cannot pass to a new weight while it is
+    /// kept here.
+    var packedConvWeights: [(weight: Variable, version: Int, packed: [Float])?] = []
     /// Per node: a Conv's weights as the packed right-hand side of `OpContext.convRows` (W
     /// transposed), with the weight and version they were packed from.
     var convRowsWeights: [(weight: Variable, version: Int, packed: PackedB)?] = []

@@ -402,29 +402,35 @@ extension OpContext {
         let weightsSize = conv2dDirectPackedWeights(cin: cin, cout: cout, kh: kh, kw: kw)
         // NOTE: one sample is about cout·oh·ow·cin·kh·kw multiply-adds; 256K pay for a helper.
         let workers = max(1, min(threads, batch, batch * cout * oh * ow * cin * kh * kw / 262_144))
-        // The packed weights first, then one padded input per worker.
-        if graph.scratchColumns[index].count < weightsSize + workers * scratchSize {
-            graph.scratchColumns[index] = [Float](repeating: 0, count: weightsSize + workers * scratchSize)
-            graph.packedConvWeights[index] = nil
+        // One padded input per worker.
+        if graph.scratchColumns[index].count < max(1, workers * scratchSize) {
+            graph.scratchColumns[index] = [Float](repeating: 0, count: max(1, workers * scratchSize))
         }
         // NOTE: packing LeNet-5's conv2 weights (2,400 values, eight channels side by side) was
         // 8 % of its batch-1 inference (perf); they are packed again only when they change.
-        let packedAlready = graph.packedConvWeights[index].map { $0.weight === weight && $0.version == weight.version } ?? false
-        if !packedAlready { graph.packedConvWeights[index] = (weight, weight.version) }
-        let w = weight.value
+        if graph.packedConvWeights[index].map({ $0.weight !== weight || $0.version != weight.version }) ?? true {
+            let packed = weight.value.withUnsafeBufferPointer { wp in
+                [Float](unsafeUninitializedCapacity: weightsSize) { buffer, initialized in
+                    conv2dDirectPackWeights(wp.baseAddress!, cin: cin, cout: cout, kh: kh, kw: kw, into: buffer.baseAddress!)
+                    initialized = weightsSize
+                }
+            }
+            graph.packedConvWeights[index] = (weight, weight.version, packed)
+        }
+        let packedWeights = graph.packedConvWeights[index]!.packed
         let graph = self.graph, index = self.index
         let biasValues = bias?.scalars
         let inSize = cin * ih * iw, outSize = cout * oh * ow, p = oh * ow
         x.withUnsafeBufferPointer { xp in
-            w.withUnsafeBufferPointer { wp in
+            packedWeights.withUnsafeBufferPointer { wp in
                 y.withUnsafeMutableBufferPointer { yp in
                     graph.scratchColumns[index].withUnsafeMutableBufferPointer { sp in
-                        if !packedAlready { conv2dDirectPackWeights(wp.baseAddress!, cin: cin, cout: cout, kh: kh, kw: kw, into: sp.baseAddress!) }
-                        let xa = Int(bitPattern: xp.baseAddress!), ya = Int(bitPattern: yp.baseAddress!), sa = Int(bitPattern: sp.baseAddress!)
+                        let xa = Int(bitPattern: xp.baseAddress!), ya = Int(bitPattern: yp.baseAddress!)
+                        let wa = Int(bitPattern: wp.baseAddress!), sa = Int(bitPattern: sp.baseAddress!)
                         parallelFor(workers, threads: workers) { worker in
                             let xp = UnsafePointer<Float>(bitPattern: xa)!, yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
-                            let packed = UnsafeMutablePointer<Float>(bitPattern: sa)!
-                            let scratch = packed + weightsSize + worker * scratchSize
+                            let packed = UnsafePointer<Float>(bitPattern: wa)!
+                            let scratch = UnsafeMutablePointer<Float>(bitPattern: sa)! + worker * scratchSize
                             for n in (batch * worker / workers)..<(batch * (worker + 1) / workers) {
                                 let out = yp + n * outSize
                                 conv2dDirect(x: xp + n * inSize, cin: cin, ih: ih, iw: iw, packedWeights: packed, cout: cout, kh: kh, kw: kw,
@@ -464,7 +470,6 @@ extension OpContext {
         if graph.scratchColumns[index].count < m * (kk + cout) {
             graph.scratchColumns[index] = [Float](repeating: 0, count: m * (kk + cout))
         }
-        graph.packedConvWeights[index] = nil  // the rows overwrite the direct kernel's packing
         let table = geo.table
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
@@ -583,9 +588,6 @@ extension OpContext {
             if graph.scratchColumns[index].count < workers * (colsSize + outSize) {
                 graph.scratchColumns[index] = [Float](repeating: 0, count: workers * (colsSize + outSize))
             }
-            // The columns overwrite what the direct kernel packed there (a node switches kernels
-            // when its input changes size).
-            graph.packedConvWeights[index] = nil
             let graph = self.graph, index = self.index
             let gemmThreads = workers == 1 ? threads : 1
             x.value.withUnsafeBufferPointer { xp in
