@@ -157,11 +157,12 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
             for i in dense.indices where i % 3 != 0 { dense[i] = 0 }  // about 2/3 zeros, ragged rows
             let csr = dense.withUnsafeBufferPointer { CSRMatrix(dense: $0, rows: rows, cols: cols) }
             #expect(csr.nonzeros == dense.filter { $0 != 0 }.count)
-            for batch in [1, 3, 8, 17] {
-                // Runs of zeros (and a -0) in x, as ReLU outputs and background pixels have:
-                // batches below 8 skip them.
+            // Runs of zeros (and -0s) in x, as ReLU outputs and background pixels have: batches
+            // below 8 skip them. Runs of three; or one value in eleven, so that runs of eight
+            // (passed over with one test) alternate with lone values in every lane of a run.
+            for (batch, lone) in [(1, false), (3, false), (8, false), (17, false), (1, true), (3, true), (17, true)] {
                 var x = GemmTests.fill(batch * cols, seed: UInt32(batch))
-                for i in x.indices where (i / 3) % 2 == 0 { x[i] = i % 5 == 0 ? -0.0 : 0 }
+                for i in x.indices where lone ? i % 11 != 5 : (i / 3) % 2 == 0 { x[i] = i % 5 == 0 ? -0.0 : 0 }
                 var reference = [Float](repeating: 0, count: batch * rows)
                 reference.withUnsafeMutableBufferPointer { csrLinearForwardReference(csr, x: x, batch: batch, y: $0.baseAddress!) }
                 var viaGemm = [Float](repeating: 0, count: batch * rows)
@@ -169,11 +170,11 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
                     gemm(m: batch, n: rows, k: cols, a: x, lda: cols, transposeA: false, b: dense, ldb: cols, transposeB: true,
                          c: y.baseAddress!, ldc: rows, accumulate: false)
                 }
-                #expect(reference == viaGemm, "\(rows)×\(cols) batch \(batch): CSR chain differs from the dense product")
+                #expect(reference == viaGemm, "\(rows)×\(cols) batch \(batch) lone \(lone): CSR chain differs from the dense product")
                 for threads in [1, 2, 3] {
                     var got = [Float](repeating: .nan, count: batch * rows)
                     got.withUnsafeMutableBufferPointer { csrLinearForward(csr, x: x, batch: batch, y: $0.baseAddress!, threads: threads) }
-                    #expect(got.map(\.bitPattern) == reference.map(\.bitPattern), "\(rows)×\(cols) batch \(batch) threads \(threads)")
+                    #expect(got.map(\.bitPattern) == reference.map(\.bitPattern), "\(rows)×\(cols) batch \(batch) lone \(lone) threads \(threads)")
                 }
             }
         }
