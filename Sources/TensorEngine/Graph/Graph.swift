@@ -531,13 +531,44 @@ final class LinearCache {
     // NOTE: measured on LeNet-300-100 pruned to 90 % globally, batch 64: fc1 (8.7 % dense) took
     // 175 µs sparse against 266 dense; fc2 (18.9 %) 54 against 47.
     public static let sparseBatchDensityThreshold = 0.15
-    var packed: (version: Int, matrix: PackedB)?
-    var sparse: (version: Int, matrix: CSRMatrix?)?
-    /// The nonzero fraction of the weight the sparse form was built from.
-    var density = 1.0
-    // The weight the forms were built from (initializers can be replaced, not only updated).
-    var packedOwner: ObjectIdentifier?
-    var sparseOwner: ObjectIdentifier?
+
+    /// The forms of one version of one weight (out × in).
+    final class Forms {
+        // The weight they were built from (initializers can be replaced, not only updated).
+        let owner: ObjectIdentifier
+        let version: Int
+        let outFeatures: Int, inFeatures: Int
+        /// The nonzero fraction of the weight.
+        let density: Double
+        /// The nonzeros, when the density is at most `sparseDensityThreshold`.
+        let sparse: CSRMatrix?
+        /// The weight prepacked for GEMM, built on first use.
+        var packed: PackedB?
+
+        init(_ weight: Variable) {
+            owner = ObjectIdentifier(weight)
+            version = weight.version
+            let value = weight.value
+            (outFeatures, inFeatures) = (value.shape[0], value.shape[1])
+            let (out, inF) = (outFeatures, inFeatures)
+            (density, sparse) = value.withUnsafeBufferPointer { p in
+                let density = Double(p.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }) / Double(max(p.count, 1))
+                return (density, density <= sparseDensityThreshold ? CSRMatrix(dense: p, rows: out, cols: inF) : nil)
+            }
+        }
+    }
+
+    /// The forms last built (one read per call on the inference path: each read of a class's
+    /// variable is a dynamic exclusivity check).
+    private var current: Forms?
+
+    /// The forms of `weight` as it is now: built again when the weight was replaced or updated.
+    func forms(for weight: Variable) -> Forms {
+        if let f = current, f.owner == ObjectIdentifier(weight), f.version == weight.version { return f }
+        let f = Forms(weight)
+        current = f
+        return f
+    }
 
     /// A Gemm that is a Linear layer: transB = 1, alpha = beta = 1, weight an initializer,
     /// bias absent or a 1-D initializer.

@@ -16,7 +16,8 @@ enum LinearChainState {
 }
 
 final class LinearChain {
-    struct Layer {
+    /// A class: the loop over the layers then retains one object per layer, not its four.
+    final class Layer {
         let name: String
         let weight: Variable
         let bias: Variable?
@@ -25,6 +26,10 @@ final class LinearChain {
         let relu: Bool
         var inFeatures: Int { weight.value.shape[1] }
         var outFeatures: Int { weight.value.shape[0] }
+
+        init(name: String, weight: Variable, bias: Variable?, cache: LinearCache, relu: Bool) {
+            (self.name, self.weight, self.bias, self.cache, self.relu) = (name, weight, bias, cache, relu)
+        }
     }
 
     let layers: [Layer]
@@ -54,18 +59,18 @@ final class LinearChain {
         let rows = s[0], half = rows * hiddenWidth
         guard rows > 0 else { return nil }
         if scratch.count < 2 * half { scratch = [Float](repeating: 0, count: 2 * half) }
-        let last = layers.count - 1
+        let last = layers.count - 1, profile = Graph.profile
         return x.withUnsafeBufferPointer { xp in
             scratch.withUnsafeMutableBufferPointer { hidden in
                 Tensor(shape: [rows, layers[last].outFeatures]) { out in
                     var input = xp.baseAddress!
                     for (i, layer) in layers.enumerated() {
-                        let t0 = Graph.profile ? DispatchTime.now().uptimeNanoseconds : 0
+                        let t0 = profile ? DispatchTime.now().uptimeNanoseconds : 0
                         let y = i == last ? out.baseAddress! : hidden.baseAddress! + (i % 2) * half
                         linearInfer(input, rows: rows, weight: layer.weight, bias: layer.bias, cache: layer.cache, threads: threads,
                                     relu: layer.relu, into: y)
                         input = UnsafePointer(y)
-                        if Graph.profile { Graph.profileTotals[layer.name, default: 0] += DispatchTime.now().uptimeNanoseconds - t0 }
+                        if profile { Graph.profileTotals[layer.name, default: 0] += DispatchTime.now().uptimeNanoseconds - t0 }
                     }
                 }
             }

@@ -1207,29 +1207,19 @@ func linearInfer(_ x: Tensor, weight: Variable, bias: Variable?, cache: LinearCa
 /// has checked the shapes.
 func linearInfer(_ x: UnsafePointer<Float>, rows: Int, weight: Variable, bias: Variable?, cache: LinearCache, threads: Int,
                  relu: Bool, into y: UnsafeMutablePointer<Float>) {
-    let outF = weight.value.shape[0], inF = weight.value.shape[1]
-    let id = ObjectIdentifier(weight)
-    if cache.sparse == nil || cache.sparse!.version != weight.version || cache.sparseOwner != id {
-        let matrix = weight.value.withUnsafeBufferPointer { p -> CSRMatrix? in
-            let nonzeros = p.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
-            cache.density = Double(nonzeros) / Double(max(p.count, 1))
-            guard cache.density <= LinearCache.sparseDensityThreshold else { return nil }
-            return CSRMatrix(dense: p, rows: outF, cols: inF)
-        }
-        cache.sparse = (weight.version, matrix)
-        cache.sparseOwner = id
-    }
-    if let csr = cache.sparse!.matrix, rows < 8 || cache.density <= LinearCache.sparseBatchDensityThreshold {
+    let forms = cache.forms(for: weight)
+    let outF = forms.outFeatures, inF = forms.inFeatures
+    if let csr = forms.sparse, rows < 8 || forms.density <= LinearCache.sparseBatchDensityThreshold {
         csrLinearForward(csr, x: x, batch: rows, y: y, threads: threads)
     } else {
-        if cache.packed == nil || cache.packed!.version != weight.version || cache.packedOwner != id {
-            cache.packed = (weight.version, weight.value.withUnsafeBufferPointer {
-                PackedB(b: $0.baseAddress!, ldb: inF, transposeB: true, k: inF, n: outF)
-            })
-            cache.packedOwner = id
+        let packed: PackedB
+        if let p = forms.packed {
+            packed = p
+        } else {
+            packed = weight.value.withUnsafeBufferPointer { PackedB(b: $0.baseAddress!, ldb: inF, transposeB: true, k: inF, n: outF) }
+            forms.packed = packed
         }
-        gemm(m: rows, a: x, lda: inF, transposeA: false, packed: cache.packed!.matrix, c: y, ldc: outF, accumulate: false,
-             threads: threads)
+        gemm(m: rows, a: x, lda: inF, transposeA: false, packed: packed, c: y, ldc: outF, accumulate: false, threads: threads)
     }
     if let b = bias?.value {
         b.withUnsafeBufferPointer { addRowVector($0.baseAddress!, rows: rows, cols: outF, out: y) }
