@@ -82,6 +82,18 @@ public func addRowVector(_ bias: UnsafePointer<Float>, rows: Int, cols: Int, out
     }
 }
 
+/// out[r, j] = max(out[r, j] + bias[j], 0) for a (rows × cols) matrix: `addRowVector` then
+/// `reluForward` in one pass, with the same bits (NaN and −0 become +0).
+public func addRowVectorRelu(_ bias: UnsafePointer<Float>, rows: Int, cols: Int, out: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows {
+        let o = out + r * cols
+        for j in 0..<cols {
+            let v = o[j] + bias[j]
+            o[j] = v > 0 ? v : 0
+        }
+    }
+}
+
 /// db[j] += Σ_r dy[r, j], summed over r in increasing order.
 public func sumRows(_ dy: UnsafePointer<Float>, rows: Int, cols: Int, into db: UnsafeMutablePointer<Float>) {
     for r in 0..<rows {

@@ -134,6 +134,26 @@ import Testing
         }
     }
 
+    /// The fused bias and ReLU pass gives the bits of the two passes it replaces.
+    @Test func biasAndReluInOnePassMatchTwoPasses() {
+        for (rows, cols) in [(1, 1), (3, 7), (2, 33), (5, 100)] {
+            var x = GemmTests.fill(rows * cols, seed: UInt32(rows + cols))
+            var bias = GemmTests.fill(cols, seed: UInt32(cols))
+            let specials: [Float] = [.nan, -0.0, 0, .infinity, -.infinity, -.nan]
+            for (i, v) in specials.enumerated() where i < x.count { x[(i * 5) % x.count] = v }
+            for (i, v) in specials.reversed().enumerated() where i < cols { bias[(i * 3) % cols] = v }
+            var twoPasses = x, onePass = x
+            bias.withUnsafeBufferPointer { b in
+                twoPasses.withUnsafeMutableBufferPointer {
+                    addRowVector(b.baseAddress!, rows: rows, cols: cols, out: $0.baseAddress!)
+                    reluForward($0.baseAddress!, count: rows * cols, out: $0.baseAddress!)
+                }
+                onePass.withUnsafeMutableBufferPointer { addRowVectorRelu(b.baseAddress!, rows: rows, cols: cols, out: $0.baseAddress!) }
+            }
+            #expect(onePass.map(\.bitPattern) == twoPasses.map(\.bitPattern), "\(rows)×\(cols)")
+        }
+    }
+
     @Test func softmaxRowsSumToOne() {
         let x: [Float] = [1, 2, 3, -1000, 0, 1000]
         var y = [Float](repeating: 0, count: 6)

@@ -1222,7 +1222,14 @@ func linearInfer(_ x: UnsafePointer<Float>, rows: Int, weight: Variable, bias: V
         gemm(m: rows, a: x, lda: inF, transposeA: false, packed: packed, c: y, ldc: outF, accumulate: false, threads: threads)
     }
     if let b = bias?.value {
-        b.withUnsafeBufferPointer { addRowVector($0.baseAddress!, rows: rows, cols: outF, out: y) }
+        b.withUnsafeBufferPointer {
+            if relu {
+                addRowVectorRelu($0.baseAddress!, rows: rows, cols: outF, out: y)
+            } else {
+                addRowVector($0.baseAddress!, rows: rows, cols: outF, out: y)
+            }
+        }
+    } else if relu {
+        reluForward(y, count: rows * outF, out: y)
     }
-    if relu { reluForward(y, count: rows * outF, out: y) }
 }
