@@ -775,3 +775,79 @@ extension DirectConvTests {
         #expect(after.scalars.map(\.bitPattern) == want.value.scalars.map(\.bitPattern))
     }
 }
+
+/// Pools and reshapes keep what they worked out for the last input shape (`Graph.windows`,
+/// `Graph.reshapes`); a run with another shape, or after `setInitializer`, must not reuse it.
+@Suite struct ShapeCacheTests {
+    /// `graph` run on `x` (a float input, plus an optional second one), output shape and bits.
+    static func output(_ graph: Graph, _ x: Tensor, _ z: Tensor? = nil) throws -> ([Int], [UInt32]) {
+        let feeds: [Value] = [.float(Variable(x))] + (z.map { [.float(Variable($0))] } ?? [])
+        guard case .float(let y) = try graph.run(feeds)[0] else { fatalError() }
+        return (y.value.shape, y.value.scalars.map(\.bitPattern))
+    }
+
+    static func input(_ shape: [Int], seed: UInt32) -> Tensor {
+        Tensor(shape: shape, scalars: GemmTests.fill(shape.reduce(1, *), seed: seed))
+    }
+
+    @Test(arguments: ["MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"])
+    func aPoolFollowsItsInputSize(op: String) throws {
+        let attributes: [String: Attribute] = op.hasPrefix("Global") ? [:] : ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])]
+        func graph() -> Graph {
+            Graph(nodes: [Node(name: "pool", opType: op, inputs: ["x"], outputs: ["y"], attributes: attributes)],
+                  inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, 3, nil, nil])], outputs: ["y"], initializers: [], opset: 17)
+        }
+        let kept = graph()
+        for (i, side) in [8, 12, 8, 6, 12].enumerated() {
+            let x = Self.input([2, 3, side, side + 2], seed: UInt32(i))
+            let got = try Self.output(kept, x), fresh = try Self.output(graph(), x)
+            #expect(got.0 == fresh.0 && got.1 == fresh.1, "\(op) run \(i), input \(x.shape)")
+        }
+    }
+
+    @Test func reshapesFollowTheirInputShape() throws {
+        let cases: [(String, [String], [String: Attribute], [(String, TensorData)])] = [
+            ("Reshape", ["x", "s"], [:], [("s", ints([0, -1]))]),
+            ("Flatten", ["x"], ["axis": .int(2)], []),
+            ("Squeeze", ["x"], [:], []),
+            ("Unsqueeze", ["x", "a"], [:], [("a", ints([1]))]),
+        ]
+        for (op, inputs, attributes, initializers) in cases {
+            func graph() -> Graph {
+                Graph(nodes: [Node(name: "r", opType: op, inputs: inputs, outputs: ["y"], attributes: attributes)],
+                      inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, nil, nil])], outputs: ["y"],
+                      initializers: initializers, opset: 17)
+            }
+            let kept = graph()
+            for (i, shape) in [[2, 3, 4], [2, 1, 6], [2, 3, 4], [5, 1, 1], [2, 3, 4]].enumerated() {
+                let x = Self.input(shape, seed: UInt32(i))
+                let got = try Self.output(kept, x), fresh = try Self.output(graph(), x)
+                #expect(got.0 == fresh.0 && got.1 == fresh.1, "\(op) run \(i), input \(shape): \(got.0) against \(fresh.0)")
+            }
+        }
+    }
+
+    /// A new target through `setInitializer` reaches the next run.
+    @Test func aReplacedTargetIsUsed() throws {
+        let graph = Graph(nodes: [Node(name: "r", opType: "Reshape", inputs: ["x", "s"], outputs: ["y"], attributes: [:])],
+                          inputs: [GraphInput(name: "x", dtype: .float32, shape: [2, 6])], outputs: ["y"],
+                          initializers: [("s", ints([3, 4]))], opset: 17)
+        let x = Self.input([2, 6], seed: 1)
+        #expect(try Self.output(graph, x).0 == [3, 4])
+        graph.setInitializer("s", ints([4, 3]))
+        #expect(try Self.output(graph, x).0 == [4, 3])
+    }
+
+    /// A target computed in the graph (here the shape of a second input) is worked out on every
+    /// run: the same input shape can go to another shape.
+    @Test func aComputedTargetIsNotKept() throws {
+        let graph = Graph(nodes: [Node(name: "shape", opType: "Shape", inputs: ["z"], outputs: ["s"], attributes: [:]),
+                                  Node(name: "r", opType: "Reshape", inputs: ["x", "s"], outputs: ["y"], attributes: [:])],
+                          inputs: [GraphInput(name: "x", dtype: .float32, shape: [2, 6]), GraphInput(name: "z", dtype: .float32, shape: [nil, nil])],
+                          outputs: ["y"], initializers: [], opset: 17)
+        let x = Self.input([2, 6], seed: 1)
+        for target in [[3, 4], [4, 3], [12, 1], [3, 4]] {
+            #expect(try Self.output(graph, x, Tensor(zeros: target)).0 == target)
+        }
+    }
+}

@@ -139,6 +139,10 @@ public final class Graph {
     /// Per node: the Conv/pool window of the last input shape it saw (the table is the costly
     /// part of a small convolution).
     var windows: [(spatial: [Int], geometry: WindowGeometry)?] = []
+    /// Per node: a Reshape, Flatten, Squeeze or Unsqueeze's output shape for the last input
+    /// shape it saw, when its target comes from attributes or initializers (so it is the same
+    /// for the same input shape); `setInitializer` clears them. A run then builds no shape.
+    var reshapes: [(input: [Int], output: [Int])?] = []
     /// Per node: a scratch buffer reused across runs (a Conv's columns, one block per worker),
     /// so steady-state inference does not allocate (and fault in) megabytes per call.
     var scratchColumns: [[Float]] = []
@@ -231,6 +235,7 @@ public final class Graph {
             return (from, to)
         }
         windows = Array(repeating: nil, count: nodes.count)
+        reshapes = Array(repeating: nil, count: nodes.count)
         scratchColumns = Array(repeating: [], count: nodes.count)
         packedConvWeights = Array(repeating: nil, count: nodes.count)
         convRowsWeights = Array(repeating: nil, count: nodes.count)
@@ -312,6 +317,7 @@ public final class Graph {
         if let s = slotOf[name], let i = constantSlots.firstIndex(where: { $0.slot == s }) { constantSlots[i].value = value }
         spareSlots = []
         linearChainState = .unknown
+        reshapes = Array(repeating: nil, count: nodes.count)
     }
 
     /// Runs the graph. `feeds` bind the graph inputs in order. Throws a `GraphError` naming

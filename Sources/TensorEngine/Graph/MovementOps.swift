@@ -34,6 +34,7 @@ extension OpContext {
     func reshapeLike() throws -> Value {
         let v = try value(0)
         let s = v.shape
+        if let cached = graph.reshapes[index], cached.input == s { return withShape(v, cached.output) }
         let count = s.reduce(1, *)
         var out: [Int]
         switch node.opType {
@@ -83,6 +84,10 @@ extension OpContext {
             }
         }
         guard out.reduce(1, *) == count else { throw fail("cannot reshape \(s) (\(count) elements) to \(out)") }
+        // The target (input 1, when there is one) must be the same on every run to be kept.
+        if node.inputs.count < 2 || node.inputs[1].isEmpty || graph.initializer(node.inputs[1]) != nil {
+            graph.reshapes[index] = (s, out)
+        }
         return withShape(v, out)
     }
 

@@ -706,18 +706,23 @@ extension OpContext {
 
     // MARK: pooling
 
-    func pool() throws -> [Value] {
+    func pool() throws -> NodeOutputs {
         let x = try float(0)
         let sx = x.value.shape
         guard sx.count >= 3 else { throw fail("input \(sx) must be (N, C, spatial…)") }
         let global = node.opType.hasPrefix("Global")
         let isMax = node.opType.hasSuffix("MaxPool")
-        let spatial = Array(sx[2...])
         let geo: WindowGeometry
-        if global {
-            let kq = spatial.reduce(1, *)
+        if let cached = graph.windows[index], cached.spatial.elementsEqual(sx[2...]) {
+            // The rest of the window (kernel, strides, pads; or, global, the input size itself)
+            // is the node's, so the same input size gives the same window.
+            geo = cached.geometry
+        } else if global {
+            let spatial = Array(sx[2...]), kq = spatial.reduce(1, *)
             geo = WindowGeometry(inSpatial: spatial, kernel: spatial, outSpatial: spatial.map { _ in 1 }, table: Array(0..<kq))
+            graph.windows[index] = (spatial, geo)
         } else {
+            let spatial = Array(sx[2...])
             guard let kernel = try ints("kernel_shape") else { throw fail("attribute kernel_shape is required") }
             guard kernel.count == spatial.count else { throw fail("kernel_shape \(kernel) does not fit input \(sx)") }
             geo = try window(inSpatial: spatial, kernel: kernel, ceil: try int("ceil_mode", 0) == 1)
@@ -828,8 +833,9 @@ extension OpContext {
                 }
             }
         }
-        // At inference, no backward closure (see `conv`).
-        let out = tape == nil ? inferenceValue(y, requiresGrad: x.requiresGrad) : emit(y, parents: [x]) { dy in
+        // At inference, no backward closure (see `conv`). It captures copies of the arrays: a
+        // variable that an escaping closure captures lives in a heap box, made on every call.
+        let out = tape == nil ? inferenceValue(y, requiresGrad: x.requiresGrad) : emit(y, parents: [x]) { [argmax, divisors] dy in
             dy.withUnsafeBufferPointer { dp in
                 x.accumulateGrad { g in
                     for plane in 0..<planes {
@@ -848,10 +854,11 @@ extension OpContext {
                 }
             }
         }
-        guard isMax, node.outputs.count > 1 else { return [out] }
+        guard isMax, node.outputs.count > 1 else { return NodeOutputs(out) }
         // Indices into the flattened input; storage_order 1 numbers the spatial positions
         // column-major (the last spatial axis varies slowest).
         let columnMajor = try int("storage_order", 0) == 1
+        let spatial = geo.inSpatial
         let inStrides = stridesOf(spatial)
         let colStrides = spatial.indices.map { d in spatial[..<d].reduce(1, *) }
         func spatialIndex(_ off: Int) -> Int {
@@ -861,7 +868,7 @@ extension OpContext {
             return out
         }
         let indices = (0..<(planes * p)).map { i -> Int64 in Int64(argmax[i] < 0 ? -1 : (i / p) * inP + spatialIndex(argmax[i])) }
-        return [out, .int64(IntTensor(shape: y.shape, data: indices))]
+        return NodeOutputs(all: [out, .int64(IntTensor(shape: y.shape, data: indices))])
     }
 
     /// 2-D pooling without padding, output row by output row: eight outputs of a row at a time

@@ -214,7 +214,7 @@ struct OpContext {
         case .gemm: return NodeOutputs(try gemmOp())
         case .matMul: return NodeOutputs(try matMul())
         case .conv: return NodeOutputs(try conv())
-        case .pool: return NodeOutputs(all: try pool())
+        case .pool: return try pool()
         case .batchNorm: return NodeOutputs(try batchNorm())
         case .layerNorm: return NodeOutputs(all: try layerNorm())
         case .dropout: return NodeOutputs(all: try dropout())
