@@ -14,7 +14,17 @@ public final class Variable {
 
     /// Runs `body` on the gradient buffer, creating it (zeros) on first use.
     public func accumulateGrad(_ body: (UnsafeMutablePointer<Float>) -> Void) {
-        if grad == nil { grad = Tensor(zeros: value.shape) }
+        if grad == nil {
+            if var spare = spareGrad, spare.shape == value.shape {
+                // The buffer `zeroGrad` let go of, zeroed again (written in place unless someone
+                // still holds the old gradient).
+                spareGrad = nil
+                spare.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+                grad = spare
+            } else {
+                grad = Tensor(zeros: value.shape)
+            }
+        }
         grad!.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
     }
 
@@ -27,8 +37,15 @@ public final class Variable {
         version += 1
     }
 
-    /// Sets the gradient back to none.
-    public func zeroGrad() { grad = nil }
+    /// Sets the gradient back to none. Its buffer is kept for the next `accumulateGrad`: a
+    /// training step then does not allocate (and zero) a new one per parameter (LeNet-300-100's
+    /// fc1 gradient is 940 KB).
+    public func zeroGrad() {
+        spareGrad = grad
+        grad = nil
+    }
+
+    private var spareGrad: Tensor?
 }
 
 /// Records the backward step of every op run with it; `backward` replays them in reverse.

@@ -269,6 +269,22 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
         }
     }
 
+    /// After `zeroGrad` the gradient is none, the next one starts from zeros in the kept buffer,
+    /// and a gradient read before is left as it was.
+    @Test func zeroGradKeepsTheBufferButNotTheValues() {
+        let p = Variable(Tensor(shape: [2, 3], scalars: [1, 2, 3, 4, 5, 6]), requiresGrad: true)
+        p.accumulateGrad { for i in 0..<6 { $0[i] += Float(i) + 0.5 } }
+        let before = p.grad!
+        p.zeroGrad()
+        #expect(p.grad == nil)
+        p.accumulateGrad { $0[0] += -0.0; $0[5] += 2 }
+        #expect(p.grad!.scalars.map(\.bitPattern) == [0, 0, 0, 0, 0, Float(2).bitPattern])
+        #expect(before.scalars == [0.5, 1.5, 2.5, 3.5, 4.5, 5.5])
+        p.zeroGrad()
+        p.accumulateGrad { $0[1] += 1 }
+        #expect(p.grad!.scalars == [0, 1, 0, 0, 0, 0])
+    }
+
     @Test func nesterovAndWeightDecayAndMasks() {
         let p = Variable(Tensor(shape: [3], scalars: [1, 2, 3]), requiresGrad: true)
         let opt = Optimizer(.sgd(momentum: 0.9, nesterov: true, weightDecay: 0.01), learningRate: 0.1)
