@@ -99,6 +99,13 @@ public func gemm(
     let workers = max(1, min(threads, panels, (m * n * k) / 1_048_576 + 1))
     // Sendable wrappers for raw addresses (the ranges written by workers are disjoint).
     let aa = Int(bitPattern: a), bb = Int(bitPattern: b), cc = Int(bitPattern: c)
+    if workers > 1 && !splitColumns && packedBCount(n: n, k: k) > gemmKC * gemmNC {
+        // B larger than one block: each (N, K) block is packed by all workers together and
+        // shared while the rows go through it, so it stays in L2.
+        gemmSharedBlocks(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
+                         c: c, ldc: ldc, accumulate: accumulate, workers: workers, wide: wide)
+        return
+    }
     if workers > 1 && !splitColumns {
         // Threads split rows: B is packed once, its blocks in parallel, and shared (each worker
         // packed all of it before), then rows go out in chunks as workers free up (`gemmPacked`).
@@ -122,6 +129,44 @@ public func gemm(
             a: UnsafePointer(bitPattern: aa)!, lda: lda, transposeA: transposeA,
             b: UnsafePointer(bitPattern: bb)!, ldb: ldb, transposeB: transposeB,
             c: UnsafeMutablePointer(bitPattern: cc)!, ldc: ldc, accumulate: accumulate, wide: wide)
+    }
+}
+
+/// Threads splitting rows, B packed one (N, K) block at a time: the workers pack the block's
+/// panels together, then take the rows in chunks of `wideBlockRows` (or 6-row tiles) through
+/// it. The blocks go in `forEachBlock`'s order, so every output is the same chain as in
+/// `gemmBlock`.
+func gemmSharedBlocks(
+    m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
+    b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, workers: Int, wide: Bool
+) {
+    let unit = wide ? wideMR : gemmMR
+    let rowPanels = (m + unit - 1) / unit
+    let chunkPanels = wide ? wideBlockRows / wideMR : 1
+    let chunks = (rowPanels + chunkPanels - 1) / chunkPanels
+    let aa = Int(bitPattern: a), bb = Int(bitPattern: b), cc = Int(bitPattern: c)
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: min(k, gemmKC) * ((min(n, gemmNC) + gemmNR - 1) / gemmNR * gemmNR)) { block in
+        let blockAddress = Int(bitPattern: block.baseAddress!)
+        forEachBlock(columns: 0, n, k: k) { jc, nc, pc, kc in
+            let panels = (nc + gemmNR - 1) / gemmNR
+            parallelFor(workers, threads: workers) { w in
+                let p0 = panels * w / workers, p1 = panels * (w + 1) / workers
+                guard p0 < p1 else { return }
+                packB(b: UnsafePointer<Float>(bitPattern: bb)!, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc + p0 * gemmNR,
+                      nc: min(nc, p1 * gemmNR) - p0 * gemmNR, into: UnsafeMutablePointer<Float>(bitPattern: blockAddress)! + p0 * kc * gemmNR)
+            }
+            parallelFor(chunks, threads: workers) { chunk in
+                let i0 = min(m, chunk * chunkPanels * unit), i1 = min(m, (chunk + 1) * chunkPanels * unit)
+                guard i0 < i1 else { return }
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: kc * wideBlockRows) { aPack in
+                    rowTiles(i0: i0, i1: i1, jc: jc, nc: nc, pc: pc, kc: kc, a: UnsafePointer<Float>(bitPattern: aa)!, lda: lda,
+                             transposeA: transposeA, panels: UnsafePointer<Float>(bitPattern: blockAddress)!,
+                             c: UnsafeMutablePointer<Float>(bitPattern: cc)!, ldc: ldc, load: accumulate || pc > 0, wide: wide,
+                             aPack: aPack.baseAddress!)
+                }
+            }
+        }
     }
 }
 

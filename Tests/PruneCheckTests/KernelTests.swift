@@ -36,8 +36,10 @@ import Testing
     /// parallel, and rows go out in chunks (more chunks than threads). Ragged rows and columns.
     @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
     func threadsSplittingRowsMatchReference(transposeA: Bool, transposeB: Bool) {
-        Self.expectReferenceBits([(203, 530, 300), (97, 33, 1000), (600, 17, 260)], transposeA: transposeA, transposeB: transposeB,
-                                 threads: [2, 3])
+        // (301, 530, 300): B larger than one block, packed and shared block by block (two N
+        // blocks, two K blocks, ragged rows and columns).
+        Self.expectReferenceBits([(203, 530, 300), (97, 33, 1000), (600, 17, 260), (301, 530, 300)], transposeA: transposeA,
+                                 transposeB: transposeB, threads: [2, 3])
     }
 
     /// `gemm` gives `gemmReference`'s bits for each shape, with and without accumulation, at each
