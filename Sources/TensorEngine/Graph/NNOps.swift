@@ -717,15 +717,17 @@ extension OpContext {
             // The rest of the window (kernel, strides, pads; or, global, the input size itself)
             // is the node's, so the same input size gives the same window.
             geo = cached.geometry
-        } else if global {
-            let spatial = Array(sx[2...]), kq = spatial.reduce(1, *)
-            geo = WindowGeometry(inSpatial: spatial, kernel: spatial, outSpatial: spatial.map { _ in 1 }, table: Array(0..<kq))
-            graph.windows[index] = (spatial, geo)
         } else {
             let spatial = Array(sx[2...])
-            guard let kernel = try ints("kernel_shape") else { throw fail("attribute kernel_shape is required") }
-            guard kernel.count == spatial.count else { throw fail("kernel_shape \(kernel) does not fit input \(sx)") }
-            geo = try window(inSpatial: spatial, kernel: kernel, ceil: try int("ceil_mode", 0) == 1)
+            if global {
+                let kq = spatial.reduce(1, *)
+                geo = WindowGeometry(inSpatial: spatial, kernel: spatial, outSpatial: spatial.map { _ in 1 }, table: Array(0..<kq))
+                graph.windows[index] = (spatial, geo)
+            } else {
+                guard let kernel = try ints("kernel_shape") else { throw fail("attribute kernel_shape is required") }
+                guard kernel.count == spatial.count else { throw fail("kernel_shape \(kernel) does not fit input \(sx)") }
+                geo = try window(inSpatial: spatial, kernel: kernel, ceil: try int("ceil_mode", 0) == 1)
+            }
         }
         let includePad = try int("count_include_pad", 0) == 1
         let planes = sx[0] * sx[1], kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
