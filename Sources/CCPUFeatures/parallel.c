@@ -10,6 +10,7 @@
 #include "cpu_features.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -139,4 +140,46 @@ void prunecheck_parallel_for(long count, long threads, prunecheck_task task, voi
     if (current == &j) current = 0;
     pthread_mutex_unlock(&pool_lock);
     while (atomic_load_explicit(&j.users, memory_order_acquire) > 0) wait_step(&spins);
+}
+
+/* Per-thread scratch (see cpu_features.h): a table of slots per thread behind a pthread key,
+ * whose destructor frees them when the thread exits. */
+
+struct scratch_slot {
+    void *pointer;
+    unsigned long bytes;
+};
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *table) {
+    struct scratch_slot *slots = table;
+    for (int i = 0; i < PRUNECHECK_SCRATCH_SLOTS; i++) free(slots[i].pointer);
+    free(slots);
+}
+
+static void scratch_make_key(void) { pthread_key_create(&scratch_key, scratch_free); }
+
+void *prunecheck_thread_scratch(int slot, unsigned long bytes) {
+    pthread_once(&scratch_once, scratch_make_key);
+    struct scratch_slot *slots = pthread_getspecific(scratch_key);
+    if (slots == NULL) {
+        slots = calloc(PRUNECHECK_SCRATCH_SLOTS, sizeof *slots);
+        if (slots == NULL || pthread_setspecific(scratch_key, slots) != 0) {
+            free(slots);
+            return NULL;
+        }
+    }
+    struct scratch_slot *s = &slots[slot];
+    if (s->bytes < bytes || s->pointer == NULL) {
+        unsigned long size = (bytes + 63) / 64 * 64;
+        if (size == 0) size = 64;
+        void *p = NULL;
+        if (posix_memalign(&p, 64, size) != 0) return NULL;
+        free(s->pointer);
+        s->pointer = p;
+        s->bytes = size;
+    }
+    return s->pointer;
 }

@@ -14,7 +14,8 @@
 //   threads split M and N only, never K. So the result equals `gemmReference` bit for bit,
 //   for any blocking and any thread count.
 // Allocation
-//   Packing buffers come from `withUnsafeTemporaryAllocation`; nothing persists.
+//   Packing buffers are the calling thread's scratch (`withThreadScratch`), kept between
+//   calls: a steady-state loop of GEMMs does not allocate.
 
 import CCPUFeatures
 import KernelsAVX512
@@ -109,7 +110,7 @@ public func gemm(
     if workers > 1 && !splitColumns {
         // Threads split rows: B is packed once, its blocks in parallel, and shared (each worker
         // packed all of it before), then rows go out in chunks as workers free up (`gemmPacked`).
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: packedBCount(n: n, k: k)) { whole in
+        withThreadScratch(.packedB, of: Float.self, count: packedBCount(n: n, k: k)) { whole in
             packBWhole(b: b, ldb: ldb, transposeB: transposeB, k: k, n: n, into: whole.baseAddress!, threads: workers)
             gemmPacked(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, packed: whole.baseAddress!,
                        c: c, ldc: ldc, accumulate: accumulate, threads: workers, wide: wide)
@@ -146,7 +147,7 @@ func gemmSharedBlocks(
     let chunkPanels = wide ? wideBlockRows / wideMR : 1
     let chunks = (rowPanels + chunkPanels - 1) / chunkPanels
     let aa = Int(bitPattern: a), bb = Int(bitPattern: b), cc = Int(bitPattern: c)
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: min(k, gemmKC) * ((min(n, gemmNC) + gemmNR - 1) / gemmNR * gemmNR)) { block in
+    withThreadScratch(.packedB, of: Float.self, count: min(k, gemmKC) * ((min(n, gemmNC) + gemmNR - 1) / gemmNR * gemmNR)) { block in
         let blockAddress = Int(bitPattern: block.baseAddress!)
         forEachBlock(columns: 0, n, k: k) { jc, nc, pc, kc in
             let panels = (nc + gemmNR - 1) / gemmNR
@@ -159,7 +160,7 @@ func gemmSharedBlocks(
             parallelFor(chunks, threads: workers) { chunk in
                 let i0 = min(m, chunk * chunkPanels * unit), i1 = min(m, (chunk + 1) * chunkPanels * unit)
                 guard i0 < i1 else { return }
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: kc * wideBlockRows) { aPack in
+                withThreadScratch(.packedA, of: Float.self, count: kc * wideBlockRows) { aPack in
                     rowTiles(i0: i0, i1: i1, jc: jc, nc: nc, pc: pc, kc: kc, a: UnsafePointer<Float>(bitPattern: aa)!, lda: lda,
                              transposeA: transposeA, panels: UnsafePointer<Float>(bitPattern: blockAddress)!,
                              c: UnsafeMutablePointer<Float>(bitPattern: cc)!, ldc: ldc, load: accumulate || pc > 0, wide: wide,
@@ -204,8 +205,8 @@ func gemmBlock(
     let kcMax = min(k, gemmKC)
     let ncMax = min(j1 - j0, gemmNC)
     let bPanelsMax = (ncMax + gemmNR - 1) / gemmNR
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * bPanelsMax * gemmNR) { bPack in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * wideBlockRows) { aPack in
+    withThreadScratch(.packedB, of: Float.self, count: kcMax * bPanelsMax * gemmNR) { bPack in
+        withThreadScratch(.packedA, of: Float.self, count: kcMax * wideBlockRows) { aPack in
             forEachBlock(columns: j0, j1, k: k) { jc, nc, pc, kc in
                 packB(b: b, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc, nc: nc, into: bPack.baseAddress!)
                 let load = accumulate || pc > 0
@@ -230,8 +231,8 @@ func gemmBlockDirectB(
 ) {
     let kcMax = min(k, gemmKC)
     let inPlace = (j1 - j0) / (2 * gemmNR) * (2 * gemmNR), rest = j1 - j0 - inPlace
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * 2 * gemmNR) { tail in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: kcMax * wideMR) { aPack in
+    withThreadScratch(.packedB, of: Float.self, count: kcMax * 2 * gemmNR) { tail in
+        withThreadScratch(.packedA, of: Float.self, count: kcMax * wideMR) { aPack in
             var pc = 0
             while pc < k {
                 let kc = min(kBlock(k), k - pc)
@@ -698,7 +699,7 @@ func gemmPacked(
         // A single row with AVX-512 packs nothing (and a 64-row pack buffer was a heap
         // allocation per batch-1 call).
         let packSize = wide && i1 - i0 == 1 ? 1 : min(k, gemmKC) * wideBlockRows
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: packSize) { aPack in
+        withThreadScratch(.packedA, of: Float.self, count: packSize) { aPack in
             forEachBlock(columns: 0, n, k: k) { jc, nc, pc, kc in
                 let load = accumulate || pc > 0
                 // This worker's panels of the block (all of them when threads split rows).

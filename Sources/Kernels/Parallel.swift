@@ -20,3 +20,27 @@ public func parallelFor(_ count: Int, threads: Int, _ body: (Int) -> Void) {
         }
     }
 }
+
+/// The calling thread's scratch buffers (`prunecheck_thread_scratch`), by use. Two uses that
+/// can overlap on one thread take different slots.
+enum ScratchSlot: Int32 {
+    /// B packed for GEMM: a block, or all of it when threads share it.
+    case packedB = 0
+    /// A packed for GEMM, per worker.
+    case packedA = 1
+    /// The sparse kernels' transposed inputs or lists of nonzero inputs.
+    case sparse = 2
+}
+
+/// Runs `body` on `count` values of the calling thread's scratch `slot`, uninitialized as from
+/// `withUnsafeTemporaryAllocation`, but kept for the thread's next call: kernels that need
+/// scratch on every call (GEMM's packing) then do not allocate in a steady-state loop.
+@inline(__always)
+func withThreadScratch<T, R>(_ slot: ScratchSlot, of type: T.Type, count: Int, _ body: (UnsafeMutableBufferPointer<T>) -> R) -> R {
+    // A kilobyte or less comes from the stack, which costs nothing (batch-1 GEMM packs nothing).
+    if count * MemoryLayout<T>.stride <= 1024 { return withUnsafeTemporaryAllocation(of: T.self, capacity: count, body) }
+    guard let raw = prunecheck_thread_scratch(slot.rawValue, UInt(max(count, 1) * MemoryLayout<T>.stride)) else {
+        fatalError("no memory for \(count) values of scratch")
+    }
+    return body(UnsafeMutableBufferPointer(start: raw.bindMemory(to: T.self, capacity: count), count: count))
+}

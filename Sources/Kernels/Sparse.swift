@@ -114,7 +114,7 @@ func csrGroupsOfEight(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int, y: Un
                 let quads = (rows + 3) / 4
                 // xᵀ per group of 8 examples, once for all workers: in group g, column k holds the
                 // 8 examples' values side by side.
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: batch * cols) { xt in
+                withThreadScratch(.sparse, of: Float.self, count: batch * cols) { xt in
                     for g in 0..<(batch / 8) {
                         for k in 0..<cols {
                             for lane in 0..<8 { xt[(g * cols + k) * 8 + lane] = x[(g * 8 + lane) * cols + k] }
@@ -175,7 +175,7 @@ func csrGroupsOfEight(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int, y: Un
 func cscSmallBatch(_ w: CSRMatrix, x: UnsafePointer<Float>, batch: Int, y: UnsafeMutablePointer<Float>, threads: Int) {
     let cols = w.cols, rows = w.rows, panels = w.panels
     // The nonzero inputs of each example, as column lists, then the lists' lengths.
-    withUnsafeTemporaryAllocation(of: Int32.self, capacity: batch * cols + batch) { active in
+    withThreadScratch(.sparse, of: Int32.self, count: batch * cols + batch) { active in
         let counts = active.baseAddress! + batch * cols
         var total = 0
         for b in 0..<batch {

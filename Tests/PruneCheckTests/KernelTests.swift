@@ -1,5 +1,6 @@
 import Testing
 @testable import Kernels
+import CCPUFeatures
 
 @Suite struct GemmTests {
     static let sizes = [1, 3, 7, 16, 33, 100]
@@ -303,5 +304,47 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
                 #expect(got.map(\.bitPattern) == expected.map(\.bitPattern), "\(t) \(isa)")
             }
         }
+    }
+}
+
+/// The per-thread scratch that GEMM and the sparse kernels pack into (`withThreadScratch`).
+@Suite struct ThreadScratchTests {
+    @Test func aSlotKeepsItsBufferAndGrowsWhenAsked() {
+        let a = prunecheck_thread_scratch(0, 4096), again = prunecheck_thread_scratch(0, 100)
+        #expect(a != nil && a == again, "a smaller request reuses the buffer")
+        #expect(Int(bitPattern: a) % 64 == 0)
+        #expect(prunecheck_thread_scratch(1, 4096) != a, "slots are separate")
+        let grown = prunecheck_thread_scratch(0, 1 << 20)
+        #expect(grown != nil && Int(bitPattern: grown) % 64 == 0)
+        // Each thread has its own.
+        let other = Thread.runAndWait { Int(bitPattern: prunecheck_thread_scratch(0, 4096)) }
+        #expect(other != 0 && other != Int(bitPattern: grown))
+    }
+
+    /// Packing writes every value whose product reaches C: what the scratch held before, NaN
+    /// here, never does (a pack that skipped the last K values of a row did).
+    @Test(arguments: [1, 2])
+    func staleScratchDoesNotReachTheResult(threads: Int) {
+        for slot: Int32 in 0..<Int32(PRUNECHECK_SCRATCH_SLOTS) {
+            let p = prunecheck_thread_scratch(slot, 8 << 20)!.bindMemory(to: Float.self, capacity: 2 << 20)
+            p.update(repeating: .nan, count: 2 << 20)
+        }
+        GemmTests.expectReferenceBits([(37, 45, 300), (1, 70, 33), (203, 530, 300)], transposeA: false, transposeB: true, threads: [threads])
+        GemmTests.expectReferenceBits([(37, 45, 300), (9, 17, 5)], transposeA: true, transposeB: false, threads: [threads])
+    }
+}
+
+extension Thread {
+    /// Runs `body` on a new thread and returns its result.
+    static func runAndWait<R>(_ body: @escaping @Sendable () -> R) -> R {
+        nonisolated(unsafe) var result: R?
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            result = body()
+            done.signal()
+        }
+        thread.start()
+        done.wait()
+        return result!
     }
 }

@@ -18,4 +18,16 @@ typedef void (*prunecheck_task)(void *context, long index);
 void prunecheck_parallel_for(long count, long threads, prunecheck_task task, void *context);
 
 
+/// Scratch slots per thread (`prunecheck_thread_scratch`).
+#define PRUNECHECK_SCRATCH_SLOTS 4
+
+/// A buffer of at least `bytes` bytes, 64-byte aligned, that belongs to the calling thread:
+/// its scratch slot `slot` (0 ..< PRUNECHECK_SCRATCH_SLOTS). The buffer is kept for the
+/// thread's next call (grown when a call needs more), so kernels that need scratch on every
+/// call do not allocate in a steady-state loop; it is freed when the thread exits. Its
+/// contents are undefined, and the next call for the same slot on the same thread may move it:
+/// a caller holds a slot only while it uses it, and no two uses of one slot nest. Returns NULL
+/// only when memory runs out.
+void *prunecheck_thread_scratch(int slot, unsigned long bytes);
+
 #endif
