@@ -62,7 +62,19 @@ public enum FineTuning {
         var plateauScale = 1.0
         model.training = true
         model.dropoutSeed = seed
-        defer { model.training = false }
+        // One tape, one input Variable and one batch buffer for every step, and the graph keeps
+        // its steps between them: the loop allocates no output, gradient or closure per op.
+        let keptSteps = model.keepsTrainingSteps
+        model.keepsTrainingSteps = true
+        defer {
+            model.training = false
+            model.keepsTrainingSteps = keptSteps
+        }
+        let tape = Tape()
+        let input = Variable(Tensor(zeros: [0]))
+        var labels: [Int32] = []
+        var targets = Tensor(zeros: [0])
+        let crossEntropy = CrossEntropyLoss(labelSmoothing: Float(settings.labelSmoothing))
         for epoch in 0..<settings.epochs {
             let order = rng.permutation(data.count)
             var lossSum = 0.0
@@ -70,14 +82,14 @@ public enum FineTuning {
             var start = 0
             while start < data.count {
                 let end = min(start + settings.batchSize, data.count)
-                let batch = data.subset(Array(order[start..<end]))
+                data.gather(order[start..<end], into: input, labels: &labels, targets: &targets)
                 optimizer.learningRate = Float(rate(settings, epoch: epoch, step: step, total: total) * plateauScale)
-                let tape = Tape()
-                let output = model.forward(Variable(batch.inputs), tape: tape, threads: threads)
-                var loss = batch.targets.map { meanSquaredError(output, targets: $0, tape: tape) }
-                    ?? softmaxCrossEntropy(output, labels: batch.labels, labelSmoothing: Float(settings.labelSmoothing), tape: tape)
-                if let teacher, let distill, batch.targets == nil {
-                    let t = teacher.predict(batch.inputs, threads: threads)
+                let output = model.forward(input, tape: tape, threads: threads)
+                var loss = data.targets != nil
+                    ? meanSquaredError(output, targets: targets, tape: tape)
+                    : crossEntropy(output, labels: labels, tape: tape)
+                if let teacher, let distill, data.targets == nil {
+                    let t = teacher.predict(input.value, threads: threads)
                     let kd = distillationKL(student: output, teacher: t, temperature: distill.temperature, tape: tape)
                     loss = weightedSum(kd, distill.alpha, loss, 1 - distill.alpha, tape: tape)
                 }

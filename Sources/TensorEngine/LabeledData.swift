@@ -23,6 +23,36 @@ public struct LabeledData: Sendable {
 
     public var count: Int { inputs.shape.first ?? 0 }
 
+    /// The examples at `indices`, in that order, written into `inputs` and `labels` (or
+    /// `targets`), whose buffers are written again when the batch has their size: a training
+    /// loop's batches then allocate nothing.
+    public func gather(_ indices: ArraySlice<Int>, into inputs: Variable, labels: inout [Int32], targets: inout Tensor) {
+        Self.gatherRows(of: self.inputs, indices, into: &inputs.value)
+        if let t = self.targets {
+            Self.gatherRows(of: t, indices, into: &targets)
+        } else {
+            labels.removeAll(keepingCapacity: true)
+            for i in indices { labels.append(self.labels[i]) }
+        }
+    }
+
+    /// Rows `indices` of `source` into `out`, reshaped (and made anew) only when its shape differs.
+    private static func gatherRows(of source: Tensor, _ indices: ArraySlice<Int>, into out: inout Tensor) {
+        let s = source.shape, o = out.shape
+        if !(o.count == s.count && o.first == indices.count && o.dropFirst().elementsEqual(s.dropFirst())) {
+            out = Tensor(uninitialized: [indices.count] + s.dropFirst())
+        }
+        let inner = s.dropFirst().reduce(1, *)
+        source.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for (r, i) in indices.enumerated() {
+                    precondition(i >= 0 && i < s[0], "row \(i) out of bounds for shape \(s)")
+                    (dst.baseAddress! + r * inner).update(from: src.baseAddress! + i * inner, count: inner)
+                }
+            }
+        }
+    }
+
     /// The examples at `indices`, in that order.
     public func subset(_ indices: [Int]) -> LabeledData {
         if let targets { return LabeledData(inputs: inputs.gatherRows(indices), targets: targets.gatherRows(indices)) }

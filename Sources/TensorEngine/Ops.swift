@@ -108,14 +108,74 @@ public func reshape(_ x: Variable, to shape: [Int], tape: Tape?) -> Variable {
 /// `CrossEntropyLoss(label_smoothing=ε)`). Returns a scalar; the backward step adds
 /// (softmax − target) / B · ∂loss into the logits.
 public func softmaxCrossEntropy(_ logits: Variable, labels: [Int32], labelSmoothing: Float = 0, tape: Tape?) -> Variable {
-    let shape = logits.value.shape
+    var probs = Tensor(zeros: logits.value.shape)
+    let loss = crossEntropyForward(logits.value, labels: labels, labelSmoothing: labelSmoothing, probs: &probs)
+    let out = Variable(Tensor(shape: [1], scalars: [loss]), requiresGrad: logits.requiresGrad)
+    if let tape, out.requiresGrad {
+        tape.record {
+            guard let g = out.grad?.scalars[0] else { return }
+            crossEntropyBackward(g, probs: probs, labels: labels, labelSmoothing: labelSmoothing, into: logits)
+        }
+    }
+    return out
+}
+
+/// `softmaxCrossEntropy` for a training loop: the same values and gradients, with one
+/// probability buffer, one loss Variable (while nothing else holds the last one) and one
+/// backward closure for every call, so a step allocates none of them. Its backward step reads
+/// the buffers of the last call: one call per backward pass.
+public final class CrossEntropyLoss {
+    public let labelSmoothing: Float
+    private var logits: Variable?
+    private var labels: [Int32] = []
+    private var probs = Tensor(zeros: [0])
+    private var output: Variable?
+    private var back: (() -> Void)?
+
+    public init(labelSmoothing: Float = 0) { self.labelSmoothing = labelSmoothing }
+
+    /// The mean loss of `logits` against `labels`; its backward step goes on `tape`.
+    public func callAsFunction(_ logits: Variable, labels: [Int32], tape: Tape) -> Variable {
+        if probs.shape != logits.value.shape { probs = Tensor(zeros: logits.value.shape) }
+        let loss = crossEntropyForward(logits.value, labels: labels, labelSmoothing: labelSmoothing, probs: &probs)
+        let out: Variable
+        if isKnownUniquelyReferenced(&output), let kept = output, kept.requiresGrad == logits.requiresGrad {
+            kept.value.withUnsafeMutableBufferPointer { $0[0] = loss }
+            kept.zeroGrad()
+            out = kept
+        } else {
+            out = Variable(Tensor(shape: [1], scalars: [loss]), requiresGrad: logits.requiresGrad)
+            output = out
+        }
+        self.logits = logits
+        self.labels.removeAll(keepingCapacity: true)
+        self.labels.append(contentsOf: labels)
+        if out.requiresGrad {
+            if back == nil {
+                back = { [weak self] in
+                    guard let self, let logits = self.logits else { return }
+                    // Let the logits go: a graph keeping its steps reuses its output only when
+                    // nothing else holds it.
+                    self.logits = nil
+                    guard let g = self.output?.grad?.scalars[0] else { return }
+                    crossEntropyBackward(g, probs: self.probs, labels: self.labels, labelSmoothing: self.labelSmoothing, into: logits)
+                }
+            }
+            tape.record(back!)
+        }
+        return out
+    }
+}
+
+/// Softmax of `logits` (B, C) into `probs` and the mean cross-entropy against `labels`.
+private func crossEntropyForward(_ logits: Tensor, labels: [Int32], labelSmoothing: Float, probs: inout Tensor) -> Float {
+    let shape = logits.shape
     precondition(shape.count == 2 && shape[0] == labels.count,
                  "cross-entropy: logits \(shape) do not fit \(labels.count) labels")
     let batch = shape[0], classes = shape[1]
-    var probs = Tensor(zeros: shape)
     var loss: Double = 0
     let off = Double(labelSmoothing) / Double(classes), on = 1 - Double(labelSmoothing) + off
-    logits.value.withUnsafeBufferPointer { lp in
+    logits.withUnsafeBufferPointer { lp in
         probs.withUnsafeMutableBufferPointer { pp in
             softmaxRows(lp.baseAddress!, rows: batch, cols: classes, out: pp.baseAddress!)
             for r in 0..<batch {
@@ -132,26 +192,25 @@ public func softmaxCrossEntropy(_ logits: Variable, labels: [Int32], labelSmooth
             }
         }
     }
-    let out = Variable(Tensor(shape: [1], scalars: [Float(loss / Double(max(batch, 1)))]),
-                       requiresGrad: logits.requiresGrad)
-    if let tape, out.requiresGrad {
-        let onF = Float(on), offF = Float(off)
-        tape.record {
-            guard let g = out.grad?.scalars[0] else { return }
-            let scale = g / Float(batch)
-            probs.withUnsafeBufferPointer { pp in
-                logits.accumulateGrad { dl in
-                    for r in 0..<batch {
-                        for j in 0..<classes {
-                            let target: Float = j == Int(labels[r]) ? onF : offF
-                            dl[r * classes + j] += (pp[r * classes + j] - target) * scale
-                        }
-                    }
+    return Float(loss / Double(max(batch, 1)))
+}
+
+/// ∂loss/∂logits += (softmax − target) / B · g.
+private func crossEntropyBackward(_ g: Float, probs: Tensor, labels: [Int32], labelSmoothing: Float, into logits: Variable) {
+    let batch = probs.shape[0], classes = probs.shape[1]
+    let off = Double(labelSmoothing) / Double(classes), on = 1 - Double(labelSmoothing) + off
+    let onF = Float(on), offF = Float(off)
+    let scale = g / Float(batch)
+    probs.withUnsafeBufferPointer { pp in
+        logits.accumulateGrad { dl in
+            for r in 0..<batch {
+                for j in 0..<classes {
+                    let target: Float = j == Int(labels[r]) ? onF : offF
+                    dl[r * classes + j] += (pp[r * classes + j] - target) * scale
                 }
             }
         }
     }
-    return out
 }
 
 /// Knowledge-distillation loss: KL(softmax(teacher/T) ‖ softmax(student/T)) · T², averaged over

@@ -41,6 +41,24 @@ let sqrt2OverPi = 0.7978845608028654
 }
 
 extension OpContext {
+    /// `relu`, with the output and backward step of the last training run when reusable.
+    func reluOp() throws -> Value {
+        let x = try float(0)
+        guard tape != nil else { return .float(relu(x, tape: nil)) }
+        var y = outputBuffer(x.value.shape)
+        x.value.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { reluForward(xp.baseAddress!, count: xp.count, out: $0.baseAddress!) }
+        }
+        if let kept = reuse(y) { return kept }
+        return emitKept(y) { dy in
+            x.value.withUnsafeBufferPointer { xp in
+                dy.withUnsafeBufferPointer { dp in
+                    x.accumulateGrad { reluBackward(xp.baseAddress!, dp.baseAddress!, count: xp.count, dx: $0) }
+                }
+            }
+        }
+    }
+
     func unary() throws -> Value {
         let x = try float(0)
         let f: (Float) -> Float

@@ -159,6 +159,22 @@ public final class Graph {
     /// when nothing else holds it (`OpContext.outputBuffer`), so steady-state inference does
     /// not allocate its outputs.
     var inferenceOutputs: [Variable?] = []
+    /// While true, every training run (one with a tape) keeps each node's output and backward
+    /// step, and the next training run that gives the node the same input Variables with the
+    /// same shapes writes that output again and records that step again: a fine-tuning loop
+    /// then allocates no output, gradient or closure per op (`FineTuning` turns it on for its
+    /// loop). Turning it off lets the kept steps go.
+    // NOTE: Gemm, Conv, pools, Relu and the reshapes keep their steps (what the fixture models
+    // train with); the other ops allocate per run as before.
+    public var keepsTrainingSteps = false {
+        didSet { if !keepsTrainingSteps { trainingSteps = Array(repeating: nil, count: nodes.count) } }
+    }
+    /// Per node: its step from the last training run while `keepsTrainingSteps`.
+    var trainingSteps: [NodeStep?] = []
+    /// Per node: whether its output Variable can leave the graph: a graph output, read by an op
+    /// that may pass it on as its own output, or a node with several outputs. A kept step of
+    /// such a node is reused only when nothing outside holds its output any more.
+    let outputEscapes: [Bool]
     /// The model as a chain of Linear layers, when it is one (`LinearChain`): worked out on the
     /// first `predict`, again after `setInitializer`.
     var linearChainState: LinearChainState = .unknown
@@ -215,6 +231,11 @@ public final class Graph {
         keepsSlot = keeps
         linearCaches = nodes.map { n in n.opType == "Gemm" && LinearCache.applies(to: n, initializers: values) ? LinearCache() : nil }
         kinds = nodes.map { OpKind(opType: $0.opType) }
+        let graphOutputs = Set(outputs)
+        var passedOn = Set<String>()
+        for (n, kind) in zip(nodes, kinds) where !kind.keepsTrainingStep { passedOn.formUnion(n.inputs) }
+        outputEscapes = nodes.map { n in n.outputs.count != 1 || graphOutputs.contains(n.outputs[0]) || passedOn.contains(n.outputs[0]) }
+        trainingSteps = Array(repeating: nil, count: nodes.count)
         maxNodeInputs = nodes.map(\.inputs.count).max() ?? 0
         var readers: [String: Int] = [:]
         for n in nodes { for i in n.inputs where !i.isEmpty { readers[i, default: 0] += 1 } }
@@ -316,6 +337,7 @@ public final class Graph {
         initializers[name] = value
         if let s = slotOf[name], let i = constantSlots.firstIndex(where: { $0.slot == s }) { constantSlots[i].value = value }
         spareSlots = []
+        trainingSteps = Array(repeating: nil, count: nodes.count)
         linearChainState = .unknown
         reshapes = Array(repeating: nil, count: nodes.count)
     }
@@ -326,6 +348,18 @@ public final class Graph {
         guard feeds.count == inputs.count else {
             throw GraphError(node: "(graph)", op: "inputs", "the graph has \(inputs.count) inputs, \(feeds.count) were given")
         }
+        return try run(feed: { feeds[$0] }, tape: tape, threads: threads) { slots in
+            try outputSlots.enumerated().map { i, s in
+                guard let v = slots[s] else { throw GraphError(node: "(graph)", op: "outputs", "graph output '\(outputs[i])' is never produced") }
+                return v
+            }
+        }
+    }
+
+    /// `run` with input `i` given by `feed(i)` (one per graph input), returning what `collect`
+    /// takes from the slots: `forward` takes its one output without building the arrays of
+    /// feeds and outputs (two allocations per training step).
+    private func run<R>(feed: (Int) -> Value, tape: Tape?, threads: Int, collect: ([Value?]) throws -> R) throws -> R {
         // NOTE: the initializers stay in their slots from one run to the next (filling them
         // took a retain and a release each per run, and the slots an allocation).
         var slots: [Value?]
@@ -336,7 +370,7 @@ public final class Graph {
             slots = [Value?](repeating: nil, count: slotOf.count)
             for (s, value) in constantSlots { slots[s] = value }
         }
-        for (i, s) in inputSlots.enumerated() { slots[s] = feeds[i] }
+        for (i, s) in inputSlots.enumerated() { slots[s] = feed(i) }
         // NOTE: by index, without copying a node, with one argument list for all nodes, and
         // none for a node that does not need it: at batch 1 the per-node bookkeeping is a good
         // part of a small model's time.
@@ -369,8 +403,9 @@ public final class Graph {
                 }
                 args.append(v)
             }
-            let ctx = OpContext(graph: self, index: index, kind: kinds[index], inputs: args, tape: tape, threads: threads,
+            var ctx = OpContext(graph: self, index: index, kind: kinds[index], inputs: args, tape: tape, threads: threads,
                                 fuseRelu: tape == nil && reluFused[index])
+            if tape != nil && keepsTrainingSteps { ctx.reusable = reusableStep(node: index, args, threads: threads) }
             let results = try ctx.execute()
             if Graph.profile { Graph.profileTotals[nodes[index].name, default: 0] += DispatchTime.now().uptimeNanoseconds - t0 }
             for (k, s) in outs.enumerated() where s >= 0 {
@@ -381,16 +416,28 @@ public final class Graph {
                 slots[s] = results[k]
             }
         }
-        let results = try outputSlots.enumerated().map { i, s in
-            guard let v = slots[s] else { throw GraphError(node: "(graph)", op: "outputs", "graph output '\(outputs[i])' is never produced") }
-            return v
-        }
+        let results = try collect(slots)
         for s in slots.indices where !keepsSlot[s] { slots[s] = nil }
         for (s, value) in constantSlots where !keepsSlot[s] { slots[s] = value }  // an input that shadowed an initializer
         spareSlots = slots
         args.removeAll(keepingCapacity: true)
         spareArgs = args
         return results
+    }
+
+    /// Node `index`'s kept step, when this run may record it again: nothing but the graph holds
+    /// it (no tape will replay it), it was made for these input Variables with these shapes and
+    /// this thread count, and its output, if it can leave the graph, is held by nothing else.
+    private func reusableStep(node index: Int, _ args: [Value?], threads: Int) -> NodeStep? {
+        guard isKnownUniquelyReferenced(&trainingSteps[index]), let step = trainingSteps[index],
+              step.threads == threads, step.inputs.count == args.count else { return nil }
+        for (k, arg) in args.enumerated() {
+            var v: Variable? = nil
+            if case .float(let x)? = arg { v = x }
+            guard v === step.inputs[k], v == nil || v!.value.shape == step.shapes[k] else { return nil }
+        }
+        if outputEscapes[index] && !isKnownUniquelyReferenced(&step.output) { return nil }
+        return step
     }
 
     // MARK: the model interface (float input, one float output)
@@ -401,10 +448,14 @@ public final class Graph {
     /// Runs the model on `x` (B, inputShape…) and records backward steps when `tape` is given.
     public func forward(_ x: Variable, tape: Tape?, threads: Int) -> Variable {
         do {
-            guard case .float(let y) = try run([.float(x)], tape: tape, threads: threads)[0] else {
+            precondition(inputs.count == 1 && !outputSlots.isEmpty, "forward needs a graph of one input and an output")
+            let first = outputSlots[0]
+            let y = try run(feed: { _ in .float(x) }, tape: tape, threads: threads) { slots in slots[first] }
+            guard case .float(let v)? = y else {
+                if y == nil { throw GraphError(node: "(graph)", op: "outputs", "graph output '\(outputs[0])' is never produced") }
                 preconditionFailure("model output is not float")
             }
-            return y
+            return v
         } catch {
             preconditionFailure("model failed on input of shape \(x.value.shape) after validation: \(error)")
         }

@@ -27,7 +27,16 @@ extension OpContext {
         switch v {
         case .int64(var t): t.shape = shape; return .int64(t)
         case .bool(var t): t.shape = shape; return .bool(t)
-        case .float(let x): return .float(reshape(x, to: shape, tape: tape))
+        case .float(let x):
+            guard tape != nil else { return .float(reshape(x, to: shape, tape: nil)) }
+            // `reshape`, with the output Variable and backward step of the last run when reusable.
+            let y = x.value.reshaped(shape)
+            if let kept = reuse(y) { return kept }
+            return emitKept(y, dropsValue: true) { dy in
+                dy.withUnsafeBufferPointer { dp in
+                    x.accumulateGrad { dx in for i in 0..<dp.count { dx[i] += dp[i] } }
+                }
+            }
         }
     }
 

@@ -246,7 +246,14 @@ extension OpContext {
             if tape == nil {
                 return graph.linearInference(node: index, x: x, w: w, bias: b, cache: cache, threads: threads, relu: fuseRelu)
             }
-            return .float(linear(x, weight: w, bias: b, tape: tape, threads: threads))
+            // `linear`, with the output and backward step of the last run when reusable.
+            var y = outputBuffer(rows: s[0], cols: w.value.shape[0])
+            linearForward(x.value, w.value, b?.value, into: &y, threads: threads)
+            if let kept = reuse(y) { return kept }
+            let (batch, inF, outF, nThreads) = (s[0], s[1], w.value.shape[0], threads)
+            return emitKept(y) { dy in
+                linearBackward(x: x, weight: w, bias: b, dy: dy, batch: batch, inF: inF, outF: outF, threads: nThreads)
+            }
         }
         let a = try float(0), b = try float(1)
         let transA = try int("transA", 0) == 1, transB = try int("transB", 0) == 1
@@ -262,7 +269,7 @@ extension OpContext {
             guard let bs = broadcastShape(c.value.shape, [m, n]), bs == [m, n] else { throw fail("C \(c.value.shape) does not broadcast to [\(m), \(n)]") }
             cIndex = broadcastSourceIndex(c.value.shape, to: [m, n])
         }
-        var y = Tensor(zeros: [m, n])
+        var y = outputBuffer(rows: m, cols: n)   // gemm writes every element
         a.value.withUnsafeBufferPointer { ap in
             b.value.withUnsafeBufferPointer { bp in
                 y.withUnsafeMutableBufferPointer { yp in
@@ -277,10 +284,9 @@ extension OpContext {
                 }
             }
         }
+        if let kept = reuse(y) { return kept }
         let nThreads = self.threads
-        var parents = [a, b]
-        if let c { parents.append(c) }
-        return emit(y, parents: parents) { dy in
+        return emitKept(y) { dy in
             dy.withUnsafeBufferPointer { dp in
                 if a.requiresGrad {
                     // d(opA) = alpha · dY · opBᵀ  (m × k), added to A in its stored layout.
@@ -656,12 +662,12 @@ extension OpContext {
         // NOTE: at inference, no parents list and no backward closure: its context is a heap
         // allocation and a retain per captured value, made before `emit` could drop it.
         if tape == nil { return inferenceValue(y, requiresGrad: x.requiresGrad || w.requiresGrad || b?.requiresGrad == true) }
+        if let kept = reuse(y) { return kept }
         let nThreads = self.threads
-        var parents = [x, w]
-        if let b { parents.append(b) }
-        return emit(y, parents: parents) { dy in
-            var cols = [Float](repeating: 0, count: kk * p)
-            var dcols = [Float](repeating: 0, count: kk * p)
+        // The columns of one sample and their gradient: made on first use, then kept with the
+        // step (a kept step runs again every training run).
+        let scratch = ScratchPair(count: kk * p)
+        return emitKept(y) { dy in
             dy.withUnsafeBufferPointer { dp in
                 x.value.withUnsafeBufferPointer { xp in
                     w.value.withUnsafeBufferPointer { wp in
@@ -669,7 +675,7 @@ extension OpContext {
                             for g in 0..<group {
                                 let dyg = dp.baseAddress! + (n * cout + g * mg) * p
                                 if w.requiresGrad {
-                                    cols.withUnsafeMutableBufferPointer { cp in
+                                    scratch.withFirst { cp in
                                         geo.im2col(xp.baseAddress! + (n * cin + g * cg) * inP, channels: cg, into: cp.baseAddress!, ld: p)
                                         w.accumulateGrad { gw in
                                             gemm(m: mg, n: kk, k: p, a: dyg, lda: p, transposeA: false,
@@ -679,7 +685,7 @@ extension OpContext {
                                     }
                                 }
                                 if x.requiresGrad {
-                                    dcols.withUnsafeMutableBufferPointer { dc in
+                                    scratch.withSecond { dc in
                                         gemm(m: kk, n: p, k: mg, a: wp.baseAddress! + g * mg * kk, lda: kk, transposeA: true,
                                              b: dyg, ldb: p, transposeB: false,
                                              c: dc.baseAddress!, ldc: p, accumulate: false, threads: nThreads)
@@ -736,7 +742,16 @@ extension OpContext {
         // The argmax (input offset per output) only serves the backward pass and the Indices
         // output; inference skips it.
         let needArgmax = isMax && ((tape != nil && x.requiresGrad) || node.outputs.count > 1)
-        var argmax = needArgmax ? [Int](repeating: -1, count: planes * p) : []
+        // A kept step's argmax: this run fills the same array, which its closure reads.
+        let argmaxBox = needArgmax && node.outputs.count == 1 && tape != nil ? (reusable?.state as? IndexBox) ?? IndexBox() : nil
+        var argmax = argmaxBox?.take() ?? []
+        if !needArgmax {
+            argmax = []
+        } else if argmax.count == planes * p {
+            argmax.withUnsafeMutableBufferPointer { $0.update(repeating: -1) }
+        } else {
+            argmax = [Int](repeating: -1, count: planes * p)
+        }
         var divisors = [Float](repeating: 0, count: isMax ? 0 : p)
         if !isMax {
             for pp in 0..<p {
@@ -837,23 +852,29 @@ extension OpContext {
         }
         // At inference, no backward closure (see `conv`). It captures copies of the arrays: a
         // variable that an escaping closure captures lives in a heap box, made on every call.
-        let out = tape == nil ? inferenceValue(y, requiresGrad: x.requiresGrad) : emit(y, parents: [x]) { [argmax, divisors] dy in
-            dy.withUnsafeBufferPointer { dp in
-                x.accumulateGrad { g in
-                    for plane in 0..<planes {
-                        let dst = g + plane * inP
-                        for pp in 0..<p {
-                            let d = dp[plane * p + pp]
-                            if isMax {
-                                let at = argmax[plane * p + pp]
-                                if at >= 0 { dst[at] += d }
-                            } else {
-                                let share = d / divisors[pp]
-                                for q in 0..<kq { let t = table[pp * kq + q]; if t >= 0 { dst[t] += share } }
-                            }
-                        }
-                    }
+        // A kept step's closure reads the argmax from its box instead, which each run refills.
+        if let argmaxBox {
+            argmaxBox.values = argmax
+            if let kept = reuse(y) { return NodeOutputs(kept) }
+            let out = emitKept(y, state: argmaxBox) { [divisors] dy in
+                argmaxBox.values.withUnsafeBufferPointer { argmax in
+                    Self.poolBackward(dy, into: x, planes: planes, p: p, inP: inP, kq: kq, isMax: isMax, argmax: argmax,
+                                      divisors: divisors, table: table)
                 }
+            }
+            return NodeOutputs(out)
+        }
+        if !needArgmax && tape != nil && node.outputs.count == 1 {
+            if let kept = reuse(y) { return NodeOutputs(kept) }
+            return NodeOutputs(emitKept(y) { [divisors] dy in
+                Self.poolBackward(dy, into: x, planes: planes, p: p, inP: inP, kq: kq, isMax: isMax, argmax: UnsafeBufferPointer(start: nil, count: 0),
+                                  divisors: divisors, table: table)
+            })
+        }
+        let out = tape == nil ? inferenceValue(y, requiresGrad: x.requiresGrad) : emit(y, parents: [x]) { [argmax, divisors] dy in
+            argmax.withUnsafeBufferPointer { argmax in
+                Self.poolBackward(dy, into: x, planes: planes, p: p, inP: inP, kq: kq, isMax: isMax, argmax: argmax,
+                                  divisors: divisors, table: table)
             }
         }
         guard isMax, node.outputs.count > 1 else { return NodeOutputs(out) }
@@ -871,6 +892,29 @@ extension OpContext {
         }
         let indices = (0..<(planes * p)).map { i -> Int64 in Int64(argmax[i] < 0 ? -1 : (i / p) * inP + spatialIndex(argmax[i])) }
         return NodeOutputs(all: [out, .int64(IntTensor(shape: y.shape, data: indices))])
+    }
+
+    /// A pool's backward step: ∂loss/∂y to each max's input (`argmax`: its input offset per
+    /// output, -1 for none), or shared evenly over each window's inputs (average).
+    static func poolBackward(_ dy: Tensor, into x: Variable, planes: Int, p: Int, inP: Int, kq: Int, isMax: Bool,
+                             argmax: UnsafeBufferPointer<Int>, divisors: [Float], table: [Int]) {
+        dy.withUnsafeBufferPointer { dp in
+            x.accumulateGrad { g in
+                for plane in 0..<planes {
+                    let dst = g + plane * inP
+                    for pp in 0..<p {
+                        let d = dp[plane * p + pp]
+                        if isMax {
+                            let at = argmax[plane * p + pp]
+                            if at >= 0 { dst[at] += d }
+                        } else {
+                            let share = d / divisors[pp]
+                            for q in 0..<kq { let t = table[pp * kq + q]; if t >= 0 { dst[t] += share } }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// 2-D pooling without padding, output row by output row: eight outputs of a row at a time
@@ -1240,5 +1284,37 @@ func linearInfer(_ x: UnsafePointer<Float>, rows: Int, weight: Variable, bias: V
         }
     } else if relu {
         reluForward(y, count: rows * outF, out: y)
+    }
+}
+
+/// Two scratch arrays of `count` floats that a kept backward closure reuses from one training
+/// run to the next, each made on its first use.
+final class ScratchPair {
+    let count: Int
+    private var first: [Float] = [], second: [Float] = []
+
+    init(count: Int) { self.count = count }
+
+    func withFirst<R>(_ body: (UnsafeMutableBufferPointer<Float>) -> R) -> R {
+        if first.count != count { first = [Float](repeating: 0, count: count) }
+        return first.withUnsafeMutableBufferPointer { body($0) }
+    }
+
+    func withSecond<R>(_ body: (UnsafeMutableBufferPointer<Float>) -> R) -> R {
+        if second.count != count { second = [Float](repeating: 0, count: count) }
+        return second.withUnsafeMutableBufferPointer { body($0) }
+    }
+}
+
+/// An array of indices that a kept backward closure reads and each training run refills (a
+/// max pool's argmax).
+final class IndexBox {
+    var values: [Int] = []
+
+    /// The array, left empty here (so the caller's copy is the only one and writes in place).
+    func take() -> [Int] {
+        let v = values
+        values = []
+        return v
     }
 }

@@ -49,6 +49,16 @@ enum OpKind {
         default: self = .unsupported
         }
     }
+
+    /// Whether the op keeps its backward step between training runs (`Graph.keepsTrainingSteps`):
+    /// its backward closure captures only its input Variables and what their shapes and the
+    /// node's attributes determine, and it makes a new output Variable.
+    var keepsTrainingStep: Bool {
+        switch self {
+        case .gemm, .conv, .pool, .relu, .reshapeLike: return true
+        default: return false
+        }
+    }
 }
 
 /// A node's outputs. Most nodes have one, and a one-element array would cost an allocation
@@ -80,6 +90,9 @@ struct OpContext {
     let threads: Int
     /// Apply the next node's ReLU to this Conv's or Gemm's output (`Graph.reluFused`).
     var fuseRelu = false
+    /// The node's step from the last training run, when this run may record it again
+    /// (`Graph.keepsTrainingSteps`); its output's buffer is this run's output buffer.
+    var reusable: NodeStep? = nil
 
     func fail(_ message: String) -> GraphError { GraphError(node: node.name, op: node.opType, message) }
 
@@ -170,18 +183,73 @@ struct OpContext {
         return .float(out)
     }
 
-    // MARK: output buffers at inference
+    /// For an op whose step a training run keeps (`OpKind.keepsTrainingStep`): `y` as the
+    /// output of the step `reusable` (its old gradient kept as the buffer of the new one), which
+    /// the tape records again. Nil when there is no such step: the op then emits as usual.
+    func reuse(_ y: Tensor) -> Value? {
+        guard let step = reusable, let tape else { return nil }
+        step.output.value = y
+        step.output.zeroGrad()
+        tape.record(step)
+        return .float(step.output)
+    }
+
+    /// `emit` for an op whose step a training run keeps: the backward step is a `NodeStep` over
+    /// the node's float inputs, which the graph keeps while `keepsTrainingSteps`. `dropsValue`:
+    /// the output shares its input's storage (a reshape). `state`: what the closure reads that
+    /// a reusing run writes again (`NodeStep.state`).
+    func emitKept(_ y: Tensor, dropsValue: Bool = false, state: AnyObject? = nil, _ back: @escaping (Tensor) -> Void) -> Value {
+        let inputs = floatInputs
+        let requiresGrad = inputs.contains { $0?.requiresGrad == true }
+        guard let tape else { return inferenceValue(y, requiresGrad: requiresGrad) }
+        let out = Variable(y, requiresGrad: requiresGrad)
+        let keeps = graph.keepsTrainingSteps
+        guard requiresGrad || keeps else { return .float(out) }
+        // NOTE: kept without a gradient too (a Flatten of the input): the next node's step is
+        // reused only for the same input Variable, and the tape replays it to drop a view.
+        let step = NodeStep(output: out, inputs: inputs, threads: threads, dropsValue: keeps && dropsValue && !graph.outputEscapes[index], back: back)
+        step.state = state
+        if keeps { graph.trainingSteps[index] = step }
+        tape.record(step)
+        return .float(out)
+    }
+
+    /// The node's float inputs for `emitKept` (nil where absent or not float).
+    var floatInputs: [Variable?] {
+        inputs.map { if case .float(let v)? = $0 { return v } else { return nil } }
+    }
+
+    // MARK: output buffers
 
     /// A tensor of `shape` for this node's output, every element of which the op writes. At
     /// inference it is the buffer of the node's previous output when nothing else holds that
-    /// output any more (the Variable is unique; if its storage is not, writing copies it).
+    /// output any more (the Variable is unique; if its storage is not, writing copies it); in
+    /// training, the buffer of the step it reuses.
     func outputBuffer(_ shape: [Int]) -> Tensor {
-        tape == nil ? graph.outputBuffer(node: index, shape) : Tensor(uninitialized: shape)
+        tape == nil ? graph.outputBuffer(node: index, shape) : keptBuffer { $0.shape == shape } ?? Tensor(uninitialized: shape)
+    }
+
+    /// `outputBuffer(_:)` for a (rows, cols) output, without building the shape when the kept
+    /// buffer has it.
+    func outputBuffer(rows: Int, cols: Int) -> Tensor {
+        if tape == nil { return graph.outputBuffer(node: index, rows: rows, cols: cols) }
+        return keptBuffer { $0.shape.count == 2 && $0.shape[0] == rows && $0.shape[1] == cols } ?? Tensor(uninitialized: [rows, cols])
     }
 
     /// `outputBuffer(_:)` for an (n, c, spatial…) output.
     func outputBuffer(n: Int, c: Int, spatial: [Int]) -> Tensor {
-        tape == nil ? graph.outputBuffer(node: index, n: n, c: c, spatial: spatial) : Tensor(uninitialized: [n, c] + spatial)
+        if tape == nil { return graph.outputBuffer(node: index, n: n, c: c, spatial: spatial) }
+        return keptBuffer { t in
+            t.shape.count == spatial.count + 2 && t.shape[0] == n && t.shape[1] == c && t.shape[2...].elementsEqual(spatial)
+        } ?? Tensor(uninitialized: [n, c] + spatial)
+    }
+
+    /// The output value of the step this run reuses, taken out of its Variable, when `fits`.
+    private func keptBuffer(where fits: (Tensor) -> Bool) -> Tensor? {
+        guard let step = reusable, fits(step.output.value) else { return nil }
+        let t = step.output.value
+        step.output.value = .placeholder
+        return t
     }
 
     /// An inference output as a value, in the node's previous output Variable when nothing
@@ -196,7 +264,7 @@ struct OpContext {
         case .constant: return NodeOutputs(try constant())
         case .shape: return NodeOutputs(try shape())
         case .cast: return NodeOutputs(try cast())
-        case .relu: return NodeOutputs(.float(TensorEngine.relu(try float(0), tape: tape)))
+        case .relu: return NodeOutputs(try reluOp())
         case .unary: return NodeOutputs(try unary())
         case .clip: return NodeOutputs(try clip())
         case .binary: return NodeOutputs(try binary(node.opType, try value(0), try value(1)))
