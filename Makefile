@@ -25,13 +25,16 @@ setup:
 build: setup
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests
 
-## test: the whole test suite against the optimized build, and a scan of every built binary for
+## test: the whole test suite against the optimized build, and scans of every built binary for
 ## a Swift 6.3 miscompile (swiftlang/swift#90477; see Tests/tools/check_swifterror_tailcalls.py)
+## and for kernels whose vector loads did not inline (Tests/tools/check_kernel_calls.py)
 test: build
 	$(SWIFT) test $(BUILD_FLAGS) --skip-build --disable-xctest
 	python3 Tests/tools/check_swifterror_tailcalls.py --self-test
 	python3 Tests/tools/check_swifterror_tailcalls.py .build/release/prunecheck .build/release/prunecheck-bench \
 		.build/release/prunecheck-conformance .build/release/PruneCheckPackageTests.xctest
+	python3 Tests/tools/check_kernel_calls.py .build/release/prunecheck .build/release/prunecheck-bench \
+		.build/release/PruneCheckPackageTests.xctest
 
 ## demo: run the check on the bundled examples against baselines/
 demo: build

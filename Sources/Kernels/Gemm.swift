@@ -363,7 +363,12 @@ func rowTiles(
 @usableFromInline let unpackedPanelsMax = 8
 
 /// Packs A[i0..<i0+mr, k0..<k0+kc] as kc groups of `stride` values (rows past mr are zero).
-@inline(__always)
+// NOTE: `@inline(never)`, like packB and the 6×16 and one-row kernels: inlined into the GEMM
+// drivers, which were then too large for Swift's inliner to inline anything more into, every
+// vector `loadUnaligned`/`storeBytes` here stayed a call that returned its vector in two
+// halves (5 % of LeNet-300-100 at batch 64; fc1 240 → 210 µs as functions of their own).
+// Tests/tools/check_kernel_calls.py, run by `make test`, finds such calls in the binaries.
+@inline(never)
 func packA(
     a: UnsafePointer<Float>, lda: Int, transposeA: Bool, i0: Int, mr: Int, k0: Int, kc: Int, stride: Int = gemmMR,
     into dst: UnsafeMutablePointer<Float>
@@ -451,7 +456,7 @@ func transpose8x8(
 
 /// Packs B[k0..<k0+kc, j0..<j0+nc] as column panels of NR, each kc rows of NR values
 /// (columns past nc are zero).
-@inline(__always)
+@inline(never)
 func packB(
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool, k0: Int, kc: Int, j0: Int, nc: Int,
     into dst: UnsafeMutablePointer<Float>
@@ -499,7 +504,7 @@ func packB(
 }
 
 /// C[0..<mr, 0..<nr] (+)= packed A (kc × 6) · packed B (kc × 16), one FMA chain per element.
-@inline(__always)
+@inline(never)
 func microKernel6x16(
     kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
     c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, load: Bool
@@ -561,7 +566,7 @@ func microKernel6x16(
 
 /// Row 0 of `microKernel6x16`: C[0, 0..<nr] (+)= packed A row 0 (stride 6) · packed B (kc × 16),
 /// one FMA chain per element in increasing k, starting from C (when `load`) or 0.
-@inline(__always)
+@inline(never)
 func microKernel1x16(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, nr: Int, load: Bool) {
     typealias V = SIMD8<Float>
     var t = (V(), V())
@@ -587,7 +592,7 @@ func microKernel1x16(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, 
 /// increasing k from C (when `load`) or 0, as in `microKernel1x16`. Eight independent chains
 /// per k step instead of two: with two, each step waited for the previous FMA (4 cycles), and
 /// the FMA latency, not memory, bounded batch-1 inference.
-@inline(__always)
+@inline(never)
 func microKernel1x64(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, panelStride: Int, c: UnsafeMutablePointer<Float>, load: Bool) {
     typealias V = SIMD8<Float>
     @inline(__always) func ld(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
