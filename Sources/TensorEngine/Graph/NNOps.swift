@@ -853,22 +853,14 @@ extension OpContext {
         // At inference, no backward closure (see `conv`). It captures copies of the arrays: a
         // variable that an escaping closure captures lives in a heap box, made on every call.
         // A kept step's closure reads the argmax from its box instead, which each run refills.
-        if let argmaxBox {
-            argmaxBox.values = argmax
+        if tape != nil && node.outputs.count == 1 {
+            argmaxBox?.values = argmax
             if let kept = reuse(y) { return NodeOutputs(kept) }
-            let out = emitKept(y, state: argmaxBox) { [divisors] dy in
-                argmaxBox.values.withUnsafeBufferPointer { argmax in
+            return NodeOutputs(emitKept(y, state: argmaxBox) { [divisors] dy in
+                (argmaxBox?.values ?? []).withUnsafeBufferPointer { argmax in
                     Self.poolBackward(dy, into: x, planes: planes, p: p, inP: inP, kq: kq, isMax: isMax, argmax: argmax,
                                       divisors: divisors, table: table)
                 }
-            }
-            return NodeOutputs(out)
-        }
-        if !needArgmax && tape != nil && node.outputs.count == 1 {
-            if let kept = reuse(y) { return NodeOutputs(kept) }
-            return NodeOutputs(emitKept(y) { [divisors] dy in
-                Self.poolBackward(dy, into: x, planes: planes, p: p, inP: inP, kq: kq, isMax: isMax, argmax: UnsafeBufferPointer(start: nil, count: 0),
-                                  divisors: divisors, table: table)
             })
         }
         let out = tape == nil ? inferenceValue(y, requiresGrad: x.requiresGrad) : emit(y, parents: [x]) { [argmax, divisors] dy in
