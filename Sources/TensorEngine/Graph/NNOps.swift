@@ -745,11 +745,9 @@ extension OpContext {
         // A kept step's argmax: this run fills the same array, which its closure reads.
         let argmaxBox = needArgmax && node.outputs.count == 1 && tape != nil ? (reusable?.state as? IndexBox) ?? IndexBox() : nil
         var argmax = argmaxBox?.take() ?? []
-        if !needArgmax {
-            argmax = []
-        } else if argmax.count == planes * p {
+        if needArgmax && argmax.count == planes * p {
             argmax.withUnsafeMutableBufferPointer { $0.update(repeating: -1) }
-        } else {
+        } else if needArgmax {
             argmax = [Int](repeating: -1, count: planes * p)
         }
         var divisors = [Float](repeating: 0, count: isMax ? 0 : p)
