@@ -9,7 +9,7 @@ BIN := .build/release/prunecheck
 REPORTS := reports
 APT_PACKAGES := libgit2-dev libxml2-dev libxml2-utils pkg-config binutils
 
-.PHONY: setup build test demo bench quality conformance interop fuzz proto clean
+.PHONY: setup build test demo bench quality conformance operators interop fuzz proto clean
 
 ## setup: install the system packages PruneCheck needs (apt-get), only those missing
 setup:
@@ -57,6 +57,10 @@ quality: build
 ## conformance: ONNX's backend node tests through the importer and the engine
 conformance: build
 	.build/release/prunecheck-conformance Tests/PruneCheckTests/Fixtures/onnx-node-tests
+
+## operators: regenerate docs/operators.md's table from the engine's op registry (a test checks it)
+operators: build
+	python3 Tests/tools/operators_doc.py .build/release/prunecheck-conformance docs/operators.md
 
 ## interop: prune every bundled model (unstructured and 2:4) and the residual PyTorch export
 ## (channels, coupled across its Add), export ONNX, and check with onnxruntime (pip, in a

@@ -67,7 +67,7 @@ let package = Package(
             dependencies: ["Kernels", "TensorEngine", "ModelIO", "Pruning", "Regression"],
             swiftSettings: numericFlags + [v5]),
         .executableTarget(
-            name: "prunecheck-conformance", dependencies: ["ModelIO"], swiftSettings: [v5]),
+            name: "prunecheck-conformance", dependencies: ["ModelIO", "TensorEngine"], swiftSettings: [v5]),
         .executableTarget(
             name: "prunecheck-fuzz", dependencies: ["ModelIO", "Configuration"], swiftSettings: [v5]),
         .testTarget(

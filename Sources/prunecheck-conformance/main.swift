@@ -1,8 +1,16 @@
 import Foundation
 import ModelIO
+import TensorEngine
 
 // `make conformance`: runs ONNX's backend node tests (a copy lives in the test fixtures)
 // through the importer and the engine, prints `N passed, M failed` and lists failures.
+// `make operators`: with `--operators`, prints docs/operators.md's table of supported ops, which
+// the engine's op registry derives.
+
+if CommandLine.arguments.dropFirst().first == "--operators" {
+    print(supportedOpsMarkdown(), terminator: "")
+    exit(0)
+}
 let directory = CommandLine.arguments.dropFirst().first ?? "Tests/PruneCheckTests/Fixtures/onnx-node-tests"
 let outcomes = ONNXConformance.runAll(directory: directory)
 guard !outcomes.isEmpty else {

@@ -867,3 +867,34 @@ extension DirectConvTests {
         }
     }
 }
+
+@Suite struct OpRegistryTests {
+    /// docs/operators.md shows exactly the registry's table (`make operators` rewrites it).
+    @Test func operatorsDocMatchesTheRegistry() throws {
+        let doc = try String(contentsOfFile: Repo.path("docs/operators.md"), encoding: .utf8)
+        let begin = "<!-- operators:begin -->\n", end = "<!-- operators:end -->"
+        guard let a = doc.range(of: begin), let b = doc.range(of: end) else {
+            Issue.record("docs/operators.md has no operators:begin/end markers")
+            return
+        }
+        #expect(String(doc[a.upperBound..<b.lowerBound]) == supportedOpsMarkdown(), "docs/operators.md is out of date: run `make operators`")
+    }
+
+    /// Every registered op is in the table once, under its family, and the importer's list is
+    /// the registry's.
+    @Test func tableListsEveryRegisteredOpOnce() {
+        #expect(supportedOpTable.count == OpRegistry.all.count)
+        #expect(Set(supportedOpTable.map(\.opType)) == supportedOps)
+        #expect(supportedOps.count == OpRegistry.all.count)
+        for op in OpRegistry.all { #expect(OpRegistry.byType[op.opType]?.family == op.family) }
+    }
+
+    /// A node whose op the registry lacks fails with the node, the op and the opset.
+    @Test func unknownOpIsNamed() throws {
+        let graph = Graph(nodes: [Node(name: "n1", opType: "NoSuchOp", inputs: ["x"], outputs: ["y"])],
+                          inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, 2])], outputs: ["y"], initializers: [], opset: 17)
+        #expect(throws: GraphError(node: "n1", op: "NoSuchOp", "op 'NoSuchOp' is not supported (opset 17)")) {
+            try graph.valueShapes(for: Tensor(zeros: [1, 2]))
+        }
+    }
+}

@@ -348,3 +348,82 @@ extension Thread {
         return result!
     }
 }
+
+@Suite struct Im2colTests {
+    /// A 1-D or 2-D window table as the engine builds it (stride, dilation, pads; −1 in the
+    /// padding), written out naively.
+    static func table(_ inSpatial: [Int], kernel: [Int], stride: [Int], dilation: [Int], pads: [Int]) -> (table: [Int], out: [Int]) {
+        let d = inSpatial.count
+        var out: [Int] = []
+        for i in 0..<d {
+            let span: Int = inSpatial[i] + pads[i] + pads[i + d] - ((kernel[i] - 1) * dilation[i] + 1)
+            out.append(span / stride[i] + 1)
+        }
+        let kq = kernel.reduce(1, *), p = out.reduce(1, *)
+        var table = [Int](repeating: 0, count: kq * p)
+        for pp in 0..<p {
+            let o = d == 1 ? [pp] : [pp / out[1], pp % out[1]]
+            for q in 0..<kq {
+                let k = d == 1 ? [q] : [q / kernel[1], q % kernel[1]]
+                var offset = 0, inside = true
+                for i in 0..<d {
+                    let pos = o[i] * stride[i] - pads[i] + k[i] * dilation[i]
+                    if pos < 0 || pos >= inSpatial[i] { inside = false }
+                    offset = offset * inSpatial[i] + pos
+                }
+                table[pp * kq + q] = inside ? offset : -1
+            }
+        }
+        return (table, out)
+    }
+
+    /// im2col and col2im give their reference twins' bits over ragged windows: strides 1 and 2
+    /// (runs copied with `copyFloats`, and the table walked by offset), dilations, asymmetric
+    /// pads, 1-D and 2-D, run lengths below, at and above 8; im2col writes every column value
+    /// (the destination starts as NaN).
+    @Test func windowCopiesMatchTheirReferences() {
+        let cases: [(inSpatial: [Int], kernel: [Int], stride: [Int], dilation: [Int], pads: [Int], channels: Int)] = [
+            ([28, 28], [5, 5], [1, 1], [1, 1], [2, 2, 2, 2], 1),
+            ([7, 13], [3, 3], [1, 1], [1, 1], [1, 1, 0, 2], 3),
+            ([9, 9], [3, 3], [2, 2], [1, 1], [1, 1, 1, 1], 2),
+            ([11, 6], [2, 3], [1, 2], [2, 1], [0, 1, 1, 0], 5),
+            ([40], [5], [2], [1], [2, 2], 3),
+            ([33], [3], [1], [3], [0, 1], 7),
+            ([1], [1], [1], [1], [0, 0], 1),
+            ([16, 16], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0], 4),
+        ]
+        for c in cases {
+            let (table, out) = Im2colTests.table(c.inSpatial, kernel: c.kernel, stride: c.stride, dilation: c.dilation, pads: c.pads)
+            let kq = c.kernel.reduce(1, *), p = out.reduce(1, *), inP = c.inSpatial.reduce(1, *)
+            let runs = WindowRuns(table: table, kernelCount: kq, outCount: p, inCount: inP)
+            let x = GemmTests.fill(c.channels * inP, seed: UInt32(inP))
+            let ld = p + 3
+            var expected = [Float](repeating: .nan, count: c.channels * kq * ld), got = expected
+            expected.withUnsafeMutableBufferPointer {
+                im2colReference(x, channels: c.channels, table: table, kernelCount: kq, outCount: p, inCount: inP, into: $0.baseAddress!, ld: ld)
+            }
+            got.withUnsafeMutableBufferPointer { runs.im2col(x, channels: c.channels, into: $0.baseAddress!, ld: ld) }
+            let columns = (0..<(c.channels * kq)).flatMap { r in (0..<p).map { r * ld + $0 } }
+            let differing = columns.filter { expected[$0].bitPattern != got[$0].bitPattern }
+            #expect(differing.isEmpty, "im2col \(c): \(differing.count) of \(columns.count) differ, first at \(differing.first ?? -1)")
+
+            let cols = GemmTests.fill(c.channels * kq * p, seed: UInt32(kq))
+            var dstExpected = GemmTests.fill(c.channels * inP, seed: 7), dstGot = dstExpected
+            dstExpected.withUnsafeMutableBufferPointer {
+                col2imAddReference(cols, channels: c.channels, table: table, kernelCount: kq, outCount: p, inCount: inP, into: $0.baseAddress!)
+            }
+            dstGot.withUnsafeMutableBufferPointer { runs.col2imAdd(cols, channels: c.channels, into: $0.baseAddress!) }
+            let worst = zip(dstExpected, dstGot).filter { $0.bitPattern != $1.bitPattern }.count
+            #expect(worst == 0, "col2im \(c): \(worst) of \(dstGot.count) differ")
+        }
+    }
+
+    /// The Conv bias epilogue adds each channel's bias to its plane and nothing else.
+    @Test func channelBiasAddsPerChannel() {
+        let bias: [Float] = [1, -2, 0.5]
+        var y = GemmTests.fill(2 * 3 * 5, seed: 3)
+        let before = y
+        y.withUnsafeMutableBufferPointer { addChannelBias(bias, samples: 2, channels: 3, plane: 5, out: $0.baseAddress!) }
+        for i in y.indices { #expect(y[i] == before[i] + bias[(i / 5) % 3]) }
+    }
+}

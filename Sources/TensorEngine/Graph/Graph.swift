@@ -128,8 +128,9 @@ public final class Graph {
     private var spareArgs: [Value?] = []
     /// Per node: the Linear fast path's cache (nil when the node is not a Linear Gemm).
     let linearCaches: [LinearCache?]
-    /// Per node: its op resolved once, so a run does not compare op-type strings.
-    let kinds: [OpKind]
+    /// Per node: its op resolved once (nil when unsupported), so a run does not look up op-type
+    /// strings.
+    let ops: [OpDefinition?]
     /// Per node: a Conv or Gemm whose output only the next node, a Relu, reads. Inference
     /// (no tape) applies the ReLU inside the producer, on each block of output while it is in
     /// cache, and the Relu node passes the value on. ReLU is exact, so the bits are the same.
@@ -188,19 +189,10 @@ public final class Graph {
         self.inputs = inputs
         self.outputs = outputs
         self.opset = opset
-        // Trainable: the float initializers that are layer parameters: weights and biases of
-        // Gemm, MatMul and Conv, scale and shift of the normalizations, and a bias added to a
-        // MatMul's output. Running statistics and other constants stay fixed.
+        // Trainable: the float initializers at an op's parameter positions (`OpDefinition.parameterInputs`).
         var trainable = Set<String>()
         for n in nodes {
-            let positions: [Int]
-            switch n.opType {
-            case "Gemm", "Conv", "MatMul": positions = [0, 1, 2]
-            case "BatchNormalization", "LayerNormalization": positions = [1, 2]
-            case "Add": positions = [0, 1]
-            default: positions = []
-            }
-            for p in positions where p < n.inputs.count { trainable.insert(n.inputs[p]) }
+            for p in OpRegistry.byType[n.opType]?.parameterInputs ?? [] where p < n.inputs.count { trainable.insert(n.inputs[p]) }
         }
         let frozen = Set(initializers.map(\.0)).subtracting(trainable)
         var values: [String: Value] = [:]
@@ -230,10 +222,10 @@ public final class Graph {
         for s in inputSlots { keeps[s] = false }
         keepsSlot = keeps
         linearCaches = nodes.map { n in n.opType == "Gemm" && LinearCache.applies(to: n, initializers: values) ? LinearCache() : nil }
-        kinds = nodes.map { OpKind(opType: $0.opType) }
+        ops = nodes.map { OpRegistry.byType[$0.opType] }
         let graphOutputs = Set(outputs)
         var passedOn = Set<String>()
-        for (n, kind) in zip(nodes, kinds) where !kind.keepsTrainingStep { passedOn.formUnion(n.inputs) }
+        for (n, op) in zip(nodes, ops) where op?.keepsTrainingStep != true { passedOn.formUnion(n.inputs) }
         outputEscapes = nodes.map { n in n.outputs.count != 1 || graphOutputs.contains(n.outputs[0]) || passedOn.contains(n.outputs[0]) }
         trainingSteps = Array(repeating: nil, count: nodes.count)
         maxNodeInputs = nodes.map(\.inputs.count).max() ?? 0
@@ -403,7 +395,7 @@ public final class Graph {
                 }
                 args.append(v)
             }
-            var ctx = OpContext(graph: self, index: index, kind: kinds[index], inputs: args, tape: tape, threads: threads,
+            var ctx = OpContext(graph: self, index: index, op: ops[index], inputs: args, tape: tape, threads: threads,
                                 fuseRelu: tape == nil && reluFused[index])
             if tape != nil && keepsTrainingSteps { ctx.reusable = reusableStep(node: index, args, threads: threads) }
             let results = try ctx.execute()
@@ -568,7 +560,7 @@ public final class Graph {
         if let first = inputs.first { env[first.name] = .float(Variable(x)) }
         for (index, node) in nodes.enumerated() {
             let args = node.inputs.map { $0.isEmpty ? nil : env[$0] }
-            let ctx = OpContext(graph: self, index: index, kind: kinds[index], inputs: args, tape: nil, threads: threads)
+            let ctx = OpContext(graph: self, index: index, op: ops[index], inputs: args, tape: nil, threads: threads)
             let results = try ctx.execute()
             for (k, name) in node.outputs.enumerated() where !name.isEmpty && k < results.count { env[name] = results[k] }
         }

@@ -16,7 +16,7 @@ extension Graph {
     /// position as (B·P, C·Πk), zeros in the padding. Throws for other ops and grouped Conv.
     public func layerRows(node index: Int, input x: Tensor) throws -> Tensor {
         let node = nodes[index]
-        let ctx = OpContext(graph: self, index: index, kind: kinds[index], inputs: [.float(Variable(x))], tape: nil, threads: 1)
+        let ctx = OpContext(graph: self, index: index, op: ops[index], inputs: [.float(Variable(x))], tape: nil, threads: 1)
         switch node.opType {
         case "Gemm":
             guard LinearCache.applies(to: node, graph: self) else { throw ctx.fail("only a Linear Gemm (transB = 1, alpha = beta = 1) has input rows") }

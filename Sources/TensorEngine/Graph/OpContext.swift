@@ -1,66 +1,5 @@
 import Kernels
 
-/// The ops a graph can run, by ONNX op type. Everything else is rejected at import with the
-/// node's name, the op and the opset.
-public let supportedOps: Set<String> = [
-    "Gemm", "MatMul", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-    "BatchNormalization", "LayerNormalization", "Dropout",
-    "Relu", "LeakyRelu", "Gelu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Clip", "Exp", "Log",
-    "Sqrt", "Pow", "Erf", "Abs", "Neg", "Reciprocal",
-    "Add", "Sub", "Mul", "Div", "Sum", "Max", "Min", "Mean",
-    "Reshape", "Flatten", "Transpose", "Concat", "Slice", "Pad", "Gather", "Squeeze", "Unsqueeze",
-    "Identity", "Shape", "Constant", "Cast",
-    "ReduceSum", "ReduceMean", "ReduceMax", "ArgMax",
-]
-
-/// An op type resolved once per graph (a run switches on this, not on strings).
-enum OpKind {
-    case identity, constant, shape, cast, relu, unary, clip, binary, variadic, softmax, logSoftmax, reshapeLike, transpose
-    case concat, slice, pad, gather, reduce, argMax, gemm, matMul, conv, pool, batchNorm, layerNorm, dropout, unsupported
-
-    init(opType: String) {
-        switch opType {
-        case "Identity": self = .identity
-        case "Constant": self = .constant
-        case "Shape": self = .shape
-        case "Cast": self = .cast
-        case "Relu": self = .relu
-        case "LeakyRelu", "Gelu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Erf", "Abs", "Neg", "Reciprocal": self = .unary
-        case "Clip": self = .clip
-        case "Add", "Sub", "Mul", "Div", "Pow": self = .binary
-        case "Sum", "Max", "Min", "Mean": self = .variadic
-        case "Softmax": self = .softmax
-        case "LogSoftmax": self = .logSoftmax
-        case "Reshape", "Flatten", "Squeeze", "Unsqueeze": self = .reshapeLike
-        case "Transpose": self = .transpose
-        case "Concat": self = .concat
-        case "Slice": self = .slice
-        case "Pad": self = .pad
-        case "Gather": self = .gather
-        case "ReduceSum", "ReduceMean", "ReduceMax": self = .reduce
-        case "ArgMax": self = .argMax
-        case "Gemm": self = .gemm
-        case "MatMul": self = .matMul
-        case "Conv": self = .conv
-        case "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool": self = .pool
-        case "BatchNormalization": self = .batchNorm
-        case "LayerNormalization": self = .layerNorm
-        case "Dropout": self = .dropout
-        default: self = .unsupported
-        }
-    }
-
-    /// Whether the op keeps its backward step between training runs (`Graph.keepsTrainingSteps`):
-    /// its backward closure captures only its input Variables and what their shapes and the
-    /// node's attributes determine, and it makes a new output Variable.
-    var keepsTrainingStep: Bool {
-        switch self {
-        case .gemm, .conv, .pool, .relu, .reshapeLike: return true
-        default: return false
-        }
-    }
-}
-
 /// A node's outputs. Most nodes have one, and a one-element array would cost an allocation
 /// per node and run.
 struct NodeOutputs {
@@ -84,7 +23,8 @@ struct OpContext {
     /// The node (read from the graph on use: copying its five arrays and strings into every
     /// context cost a retain and a release each per node and run).
     var node: Node { graph.nodes[index] }
-    let kind: OpKind
+    /// The node's op, nil when the registry has none (running it then fails with the op's name).
+    let op: OpDefinition?
     let inputs: [Value?]
     let tape: Tape?
     let threads: Int
@@ -258,71 +198,9 @@ struct OpContext {
 
     // MARK: dispatch
 
+    /// Runs the node's op (`OpRegistry`).
     func execute() throws -> NodeOutputs {
-        switch kind {
-        case .identity: return NodeOutputs(try value(0))
-        case .constant: return NodeOutputs(try constant())
-        case .shape: return NodeOutputs(try shape())
-        case .cast: return NodeOutputs(try cast())
-        case .relu: return NodeOutputs(try reluOp())
-        case .unary: return NodeOutputs(try unary())
-        case .clip: return NodeOutputs(try clip())
-        case .binary: return NodeOutputs(try binary(node.opType, try value(0), try value(1)))
-        case .variadic: return NodeOutputs(try variadic())
-        case .softmax: return NodeOutputs(try softmax(log: false))
-        case .logSoftmax: return NodeOutputs(try softmax(log: true))
-        case .reshapeLike: return NodeOutputs(try reshapeLike())
-        case .transpose: return NodeOutputs(try transpose())
-        case .concat: return NodeOutputs(try concat())
-        case .slice: return NodeOutputs(try slice())
-        case .pad: return NodeOutputs(try pad())
-        case .gather: return NodeOutputs(try gather())
-        case .reduce: return NodeOutputs(try reduce())
-        case .argMax: return NodeOutputs(try argMax())
-        case .gemm: return NodeOutputs(try gemmOp())
-        case .matMul: return NodeOutputs(try matMul())
-        case .conv: return NodeOutputs(try conv())
-        case .pool: return try pool()
-        case .batchNorm: return NodeOutputs(try batchNorm())
-        case .layerNorm: return NodeOutputs(all: try layerNorm())
-        case .dropout: return NodeOutputs(all: try dropout())
-        case .unsupported: throw fail("op '\(node.opType)' is not supported (opset \(graph.opset))")
-        }
-    }
-
-    // MARK: constants and types
-
-    func constant() throws -> Value {
-        if case .tensor(let t)? = node.attributes["value"] { return t.value() }
-        if case .float(let f)? = node.attributes["value_float"] { return .constant(Tensor(shape: [], scalars: [f])) }
-        if case .floats(let f)? = node.attributes["value_floats"] { return .constant(Tensor(shape: [f.count], scalars: f)) }
-        if case .int(let i)? = node.attributes["value_int"] { return .int64(IntTensor(shape: [], data: [Int64(i)])) }
-        if case .ints(let i)? = node.attributes["value_ints"] { return .int64(IntTensor(shape: [i.count], data: i.map { Int64($0) })) }
-        throw fail("needs one of the attributes value, value_float(s), value_int(s)")
-    }
-
-    func shape() throws -> Value {
-        let s = try value(0).shape
-        let r = s.count
-        func clampAxis(_ a: Int) -> Int { min(max(a < 0 ? a + r : a, 0), r) }
-        let start = clampAxis(try int("start", 0))
-        let end = clampAxis(try int("end", r))
-        let dims = start < end ? Array(s[start..<end]) : []
-        return .int64(IntTensor(shape: [dims.count], data: dims.map { Int64($0) }))
-    }
-
-    func cast() throws -> Value {
-        let to = try int("to", 1)
-        let v = try value(0)
-        // ONNX TensorProto.DataType: FLOAT 1, INT64 7, BOOL 9.
-        switch (v, to) {
-        case (.float(let x), 1): return .float(x)
-        case (.float(let x), 7): return .int64(IntTensor(shape: x.value.shape, data: x.value.scalars.map { $0.isFinite ? Int64($0.rounded(.towardZero)) : 0 }))
-        case (.float(let x), 9): return .bool(IntTensor(shape: x.value.shape, data: x.value.scalars.map { $0 != 0 ? 1 : 0 }))
-        case (.int64(let t), 1), (.bool(let t), 1): return .constant(Tensor(shape: t.shape, scalars: t.data.map { Float($0) }))
-        case (.int64(let t), 7), (.bool(let t), 7): return .int64(t)
-        case (.int64(let t), 9), (.bool(let t), 9): return .bool(IntTensor(shape: t.shape, data: t.data.map { $0 != 0 ? 1 : 0 }))
-        default: throw fail("cast to data type \(to) is not supported (float32 = 1, int64 = 7, bool = 9)")
-        }
+        guard let op else { throw fail("op '\(node.opType)' is not supported (opset \(graph.opset))") }
+        return try op.run(self)
     }
 }

@@ -1,0 +1,362 @@
+import Kernels
+
+// Conv: the direct kernel, the rows path and im2col + GEMM forward; the backward pass.
+//
+// Accumulation order: products go through `gemm` or the direct kernel (one FMA chain per output
+// in increasing (c, q), threads split samples or chunks only, never the reduction); the bias is
+// added after the chain. So results are bit-identical for any thread count.
+
+extension OpContext {
+    /// The top and left padding when this Conv takes the direct kernel (`conv2dDirect`): 2-D,
+    /// one group, stride and dilation 1, explicit pads, and either a reduction (input channels
+    /// × kernel) of at most 32 and at least 8 output columns, or, with AVX-512, rows of at most
+    /// 16 outputs (one vector each) and a reduction of at most 256. Else nil (im2col + GEMM).
+    /// Both paths give the same bits, so the choice may depend on the CPU.
+    // NOTE: LeNet-5's conv1 (1 channel, 5×5, pads 2) at batch 64 took 560–680 µs through
+    // im2col + GEMM (a 6-row GEMM with K = 25 fills neither its tiles nor its pipeline).
+    // LeNet-5's conv2 (6 channels, 5×5, 10 columns), interleaved three times with im2col +
+    // GEMM: 609–703 → 470–535 µs at batch 64, 12.9–15.3 → 10.9–11.0 µs at batch 1.
+    func directConvPads(_ geo: WindowGeometry, group: Int, reduction: Int) throws -> (Int, Int)? {
+        if let known = geo.directConv, known.group == group, known.reduction == reduction { return known.pads }
+        let outSpatial = geo.outSpatial
+        let narrowRows = KernelISA.detected == .avx512 && outSpatial.count == 2 && outSpatial[1] <= 16 && reduction <= 256
+        var pads: (Int, Int)? = nil
+        if geo.inSpatial.count == 2, group == 1, (reduction <= 32 && outSpatial[1] >= 8) || narrowRows,
+           try string("auto_pad", "NOTSET") == "NOTSET",
+           (try ints("strides") ?? [1, 1]) == [1, 1], (try ints("dilations") ?? [1, 1]) == [1, 1] {
+            let p = try ints("pads") ?? [0, 0, 0, 0]
+            if p.count == 4 { pads = (p[0], p[1]) }
+        }
+        geo.directConv = (group, reduction, pads)
+        return pads
+    }
+
+    /// The direct kernel over the samples, split across threads, then the bias.
+    func convDirect(x: Tensor, weight: Variable, bias: Tensor?, into y: inout Tensor, cin: Int, cout: Int, spatial: [Int], kernel: [Int],
+                    outSpatial: [Int], padTop: Int, padLeft: Int) {
+        let batch = x.shape[0], (ih, iw) = (spatial[0], spatial[1]), (kh, kw) = (kernel[0], kernel[1]), (oh, ow) = (outSpatial[0], outSpatial[1])
+        let scratchSize = conv2dDirectScratch(cin: cin, kh: kh, kw: kw, oh: oh, ow: ow)
+        let weightsSize = conv2dDirectPackedWeights(cin: cin, cout: cout, kh: kh, kw: kw)
+        // NOTE: one sample is about cout·oh·ow·cin·kh·kw multiply-adds; 256K pay for a helper.
+        let workers = max(1, min(threads, batch, batch * cout * oh * ow * cin * kh * kw / 262_144))
+        // One padded input per worker.
+        if graph.scratchColumns[index].count < max(1, workers * scratchSize) {
+            graph.scratchColumns[index] = [Float](repeating: 0, count: max(1, workers * scratchSize))
+        }
+        // NOTE: packing LeNet-5's conv2 weights (2,400 values, eight channels side by side) was
+        // 8 % of its batch-1 inference (perf); they are packed again only when they change.
+        if graph.packedConvWeights[index].map({ $0.weight !== weight || $0.version != weight.version }) ?? true {
+            let packed = weight.value.withUnsafeBufferPointer { wp in
+                [Float](unsafeUninitializedCapacity: weightsSize) { buffer, initialized in
+                    conv2dDirectPackWeights(wp.baseAddress!, cin: cin, cout: cout, kh: kh, kw: kw, into: buffer.baseAddress!)
+                    initialized = weightsSize
+                }
+            }
+            graph.packedConvWeights[index] = (weight, weight.version, packed)
+        }
+        let packedWeights = graph.packedConvWeights[index]!.packed
+        let graph = self.graph, index = self.index
+        let biasValues = bias?.scalars
+        let inSize = cin * ih * iw, outSize = cout * oh * ow, p = oh * ow
+        x.withUnsafeBufferPointer { xp in
+            packedWeights.withUnsafeBufferPointer { wp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    graph.scratchColumns[index].withUnsafeMutableBufferPointer { sp in
+                        let xa = Int(bitPattern: xp.baseAddress!), ya = Int(bitPattern: yp.baseAddress!)
+                        let wa = Int(bitPattern: wp.baseAddress!), sa = Int(bitPattern: sp.baseAddress!)
+                        parallelFor(workers, threads: workers) { worker in
+                            let xp = UnsafePointer<Float>(bitPattern: xa)!, yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
+                            let packed = UnsafePointer<Float>(bitPattern: wa)!
+                            let scratch = UnsafeMutablePointer<Float>(bitPattern: sa)! + worker * scratchSize
+                            for n in (batch * worker / workers)..<(batch * (worker + 1) / workers) {
+                                let out = yp + n * outSize
+                                conv2dDirect(x: xp + n * inSize, cin: cin, ih: ih, iw: iw, packedWeights: packed, cout: cout, kh: kh, kw: kw,
+                                             padTop: padTop, padLeft: padLeft, oh: oh, ow: ow, y: out, scratch: scratch)
+                                if let biasValues {
+                                    biasValues.withUnsafeBufferPointer { addChannelBias($0.baseAddress!, samples: 1, channels: cout, plane: p, out: out) }
+                                }
+                                if fuseRelu { reluForward(out, count: outSize, out: out) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Inference of a one-group Conv as Yᵀ (samples·P × Cout) = rows (samples·P × K) · Wᵀ,
+    /// where row (n, p) holds the window of output position p of sample n (zeros for padding),
+    /// and Wᵀ is packed once per weight version. Each output is one FMA chain over K = (c, q)
+    /// in increasing order, then the bias: the im2col path's chain with the operands of each
+    /// product swapped, which gives the same bits. Threads split the rows.
+    // NOTE: for convolutions whose im2col product is narrow (a batch of one, a few output
+    // positions), such as cnn_mnist1d's at batch 1 (Cout 25, P 19, 10 and 5): there the
+    // 8×32-tiled GEMM ran 25 rows of weights against 5–19 columns, and packed the weights on
+    // every call.
+    func convRows(x: Tensor, weight: Variable, bias: Tensor?, into y: inout Tensor, geo: WindowGeometry, cin: Int, cout: Int) {
+        let batch = x.shape[0], kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount, kk = cin * kq
+        let m = batch * p
+        if graph.convRowsWeights[index].map({ $0.weight !== weight || $0.version != weight.version }) ?? true {
+            let packed = weight.value.withUnsafeBufferPointer { PackedB(b: $0.baseAddress!, ldb: kk, transposeB: true, k: kk, n: cout) }
+            graph.convRowsWeights[index] = (weight, weight.version, packed)
+        }
+        let packed = graph.convRowsWeights[index]!.packed
+        if graph.scratchColumns[index].count < m * (kk + cout) {
+            graph.scratchColumns[index] = [Float](repeating: 0, count: m * (kk + cout))
+        }
+        let table = geo.table
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                graph.scratchColumns[index].withUnsafeMutableBufferPointer { sp in
+                    let rows = sp.baseAddress!, yt = rows + m * kk
+                    table.withUnsafeBufferPointer { tp in
+                        for n in 0..<batch {
+                            for pp in 0..<p {
+                                let row = rows + (n * p + pp) * kk, window = tp.baseAddress! + pp * kq
+                                for c in 0..<cin {
+                                    let plane = xp.baseAddress! + (n * cin + c) * inP, dst = row + c * kq
+                                    for q in 0..<kq {
+                                        let t = window[q]
+                                        dst[q] = t >= 0 ? plane[t] : 0
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    gemm(m: m, a: rows, lda: kk, transposeA: false, packed: packed, c: yt, ldc: cout, accumulate: false, threads: threads)
+                    // Yᵀ back to (n, Cout, P), plus the bias.
+                    let biasValues = bias?.scalars
+                    for n in 0..<batch {
+                        for o in 0..<cout {
+                            let out = yp.baseAddress! + (n * cout + o) * p, src = yt + n * p * cout + o
+                            if let biasValues {
+                                let bo = biasValues[o]
+                                for pp in 0..<p { out[pp] = src[pp * cout] + bo }
+                            } else {
+                                for pp in 0..<p { out[pp] = src[pp * cout] }
+                            }
+                        }
+                    }
+                    if fuseRelu { reluForward(yp.baseAddress!, count: batch * cout * p, out: yp.baseAddress!) }
+                }
+            }
+        }
+    }
+
+    /// The im2col path's layout: whether it computes over full input rows (`wide`, see `conv`),
+    /// the columns per sample, and the samples per chunk.
+    func im2colChunks(geo: WindowGeometry, batch: Int) -> (wide: Bool, perSample: Int, samples: Int) {
+        let iw = geo.inSpatial.last ?? 1, ow = geo.outSpatial.last ?? 1
+        let wide = geo.affine.map { $0.colStep == 1 && $0.rowStep == iw && ow < iw } ?? false
+        let perSample = wide ? (geo.outSpatial[0] - 1) * iw + ow : geo.outCount
+        return (wide, perSample, max(1, min(batch, (wide ? 512 : 256) / perSample)))
+    }
+
+    /// Whether `convRows` suits this Conv better than the im2col path: when the latter's
+    /// product (rows of weights against a chunk of columns) is narrower than one 32-wide tile,
+    /// and the rows path runs fewer 8×32 GEMM tiles (both run the same reduction per tile).
+    // NOTE: a plain tile count also chose the rows path for cnn_mnist1d's conv1 and conv2 at
+    // batch 64 (152 against 160 and 80 against 96 tiles), where per-node profiles measured it
+    // slower (57–75 against 48–49 µs, 124–152 against 110–122): it makes two more passes over
+    // its rows (packing them, transposing the result) that the tile count leaves out.
+    func convRowsIsNarrower(geo: WindowGeometry, batch: Int, cout: Int) -> Bool {
+        let (_, perSample, nb) = im2colChunks(geo: geo, batch: batch)
+        guard nb * perSample < 32 else { return false }
+        let chunks = (batch + nb - 1) / nb
+        return ((batch * geo.outCount + 7) / 8) * ((cout + 31) / 32) < chunks * ((cout + 7) / 8)
+    }
+
+    func conv() throws -> Value {
+        let x = try float(0), w = try float(1)
+        let b = has(2) ? try float(2) : nil
+        let sx = x.value.shape, sw = w.value.shape
+        guard sx.count >= 3, sw.count == sx.count else { throw fail("input \(sx) and weight \(sw) must have the same rank ≥ 3") }
+        let group = try int("group", 1)
+        let batch = sx[0], cin = sx[1], cout = sw[0]
+        guard group > 0, cin % group == 0, cout % group == 0, sw[1] == cin / group else {
+            throw fail("weight \(sw) does not fit input \(sx) with group \(group)")
+        }
+        if let b, b.value.shape.count != 1 || b.value.shape[0] != cout { throw fail("bias \(b.value.shape) must be [\(cout)]") }
+        // NOTE: the window this node computed last time, when the input and kernel sizes are the
+        // same, without building them as arrays (it checked kernel_shape then); at batch 1 the
+        // arrays and attribute lookups were a visible part of a small Conv.
+        let geo: WindowGeometry
+        if let cached = graph.windows[index], cached.spatial.elementsEqual(sx[2...]), cached.geometry.kernel.elementsEqual(sw[2...]) {
+            geo = cached.geometry
+        } else {
+            let kernel = Array(sw[2...])
+            if let ks = try ints("kernel_shape"), ks != kernel { throw fail("kernel_shape \(ks) differs from the weight's \(kernel)") }
+            geo = try window(inSpatial: Array(sx[2...]), kernel: kernel, ceil: false)
+        }
+        let inSpatial = geo.inSpatial, kernel = geo.kernel
+        let kk = cin / group * geo.kernelCount, p = geo.outCount
+        var y = outputBuffer(n: batch, c: cout, spatial: geo.outSpatial)   // every output is written below
+        if let (padTop, padLeft) = try directConvPads(geo, group: group, reduction: kk) {
+            convDirect(x: x.value, weight: w, bias: b?.value, into: &y, cin: cin, cout: cout, spatial: inSpatial, kernel: kernel,
+                       outSpatial: geo.outSpatial, padTop: padTop, padLeft: padLeft)
+        } else if tape == nil, group == 1, convRowsIsNarrower(geo: geo, batch: batch, cout: cout) {
+            convRows(x: x.value, weight: w, bias: b?.value, into: &y, geo: geo, cin: cin, cout: cout)
+        } else {
+            convIm2col(x: x.value, weight: w.value, bias: b?.value, into: &y, geo: geo, group: group)
+        }
+        // NOTE: at inference, no parents list and no backward closure: its context is a heap
+        // allocation and a retain per captured value, made before `emit` could drop it.
+        if tape == nil { return inferenceValue(y, requiresGrad: x.requiresGrad || w.requiresGrad || b?.requiresGrad == true) }
+        if let kept = reuse(y) { return kept }
+        let nThreads = self.threads
+        // The columns of one sample and their gradient: made on first use, then kept with the
+        // step (a kept step runs again every training run).
+        let scratch = ScratchPair(count: kk * p)
+        return emitKept(y) { dy in
+            OpContext.convBackward(dy: dy, x: x, weight: w, bias: b, geo: geo, group: group, scratch: scratch, threads: nThreads)
+        }
+    }
+
+    /// Conv forward through im2col + GEMM: x (N, Cin, spatial…), weight (Cout, Cin/group,
+    /// kernel…), bias (Cout) or nil; writes every element of y (N, Cout, outSpatial…), with the
+    /// fused ReLU when `fuseRelu`.
+    ///
+    /// Per group and chunk of `nb` samples: Y (Mg × nb·P) = W (Mg × K) · cols (K × nb·P), cols
+    /// built from the window's runs (contiguous copies for stride-1 windows). Samples are
+    /// chunked so the GEMM's columns fill its 16-wide panels even when P is small; with one
+    /// sample per chunk the GEMM writes the output rows directly, otherwise a scratch block is
+    /// copied out. Each output is one FMA chain over K = (c, q) in increasing order, then the
+    /// bias, whatever the chunking; chunks are split across threads (never K), so results are
+    /// bit-identical for any thread count.
+    func convIm2col(x: Tensor, weight: Tensor, bias: Tensor?, into y: inout Tensor, geo: WindowGeometry, group: Int) {
+        let batch = x.shape[0], cin = x.shape[1], cout = weight.shape[0]
+        let cg = cin / group, mg = cout / group
+        let kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
+        let kk = cg * kq
+        // A window of stride 1 without padding (conv2 of LeNet-5) computes each sample over
+        // the input's full row width: column oy·iw + ox reads input offset q + oy·iw + ox, so
+        // each (channel, q) row of the columns is one contiguous slice of the input plane
+        // instead of oh runs of ow values. The ox ≥ ow columns are computed and dropped
+        // (iw/ow more multiply-adds: 1.4× for LeNet-5's conv2, whose im2col runs cost more
+        // than its GEMM). Every kept output has the same chain as before.
+        let iw = geo.inSpatial.last ?? 1, ow = geo.outSpatial.last ?? 1
+        let (wide, perSample, nb) = im2colChunks(geo: geo, batch: batch)
+        let offsets = wide ? geo.affine!.offsets : []
+        let chunks = (batch + nb - 1) / nb
+        let perChunk = kk * nb * perSample * mg * group
+        let workers = max(1, min(threads, chunks, chunks * perChunk / 262_144))
+        let colsSize = kk * nb * perSample, outSize = nb > 1 || wide ? mg * nb * perSample : 0
+        if graph.scratchColumns[index].count < workers * (colsSize + outSize) {
+            graph.scratchColumns[index] = [Float](repeating: 0, count: workers * (colsSize + outSize))
+        }
+        let graph = self.graph, index = self.index
+        let gemmThreads = workers == 1 ? threads : 1
+        x.withUnsafeBufferPointer { xp in
+            weight.withUnsafeBufferPointer { wp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    graph.scratchColumns[index].withUnsafeMutableBufferPointer { ct in
+                        let xa = Int(bitPattern: xp.baseAddress!), wa = Int(bitPattern: wp.baseAddress!)
+                        let ya = Int(bitPattern: yp.baseAddress!), ca = Int(bitPattern: ct.baseAddress!)
+                        let biasValues = bias?.scalars
+                        parallelFor(workers, threads: workers) { worker in  // a literal: no heap context (see `gemm`)
+                            let xp = UnsafePointer<Float>(bitPattern: xa)!, wp = UnsafePointer<Float>(bitPattern: wa)!
+                            let yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
+                            let cols = UnsafeMutablePointer<Float>(bitPattern: ca)! + worker * (colsSize + outSize)
+                            let out = cols + colsSize
+                            for chunk in (chunks * worker / workers)..<(chunks * (worker + 1) / workers) {
+                                let n0 = chunk * nb, count = min(nb, batch - n0), ld = count * perSample
+                                for g in 0..<group {
+                                    for s in 0..<count {
+                                        let plane = xp + ((n0 + s) * cin + g * cg) * inP
+                                        if wide {
+                                            for c in 0..<cg {
+                                                for q in 0..<kq {
+                                                    copyFloats(cols + (c * kq + q) * ld + s * perSample, plane + c * inP + offsets[q], count: perSample)
+                                                }
+                                            }
+                                        } else {
+                                            geo.im2col(plane, channels: cg, into: cols + s * p, ld: ld)
+                                        }
+                                    }
+                                    let direct = count == 1 && !wide
+                                    gemm(m: mg, n: ld, k: kk, a: wp + g * mg * kk, lda: kk, transposeA: false,
+                                         b: cols, ldb: ld, transposeB: false,
+                                         c: direct ? yp + (n0 * cout + g * mg) * p : out, ldc: ld, accumulate: false, threads: gemmThreads)
+                                    if wide {
+                                        let oh = geo.outSpatial[0]
+                                        for s in 0..<count {
+                                            for m in 0..<mg {
+                                                let dst = yp + ((n0 + s) * cout + g * mg + m) * p, src = out + m * ld + s * perSample
+                                                for oy in 0..<oh { copyFloats(dst + oy * ow, src + oy * iw, count: ow) }
+                                            }
+                                        }
+                                    } else if !direct {
+                                        for s in 0..<count {
+                                            for m in 0..<mg {
+                                                (yp + ((n0 + s) * cout + g * mg + m) * p).update(from: out + m * ld + s * p, count: p)
+                                            }
+                                        }
+                                    }
+                                }
+                                if let biasValues {
+                                    biasValues.withUnsafeBufferPointer {
+                                        addChannelBias($0.baseAddress!, samples: count, channels: cout, plane: p, out: yp + n0 * cout * p)
+                                    }
+                                }
+                                if fuseRelu { reluForward(yp + n0 * cout * p, count: count * cout * p, out: yp + n0 * cout * p) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Conv backward: given dy (N, Cout, outSpatial…), adds ∂loss/∂weight, ∂loss/∂x and
+    /// ∂loss/∂bias into the gradients of those that require one. Per sample and group, the
+    /// weight gradient is dY · colsᵀ and the input gradient col2im(Wᵀ · dY), through `gemm`
+    /// (accumulating in increasing sample order), so the bits do not depend on the thread count.
+    /// `scratch` holds one sample's columns and their gradient (K × P each).
+    static func convBackward(dy: Tensor, x: Variable, weight w: Variable, bias b: Variable?, geo: WindowGeometry, group: Int,
+                             scratch: ScratchPair, threads nThreads: Int) {
+        let batch = x.value.shape[0], cin = x.value.shape[1], cout = w.value.shape[0]
+        let cg = cin / group, mg = cout / group
+        let kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
+        let kk = cg * kq
+        dy.withUnsafeBufferPointer { dp in
+            x.value.withUnsafeBufferPointer { xp in
+                w.value.withUnsafeBufferPointer { wp in
+                    for n in 0..<batch {
+                        for g in 0..<group {
+                            let dyg = dp.baseAddress! + (n * cout + g * mg) * p
+                            if w.requiresGrad {
+                                scratch.withFirst { cp in
+                                    geo.im2col(xp.baseAddress! + (n * cin + g * cg) * inP, channels: cg, into: cp.baseAddress!, ld: p)
+                                    w.accumulateGrad { gw in
+                                        gemm(m: mg, n: kk, k: p, a: dyg, lda: p, transposeA: false,
+                                             b: cp.baseAddress!, ldb: p, transposeB: true,
+                                             c: gw + g * mg * kk, ldc: kk, accumulate: true, threads: nThreads)
+                                    }
+                                }
+                            }
+                            if x.requiresGrad {
+                                scratch.withSecond { dc in
+                                    gemm(m: kk, n: p, k: mg, a: wp.baseAddress! + g * mg * kk, lda: kk, transposeA: true,
+                                         b: dyg, ldb: p, transposeB: false,
+                                         c: dc.baseAddress!, ldc: p, accumulate: false, threads: nThreads)
+                                    x.accumulateGrad { gx in
+                                        geo.col2imAdd(dc.baseAddress!, channels: cg, into: gx + (n * cin + g * cg) * inP)
+                                    }
+                                }
+                            }
+                        }
+                        if let b, b.requiresGrad {
+                            b.accumulateGrad { gb in
+                                for m in 0..<cout {
+                                    let row = dp.baseAddress! + (n * cout + m) * p
+                                    for pp in 0..<p { gb[m] += row[pp] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+}
