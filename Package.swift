@@ -30,35 +30,42 @@ let package = Package(
     targets: [
         // Data flows one way: files -> model -> pruning -> evaluation -> comparison -> reports.
         .target(name: "CCPUFeatures"),
+        // Exit codes and the error protocol every module shares.
+        .target(name: "Common", swiftSettings: [v5]),
         .target(name: "KernelsAVX512", swiftSettings: avx512Flags + [v5]),
         .target(name: "Kernels", dependencies: ["CCPUFeatures", "KernelsAVX512"], swiftSettings: numericFlags + [v5]),
-        .target(name: "TensorEngine", dependencies: ["Kernels"], swiftSettings: numericFlags + [v5]),
+        .target(name: "TensorEngine", dependencies: ["Common", "Kernels"], swiftSettings: numericFlags + [v5]),
         .target(
             name: "ModelIO",
             dependencies: [
-                "TensorEngine", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+                "Common", "TensorEngine", .product(name: "ZIPFoundation", package: "ZIPFoundation"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: [v5]),
-        .target(name: "Pruning", dependencies: ["Kernels", "TensorEngine", "Evaluation"], swiftSettings: numericFlags + [v5]),
+        .target(name: "Pruning", dependencies: ["Common", "Kernels", "TensorEngine", "Evaluation"], swiftSettings: numericFlags + [v5]),
         .target(name: "Evaluation", dependencies: ["Kernels", "TensorEngine"], swiftSettings: numericFlags + [v5]),
-        .target(name: "Regression", swiftSettings: [v5]),
+        .target(name: "Regression", dependencies: ["Common"], swiftSettings: [v5]),
         .systemLibrary(
             name: "CLibGit2", pkgConfig: "libgit2",
             providers: [.apt(["libgit2-dev"]), .brew(["libgit2"])]),
-        .target(name: "GitKit", dependencies: ["CLibGit2"], swiftSettings: [v5]),
+        .target(name: "GitKit", dependencies: ["Common", "CLibGit2"], swiftSettings: [v5]),
         .systemLibrary(
             name: "CLibXML2", pkgConfig: "libxml-2.0",
             providers: [.apt(["libxml2-dev"]), .brew(["libxml2"])]),
-        .target(name: "Reports", dependencies: ["Regression", "CLibXML2"], swiftSettings: [v5]),
+        .target(name: "Reports", dependencies: ["Common", "Regression", "CLibXML2"], swiftSettings: [v5]),
         .target(
             name: "Configuration",
-            dependencies: ["ModelIO", "TensorEngine", "Pruning", "Evaluation", "Regression", .product(name: "Yams", package: "Yams")],
+            dependencies: ["Common", "ModelIO", "TensorEngine", "Pruning", "Evaluation", "Regression", .product(name: "Yams", package: "Yams")],
+            swiftSettings: [v5]),
+        // A check as a library: load, prune, evaluate, compare, cache, resolve baselines and bases.
+        .target(
+            name: "Checking",
+            dependencies: ["Common", "Configuration", "ModelIO", "TensorEngine", "Pruning", "Evaluation", "Regression", "GitKit", "Reports"],
             swiftSettings: [v5]),
         .executableTarget(
             name: "prunecheck",
             dependencies: [
-                "Configuration", "ModelIO", "Pruning", "Evaluation", "Regression", "GitKit", "Reports",
+                "Checking", "Common", "Configuration", "ModelIO", "Pruning", "Evaluation", "Regression", "GitKit", "Reports",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [v5]),
@@ -73,8 +80,8 @@ let package = Package(
         .testTarget(
             name: "PruneCheckTests",
             dependencies: [
-                "Kernels", "TensorEngine", "ModelIO", "Pruning", "Evaluation", "Regression", "GitKit",
-                "Reports", "Configuration", "prunecheck",
+                "Common", "Kernels", "TensorEngine", "ModelIO", "Pruning", "Evaluation", "Regression", "GitKit",
+                "Reports", "Configuration", "Checking", "prunecheck",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             exclude: ["Fixtures"],

@@ -1,3 +1,4 @@
+import Common
 import Evaluation
 import Foundation
 import ModelIO
@@ -5,7 +6,7 @@ import Pruning
 import Regression
 
 /// A problem in `prunecheck.yml`: names the file, the line and the key.
-public struct ConfigError: Error, CustomStringConvertible, Equatable {
+public struct ConfigError: UserFacingError, Equatable {
     public let file: String
     public let line: Int?
     /// Dotted path of the key, e.g. `models[0].prune.sparsity`.

@@ -1,3 +1,4 @@
+import Common
 import CLibGit2
 import Foundation
 #if canImport(Glibc)
@@ -5,7 +6,13 @@ import Glibc
 #endif
 
 /// Why a revision could not be used.
-public enum RevisionError: Error, CustomStringConvertible, Equatable {
+public enum RevisionError: UserFacingError, Equatable {
+    /// A shallow clone cannot tell the base: that is a baseline problem (3), not bad input.
+    public var exitStatus: ExitStatus {
+        if case .shallowHistory = self { return .baselineError }
+        return .inputError
+    }
+
     /// The name resolves to nothing.
     case unknown(String)
     /// The name resolves to an object that is not a commit (a tree, a blob).

@@ -1,10 +1,11 @@
+import Common
 import CLibGit2
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// An error from libgit2, with its message and the operation that failed.
-public struct GitError: Error, CustomStringConvertible, Equatable {
+public struct GitError: UserFacingError, Equatable {
     public let code: Int32
     public let operation: String
     public let message: String

@@ -1,7 +1,8 @@
+import Common
 import Foundation
 
 /// A problem with a model or data file: names the file, the part of it and what was expected.
-public struct ModelIOError: Error, CustomStringConvertible, Equatable {
+public struct ModelIOError: UserFacingError, Equatable {
     /// The file the problem is in.
     public let file: String
     /// What is wrong, e.g. "tensor fc1.weight: data_offsets [0, 12] need 16 bytes for F32 [2, 2]".

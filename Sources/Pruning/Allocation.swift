@@ -1,3 +1,4 @@
+import Common
 import Evaluation
 import TensorEngine
 
@@ -29,7 +30,7 @@ public struct Allocation: Equatable, Sendable {
 }
 
 /// A budget the allocation cannot meet (exit 2, naming the key).
-public struct AllocationError: Error, CustomStringConvertible, Equatable {
+public struct AllocationError: UserFacingError, Equatable {
     public let key: String
     public let message: String
     public var description: String { "\(key): \(message)" }

@@ -1,3 +1,4 @@
+import Common
 import TensorEngine
 
 /// A set of units (Gemm output features or Conv output channels) that are removed together
@@ -32,7 +33,7 @@ public struct StructuredGroup: Equatable, Sendable {
 }
 
 /// Why a layer's units cannot be removed.
-public struct StructuredPruningError: Error, CustomStringConvertible, Equatable {
+public struct StructuredPruningError: UserFacingError, Equatable {
     public let layer: String
     public let message: String
     public var description: String { "layer \(layer): \(message)" }

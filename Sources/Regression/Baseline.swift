@@ -1,3 +1,4 @@
+import Common
 import Foundation
 
 /// Where and how a baseline was recorded.
@@ -52,7 +53,8 @@ public struct MachineDescription: Equatable, Sendable {
 }
 
 /// A problem with a baseline file (exit code 3).
-public struct BaselineError: Error, CustomStringConvertible, Equatable {
+public struct BaselineError: UserFacingError, Equatable {
+    public var exitStatus: ExitStatus { .baselineError }
     public let file: String
     public let problem: String
     public init(file: String, _ problem: String) {

@@ -324,11 +324,3 @@ public struct ModelVerdict: Equatable, Sendable {
         return regressions.isEmpty ? "pass" : "regressed"
     }
 }
-
-/// The exit code a set of verdicts calls for: 3 when a baseline is missing or unreadable,
-/// else 1 when any metric regressed, else 0.
-public func verdictExitCode(for verdicts: [ModelVerdict]) -> Int32 {
-    if verdicts.contains(where: \.hasMissingBaseline) { return 3 }
-    if verdicts.contains(where: { !$0.regressions.isEmpty }) { return 1 }
-    return 0
-}

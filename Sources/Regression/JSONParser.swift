@@ -1,5 +1,6 @@
+import Common
 /// A strict RFC 8259 JSON parser that keeps object keys in file order.
-public struct JSONParseError: Error, CustomStringConvertible, Equatable {
+public struct JSONParseError: UserFacingError, Equatable {
     /// Byte offset of the problem.
     public let offset: Int
     public let problem: String

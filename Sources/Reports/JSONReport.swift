@@ -1,3 +1,4 @@
+import Common
 import Foundation
 import Regression
 
@@ -81,7 +82,7 @@ public enum JSONReport {
     }
 
     /// A report file that cannot be read back.
-    public struct ParseError: Error, CustomStringConvertible {
+    public struct ParseError: UserFacingError {
         public let file: String
         public let problem: String
         public var description: String { "\(file): \(problem)" }

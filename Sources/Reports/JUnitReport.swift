@@ -1,8 +1,9 @@
+import Common
 import CLibXML2
 import Regression
 
 /// A failure of libxml2's writer.
-public struct XMLWriterError: Error, CustomStringConvertible {
+public struct XMLWriterError: UserFacingError {
     public let operation: String
     public var description: String { "libxml2: \(operation) failed" }
 }

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Checking
+import Common
 import Configuration
 import Foundation
 import ModelIO

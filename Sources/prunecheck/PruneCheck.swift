@@ -1,20 +1,12 @@
 import ArgumentParser
+import Checking
+import Common
 import Configuration
 import Foundation
 import GitKit
 import ModelIO
 import Regression
 import Reports
-
-let toolVersion = "0.1.0"
-
-/// Exit codes, part of the contract (README, "Exit codes").
-enum Exit {
-    static let ok: Int32 = 0
-    static let regression: Int32 = 1
-    static let inputError: Int32 = 2
-    static let baselineError: Int32 = 3
-}
 
 @main
 struct PruneCheck: ParsableCommand {
@@ -31,33 +23,20 @@ struct PruneCheck: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
-            code = Exit.ok
+            code = ExitStatus.ok.rawValue
         } catch let exit as ExitCode {
             code = exit.rawValue
-        } catch let e as ConfigError {
-            code = report(e.description, Exit.inputError)
-        } catch let e as ModelIOError {
-            code = report(e.description, Exit.inputError)
-        } catch let e as InputError {
-            code = report(e.description, Exit.inputError)
-        } catch let e as BaselineError {
-            code = report(e.description, Exit.baselineError)
-        } catch let e as RevisionError {
-            // A shallow clone cannot tell the base: that is a baseline problem (3), not bad input.
-            if case .shallowHistory = e { code = report(e.description, Exit.baselineError) } else { code = report(e.description, Exit.inputError) }
-        } catch let e as JSONReport.ParseError {
-            code = report(e.description, Exit.inputError)
-        } catch let e as GitError {
-            code = report(e.description, Exit.inputError)
+        } catch let e as UserFacingError {
+            code = report(e.description, e.exitStatus.rawValue)
         } catch {
             // Help and --version are clean exits; anything else from the parser is a usage error.
             if PruneCheck.exitCode(for: error) == .success {
                 print(PruneCheck.fullMessage(for: error))
-                code = Exit.ok
+                code = ExitStatus.ok.rawValue
             } else {
                 // The parser's message starts with its own "Error: ".
                 FileHandle.standardError.write(Data((PruneCheck.fullMessage(for: error) + "\n").utf8))
-                code = Exit.inputError
+                code = ExitStatus.inputError.rawValue
             }
         }
         Foundation.exit(code)
@@ -67,15 +46,4 @@ struct PruneCheck: ParsableCommand {
         FileHandle.standardError.write(Data("error: \(message)\n".utf8))
         return code
     }
-}
-
-/// A user input problem that is not inside one file's contents (exit code 2).
-struct InputError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// Lines for the user that are not results: progress and notes, on standard error.
-func note(_ message: String) {
-    FileHandle.standardError.write(Data("\(message)\n".utf8))
 }

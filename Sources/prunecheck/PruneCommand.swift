@@ -1,4 +1,6 @@
 import ArgumentParser
+import Checking
+import Common
 import Configuration
 import Evaluation
 import Foundation

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Checking
 @testable import Regression
 
 @Suite struct ComparisonTests {
@@ -48,12 +49,12 @@ import Testing
         }
         let pass = MetricCheck(metric: "accuracy", current: 1, baseline: 1, tolerance: 0, status: .pass)
         let bad = MetricCheck(metric: "accuracy", current: 0, baseline: 1, tolerance: 0, status: .regressed)
-        #expect(verdictExitCode(for: [verdict([pass])]) == 0)
-        #expect(verdictExitCode(for: [verdict([pass]), verdict([bad])]) == 1)
-        #expect(verdictExitCode(for: [verdict([bad]), verdict([], missing: true)]) == 3)
+        #expect(overallStatus(of: [verdict([pass])]) == .ok)
+        #expect(overallStatus(of: [verdict([pass]), verdict([bad])]) == .regression)
+        #expect(overallStatus(of: [verdict([bad]), verdict([], missing: true)]) == .baselineError)
         var skipped = verdict([], missing: true)
         skipped.skipReason = "inputs unchanged"
-        #expect(verdictExitCode(for: [skipped]) == 0, "a skipped model needs no baseline")
+        #expect(overallStatus(of: [skipped]) == .ok, "a skipped model needs no baseline")
     }
 
     @Test func branchBaselineAcceptsAnExplicitChangeOnly() {

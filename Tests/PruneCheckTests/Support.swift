@@ -10,7 +10,19 @@ enum Repo {
     }()
     static func path(_ relative: String) -> String { (root as NSString).appendingPathComponent(relative) }
     static var fixtures: String { path("Tests/PruneCheckTests/Fixtures") }
-    static var binary: String { path(".build/release/prunecheck") }
+    /// The `prunecheck` binary of the build these tests run from: it is built beside the test
+    /// bundle (`swift build --build-tests`), so a debug test run uses the debug binary and no
+    /// run can pick up a stale one from another configuration.
+    static let binary: String = {
+        let runner = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var folder = URL(fileURLWithPath: runner).deletingLastPathComponent()
+        // On Linux the runner is the bundle itself; elsewhere it sits inside Foo.xctest/Contents/MacOS.
+        while folder.path != "/" && folder.pathComponents.contains(where: { $0.hasSuffix(".xctest") }) { folder.deleteLastPathComponent() }
+        let binary = folder.appendingPathComponent("prunecheck").path
+        precondition(FileManager.default.isExecutableFile(atPath: binary),
+                     "no prunecheck binary beside the test runner \(runner): build it with `swift build --build-tests` (make build)")
+        return binary
+    }()
 }
 
 /// A fresh temporary folder, removed by the caller with `cleanup`.

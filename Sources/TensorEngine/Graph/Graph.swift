@@ -1,3 +1,4 @@
+import Common
 import Dispatch
 import Kernels
 
@@ -43,7 +44,7 @@ public enum TensorData: Equatable {
 
 /// A failure inside a graph: an op given inputs or attributes it cannot run with. It names the
 /// node and the op, since the graph usually comes from a file.
-public struct GraphError: Error, CustomStringConvertible, Equatable {
+public struct GraphError: UserFacingError, Equatable {
     public let node: String
     public let op: String
     public let message: String

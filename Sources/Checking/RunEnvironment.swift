@@ -1,3 +1,4 @@
+import Common
 import Foundation
 import GitKit
 import Regression
@@ -5,18 +6,18 @@ import Reports
 import Evaluation
 
 /// Git state and machine facts gathered once per run.
-struct RunEnvironment {
-    var commit: String?
-    var branch: String?
-    var dirty = false
-    var inGit = false
-    var machine: MachineDescription
-    var timestamp: String
-    var hostname: String
+public struct RunEnvironment {
+    public var commit: String?
+    public var branch: String?
+    public var dirty = false
+    public var inGit = false
+    public var machine: MachineDescription
+    public var timestamp: String
+    public var hostname: String
 
     /// Reads git state through libgit2 for the repository containing `folder`; outside git
     /// it says so once on standard error and records no commit.
-    static func gather(folder: String, repository: Repository?) throws -> RunEnvironment {
+    public static func gather(folder: String, repository: Repository?) throws -> RunEnvironment {
         var env = RunEnvironment(machine: machineDescription(), timestamp: utcTimestamp(), hostname: ProcessInfo.processInfo.hostName)
         if let repo = repository {
             env.inGit = true
@@ -29,7 +30,7 @@ struct RunEnvironment {
         return env
     }
 
-    var context: RunContext {
+    public var context: RunContext {
         RunContext(commit: commit, branch: branch, dirty: dirty, toolVersion: toolVersion, timestamp: timestamp,
                    hostname: hostname, machine: machine)
     }
@@ -37,12 +38,12 @@ struct RunEnvironment {
     /// The machine's calibration score (GFLOP/s of the reference workload), measured once.
     lazy var calibration: Double = Calibration.score()
 
-    mutating func recording(threads: Int) -> RecordingContext {
+    public mutating func recording(threads: Int) -> RecordingContext {
         RecordingContext(commit: commit, branch: branch, dirty: dirty, toolVersion: toolVersion, machine: machine, threads: threads,
                          calibration: calibration)
     }
 
-    static func utcTimestamp() -> String {
+    public static func utcTimestamp() -> String {
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "UTC")
@@ -50,7 +51,7 @@ struct RunEnvironment {
         return f.string(from: Date())
     }
 
-    static func machineDescription() -> MachineDescription {
+    public static func machineDescription() -> MachineDescription {
         var cpu = "unknown", isa = "unknown"
         if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
             let lines = info.split(separator: "\n")

@@ -1,3 +1,4 @@
+import Common
 import Configuration
 import Dispatch
 import Foundation
@@ -8,12 +9,12 @@ import Regression
 import TensorEngine
 
 /// Loads a model file: ONNX, or safetensors with its layer-list architecture.
-func loadModel(path: String, architecture: String?) throws -> Graph {
+public func loadModel(path: String, architecture: String?) throws -> Graph {
     try ModelLoading.load(path: path, architecture: architecture)
 }
 
 /// The number of classes a classifier predicts: the width of its output for one example.
-func classCount(of model: Graph, file: String) throws -> Int {
+public func classCount(of model: Graph, file: String) throws -> Int {
     let shapes: [String: [Int]]
     do { shapes = try model.valueShapes(for: Tensor(zeros: [1] + model.inputShape)) } catch {
         throw ModelIOError(file: file, "the model does not run on an input of shape \([1] + model.inputShape): \(error)")
@@ -25,7 +26,7 @@ func classCount(of model: Graph, file: String) throws -> Int {
 }
 
 /// Loads one split and checks that its examples fit the model's input.
-func loadSplit(_ data: DataSpec, _ split: SplitSource, model: Graph, classes: Int) throws -> LabeledData {
+public func loadSplit(_ data: DataSpec, _ split: SplitSource, model: Graph, classes: Int) throws -> LabeledData {
     let loaded = try DataLoading.loadSplit(
         path: data.file, split: split, scale: Float(data.scale), classes: classes)
     let rowShape = Array(loaded.inputs.shape.dropFirst())
@@ -37,23 +38,23 @@ func loadSplit(_ data: DataSpec, _ split: SplitSource, model: Graph, classes: In
 }
 
 /// Everything one model's run produced.
-struct ModelRunResult {
-    var metrics: [String: Double]
+public struct ModelRunResult {
+    public var metrics: [String: Double]
     /// Latency samples by batch size and per-example correctness on the eval set.
-    var evidence: Evidence
+    public var evidence: Evidence
     /// Cross-validation: each fold's metrics.
-    var folds: [[String: Double]]
+    public var folds: [[String: Double]]
     /// Confusion matrix on the eval set (classification).
-    var confusion: [[Int]] = []
-    var seconds: Double
+    public var confusion: [[Int]] = []
+    public var seconds: Double
     /// Measures one batch size's latency again (nil for results from the cache).
-    var remeasure: ((Int) -> LatencyResult)?
+    public var remeasure: ((Int) -> LatencyResult)?
 }
 
 /// Prunes and fine-tunes `model` with `spec`'s recipe: in place for unstructured and N:M
 /// pruning, into a smaller graph for neuron and channel pruning. Returns the pruned model and
 /// what the recipe reports (allocations, rounds).
-func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData, progress: Progress?, label: String) throws -> PruningOutcome {
+public func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData, progress: Progress?, label: String) throws -> PruningOutcome {
     let recipe = spec.recipe
     let teacher = try recipe.distill?.teacher.map { try loadModel(path: $0, architecture: recipe.distill?.teacherArchitecture) }
     let started = Date()
@@ -72,6 +73,86 @@ func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData, progr
     }
 }
 
+/// `cv: {folds: k}`: the recipe re-run from the dense weights on k folds (stratified by
+/// `strata`), each scored on its held-out fold; empty without `cv`.
+public func crossValidate(
+    _ dense: Graph, spec: ModelSpec, train: LabeledData, strata: [Int32], progress: Progress,
+    score: (Graph, LabeledData) -> [String: Double]
+) throws -> [[String: Double]] {
+    guard let k = spec.cvFolds else { return [] }
+    return try CrossValidation.stratifiedFolds(labels: strata, folds: k, seed: spec.seed).enumerated().map { i, held in
+        let heldSet = Set(held)
+        let candidate = dense.copy()
+        let pruned = try pruneAndFineTune(candidate, spec: spec, train: train.subset((0..<train.count).filter { !heldSet.contains($0) }),
+                                          progress: progress, label: "\(spec.name) fold \(i + 1)/\(k)")
+        return score(pruned.graph, train.subset(held))
+    }
+}
+
+/// One task's part of the pipeline: how a split is loaded for the model and how a model is
+/// scored on one. Everything else (cross-validation, pruning, costs, latency) is the same for
+/// every task.
+struct TaskScoring {
+    /// What a model scores on one split.
+    struct Scores {
+        var metrics: [String: Double]
+        /// The value of `TaskScoring.headline`, printed dense → pruned.
+        var headline: Double
+        /// Per-example correctness (classification), for the paired test on accuracy.
+        var correct: [Bool]? = nil
+        var confusion: [[Int]] = []
+    }
+
+    /// The metric printed dense → pruned.
+    let headline: String
+    let load: (SplitSource) throws -> LabeledData
+    /// The labels cross-validation stratifies by.
+    let strata: (LabeledData) -> [Int32]
+    /// The metrics a cross-validation fold reports.
+    let foldMetrics: (Graph, LabeledData) -> [String: Double]
+    /// The metrics of a model on a split, their names prefixed.
+    let score: (Graph, LabeledData, _ prefix: String) -> Scores
+    /// Metrics of the pruned model that need the training split (given the eval scores).
+    let trainMetrics: (Graph, LabeledData, Scores) -> [String: Double]
+
+    static func classification(_ spec: ModelSpec, model: Graph) throws -> TaskScoring {
+        let classes = try classCount(of: model, file: spec.model)
+        let threads = spec.threads
+        return TaskScoring(
+            headline: MetricNames.accuracy,
+            load: { try loadSplit(spec.data, $0, model: model, classes: classes) },
+            strata: { $0.labels },
+            foldMetrics: { m, held in
+                let r = Evaluator.evaluate(model: m, data: held, classes: classes, threads: threads)
+                return ["accuracy": r.scores.accuracy, "f1_macro": r.scores.f1Macro]
+            },
+            score: { m, data, prefix in
+                let r = Evaluator.evaluate(model: m, data: data, classes: classes, threads: threads)
+                return Scores(metrics: r.values(prefix: prefix), headline: r.scores.accuracy, correct: r.correct, confusion: r.scores.confusion)
+            },
+            trainMetrics: { m, train, eval in
+                let accuracy = Evaluator.classify(model: m, data: train, classes: classes, threads: threads).accuracy
+                return ["train_accuracy": accuracy, "generalization_gap": accuracy - eval.headline]
+            })
+    }
+
+    static func regression(_ spec: ModelSpec, model: Graph) throws -> TaskScoring {
+        let outputs = try classCount(of: model, file: spec.model)
+        let threads = spec.threads
+        return TaskScoring(
+            headline: "rmse",
+            load: { try loadRegressionSplit(spec.data, $0, model: model, outputs: outputs) },
+            // No classes to stratify by: one seeded shuffle dealt to the folds.
+            strata: { [Int32](repeating: 0, count: $0.count) },
+            foldMetrics: { m, held in Evaluator.regress(model: m, data: held, threads: threads).values() },
+            score: { m, data, prefix in
+                let r = Evaluator.regress(model: m, data: data, threads: threads)
+                return Scores(metrics: r.values(prefix: prefix), headline: r.rmse)
+            },
+            trainMetrics: { _, _, _ in [:] })
+    }
+}
+
 /// Loads one split for regression and checks that its examples fit the model's input and
 /// its targets the model's output.
 func loadRegressionSplit(_ data: DataSpec, _ split: SplitSource, model: Graph, outputs: Int) throws -> LabeledData {
@@ -86,64 +167,44 @@ func loadRegressionSplit(_ data: DataSpec, _ split: SplitSource, model: Graph, o
     return LabeledData(inputs: loaded.inputs.reshaped([loaded.count] + model.inputShape), targets: loaded.targets!)
 }
 
-/// `cv: {folds: k}`: the recipe re-run from the dense weights on k folds (stratified by
-/// `strata`), each scored on its held-out fold; empty without `cv`.
-func crossValidate(
-    _ dense: Graph, spec: ModelSpec, train: LabeledData, strata: [Int32], progress: Progress,
-    score: (Graph, LabeledData) -> [String: Double]
-) throws -> [[String: Double]] {
-    guard let k = spec.cvFolds else { return [] }
-    return try CrossValidation.stratifiedFolds(labels: strata, folds: k, seed: spec.seed).enumerated().map { i, held in
-        let heldSet = Set(held)
-        let candidate = dense.copy()
-        let pruned = try pruneAndFineTune(candidate, spec: spec, train: train.subset((0..<train.count).filter { !heldSet.contains($0) }),
-                                          progress: progress, label: "\(spec.name) fold \(i + 1)/\(k)")
-        return score(pruned.graph, train.subset(held))
-    }
-}
-
-/// Prunes, fine-tunes and evaluates one configured model.
-func runModel(_ spec: ModelSpec, progress: Progress, exportTo: String? = nil) throws -> ModelRunResult {
-    if spec.task == .regression { return try runRegressionModel(spec, progress: progress, exportTo: exportTo) }
+/// Prunes, fine-tunes and evaluates one configured model: load, score the dense model,
+/// cross-validate, prune and fine-tune, score the pruned model on every eval split, then the
+/// costs and latency every task shares (`finish`).
+public func runModel(_ spec: ModelSpec, progress: Progress, exportTo: String? = nil) throws -> ModelRunResult {
     let start = DispatchTime.now().uptimeNanoseconds
     let denseModel = try loadModel(path: spec.model, architecture: spec.architecture)
-    let classes = try classCount(of: denseModel, file: spec.model)
-    let train = try loadSplit(spec.data, spec.data.train, model: denseModel, classes: classes)
-    let eval = try loadSplit(spec.data, spec.data.eval, model: denseModel, classes: classes)
-    let extraSets = try spec.data.evalSets.mapValues { try loadSplit(spec.data, $0, model: denseModel, classes: classes) }
+    let task = spec.task == .regression ? try TaskScoring.regression(spec, model: denseModel)
+                                        : try TaskScoring.classification(spec, model: denseModel)
+    let train = try task.load(spec.data.train)
+    let eval = try task.load(spec.data.eval)
+    let extraSets = try spec.data.evalSets.mapValues { try task.load($0) }
     let dense = denseModel.copy()
-    let denseScores = Evaluator.classify(model: denseModel, data: eval, classes: classes, threads: spec.threads)
+    let denseScores = task.score(denseModel, eval, "")
 
     // Cross-validation first, from the dense weights: k re-runs of the recipe on the folds.
-    let folds = try crossValidate(dense, spec: spec, train: train, strata: train.labels, progress: progress) { model, held in
-        let r = Evaluator.evaluate(model: model, data: held, classes: classes, threads: spec.threads)
-        return ["accuracy": r.scores.accuracy, "f1_macro": r.scores.f1Macro]
-    }
+    let folds = try crossValidate(dense, spec: spec, train: train, strata: task.strata(train), progress: progress, score: task.foldMetrics)
 
     let outcome = try pruneAndFineTune(denseModel, spec: spec, train: train, progress: progress, label: spec.name)
     let model = outcome.graph
     for line in outcome.notes { progress.line("  \(spec.name): \(line)") }
     if let exportTo { try ONNXModel.save(model, to: exportTo) }
-    let report = Evaluator.evaluate(model: model, data: eval, classes: classes, threads: spec.threads)
-    let trainScores = Evaluator.classify(model: model, data: train, classes: classes, threads: spec.threads)
+    let scores = task.score(model, eval, "")
+    var metrics = scores.metrics
+    metrics.merge(task.trainMetrics(model, train, scores)) { a, _ in a }
     let sparsity = SparsityReport(model: model)
     progress.line("  \(spec.name): per-layer sparsity " + sparsity.perLayer.map { "\(StructuredPruning.layerName($0.name)) \(MetricCheck.format(Double($0.zeros) / Double(max($0.count, 1)), MetricNames.sparsity))" }.joined(separator: ", "))
-    progress.line("  \(spec.name): accuracy dense \(MetricCheck.format(denseScores.accuracy, MetricNames.accuracy)) -> pruned \(MetricCheck.format(report.scores.accuracy, MetricNames.accuracy)) at sparsity \(MetricCheck.format(sparsity.sparsity, MetricNames.sparsity))")
-
-    var metrics = report.values()
+    progress.line("  \(spec.name): \(task.headline) dense \(MetricCheck.format(denseScores.headline, task.headline)) -> pruned \(MetricCheck.format(scores.headline, task.headline)) at sparsity \(MetricCheck.format(sparsity.sparsity, MetricNames.sparsity))")
     for (name, data) in extraSets {
-        metrics.merge(Evaluator.evaluate(model: model, data: data, classes: classes, threads: spec.threads).values(prefix: "\(name)/")) { a, _ in a }
+        metrics.merge(task.score(model, data, "\(name)/").metrics) { a, _ in a }
     }
-    metrics["train_accuracy"] = trainScores.accuracy
-    metrics["generalization_gap"] = trainScores.accuracy - report.scores.accuracy
     var result = try finish(model, spec: spec, eval: eval, metrics: metrics, sparsity: sparsity, folds: folds,
-                            evidence: Evidence(currentCorrect: report.correct), started: start)
-    result.confusion = report.scores.confusion
+                            evidence: Evidence(currentCorrect: scores.correct), started: start)
+    result.confusion = scores.confusion
     return result
 }
 
 /// What every task adds: sparsity, costs, the cross-validation summary and latency.
-func finish(
+public func finish(
     _ model: Graph, spec: ModelSpec, eval: LabeledData, metrics partial: [String: Double], sparsity: SparsityReport,
     folds: [[String: Double]], evidence partialEvidence: Evidence, started: UInt64
 ) throws -> ModelRunResult {
@@ -177,46 +238,16 @@ func finish(
                           seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, remeasure: measure)
 }
 
-/// `runModel` for `task: regression`: MAE, RMSE and R² instead of class metrics.
-func runRegressionModel(_ spec: ModelSpec, progress: Progress, exportTo: String? = nil) throws -> ModelRunResult {
-    let start = DispatchTime.now().uptimeNanoseconds
-    let denseModel = try loadModel(path: spec.model, architecture: spec.architecture)
-    let outputs = try classCount(of: denseModel, file: spec.model)
-    let train = try loadRegressionSplit(spec.data, spec.data.train, model: denseModel, outputs: outputs)
-    let eval = try loadRegressionSplit(spec.data, spec.data.eval, model: denseModel, outputs: outputs)
-    let extraSets = try spec.data.evalSets.mapValues { try loadRegressionSplit(spec.data, $0, model: denseModel, outputs: outputs) }
-    let dense = denseModel.copy()
-    let denseScores = Evaluator.regress(model: denseModel, data: eval, threads: spec.threads)
-    // No classes to stratify by: one seeded shuffle dealt to the folds.
-    let folds = try crossValidate(dense, spec: spec, train: train, strata: [Int32](repeating: 0, count: train.count), progress: progress) {
-        model, held in Evaluator.regress(model: model, data: held, threads: spec.threads).values()
-    }
-    let outcome = try pruneAndFineTune(denseModel, spec: spec, train: train, progress: progress, label: spec.name)
-    let model = outcome.graph
-    for line in outcome.notes { progress.line("  \(spec.name): \(line)") }
-    if let exportTo { try ONNXModel.save(model, to: exportTo) }
-    let scores = Evaluator.regress(model: model, data: eval, threads: spec.threads)
-    let sparsity = SparsityReport(model: model)
-    progress.line("  \(spec.name): per-layer sparsity " + sparsity.perLayer.map { "\(StructuredPruning.layerName($0.name)) \(MetricCheck.format(Double($0.zeros) / Double(max($0.count, 1)), MetricNames.sparsity))" }.joined(separator: ", "))
-    progress.line("  \(spec.name): rmse dense \(MetricCheck.format(denseScores.rmse, "rmse")) -> pruned \(MetricCheck.format(scores.rmse, "rmse")) at sparsity \(MetricCheck.format(sparsity.sparsity, MetricNames.sparsity))")
-    var metrics = scores.values()
-    for (name, data) in extraSets {
-        metrics.merge(Evaluator.regress(model: model, data: data, threads: spec.threads).values(prefix: "\(name)/")) { a, _ in a }
-    }
-    return try finish(model, spec: spec, eval: eval, metrics: metrics, sparsity: sparsity, folds: folds,
-                      evidence: Evidence(), started: start)
-}
-
 /// The latency metrics of one batch size, to a hundredth of a microsecond (far below the
 /// noise; fewer digits keep baseline diffs readable).
-func latencyMetrics(_ l: LatencyResult) -> [String: Double] {
+public func latencyMetrics(_ l: LatencyResult) -> [String: Double] {
     func r(_ v: Double) -> Double { (v * 100).rounded() / 100 }
     return [MetricNames.latency("p50", batch: l.batchSize): r(l.p50), MetricNames.latency("p90", batch: l.batchSize): r(l.p90),
             MetricNames.latency("p99", batch: l.batchSize): r(l.p99), MetricNames.latency("mad", batch: l.batchSize): r(l.mad)]
 }
 
 /// `spec` with its input paths replaced by the local files `view` has for them.
-func localized(_ spec: ModelSpec, view: InputView) throws -> ModelSpec {
+public func localized(_ spec: ModelSpec, view: InputView) throws -> ModelSpec {
     var s = spec
     s.model = try view.localPath(spec.model)
     s.architecture = try spec.architecture.map(view.localPath)

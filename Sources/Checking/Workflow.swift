@@ -1,23 +1,24 @@
+import Common
 import Configuration
 import Foundation
 import GitKit
 import Regression
 
 /// Where the baselines of a check come from, and the merge-base when checking against one.
-struct BaseSelection {
+public struct BaseSelection {
     /// The revision as the user (or the CI environment) named it.
-    var revision: String
+    public var revision: String
     /// The merge-base of HEAD and that revision.
-    var mergeBase: String
+    public var mergeBase: String
 }
 
 /// CI variables that name the branch a change merges into, in the order they are tried.
-let baseEnvironmentVariables = ["GITHUB_BASE_REF", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "CHANGE_TARGET"]
+public let baseEnvironmentVariables = ["GITHUB_BASE_REF", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "CHANGE_TARGET"]
 
 /// Resolves `--base REV` (or `--base auto`, from the CI environment) to a merge-base with HEAD.
 /// Returns nil when there is nothing to resolve (no --base, `auto` outside a pull request, or
 /// no git repository, which is warned about).
-func resolveBase(_ option: String?, repository: Repository?, environment: [String: String]) throws -> BaseSelection? {
+public func resolveBase(_ option: String?, repository: Repository?, environment: [String: String]) throws -> BaseSelection? {
     guard var revision = option else { return nil }
     if revision == "auto" {
         guard let name = baseEnvironmentVariables.lazy.compactMap({ environment[$0] }).first(where: { !$0.isEmpty }) else {
@@ -44,13 +45,13 @@ func resolveBase(_ option: String?, repository: Repository?, environment: [Strin
 }
 
 /// The files a check reads: the working tree, or the index (staged content) for pre-commit.
-final class InputView {
-    enum Kind { case workingTree, index }
-    let kind: Kind
-    let repository: Repository?
+public final class InputView {
+    public enum Kind { case workingTree, index }
+    public let kind: Kind
+    public let repository: Repository?
     private var scratch: String?
 
-    init(kind: Kind, repository: Repository?) {
+    public init(kind: Kind, repository: Repository?) {
         self.kind = kind
         self.repository = repository
     }
@@ -60,7 +61,7 @@ final class InputView {
     }
 
     /// The blob id of `path` as this view sees it (nil when absent).
-    func blobID(_ path: String) throws -> String? {
+    public func blobID(_ path: String) throws -> String? {
         switch kind {
         case .workingTree:
             return gitBlobID(ofFile: path)
@@ -72,7 +73,7 @@ final class InputView {
 
     /// A local file with the content this view has for `path`: the path itself, or a copy of
     /// the staged blob when the index differs from the working tree.
-    func localPath(_ path: String) throws -> String {
+    public func localPath(_ path: String) throws -> String {
         guard kind == .index, let repository, let rel = repository.relativePath(path),
               let staged = try repository.stagedBlobID(rel), staged != gitBlobID(ofFile: path) else { return path }
         if scratch == nil {
@@ -86,21 +87,21 @@ final class InputView {
     }
 
     /// The bytes of `path` in this view, nil when absent.
-    func contents(_ path: String) throws -> [UInt8]? {
+    public func contents(_ path: String) throws -> [UInt8]? {
         let local = try localPath(path)
         return FileManager.default.contents(atPath: local).map { [UInt8]($0) }
     }
 }
 
 /// The files a model's result depends on.
-func inputFiles(of spec: ModelSpec) -> [String] {
+public func inputFiles(of spec: ModelSpec) -> [String] {
     [spec.model] + (spec.architecture.map { [$0] } ?? []) + [spec.data.file]
         + [spec.recipe.distill?.teacher, spec.recipe.distill?.teacherArchitecture].compactMap { $0 }
 }
 
 /// Why `spec` must run again compared with commit `base`, or nil when its inputs, recipe and
 /// settings are the same there.
-func changeReason(_ spec: ModelSpec, baseConfig: CheckConfig?, base: String, repository: Repository, view: InputView) throws -> String? {
+public func changeReason(_ spec: ModelSpec, baseConfig: CheckConfig?, base: String, repository: Repository, view: InputView) throws -> String? {
     guard let baseConfig else { return "the configuration is new since \(base.prefix(12))" }
     guard let old = baseConfig.models.first(where: { $0.name == spec.name }) else {
         return "the model is new since \(base.prefix(12))"
@@ -117,13 +118,13 @@ func changeReason(_ spec: ModelSpec, baseConfig: CheckConfig?, base: String, rep
 }
 
 /// The configuration as it is at `commit`, nil when the file does not exist there.
-func configurationAt(_ commit: String, path: String, repository: Repository) throws -> CheckConfig? {
+public func configurationAt(_ commit: String, path: String, repository: Repository) throws -> CheckConfig? {
     guard let rel = repository.relativePath(path), let bytes = try repository.file(rel, at: commit) else { return nil }
     return try CheckConfig.parse(String(decoding: bytes, as: UTF8.self), file: path)
 }
 
 /// Parses `i/n` (1 ≤ i ≤ n).
-func parseShard(_ text: String) throws -> (index: Int, count: Int) {
+public func parseShard(_ text: String) throws -> (index: Int, count: Int) {
     let parts = text.split(separator: "/")
     guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, i >= 1, i <= n else {
         throw InputError("--shard \(text): expected i/n with 1 ≤ i ≤ n, e.g. 1/4")

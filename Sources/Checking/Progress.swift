@@ -1,17 +1,18 @@
+import Common
 import Foundation
 
 /// Progress on standard error: on a terminal, one line redrawn in place with a bar and an
 /// estimate of the time left; otherwise (CI logs) one plain line per step.
-final class Progress {
-    let interactive: Bool
+public final class Progress {
+    public let interactive: Bool
     private var lineOpen = false
 
-    init(interactive: Bool = isatty(STDERR_FILENO) == 1) {
+    public init(interactive: Bool = isatty(STDERR_FILENO) == 1) {
         self.interactive = interactive
     }
 
     /// Reports step `done` of `total` of `task`, `started` being the task's start time.
-    func update(_ task: String, done: Int, total: Int, detail: String, started: Date) {
+    public func update(_ task: String, done: Int, total: Int, detail: String, started: Date) {
         if interactive {
             let width = 24
             let filled = total > 0 ? width * done / total : width
@@ -26,7 +27,7 @@ final class Progress {
     }
 
     /// A line of its own (ends an open progress line first).
-    func line(_ message: String) {
+    public func line(_ message: String) {
         if lineOpen {
             write("\r\u{1B}[2K")
             lineOpen = false

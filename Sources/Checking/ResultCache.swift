@@ -1,3 +1,4 @@
+import Common
 import Configuration
 import Foundation
 import GitKit
@@ -8,13 +9,13 @@ import Regression
 /// tool version and build (the executable's content hash) and the machine. Entries are written
 /// atomically, so concurrent runs cannot leave a torn file; a corrupt entry is ignored and
 /// rebuilt.
-struct ResultCache {
-    let folder: String
+public struct ResultCache {
+    public let folder: String
 
-    static let schema = "prunecheck-cache/2"
+    public static let schema = "prunecheck-cache/2"
 
     /// What a cache entry holds: a model run without the live model.
-    struct Entry {
+    public struct Entry {
         var metrics: [String: Double]
         var evidence: Evidence
         var folds: [[String: Double]]
@@ -23,7 +24,7 @@ struct ResultCache {
 
     /// The key of `spec` with the given local input files, nil when an input is unreadable
     /// (the run then reports that file's problem itself).
-    func key(for spec: ModelSpec, files: [String], machine: MachineDescription) -> String? {
+    public func key(for spec: ModelSpec, files: [String], machine: MachineDescription) -> String? {
         guard let build = Self.buildIdentity else { return nil }
         var parts = ["tool=\(toolVersion)", "build=\(build)", "machine=\(machine.cpu)|\(machine.arch)|\(machine.cores)|\(machine.os)",
                      "recipe=\(spec.recipe.canonicalDescription)", "seed=\(spec.seed)", "threads=\(spec.threads)",
@@ -41,11 +42,11 @@ struct ResultCache {
     /// its results must not come from another build's entries. Nil when the executable cannot be
     /// read; the cache is then not used. Hashing the 29 MB release binary takes about 0.1 s, once
     /// per run that uses the cache.
-    static let buildIdentity: String? = Bundle.main.executablePath.flatMap { gitBlobID(ofFile: $0) }
+    public static let buildIdentity: String? = Bundle.main.executablePath.flatMap { gitBlobID(ofFile: $0) }
 
-    func path(_ key: String) -> String { (folder as NSString).appendingPathComponent("\(key).json") }
+    public func path(_ key: String) -> String { (folder as NSString).appendingPathComponent("\(key).json") }
 
-    func lookup(_ key: String) -> Entry? {
+    public func lookup(_ key: String) -> Entry? {
         guard let data = FileManager.default.contents(atPath: path(key)) else { return nil }
         guard let json = try? JSONValue.parse(data), json["schema"]?.string == Self.schema, json["key"]?.string == key,
               let metrics = numbers(json["metrics"]), !metrics.isEmpty else {
@@ -80,7 +81,7 @@ struct ResultCache {
         return out
     }
 
-    func store(_ key: String, entry: Entry) {
+    public func store(_ key: String, entry: Entry) {
         func object(_ m: [String: Double]) -> JSONValue { .object(m.keys.sorted().map { ($0, .number(m[$0]!)) }) }
         let json = JSONValue.object([
             ("schema", .string(Self.schema)), ("key", .string(key)),
