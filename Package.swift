@@ -42,7 +42,7 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: [v5]),
-        .target(name: "Pruning", dependencies: ["Common", "Kernels", "TensorEngine", "Evaluation"], swiftSettings: numericFlags + [v5]),
+        .target(name: "Pruning", dependencies: ["Common", "Kernels", "TensorEngine"], swiftSettings: numericFlags + [v5]),
         .target(name: "Evaluation", dependencies: ["Kernels", "TensorEngine"], swiftSettings: numericFlags + [v5]),
         .target(name: "Regression", dependencies: ["Common"], swiftSettings: [v5]),
         .systemLibrary(

@@ -87,6 +87,14 @@ public enum LatencyHarness {
         let lo = Int(pos.rounded(.down)), hi = min(lo + 1, sorted.count - 1)
         return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - Double(lo))
     }
+
+    /// The timing a latency budget allocates by (`auto`): p50 of single calls on `input` after a
+    /// warm-up, the lowest of three medians: a shared machine slows some stretches of time down,
+    /// and the allocation should follow the model, not them.
+    public static func budgetProbe(input: Tensor, threads: Int) -> (Graph) -> Double {
+        let settings = LatencySettings(batchSizes: [input.shape[0]], warmup: 5, minRuns: 31, maxSeconds: 0.1)
+        return { model in (0..<3).map { _ in measure(model: model, input: input, settings: settings, threads: threads).p50 }.min()! }
+    }
 }
 
 /// A fixed reference workload whose speed describes the machine, measured in the process that

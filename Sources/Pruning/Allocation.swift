@@ -1,5 +1,4 @@
 import Common
-import Evaluation
 import TensorEngine
 
 /// Per-layer sparsities chosen by `auto` (most weights removed, or the least accuracy lost for
@@ -55,13 +54,20 @@ public struct AllocationError: UserFacingError, Equatable {
 /// attempt is timed once more, cheapest first); then each layer steps back down while the whole
 /// still fits. With an accuracy
 /// budget as well, the summed drop must fit it too, and so must the measured one.
+/// Times models for a latency budget: given the input batch and the thread count, a function
+/// from a model to its p50 latency in microseconds. Evaluation's harness supplies it
+/// (`LatencyHarness.budgetProbe`), so pruning depends on no evaluation code.
+public typealias LatencyProbe = (_ input: Tensor, _ threads: Int) -> (Graph) -> Double
+
 public enum Allocator {
     public static let levels: [Double] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
 
-    /// `latency` times the model (p50, µs) on the budget's batch; by default the latency
-    /// harness on the first calibration examples with `threads`.
+    /// With a latency budget, `latency` times the model (p50, µs) on the budget's batch, or else
+    /// `latencyProbe` does on the first calibration examples (`latencyInput`) with `threads`;
+    /// one of them is required then (Pruning does not time models itself).
     public static func allocate(_ model: Graph, layers: [String], maxSparsity: Double, budget: PruneRecipe.Budget, energy: Bool,
-                                calibration: CalibrationSet, threads: Int, latency: ((Graph) -> Double)? = nil) throws -> Allocation {
+                                calibration: CalibrationSet, threads: Int, latency: ((Graph) -> Double)? = nil,
+                                latencyProbe: LatencyProbe? = nil) throws -> Allocation {
         let training = model.training
         model.training = false
         defer { model.training = training }
@@ -122,7 +128,9 @@ public enum Allocator {
         }
 
         if let target = budget.maxLatencyP50 {
-            let time = latency ?? defaultLatency(calibration: calibration, batchSize: budget.latencyBatchSize, threads: threads)
+            guard let time = latency ?? latencyProbe.map({ $0(latencyInput(calibration: calibration, batchSize: budget.latencyBatchSize), threads) }) else {
+                preconditionFailure("a latency budget needs `latency` or `latencyProbe`")
+            }
             let accuracyBudget = budget.maxAccuracyDrop ?? 1
             // The first timing of a process runs on cold caches and a CPU still clocking up:
             // one untimed round, and the dense time is the lowest of a timing before the scan
@@ -293,10 +301,9 @@ public enum Allocator {
         return result(measured: measured, uniform: uniform)
     }
 
-    /// p50 of single calls on the first `batchSize` calibration examples (repeated when there
-    /// are fewer), after a warm-up, through the harness of the `latency_p50` metric: the lowest
-    /// of three.
-    static func defaultLatency(calibration: CalibrationSet, batchSize: Int, threads: Int) -> (Graph) -> Double {
+    /// The input a latency budget is timed on: the first `batchSize` calibration examples
+    /// (repeated when there are fewer).
+    static func latencyInput(calibration: CalibrationSet, batchSize: Int) -> Tensor {
         let all = calibration.batches.map(\.inputs)
         let rowShape = Array(all[0].shape.dropFirst()), rowSize = rowShape.reduce(1, *)
         var scalars: [Float] = []
@@ -306,11 +313,7 @@ public enum Allocator {
             let r = i % max(rows, 1)
             scalars.append(contentsOf: flat[(r * rowSize)..<((r + 1) * rowSize)])
         }
-        let input = Tensor(shape: [batchSize] + rowShape, scalars: scalars)
-        let settings = LatencySettings(batchSizes: [batchSize], warmup: 5, minRuns: 31, maxSeconds: 0.1)
-        // The lowest of three medians: a shared machine slows some stretches of time down, and
-        // the allocation should follow the model, not them.
-        return { model in (0..<3).map { _ in LatencyHarness.measure(model: model, input: input, settings: settings, threads: threads).p50 }.min()! }
+        return Tensor(shape: [batchSize] + rowShape, scalars: scalars)
     }
 
     /// What one layer costs per inference of one example under `EnergyModel`.

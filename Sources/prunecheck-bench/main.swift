@@ -221,12 +221,12 @@ if let profile = ProcessInfo.processInfo.environment["PRUNECHECK_PROFILE"] {
         // About 0.2 s of calls, so a batch of 1 is not one descheduling away from its mean.
         let calls = Int(ProcessInfo.processInfo.environment["PRUNECHECK_PROFILE_CALLS"] ?? "") ?? max(20, 12_800 / batch)
         for _ in 0..<5 { _ = model.predict(input, threads: threadCounts[0]) }
-        Graph.profileTotals = [:]
-        Graph.profile = ProcessInfo.processInfo.environment["PRUNECHECK_PROFILE_NOTIMES"] == nil
+        let profile = NodeProfile()
+        model.nodeProfile = ProcessInfo.processInfo.environment["PRUNECHECK_PROFILE_NOTIMES"] == nil ? profile : nil
         for _ in 0..<calls { _ = model.predict(input, threads: threadCounts[0]) }
-        Graph.profile = false
+        model.nodeProfile = nil
         for n in model.nodes {
-            print(String(format: "%@ %@ %@: %.1f us", spec, n.opType, n.name, Double(Graph.profileTotals[n.name] ?? 0) / Double(calls * 1000)))
+            print(String(format: "%@ %@ %@: %.1f us", spec, n.opType, n.name, Double(profile.totals[n.name] ?? 0) / Double(calls * 1000)))
         }
     }
     exit(0)

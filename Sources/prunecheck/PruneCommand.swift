@@ -289,7 +289,7 @@ extension Prune {
                             afterCut: ((Graph) -> Void)? = nil, progress: ((String, EpochLog, Int) -> Void)? = nil) throws -> PruningOutcome {
         do {
             return try PruningPipeline.run(graph, recipe: recipe, train: train, seed: seed, threads: threads, teacher: teacher,
-                                           afterCut: afterCut, progress: progress)
+                                           latencyProbe: LatencyHarness.budgetProbe, afterCut: afterCut, progress: progress)
         } catch let e as StructuredPruningError {
             throw InputError("\(model): \(e)")
         } catch let e as AllocationError {

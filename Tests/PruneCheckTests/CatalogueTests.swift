@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Evaluation
 @testable import ModelIO
 @testable import Pruning
 @testable import TensorEngine
@@ -445,11 +446,11 @@ enum CatalogueFixtures {
         // The real clock: the dense model is within a day of microseconds, and under a
         // nanosecond nothing runs.
         let real = try Allocator.allocate(model, layers: layers, maxSparsity: 0.9, budget: .init(maxLatencyP50: 86_400e6),
-                                          energy: false, calibration: calibration, threads: 1)
+                                          energy: false, calibration: calibration, threads: 1, latencyProbe: LatencyHarness.budgetProbe)
         #expect(real.layers.allSatisfy { $0.sparsity == 0 } && real.denseLatency! > 0)
         #expect(throws: AllocationError.self) {
             try Allocator.allocate(model, layers: layers, maxSparsity: 0.9, budget: .init(maxLatencyP50: 1e-3),
-                                   energy: false, calibration: calibration, threads: 1)
+                                   energy: false, calibration: calibration, threads: 1, latencyProbe: LatencyHarness.budgetProbe)
         }
         #expect(model.prunableWeights.allSatisfy { $0.variable.value.scalars.contains { $0 == 0 } == false })
     }

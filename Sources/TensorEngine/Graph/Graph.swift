@@ -181,9 +181,8 @@ public final class Graph {
     /// first `predict`, again after `setInitializer`.
     var linearChainState: LinearChainState = .unknown
 
-    /// Per-node wall time, for `make bench` diagnostics only (off by default).
-    nonisolated(unsafe) public static var profile = false
-    nonisolated(unsafe) public static var profileTotals: [String: UInt64] = [:]
+    /// Per-node wall time of inference runs while set, for `make bench` diagnostics only.
+    public var nodeProfile: NodeProfile?
 
     public init(nodes: [Node], inputs: [GraphInput], outputs: [String], initializers: [(String, TensorData)], opset: Int) {
         self.nodes = nodes
@@ -370,20 +369,21 @@ public final class Graph {
         var args = spareArgs  // the last run's list (its buffer), so no allocation per run
         spareArgs = []
         args.reserveCapacity(maxNodeInputs)
+        let profile = nodeProfile
         for index in nodes.indices {
             if tape == nil, let pass = passSlots[index], let v = slots[pass.from] {
                 // The producer applied this ReLU already (see `reluFused`).
                 slots[pass.to] = v
                 continue
             }
-            let t0 = Graph.profile ? DispatchTime.now().uptimeNanoseconds : 0
+            let t0 = profile != nil ? DispatchTime.now().uptimeNanoseconds : 0
             if tape == nil, let l = linearSlots[index], let cache = linearCaches[index],
                let y = linearInference(node: index, x: slots[l.x], w: slots[l.w], b: l.b >= 0 ? .some(slots[l.b]) : nil,
                                        cache: cache, threads: threads) {
                 // NOTE: a Linear layer at inference skips the context: at batch 1 its argument
                 // list, context and input checks were a good part of a small layer's time.
                 slots[l.y] = y
-                if Graph.profile { Graph.profileTotals[nodes[index].name, default: 0] += DispatchTime.now().uptimeNanoseconds - t0 }
+                if let profile { profile.add(nodes[index].name, since: t0) }
                 continue
             }
             let ins = nodeSlots[index].inputs, outs = nodeSlots[index].outputs
@@ -400,7 +400,7 @@ public final class Graph {
                                 fuseRelu: tape == nil && reluFused[index])
             if tape != nil && keepsTrainingSteps { ctx.reusable = reusableStep(node: index, args, threads: threads) }
             let results = try ctx.execute()
-            if Graph.profile { Graph.profileTotals[nodes[index].name, default: 0] += DispatchTime.now().uptimeNanoseconds - t0 }
+            if let profile { profile.add(nodes[index].name, since: t0) }
             for (k, s) in outs.enumerated() where s >= 0 {
                 guard k < results.count else {
                     let node = nodes[index]
@@ -457,7 +457,7 @@ public final class Graph {
     /// Inference: the first output for input `x`.
     public func predict(_ x: Tensor, threads: Int) -> Tensor {
         if case .unknown = linearChainState { linearChainState = makeLinearChain().map { .chain($0) } ?? .none }
-        if case .chain(let chain) = linearChainState, let y = chain.predict(x, threads: threads) { return y }
+        if case .chain(let chain) = linearChainState, let y = chain.predict(x, threads: threads, profile: nodeProfile) { return y }
         return forward(Variable(x), tape: nil, threads: threads).value
     }
 
@@ -567,6 +567,13 @@ public final class Graph {
         }
         return env
     }
+}
+
+/// Wall time per node name, summed over runs (`Graph.nodeProfile`).
+public final class NodeProfile {
+    public private(set) var totals: [String: UInt64] = [:]
+    public init() {}
+    func add(_ node: String, since t0: UInt64) { totals[node, default: 0] += DispatchTime.now().uptimeNanoseconds - t0 }
 }
 
 /// The prepacked and sparse forms of a Gemm's weight, rebuilt when the weight changes.

@@ -49,7 +49,7 @@ final class LinearChain {
 
     /// The model's output for `x`, or nil when x does not have the shape the first layer takes
     /// (or is an empty batch): `Graph.run` then reports the problem, or runs it.
-    func predict(_ x: Tensor, threads: Int) -> Tensor? {
+    func predict(_ x: Tensor, threads: Int, profile: NodeProfile? = nil) -> Tensor? {
         let s = x.shape, first = layers[0]
         if flattens {
             guard s.count >= 2, s.dropFirst().reduce(1, *) == first.inFeatures else { return nil }
@@ -59,18 +59,18 @@ final class LinearChain {
         let rows = s[0], half = rows * hiddenWidth
         guard rows > 0 else { return nil }
         if scratch.count < 2 * half { scratch = [Float](repeating: 0, count: 2 * half) }
-        let last = layers.count - 1, profile = Graph.profile
+        let last = layers.count - 1
         return x.withUnsafeBufferPointer { xp in
             scratch.withUnsafeMutableBufferPointer { hidden in
                 Tensor(shape: [rows, layers[last].outFeatures]) { out in
                     var input = xp.baseAddress!
                     for (i, layer) in layers.enumerated() {
-                        let t0 = profile ? DispatchTime.now().uptimeNanoseconds : 0
+                        let t0 = profile != nil ? DispatchTime.now().uptimeNanoseconds : 0
                         let y = i == last ? out.baseAddress! : hidden.baseAddress! + (i % 2) * half
                         linearInfer(input, rows: rows, weight: layer.weight, bias: layer.bias, cache: layer.cache, threads: threads,
                                     relu: layer.relu, into: y)
                         input = UnsafePointer(y)
-                        if profile { Graph.profileTotals[layer.name, default: 0] += DispatchTime.now().uptimeNanoseconds - t0 }
+                        if let profile { profile.add(layer.name, since: t0) }
                     }
                 }
             }
