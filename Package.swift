@@ -43,7 +43,7 @@ let package = Package(
             ],
             swiftSettings: [v5]),
         .target(name: "Pruning", dependencies: ["Common", "Kernels", "TensorEngine"], swiftSettings: numericFlags + [v5]),
-        .target(name: "Evaluation", dependencies: ["Kernels", "TensorEngine"], swiftSettings: numericFlags + [v5]),
+        .target(name: "Evaluation", dependencies: ["Common", "Kernels", "TensorEngine"], swiftSettings: numericFlags + [v5]),
         .target(name: "Regression", dependencies: ["Common"], swiftSettings: [v5]),
         .systemLibrary(
             name: "CLibGit2", pkgConfig: "libgit2",
@@ -71,7 +71,7 @@ let package = Package(
             swiftSettings: [v5]),
         .executableTarget(
             name: "prunecheck-bench",
-            dependencies: ["Kernels", "TensorEngine", "ModelIO", "Pruning", "Regression"],
+            dependencies: ["Common", "Evaluation", "Kernels", "TensorEngine", "ModelIO", "Pruning", "Regression"],
             swiftSettings: numericFlags + [v5]),
         .executableTarget(
             name: "prunecheck-conformance", dependencies: ["ModelIO", "TensorEngine"], swiftSettings: [v5]),

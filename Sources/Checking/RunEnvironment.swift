@@ -52,23 +52,12 @@ public struct RunEnvironment {
     }
 
     public static func machineDescription() -> MachineDescription {
-        var cpu = "unknown", isa = "unknown"
-        if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
-            let lines = info.split(separator: "\n")
-            if let line = lines.first(where: { $0.hasPrefix("model name") }), let colon = line.firstIndex(of: ":") {
-                cpu = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            }
-            if let flags = lines.first(where: { $0.hasPrefix("flags") || $0.hasPrefix("Features") }) {
-                let set = Set(flags.split(separator: " ").map(String.init))
-                isa = set.contains("avx512f") ? "avx512" : set.contains("avx2") ? "avx2" : set.contains("asimd") ? "neon" : "baseline"
-            }
-        }
         var u = utsname()
         uname(&u)
         func field<T>(_ value: T) -> String {
             withUnsafeBytes(of: value) { raw in String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self) }
         }
-        return MachineDescription(cpu: cpu, arch: field(u.machine), cores: ProcessInfo.processInfo.activeProcessorCount,
-                                  os: field(u.sysname), isa: isa)
+        return MachineDescription(cpu: CPUInfo.modelName, arch: field(u.machine), cores: ProcessInfo.processInfo.activeProcessorCount,
+                                  os: field(u.sysname), isa: CPUInfo.isa)
     }
 }

@@ -1,4 +1,6 @@
+import Common
 import Dispatch
+import Foundation
 import Kernels
 import TensorEngine
 
@@ -65,10 +67,8 @@ public enum LatencyHarness {
     /// p50, p90, p99 and MAD of raw samples.
     public static func summarize(_ samples: [Double], batchSize: Int) -> LatencyResult {
         let sorted = samples.sorted()
-        let median = percentile(sorted, 0.5)
-        let deviations = sorted.map { abs($0 - median) }.sorted()
-        return LatencyResult(batchSize: batchSize, p50: median, p90: percentile(sorted, 0.9), p99: percentile(sorted, 0.99),
-                             mad: percentile(deviations, 0.5), runs: samples.count, samples: samples)
+        return LatencyResult(batchSize: batchSize, p50: Quantile.of(sorted, 0.5), p90: Quantile.of(sorted, 0.9),
+                             p99: Quantile.of(sorted, 0.99), mad: Quantile.mad(sorted), runs: samples.count, samples: samples)
     }
 
     /// Whether the distribution-free 95 % interval of the median is within ±1 % of it.
@@ -76,16 +76,8 @@ public enum LatencyHarness {
         let n = Double(sorted.count)
         let lo = Int((n / 2 - 0.98 * n.squareRoot()).rounded(.down)), hi = Int((n / 2 + 0.98 * n.squareRoot()).rounded(.up))
         guard lo >= 0, hi < sorted.count else { return false }
-        let median = percentile(sorted, 0.5)
+        let median = Quantile.of(sorted, 0.5)
         return (sorted[hi] - sorted[lo]) / 2 <= 0.01 * median
-    }
-
-    /// The q-quantile of sorted values, with linear interpolation (NumPy's default).
-    public static func percentile(_ sorted: [Double], _ q: Double) -> Double {
-        precondition(!sorted.isEmpty, "percentile of no values")
-        let pos = q * Double(sorted.count - 1)
-        let lo = Int(pos.rounded(.down)), hi = min(lo + 1, sorted.count - 1)
-        return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - Double(lo))
     }
 
     /// The timing a latency budget allocates by (`auto`): p50 of single calls on `input` after a
@@ -115,5 +107,26 @@ public enum Calibration {
             best = min(best, DispatchTime.now().uptimeNanoseconds - t0)
         }
         return 2 * Double(n * n * n) / Double(max(best, 1))
+    }
+}
+
+/// The CPU latency is measured on, for machine fingerprints and reports: its model name and the
+/// widest vector instruction set the kernels use on it (the kernels' own detection, so the
+/// fingerprint and the code that runs cannot disagree).
+public enum CPUInfo {
+    /// /proc/cpuinfo's "model name", or "unknown".
+    public static let modelName: String = {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
+              let colon = line.firstIndex(of: ":") else { return "unknown" }
+        return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+    }()
+
+    /// "avx512" or "avx2" (x86-64).
+    public static var isa: String {
+        switch KernelISA.detected {
+        case .avx512: return "avx512"
+        case .avx2: return "avx2"
+        }
     }
 }

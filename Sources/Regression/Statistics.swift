@@ -1,3 +1,4 @@
+import Common
 import Foundation
 
 /// Significance tests behind the verdicts. Pure functions; all randomness is seeded.
@@ -84,28 +85,11 @@ public enum Statistics {
         return z ^ (z >> 31)
     }
 
-    /// Median of sorted values.
-    public static func median(_ sorted: [Double]) -> Double {
-        precondition(!sorted.isEmpty, "median of no values")
-        let n = sorted.count
-        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
-    }
-
-    /// Median absolute deviation from the median (unscaled).
-    public static func mad(_ values: [Double]) -> Double {
-        let m = median(values.sorted())
-        return median(values.map { abs($0 - m) }.sorted())
-    }
-
     /// `count` evenly spaced quantiles ((i + ½)/count) of sorted values: a compact, fixed-size
     /// stand-in for a sample, stored in baselines for the rank test.
     public static func quantiles(_ sorted: [Double], count: Int = 50) -> [Double] {
         guard !sorted.isEmpty else { return [] }
-        return (0..<count).map { i in
-            let pos = (Double(i) + 0.5) / Double(count) * Double(sorted.count - 1)
-            let lo = Int(pos.rounded(.down)), hi = min(lo + 1, sorted.count - 1)
-            return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - Double(lo))
-        }
+        return (0..<count).map { i in Quantile.of(sorted, (Double(i) + 0.5) / Double(count)) }
     }
 }
 

@@ -17,6 +17,8 @@
 //                                   PRUNECHECK_PROFILE_CALLS=N that many (default 12,800 / batch)
 
 import Dispatch
+import Common
+import Evaluation
 import Foundation
 import Kernels
 import ModelIO
@@ -35,14 +37,9 @@ struct Budget {
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
-func median(_ v: [Double]) -> Double { Statistics.median(v.sorted()) }
+func median(_ v: [Double]) -> Double { Quantile.of(v.sorted(), 0.5) }
 
-func percentile(_ v: [Double], _ q: Double) -> Double {
-    let s = v.sorted()
-    let pos = q * Double(s.count - 1)
-    let lo = Int(pos.rounded(.down)), hi = min(lo + 1, s.count - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - Double(lo))
-}
+func percentile(_ v: [Double], _ q: Double) -> Double { Quantile.of(v.sorted(), q) }
 
 struct Row {
     var workload: String, threads: Int, batch: Int?, metric: String, value: Double, samples: Int
@@ -284,17 +281,12 @@ if groups.contains("train_epoch") {
 
 // MARK: - Output
 
-var cpuModel = "unknown"
-if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-   let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") }), let colon = line.firstIndex(of: ":") {
-    cpuModel = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-}
 let formatter = ISO8601DateFormatter()
 let document = JSONValue.object([
     ("schema", .string("prunecheck-bench/1")),
     ("created", .string(formatter.string(from: Date()))),
     ("tool", .string("prunecheck-bench")),
-    ("machine", .object([("cpu", .object([("model", .string(cpuModel)),
+    ("machine", .object([("cpu", .object([("model", .string(CPUInfo.modelName)),
                                           ("logical_cpus", .number(Double(ProcessInfo.processInfo.activeProcessorCount)))]))])),
     ("quick", .bool(budget.minRuns < 200)),
     ("results", .array(rows.map(\.json))),

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Common
 @testable import Evaluation
 @testable import TensorEngine
 
@@ -90,8 +91,8 @@ import Testing
     }
 
     @Test func percentileInterpolatesLikeNumPy() {
-        #expect(LatencyHarness.percentile([1, 2, 3, 4], 0.5) == 2.5)
-        #expect(abs(LatencyHarness.percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.9) - 9.1) < 1e-12)
-        #expect(LatencyHarness.percentile([7], 0.9) == 7)
+        #expect(Quantile.of([1, 2, 3, 4], 0.5) == 2.5)
+        #expect(abs(Quantile.of([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.9) - 9.1) < 1e-12)
+        #expect(Quantile.of([7], 0.9) == 7)
     }
 }

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Checking
+import Common
+import Configuration
+import Evaluation
+import Foundation
+import GitKit
+import Regression
+import Reports
+
+/// Options shared by the commands that run the configured models.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "The configuration file.")
+    var config = "prunecheck.yml"
+
+    @Option(help: "Run only these models (repeatable).")
+    var only: [String] = []
+
+    /// The config with `--only` applied; an unknown name is an input error.
+    func apply(_ loaded: CheckConfig) throws -> CheckConfig {
+        var config = loaded
+        if !only.isEmpty {
+            let names = Set(config.models.map(\.name))
+            if let unknown = only.first(where: { !names.contains($0) }) {
+                throw InputError("--only \(unknown): no such model in \(self.config) (models: \(config.models.map(\.name).joined(separator: ", ")))")
+            }
+            config.models = config.models.filter { only.contains($0.name) }
+        }
+        return config
+    }
+
+    func load() throws -> CheckConfig { try apply(try CheckConfig.load(path: config)) }
+}
+
+/// Report destinations shared by `check` and `merge`.
+struct ReportOptions: ParsableArguments {
+    @Option(help: "Write a JUnit XML report here.")
+    var junit: String?
+
+    @Option(help: "Write a JSON report (schema prunecheck-report/1) here.")
+    var json: String?
+
+    @Option(help: "Write a Markdown summary here (also appended to $GITHUB_STEP_SUMMARY when set).")
+    var markdown: String?
+
+    /// Prints the table and writes every requested report; returns the exit code.
+    func emit(_ verdicts: [ModelVerdict], context: RunContext) throws -> Int32 {
+        let status = overallStatus(of: verdicts), code = status.rawValue
+        print(TextTable.render(verdicts, color: isatty(STDOUT_FILENO) == 1), terminator: "")
+        for v in verdicts where v.baselineChange != nil {
+            print(describe(v.baselineChange!, model: v.model))
+        }
+        if let junit {
+            try writeFileAtomically(try JUnitReport.render(verdicts, context: context), to: junit)
+            note("JUnit report: \(junit)")
+        }
+        if let json {
+            try writeFileAtomically(JSONReport.render(verdicts, context: context, exitCode: code), to: json)
+            note("JSON report: \(json)")
+        }
+        let environment = ProcessInfo.processInfo.environment
+        let markdownText = MarkdownReport.render(verdicts, context: context, exitCode: code)
+        if let markdown {
+            try writeFileAtomically(markdownText, to: markdown)
+            note("Markdown summary: \(markdown)")
+        }
+        if let summary = environment["GITHUB_STEP_SUMMARY"], !summary.isEmpty {
+            appendToFile(markdownText + "\n", path: summary)
+        }
+        if environment["GITHUB_ACTIONS"] == "true" {
+            GitHubAnnotations.render(verdicts).forEach { print($0) }
+        }
+        let regressed = verdicts.flatMap(\.regressions)
+        let skipped = verdicts.filter { $0.skipReason != nil }.count
+        let ran = verdicts.count - skipped
+        switch status {
+        case .ok: print("prunecheck: no regression in \(ran) model(s)" + (skipped > 0 ? ", \(skipped) skipped" : ""))
+        case .regression: print("prunecheck: \(regressed.count) regression(s): " + regressed.map(\.metric).joined(separator: ", "))
+        default: print("prunecheck: baseline missing or incomplete; record it with `prunecheck baseline update`")
+        }
+        return code
+    }
+}
+
+func appendToFile(_ text: String, path: String) {
+    guard let handle = FileHandle(forWritingAtPath: path) ?? {
+        // If it cannot be created, opening it fails too, and the warning below says so.
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        return FileHandle(forWritingAtPath: path)
+    }() else {
+        note("warning: cannot append to \(path)")
+        return
+    }
+    handle.seekToEndOfFile()
+    handle.write(Data(text.utf8))
+    handle.closeFile()
+}
