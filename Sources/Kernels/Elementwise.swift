@@ -9,6 +9,9 @@
 /// every platform computes the same bits.
 @inline(__always)
 public func expf32(_ x: Float) -> Float {
+    // NOTE: NaN failed both range checks below and trapped in `Int(n)` (a softmax row that
+    // masking had set entirely to −∞ computes −∞ − (−∞)).
+    if x.isNaN { return x }
     if x > 88.72283 { return .infinity }
     if x < -103.97208 { return 0 }
     // x = n·ln2 + r, |r| ≤ ln2/2; exp(r) by its degree-7 Taylor polynomial, evaluated with FMA.

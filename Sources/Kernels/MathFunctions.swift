@@ -98,3 +98,35 @@ public func pow64(_ x: Double, _ y: Double) -> Double {
     if x == 0 { return y > 0 ? 0 : .infinity }
     return exp64(y * log64(x))
 }
+
+/// sin x and cos x together: x = n·π/2 + r with |r| ≤ π/4 (fdlibm's split of π/2 into 33
+/// leading bits and the rest, good to ~1e-19 for |x| up to about 2^20·π), then the Taylor polynomials of sin r and cos r to
+/// degree 19 and 18 (truncation error below 1e-20), rotated by the quadrant n mod 4. Beyond
+/// 2^20·π (far outside rotary embeddings and positional encodings) the reduction loses bits
+/// but stays deterministic.
+public func sincos64(_ x: Double) -> (sin: Double, cos: Double) {
+    if !x.isFinite { return (.nan, .nan) }
+    let n = (x * 0.6366197723675814).rounded(.toNearestOrEven)
+    var r = x - n * 1.5707963267341256
+    r -= n * 6.077100506506192e-11
+    let r2 = r * r
+    // sin r = r(1 − r²/(2·3)(1 − r²/(4·5)(1 − …))), cos r = 1 − r²/(1·2)(1 − r²/(3·4)(1 − …)).
+    var s = 1.0, c = 1.0
+    for k in stride(from: 9.0, through: 1.0, by: -1.0) {
+        s = 1 - s * r2 / ((2 * k) * (2 * k + 1))
+        c = 1 - c * r2 / ((2 * k - 1) * (2 * k))
+    }
+    s *= r
+    switch Int(n.truncatingRemainder(dividingBy: 4) + 4) % 4 {
+    case 0: return (s, c)
+    case 1: return (c, -s)
+    case 2: return (-s, -c)
+    default: return (-c, s)
+    }
+}
+
+/// ln(1 + e^x) without overflow: x + ln(1 + e^−x) above 0.
+public func softplus64(_ x: Double) -> Double {
+    if x.isNaN { return x }
+    return x > 0 ? x + log64(1 + exp64(-x)) : log64(1 + exp64(x))
+}

@@ -24,9 +24,9 @@ func spreadTensor(_ shape: [Int], seed: UInt64, positive: Bool = false) -> Tenso
 func gradientCheck(
     _ op: String, inputs: [(String, Tensor)], constants: [(String, TensorData)] = [], attributes: [String: Attribute] = [:],
     opset: Int = 17, training: Bool = false, step h: Float = 1e-2, atol: Float = 3e-3, rtol: Float = 3e-2,
-    sourceLocation: SourceLocation = #_sourceLocation
+    order: [String]? = nil, outputs: [String] = ["y"], sourceLocation: SourceLocation = #_sourceLocation
 ) throws {
-    let node = Node(name: "op", opType: op, inputs: inputs.map(\.0) + constants.map(\.0), outputs: ["y"], attributes: attributes)
+    let node = Node(name: "op", opType: op, inputs: order ?? inputs.map(\.0) + constants.map(\.0), outputs: outputs, attributes: attributes)
     let graph = Graph(nodes: [node], inputs: inputs.map { GraphInput(name: $0.0, dtype: .float32, shape: $0.1.shape) }, outputs: ["y"],
                       initializers: constants, opset: opset)
     graph.training = training
@@ -896,5 +896,58 @@ extension DirectConvTests {
         #expect(throws: GraphError(node: "n1", op: "NoSuchOp", "op 'NoSuchOp' is not supported (opset 17)")) {
             try graph.valueShapes(for: Tensor(zeros: [1, 2]))
         }
+    }
+}
+
+/// Central-difference checks of the ops added for transformers and MobileNetV3 (issue 20).
+@Suite struct NewOpGradientTests {
+    @Test(arguments: ["Sin", "Cos", "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Elu"])
+    func unary(_ op: String) throws {
+        try gradientCheck(op, inputs: [("x", spreadTensor([3, 4], seed: 11))])
+    }
+
+    @Test func preluPerChannel() throws {
+        try gradientCheck("PRelu", inputs: [("x", spreadTensor([2, 3, 2], seed: 12)), ("slope", spreadTensor([3, 1], seed: 13))])
+    }
+
+    @Test func whereSplitsTheGradientByCondition() throws {
+        let cond = TensorData.bool(IntTensor(shape: [2, 3], data: [1, 0, 1, 0, 0, 1]))
+        try gradientCheck("Where", inputs: [("a", spreadTensor([2, 3], seed: 14)), ("b", spreadTensor([3], seed: 15))],
+                          constants: [("c", cond)], order: ["c", "a", "b"])
+    }
+
+    @Test func movementAndIndexing() throws {
+        let x = spreadTensor([2, 3], seed: 16)
+        try gradientCheck("Expand", inputs: [("x", spreadTensor([3, 1], seed: 17))], constants: [("s", ints([2, 3, 4]))])
+        try gradientCheck("Tile", inputs: [("x", x)], constants: [("r", ints([2, 2]))])
+        try gradientCheck("Trilu", inputs: [("x", spreadTensor([3, 4], seed: 18))], constants: [("k", .int64(IntTensor(shape: [], data: [1])))],
+                          attributes: ["upper": .int(0)])
+        try gradientCheck("Split", inputs: [("x", spreadTensor([5, 2], seed: 19))], constants: [("s", ints([2, 3]))], opset: 13,
+                          outputs: ["y", "z"])
+        try gradientCheck("GatherElements", inputs: [("x", x)],
+                          constants: [("i", .int64(IntTensor(shape: [2, 2], data: [2, 0, -1, 1])))], attributes: ["axis": .int(1)])
+        try gradientCheck("GatherND", inputs: [("x", spreadTensor([2, 3, 2], seed: 20))],
+                          constants: [("i", .int64(IntTensor(shape: [2, 1], data: [1, 0])))], attributes: ["batch_dims": .int(1)])
+        try gradientCheck("ScatterND", inputs: [("x", spreadTensor([4, 2], seed: 21)), ("u", spreadTensor([2, 2], seed: 22))],
+                          constants: [("i", .int64(IntTensor(shape: [2, 1], data: [3, 1])))], order: ["x", "i", "u"])
+        try gradientCheck("ScatterND", inputs: [("x", spreadTensor([4, 2], seed: 21)), ("u", spreadTensor([2, 2], seed: 22))],
+                          constants: [("i", .int64(IntTensor(shape: [2, 1], data: [3, 3])))], attributes: ["reduction": .string("add")],
+                          order: ["x", "i", "u"])
+    }
+
+    @Test func scans() throws {
+        let axis = TensorData.int64(IntTensor(shape: [], data: [1]))
+        try gradientCheck("CumSum", inputs: [("x", spreadTensor([2, 4], seed: 23))], constants: [("a", axis)])
+        try gradientCheck("CumSum", inputs: [("x", spreadTensor([2, 4], seed: 23))], constants: [("a", axis)],
+                          attributes: ["exclusive": .int(1), "reverse": .int(1)])
+    }
+
+    @Test(arguments: ["ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"])
+    func reductions(_ op: String) throws {
+        try gradientCheck(op, inputs: [("x", spreadTensor([2, 3, 2], seed: 24))], attributes: ["axes": .ints([1])])
+    }
+
+    @Test func logSumOfPositives() throws {
+        try gradientCheck("ReduceLogSum", inputs: [("x", spreadTensor([2, 3], seed: 25, positive: true))], attributes: ["axes": .ints([1])])
     }
 }

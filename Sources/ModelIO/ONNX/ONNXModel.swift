@@ -66,13 +66,14 @@ public enum ONNXModel {
         for (i, n) in g.node.enumerated() {
             let name = n.name.isEmpty ? "\(n.opType)_\(i)" : n.name
             guard n.domain.isEmpty || n.domain == "ai.onnx" else {
-                throw ModelIOError(file: file, "node '\(name)': op \(n.domain).\(n.opType) is not supported (only the default ONNX domain)")
+                throw ModelIOError(file: file, "node '\(name)': op \(n.opType) of domain '\(n.domain)' is not supported (only the default ONNX domain): "
+                                   + "it comes from a runtime's graph optimizer (such as ONNX Runtime's fusions); export the model from the framework without it, "
+                                   + "or save it before optimization (see docs/operators.md)")
             }
-            guard supportedOps.contains(n.opType) else {
-                throw ModelIOError(file: file, "node '\(name)': op \(n.opType) (opset \(opset)) is not supported")
+            guard let allowed = supportedAttributes(of: n.opType) else {
+                throw ModelIOError(file: file, "node '\(name)': op \(n.opType) (opset \(opset)) is not supported (see docs/operators.md)")
             }
             var attributes: [String: Attribute] = [:]
-            let allowed = allowedAttributes[n.opType] ?? []
             for a in n.attribute {
                 guard allowed.contains(a.name) else {
                     throw ModelIOError(file: file, "node '\(name)': attribute '\(a.name)' of \(n.opType) (opset \(opset)) is not supported")
@@ -121,25 +122,6 @@ public enum ONNXModel {
         let all = initializers + extra
         return (kept, all.filter { used.contains($0.0) })
     }
-
-    /// The attributes each op accepts (others are refused rather than silently ignored).
-    static let allowedAttributes: [String: Set<String>] = [
-        "Gemm": ["alpha", "beta", "transA", "transB"],
-        "Conv": ["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"],
-        "MaxPool": ["auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"],
-        "AveragePool": ["auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"],
-        "BatchNormalization": ["epsilon", "momentum", "training_mode", "spatial"],
-        "LayerNormalization": ["axis", "epsilon", "stash_type"],
-        "Dropout": ["seed", "ratio"],
-        "LeakyRelu": ["alpha"], "Gelu": ["approximate"],
-        "Softmax": ["axis"], "LogSoftmax": ["axis"], "Clip": ["min", "max"],
-        "Reshape": ["allowzero"], "Flatten": ["axis"], "Transpose": ["perm"], "Concat": ["axis"],
-        "Slice": ["starts", "ends", "axes"], "Pad": ["mode", "pads", "value"], "Gather": ["axis"],
-        "Squeeze": ["axes"], "Unsqueeze": ["axes"], "Shape": ["start", "end"],
-        "Constant": ["value", "value_float", "value_floats", "value_int", "value_ints"], "Cast": ["to", "saturate", "round_mode"],
-        "ReduceSum": ["axes", "keepdims", "noop_with_empty_axes"], "ReduceMean": ["axes", "keepdims", "noop_with_empty_axes"],
-        "ReduceMax": ["axes", "keepdims", "noop_with_empty_axes"], "ArgMax": ["axis", "keepdims", "select_last_index"],
-    ]
 
     static func elementType(_ t: Int32, file: String, what: String) throws -> DType {
         switch t {

@@ -60,6 +60,15 @@ extension OpContext {
     }
 
     func unary() throws -> Value {
+        if case .int64(let t) = try value(0) {
+            // Shape arithmetic: the integer forms of Neg, Abs and Sign.
+            switch node.opType {
+            case "Neg": return .int64(IntTensor(shape: t.shape, data: t.data.map { 0 &- $0 }))
+            case "Abs": return .int64(IntTensor(shape: t.shape, data: t.data.map { $0 < 0 ? 0 &- $0 : $0 }))
+            case "Sign": return .int64(IntTensor(shape: t.shape, data: t.data.map { $0.signum() }))
+            default: throw fail("input 0 ('\(node.inputs[0])') must be float32, found int64")
+            }
+        }
         let x = try float(0)
         let f: (Float) -> Float
         // Derivative from the input x and the output y.
@@ -85,6 +94,26 @@ extension OpContext {
         case "Abs": f = { abs($0) }; df = { x, _ in x > 0 ? 1 : (x < 0 ? -1 : 0) }
         case "Neg": f = { -$0 }; df = { _, _ in -1 }
         case "Reciprocal": f = { 1 / $0 }; df = { _, y in -y * y }
+        case "Sin": f = { Float(sincos64(Double($0)).sin) }; df = { x, _ in Float(sincos64(Double(x)).cos) }
+        case "Cos": f = { Float(sincos64(Double($0)).cos) }; df = { x, _ in -Float(sincos64(Double(x)).sin) }
+        case "HardSigmoid":
+            let alpha = try float("alpha", 0.2), beta = try float("beta", 0.5)
+            f = { max(0, min(1, alpha * $0 + beta)) }
+            df = { x, _ in let t = alpha * x + beta; return t > 0 && t < 1 ? alpha : 0 }
+        case "HardSwish":
+            // x · HardSigmoid(x) with alpha 1/6 and beta 1/2.
+            f = { $0 * max(0, min(1, $0 / 6 + 0.5)) }
+            df = { x, _ in x < -3 ? 0 : x > 3 ? 1 : x / 3 + 0.5 }
+        case "Softplus": f = { Float(softplus64(Double($0))) }; df = { x, _ in sigmoid32(x) }
+        case "Sign": f = { $0 > 0 ? 1 : $0 < 0 ? -1 : $0.isNaN ? .nan : 0 }; df = { _, _ in 0 }
+        case "Floor": f = { $0.rounded(.down) }; df = { _, _ in 0 }
+        case "Ceil": f = { $0.rounded(.up) }; df = { _, _ in 0 }
+        case "Round": f = { $0.rounded(.toNearestOrEven) }; df = { _, _ in 0 }
+        case "Elu":
+            let alpha = try float("alpha", 1)
+            f = { $0 >= 0 ? $0 : alpha * Float(exp64(Double($0)) - 1) }
+            df = { x, y in x >= 0 ? 1 : y + alpha }
+        case "Softsign": f = { $0 / (1 + abs($0)) }; df = { x, _ in 1 / ((1 + abs(x)) * (1 + abs(x))) }
         default: throw fail("not a unary op")
         }
         let n = x.value.count
@@ -317,6 +346,50 @@ extension OpContext {
                     }
                 }
             }
+        }
+    }
+
+    /// PRelu(x, slope): x where x ≥ 0, slope · x elsewhere, the slope broadcast to x (one per
+    /// channel in a CNN).
+    func prelu() throws -> Value {
+        let x = try float(0), slope = try float(1)
+        let xs = x.value.shape
+        guard let out = broadcastShape(xs, slope.value.shape), out == xs else {
+            throw fail("slope \(slope.value.shape) does not broadcast to the input \(xs)")
+        }
+        let isl = broadcastSourceIndex(slope.value.shape, to: xs)
+        let xv = x.value.scalars, sv = slope.value.scalars
+        let y = Tensor(shape: xs, scalars: (0..<xv.count).map { xv[$0] < 0 ? sv[isl[$0]] * xv[$0] : xv[$0] })
+        return emit(y, parents: [x, slope]) { dy in
+            let d = dy.scalars
+            if x.requiresGrad { x.accumulateGrad { g in for i in 0..<d.count { g[i] += xv[i] < 0 ? sv[isl[i]] * d[i] : d[i] } } }
+            if slope.requiresGrad { slope.accumulateGrad { g in for i in 0..<d.count where xv[i] < 0 { g[isl[i]] += xv[i] * d[i] } } }
+        }
+    }
+
+    /// Mod(a, b): the remainder with the divisor's sign (`fmod` = 0, as Python's %) or the
+    /// dividend's (`fmod` = 1, C's fmod). No gradient.
+    func mod() throws -> Value {
+        let a = try value(0), b = try value(1)
+        let cFmod = try int("fmod", 0) == 1
+        guard let outShape = broadcastShape(a.shape, b.shape) else { throw fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
+        let ia = broadcastSourceIndex(a.shape, to: outShape), ib = broadcastSourceIndex(b.shape, to: outShape)
+        switch (a, b) {
+        case (.int64(let x), .int64(let y)):
+            return .int64(IntTensor(shape: outShape, data: try (0..<ia.count).map { i in
+                let p = x.data[ia[i]], q = y.data[ib[i]]
+                guard q != 0 else { throw fail("integer modulo by zero") }
+                let r = p % q
+                return cFmod || r == 0 || (r < 0) == (q < 0) ? r : r + q
+            }))
+        case (.float(let x), .float(let y)):
+            let xs = x.value.scalars, ys = y.value.scalars
+            return .constant(Tensor(shape: outShape, scalars: (0..<ia.count).map { i in
+                let q = ys[ib[i]], r = xs[ia[i]].truncatingRemainder(dividingBy: q)
+                return cFmod || r == 0 || r.isNaN || (r < 0) == (q < 0) ? r : r + q
+            }))
+        default:
+            throw fail("inputs must have the same element type, found \(a.dtype.rawValue) and \(b.dtype.rawValue)")
         }
     }
 }

@@ -288,4 +288,84 @@ extension OpContext {
         for o in 0..<outer { for i in idx { for j in 0..<inner { map.append((o * dim + i) * inner + j) } } }
         return gatherElements(v, map: map, shape: outShape)
     }
+
+    /// Expand(input, shape): the input broadcast to the shape (NumPy rules; the shape may have
+    /// ones where the input is larger, or fewer dimensions).
+    func expand() throws -> Value {
+        let v = try value(0)
+        let target = try ints(1).data.map { Int($0) }
+        guard target.allSatisfy({ $0 >= 0 }), let out = broadcastShape(v.shape, target) else {
+            throw fail("input \(v.shape) does not broadcast to shape \(target)")
+        }
+        return gatherElements(v, map: broadcastSourceIndex(v.shape, to: out), shape: out)
+    }
+
+    /// Tile(input, repeats): the input repeated along each axis.
+    func tile() throws -> Value {
+        let v = try value(0)
+        let s = v.shape
+        let repeats = try ints(1).data.map { Int($0) }
+        guard repeats.count == s.count, repeats.allSatisfy({ $0 >= 0 }) else { throw fail("repeats \(repeats) must be \(s.count) non-negative values") }
+        let out = zip(s, repeats).map { $0 * $1 }
+        let st = stridesOf(s), total = out.reduce(1, *)
+        var map = [Int](repeating: 0, count: total)
+        var idx = [Int](repeating: 0, count: out.count)
+        for o in 0..<total {
+            var off = 0
+            for d in 0..<out.count { off += (idx[d] % max(s[d], 1)) * st[d] }
+            map[o] = off
+            var d = out.count - 1
+            while d >= 0 { idx[d] += 1; if idx[d] < out[d] { break }; idx[d] = 0; d -= 1 }
+        }
+        return gatherElements(v, map: map, shape: out)
+    }
+
+    /// Split(input, split?) along `axis` into the node's outputs: by the sizes of `split` (an
+    /// input from opset 13, an attribute before), else into `num_outputs` (opset 18) or as many
+    /// equal parts as there are outputs, the last one smaller when the axis does not divide.
+    func split() throws -> [Value] {
+        let v = try value(0)
+        let s = v.shape
+        let ax = try axis(try int("axis", 0), rank: s.count)
+        let parts = node.outputs.count
+        var sizes: [Int]
+        if let given = try (graph.opset >= 13 ? optionalInts(1) : ints("split")) {
+            sizes = given
+        } else {
+            let count = try int("num_outputs", parts)
+            guard count == parts, count > 0 else { throw fail("num_outputs \(count) differs from the node's \(parts) outputs") }
+            let each = (s[ax] + count - 1) / count
+            sizes = (0..<count).map { min(each, max(s[ax] - $0 * each, 0)) }
+        }
+        guard sizes.count == parts, sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, +) == s[ax] else {
+            throw fail("split \(sizes) does not divide axis \(ax) of size \(s[ax]) into \(parts) outputs")
+        }
+        let outer = s[..<ax].reduce(1, *), inner = s[(ax + 1)...].reduce(1, *)
+        var start = 0
+        return sizes.map { size in
+            var map: [Int] = []
+            map.reserveCapacity(outer * size * inner)
+            for o in 0..<outer { for k in start..<(start + size) { for j in 0..<inner { map.append((o * s[ax] + k) * inner + j) } } }
+            var shape = s
+            shape[ax] = size
+            start += size
+            return gatherElements(v, map: map, shape: shape)
+        }
+    }
+
+    /// Trilu(input, k?): the upper (`upper` = 1) or lower triangle of the last two axes from
+    /// diagonal k, zeros elsewhere.
+    func trilu() throws -> Value {
+        let v = try value(0)
+        let s = v.shape
+        guard s.count >= 2 else { throw fail("input \(s) must have at least two dimensions") }
+        let k = try optionalInts(1)?.first ?? 0
+        let upper = try int("upper", 1) == 1
+        let rows = s[s.count - 2], cols = s[s.count - 1], total = s.reduce(1, *)
+        let map = (0..<total).map { i -> Int in
+            let r = (i / max(cols, 1)) % max(rows, 1), c = i % max(cols, 1)
+            return (upper ? c - r >= k : c - r <= k) ? i : -1
+        }
+        return gatherElements(v, map: map, shape: s)
+    }
 }

@@ -6,8 +6,10 @@
 public enum OpFamily: String, CaseIterable, Sendable {
     case tensors = "Tensors and types"
     case elementwise = "Elementwise and activations"
+    case logical = "Comparison and logic"
     case movement = "Movement"
-    case reduction = "Reductions"
+    case indexing = "Indexing"
+    case reduction = "Reductions and scans"
     case linearAlgebra = "Linear algebra"
     case convolution = "Convolution"
     case pooling = "Pooling"
@@ -28,15 +30,18 @@ struct OpDefinition {
     /// changes (weights and biases, the normalizations' scale and shift, a bias added to a
     /// MatMul's output); other initializers stay fixed.
     let parameterInputs: [Int]
+    /// The attributes the op reads; the importer refuses any other by name.
+    let attributes: Set<String>
     let run: (OpContext) throws -> NodeOutputs
 
     init(_ opType: String, _ family: OpFamily, differentiable: Bool = true, keepsTrainingStep: Bool = false,
-         parameterInputs: [Int] = [], _ run: @escaping (OpContext) throws -> NodeOutputs) {
+         parameterInputs: [Int] = [], attributes: Set<String> = [], _ run: @escaping (OpContext) throws -> NodeOutputs) {
         self.opType = opType
         self.family = family
         self.differentiable = differentiable
         self.keepsTrainingStep = keepsTrainingStep
         self.parameterInputs = parameterInputs
+        self.attributes = attributes
         self.run = run
     }
 }
@@ -50,47 +55,93 @@ enum OpRegistry {
         let unary = one { try $0.unary() }, binary = one { try $0.binary($0.node.opType, $0.value(0), $0.value(1)) }
         let variadic = one { try $0.variadic() }, reshape = one { try $0.reshapeLike() }
         let reduce = one { try $0.reduce() }, pool: (OpContext) throws -> NodeOutputs = { try $0.pool() }
+        let reduceAttributes: Set<String> = ["axes", "keepdims", "noop_with_empty_axes"]
+        let window: Set<String> = ["auto_pad", "dilations", "kernel_shape", "pads", "strides"]
+        let compare = one { try $0.compare() }, logical = one { try $0.logical() }, special = one { try $0.isSpecial() }
         return [
             D("Identity", .tensors, one { try $0.value(0) }),
-            D("Constant", .tensors, differentiable: false, one { try $0.constant() }),
-            D("Shape", .tensors, differentiable: false, one { try $0.shape() }),
-            D("Cast", .tensors, one { try $0.cast() }),
+            D("Constant", .tensors, differentiable: false, attributes: ["value", "value_float", "value_floats", "value_int", "value_ints"],
+              one { try $0.constant() }),
+            D("ConstantOfShape", .tensors, differentiable: false, attributes: ["value"], one { try $0.constantOfShape() }),
+            D("Range", .tensors, differentiable: false, one { try $0.range() }),
+            D("Shape", .tensors, differentiable: false, attributes: ["start", "end"], one { try $0.shape() }),
+            D("Cast", .tensors, attributes: ["to", "saturate", "round_mode"], one { try $0.cast() }),
+            D("CastLike", .tensors, attributes: ["saturate", "round_mode"], one { try $0.castLike() }),
+            D("Size", .tensors, differentiable: false, one { try $0.size() }),
 
             D("Relu", .elementwise, keepsTrainingStep: true, one { try $0.reluOp() }),
-            D("LeakyRelu", .elementwise, unary), D("Gelu", .elementwise, unary), D("Sigmoid", .elementwise, unary),
-            D("Tanh", .elementwise, unary), D("Exp", .elementwise, unary), D("Log", .elementwise, unary),
-            D("Sqrt", .elementwise, unary), D("Erf", .elementwise, unary), D("Abs", .elementwise, unary),
-            D("Neg", .elementwise, unary), D("Reciprocal", .elementwise, unary),
-            D("Clip", .elementwise, one { try $0.clip() }),
+            D("LeakyRelu", .elementwise, attributes: ["alpha"], unary), D("Gelu", .elementwise, attributes: ["approximate"], unary),
+            D("Sigmoid", .elementwise, unary), D("Tanh", .elementwise, unary), D("Exp", .elementwise, unary),
+            D("Log", .elementwise, unary), D("Sqrt", .elementwise, unary), D("Erf", .elementwise, unary),
+            D("Abs", .elementwise, unary), D("Neg", .elementwise, unary), D("Reciprocal", .elementwise, unary),
+            D("Sin", .elementwise, unary), D("Cos", .elementwise, unary),
+            D("HardSigmoid", .elementwise, attributes: ["alpha", "beta"], unary), D("HardSwish", .elementwise, unary),
+            D("Softplus", .elementwise, unary), D("Softsign", .elementwise, unary), D("Elu", .elementwise, attributes: ["alpha"], unary),
+            D("Sign", .elementwise, unary), D("Floor", .elementwise, unary), D("Ceil", .elementwise, unary),
+            D("Round", .elementwise, unary),
+            D("Clip", .elementwise, attributes: ["min", "max"], one { try $0.clip() }),
+            D("PRelu", .elementwise, one { try $0.prelu() }),
             D("Add", .elementwise, parameterInputs: [0, 1], binary), D("Sub", .elementwise, binary), D("Mul", .elementwise, binary),
             D("Div", .elementwise, binary), D("Pow", .elementwise, binary),
+            D("Mod", .elementwise, differentiable: false, attributes: ["fmod"], one { try $0.mod() }),
             D("Sum", .elementwise, variadic), D("Max", .elementwise, variadic), D("Min", .elementwise, variadic),
             D("Mean", .elementwise, variadic),
-            D("Softmax", .elementwise, one { try $0.softmax(log: false) }),
-            D("LogSoftmax", .elementwise, one { try $0.softmax(log: true) }),
+            D("Softmax", .elementwise, attributes: ["axis"], one { try $0.softmax(log: false) }),
+            D("LogSoftmax", .elementwise, attributes: ["axis"], one { try $0.softmax(log: true) }),
 
-            D("Reshape", .movement, keepsTrainingStep: true, reshape), D("Flatten", .movement, keepsTrainingStep: true, reshape),
-            D("Squeeze", .movement, keepsTrainingStep: true, reshape), D("Unsqueeze", .movement, keepsTrainingStep: true, reshape),
-            D("Transpose", .movement, one { try $0.transpose() }),
-            D("Concat", .movement, one { try $0.concat() }),
-            D("Slice", .movement, one { try $0.slice() }),
-            D("Pad", .movement, one { try $0.pad() }),
-            D("Gather", .movement, one { try $0.gather() }),
+            D("Equal", .logical, differentiable: false, compare), D("Less", .logical, differentiable: false, compare),
+            D("LessOrEqual", .logical, differentiable: false, compare), D("Greater", .logical, differentiable: false, compare),
+            D("GreaterOrEqual", .logical, differentiable: false, compare),
+            D("And", .logical, differentiable: false, logical), D("Or", .logical, differentiable: false, logical),
+            D("Xor", .logical, differentiable: false, logical), D("Not", .logical, differentiable: false, logical),
+            D("IsNaN", .logical, differentiable: false, special),
+            D("IsInf", .logical, differentiable: false, attributes: ["detect_negative", "detect_positive"], special),
+            D("Where", .logical, one { try $0.whereOp() }),
 
-            D("ReduceSum", .reduction, reduce), D("ReduceMean", .reduction, reduce), D("ReduceMax", .reduction, reduce),
-            D("ArgMax", .reduction, differentiable: false, one { try $0.argMax() }),
+            D("Reshape", .movement, keepsTrainingStep: true, attributes: ["allowzero"], reshape),
+            D("Flatten", .movement, keepsTrainingStep: true, attributes: ["axis"], reshape),
+            D("Squeeze", .movement, keepsTrainingStep: true, attributes: ["axes"], reshape),
+            D("Unsqueeze", .movement, keepsTrainingStep: true, attributes: ["axes"], reshape),
+            D("Transpose", .movement, attributes: ["perm"], one { try $0.transpose() }),
+            D("Concat", .movement, attributes: ["axis"], one { try $0.concat() }),
+            D("Split", .movement, attributes: ["axis", "split", "num_outputs"], many { try $0.split() }),
+            D("Slice", .movement, attributes: ["starts", "ends", "axes"], one { try $0.slice() }),
+            D("Pad", .movement, attributes: ["mode", "pads", "value"], one { try $0.pad() }),
+            D("Expand", .movement, one { try $0.expand() }),
+            D("Tile", .movement, one { try $0.tile() }),
+            D("Trilu", .movement, attributes: ["upper"], one { try $0.trilu() }),
 
-            D("Gemm", .linearAlgebra, keepsTrainingStep: true, parameterInputs: [0, 1, 2], one { try $0.gemmOp() }),
+            D("Gather", .indexing, attributes: ["axis"], one { try $0.gather() }),
+            D("GatherElements", .indexing, attributes: ["axis"], one { try $0.gatherElementsOp() }),
+            D("GatherND", .indexing, attributes: ["batch_dims"], one { try $0.gatherND() }),
+            D("ScatterND", .indexing, attributes: ["reduction"], one { try $0.scatterND() }),
+
+            D("ReduceSum", .reduction, attributes: reduceAttributes, reduce), D("ReduceMean", .reduction, attributes: reduceAttributes, reduce),
+            D("ReduceMax", .reduction, attributes: reduceAttributes, reduce), D("ReduceMin", .reduction, attributes: reduceAttributes, reduce),
+            D("ReduceProd", .reduction, attributes: reduceAttributes, reduce), D("ReduceL1", .reduction, attributes: reduceAttributes, reduce),
+            D("ReduceL2", .reduction, attributes: reduceAttributes, reduce),
+            D("ReduceSumSquare", .reduction, attributes: reduceAttributes, reduce),
+            D("ReduceLogSum", .reduction, attributes: reduceAttributes, reduce),
+            D("ReduceLogSumExp", .reduction, attributes: reduceAttributes, reduce),
+            D("CumSum", .reduction, attributes: ["exclusive", "reverse"], one { try $0.cumSum() }),
+            D("ArgMax", .reduction, differentiable: false, attributes: ["axis", "keepdims", "select_last_index"], one { try $0.argMax() }),
+
+            D("Gemm", .linearAlgebra, keepsTrainingStep: true, parameterInputs: [0, 1, 2], attributes: ["alpha", "beta", "transA", "transB"],
+              one { try $0.gemmOp() }),
             D("MatMul", .linearAlgebra, parameterInputs: [0, 1], one { try $0.matMul() }),
 
-            D("Conv", .convolution, keepsTrainingStep: true, parameterInputs: [0, 1, 2], one { try $0.conv() }),
+            D("Conv", .convolution, keepsTrainingStep: true, parameterInputs: [0, 1, 2], attributes: window.union(["group"]),
+              one { try $0.conv() }),
 
-            D("MaxPool", .pooling, keepsTrainingStep: true, pool), D("AveragePool", .pooling, keepsTrainingStep: true, pool),
+            D("MaxPool", .pooling, keepsTrainingStep: true, attributes: window.union(["ceil_mode", "storage_order"]), pool),
+            D("AveragePool", .pooling, keepsTrainingStep: true, attributes: window.union(["ceil_mode", "count_include_pad"]), pool),
             D("GlobalAveragePool", .pooling, keepsTrainingStep: true, pool), D("GlobalMaxPool", .pooling, keepsTrainingStep: true, pool),
 
-            D("BatchNormalization", .normalization, parameterInputs: [1, 2], one { try $0.batchNorm() }),
-            D("LayerNormalization", .normalization, parameterInputs: [1, 2], many { try $0.layerNorm() }),
-            D("Dropout", .normalization, many { try $0.dropout() }),
+            D("BatchNormalization", .normalization, parameterInputs: [1, 2], attributes: ["epsilon", "momentum", "training_mode", "spatial"],
+              one { try $0.batchNorm() }),
+            D("LayerNormalization", .normalization, parameterInputs: [1, 2], attributes: ["axis", "epsilon", "stash_type"],
+              many { try $0.layerNorm() }),
+            D("Dropout", .normalization, attributes: ["seed", "ratio"], many { try $0.dropout() }),
         ]
     }()
 
@@ -108,6 +159,10 @@ enum OpRegistry {
 /// The ops a graph can run, by ONNX op type. Everything else is rejected at import with the
 /// node's name, the op and the opset.
 public let supportedOps: Set<String> = Set(OpRegistry.byType.keys)
+
+/// The attributes an op reads (nil for an op the engine does not run): the importer refuses
+/// any other, by name.
+public func supportedAttributes(of opType: String) -> Set<String>? { OpRegistry.byType[opType]?.attributes }
 
 /// One row of the supported-op table (docs/operators.md).
 public struct SupportedOp: Sendable, Equatable {

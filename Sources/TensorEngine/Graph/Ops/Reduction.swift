@@ -1,7 +1,7 @@
 import Kernels
 
-// ReduceSum, ReduceMean, ReduceMax and ArgMax. Each output sums (or compares) its inputs in
-// increasing index order on one thread, so results are bit-identical for any thread count.
+// The Reduce ops, CumSum and ArgMax. Each output sums (or compares) its inputs in increasing
+// index order on one thread, so results are bit-identical for any thread count.
 
 extension OpContext {
     /// The reduced axes (sorted) from the `axes` input (opset ≥ 13 for ReduceSum, ≥ 18 for
@@ -16,6 +16,7 @@ extension OpContext {
     }
 
     func reduce() throws -> Value {
+        if case .float = try value(0) {} else { return try reduceIntegers() }
         let x = try float(0)
         let s = x.value.shape
         let keep = try int("keepdims", 1) == 1
@@ -36,40 +37,148 @@ extension OpContext {
         let n = s.reduce(1, *) / max(outCount, 1)
         var y = Tensor(zeros: outShape)
         let op = node.opType
-        x.value.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { yp in
-                if op == "ReduceMax" {
-                    for i in 0..<outCount { yp[i] = -.infinity }
-                    for i in 0..<target.count { yp[target[i]] = max(yp[target[i]], xp[i]) }
-                } else {
-                    for i in 0..<target.count { yp[target[i]] += xp[i] }
-                    if op == "ReduceMean" {
-                        let inv = n > 0 ? 1 / Float(n) : .nan
-                        for i in 0..<outCount { yp[i] *= inv }
+        let xv = x.value.scalars
+        // LogSumExp subtracts each group's maximum before exponentiating (no overflow).
+        var groupMax = [Float](repeating: -.infinity, count: op == "ReduceLogSumExp" ? outCount : 0)
+        if op == "ReduceLogSumExp" { for i in 0..<target.count { groupMax[target[i]] = max(groupMax[target[i]], xv[i]) } }
+        y.withUnsafeMutableBufferPointer { yp in
+            switch op {
+            case "ReduceMax", "ReduceMin":
+                let isMax = op == "ReduceMax"
+                for i in 0..<outCount { yp[i] = isMax ? -.infinity : .infinity }
+                for i in 0..<target.count { yp[target[i]] = isMax ? max(yp[target[i]], xv[i]) : min(yp[target[i]], xv[i]) }
+            case "ReduceProd":
+                for i in 0..<outCount { yp[i] = 1 }
+                for i in 0..<target.count { yp[target[i]] *= xv[i] }
+            default:
+                for i in 0..<target.count {
+                    let v = xv[i]
+                    switch op {
+                    case "ReduceL1": yp[target[i]] += abs(v)
+                    case "ReduceL2", "ReduceSumSquare": yp[target[i]] += v * v
+                    case "ReduceLogSumExp":
+                        let m = groupMax[target[i]]
+                        yp[target[i]] += m.isInfinite ? (v == m ? 1 : 0) : expf32(v - m)
+                    default: yp[target[i]] += v
+                    }
+                }
+                for i in 0..<outCount {
+                    switch op {
+                    case "ReduceMean": yp[i] *= n > 0 ? 1 / Float(n) : .nan
+                    case "ReduceL2": yp[i] = yp[i].squareRoot()
+                    case "ReduceLogSum": yp[i] = Float(log64(Double(yp[i])))
+                    case "ReduceLogSumExp": yp[i] = groupMax[i].isInfinite ? groupMax[i] : groupMax[i] + Float(log64(Double(yp[i])))
+                    default: break
                     }
                 }
             }
         }
-        let yv = y
+        let yv = y.scalars
         return emit(y, parents: [x]) { dy in
-            x.value.withUnsafeBufferPointer { xp in
-                yv.withUnsafeBufferPointer { yp in
-                    dy.withUnsafeBufferPointer { dp in
-                        x.accumulateGrad { g in
-                            let scale: Float = op == "ReduceMean" ? 1 / Float(max(n, 1)) : 1
-                            if op == "ReduceMax" {
-                                var taken = [Bool](repeating: false, count: outCount)
-                                for i in 0..<target.count where !taken[target[i]] && xp[i] == yp[target[i]] {
-                                    taken[target[i]] = true
-                                    g[i] += dp[target[i]]
+            dy.withUnsafeBufferPointer { dp in
+                x.accumulateGrad { g in
+                    switch op {
+                    case "ReduceMax", "ReduceMin":
+                        var taken = [Bool](repeating: false, count: outCount)
+                        for i in 0..<target.count where !taken[target[i]] && xv[i] == yv[target[i]] {
+                            taken[target[i]] = true
+                            g[i] += dp[target[i]]
+                        }
+                    default:
+                        for i in 0..<target.count {
+                            let t = target[i], v = xv[i], d = dp[t]
+                            switch op {
+                            case "ReduceMean": g[i] += d * (1 / Float(max(n, 1)))
+                            case "ReduceL1": g[i] += v > 0 ? d : v < 0 ? -d : 0
+                            case "ReduceL2": g[i] += yv[t] > 0 ? d * v / yv[t] : 0
+                            case "ReduceSumSquare": g[i] += d * 2 * v
+                            case "ReduceLogSum": g[i] += d / Float(exp64(Double(yv[t])))
+                            case "ReduceLogSumExp": g[i] += d * Float(exp64(Double(v - yv[t])))
+                            case "ReduceProd":
+                                // The product of the group's other elements (y / x when x ≠ 0).
+                                if v != 0 { g[i] += d * yv[t] / v } else {
+                                    var p: Float = 1
+                                    for j in 0..<target.count where target[j] == t && j != i { p *= xv[j] }
+                                    g[i] += d * p
                                 }
-                            } else {
-                                for i in 0..<target.count { g[i] += dp[target[i]] * scale }
+                            default: g[i] += d
                             }
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// ReduceSum, ReduceProd, ReduceMax and ReduceMin of int64 or bool inputs (no gradient;
+    /// a bool result for bool Max and Min, as ONNX's opset 20).
+    func reduceIntegers() throws -> Value {
+        let v = try value(0)
+        let t: IntTensor, isBool: Bool
+        switch v {
+        case .int64(let x): (t, isBool) = (x, false)
+        case .bool(let x): (t, isBool) = (x, true)
+        case .float: preconditionFailure("float reductions go through reduceOver")
+        }
+        let op = node.opType
+        guard ["ReduceSum", "ReduceProd", "ReduceMax", "ReduceMin"].contains(op), !isBool || op == "ReduceMax" || op == "ReduceMin" else {
+            throw fail("input 0 ('\(node.inputs[0])') must be float32 for \(op), found \(v.dtype.rawValue)")
+        }
+        let s = t.shape
+        let keep = try int("keepdims", 1) == 1
+        let axes = try reductionAxes(rank: s.count).map { $0.isEmpty ? [] : $0 } ?? Array(0..<s.count)
+        if axes.isEmpty, try reductionAxes(rank: s.count) != nil { return v }
+        let keptShape = s.enumerated().map { axes.contains($0.offset) ? 1 : $0.element }
+        let outShape = keep ? keptShape : s.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
+        let outStrides = stridesOf(keptShape)
+        let target = strideWalk(s, strides: (0..<s.count).map { axes.contains($0) ? 0 : outStrides[$0] }, offset: 0)
+        let initial: Int64 = op == "ReduceMax" ? (isBool ? 0 : .min) : op == "ReduceMin" ? (isBool ? 1 : .max) : op == "ReduceProd" ? 1 : 0
+        var out = [Int64](repeating: initial, count: keptShape.reduce(1, *))
+        for i in 0..<target.count {
+            let x = t.data[i], o = target[i]
+            switch op {
+            case "ReduceMax": out[o] = max(out[o], x)
+            case "ReduceMin": out[o] = min(out[o], x)
+            case "ReduceProd": out[o] = out[o] &* x
+            default: out[o] = out[o] &+ x
+            }
+        }
+        let result = IntTensor(shape: outShape, data: out)
+        return isBool ? .bool(result) : .int64(result)
+    }
+
+    /// CumSum(x, axis): running sums along the axis, `exclusive` (each element's sum before it)
+    /// and `reverse` (from the end), in float32 or int64. The gradient is the running sum of the
+    /// output gradient in the other direction.
+    func cumSum() throws -> Value {
+        let v = try value(0)
+        guard let a = try ints(1).data.first else { throw fail("axis must be a scalar") }
+        let s = v.shape
+        let ax = try axis(Int(a), rank: s.count)
+        let exclusive = try int("exclusive", 0) == 1, reverse = try int("reverse", 0) == 1
+        let outer = s[..<ax].reduce(1, *), n = s[ax], inner = s[(ax + 1)...].reduce(1, *)
+        func scan<T: AdditiveArithmetic>(_ x: [T], reverse: Bool) -> [T] {
+            var y = [T](repeating: .zero, count: x.count)
+            for o in 0..<outer {
+                for j in 0..<inner {
+                    var acc = T.zero
+                    for step in 0..<n {
+                        let k = reverse ? n - 1 - step : step, i = (o * n + k) * inner + j
+                        if exclusive { y[i] = acc; acc += x[i] } else { acc += x[i]; y[i] = acc }
+                    }
+                }
+            }
+            return y
+        }
+        switch v {
+        case .int64(let t): return .int64(IntTensor(shape: s, data: scan(t.data, reverse: reverse)))
+        case .float(let x):
+            let y = Tensor(shape: s, scalars: scan(x.value.scalars, reverse: reverse))
+            return emit(y, parents: [x]) { dy in
+                let g = scan(dy.scalars, reverse: !reverse)
+                x.accumulateGrad { d in for i in 0..<g.count { d[i] += g[i] } }
+            }
+        case .bool: throw fail("input must be float32 or int64")
         }
     }
 
