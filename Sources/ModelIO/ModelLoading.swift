@@ -5,17 +5,18 @@ import TensorEngine
 /// regressor would use it: one float input (batch first), one float output (batch first).
 public enum ModelLoading {
     public static func load(path: String, architecture: String?, limits: IOLimits = .default) throws -> Graph {
-        let graph: Graph
-        if path.hasSuffix(".onnx") {
-            graph = try ONNXModel.load(path: path, limits: limits)
-        } else {
-            guard let architecture else {
-                throw ModelIOError(file: path, "a .safetensors model needs its architecture file (architecture: FILE.json, or --architecture)")
-            }
-            graph = try LayerList.load(architecture: architecture, weights: path, limits: limits)
-        }
+        let graph = try loadGraph(path: path, architecture: architecture, limits: limits)
         try validate(graph, file: path)
         return graph
+    }
+
+    /// The model as a graph, with any inputs and outputs (`infer`, `inspect`).
+    public static func loadGraph(path: String, architecture: String?, limits: IOLimits = .default) throws -> Graph {
+        if path.hasSuffix(".onnx") { return try ONNXModel.load(path: path, limits: limits) }
+        guard let architecture else {
+            throw ModelIOError(file: path, "a .safetensors model needs its architecture file (architecture: FILE.json, or --architecture)")
+        }
+        return try LayerList.load(architecture: architecture, weights: path, limits: limits)
     }
 
     /// One float input of rank ≥ 2 with fixed non-batch dimensions, one output; and a run on

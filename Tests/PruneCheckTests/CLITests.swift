@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ModelIO
 import Regression
 
 /// End to end: the built binary in a scratch git repository with the bundled examples.
@@ -167,6 +168,32 @@ import Regression
         #expect(r.status == 0, "\(r.stderr)")
         let json = try JSONValue.parse(Array(r.stdout.utf8))
         #expect(json["metrics"]?["accuracy"]?.double == 0.975)  // PyTorch: 351/360
+    }
+
+    /// `infer` feeds int64 token ids and masks by their graph input names, writes every output
+    /// under its own name, and refuses an array of the wrong type with exit 2 naming both.
+    @Test func inferRunsATwoInputEncoderAndRefusesAWrongArray() throws {
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = Repo.path("Tests/PruneCheckTests/Fixtures/real-models/bert_tiny.onnx")
+        let data = Repo.path("Tests/PruneCheckTests/Fixtures/real-models/bert_tiny.npz")
+        let r = try run(Repo.binary, ["infer", "--model", model, "--data", data, "--batch-size", "3", "--out", "\(dir)/out.npz"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let out = try NPZ.read(path: "\(dir)/out.npz")
+        #expect(out["sentence_embedding"]?.shape == [4, 64])
+        let reference = try NPZ.read(path: Repo.path("Tests/PruneCheckTests/Fixtures/real-models/bert_tiny.ref.npz"))
+        #expect(maxAbsDiff(out["sentence_embedding"]!.floats(), reference["sentence_embedding"]!.floats()) <= 1e-3)
+
+        var arrays = try NPZ.read(path: data)
+        arrays["ids"] = NPYArray(floats: arrays["input_ids"]!.floats(), shape: arrays["input_ids"]!.shape)
+        arrays["input_ids"] = nil
+        try NPZ.write(arrays, to: "\(dir)/bad.npz")
+        let missing = try run(Repo.binary, ["infer", "--model", model, "--data", "\(dir)/bad.npz", "--out", "\(dir)/x.npz"])
+        #expect(missing.status == 2 && missing.stderr.contains("bad.npz") && missing.stderr.contains("'input_ids'"), "\(missing.stderr)")
+        let wrong = try run(Repo.binary, ["infer", "--model", model, "--data", "\(dir)/bad.npz", "--input", "input_ids=ids", "--out", "\(dir)/x.npz"])
+        #expect(wrong.status == 2 && wrong.stderr.contains("'ids'") && wrong.stderr.contains("float32") && wrong.stderr.contains("int64"),
+                "\(wrong.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/x.npz"), "no output after an error")
     }
 
     @Test func binaryLinksLibgit2AndLibxml2() throws {

@@ -1,0 +1,76 @@
+import ArgumentParser
+import Checking
+import Common
+import Foundation
+import ModelIO
+import TensorEngine
+
+struct Infer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a model on arrays and write every output it produces.",
+        discussion: """
+            Each graph input reads the array of its own name in --data (an .npz), or the one given with \
+            --input NAME=ARRAY; token ids and masks (int64) work like pixels (float32). Every graph output \
+            is written to --out under its own name, in its own element type. For parity with your framework: \
+            run both on the same arrays and compare.
+            """)
+
+    @Option(help: "The model file (.onnx, or .safetensors with --architecture).")
+    var model: String
+
+    @Option(help: "The architecture file (layer-list JSON) for a .safetensors model.")
+    var architecture: String?
+
+    @Option(help: "The data file (.npz) with one array per graph input.")
+    var data: String
+
+    @Option(name: .customLong("input"), help: ArgumentHelp("Feed graph input NAME from array ARRAY (repeatable).", valueName: "NAME=ARRAY"))
+    var inputs: [String] = []
+
+    @Option(help: "Run at most this many examples at a time (0: all at once).")
+    var batchSize = 0
+
+    @Option(help: "Worker threads.")
+    var threads = 1
+
+    @Option(help: "Write the outputs here (.npz).")
+    var out: String
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard batchSize >= 0 else { throw ValidationError("--batch-size must be 0 or more") }
+        for pair in inputs where pair.split(separator: "=", omittingEmptySubsequences: false).count != 2 {
+            throw ValidationError("--input \(pair): expected NAME=ARRAY")
+        }
+    }
+
+    func run() throws {
+        let mapping = Dictionary(inputs.map { pair -> (String, String) in
+            let parts = pair.split(separator: "=", omittingEmptySubsequences: false)
+            return (String(parts[0]), String(parts[1]))
+        }, uniquingKeysWith: { _, last in last })
+        let graph = try ModelLoading.loadGraph(path: model, architecture: architecture)
+        var wanted = graph.inputs.map { mapping[$0.name] ?? $0.name }
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: data, isDirectory: &isFolder), !isFolder.boolValue {
+            // Read what the archive has; `bind` names an input whose array is missing.
+            let present = Set(try NPZ.keys(path: data))
+            wanted = wanted.filter { present.contains($0) }
+        }
+        let arrays = try ArrayFiles.read(path: data, names: wanted)
+        let feeds = try GraphFeeds.bind(graph, arrays: arrays, mapping: mapping, file: data)
+        let outputs: [Value]
+        do {
+            outputs = try GraphFeeds.run(graph, feeds: feeds, batchSize: batchSize, threads: threads)
+        } catch let e as GraphError {
+            throw ModelIOError(file: model, "does not run on \(data): \(e)")
+        }
+        var written: [String: NPYArray] = [:]
+        for (name, value) in zip(graph.outputs, outputs) { written[name] = GraphFeeds.array(value) }
+        try NPZ.write(written, to: out)
+        for (name, value) in zip(graph.outputs, outputs) {
+            print("\(name): \(value.dtype.rawValue) \(value.shape)")
+        }
+        note("wrote \(out)")
+    }
+}

