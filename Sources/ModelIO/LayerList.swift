@@ -1,3 +1,4 @@
+import Common
 import Foundation
 import TensorEngine
 
@@ -8,7 +9,7 @@ public enum LayerList {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ModelIOError(file: path, "cannot read the file (missing or not readable)")
         }
-        guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        guard let root = (try? JSONValue.parse(data))?.foundationObject as? [String: Any] else {
             throw ModelIOError(file: path, "is not a JSON object")
         }
         guard (root["format"] as? String) == "layer-list/v1" else {

@@ -1,3 +1,4 @@
+import Common
 import Foundation
 import TensorEngine
 
@@ -92,7 +93,7 @@ extension LayerList {
             "input": ["name": graph.inputs.first?.name ?? "input", "dtype": "float32", "shape": ["N"] + graph.inputShape.map { $0 as Any }],
             "layers": layers,
         ]
-        let data = try JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])
+        let data = Data((JSONValue(foundation: root)?.rendered() ?? "").utf8)
         try writeDataAtomically(data, to: path)
     }
 }

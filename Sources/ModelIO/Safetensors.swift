@@ -1,3 +1,4 @@
+import Common
 import Foundation
 import TensorEngine
 
@@ -24,7 +25,7 @@ public enum Safetensors {
         let headerEnd = 8 + Int(n)
         let json: Any
         do {
-            json = try JSONSerialization.jsonObject(with: Data(bytes[8..<headerEnd]))
+            json = try JSONValue.parse(bytes[8..<headerEnd]).foundationObject
         } catch {
             throw ModelIOError(file: file, "header is not valid JSON")
         }

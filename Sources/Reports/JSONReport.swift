@@ -179,13 +179,9 @@ public enum TextTable {
                 ])
             }
         }
-        let widths = (0..<rows[0].count).map { col in rows.map { $0[col].count }.max() ?? 0 }
-        return rows.map { row in
-            zip(row, widths).enumerated().map { i, cell in
-                let padded = cell.0 + String(repeating: " ", count: cell.1 - cell.0.count)
-                return color && i == row.count - 1 ? colorize(padded) : padded
-            }.joined(separator: "  ").trimmingTrailingSpaces()
-        }.joined(separator: "\n") + "\n"
+        let last = rows[0].count - 1
+        return TextColumns.render(rows) { _, column, cell in color && column == last ? colorize(cell) : cell }
+            .joined(separator: "\n") + "\n"
     }
 
     static func colorize(_ verdict: String) -> String {
@@ -211,12 +207,4 @@ func formatChange(_ d: Double, _ base: Double, _ metric: String) -> String {
 
 func formatTolerance(_ t: Double, _ metric: String) -> String {
     MetricRule.of(metric).tolerance == .relative ? String(format: "%.0f%%", t * 100) : String(format: "%.4f", t)
-}
-
-extension String {
-    func trimmingTrailingSpaces() -> String {
-        var s = self
-        while s.last == " " { s.removeLast() }
-        return s
-    }
 }

@@ -292,10 +292,7 @@ let document = JSONValue.object([
     ("results", .array(rows.map(\.json))),
 ])
 try writeFileAtomically(document.rendered(), to: out)
-print("workload                                   threads  batch  metric          value")
-for r in rows {
-    print(r.workload.padding(toLength: 43, withPad: " ", startingAt: 0) + String(r.threads).padding(toLength: 9, withPad: " ", startingAt: 0)
-          + (r.batch.map(String.init) ?? "-").padding(toLength: 7, withPad: " ", startingAt: 0)
-          + r.metric.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "%.2f", r.value))
-}
+TextColumns.render([["workload", "threads", "batch", "metric", "value"]]
+                   + rows.map { [$0.workload, String($0.threads), $0.batch.map(String.init) ?? "-", $0.metric, String(format: "%.2f", $0.value)] },
+                   rightAligned: [4]).forEach { print($0) }
 print("wrote \(out)")

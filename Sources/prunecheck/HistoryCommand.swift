@@ -50,10 +50,7 @@ struct History: ParsableCommand {
                         + names.map { n in p.metrics[n].map { MetricCheck.format($0, n) } ?? (p.revision.content == nil ? "deleted" : "-") }
                         + [p.revision.summary])
         }
-        let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max() ?? 0 }
-        for row in rows {
-            print(zip(row, widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }.joined(separator: "  "))
-        }
+        TextColumns.render(rows).forEach { print($0) }
         if let svg {
             try writeFileAtomically(HistoryChart.svg(model: name, metrics: names, points: points.map { (String($0.revision.commit.prefix(8)), $0.metrics) }), to: svg)
             note("SVG chart: \(svg)")

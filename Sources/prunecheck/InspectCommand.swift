@@ -56,10 +56,7 @@ struct Inspect: ParsableCommand {
             [r.name, r.op, shapeText(r.output), r.params == 0 ? "" : "\(r.params)",
              r.params == 0 ? "" : String(format: "%.2f%%", 100 * (1 - Double(r.nonzero) / Double(r.params)))]
         }
-        let widths = (0..<5).map { c in table.map { $0[c].count }.max() ?? 0 }
-        for row in table {
-            print("  " + row.enumerated().map { c, v in c >= 3 ? String(repeating: " ", count: widths[c] - v.count) + v : v.padding(toLength: widths[c], withPad: " ", startingAt: 0) }.joined(separator: "  "))
-        }
+        TextColumns.render(table, rightAligned: [3, 4], indent: "  ").forEach { print($0) }
         print("  total: \(cost.paramsTotal) parameters, \(cost.paramsNonzero) nonzero; \(cost.macs) MACs per example (\(cost.macsNonzero) on nonzero weights)")
     }
 }

@@ -1,4 +1,3 @@
-import Common
 /// A strict RFC 8259 JSON parser that keeps object keys in file order.
 public struct JSONParseError: UserFacingError, Equatable {
     /// Byte offset of the problem.

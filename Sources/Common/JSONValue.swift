@@ -103,3 +103,40 @@ public func writeFileAtomically(_ contents: String, to path: String) throws {
         throw error
     }
 }
+
+extension JSONValue {
+    /// The document as Foundation objects (dictionaries, arrays, NSNumber, String, NSNull), for
+    /// readers written against them; numbers with an integral value become integers.
+    public var foundationObject: Any {
+        switch self {
+        case .null: return NSNull()
+        case .bool(let b): return b
+        case .number(let d): return d == d.rounded() && abs(d) < 9.007e15 ? NSNumber(value: Int(d)) : NSNumber(value: d)
+        case .string(let s): return s
+        case .array(let items): return items.map(\.foundationObject)
+        case .object(let pairs): return Dictionary(pairs.map { ($0.0, $0.1.foundationObject) }, uniquingKeysWith: { _, last in last })
+        }
+    }
+
+    /// A document built from Foundation objects, object keys sorted (what `LayerListWriter`
+    /// builds); nil for anything JSON cannot hold.
+    public init?(foundation object: Any) {
+        switch object {
+        case is NSNull: self = .null
+        case let b as Bool where type(of: object) == Bool.self: self = .bool(b)
+        case let i as Int: self = .number(Double(i))
+        case let d as Double: self = .number(d)
+        case let f as Float: self = .number(Double(f))
+        case let s as String: self = .string(s)
+        case let a as [Any]:
+            var items: [JSONValue] = []
+            for x in a { guard let v = JSONValue(foundation: x) else { return nil }; items.append(v) }
+            self = .array(items)
+        case let o as [String: Any]:
+            var pairs: [(String, JSONValue)] = []
+            for k in o.keys.sorted() { guard let v = JSONValue(foundation: o[k]!) else { return nil }; pairs.append((k, v)) }
+            self = .object(pairs)
+        default: return nil
+        }
+    }
+}
