@@ -60,7 +60,8 @@ public func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData
     let started = Date()
     do {
         return try PruningPipeline.run(model, recipe: recipe, train: train, seed: spec.seed, threads: spec.threads, teacher: teacher,
-                                       latencyProbe: LatencyHarness.budgetProbe, progress: { phase, e, total in
+                                       latencyProbe: LatencyHarness.budgetProbe,
+                                       energyEstimate: { EnergyModel.picojoules(macs: $0, parameterWords: $1) }, progress: { phase, e, total in
             progress?.update("  \(label) \(phase)", done: e.epoch, total: total,
                              detail: "epochs, loss \(String(format: "%.4f", e.meanLoss))", started: started)
         })

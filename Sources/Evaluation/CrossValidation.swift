@@ -1,3 +1,4 @@
+import Common
 import TensorEngine
 
 public enum CrossValidation {

@@ -59,13 +59,18 @@ public struct AllocationError: UserFacingError, Equatable {
 /// (`LatencyHarness.budgetProbe`), so pruning depends on no evaluation code.
 public typealias LatencyProbe = (_ input: Tensor, _ threads: Int) -> (Graph) -> Double
 
+/// Estimates the energy of one inference (picojoules) from its multiply-adds and the parameter
+/// words read from DRAM. Evaluation's cost model supplies it (`EnergyModel.picojoules`), so the
+/// `energy` method ranks by the same formula as the `energy_nj` metric.
+public typealias EnergyEstimate = (_ macs: Double, _ parameterWords: Double) -> Double
+
 public enum Allocator {
     public static let levels: [Double] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99]
 
     /// With a latency budget, `latency` times the model (p50, µs) on the budget's batch, or else
     /// `latencyProbe` does on the first calibration examples (`latencyInput`) with `threads`;
     /// one of them is required then (Pruning does not time models itself).
-    public static func allocate(_ model: Graph, layers: [String], maxSparsity: Double, budget: PruneRecipe.Budget, energy: Bool,
+    public static func allocate(_ model: Graph, layers: [String], maxSparsity: Double, budget: PruneRecipe.Budget, energy: EnergyEstimate?,
                                 calibration: CalibrationSet, threads: Int, latency: ((Graph) -> Double)? = nil,
                                 latencyProbe: LatencyProbe? = nil) throws -> Allocation {
         let training = model.training
@@ -263,8 +268,8 @@ public enum Allocator {
         func gain(_ l: Int, _ k: Int) -> Double {
             guard k >= 0 else { return 0 }
             let s = steps[k], n = Double(originals[l].count)
-            guard energy else { return (s * n).rounded() }
-            return costs[l].energy(density: 1) - costs[l].energy(density: 1 - s)
+            guard let energy else { return (s * n).rounded() }
+            return costs[l].energy(density: 1, energy) - costs[l].energy(density: 1 - s, energy)
         }
         var moves: [Int] = []
         var predicted = 0.0
@@ -316,7 +321,7 @@ public enum Allocator {
         return Tensor(shape: [batchSize] + rowShape, scalars: scalars)
     }
 
-    /// What one layer costs per inference of one example under `EnergyModel`.
+    /// What one layer costs per inference of one example.
     struct LayerCost {
         var weights: Int
         var rows: Int
@@ -324,11 +329,11 @@ public enum Allocator {
         var positions: Int
         /// Energy in picojoules at weight density `d`: the nonzero MACs, and the parameter
         /// words read from DRAM in the cheaper of dense and CSR storage.
-        func energy(density d: Double) -> Double {
+        func energy(density d: Double, _ estimate: EnergyEstimate) -> Double {
             let nnz = Double(weights) * d
             let macs = nnz * Double(positions)
             let words = min(Double(weights), 2 * nnz + Double(rows + 1))
-            return macs * (EnergyModel.floatMultiplyPJ + EnergyModel.floatAddPJ) + words * EnergyModel.dramWordPJ
+            return estimate(macs, words)
         }
     }
 

@@ -1,3 +1,4 @@
+import Common
 import TensorEngine
 
 /// A part of a graph that can be removed while every shape stays valid: a residual branch

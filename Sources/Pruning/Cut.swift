@@ -1,3 +1,4 @@
+import Common
 import TensorEngine
 
 /// What a cut works with besides the recipe.

@@ -1,3 +1,4 @@
+import Common
 import TensorEngine
 
 /// One epoch of fine-tuning: its mean training loss.

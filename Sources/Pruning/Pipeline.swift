@@ -21,10 +21,11 @@ public enum PruningPipeline {
     /// training split `train`. `teacher` replaces the dense model as the distillation teacher.
     /// `afterCut` sees the model right after a one-shot cut, before fine-tuning. `progress` gets
     /// every fine-tuning epoch with the phase's name and epoch count. `latencyProbe` times models
-    /// for an `auto` latency budget (required for one).
+    /// for an `auto` latency budget (required for one), `energyEstimate` ranks layers for the `energy`
+    /// method (required for it).
     public static func run(
         _ model: Graph, recipe: PruneRecipe, train: LabeledData, seed: UInt64, threads: Int, teacher: Graph? = nil,
-        latencyProbe: LatencyProbe? = nil, afterCut: ((Graph) -> Void)? = nil, progress: ((String, EpochLog, Int) -> Void)? = nil
+        latencyProbe: LatencyProbe? = nil, energyEstimate: EnergyEstimate? = nil, afterCut: ((Graph) -> Void)? = nil, progress: ((String, EpochLog, Int) -> Void)? = nil
     ) throws -> PruningOutcome {
         if let p = recipe.problem { preconditionFailure("recipe refused by its own check: \(p.key): \(p.message)") }
         let teacherModel = recipe.distill != nil ? (teacher ?? model.copy()) : nil
@@ -47,7 +48,9 @@ public enum PruningPipeline {
         var allocation: Allocation?
         if recipe.method.allocates, let budget = recipe.budget {
             let a = try Allocator.allocate(model, layers: targetLayers(model, recipe: recipe), maxSparsity: recipe.sparsity,
-                                           budget: budget, energy: recipe.method == .energy,
+                                           budget: budget, energy: recipe.method == .energy ? energyEstimate ?? {
+                                               preconditionFailure("the energy method needs an energy estimate")
+                                           }() : nil,
                                            calibration: calibration!, threads: threads, latencyProbe: latencyProbe)
             context.layerSparsity = Dictionary(uniqueKeysWithValues: a.layers.map { ($0.name, $0.sparsity) })
             notes.append("\(recipe.method.rawValue): per-layer sparsity " + a.layers.map { "\(StructuredPruning.layerName($0.name)) \(format($0.sparsity))" }.joined(separator: ", ")

@@ -60,29 +60,18 @@ public enum Statistics {
         precondition(baseline.count == current.count && !baseline.isEmpty, "paired samples needed")
         let n = baseline.count
         let diff = zip(current, baseline).map { Double(($0 ? 1 : 0) - ($1 ? 1 : 0)) }
-        var state = seed &+ 0x9E37_79B9_7F4A_7C15
+        var rng = Philox(seed: seed)
         var changes: [Double] = []
         changes.reserveCapacity(resamples)
         for _ in 0..<resamples {
             var sum = 0.0
-            for _ in 0..<n {
-                state = splitMix(&state)
-                sum += diff[Int(state.multipliedFullWidth(by: UInt64(n)).high)]
-            }
+            for _ in 0..<n { sum += diff[rng.nextInt(below: n)] }
             changes.append(sum / Double(n))
         }
         changes.sort()
         let lo = changes[Int((Double(resamples) * (1 - level) / 2).rounded(.down))]
         let hi = changes[min(resamples - 1, Int((Double(resamples) * (1 + level) / 2).rounded(.down)))]
         return lo...hi
-    }
-
-    static func splitMix(_ state: inout UInt64) -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 
     /// `count` evenly spaced quantiles ((i + ½)/count) of sorted values: a compact, fixed-size

@@ -1,3 +1,4 @@
+import Common
 import Kernels
 
 /// Weight initializers from the counter-based Philox stream, so the same seed gives the same

@@ -289,7 +289,8 @@ extension Prune {
                             afterCut: ((Graph) -> Void)? = nil, progress: ((String, EpochLog, Int) -> Void)? = nil) throws -> PruningOutcome {
         do {
             return try PruningPipeline.run(graph, recipe: recipe, train: train, seed: seed, threads: threads, teacher: teacher,
-                                           latencyProbe: LatencyHarness.budgetProbe, afterCut: afterCut, progress: progress)
+                                           latencyProbe: LatencyHarness.budgetProbe,
+                                           energyEstimate: { EnergyModel.picojoules(macs: $0, parameterWords: $1) }, afterCut: afterCut, progress: progress)
         } catch let e as StructuredPruningError {
             throw InputError("\(model): \(e)")
         } catch let e as AllocationError {

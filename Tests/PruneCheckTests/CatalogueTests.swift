@@ -1,3 +1,4 @@
+import Common
 import Foundation
 import Testing
 import Evaluation
@@ -398,13 +399,13 @@ enum CatalogueFixtures {
         let calibration = CalibrationSet(train, settings: .init(samples: 600, batchSize: 200), seed: 3)
         let model = try CatalogueFixtures.digitsModel()
         let layers = model.prunableWeights.map(\.name)
-        let a = try Allocator.allocate(model, layers: layers, maxSparsity: 0.99, budget: .init(maxAccuracyDrop: 0.01), energy: false, calibration: calibration, threads: 1)
+        let a = try Allocator.allocate(model, layers: layers, maxSparsity: 0.99, budget: .init(maxAccuracyDrop: 0.01), energy: nil, calibration: calibration, threads: 1)
         #expect(a.denseAccuracy - a.prunedAccuracy <= 0.01 + 1e-12)
         #expect(a.totalSparsity >= a.uniformSparsity - 0.01, "auto \(a.totalSparsity) vs uniform \(a.uniformSparsity)")
-        #expect(try Allocator.allocate(model, layers: layers, maxSparsity: 0.99, budget: .init(maxAccuracyDrop: 0.01), energy: false, calibration: calibration, threads: 2) == a)
-        let e = try Allocator.allocate(model, layers: layers, maxSparsity: 0.99, budget: .init(maxAccuracyDrop: 0.01), energy: true, calibration: calibration, threads: 1)
+        #expect(try Allocator.allocate(model, layers: layers, maxSparsity: 0.99, budget: .init(maxAccuracyDrop: 0.01), energy: nil, calibration: calibration, threads: 2) == a)
+        let e = try Allocator.allocate(model, layers: layers, maxSparsity: 0.99, budget: .init(maxAccuracyDrop: 0.01), energy: { EnergyModel.picojoules(macs: $0, parameterWords: $1) }, calibration: calibration, threads: 1)
         let costs = try Allocator.layerCosts(model, layers: layers)
-        func energy(_ s: [Double]) -> Double { zip(costs, s).reduce(0) { $0 + $1.0.energy(density: 1 - $1.1) } }
+        func energy(_ s: [Double]) -> Double { zip(costs, s).reduce(0) { $0 + $1.0.energy(density: 1 - $1.1) { EnergyModel.picojoules(macs: $0, parameterWords: $1) } } }
         #expect(energy(e.layers.map(\.sparsity)) <= energy(layers.map { _ in e.uniformSparsity }) + 1e-6)
         // The weights were restored.
         #expect(model.prunableWeights.allSatisfy { $0.variable.value.scalars.contains { $0 == 0 } == false })
@@ -426,7 +427,7 @@ enum CatalogueFixtures {
         let dense = nonzeros(model)
         func allocate(_ target: Double, threads: Int = 1, drop: Double? = nil) throws -> Allocation {
             try Allocator.allocate(model, layers: layers, maxSparsity: 0.95, budget: .init(maxAccuracyDrop: drop, maxLatencyP50: target),
-                                   energy: false, calibration: calibration, threads: threads, latency: nonzeros)
+                                   energy: nil, calibration: calibration, threads: threads, latency: nonzeros)
         }
         let a = try allocate(0.4 * dense)
         #expect(a.prunedLatency! <= 0.4 * dense && a.denseLatency == dense)
@@ -434,7 +435,7 @@ enum CatalogueFixtures {
         // The lowest uniform level that fits, measured the same way.
         #expect(a.uniformSparsity >= 0.6 - 1e-9 && a.uniformSparsity <= 0.7 + 1e-9, "uniform \(a.uniformSparsity)")
         let uniform = try Allocator.allocate(model, layers: layers, maxSparsity: a.uniformSparsity, budget: .init(maxAccuracyDrop: 0.99),
-                                             energy: false, calibration: calibration, threads: 1)
+                                             energy: nil, calibration: calibration, threads: 1)
         #expect(uniform.layers.allSatisfy { $0.sparsity == a.uniformSparsity })
         #expect(a.prunedAccuracy >= uniform.prunedAccuracy, "latency allocation \(a.prunedAccuracy) vs uniform \(uniform.prunedAccuracy)")
         let free = try allocate(2 * dense)
@@ -446,11 +447,11 @@ enum CatalogueFixtures {
         // The real clock: the dense model is within a day of microseconds, and under a
         // nanosecond nothing runs.
         let real = try Allocator.allocate(model, layers: layers, maxSparsity: 0.9, budget: .init(maxLatencyP50: 86_400e6),
-                                          energy: false, calibration: calibration, threads: 1, latencyProbe: LatencyHarness.budgetProbe)
+                                          energy: nil, calibration: calibration, threads: 1, latencyProbe: LatencyHarness.budgetProbe)
         #expect(real.layers.allSatisfy { $0.sparsity == 0 } && real.denseLatency! > 0)
         #expect(throws: AllocationError.self) {
             try Allocator.allocate(model, layers: layers, maxSparsity: 0.9, budget: .init(maxLatencyP50: 1e-3),
-                                   energy: false, calibration: calibration, threads: 1, latencyProbe: LatencyHarness.budgetProbe)
+                                   energy: nil, calibration: calibration, threads: 1, latencyProbe: LatencyHarness.budgetProbe)
         }
         #expect(model.prunableWeights.allSatisfy { $0.variable.value.scalars.contains { $0 == 0 } == false })
     }

@@ -1,3 +1,4 @@
+import Common
 import Kernels
 
 // Dropout: identity at inference, a seeded Philox mask in training mode.

@@ -12,7 +12,12 @@ public enum EnergyModel {
     public static let dramWordPJ = 640.0
 
     public static func nanojoules(macs: Int, parameterBytes: Int, activationWords: Int) -> Double {
-        (Double(macs) * (floatMultiplyPJ + floatAddPJ) + Double(parameterBytes / 4) * dramWordPJ
-            + Double(activationWords) * sramWordPJ) / 1000
+        picojoules(macs: Double(macs), parameterWords: Double(parameterBytes / 4), activationWords: Double(activationWords)) / 1000
+    }
+
+    /// The same estimate in picojoules, for fractional counts: what the `energy` pruning
+    /// method ranks layers by (as `Pruning.EnergyEstimate`, without activations).
+    public static func picojoules(macs: Double, parameterWords: Double, activationWords: Double = 0) -> Double {
+        macs * (floatMultiplyPJ + floatAddPJ) + parameterWords * dramWordPJ + activationWords * sramWordPJ
     }
 }
