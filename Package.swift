@@ -43,7 +43,7 @@ let package = Package(
             ],
             swiftSettings: [v5]),
         .target(name: "Pruning", dependencies: ["Common", "Kernels", "TensorEngine"], swiftSettings: numericFlags + [v5]),
-        .target(name: "Evaluation", dependencies: ["Common", "Kernels", "TensorEngine"], swiftSettings: numericFlags + [v5]),
+        .target(name: "Evaluation", dependencies: ["Common", "Kernels", "TensorEngine", .product(name: "ZIPFoundation", package: "ZIPFoundation")], swiftSettings: numericFlags + [v5]),
         .target(name: "Regression", dependencies: ["Common"], swiftSettings: [v5]),
         .systemLibrary(
             name: "CLibGit2", pkgConfig: "libgit2",
@@ -73,15 +73,20 @@ let package = Package(
             name: "prunecheck-bench",
             dependencies: ["Common", "Evaluation", "Kernels", "TensorEngine", "ModelIO", "Pruning", "Regression"],
             swiftSettings: numericFlags + [v5]),
+        // ONNX's backend node tests through the importer and the engine (make conformance, tests).
+        .target(
+            name: "Conformance",
+            dependencies: ["ModelIO", "TensorEngine", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: [v5]),
         .executableTarget(
-            name: "prunecheck-conformance", dependencies: ["ModelIO", "TensorEngine"], swiftSettings: [v5]),
+            name: "prunecheck-conformance", dependencies: ["Conformance", "TensorEngine"], swiftSettings: [v5]),
         .executableTarget(
             name: "prunecheck-fuzz", dependencies: ["ModelIO", "Configuration"], swiftSettings: [v5]),
         .testTarget(
             name: "PruneCheckTests",
             dependencies: [
                 "Common", "Kernels", "TensorEngine", "ModelIO", "Pruning", "Evaluation", "Regression", "GitKit",
-                "Reports", "Configuration", "Checking", "prunecheck",
+                "Reports", "Configuration", "Checking", "Conformance", "prunecheck",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             exclude: ["Fixtures"],

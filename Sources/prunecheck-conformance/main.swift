@@ -1,5 +1,5 @@
 import Foundation
-import ModelIO
+import Conformance
 import TensorEngine
 
 // `make conformance`: runs ONNX's backend node tests (a copy lives in the test fixtures)

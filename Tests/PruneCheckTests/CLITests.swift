@@ -1,6 +1,7 @@
 import Common
 import Foundation
 import Testing
+import Checking
 import ModelIO
 import Regression
 

@@ -4,6 +4,7 @@ import SwiftProtobuf
 import Regression
 @testable import Pruning
 import Testing
+import Conformance
 @testable import ModelIO
 @testable import TensorEngine
 

@@ -1,4 +1,6 @@
 import Foundation
+import ModelIO
+import SwiftProtobuf
 import TensorEngine
 
 /// Runs ONNX backend node tests (`test_*/model.onnx` with `test_data_set_0/input_*.pb` and
@@ -64,7 +66,7 @@ public enum ONNXConformance {
         }
     }
 
-    static func compare(_ v: Value, _ e: TensorData) -> String? {
+    public static func compare(_ v: Value, _ e: TensorData) -> String? {
         guard v.dtype == e.dtype else { return "element type \(v.dtype.rawValue), expected \(e.dtype.rawValue)" }
         guard v.shape == e.shape else { return "shape \(v.shape), expected \(e.shape)" }
         switch (v, e) {
