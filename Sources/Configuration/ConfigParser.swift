@@ -289,25 +289,11 @@ struct Parser {
         let method = try m["method"].map { try choice($0, join(key, "method"), PruneRecipe.Method.self) } ?? .magnitude
         // OBS and SparseGPT prune each layer to the same sparsity: that is their default scope.
         let scope = try m["scope"].map { try choice($0, join(key, "scope"), PruneRecipe.Scope.self) } ?? (method.isLayerwise ? .layer : .global)
-        var granularity = PruneRecipe.Granularity.unstructured
-        if let g = m["granularity"] {
-            let text = try string(g, join(key, "granularity"))
-            guard let parsed = PruneRecipe.Granularity(text: text) else {
-                throw error(g, join(key, "granularity"), "'\(text)' is not allowed; expected \(PruneRecipe.Granularity.allowedText)")
-            }
-            granularity = parsed
-        }
-        let sparsity: Double
-        if case let .nm(n, mm) = granularity {
-            // N:M fixes the sparsity at 1 − N/M; a stated sparsity must agree.
-            sparsity = 1 - Double(n) / Double(mm)
-            if let sNode = m["sparsity"], abs(try double(sNode, join(key, "sparsity")) - sparsity) > 1e-9 {
-                throw error(sNode, join(key, "sparsity"), "granularity \(granularity.text) prunes exactly \(sparsity); leave sparsity out or give that")
-            }
-        } else {
-            guard let sNode = m["sparsity"] else { throw error(node, join(key, "sparsity"), "is missing; give a fraction in [0, 1)") }
-            sparsity = try double(sNode, join(key, "sparsity"))
-            guard sparsity >= 0 && sparsity < 1 else { throw error(sNode, join(key, "sparsity"), "\(sparsity) is outside [0, 1)") }
+        let granularity = try m["granularity"].map { g in
+            try recipeField(node, key) { try PruneRecipe.granularity(from: try string(g, join(key, "granularity"))) }
+        } ?? .unstructured
+        let sparsity = try recipeField(node, key) {
+            try PruneRecipe.sparsity(try m["sparsity"].map { try double($0, join(key, "sparsity")) }, granularity: granularity)
         }
         var finetune: FineTuneSettings?
         if let f = m["finetune"] {
@@ -318,24 +304,13 @@ struct Parser {
             if let n = fm["epochs"] { s.epochs = try int(n, join(fk, "epochs"), min: 0) }
             if let n = fm["batch_size"] { s.batchSize = try int(n, join(fk, "batch_size"), min: 1) }
             if let n = fm["optimizer"] { s.optimizer = try choice(n, join(fk, "optimizer"), FineTuneSettings.Optimizer.self) }
-            if let n = fm["lr"] {
-                s.learningRate = try double(n, join(fk, "lr"))
-                guard s.learningRate > 0 else { throw error(n, join(fk, "lr"), "must be positive") }
-            }
-            if let n = fm["momentum"] {
-                s.momentum = try double(n, join(fk, "momentum"))
-                guard (0..<1).contains(s.momentum) else { throw error(n, join(fk, "momentum"), "must be in [0, 1)") }
-            }
+            if let n = fm["lr"] { s.learningRate = try double(n, join(fk, "lr")) }
+            if let n = fm["momentum"] { s.momentum = try double(n, join(fk, "momentum")) }
             if let n = fm["nesterov"] { s.nesterov = try bool(n, join(fk, "nesterov")) }
-            if let n = fm["weight_decay"] {
-                s.weightDecay = try double(n, join(fk, "weight_decay"))
-                guard s.weightDecay >= 0 else { throw error(n, join(fk, "weight_decay"), "must be ≥ 0") }
-            }
-            if let n = fm["label_smoothing"] {
-                s.labelSmoothing = try double(n, join(fk, "label_smoothing"))
-                guard (0..<1).contains(s.labelSmoothing) else { throw error(n, join(fk, "label_smoothing"), "must be in [0, 1)") }
-            }
+            if let n = fm["weight_decay"] { s.weightDecay = try double(n, join(fk, "weight_decay")) }
+            if let n = fm["label_smoothing"] { s.labelSmoothing = try double(n, join(fk, "label_smoothing")) }
             if let n = fm["lr_schedule"] { try schedule(n, join(fk, "lr_schedule"), into: &s) }
+            try recipeField(node, key) { try s.check() }
             finetune = s
         }
         var recipe = PruneRecipe(method: method, scope: scope, granularity: granularity, sparsity: sparsity, finetune: finetune)
@@ -345,12 +320,12 @@ struct Parser {
         if let n = m["norm"] { recipe.norm = try choice(n, join(key, "norm"), PruneRecipe.Norm.self) }
         if let n = m["init"] { recipe.initializer = try choice(n, join(key, "init"), Initializer.self) }
         if let n = m["damping"] {
-            recipe.damping = try double(n, join(key, "damping"))
-            guard recipe.damping > 0 else { throw error(n, join(key, "damping"), "must be positive (λ = damping · mean(diag H))") }
+            let d = try double(n, join(key, "damping"))
+            recipe.damping = try recipeField(node, key) { try PruneRecipe.checkedDamping(d) }
         }
         if let n = m["schedule"] { recipe.schedule = try pruneSchedule(n, join(key, "schedule")) }
-        if let n = m["regularize"] { recipe.regularize = try regularize(n, join(key, "regularize"), finetune: finetune) }
-        if let n = m["distill"] { recipe.distill = try distill(n, join(key, "distill"), resolve: resolve) }
+        if let n = m["regularize"] { recipe.regularize = try regularize(n, join(key, "regularize"), finetune: finetune, recipe: node, recipeKey: key) }
+        if let n = m["distill"] { recipe.distill = try distill(n, join(key, "distill"), resolve: resolve, recipe: node, recipeKey: key) }
         if let n = m["calibration"] {
             let k = join(key, "calibration")
             let cm = try mapping(n, k, allowed: ["samples", "batch_size"])
@@ -360,25 +335,10 @@ struct Parser {
         if let n = m["budget"] {
             let k = join(key, "budget")
             let bm = try mapping(n, k, allowed: ["max_accuracy_drop", "max_latency_p50_us", "batch_size"])
-            var budget = PruneRecipe.Budget()
-            if let v = bm["max_accuracy_drop"] {
-                let drop = try double(v, join(k, "max_accuracy_drop"))
-                guard (0..<1).contains(drop) else { throw error(v, join(k, "max_accuracy_drop"), "must be in [0, 1) (0.01 = one point of accuracy)") }
-                budget.maxAccuracyDrop = drop
-            }
-            if let v = bm["max_latency_p50_us"] {
-                let us = try double(v, join(k, "max_latency_p50_us"))
-                guard us > 0 && us.isFinite else { throw error(v, join(k, "max_latency_p50_us"), "must be a number of microseconds above 0") }
-                budget.maxLatencyP50 = us
-            }
-            if let v = bm["batch_size"] {
-                guard budget.maxLatencyP50 != nil else { throw error(v, join(k, "batch_size"), "is the batch of max_latency_p50_us; give that too") }
-                budget.latencyBatchSize = try int(v, join(k, "batch_size"), min: 1)
-            }
-            guard budget.maxAccuracyDrop != nil || budget.maxLatencyP50 != nil else {
-                throw error(n, k, "needs max_accuracy_drop or max_latency_p50_us, e.g. budget: {max_accuracy_drop: 0.01}")
-            }
-            recipe.budget = budget
+            let drop = try bm["max_accuracy_drop"].map { try double($0, join(k, "max_accuracy_drop")) }
+            let us = try bm["max_latency_p50_us"].map { try double($0, join(k, "max_latency_p50_us")) }
+            let batch = try bm["batch_size"].map { try int($0, join(k, "batch_size"), min: 1) }
+            recipe.budget = try recipeField(node, key) { try PruneRecipe.Budget.checked(maxAccuracyDrop: drop, maxLatencyP50: us, batchSize: batch) }
         }
         if let (k, problem) = recipe.problem { throw error(m[k] ?? m["method"] ?? node, join(key, k), problem) }
         return recipe
@@ -399,57 +359,60 @@ struct Parser {
             if let k = keys.first(where: { m[$0] != nil }) { throw error(m[k]!, join(key, k), "does not apply to kind \(kind)") }
         }
         switch kind {
-        case "oneshot":
-            try refuse(["steps", "frequency", "initial_sparsity", "end"])
-            return .oneshot
-        case "iterative":
-            try refuse(["frequency", "initial_sparsity", "end"])
-            return .iterative(steps: try m["steps"].map { try int($0, join(key, "steps"), min: 1) } ?? 5)
-        case "gradual":
-            try refuse(["steps"])
-            let frequency = try m["frequency"].map { try int($0, join(key, "frequency"), min: 1) } ?? 100
-            let initial = try m["initial_sparsity"].map { try double($0, join(key, "initial_sparsity")) } ?? 0
-            guard (0..<1).contains(initial) else { throw error(m["initial_sparsity"]!, join(key, "initial_sparsity"), "must be in [0, 1)") }
-            let end = try m["end"].map { try double($0, join(key, "end")) } ?? 0.75
-            guard end > 0 && end <= 1 else { throw error(m["end"]!, join(key, "end"), "must be in (0, 1]: the fraction of fine-tuning steps at which the final sparsity is reached") }
-            return .gradual(frequency: frequency, initial: initial, end: end)
-        default:
-            throw error(kindNode, join(key, "kind"), "'\(kind)' is not allowed; expected one of: \(kinds.joined(separator: ", "))")
+        case "oneshot": try refuse(["steps", "frequency", "initial_sparsity", "end"])
+        case "iterative": try refuse(["frequency", "initial_sparsity", "end"])
+        case "gradual": try refuse(["steps"])
+        default: break
+        }
+        let steps = try m["steps"].map { try int($0, join(key, "steps"), min: 1) }
+        let frequency = try m["frequency"].map { try int($0, join(key, "frequency"), min: 1) }
+        let initial = try m["initial_sparsity"].map { try double($0, join(key, "initial_sparsity")) }
+        let end = try m["end"].map { try double($0, join(key, "end")) }
+        do {
+            return try PruneRecipe.Schedule.checked(kind: kind, steps: steps, frequency: frequency, initialSparsity: initial, end: end)
+        } catch let e as RecipeFieldError {
+            let field = String(e.key.dropFirst("schedule.".count))
+            throw error(field == "kind" ? kindNode : m[field] ?? node, join(key, field), e.problem)
         }
     }
 
     /// `regularize: {l1: λ}` or `{group_lasso: λ}`, with `epochs` (default: the finetune epochs).
-    func regularize(_ node: Node, _ key: String, finetune: FineTuneSettings?) throws -> PruneRecipe.Regularization {
+    func regularize(_ node: Node, _ key: String, finetune: FineTuneSettings?, recipe: Node, recipeKey: String) throws -> PruneRecipe.Regularization {
         let m = try mapping(node, key, allowed: ["l1", "group_lasso", "epochs"])
         let given = PruneRecipe.Regularization.Kind.allCases.filter { m[$0.rawValue] != nil }
         guard given.count == 1, let kind = given.first else {
             throw error(node, key, "give exactly one of l1: λ or group_lasso: λ")
         }
         let lambda = try double(m[kind.rawValue]!, join(key, kind.rawValue))
-        guard lambda > 0 else { throw error(m[kind.rawValue]!, join(key, kind.rawValue), "λ must be positive") }
-        let epochs = try m["epochs"].map { try int($0, join(key, "epochs"), min: 1) } ?? max(finetune?.epochs ?? 1, 1)
-        return PruneRecipe.Regularization(kind: kind, lambda: lambda, epochs: epochs)
+        let epochs = try m["epochs"].map { try int($0, join(key, "epochs"), min: 1) }
+        return try recipeField(recipe, recipeKey) {
+            try PruneRecipe.Regularization.checked(kind: kind, lambda: lambda, epochs: epochs, finetuneEpochs: finetune?.epochs)
+        }
     }
 
     /// `distill: {temperature: T, alpha: a, teacher: FILE, teacher_architecture: FILE}`.
-    func distill(_ node: Node, _ key: String, resolve: (String) -> String) throws -> PruneRecipe.Distillation {
+    func distill(_ node: Node, _ key: String, resolve: (String) -> String, recipe: Node, recipeKey: String) throws -> PruneRecipe.Distillation {
         let m = try mapping(node, key, allowed: ["temperature", "alpha", "teacher", "teacher_architecture"])
-        var d = PruneRecipe.Distillation()
-        if let n = m["temperature"] {
-            d.temperature = try double(n, join(key, "temperature"))
-            guard d.temperature > 0 else { throw error(n, join(key, "temperature"), "must be positive") }
+        let t = try m["temperature"].map { try double($0, join(key, "temperature")) }
+        let a = try m["alpha"].map { try double($0, join(key, "alpha")) }
+        let teacher = try m["teacher"].map { resolve(try string($0, join(key, "teacher"))) }
+        let architecture = try m["teacher_architecture"].map { resolve(try string($0, join(key, "teacher_architecture"))) }
+        return try recipeField(recipe, recipeKey) {
+            try PruneRecipe.Distillation.checked(temperature: t, alpha: a, teacher: teacher, teacherArchitecture: architecture)
         }
-        if let n = m["alpha"] {
-            d.alpha = try double(n, join(key, "alpha"))
-            guard (0...1).contains(d.alpha) else { throw error(n, join(key, "alpha"), "must be in [0, 1] (the weight of the distillation loss)") }
+    }
+
+    /// Runs a check of `RecipeFields`; its error becomes a ConfigError at the YAML node of the
+    /// field (or the nearest enclosing one that exists) under the recipe's key.
+    func recipeField<T>(_ recipe: Node, _ recipeKey: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as RecipeFieldError {
+            var at = recipe
+            for part in e.key.split(separator: ".") {
+                guard let child = at[String(part)] else { break }
+                at = child
+            }
+            throw error(at, join(recipeKey, e.key), e.problem)
         }
-        d.teacher = try m["teacher"].map { resolve(try string($0, join(key, "teacher"))) }
-        d.teacherArchitecture = try m["teacher_architecture"].map { resolve(try string($0, join(key, "teacher_architecture"))) }
-        if let t = d.teacher, !t.hasSuffix(".onnx"), d.teacherArchitecture == nil {
-            throw error(m["teacher"]!, join(key, "teacher_architecture"), "is missing; a .safetensors teacher needs its architecture file")
-        }
-        if d.teacher == nil, let n = m["teacher_architecture"] { throw error(n, join(key, "teacher_architecture"), "needs teacher") }
-        return d
     }
 
     /// `lr_schedule: NAME` or `{kind: NAME, step_size, milestones, gamma, warmup_steps, min_lr, patience}`.

@@ -10,11 +10,9 @@ import Regression
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Evaluate one dense model on a data set and print its metrics.")
 
-    @Option(help: "The model file (.onnx, or .safetensors with --architecture).")
-    var model: String
-
-    @Option(help: "The architecture file (layer-list JSON) for a .safetensors model.")
-    var architecture: String?
+    @OptionGroup var modelOptions: ModelOptions
+    var model: String { modelOptions.model }
+    var architecture: String? { modelOptions.architecture }
 
     @Option(help: "The data file (.npz).")
     var data: String
@@ -25,8 +23,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Multiply inputs by this before the model (e.g. 0.00392156862745098 for uint8 pixels).")
     var scale: Double = 1
 
-    @Option(help: "Worker threads.")
-    var threads = 1
+    @OptionGroup var threadOptions: ThreadOptions
+    var threads: Int { threadOptions.threads }
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
@@ -34,7 +32,6 @@ struct Eval: ParsableCommand {
     func run() throws {
         let names = split.split(separator: ",").map(String.init)
         guard names.count == 2 else { throw ValidationError("--split takes two names: inputs,labels") }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         let m = try loadModel(path: model, architecture: architecture)
         let classes = try classCount(of: m, file: model)
         let split = SplitSource(inputs: names[0], labels: names[1])

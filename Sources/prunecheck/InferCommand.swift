@@ -15,11 +15,9 @@ struct Infer: ParsableCommand {
             run both on the same arrays and compare.
             """)
 
-    @Option(help: "The model file (.onnx, or .safetensors with --architecture).")
-    var model: String
-
-    @Option(help: "The architecture file (layer-list JSON) for a .safetensors model.")
-    var architecture: String?
+    @OptionGroup var modelOptions: ModelOptions
+    var model: String { modelOptions.model }
+    var architecture: String? { modelOptions.architecture }
 
     @Option(help: "The data file (.npz) with one array per graph input.")
     var data: String
@@ -30,14 +28,13 @@ struct Infer: ParsableCommand {
     @Option(help: "Run at most this many examples at a time (0: all at once).")
     var batchSize = 0
 
-    @Option(help: "Worker threads.")
-    var threads = 1
+    @OptionGroup var threadOptions: ThreadOptions
+    var threads: Int { threadOptions.threads }
 
     @Option(help: "Write the outputs here (.npz).")
     var out: String
 
     func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard batchSize >= 0 else { throw ValidationError("--batch-size must be 0 or more") }
         for pair in inputs where pair.split(separator: "=", omittingEmptySubsequences: false).count != 2 {
             throw ValidationError("--input \(pair): expected NAME=ARRAY")

@@ -95,3 +95,23 @@ func appendToFile(_ text: String, path: String) {
     handle.write(Data(text.utf8))
     handle.closeFile()
 }
+
+/// The model a one-model command reads (`eval`, `prune`, `infer`): `--model` and, for
+/// safetensors weights, `--architecture`.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "The model file (.onnx, or .safetensors with --architecture).")
+    var model: String
+
+    @Option(help: "The architecture file (layer-list JSON) for a .safetensors model.")
+    var architecture: String?
+}
+
+/// Worker threads of a one-model command.
+struct ThreadOptions: ParsableArguments {
+    @Option(help: "Worker threads.")
+    var threads = 1
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    }
+}

@@ -18,11 +18,9 @@ struct Prune: ParsableCommand {
         every layer.
         """)
 
-    @Option(help: "The model file (.onnx, or .safetensors with --architecture).")
-    var model: String
-
-    @Option(help: "The architecture file (layer-list JSON) for a .safetensors model.")
-    var architecture: String?
+    @OptionGroup var modelOptions: ModelOptions
+    var model: String { modelOptions.model }
+    var architecture: String? { modelOptions.architecture }
 
     @Option(help: "The data file (.npz).")
     var data: String
@@ -103,8 +101,8 @@ struct Prune: ParsableCommand {
     @Option(help: "Seed of the fine-tuning order.")
     var seed: UInt64 = 0
 
-    @Option(help: "Worker threads.")
-    var threads = 1
+    @OptionGroup var threadOptions: ThreadOptions
+    var threads: Int { threadOptions.threads }
 
     @Option(help: "Where to write the pruned model: .onnx, or .safetensors (with the layer-list .json beside it).")
     var out: String
@@ -116,105 +114,22 @@ struct Prune: ParsableCommand {
     var json = false
 
     func run() throws {
-        guard let meth = PruneRecipe.Method(rawValue: method) else {
-            throw InputError("--method: '\(method)' is not available; allowed: \(PruneRecipe.Method.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        guard let gran = PruneRecipe.Granularity(text: granularity) else {
-            throw InputError("--granularity: '\(granularity)' is not allowed; expected \(PruneRecipe.Granularity.allowedText)")
-        }
-        let sc: PruneRecipe.Scope
-        if let scope {
-            guard let parsed = PruneRecipe.Scope(rawValue: scope) else { throw InputError("--scope: '\(scope)' is not allowed; expected global or layer") }
-            sc = parsed
-        } else {
-            sc = meth.isLayerwise ? .layer : .global
-        }
-        let amount: Double
-        switch gran {
-        case let .nm(n, m):
-            amount = 1 - Double(n) / Double(m)
-            if let s = sparsity, abs(s - amount) > 1e-9 { throw InputError("--sparsity \(s) contradicts --granularity \(granularity) (which prunes \(amount))") }
-        case .unstructured, .neuron, .channel, .layer:
-            guard let s = sparsity else { throw InputError("--sparsity is required for \(gran.text) pruning") }
-            guard s >= 0 && s < 1 else { throw InputError("--sparsity \(s) is outside [0, 1)") }
-            amount = s
-        }
         guard out.hasSuffix(".onnx") || out.hasSuffix(".safetensors") else {
             throw InputError("--out must name an .onnx file, or a .safetensors file (its layer-list JSON is written beside it), found '\(out)'")
         }
-        guard threads >= 1, batchSize >= 1, finetuneEpochs >= 0, lr > 0 else { throw ValidationError("--threads, --batch-size ≥ 1, --finetune-epochs ≥ 0 and --lr > 0") }
         func pair(_ text: String, _ option: String) throws -> SplitSource {
             let names = text.split(separator: ",").map(String.init)
             guard names.count == 2 else { throw ValidationError("\(option) takes two names: inputs,labels") }
             return SplitSource(inputs: names[0], labels: names[1])
         }
+        let recipe = try Self.flagged { try buildRecipe() }
+        let (meth, gran, sc, finetune) = (recipe.method, recipe.granularity, recipe.scope, recipe.finetune)
         let trainSplit = try pair(split, "--split"), evalSource = try pair(evalSplit, "--eval-split")
         let dense = try loadModel(path: model, architecture: architecture)
         let classes = try classCount(of: dense, file: model)
         let spec = DataSpec(file: data, train: trainSplit, eval: evalSource, scale: scale)
         let eval = try loadSplit(spec, evalSource, model: dense, classes: classes)
         let before = Evaluator.classify(model: dense, data: eval, classes: classes, threads: threads).accuracy
-        let finetune = finetuneEpochs > 0
-            ? FineTuneSettings(epochs: finetuneEpochs, batchSize: batchSize, learningRate: lr, momentum: 0.9, schedule: .cosine)
-            : nil
-        var recipe = PruneRecipe(method: meth, scope: sc, granularity: gran, sparsity: amount, finetune: finetune)
-        recipe.protect = protect
-        recipe.schedule = try Self.parseSchedule(schedule)
-        if let initializer {
-            guard let scheme = Initializer(rawValue: initializer) else {
-                throw InputError("--initializer: '\(initializer)' is not allowed; expected \(Initializer.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            recipe.initializer = scheme
-        }
-        if let distill {
-            let parts = distill.split(separator: ",").map { Double($0) }
-            guard parts.count == 2, let t = parts[0], let a = parts[1], t > 0, (0...1).contains(a) else {
-                throw InputError("--distill: '\(distill)' is not T,alpha with T > 0 and alpha in [0, 1]")
-            }
-            recipe.distill = PruneRecipe.Distillation(temperature: t, alpha: a, teacher: teacher, teacherArchitecture: teacherArchitecture)
-        } else if teacher != nil || teacherArchitecture != nil {
-            throw InputError("--teacher and --teacher-architecture need --distill T,alpha")
-        }
-        if let teacher, !teacher.hasSuffix(".onnx"), teacherArchitecture == nil {
-            throw InputError("--teacher-architecture is missing; a .safetensors teacher needs its architecture file")
-        }
-        if let norm {
-            guard let n = PruneRecipe.Norm(rawValue: norm) else { throw InputError("--norm: '\(norm)' is not allowed; expected l1 or l2") }
-            recipe.norm = n
-        }
-        if let damping {
-            guard damping > 0, damping.isFinite else { throw InputError("--damping \(damping) must be positive") }
-            recipe.damping = damping
-        }
-        if let regularize {
-            let parts = regularize.split(separator: ":").map(String.init)
-            guard (2...3).contains(parts.count), let kind = PruneRecipe.Regularization.Kind(rawValue: parts[0]), let lambda = Double(parts[1]), lambda > 0,
-                  parts.count == 2 || Int(parts[2]).map({ $0 >= 1 }) == true else {
-                throw InputError("--regularize: '\(regularize)' is not l1:λ or group_lasso:λ (λ > 0), optionally :epochs")
-            }
-            recipe.regularize = PruneRecipe.Regularization(kind: kind, lambda: lambda, epochs: parts.count == 3 ? Int(parts[2])! : max(finetuneEpochs, 1))
-        }
-        if maxAccuracyDrop != nil || maxLatencyP50Us != nil {
-            if let b = latencyBatchSize, b < 1 { throw InputError("--latency-batch-size must be at least 1") }
-            if let l = maxLatencyP50Us, !(l > 0) { throw InputError("--max-latency-p50-us must be a number of microseconds above 0") }
-            recipe.budget = PruneRecipe.Budget(maxAccuracyDrop: maxAccuracyDrop, maxLatencyP50: maxLatencyP50Us, latencyBatchSize: latencyBatchSize ?? 1)
-        } else if latencyBatchSize != nil {
-            throw InputError("--latency-batch-size goes with --max-latency-p50-us")
-        }
-        if let calibrationSamples {
-            guard calibrationSamples >= 1 else { throw ValidationError("--calibration-samples must be at least 1") }
-            recipe.calibration.samples = calibrationSamples
-        }
-        if let calibrationBatchSize {
-            guard calibrationBatchSize >= 1 else { throw ValidationError("--calibration-batch-size must be at least 1") }
-            recipe.calibration.batchSize = calibrationBatchSize
-        }
-        if let (key, problem) = recipe.problem {
-            // The recipe's keys, as the options that set them.
-            let option = ["budget": "--max-accuracy-drop / --max-latency-p50-us", "finetune": "--finetune-epochs"][key]
-                ?? "--\(key.replacingOccurrences(of: "_", with: "-"))"
-            throw InputError("\(option): \(problem)")
-        }
         let paramsBefore = dense.parameters.reduce(0) { $0 + $1.variable.value.count }
         let needsTrain = finetune != nil || meth.usesCalibration || recipe.regularize != nil
         let train = needsTrain ? try loadSplit(spec, trainSplit, model: dense, classes: classes) : LabeledData(inputs: Tensor(zeros: [0] + dense.inputShape), labels: [])
@@ -269,20 +184,100 @@ struct Prune: ParsableCommand {
 }
 
 extension Prune {
+    /// The recipe the flags describe, every field checked by the checks `prunecheck.yml` uses
+    /// (`Pruning.RecipeFields`); a refusal names its field by configuration key.
+    func buildRecipe() throws -> PruneRecipe {
+        let meth = try recipeChoice(method, key: "method", PruneRecipe.Method.self)
+        let gran = try PruneRecipe.granularity(from: granularity)
+        let sc = try scope.map { try recipeChoice($0, key: "scope", PruneRecipe.Scope.self) } ?? (meth.isLayerwise ? .layer : .global)
+        let amount = try PruneRecipe.sparsity(sparsity, granularity: gran)
+        var finetune: FineTuneSettings?
+        if finetuneEpochs != 0 {
+            let f = FineTuneSettings(epochs: finetuneEpochs, batchSize: batchSize, learningRate: lr, momentum: 0.9, schedule: .cosine)
+            try f.check()
+            finetune = f
+        }
+        var recipe = PruneRecipe(method: meth, scope: sc, granularity: gran, sparsity: amount, finetune: finetune)
+        recipe.protect = protect
+        recipe.schedule = try Self.parseSchedule(schedule)
+        recipe.initializer = try initializer.map { try recipeChoice($0, key: "init", Initializer.self) }
+        if let distill {
+            let parts = distill.split(separator: ",").map { Double($0) }
+            guard parts.count == 2, let t = parts[0], let a = parts[1] else {
+                throw RecipeFieldError("distill", "'\(distill)' is not T,alpha (e.g. 4,0.5)")
+            }
+            recipe.distill = try PruneRecipe.Distillation.checked(temperature: t, alpha: a, teacher: teacher, teacherArchitecture: teacherArchitecture)
+        } else if teacher != nil || teacherArchitecture != nil {
+            throw InputError("--teacher and --teacher-architecture need --distill T,alpha")
+        }
+        if let norm { recipe.norm = try recipeChoice(norm, key: "norm", PruneRecipe.Norm.self) }
+        if let damping { recipe.damping = try PruneRecipe.checkedDamping(damping) }
+        if let regularize {
+            let parts = regularize.split(separator: ":").map(String.init)
+            guard (2...3).contains(parts.count), let kind = PruneRecipe.Regularization.Kind(rawValue: parts[0]), let lambda = Double(parts[1]),
+                  parts.count == 2 || Int(parts[2]) != nil else {
+                throw RecipeFieldError("regularize", "'\(regularize)' is not l1:λ or group_lasso:λ (λ > 0), optionally :epochs")
+            }
+            recipe.regularize = try PruneRecipe.Regularization.checked(kind: kind, lambda: lambda, epochs: parts.count == 3 ? Int(parts[2])! : nil,
+                                                                       finetuneEpochs: finetuneEpochs)
+        }
+        if maxAccuracyDrop != nil || maxLatencyP50Us != nil || latencyBatchSize != nil {
+            recipe.budget = try PruneRecipe.Budget.checked(maxAccuracyDrop: maxAccuracyDrop, maxLatencyP50: maxLatencyP50Us, batchSize: latencyBatchSize)
+        }
+        if let calibrationSamples {
+            guard calibrationSamples >= 1 else { throw RecipeFieldError("calibration.samples", "must be at least 1") }
+            recipe.calibration.samples = calibrationSamples
+        }
+        if let calibrationBatchSize {
+            guard calibrationBatchSize >= 1 else { throw RecipeFieldError("calibration.batch_size", "must be at least 1") }
+            recipe.calibration.batchSize = calibrationBatchSize
+        }
+        if let (key, problem) = recipe.problem { throw RecipeFieldError(key, problem) }
+        return recipe
+    }
+
+    /// The options that set each recipe key (`prunecheck.yml`'s names in a refusal become them).
+    static let optionOfKey: [(key: String, option: String)] = [
+        ("budget.max_accuracy_drop", "--max-accuracy-drop"), ("budget.max_latency_p50_us", "--max-latency-p50-us"),
+        ("budget.batch_size", "--latency-batch-size"), ("budget", "--max-accuracy-drop / --max-latency-p50-us"),
+        ("max_accuracy_drop", "--max-accuracy-drop"), ("max_latency_p50_us", "--max-latency-p50-us"),
+        ("distill.teacher_architecture", "--teacher-architecture"), ("distill", "--distill"), ("regularize", "--regularize"),
+        ("finetune.epochs", "--finetune-epochs"), ("finetune.lr", "--lr"), ("finetune.batch_size", "--batch-size"), ("finetune", "--finetune-epochs"),
+        ("calibration.samples", "--calibration-samples"), ("calibration.batch_size", "--calibration-batch-size"), ("init", "--initializer"),
+        ("schedule", "--schedule"),
+    ]
+
+    /// Runs `body`, turning a recipe field's refusal into an input error that names the option.
+    static func flagged<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as RecipeFieldError {
+            let entry = optionOfKey.first { e.key == $0.key || e.key.hasPrefix($0.key + ".") }
+            var option = entry?.option ?? "--\(e.key.replacingOccurrences(of: "_", with: "-"))"
+            if let entry, entry.key != e.key { option += " (\(e.key.dropFirst(entry.key.count + 1)))" }
+            var problem = e.problem
+            for (key, flag) in optionOfKey where key.contains("_") && !key.contains(".") { problem = problem.replacingOccurrences(of: key, with: flag) }
+            throw InputError("\(option): \(problem)")
+        }
+    }
+
     /// `oneshot`, `iterative:K` or `gradual:F`.
     static func parseSchedule(_ text: String) throws -> PruneRecipe.Schedule {
-        let parts = text.split(separator: ":").map(String.init)
-        switch (parts.first, parts.count) {
-        case ("oneshot", 1): return .oneshot
-        case ("iterative", 2): if let k = Int(parts[1]), k >= 1 { return .iterative(steps: k) }
-        case ("gradual", 2...4):
-            let initial = parts.count > 2 ? Double(parts[2]) : 0, end = parts.count > 3 ? Double(parts[3]) : 0.75
-            if let f = Int(parts[1]), f >= 1, let initial, let end, initial >= 0, initial < 1, end > 0, end <= 1 {
-                return .gradual(frequency: f, initial: initial, end: end)
-            }
-        default: break
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        let numbers = parts.dropFirst().map { Double($0) }
+        let refusal = RecipeFieldError("schedule", "'\(text)' is not allowed; expected oneshot, iterative:K or gradual:F[:INITIAL[:END]] (K, F ≥ 1, 0 ≤ INITIAL < 1, 0 < END ≤ 1)")
+        guard numbers.allSatisfy({ $0 != nil }) else { throw refusal }
+        let n = numbers.map { $0! }
+        func whole(_ v: Double) throws -> Int {
+            guard v == v.rounded(), abs(v) < 1e9 else { throw refusal }
+            return Int(v)
         }
-        throw InputError("--schedule: '\(text)' is not allowed; expected oneshot, iterative:K or gradual:F[:INITIAL[:END]] (K, F ≥ 1, 0 ≤ INITIAL < 1, 0 < END ≤ 1)")
+        switch (parts[0], n.count) {
+        case ("oneshot", 0): return .oneshot
+        case ("iterative", 1): return try PruneRecipe.Schedule.checked(kind: "iterative", steps: try whole(n[0]))
+        case ("gradual", 1...3):
+            return try PruneRecipe.Schedule.checked(kind: "gradual", frequency: try whole(n[0]), initialSparsity: n.count > 1 ? n[1] : nil,
+                                                    end: n.count > 2 ? n[2] : nil)
+        default: throw refusal
+        }
     }
 
     static func runPipeline(_ graph: Graph, recipe: PruneRecipe, train: LabeledData, seed: UInt64, threads: Int, model: String, teacher: Graph? = nil,
