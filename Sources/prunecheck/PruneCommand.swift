@@ -124,41 +124,17 @@ struct Prune: ParsableCommand {
         }
         let recipe = try Self.flagged { try buildRecipe() }
         let (meth, gran, sc, finetune) = (recipe.method, recipe.granularity, recipe.scope, recipe.finetune)
-        let trainSplit = try pair(split, "--split"), evalSource = try pair(evalSplit, "--eval-split")
-        let dense = try loadModel(path: model, architecture: architecture)
-        let classes = try classCount(of: dense, file: model)
-        let spec = DataSpec(file: data, train: trainSplit, eval: evalSource, scale: scale)
-        let eval = try loadSplit(spec, evalSource, model: dense, classes: classes)
-        let before = Evaluator.classify(model: dense, data: eval, classes: classes, threads: threads).accuracy
-        let paramsBefore = dense.parameters.reduce(0) { $0 + $1.variable.value.count }
-        let needsTrain = finetune != nil || meth.usesCalibration || recipe.regularize != nil
-        let train = needsTrain ? try loadSplit(spec, trainSplit, model: dense, classes: classes) : LabeledData(inputs: Tensor(zeros: [0] + dense.inputShape), labels: [])
-        // The accuracy right after a one-shot cut of trained weights, before fine-tuning.
-        var oneShot = Double.nan
-        let reportCut = finetune != nil && recipe.initializer == nil
-        let teacherModel = try recipe.distill?.teacher.map { try loadModel(path: $0, architecture: recipe.distill?.teacherArchitecture) }
-        let outcome = try Self.runPipeline(dense, recipe: recipe, train: train, seed: seed, threads: threads, model: model, teacher: teacherModel, afterCut: { cut in
-            if reportCut { oneShot = Evaluator.classify(model: cut, data: eval, classes: classes, threads: threads).accuracy }
-        }) { phase, e, total in
-            if !json { note("  \(phase) epoch \(e.epoch)/\(total): loss \(String(format: "%.4f", e.meanLoss))") }
-        }
-        let m = outcome.graph
-        if !json { for line in outcome.notes { note("  \(line)") } }
-        let paramsAfter = m.parameters.reduce(0) { $0 + $1.variable.value.count }
-        let after = Evaluator.classify(model: m, data: eval, classes: classes, threads: threads).accuracy
-        if out.hasSuffix(".safetensors") {
-            try LayerList.write(m, to: String(out.dropLast(".safetensors".count)) + ".json")
-            try Safetensors.write(m, to: out)
-        } else {
-            try ONNXModel.save(m, to: out)
-        }
-        if let referenceOutputs {
-            let x = eval.inputs.rows(0..<min(16, eval.count))
-            let y = m.predict(x, threads: threads)
-            try NPZ.write(["input": NPYArray(floats: x.scalars, shape: x.shape), "logits": NPYArray(floats: y.scalars, shape: y.shape)],
-                          to: referenceOutputs)
-        }
-        let report = SparsityReport(model: m)
+        var request = PruneRequest(model: model, architecture: architecture, data: DataSpec(
+            file: data, train: try pair(split, "--split"), eval: try pair(evalSplit, "--eval-split"), scale: scale), recipe: recipe)
+        request.seed = seed
+        request.threads = threads
+        request.out = out
+        request.referenceOutputs = referenceOutputs
+        let json = self.json
+        let result = try request.run { line in if !json { note(line) } }
+        let (before, after, paramsBefore, paramsAfter) = (result.accuracyDense, result.accuracyFinal, result.paramsBefore, result.paramsAfter)
+        let oneShot = result.accuracyAfterCut ?? .nan
+        let report = result.sparsity
         if json {
             print(JSONValue.object([
                 ("model", .string(model)), ("out", .string(out)), ("granularity", .string(gran.text)), ("scope", .string(sc.rawValue)),
@@ -277,21 +253,6 @@ extension Prune {
             return try PruneRecipe.Schedule.checked(kind: "gradual", frequency: try whole(n[0]), initialSparsity: n.count > 1 ? n[1] : nil,
                                                     end: n.count > 2 ? n[2] : nil)
         default: throw refusal
-        }
-    }
-
-    static func runPipeline(_ graph: Graph, recipe: PruneRecipe, train: LabeledData, seed: UInt64, threads: Int, model: String, teacher: Graph? = nil,
-                            afterCut: ((Graph) -> Void)? = nil, progress: ((String, EpochLog, Int) -> Void)? = nil) throws -> PruningOutcome {
-        do {
-            return try PruningPipeline.run(graph, recipe: recipe, train: train, seed: seed, threads: threads, teacher: teacher,
-                                           latencyProbe: LatencyHarness.budgetProbe,
-                                           energyEstimate: { EnergyModel.picojoules(macs: $0, parameterWords: $1) }, afterCut: afterCut, progress: progress)
-        } catch let e as StructuredPruningError {
-            throw InputError("\(model): \(e)")
-        } catch let e as AllocationError {
-            throw InputError("\(model): \(e)")
-        } catch let e as GraphError {
-            throw InputError("\(model): \(e)")
         }
     }
 }
