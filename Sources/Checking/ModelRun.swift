@@ -6,6 +6,7 @@ import Evaluation
 import ModelIO
 import Pruning
 import Regression
+import Reports
 import TensorEngine
 
 /// Loads a model file: ONNX, or safetensors with its layer-list architecture.

@@ -5,6 +5,7 @@ import Configuration
 import Foundation
 import GitKit
 import Regression
+import Reports
 
 struct BaselineGroup: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -6,6 +6,7 @@ import Evaluation
 import Foundation
 import ModelIO
 import Regression
+import Reports
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Evaluate one dense model on a data set and print its metrics.")

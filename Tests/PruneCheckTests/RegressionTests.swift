@@ -2,6 +2,7 @@ import Common
 import Foundation
 import Testing
 import Checking
+import Reports
 @testable import Regression
 
 @Suite struct ComparisonTests {
