@@ -46,14 +46,18 @@ public enum LatencyHarness {
     /// passed, or there are 100 × `minRuns` samples. `maxSeconds` also stops a slow model early
     /// (after 5 runs).
     public static func measure(model: Graph, input: Tensor, settings: LatencySettings, threads: Int) -> LatencyResult {
-        let batch = input.shape[0]
-        for _ in 0..<settings.warmup { _ = model.predict(input, threads: threads) }
+        measure(batchSize: input.shape[0], settings: settings) { _ = model.predict(input, threads: threads) }
+    }
+
+    /// The same loop around any call (`run`): a multi-input model, a training step.
+    public static func measure(batchSize batch: Int, settings: LatencySettings, _ run: () -> Void) -> LatencyResult {
+        for _ in 0..<settings.warmup { run() }
         var samples: [Double] = []
         let start = DispatchTime.now().uptimeNanoseconds
         let cap = UInt64(settings.maxSeconds * 1e9)
         while true {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            _ = model.predict(input, threads: threads)
+            run()
             let t1 = DispatchTime.now().uptimeNanoseconds
             samples.append(Double(t1 - t0) / 1000)
             let elapsed = t1 - start
@@ -62,6 +66,28 @@ public enum LatencyHarness {
             if samples.count >= settings.minRuns && samples.count % 10 == 0 && medianIsTight(samples.sorted()) { break }
         }
         return summarize(samples, batchSize: batch)
+    }
+
+    /// One training step of a classifier, timed like inference: forward with the tape,
+    /// cross-entropy on `labels`, backward, and an SGD update (momentum 0.9) of every parameter.
+    /// It changes the model's weights: time a copy.
+    public static func measureTrainingStep(model: Graph, input: Tensor, labels: [Int32], settings: LatencySettings, threads: Int) -> LatencyResult {
+        let optimizer = Optimizer(.sgd(momentum: 0.9, nesterov: false, weightDecay: 0), learningRate: 1e-3)
+        let parameters = model.parameters.map(\.variable)
+        let loss = CrossEntropyLoss()
+        let x = Variable(input)
+        model.training = true
+        model.keepsTrainingSteps = true
+        defer {
+            model.training = false
+            model.keepsTrainingSteps = false
+        }
+        let tape = Tape()
+        return measure(batchSize: input.shape[0], settings: settings) {
+            let y = model.forward(x, tape: tape, threads: threads)
+            tape.backward(from: loss(y, labels: labels, tape: tape))
+            optimizer.step(parameters)
+        }
     }
 
     /// p50, p90, p99 and MAD of raw samples.

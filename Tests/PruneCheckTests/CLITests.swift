@@ -198,6 +198,31 @@ import Regression
         #expect(!FileManager.default.fileExists(atPath: "\(dir)/x.npz"), "no output after an error")
     }
 
+    /// `latency` times a two-input encoder from its arrays and a classifier's training step,
+    /// reports the machine, and refuses what it cannot time with exit 2.
+    @Test func latencyTimesAnyModelAndSaysWhereItRan() throws {
+        let folder = Repo.path("Tests/PruneCheckTests/Fixtures/real-models")
+        let quick = ["--warmup", "1", "--min-runs", "5", "--max-seconds", "0.05", "--json"]
+        let r = try run(Repo.binary, ["latency", "--model", "\(folder)/bert_tiny.onnx", "--data", "\(folder)/bert_tiny.npz",
+                                      "--batch-sizes", "1,3"] + quick)
+        #expect(r.status == 0, "\(r.stderr)")
+        let json = try JSONValue.parse(Array(r.stdout.utf8))
+        guard case .array(let results)? = json["results"] else { Issue.record("no results: \(r.stdout)"); return }
+        #expect(results.compactMap { $0["batch"]?.double } == [1, 3])
+        #expect(results.allSatisfy { ($0["p50_us"]?.double ?? 0) > 0 && $0["mode"]?.string == "inference" })
+        #expect(json["machine"]?["isa"]?.string?.isEmpty == false)
+
+        let train = try run(Repo.binary, ["latency", "--model", Repo.path("examples/models/mlp_digits.onnx"), "--train-step"] + quick)
+        #expect(train.status == 0, "\(train.stderr)")
+        #expect(train.stdout.contains("train_step"))
+
+        let missing = try run(Repo.binary, ["latency", "--model", "\(folder)/bert_tiny.onnx", "--data", "\(folder)/bert_tiny.npz",
+                                            "--input", "input_ids=tokens"])
+        #expect(missing.status == 2 && missing.stderr.contains("tokens"), "\(missing.stderr)")
+        let badSizes = try run(Repo.binary, ["latency", "--model", Repo.path("examples/models/mlp_digits.onnx"), "--batch-sizes", "0"])
+        #expect(badSizes.status == 2, "\(badSizes.stderr)")
+    }
+
     @Test func binaryLinksLibgit2AndLibxml2() throws {
         let r = try run("/usr/bin/env", ["ldd", Repo.binary])
         #expect(r.stdout.contains("libgit2"), "\(r.stdout)")

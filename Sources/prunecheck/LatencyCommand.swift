@@ -1,0 +1,152 @@
+import ArgumentParser
+import Checking
+import Common
+import Evaluation
+import Foundation
+import ModelIO
+import TensorEngine
+
+struct Latency: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time one model on this machine with the harness `check` uses.",
+        discussion: """
+            Inference p50/p90/p99 and MAD in microseconds at each batch size: examples from --data \
+            (cycled to fill a batch; each graph input from the array of its name or --input), or zeros \
+            when the model's inputs have fixed sizes. --train-step also times a training step of a \
+            classifier (forward, cross-entropy on the `labels` array or class 0, backward, SGD update).
+            """)
+
+    @OptionGroup var modelOptions: ModelOptions
+    var model: String { modelOptions.model }
+
+    @Option(help: "Arrays to time on (.npz); default: zeros of the inputs' sizes.")
+    var data: String?
+
+    @Option(name: .customLong("input"), help: ArgumentHelp("Feed graph input NAME from array ARRAY (repeatable).", valueName: "NAME=ARRAY"))
+    var inputs: [String] = []
+
+    @Option(help: "Batch sizes, comma-separated.")
+    var batchSizes = "1"
+
+    @OptionGroup var threadOptions: ThreadOptions
+
+    @Flag(help: "Also time a training step (single float input classifiers).")
+    var trainStep = false
+
+    @Option(help: "Untimed runs before measuring.")
+    var warmup = 10
+
+    @Option(help: "Timed runs at least.")
+    var minRuns = 30
+
+    @Option(help: "Seconds at most per batch size.")
+    var maxSeconds = 2.0
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func validate() throws {
+        guard !parsedBatchSizes.isEmpty, parsedBatchSizes.allSatisfy({ $0 >= 1 }) else {
+            throw ValidationError("--batch-sizes takes positive integers, comma-separated (e.g. 1,8)")
+        }
+        guard warmup >= 0, minRuns >= 1, maxSeconds > 0 else { throw ValidationError("--warmup ≥ 0, --min-runs ≥ 1 and --max-seconds > 0") }
+        for pair in inputs where pair.split(separator: "=", omittingEmptySubsequences: false).count != 2 {
+            throw ValidationError("--input \(pair): expected NAME=ARRAY")
+        }
+    }
+
+    var parsedBatchSizes: [Int] { batchSizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func run() throws {
+        let graph = try ModelLoading.loadGraph(path: model, architecture: modelOptions.architecture)
+        let examples = try exampleFeeds(graph)
+        let settings = LatencySettings(batchSizes: parsedBatchSizes, warmup: warmup, minRuns: minRuns, maxSeconds: maxSeconds)
+        let threads = threadOptions.threads
+        var rows: [(mode: String, result: LatencyResult)] = []
+        for b in parsedBatchSizes {
+            let feeds = examples.map { batch(of: $0, size: b) }
+            if graph.inputs.count == 1, case .float(let x) = feeds[0] {
+                rows.append(("inference", LatencyHarness.measure(model: graph, input: x.value, settings: settings, threads: threads)))
+            } else {
+                do { _ = try graph.run(feeds, threads: threads) } catch let e as GraphError {
+                    throw ModelIOError(file: model, "does not run on a batch of \(b): \(e)")
+                }
+                rows.append(("inference", LatencyHarness.measure(batchSize: b, settings: settings) { _ = try? graph.run(feeds, threads: threads) }))
+            }
+            if trainStep {
+                guard graph.inputs.count == 1, case .float(let x) = feeds[0] else {
+                    throw InputError("--train-step: \(model) is not a classifier of one float input")
+                }
+                let labels = try trainingLabels(count: b)
+                rows.append(("train_step", LatencyHarness.measureTrainingStep(model: graph.copy(), input: x.value, labels: labels,
+                                                                             settings: settings, threads: threads)))
+            }
+        }
+        let machine = RunEnvironment.machineDescription()
+        if json {
+            print(JSONValue.object([
+                ("schema", .string("prunecheck-latency/1")), ("model", .string(model)), ("threads", .number(Double(threads))),
+                ("machine", .object([("cpu", .string(machine.cpu)), ("arch", .string(machine.arch)), ("cores", .number(Double(machine.cores))),
+                                     ("isa", .string(machine.isa)), ("os", .string(machine.os))])),
+                ("results", .array(rows.map { r in
+                    .object([("mode", .string(r.mode)), ("batch", .number(Double(r.result.batchSize))),
+                             ("p50_us", .number(r.result.p50)), ("p90_us", .number(r.result.p90)), ("p99_us", .number(r.result.p99)),
+                             ("mad_us", .number(r.result.mad)), ("runs", .number(Double(r.result.runs)))])
+                })),
+            ]).rendered(), terminator: "")
+        } else {
+            print("\(model) on \(machine.cpu) (\(machine.isa), \(machine.cores) cores), \(threads) thread(s)")
+            TextColumns.render([["mode", "batch", "p50 µs", "p90 µs", "p99 µs", "MAD µs", "runs"]] + rows.map { r in
+                [r.mode, String(r.result.batchSize)] + [r.result.p50, r.result.p90, r.result.p99, r.result.mad].map { String(format: "%.1f", $0) }
+                    + [String(r.result.runs)]
+            }, rightAligned: [1, 2, 3, 4, 5, 6], indent: "  ").forEach { print($0) }
+        }
+    }
+
+    /// One example per graph input, from --data, or zeros where every non-batch size is fixed.
+    func exampleFeeds(_ graph: Graph) throws -> [Value] {
+        if let data {
+            let mapping = Dictionary(inputs.map { pair -> (String, String) in
+                let parts = pair.split(separator: "=", omittingEmptySubsequences: false)
+                return (String(parts[0]), String(parts[1]))
+            }, uniquingKeysWith: { _, last in last })
+            let arrays = try ArrayFiles.read(path: data, names: graph.inputs.map { mapping[$0.name] ?? $0.name })
+            return try GraphFeeds.bind(graph, arrays: arrays, mapping: mapping, file: data)
+        }
+        return try graph.inputs.map { input in
+            guard input.shape.count >= 1, input.shape.dropFirst().allSatisfy({ $0 != nil }) else {
+                throw InputError("\(model): input '\(input.name)' has sizes only data can give (\(input.shape.map { $0.map(String.init) ?? "?" })); pass --data")
+            }
+            let shape = [1] + input.shape.dropFirst().map { $0! }
+            switch input.dtype {
+            case .float32: return .float(Variable(Tensor(zeros: shape)))
+            case .int64: return .int64(IntTensor(shape: shape, data: [Int64](repeating: 0, count: shape.reduce(1, *))))
+            case .bool: return .bool(IntTensor(shape: shape, data: [Int64](repeating: 0, count: shape.reduce(1, *))))
+            }
+        }
+    }
+
+    /// `size` examples of `v` along its first axis, cycling when it has fewer.
+    func batch(of v: Value, size: Int) -> Value {
+        let n = v.shape.first ?? 1
+        let rows = (0..<size).map { $0 % max(n, 1) }
+        switch v {
+        case .float(let x): return .float(Variable(x.value.gatherRows(rows)))
+        case .int64(let t), .bool(let t):
+            let per = t.shape.dropFirst().reduce(1, *)
+            let data = rows.flatMap { t.data[($0 * per)..<(($0 + 1) * per)] }
+            let out = IntTensor(shape: [size] + t.shape.dropFirst(), data: data)
+            if case .bool = v { return .bool(out) }
+            return .int64(out)
+        }
+    }
+
+    /// The `labels` array of --data (cycled), or class 0.
+    func trainingLabels(count: Int) throws -> [Int32] {
+        if let data, (try? NPZ.keys(path: data))?.contains("labels") == true,
+           let all = try ArrayFiles.read(path: data, names: ["labels"])["labels"]?.integers(), !all.isEmpty {
+            return (0..<count).map { Int32(clamping: all[$0 % all.count]) }
+        }
+        return [Int32](repeating: 0, count: count)
+    }
+}
