@@ -45,6 +45,9 @@ struct Latency: ParsableCommand {
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
+    @Flag(help: "Also print where inference spends its time: per op type and the slowest nodes, at the first batch size.")
+    var profile = false
+
     func validate() throws {
         guard !parsedBatchSizes.isEmpty, parsedBatchSizes.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--batch-sizes takes positive integers, comma-separated (e.g. 1,8)")
@@ -82,6 +85,7 @@ struct Latency: ParsableCommand {
                                                                              settings: settings, threads: threads)))
             }
         }
+        if profile { try printProfile(graph, feeds: examples.map { batch(of: $0, size: parsedBatchSizes[0]) }, threads: threads) }
         let machine = RunEnvironment.machineDescription()
         if json {
             print(JSONValue.object([
@@ -148,5 +152,29 @@ struct Latency: ParsableCommand {
             return (0..<count).map { Int32(clamping: all[$0 % all.count]) }
         }
         return [Int32](repeating: 0, count: count)
+    }
+
+    /// Per-node wall time over repeated inference runs (`Graph.nodeProfile`), summed by op type
+    /// and listed for the ten slowest nodes, on standard error.
+    func printProfile(_ graph: Graph, feeds: [Value], threads: Int) throws {
+        for _ in 0..<max(warmup, 1) { _ = try graph.run(feeds, threads: threads) }
+        let profile = NodeProfile()
+        graph.nodeProfile = profile
+        defer { graph.nodeProfile = nil }
+        let runs = max(minRuns, 1)
+        for _ in 0..<runs { _ = try graph.run(feeds, threads: threads) }
+        var byOp: [String: UInt64] = [:]
+        for node in graph.nodes { byOp[node.opType, default: 0] += profile.totals[node.name] ?? 0 }
+        let total = max(byOp.values.reduce(0, +), 1)
+        func row(_ name: String, _ ns: UInt64) -> [String] {
+            [name, String(format: "%.1f", Double(ns) / Double(runs) / 1000), String(format: "%.1f%%", 100 * Double(ns) / Double(total))]
+        }
+        note("time per run by op type (µs), \(runs) runs:")
+        TextColumns.render([["op", "µs", "share"]] + byOp.sorted { $0.value > $1.value }.map { row($0.key, $0.value) },
+                           rightAligned: [1, 2], indent: "  ").forEach { note($0) }
+        note("slowest nodes:")
+        let nodes = graph.nodes.map { ($0, profile.totals[$0.name] ?? 0) }.sorted { $0.1 > $1.1 }.prefix(10)
+        TextColumns.render([["node", "op", "µs", "share"]] + nodes.map { n, ns in [n.name, n.opType] + Array(row("", ns).dropFirst()) },
+                           rightAligned: [2, 3], indent: "  ").forEach { note($0) }
     }
 }

@@ -952,3 +952,54 @@ extension DirectConvTests {
         try gradientCheck("ReduceLogSum", inputs: [("x", spreadTensor([2, 3], seed: 25, positive: true))], attributes: ["axes": .ints([1])])
     }
 }
+
+@Suite struct DepthwiseConvOpTests {
+    /// A depthwise Conv at inference (the direct kernel) gives the bits of the same Conv run with
+    /// a tape (im2col + GEMM), at one and two threads, with a fused ReLU too.
+    @Test(arguments: [(1, 0, 1), (2, 1, 1), (1, 2, 2), (2, 0, 1)])
+    func directKernelMatchesIm2col(stride: Int, pad: Int, dilation: Int) throws {
+        let channels = 6
+        let x = spreadTensor([2, channels, 11, 13], seed: 31)
+        let w = spreadTensor([channels, 1, 3, 3], seed: 32), b = spreadTensor([channels], seed: 33)
+        let conv = Node(name: "dw", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["c"],
+                        attributes: ["group": .int(channels), "strides": .ints([stride, stride]), "pads": .ints([pad, pad, pad, pad]),
+                                     "dilations": .ints([dilation, dilation])])
+        let relu = Node(name: "r", opType: "Relu", inputs: ["c"], outputs: ["y"])
+        for nodes in [[conv], [conv, relu]] {
+            let out = nodes.last!.outputs[0]
+            let graph = Graph(nodes: nodes, inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, channels, 11, 13])], outputs: [out],
+                              initializers: [("w", .float(w)), ("b", .float(b))], opset: 17)
+            guard case .float(let reference) = try graph.run([.float(Variable(x))], tape: Tape(), threads: 1)[0] else { fatalError() }
+            for threads in [1, 2] {
+                guard case .float(let direct) = try graph.run([.float(Variable(x))], threads: threads)[0] else { fatalError() }
+                #expect(direct.value.shape == reference.value.shape)
+                let differing = zip(direct.value.scalars, reference.value.scalars).filter { $0.bitPattern != $1.bitPattern }.count
+                #expect(differing == 0, "stride \(stride) pad \(pad) dilation \(dilation), \(nodes.count) nodes, \(threads) threads: \(differing) differ")
+            }
+        }
+    }
+}
+
+@Suite struct InferenceFastPathTests {
+    /// Ops with an inference-only path give the bits of their general path (the one a run with
+    /// a tape takes): a mean and a sum over trailing axes, Sigmoid, Clip.
+    @Test func fastPathsMatchTheGeneralPath() throws {
+        let x = spreadTensor([2, 5, 7, 3], seed: 41)
+        let cases: [(String, [String: Attribute], [(String, TensorData)])] = [
+            ("ReduceMean", ["axes": .ints([2, 3]), "keepdims": .int(1)], []),
+            ("ReduceMean", ["axes": .ints([1, 2, 3]), "keepdims": .int(0)], []),
+            ("ReduceSum", [:], [("axes", ints([-1]))]),
+            ("Sigmoid", [:], []),
+            ("Clip", [:], [("lo", .float(Tensor(shape: [], scalars: [-0.4]))), ("hi", .float(Tensor(shape: [], scalars: [0.6])))]),
+        ]
+        for (op, attributes, constants) in cases {
+            let node = Node(name: "n", opType: op, inputs: ["x"] + constants.map(\.0), outputs: ["y"], attributes: attributes)
+            let graph = Graph(nodes: [node], inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, 5, 7, 3])], outputs: ["y"],
+                              initializers: constants, opset: 17)
+            guard case .float(let general) = try graph.run([.float(Variable(x, requiresGrad: true))], tape: Tape())[0],
+                  case .float(let fast) = try graph.run([.float(Variable(x))])[0] else { Issue.record("\(op): not float"); continue }
+            #expect(fast.value.shape == general.value.shape, "\(op)")
+            #expect(fast.value.scalars.map(\.bitPattern) == general.value.scalars.map(\.bitPattern), "\(op) \(attributes)")
+        }
+    }
+}

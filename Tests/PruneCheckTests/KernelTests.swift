@@ -427,3 +427,33 @@ extension Thread {
         for i in y.indices { #expect(y[i] == before[i] + bias[(i / 5) % 3]) }
     }
 }
+
+@Suite struct DepthwiseConvTests {
+    /// The direct depthwise kernel gives its reference twin's bits over ragged planes: widths
+    /// around the vector lengths, strides 1 and 2, dilation 2, asymmetric and large pads, kernels
+    /// 1, 3, 5 and 3 × 5, and a plane smaller than its kernel.
+    @Test func depthwiseMatchesItsReference() {
+        let cases: [DepthwiseGeometry] = [
+            .init(ih: 7, iw: 7, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: 7, ow: 7),
+            .init(ih: 16, iw: 33, kh: 3, kw: 3, strideH: 2, strideW: 2, dilationH: 1, dilationW: 1, padTop: 0, padLeft: 1, oh: 8, ow: 17),
+            .init(ih: 9, iw: 17, kh: 5, kw: 5, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 2, padLeft: 2, oh: 9, ow: 17),
+            .init(ih: 12, iw: 12, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 2, dilationW: 2, padTop: 2, padLeft: 2, oh: 12, ow: 12),
+            .init(ih: 5, iw: 8, kh: 3, kw: 5, strideH: 2, strideW: 1, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 2, oh: 3, ow: 8),
+            .init(ih: 4, iw: 1, kh: 1, kw: 1, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 0, padLeft: 0, oh: 4, ow: 1),
+            .init(ih: 2, iw: 2, kh: 5, kw: 5, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 2, padLeft: 2, oh: 2, ow: 2),
+        ]
+        for (i, g) in cases.enumerated() {
+            let x = GemmTests.fill(g.ih * g.iw, seed: UInt32(i + 1)), w = GemmTests.fill(g.kh * g.kw, seed: UInt32(i + 50))
+            for bias in [nil, Float(0.25)] {
+                var expected = [Float](repeating: .nan, count: g.oh * g.ow), got = expected
+                var scratch = [Float](repeating: .nan, count: g.oh * g.ow)
+                expected.withUnsafeMutableBufferPointer { depthwiseConv2dReference(x, weights: w, bias: bias, geometry: g, y: $0.baseAddress!) }
+                got.withUnsafeMutableBufferPointer { y in
+                    scratch.withUnsafeMutableBufferPointer { depthwiseConv2d(x, weights: w, bias: bias, geometry: g, y: y.baseAddress!, scratch: $0.baseAddress!) }
+                }
+                let differing = zip(expected, got).filter { $0.bitPattern != $1.bitPattern }.count
+                #expect(differing == 0, "case \(i) bias \(String(describing: bias)): \(differing) of \(got.count) differ")
+            }
+        }
+    }
+}

@@ -26,6 +26,8 @@ final class WindowGeometry {
     /// and reduction length, once worked out: the node's attributes do not change, and at
     /// batch 1 reading them (five dictionary lookups) was a visible part of a small Conv.
     var directConv: (group: Int, reduction: Int, pads: (Int, Int)?)?
+    /// Strides, dilations and leading pads per spatial dimension (Conv windows).
+    var strides: [Int] = [], dilations: [Int] = [], padBegin: [Int] = []
 
     init(inSpatial: [Int], kernel: [Int], outSpatial: [Int], table: [Int]) {
         self.inSpatial = inSpatial
@@ -139,6 +141,8 @@ extension OpContext {
             var i = d - 1
             while i >= 0 { o[i] += 1; if o[i] < out[i] { break }; o[i] = 0; i -= 1 }
         }
-        return WindowGeometry(inSpatial: inSpatial, kernel: kernel, outSpatial: out, table: table)
+        let geometry = WindowGeometry(inSpatial: inSpatial, kernel: kernel, outSpatial: out, table: table)
+        (geometry.strides, geometry.dilations, geometry.padBegin) = (strides, dilations, begin)
+        return geometry
     }
 }
