@@ -991,6 +991,11 @@ extension DirectConvTests {
             ("ReduceSum", [:], [("axes", ints([-1]))]),
             ("Sigmoid", [:], []),
             ("Clip", [:], [("lo", .float(Tensor(shape: [], scalars: [-0.4]))), ("hi", .float(Tensor(shape: [], scalars: [0.6])))]),
+            ("Mul", [:], [("s", .float(spreadTensor([2, 5, 1, 1], seed: 42)))]),
+            ("Div", [:], [("s", .float(spreadTensor([5, 7, 1], seed: 43, positive: true)))]),
+            ("Add", [:], [("s", .float(spreadTensor([], seed: 44)))]),
+            ("Sub", [:], [("s", .float(spreadTensor([2, 5, 7, 3], seed: 45)))]),
+            ("Mul", [:], [("s", .float(spreadTensor([3], seed: 46)))]),
         ]
         for (op, attributes, constants) in cases {
             let node = Node(name: "n", opType: op, inputs: ["x"] + constants.map(\.0), outputs: ["y"], attributes: attributes)

@@ -219,6 +219,9 @@ extension OpContext {
     func floatBinary(_ op: String, _ a: Variable, _ b: Variable, _ outShape: [Int]) throws -> Value {
         let av = a.value, bv = b.value
         let total = outShape.reduce(1, *)
+        if tape == nil, let y = inferenceBinary(op, av, bv, outShape) {
+            return inferenceValue(y, requiresGrad: a.requiresGrad || b.requiresGrad)
+        }
         let sameA = av.shape == outShape, sameB = bv.shape == outShape
         let ia = sameA ? [] : broadcastSourceIndex(av.shape, to: outShape)
         let ib = sameB ? [] : broadcastSourceIndex(bv.shape, to: outShape)
@@ -404,5 +407,58 @@ extension OpContext {
         default:
             throw fail("inputs must have the same element type, found \(a.dtype.rawValue) and \(b.dtype.rawValue)")
         }
+    }
+
+    /// Add, Sub, Mul and Div at inference without index maps or a closure per element, when
+    /// one operand has the output's shape and the other is the same shape, a scalar, or repeats
+    /// one value over each trailing block (a per-channel scale of (N, C, 1, 1) against
+    /// (N, C, H, W), a bias of (C) against (…, C) is not: it varies fastest). The same
+    /// operation per element as `floatBinary`'s loop, so the same bits. Nil otherwise.
+    // NOTE: squeeze-and-excitation and SiLU products were 27 % of EfficientNet-B0 at batch 1
+    // through the index maps of the general loop.
+    func inferenceBinary(_ op: String, _ a: Tensor, _ b: Tensor, _ outShape: [Int]) -> Tensor? {
+        guard ["Add", "Sub", "Mul", "Div"].contains(op) else { return nil }
+        let total = outShape.reduce(1, *)
+        /// For an operand that repeats each of its values over a trailing block of the output:
+        /// the block length (1 when the shapes are equal), else nil.
+        func block(_ shape: [Int]) -> Int? {
+            let padded = [Int](repeating: 1, count: outShape.count - shape.count) + shape
+            var k = padded.count
+            while k > 0 && padded[k - 1] == 1 { k -= 1 }
+            guard Array(padded[..<k]) == Array(outShape[..<k]) else { return nil }
+            return outShape[k...].reduce(1, *)
+        }
+        let aFull = a.shape == outShape, bFull = b.shape == outShape
+        guard aFull || bFull, let blockA = block(a.shape), let blockB = block(b.shape) else { return nil }
+        var y = outputBuffer(outShape)
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    let x = ap.baseAddress!, z = bp.baseAddress!, out = yp.baseAddress!
+                    @inline(__always) func apply(_ f: (Float, Float) -> Float) {
+                        if blockA == 1 && blockB == 1 {
+                            for i in 0..<total { out[i] = f(x[i], z[i]) }
+                        } else if blockB > 1 {
+                            for o in 0..<(total / blockB) {
+                                let v = z[o]
+                                for j in 0..<blockB { out[o * blockB + j] = f(x[o * blockB + j], v) }
+                            }
+                        } else {
+                            for o in 0..<(total / blockA) {
+                                let v = x[o]
+                                for j in 0..<blockA { out[o * blockA + j] = f(v, z[o * blockA + j]) }
+                            }
+                        }
+                    }
+                    switch op {
+                    case "Add": apply { $0 + $1 }
+                    case "Sub": apply { $0 - $1 }
+                    case "Mul": apply { $0 * $1 }
+                    default: apply { $0 / $1 }
+                    }
+                }
+            }
+        }
+        return y
     }
 }
