@@ -1008,3 +1008,27 @@ extension DirectConvTests {
         }
     }
 }
+
+@Suite struct BatchedMatMulTests {
+    /// (B, S, K) · (K, N) as one GEMM of B·S rows gives the bits of B separate (S, K) · (K, N)
+    /// products, at one and two threads; a broadcast (1, K, N) right side too.
+    @Test func rowsOfAllSlicesInOneGemmMatchSliceBySlice() throws {
+        let a = spreadTensor([3, 37, 20], seed: 51), b = spreadTensor([20, 33], seed: 52)
+        func matMul(_ x: Tensor, _ w: Tensor, threads: Int) throws -> Tensor {
+            let g = Graph(nodes: [Node(name: "mm", opType: "MatMul", inputs: ["x", "w"], outputs: ["y"])],
+                          inputs: [GraphInput(name: "x", dtype: .float32, shape: x.shape.map { $0 })], outputs: ["y"],
+                          initializers: [("w", .float(w))], opset: 17)
+            guard case .float(let y) = try g.run([.float(Variable(x))], threads: threads)[0] else { fatalError() }
+            return y.value
+        }
+        var expected: [Float] = []
+        for s in 0..<3 { expected += try matMul(Tensor(shape: [37, 20], scalars: Array(a.scalars[(s * 740)..<((s + 1) * 740)])), b, threads: 1).scalars }
+        for threads in [1, 2] {
+            let whole = try matMul(a, b, threads: threads)
+            #expect(whole.shape == [3, 37, 33])
+            #expect(whole.scalars.map(\.bitPattern) == expected.map(\.bitPattern), "\(threads) threads")
+            let broadcast = try matMul(a, Tensor(shape: [1, 20, 33], scalars: b.scalars), threads: threads)
+            #expect(broadcast.scalars.map(\.bitPattern) == expected.map(\.bitPattern), "(1, K, N), \(threads) threads")
+        }
+    }
+}

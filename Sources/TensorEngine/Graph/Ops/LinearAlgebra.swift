@@ -108,13 +108,29 @@ extension OpContext {
         if aVector { outShape.remove(at: outShape.count - 2) }
         if bVector { outShape.removeLast() }
         var y = Tensor(zeros: outShape)
-        a.value.withUnsafeBufferPointer { ap in
-            b.value.withUnsafeBufferPointer { bp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    for t in 0..<count {
-                        gemm(m: m, n: n, k: k, a: ap.baseAddress! + ia[t] * m * k, lda: k, transposeA: false,
-                             b: bp.baseAddress! + ib[t] * k * n, ldb: n, transposeB: false,
-                             c: yp.baseAddress! + t * m * n, ldc: n, accumulate: false, threads: threads)
+        // NOTE: a batch of rows against one matrix (a Linear layer of a transformer, (B, S, K)
+        // · (K, N)) is one GEMM of B·S rows: the per-slice loop ran B GEMMs of S rows each. The
+        // GEMM's chain per output does not depend on how rows are blocked, so the bits are the
+        // same.
+        if batchB.isEmpty || batchB.allSatisfy({ $0 == 1 }), count > 1 {
+            a.value.withUnsafeBufferPointer { ap in
+                b.value.withUnsafeBufferPointer { bp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        gemm(m: count * m, n: n, k: k, a: ap.baseAddress!, lda: k, transposeA: false,
+                             b: bp.baseAddress!, ldb: n, transposeB: false,
+                             c: yp.baseAddress!, ldc: n, accumulate: false, threads: threads)
+                    }
+                }
+            }
+        } else {
+            a.value.withUnsafeBufferPointer { ap in
+                b.value.withUnsafeBufferPointer { bp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        for t in 0..<count {
+                            gemm(m: m, n: n, k: k, a: ap.baseAddress! + ia[t] * m * k, lda: k, transposeA: false,
+                                 b: bp.baseAddress! + ib[t] * k * n, ldb: n, transposeB: false,
+                                 c: yp.baseAddress! + t * m * n, ldc: n, accumulate: false, threads: threads)
+                        }
                     }
                 }
             }
