@@ -36,6 +36,9 @@ public final class Progress {
     }
 
     private func write(_ s: String) {
+        // What is printed to standard output first (a table) stays whole when both streams
+        // go to one log, as they do on every CI runner.
+        fflush(stdout)
         FileHandle.standardError.write(Data(s.utf8))
     }
 }

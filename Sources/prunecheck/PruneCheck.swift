@@ -43,6 +43,7 @@ struct PruneCheck: ParsableCommand {
     }
 
     static func report(_ message: String, _ code: Int32) -> Int32 {
+        fflush(stdout)
         FileHandle.standardError.write(Data("error: \(message)\n".utf8))
         return code
     }

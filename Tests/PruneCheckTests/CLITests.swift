@@ -223,6 +223,19 @@ import Regression
         #expect(badSizes.status == 2, "\(badSizes.stderr)")
     }
 
+    /// With both streams on one pipe (every CI runner), the reports' paths on standard error
+    /// never split a row of the table on standard output.
+    @Test func notesNeverSplitTheTableInOneLog() throws {
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try run("/bin/sh", ["-c", "'\(Repo.binary)' check --json \(dir)/r.json --junit \(dir)/r.xml 2>&1"],
+                        in: Repo.root)
+        #expect(r.status == 0, "\(r.stdout)")
+        let lines = r.stdout.split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("JSON report:") } && lines.contains { $0.hasPrefix("JUnit report:") }, "\(r.stdout)")
+        #expect(!lines.contains { $0.contains("report:") && !$0.hasPrefix("JSON report:") && !$0.hasPrefix("JUnit report:") }, "\(r.stdout)")
+    }
+
     @Test func binaryLinksLibgit2AndLibxml2() throws {
         let r = try run("/usr/bin/env", ["ldd", Repo.binary])
         #expect(r.stdout.contains("libgit2"), "\(r.stdout)")
