@@ -52,6 +52,11 @@ public struct ModelRunResult {
     public var remeasure: ((Int) -> LatencyResult)?
 }
 
+/// What pruning measures with (`auto`'s latency budget, `energy`'s ranking): Evaluation's
+/// latency harness and energy model, the same as the metrics'.
+let pruningLatencyProbe: LatencyProbe = LatencyHarness.budgetProbe
+let pruningEnergyEstimate: EnergyEstimate = { EnergyModel.picojoules(macs: $0, parameterWords: $1) }
+
 /// Prunes and fine-tunes `model` with `spec`'s recipe: in place for unstructured and N:M
 /// pruning, into a smaller graph for neuron and channel pruning. Returns the pruned model and
 /// what the recipe reports (allocations, rounds).
@@ -61,8 +66,7 @@ public func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData
     let started = Date()
     do {
         return try PruningPipeline.run(model, recipe: recipe, train: train, seed: spec.seed, threads: spec.threads, teacher: teacher,
-                                       latencyProbe: LatencyHarness.budgetProbe,
-                                       energyEstimate: { EnergyModel.picojoules(macs: $0, parameterWords: $1) }, progress: { phase, e, total in
+                                       latencyProbe: pruningLatencyProbe, energyEstimate: pruningEnergyEstimate, progress: { phase, e, total in
             progress?.update("  \(label) \(phase)", done: e.epoch, total: total,
                              detail: "epochs, loss \(String(format: "%.4f", e.meanLoss))", started: started)
         })

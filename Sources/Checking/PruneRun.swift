@@ -45,16 +45,13 @@ public struct PruneRequest {
         do {
             outcome = try PruningPipeline.run(
                 dense, recipe: recipe, train: train, seed: seed, threads: threads, teacher: teacher,
-                latencyProbe: LatencyHarness.budgetProbe, energyEstimate: { EnergyModel.picojoules(macs: $0, parameterWords: $1) },
+                latencyProbe: pruningLatencyProbe, energyEstimate: pruningEnergyEstimate,
                 afterCut: { cut in
                     if reportCut { afterCut = Evaluator.classify(model: cut, data: eval, classes: classes, threads: threads).accuracy }
                 },
                 progress: { phase, e, total in note("  \(phase) epoch \(e.epoch)/\(total): loss \(String(format: "%.4f", e.meanLoss))") })
-        } catch let e as StructuredPruningError {
-            throw InputError("\(model): \(e)")
-        } catch let e as AllocationError {
-            throw InputError("\(model): \(e)")
-        } catch let e as GraphError {
+        } catch let e as UserFacingError where e is StructuredPruningError || e is AllocationError || e is GraphError {
+            // A recipe this model cannot take: named by the model's file.
             throw InputError("\(model): \(e)")
         }
         let m = outcome.graph

@@ -22,8 +22,7 @@ struct Infer: ParsableCommand {
     @Option(help: "The data file (.npz) with one array per graph input.")
     var data: String
 
-    @Option(name: .customLong("input"), help: ArgumentHelp("Feed graph input NAME from array ARRAY (repeatable).", valueName: "NAME=ARRAY"))
-    var inputs: [String] = []
+    @OptionGroup var inputs: InputMappingOptions
 
     @Option(help: "Run at most this many examples at a time (0: all at once).")
     var batchSize = 0
@@ -36,26 +35,11 @@ struct Infer: ParsableCommand {
 
     func validate() throws {
         guard batchSize >= 0 else { throw ValidationError("--batch-size must be 0 or more") }
-        for pair in inputs where pair.split(separator: "=", omittingEmptySubsequences: false).count != 2 {
-            throw ValidationError("--input \(pair): expected NAME=ARRAY")
-        }
     }
 
     func run() throws {
-        let mapping = Dictionary(inputs.map { pair -> (String, String) in
-            let parts = pair.split(separator: "=", omittingEmptySubsequences: false)
-            return (String(parts[0]), String(parts[1]))
-        }, uniquingKeysWith: { _, last in last })
         let graph = try ModelLoading.loadGraph(path: model, architecture: architecture)
-        var wanted = graph.inputs.map { mapping[$0.name] ?? $0.name }
-        var isFolder: ObjCBool = false
-        if FileManager.default.fileExists(atPath: data, isDirectory: &isFolder), !isFolder.boolValue {
-            // Read what the archive has; `bind` names an input whose array is missing.
-            let present = Set(try NPZ.keys(path: data))
-            wanted = wanted.filter { present.contains($0) }
-        }
-        let arrays = try ArrayFiles.read(path: data, names: wanted)
-        let feeds = try GraphFeeds.bind(graph, arrays: arrays, mapping: mapping, file: data)
+        let feeds = try inputs.feeds(for: graph, data: data)
         let outputs: [Value]
         do {
             outputs = try GraphFeeds.run(graph, feeds: feeds, batchSize: batchSize, threads: threads)

@@ -22,8 +22,7 @@ struct Latency: ParsableCommand {
     @Option(help: "Arrays to time on (.npz); default: zeros of the inputs' sizes.")
     var data: String?
 
-    @Option(name: .customLong("input"), help: ArgumentHelp("Feed graph input NAME from array ARRAY (repeatable).", valueName: "NAME=ARRAY"))
-    var inputs: [String] = []
+    @OptionGroup var inputs: InputMappingOptions
 
     @Option(help: "Batch sizes, comma-separated.")
     var batchSizes = "1"
@@ -53,9 +52,6 @@ struct Latency: ParsableCommand {
             throw ValidationError("--batch-sizes takes positive integers, comma-separated (e.g. 1,8)")
         }
         guard warmup >= 0, minRuns >= 1, maxSeconds > 0 else { throw ValidationError("--warmup ≥ 0, --min-runs ≥ 1 and --max-seconds > 0") }
-        for pair in inputs where pair.split(separator: "=", omittingEmptySubsequences: false).count != 2 {
-            throw ValidationError("--input \(pair): expected NAME=ARRAY")
-        }
     }
 
     var parsedBatchSizes: [Int] { batchSizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
@@ -109,14 +105,7 @@ struct Latency: ParsableCommand {
 
     /// One example per graph input, from --data, or zeros where every non-batch size is fixed.
     func exampleFeeds(_ graph: Graph) throws -> [Value] {
-        if let data {
-            let mapping = Dictionary(inputs.map { pair -> (String, String) in
-                let parts = pair.split(separator: "=", omittingEmptySubsequences: false)
-                return (String(parts[0]), String(parts[1]))
-            }, uniquingKeysWith: { _, last in last })
-            let arrays = try ArrayFiles.read(path: data, names: graph.inputs.map { mapping[$0.name] ?? $0.name })
-            return try GraphFeeds.bind(graph, arrays: arrays, mapping: mapping, file: data)
-        }
+        if let data { return try inputs.feeds(for: graph, data: data) }
         return try graph.inputs.map { input in
             guard input.shape.count >= 1, input.shape.dropFirst().allSatisfy({ $0 != nil }) else {
                 throw InputError("\(model): input '\(input.name)' has sizes only data can give (\(input.shape.map { $0.map(String.init) ?? "?" })); pass --data")

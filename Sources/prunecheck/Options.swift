@@ -5,8 +5,10 @@ import Configuration
 import Evaluation
 import Foundation
 import GitKit
+import ModelIO
 import Regression
 import Reports
+import TensorEngine
 
 /// Options shared by the commands that run the configured models.
 struct ConfigOptions: ParsableArguments {
@@ -113,5 +115,41 @@ struct ThreadOptions: ParsableArguments {
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    }
+}
+
+/// `--input NAME=ARRAY` (repeatable): which array of the data feeds which graph input, for the
+/// commands that run a model on arrays (`infer`, `latency`). Unmapped inputs read the array of
+/// their own name.
+struct InputMappingOptions: ParsableArguments {
+    @Option(name: .customLong("input"), help: ArgumentHelp("Feed graph input NAME from array ARRAY (repeatable).", valueName: "NAME=ARRAY"))
+    var pairs: [String] = []
+
+    func validate() throws {
+        for pair in pairs where pair.split(separator: "=", omittingEmptySubsequences: false).count != 2 {
+            throw ValidationError("--input \(pair): expected NAME=ARRAY")
+        }
+    }
+
+    /// Graph input name → array name.
+    var mapping: [String: String] {
+        Dictionary(pairs.map { pair -> (String, String) in
+            let parts = pair.split(separator: "=", omittingEmptySubsequences: false)
+            return (String(parts[0]), String(parts[1]))
+        }, uniquingKeysWith: { _, last in last })
+    }
+
+    /// The graph's inputs bound to the arrays of `data` (an .npz or a folder): an input whose
+    /// array is missing or does not fit is an error naming the file, the input and the array.
+    func feeds(for graph: Graph, data: String) throws -> [Value] {
+        let mapping = self.mapping
+        var wanted = graph.inputs.map { mapping[$0.name] ?? $0.name }
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: data, isDirectory: &isFolder), !isFolder.boolValue {
+            // Read what the archive has; `bind` names an input whose array is missing.
+            let present = Set(try NPZ.keys(path: data))
+            wanted = wanted.filter { present.contains($0) }
+        }
+        return try GraphFeeds.bind(graph, arrays: try ArrayFiles.read(path: data, names: wanted), mapping: mapping, file: data)
     }
 }
