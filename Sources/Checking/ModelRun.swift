@@ -17,8 +17,8 @@ public func loadModel(path: String, architecture: String?) throws -> Graph {
 /// The number of classes a classifier predicts: the width of its output for one example.
 public func classCount(of model: Graph, file: String) throws -> Int {
     let shapes: [String: [Int]]
-    do { shapes = try model.valueShapes(for: Tensor(zeros: [1] + model.inputShape)) } catch {
-        throw ModelIOError(file: file, "the model does not run on an input of shape \([1] + model.inputShape): \(error)")
+    do { shapes = try model.valueShapes() } catch {
+        throw ModelIOError(file: file, "the model does not run on one example of zeros (inputs \(model.sampleFeeds().map(\.shape))): \(error)")
     }
     guard let out = model.outputs.first.flatMap({ shapes[$0] }), out.count == 2, out[0] == 1, out[1] > 0 else {
         throw ModelIOError(file: file, "the model's output must be (batch, classes)")
@@ -28,6 +28,11 @@ public func classCount(of model: Graph, file: String) throws -> Int {
 
 /// Loads one split and checks that its examples fit the model's input.
 public func loadSplit(_ data: DataSpec, _ split: SplitSource, model: Graph, classes: Int) throws -> LabeledData {
+    guard split.arrays == nil, model.inputs.count == 1, model.inputs[0].dtype == .float32 else {
+        let (features, labels) = try loadExamples(data, split, model: model)
+        guard let labels else { throw ModelIOError(file: data.file, "\(data.key(of: split)) names no labels; classification needs them") }
+        return LabeledData(features: features, labels: try classLabels(labels, name: split.labels!, file: data.file, classes: classes))
+    }
     let loaded = try DataLoading.loadSplit(
         path: data.file, split: split, scale: Float(data.scale), classes: classes)
     let rowShape = Array(loaded.inputs.shape.dropFirst())
@@ -36,6 +41,46 @@ public func loadSplit(_ data: DataSpec, _ split: SplitSource, model: Graph, clas
         throw ModelIOError(file: data.file, "array '\(split.inputs)' has examples of shape \(rowShape), the model expects \(want) (\(want.reduce(1, *)) values)")
     }
     return LabeledData(inputs: loaded.inputs.reshaped([loaded.count] + want), labels: loaded.labels)
+}
+
+/// One split of `spec`'s data as its task reads it (labels checked), for `model`.
+public func loadSplit(for spec: ModelSpec, _ split: SplitSource, model: Graph) throws -> LabeledData {
+    try TaskScoring.make(spec, model: model).load(split)
+}
+
+/// One split's arrays for `model`'s inputs, each checked against its graph input (element
+/// type, rank, fixed dimensions, one batch length), and its labels array when it names one.
+/// The list form `[inputs, labels]` feeds a model of one input.
+public func loadExamples(_ data: DataSpec, _ split: SplitSource, model: Graph) throws -> (features: [FeatureArray], labels: NPYArray?) {
+    let key = data.key(of: split)
+    var mapping = split.arrays ?? [:]
+    if split.arrays == nil {
+        guard model.inputs.count == 1 else {
+            throw ModelIOError(file: data.file, "\(key) gives one inputs array, the model has \(model.inputs.count) inputs (\(model.inputs.map(\.name).joined(separator: ", "))): write \(key) as {\(model.inputs.map { "\($0.name): ARRAY" }.joined(separator: ", ")), labels: ARRAY}")
+        }
+        mapping[model.inputs[0].name] = split.inputs
+    }
+    return try GraphFeeds.loadSplit(path: data.file, graph: model, mapping: mapping, labels: split.labels, scale: Float(data.scale),
+                                    mappingSyntax: { "\(key).\($0): ARRAY" })
+}
+
+/// Class indices in 0..<classes, one per example.
+func classLabels(_ y: NPYArray, name: String, file: String, classes: Int) throws -> [Int32] {
+    guard let labels = y.integers() else { throw ModelIOError(file: file, "array '\(name)' holds \(y.dtype.numpyName) values, labels must be integers") }
+    guard y.shape.count == 1 else { throw ModelIOError(file: file, "array '\(name)' has shape \(y.shape), class labels must be 1-D") }
+    if let bad = labels.firstIndex(where: { $0 < 0 || $0 >= Int64(classes) }) {
+        throw ModelIOError(file: file, "array '\(name)'[\(bad)] = \(labels[bad]) is not a class index in 0..<\(classes)")
+    }
+    return labels.map { Int32($0) }
+}
+
+extension DataSpec {
+    /// The config key of `split`, for messages.
+    func key(of split: SplitSource) -> String {
+        if split == train { return "data.train" }
+        if split == eval { return "data.eval" }
+        return evalSets.first { $0.value == split }.map { "data.eval_sets.\($0.key)" } ?? "data"
+    }
 }
 
 /// Everything one model's run produced.
@@ -60,12 +105,13 @@ let pruningEnergyEstimate: EnergyEstimate = { EnergyModel.picojoules(macs: $0, p
 /// Prunes and fine-tunes `model` with `spec`'s recipe: in place for unstructured and N:M
 /// pruning, into a smaller graph for neuron and channel pruning. Returns the pruned model and
 /// what the recipe reports (allocations, rounds).
-public func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData, progress: Progress?, label: String) throws -> PruningOutcome {
+public func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData, calibration: LabeledData? = nil, progress: Progress?,
+                             label: String) throws -> PruningOutcome {
     let recipe = spec.recipe
     let teacher = try recipe.distill?.teacher.map { try loadModel(path: $0, architecture: recipe.distill?.teacherArchitecture) }
     let started = Date()
     do {
-        return try PruningPipeline.run(model, recipe: recipe, train: train, seed: spec.seed, threads: spec.threads, teacher: teacher,
+        return try PruningPipeline.run(model, recipe: recipe, train: train, calibration: calibration, seed: spec.seed, threads: spec.threads, teacher: teacher,
                                        latencyProbe: pruningLatencyProbe, energyEstimate: pruningEnergyEstimate, progress: { phase, e, total in
             progress?.update("  \(label) \(phase)", done: e.epoch, total: total,
                              detail: "epochs, loss \(String(format: "%.4f", e.meanLoss))", started: started)
@@ -96,14 +142,14 @@ public func crossValidate(
 }
 
 /// One task's part of the pipeline: how a split is loaded for the model and how a model is
-/// scored on one. Everything else (cross-validation, pruning, costs, latency) is the same for
-/// every task.
+/// scored on one. Everything else (cross-validation, pruning, fidelity to the dense model,
+/// costs, latency) is the same for every task.
 struct TaskScoring {
     /// What a model scores on one split.
     struct Scores {
         var metrics: [String: Double]
-        /// The value of `TaskScoring.headline`, printed dense → pruned.
-        var headline: Double
+        /// The value of `TaskScoring.headline`, printed dense → pruned (nil: a fidelity metric).
+        var headline: Double?
         /// Per-example correctness (classification), for the paired test on accuracy.
         var correct: [Bool]? = nil
         var confusion: [[Int]] = []
@@ -113,13 +159,28 @@ struct TaskScoring {
     let headline: String
     let load: (SplitSource) throws -> LabeledData
     /// The labels cross-validation stratifies by.
-    let strata: (LabeledData) -> [Int32]
+    var strata: (LabeledData) -> [Int32] = { [Int32](repeating: 0, count: $0.count) }
     /// The metrics a cross-validation fold reports.
-    let foldMetrics: (Graph, LabeledData) -> [String: Double]
-    /// The metrics of a model on a split, their names prefixed.
-    let score: (Graph, LabeledData, _ prefix: String) -> Scores
+    var foldMetrics: (Graph, LabeledData) -> [String: Double] = { _, _ in [:] }
+    /// The metrics of a model on a split (given its outputs there), their names prefixed.
+    let score: (Graph, LabeledData, _ outputs: Tensor, _ prefix: String) -> Scores
     /// Metrics of the pruned model that need the training split (given the eval scores).
-    let trainMetrics: (Graph, LabeledData, Scores) -> [String: Double]
+    var trainMetrics: (Graph, LabeledData, Scores) -> [String: Double] = { _, _, _ in [:] }
+    /// Whether the outputs are scores over classes or tokens (`agreement` and `kl_to_dense`
+    /// apply).
+    let outputsAreScores: Bool
+    /// The training split fine-tuning sees, and what calibration sees instead (nil: the
+    /// same), given the dense model.
+    var prepare: (Graph, LabeledData) -> (train: LabeledData, calibration: LabeledData?) = { _, t in (t, nil) }
+
+    static func make(_ spec: ModelSpec, model: Graph) throws -> TaskScoring {
+        switch spec.task {
+        case .classification: return try classification(spec, model: model)
+        case .regression: return try regression(spec, model: model)
+        case .languageModel: return try languageModel(spec, model: model)
+        case .embedding: return embedding(spec, model: model)
+        }
+    }
 
     static func classification(_ spec: ModelSpec, model: Graph) throws -> TaskScoring {
         let classes = try classCount(of: model, file: spec.model)
@@ -132,14 +193,15 @@ struct TaskScoring {
                 let r = Evaluator.evaluate(model: m, data: held, classes: classes, threads: threads)
                 return ["accuracy": r.scores.accuracy, "f1_macro": r.scores.f1Macro]
             },
-            score: { m, data, prefix in
+            score: { m, data, _, prefix in
                 let r = Evaluator.evaluate(model: m, data: data, classes: classes, threads: threads)
                 return Scores(metrics: r.values(prefix: prefix), headline: r.scores.accuracy, correct: r.correct, confusion: r.scores.confusion)
             },
             trainMetrics: { m, train, eval in
                 let accuracy = Evaluator.classify(model: m, data: train, classes: classes, threads: threads).accuracy
-                return ["train_accuracy": accuracy, "generalization_gap": accuracy - eval.headline]
-            })
+                return ["train_accuracy": accuracy, "generalization_gap": accuracy - eval.headline!]
+            },
+            outputsAreScores: true)
     }
 
     static func regression(_ spec: ModelSpec, model: Graph) throws -> TaskScoring {
@@ -149,19 +211,75 @@ struct TaskScoring {
             headline: "rmse",
             load: { try loadRegressionSplit(spec.data, $0, model: model, outputs: outputs) },
             // No classes to stratify by: one seeded shuffle dealt to the folds.
-            strata: { [Int32](repeating: 0, count: $0.count) },
             foldMetrics: { m, held in Evaluator.regress(model: m, data: held, threads: threads).values() },
-            score: { m, data, prefix in
+            score: { m, data, _, prefix in
                 let r = Evaluator.regress(model: m, data: data, threads: threads)
                 return Scores(metrics: r.values(prefix: prefix), headline: r.rmse)
             },
-            trainMetrics: { _, _, _ in [:] })
+            outputsAreScores: false)
+    }
+
+    /// Next-token prediction: labels (N, positions…) hold the next token of every position
+    /// of the logits (N, positions…, vocabulary), -100 where nothing is predicted.
+    static func languageModel(_ spec: ModelSpec, model: Graph) throws -> TaskScoring {
+        TaskScoring(
+            headline: MetricNames.perplexity,
+            load: { split in
+                let (features, y) = try loadExamples(spec.data, split, model: model)
+                let name = split.labels ?? "labels", file = spec.data.file
+                guard let y, let ids = y.integers() else {
+                    throw ModelIOError(file: file, "array '\(name)' must hold integer token ids (next token per position, -100 for none)")
+                }
+                let first = model.predict(features.map { $0.rows(0..<min(1, $0.count)).value }, threads: spec.threads).shape
+                let positions = Array(first.dropFirst().dropLast())
+                guard first.count >= 2, Array(y.shape.dropFirst()) == positions else {
+                    throw ModelIOError(file: file, "array '\(name)' has shape \(y.shape), the model's logits \(first) need labels of shape [N\(positions.map { ", \($0)" }.joined())]")
+                }
+                let vocab = first.last!
+                if let bad = ids.firstIndex(where: { $0 != Int64(LabeledData.ignoredLabel) && ($0 < 0 || $0 >= Int64(vocab)) }) {
+                    throw ModelIOError(file: file, "array '\(name)' holds \(ids[bad]) at flat index \(bad): not a token id in 0..<\(vocab) or -100")
+                }
+                return LabeledData(features: features, labels: ids.map { Int32($0) }, labelsPerExample: max(positions.reduce(1, *), 1))
+            },
+            score: { _, data, logits, prefix in
+                let r = OutputMetrics.languageModel(logits: logits, labels: data.labels)
+                return Scores(metrics: [prefix + MetricNames.perplexity: r.perplexity, prefix + MetricNames.tokenAccuracy: r.tokenAccuracy],
+                              headline: r.perplexity)
+            },
+            outputsAreScores: true)
+    }
+
+    /// Output vectors as the product: no labels; fine-tuning minimises the squared distance to
+    /// the dense model's outputs (self-distillation), and the scores are the fidelity metrics.
+    static func embedding(_ spec: ModelSpec, model: Graph) -> TaskScoring {
+        TaskScoring(
+            headline: MetricNames.cosineToDense,
+            load: { split in LabeledData(features: try loadExamples(spec.data, split, model: model).features, targets: nil) },
+            score: { _, _, _, _ in Scores(metrics: [:], headline: nil) },
+            outputsAreScores: false,
+            prepare: { dense, train in
+                let targets = OutputMetrics.outputs(model: dense, data: train, threads: spec.threads)
+                // Criteria that take gradients (Taylor, SNIP, OBD) see ½‖y‖²: its gradient is the
+                // output itself, where the distance to the dense outputs is flat at the start.
+                return (train.with(targets: targets), train.with(targets: Tensor(zeros: targets.shape)))
+            })
     }
 }
 
 /// Loads one split for regression and checks that its examples fit the model's input and
 /// its targets the model's output.
 func loadRegressionSplit(_ data: DataSpec, _ split: SplitSource, model: Graph, outputs: Int) throws -> LabeledData {
+    guard split.arrays == nil, model.inputs.count == 1, model.inputs[0].dtype == .float32 else {
+        let (features, y) = try loadExamples(data, split, model: model)
+        guard let y, y.shape.count == 1 || y.shape.count == 2 else {
+            throw ModelIOError(file: data.file, "\(data.key(of: split)).labels must name a 1-D or 2-D array of targets")
+        }
+        let columns = y.shape.count == 2 ? y.shape[1] : 1
+        guard columns == outputs else {
+            throw ModelIOError(file: data.file, "array '\(split.labels!)' has \(columns) target column(s), the model predicts \(outputs)")
+        }
+        return LabeledData(features: features, targets: Tensor(shape: [y.shape[0], columns], scalars: y.floats()))
+    }
     let loaded = try DataLoading.loadRegressionSplit(path: data.file, split: split, scale: Float(data.scale))
     let rowShape = Array(loaded.inputs.shape.dropFirst())
     guard rowShape.reduce(1, *) == model.inputShape.reduce(1, *) else {
@@ -179,29 +297,37 @@ func loadRegressionSplit(_ data: DataSpec, _ split: SplitSource, model: Graph, o
 public func runModel(_ spec: ModelSpec, progress: Progress, exportTo: String? = nil) throws -> ModelRunResult {
     let start = DispatchTime.now().uptimeNanoseconds
     let denseModel = try loadModel(path: spec.model, architecture: spec.architecture)
-    let task = spec.task == .regression ? try TaskScoring.regression(spec, model: denseModel)
-                                        : try TaskScoring.classification(spec, model: denseModel)
-    let train = try task.load(spec.data.train)
+    let task = try TaskScoring.make(spec, model: denseModel)
+    let loadedTrain = try task.load(spec.data.train)
     let eval = try task.load(spec.data.eval)
     let extraSets = try spec.data.evalSets.mapValues { try task.load($0) }
     let dense = denseModel.copy()
-    let denseScores = task.score(denseModel, eval, "")
+    let outputs = { (m: Graph, data: LabeledData) in OutputMetrics.outputs(model: m, data: data, threads: spec.threads) }
+    let denseEval = outputs(denseModel, eval)
+    let denseExtra = extraSets.mapValues { outputs(denseModel, $0) }
+    let denseScores = task.score(denseModel, eval, denseEval, "")
+    let (train, calibration) = task.prepare(denseModel, loadedTrain)
 
     // Cross-validation first, from the dense weights: k re-runs of the recipe on the folds.
     let folds = try crossValidate(dense, spec: spec, train: train, strata: task.strata(train), progress: progress, score: task.foldMetrics)
 
-    let outcome = try pruneAndFineTune(denseModel, spec: spec, train: train, progress: progress, label: spec.name)
+    let outcome = try pruneAndFineTune(denseModel, spec: spec, train: train, calibration: calibration, progress: progress, label: spec.name)
     let model = outcome.graph
     for line in outcome.notes { progress.line("  \(spec.name): \(line)") }
     if let exportTo { try ONNXModel.save(model, to: exportTo) }
-    let scores = task.score(model, eval, "")
+    let prunedEval = outputs(model, eval)
+    let scores = task.score(model, eval, prunedEval, "")
     var metrics = scores.metrics
+    metrics.merge(OutputMetrics.fidelity(prunedEval, dense: denseEval, scores: task.outputsAreScores)) { a, _ in a }
     metrics.merge(task.trainMetrics(model, train, scores)) { a, _ in a }
     let sparsity = SparsityReport(model: model)
     progress.line("  \(spec.name): per-layer sparsity " + sparsity.perLayer.map { "\(StructuredPruning.layerName($0.name)) \(MetricCheck.format(Double($0.zeros) / Double(max($0.count, 1)), MetricNames.sparsity))" }.joined(separator: ", "))
-    progress.line("  \(spec.name): \(task.headline) dense \(MetricCheck.format(denseScores.headline, task.headline)) -> pruned \(MetricCheck.format(scores.headline, task.headline)) at sparsity \(MetricCheck.format(sparsity.sparsity, MetricNames.sparsity))")
+    let headline = (dense: denseScores.headline ?? 1, pruned: scores.headline ?? metrics[task.headline] ?? .nan)
+    progress.line("  \(spec.name): \(task.headline) dense \(MetricCheck.format(headline.dense, task.headline)) -> pruned \(MetricCheck.format(headline.pruned, task.headline)) at sparsity \(MetricCheck.format(sparsity.sparsity, MetricNames.sparsity))")
     for (name, data) in extraSets {
-        metrics.merge(task.score(model, data, "\(name)/").metrics) { a, _ in a }
+        let y = outputs(model, data)
+        metrics.merge(task.score(model, data, y, "\(name)/").metrics) { a, _ in a }
+        for (k, v) in OutputMetrics.fidelity(y, dense: denseExtra[name]!, scores: task.outputsAreScores) { metrics["\(name)/\(k)"] = v }
     }
     var result = try finish(model, spec: spec, eval: eval, metrics: metrics, sparsity: sparsity, folds: folds,
                             evidence: Evidence(currentCorrect: scores.correct), started: start)
@@ -227,7 +353,7 @@ public func finish(
         metrics["cv_\(name)_std"] = std
     }
     let measure: (Int) -> LatencyResult = { b in
-        LatencyHarness.measure(model: model, input: eval.inputs.gatherRows((0..<b).map { $0 % eval.count }),
+        LatencyHarness.measure(model: model, feeds: eval.subset((0..<b).map { $0 % eval.count }).feeds,
                                settings: spec.latency, threads: spec.threads)
     }
     var evidence = partialEvidence

@@ -77,9 +77,17 @@ public struct ModelSpec: Equatable, Sendable {
     }
 }
 
-/// `task`: classification (class labels, cross-entropy) or regression (values, squared error).
+/// `task`: what the model predicts and what fine-tuning minimises.
 public enum Task: String, CaseIterable, Sendable {
-    case classification, regression
+    /// Class labels, cross-entropy.
+    case classification
+    /// Values, squared error.
+    case regression
+    /// Next-token ids per position (-100: none), token cross-entropy.
+    case languageModel = "language-model"
+    /// No labels: the output vectors are the product; fine-tuning keeps them close to the
+    /// dense model's (squared error).
+    case embedding
 }
 
 /// `latency_gate`: when timings are compared. The default is `normalized`.

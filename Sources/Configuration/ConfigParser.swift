@@ -237,8 +237,18 @@ struct Parser {
             cvFolds = try int(f, join(key, "cv.folds"), min: 2)
         }
         let task = try m["task"].map { try choice($0, join(key, "task"), Task.self) } ?? .classification
-        if task == .regression, [.lrp, .auto, .energy].contains(recipe.method) {
+        if task != .classification, [.lrp, .auto, .energy].contains(recipe.method) {
             throw error(m["prune"]!, join(key, "prune.method"), "\(recipe.method.rawValue) needs class labels (task: classification)")
+        }
+        if task == .languageModel || task == .embedding, cvFolds != nil {
+            throw error(m["cv"]!, join(key, "cv"), "cross-validation is for classification and regression")
+        }
+        if task == .embedding, recipe.distill != nil {
+            throw error(m["prune"]!, join(key, "prune.distill"), "an embedding model is fine-tuned towards the dense model's outputs already; remove distill")
+        }
+        let splits = [("train", data.train), ("eval", data.eval)] + data.evalSets.sorted { $0.key < $1.key }.map { ("eval_sets.\($0.key)", $0.value) }
+        for (k, split) in splits where split.labels == nil && task != .embedding {
+            throw error(m["data"]!, join(key, "data.\(k).labels"), "is missing; task \(task.rawValue) needs labels")
         }
         for name in tolerances.values.keys {
             if let set = MetricNames.evalSet(of: name), data.evalSets[set] == nil {
@@ -258,11 +268,29 @@ struct Parser {
     func dataSpec(_ node: Node, _ key: String, resolve: (String) -> String) throws -> DataSpec {
         let m = try mapping(node, key, allowed: ["file", "train", "eval", "eval_sets", "scale"])
         guard let f = m["file"] else { throw error(node, join(key, "file"), "is missing") }
+        func split(_ n: Node, _ k: String) throws -> SplitSource {
+            if case .mapping(let items) = n {
+                // {graph input: array, …, labels: array}
+                var arrays: [String: String] = [:], labels: String?
+                for (kn, vn) in items {
+                    let input = try string(kn, k)
+                    let array = try string(vn, "\(k).\(input)")
+                    if input == "labels" { labels = array } else { arrays[input] = array }
+                }
+                return SplitSource(arrays: arrays, labels: labels)
+            }
+            guard case .sequence = n else {
+                throw error(n, k, "expected [inputs, labels] array names, or a mapping of graph input names to arrays (plus labels)")
+            }
+            let names = try sequence(n, k)
+            guard names.count == 2 else { throw error(n, k, "expected [inputs, labels], found \(names.count) names") }
+            return SplitSource(inputs: try string(names[0], k + "[0]"), labels: try string(names[1], k + "[1]"))
+        }
         func split(_ k: String) throws -> SplitSource {
-            guard let n = m[k] else { throw error(node, join(key, k), "is missing; give [inputs, labels] array names") }
-            let names = try sequence(n, join(key, k))
-            guard names.count == 2 else { throw error(n, join(key, k), "expected [inputs, labels], found \(names.count) names") }
-            return SplitSource(inputs: try string(names[0], join(key, k) + "[0]"), labels: try string(names[1], join(key, k) + "[1]"))
+            guard let n = m[k] else {
+                throw error(node, join(key, k), "is missing; give [inputs, labels] array names, or {input name: array, …, labels: array}")
+            }
+            return try split(n, join(key, k))
         }
         let scale = try m["scale"].map { try double($0, join(key, "scale")) } ?? 1
         var evalSets: [String: SplitSource] = [:]
@@ -273,10 +301,7 @@ struct Parser {
                 guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
                     throw error(k, join(key, "eval_sets.\(name)"), "eval set names use letters, digits, '_' and '-'")
                 }
-                let names = try sequence(v, join(key, "eval_sets.\(name)"))
-                guard names.count == 2 else { throw error(v, join(key, "eval_sets.\(name)"), "expected [inputs, labels]") }
-                evalSets[name] = SplitSource(inputs: try string(names[0], join(key, "eval_sets.\(name)[0]")),
-                                             labels: try string(names[1], join(key, "eval_sets.\(name)[1]")))
+                evalSets[name] = try split(v, join(key, "eval_sets.\(name)"))
             }
         }
         return DataSpec(file: resolve(try string(f, join(key, "file"))), train: try split("train"), eval: try split("eval"), scale: scale,

@@ -108,7 +108,7 @@ public enum Evaluator {
         var start = 0
         while start < data.count {
             let end = min(start + batchSize, data.count)
-            let logits = model.predict(data.inputs.rows(start..<end), threads: threads)
+            let logits = model.predict(data.feeds(start..<end), threads: threads)
             var probs = Tensor(zeros: logits.shape)
             logits.withUnsafeBufferPointer { lp in
                 probs.withUnsafeMutableBufferPointer { pp in softmaxRows(lp.baseAddress!, rows: end - start, cols: classes, out: pp.baseAddress!) }

@@ -33,7 +33,7 @@ public enum CostAnalysis {
     public static func analyze(_ model: Graph) -> CostReport {
         var total = 0, nonzero = 0, macs = 0, macsNonzero = 0, dense = 0, sparse = 0
         var activationWords = 0, peakActivations = 0
-        let shapes = (try? model.valueShapes(for: Tensor(zeros: [1] + model.inputShape))) ?? [:]
+        let shapes = (try? model.valueShapes()) ?? [:]
         func count(_ name: String) -> Int { shapes[name]?.reduce(1, *) ?? 0 }
         let prunable = Set(model.prunableWeights.map(\.name))
         for (name, v) in model.parameters {

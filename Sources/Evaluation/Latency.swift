@@ -49,6 +49,11 @@ public enum LatencyHarness {
         measure(batchSize: input.shape[0], settings: settings) { _ = model.predict(input, threads: threads) }
     }
 
+    /// Times single forward passes on `feeds` (one per graph input, batch first).
+    public static func measure(model: Graph, feeds: [Value], settings: LatencySettings, threads: Int) -> LatencyResult {
+        measure(batchSize: feeds.first?.shape.first ?? 1, settings: settings) { _ = model.predict(feeds, threads: threads) }
+    }
+
     /// The same loop around any call (`run`): a multi-input model, a training step.
     public static func measure(batchSize batch: Int, settings: LatencySettings, _ run: () -> Void) -> LatencyResult {
         for _ in 0..<settings.warmup { run() }

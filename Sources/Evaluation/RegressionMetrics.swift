@@ -49,7 +49,7 @@ extension Evaluator {
         var start = 0
         while start < data.count {
             let end = min(start + batchSize, data.count)
-            out += model.predict(data.inputs.rows(start..<end), threads: threads).scalars
+            out += model.predict(data.feeds(start..<end), threads: threads).scalars
             start = end
         }
         return RegressionMetrics(predictions: Tensor(shape: targets.shape, scalars: out), targets: targets)

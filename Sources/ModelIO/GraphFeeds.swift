@@ -8,17 +8,20 @@ public enum GraphFeeds {
     /// the one of the input's own name. Checks each array against its input: element type
     /// (float inputs take float arrays, int64 inputs integer or bool arrays, bool inputs bool
     /// arrays), rank, every fixed dimension, and one shared batch length; an error names the
-    /// file, the input and the array.
-    public static func bind(_ graph: Graph, arrays: [String: NPYArray], mapping: [String: String] = [:], file: String) throws -> [Value] {
+    /// file, the input and the array (`available`: every array the file has, for the message).
+    /// `mappingSyntax` writes how input X is mapped to another
+    /// array, for messages (`--input X=ARRAY`, or a config key).
+    public static func bind(_ graph: Graph, arrays: [String: NPYArray], mapping: [String: String] = [:], file: String,
+                            mappingSyntax: (String) -> String = { "--input \($0)=ARRAY" }, available: [String]? = nil) throws -> [Value] {
         let known = Set(graph.inputs.map(\.name))
         if let stray = mapping.keys.sorted().first(where: { !known.contains($0) }) {
-            throw ModelIOError(file: file, "--input \(stray)=…: the model has no input '\(stray)' (inputs: \(graph.inputs.map(\.name).joined(separator: ", ")))")
+            throw ModelIOError(file: file, "\(mappingSyntax(stray)): the model has no input '\(stray)' (inputs: \(graph.inputs.map(\.name).joined(separator: ", ")))")
         }
         var batch: (length: Int, input: String)?
-        return try graph.inputs.map { input in
+        let values = try graph.inputs.map { input -> Value in
             let name = mapping[input.name] ?? input.name
             guard let array = arrays[name] else {
-                throw ModelIOError(file: file, "has no array '\(name)' for the model's input '\(input.name)' (arrays: \(arrays.keys.sorted().joined(separator: ", "))); map another with --input \(input.name)=ARRAY")
+                throw ModelIOError(file: file, "has no array '\(name)' for the model's input '\(input.name)' (arrays: \((available ?? Array(arrays.keys)).sorted().joined(separator: ", "))); map another with \(mappingSyntax(input.name))")
             }
             let what = "array '\(name)' for input '\(input.name)'"
             guard array.shape.count == input.shape.count else {
@@ -44,6 +47,61 @@ public enum GraphFeeds {
                 throw ModelIOError(file: file, "\(what) is \(array.dtype.numpyName), the input takes \(input.dtype.rawValue)")
             }
         }
+        try checkLookups(graph, values, file: file, arrayName: { mapping[$0] ?? $0 })
+        return values
+    }
+
+    /// Token ids index embedding tables: an int64 input that a Gather looks up in an
+    /// initializer must hold indices that exist there (the run would stop at the first one
+    /// that does not, far from the data that holds it).
+    static func checkLookups(_ graph: Graph, _ values: [Value], file: String, arrayName: (String) -> String) throws {
+        for (k, input) in graph.inputs.enumerated() {
+            guard case .int64(let ids) = values[k] else { continue }
+            for node in graph.nodes where node.opType == "Gather" && node.inputs.count > 1 && node.inputs[1] == input.name {
+                guard let table = graph.initializer(node.inputs[0]) else { continue }
+                var axis = 0
+                if case .int(let a)? = node.attributes["axis"] { axis = a < 0 ? a + table.shape.count : a }
+                guard axis >= 0 && axis < table.shape.count else { continue }
+                let rows = Int64(table.shape[axis])
+                if let bad = ids.data.firstIndex(where: { $0 < -rows || $0 >= rows }) {
+                    throw ModelIOError(file: file, "array '\(arrayName(input.name))' for input '\(input.name)' holds \(ids.data[bad]) at flat index \(bad); node '\(node.name)' (Gather) looks it up in '\(node.inputs[0])', which has \(rows) entries (ids 0..<\(rows))")
+                }
+            }
+        }
+    }
+
+    /// One split for `graph` from the file at `path`: every graph input from its array (the
+    /// one `mapping` names, else the one of the input's name), checked as `bind` checks them,
+    /// float inputs multiplied by `scale`; and the array `labels`, when named.
+    public static func loadSplit(
+        path: String, graph: Graph, mapping: [String: String], labels: String?, scale: Float,
+        mappingSyntax: @escaping (String) -> String, limits: IOLimits = .default
+    ) throws -> (features: [FeatureArray], labels: NPYArray?) {
+        var wanted = Set(graph.inputs.map { mapping[$0.name] ?? $0.name })
+        if let labels { wanted.insert(labels) }
+        var isFolder: ObjCBool = false
+        var available: [String]?
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue {
+            // Read only the arrays that exist: `bind` then says which input lacks one and how to map it.
+            let keys = try NPZ.keys(path: path)
+            available = keys
+            if let l = labels, !keys.contains(l) {
+                throw ModelIOError(file: path, "has no array '\(l)' for the labels (arrays: \(keys.sorted().joined(separator: ", ")))")
+            }
+            wanted.formIntersection(keys)
+        }
+        var arrays = try ArrayFiles.read(path: path, names: wanted.sorted(), limits: limits)
+        let label = labels.flatMap { arrays[$0] }
+        if let labels, !graph.inputs.contains(where: { (mapping[$0.name] ?? $0.name) == labels }) { arrays[labels] = nil }
+        let values = try bind(graph, arrays: arrays, mapping: mapping, file: path, mappingSyntax: mappingSyntax, available: available)
+        let features = values.map { v -> FeatureArray in
+            guard scale != 1, case .float(let x) = v else { return FeatureArray(v) }
+            return .float(Tensor(shape: x.value.shape, scalars: x.value.scalars.map { $0 * scale }))
+        }
+        if let label, let n = features.first?.count, label.shape.first != n {
+            throw ModelIOError(file: path, "array '\(labels!)' has \(label.shape.first ?? 0) rows, the inputs have \(n) examples")
+        }
+        return (features, label)
     }
 
     /// A graph value as an array of its own element type.

@@ -19,7 +19,7 @@ extension LayerList {
     /// (batch, sizes…); anything else is an error naming the node.
     public static func write(_ graph: Graph, to path: String) throws {
         let shapes: [String: [Int]]
-        do { shapes = try graph.valueShapes(for: Tensor(zeros: [1] + graph.inputShape)) } catch {
+        do { shapes = try graph.valueShapes() } catch {
             throw ModelIOError(file: path, "the model does not run: \(error)")
         }
         func ints(_ n: Node, _ key: String, _ d: Int, _ fallback: Int) -> [Int] {

@@ -19,25 +19,28 @@ public enum ModelLoading {
         return try LayerList.load(architecture: architecture, weights: path, limits: limits)
     }
 
-    /// One float input of rank ≥ 2 with fixed non-batch dimensions, one output; and a run on
-    /// a batch of two zero examples succeeds (this catches shapes that only fit batch 1).
+    /// Inputs (any number: float32 examples, int64 token ids, bool masks) with the batch
+    /// first, a single float input's other dimensions fixed (list-form data is reshaped to
+    /// them); a float first output, the one PruneCheck scores; and a run on a batch of two
+    /// zero examples succeeds (this catches shapes that only fit batch 1).
     public static func validate(_ graph: Graph, file: String) throws {
-        guard graph.inputs.count == 1, let input = graph.inputs.first else {
-            throw ModelIOError(file: file, "the model has \(graph.inputs.count) inputs; PruneCheck needs exactly one (the examples)")
+        guard !graph.inputs.isEmpty else { throw ModelIOError(file: file, "the model has no inputs") }
+        for input in graph.inputs where input.shape.isEmpty {
+            throw ModelIOError(file: file, "input '\(input.name)' is a scalar; every input needs a batch dimension first")
         }
-        guard input.dtype == .float32, input.shape.count >= 2 else {
-            throw ModelIOError(file: file, "input '\(input.name)' must be float32 with a batch dimension first, found \(input.dtype.rawValue) \(input.shape.map { $0.map(String.init) ?? "?" })")
+        if graph.inputs.count == 1, let input = graph.inputs.first, input.dtype == .float32 {
+            guard input.shape.count >= 2 else {
+                throw ModelIOError(file: file, "input '\(input.name)' must have a batch dimension and the example's, found \(input.shape.map { $0.map(String.init) ?? "?" })")
+            }
+            guard input.shape.dropFirst().allSatisfy({ ($0 ?? 0) > 0 }) else {
+                throw ModelIOError(file: file, "input '\(input.name)' has a symbolic dimension other than the batch: \(input.shape.map { $0.map(String.init) ?? "?" })")
+            }
         }
-        guard input.shape.dropFirst().allSatisfy({ ($0 ?? 0) > 0 }) else {
-            throw ModelIOError(file: file, "input '\(input.name)' has a symbolic dimension other than the batch: \(input.shape.map { $0.map(String.init) ?? "?" })")
-        }
-        guard graph.outputs.count == 1 else {
-            throw ModelIOError(file: file, "the model has \(graph.outputs.count) outputs; PruneCheck needs exactly one")
-        }
+        guard !graph.outputs.isEmpty else { throw ModelIOError(file: file, "the model has no outputs") }
         do {
-            let out = try graph.run([.float(Variable(Tensor(zeros: [2] + graph.inputShape)))])
+            let out = try graph.run(graph.sampleFeeds(batch: 2))
             guard case .float(let y) = out[0], y.value.shape.first == 2 else {
-                throw ModelIOError(file: file, "the output must be float32 with the batch dimension first, found shape \(out[0].shape)")
+                throw ModelIOError(file: file, "the output '\(graph.outputs[0])' must be float32 with the batch dimension first, found \(out[0].dtype.rawValue) of shape \(out[0].shape)")
             }
         } catch let e as GraphError {
             throw ModelIOError(file: file, "does not run on a batch of 2: \(e)")

@@ -338,7 +338,7 @@ public enum Allocator {
     }
 
     static func layerCosts(_ model: Graph, layers: [String]) throws -> [LayerCost] {
-        let shapes = try model.valueShapes(for: Tensor(zeros: [1] + model.inputShape))
+        let shapes = try model.valueShapes()
         return layers.map { name in
             let node = model.nodes[Probe.node(of: name, in: model)]
             guard case .float(let w)? = model.initializer(name) else { return LayerCost(weights: 0, rows: 0, positions: 0) }

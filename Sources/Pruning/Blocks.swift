@@ -24,7 +24,7 @@ public enum BlockPruning {
     /// of that branch; blocks that hold a protected layer (weight, layer or node name) are left
     /// out.
     public static func blocks(_ graph: Graph, protect: Set<String>) throws -> [RemovableBlock] {
-        let shapes = try graph.valueShapes(for: Tensor(zeros: [1] + graph.inputShape))
+        let shapes = try graph.valueShapes()
         let outputs = Set(graph.outputs)
         var producer: [String: Int] = [:]
         var consumers: [String: [Int]] = [:]

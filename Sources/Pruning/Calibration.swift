@@ -15,10 +15,14 @@ public struct CalibrationSet {
         batches = stride(from: 0, to: n, by: size).map { data.subset(Array(order[$0..<min($0 + size, n)])) }
     }
 
+    /// These batches as they are.
+    init(batches: [LabeledData]) { self.batches = batches }
+
     public var count: Int { batches.reduce(0) { $0 + $1.count } }
 }
 
-/// The task's training loss: cross-entropy on class labels, mean squared error on targets.
+/// The task's training loss: cross-entropy on class (or token) labels, mean squared error on
+/// targets.
 func taskLoss(_ output: Variable, _ batch: LabeledData, tape: Tape) -> Variable {
     batch.targets.map { meanSquaredError(output, targets: $0, tape: tape) } ?? softmaxCrossEntropy(output, labels: batch.labels, tape: tape)
 }
@@ -29,7 +33,7 @@ enum Probe {
     /// statistics, no Dropout); every gradient is cleared afterwards.
     static func gradients(_ model: Graph, _ batch: LabeledData, names: Set<String>, threads: Int) -> [String: [Float]] {
         let tape = Tape()
-        let output = model.forward(Variable(batch.inputs), tape: tape, threads: threads)
+        let output = model.forward(batch.feeds, tape: tape, threads: threads)
         tape.backward(from: taskLoss(output, batch, tape: tape))
         var out: [String: [Float]] = [:]
         for (name, v) in model.parameters {
@@ -53,7 +57,10 @@ enum Probe {
         let index = node(of: weight, in: model)
         let input = model.nodes[index].inputs[0]
         return try calibration.batches.map { batch in
-            let x = try model.capture(batch.inputs, [input], threads: threads)[input] ?? batch.inputs
+            let feeds = batch.feeds
+            guard let x = try model.capture(feeds, [input], threads: threads)[input] else {
+                throw GraphError(node: model.nodes[index].name, op: model.nodes[index].opType, "input '\(input)' is not a float value")
+            }
             return try model.layerRows(node: index, input: x)
         }
     }
@@ -91,6 +98,18 @@ enum Criteria {
             guard case .float(let v)? = model.initializer(name) else { preconditionFailure("'\(name)' is not a float parameter") }
             return (name, v.value)
         }
+        func rows(_ t: Tensor) -> Int { t.shape.first ?? 1 }
+        // Scores in the stored order, then in the (outputs, inputs) view every caller ranks in.
+        let stored = try storedScores(method, model: model, layers: layers, weights: weights, calibration: calibration, seed: seed, threads: threads)
+        return stored.map { l in
+            let view = WeightView(model, l.name)
+            return (l.name, view.rows, view.view(l.scores))
+        }
+    }
+
+    private static func storedScores(
+        _ method: PruneRecipe.Method, model: Graph, layers: [String], weights: [(String, Tensor)], calibration: CalibrationSet?, seed: UInt64, threads: Int
+    ) throws -> WeightScores {
         func rows(_ t: Tensor) -> Int { t.shape.first ?? 1 }
         switch method {
         case .magnitude, .auto, .energy:
@@ -141,7 +160,8 @@ enum Criteria {
             // |W_ij|·‖X_j‖₂ over every calibration row the layer multiplies.
             return try weights.map { name, w in
                 let xs = try Probe.layerRows(model, weight: name, calibration: calibration!, threads: threads)
-                let cols = w.count / rows(w)
+                let view = WeightView(model, name)
+                let cols = view.cols
                 var sq = [Double](repeating: 0, count: cols)
                 for x in xs {
                     x.withUnsafeBufferPointer { p in
@@ -149,7 +169,9 @@ enum Criteria {
                     }
                 }
                 let norms = sq.map { $0.squareRoot() }
-                return (name, rows(w), w.scalars.enumerated().map { i, v in Double(v.magnitude) * norms[i % cols] })
+                // Input j of stored element i: its column, or its row when stored inputs first.
+                let outputs = view.rows
+                return (name, rows(w), w.scalars.enumerated().map { i, v in Double(v.magnitude) * norms[view.transposed ? i / outputs : i % cols] })
             }
         case .obs, .sparsegpt, .lrp:
             preconditionFailure("\(method.rawValue) is not a per-weight score")

@@ -48,6 +48,9 @@ public func prune(_ model: Graph, recipe: PruneRecipe, sparsity: Double? = nil, 
     let training = model.training
     model.training = false
     defer { model.training = training }
+    // Masks and scores below are in the (outputs, inputs) view of each weight (`WeightView`).
+    var context = context
+    context.previous = model.viewedMasks(context.previous)
     var masks: PruningMasks = [:]
     switch recipe.method {
     case .obs, .sparsegpt:
@@ -57,7 +60,7 @@ public func prune(_ model: Graph, recipe: PruneRecipe, sparsity: Double? = nil, 
         if context.layerSparsity == nil, recipe.scope == .global, recipe.granularity == .unstructured {
             let saliency = try layers.map { name -> (name: String, rows: Int, scores: [Double]) in
                 let l = try layerHessian(model, name, recipe: recipe, context: context)
-                return (name, l.rows, Reconstruction.obsSaliency(l.weight.value.scalars, rows: l.rows, hInverse: SPD.inverse(lower: l.lower, n: l.cols),
+                return (name, l.rows, Reconstruction.obsSaliency(WeightView(model, name).view(l.weight.value.scalars), rows: l.rows, hInverse: SPD.inverse(lower: l.lower, n: l.cols),
                                                                  cols: l.cols, dead: l.dead))
             }
             for (l, r) in zip(layers, Selection.layerSparsities(Selection.locking(saliency, previous: context.previous), sparsity: amount)) { ratios[l] = r }
@@ -67,7 +70,8 @@ public func prune(_ model: Graph, recipe: PruneRecipe, sparsity: Double? = nil, 
         for name in layers {
             let (v, rowsCount, cols, dead, h, lower) = try layerHessian(model, name, recipe: recipe, context: context)
             let s = ratios[name] ?? amount
-            let w = v.value.scalars
+            let view = WeightView(model, name)
+            let w = view.view(v.value.scalars)
             let updated: [Float]
             if recipe.method == .sparsegpt {
                 var nm: (n: Int, m: Int)?
@@ -87,8 +91,10 @@ public func prune(_ model: Graph, recipe: PruneRecipe, sparsity: Double? = nil, 
                 updated = Reconstruction.obs(w, rows: rowsCount, cols: cols, mask: mask, h: h, hInverse: hInv)
                 masks[name] = mask
             }
-            v.update { p in for i in 0..<p.count { p[i] = updated[i] } }
+            let stored = view.stored(updated)
+            v.update { p in for i in 0..<p.count { p[i] = stored[i] } }
         }
+        masks = model.storedMasks(masks)
     case .lrp:
         preconditionFailure("lrp scores units; the recipe check refuses it for \(recipe.granularity.text)")
     default:
@@ -108,18 +114,20 @@ public func prune(_ model: Graph, recipe: PruneRecipe, sparsity: Double? = nil, 
         } else {
             masks = Selection.masks(scores, sparsity: amount, scope: recipe.scope)
         }
+        masks = model.storedMasks(masks)
         applyMasks(masks, to: model)
     }
     return (model, masks)
 }
 
-/// A layer's weight, its shape as (rows, cols), which inputs are dead (zero on every
+/// A layer's weight, its (outputs, inputs) view's shape as (rows, cols), which inputs are dead (zero on every
 /// calibration example), the dampened H = 2XXᵀ/n + λI and its lower Cholesky factor.
 func layerHessian(_ model: Graph, _ name: String, recipe: PruneRecipe, context: PruningContext) throws
     -> (weight: Variable, rows: Int, cols: Int, dead: [Bool], h: [Double], lower: [Double])
 {
     guard case .float(let v)? = model.initializer(name) else { preconditionFailure("'\(name)' is not a float parameter") }
-    let rows = v.value.shape[0], cols = v.value.count / max(rows, 1)
+    let view = WeightView(model, name)
+    let rows = view.rows, cols = view.cols
     let xs = try Probe.layerRows(model, weight: name, calibration: context.calibration!, threads: context.threads)
     let (h, n, _) = Probe.hessian(xs, threads: context.threads)
     precondition(n == cols, "layer rows \(n) vs weight columns \(cols)")

@@ -35,7 +35,8 @@ public enum FineTuning {
         }
     }
 
-    /// Trains `model` on `data` with cross-entropy (classes) or mean squared error (targets),
+    /// Trains `model` on `data` with cross-entropy (class or token labels; -100 ignored) or
+    /// mean squared error (targets),
     /// keeping `masks` (pruned weights stay exactly zero). Mini-batches follow one seeded
     /// permutation per epoch, so the result is the same on every run and for every thread
     /// count. `teacher` (logits for the same inputs) and `distill` mix in a distillation loss.
@@ -72,7 +73,7 @@ public enum FineTuning {
             model.keepsTrainingSteps = keptSteps
         }
         let tape = Tape()
-        let input = Variable(Tensor(zeros: [0]))
+        var feeds: [Value] = []
         var labels: [Int32] = []
         var targets = Tensor(zeros: [0])
         let crossEntropy = CrossEntropyLoss(labelSmoothing: Float(settings.labelSmoothing))
@@ -83,14 +84,14 @@ public enum FineTuning {
             var start = 0
             while start < data.count {
                 let end = min(start + settings.batchSize, data.count)
-                data.gather(order[start..<end], into: input, labels: &labels, targets: &targets)
+                data.gather(order[start..<end], into: &feeds, labels: &labels, targets: &targets)
                 optimizer.learningRate = Float(rate(settings, epoch: epoch, step: step, total: total) * plateauScale)
-                let output = model.forward(input, tape: tape, threads: threads)
+                let output = model.forward(feeds, tape: tape, threads: threads)
                 var loss = data.targets != nil
                     ? meanSquaredError(output, targets: targets, tape: tape)
                     : crossEntropy(output, labels: labels, tape: tape)
                 if let teacher, let distill, data.targets == nil {
-                    let t = teacher.predict(input.value, threads: threads)
+                    let t = teacher.predict(feeds, threads: threads)
                     let kd = distillationKL(student: output, teacher: t, temperature: distill.temperature, tape: tape)
                     loss = weightedSum(kd, distill.alpha, loss, 1 - distill.alpha, tape: tape)
                 }

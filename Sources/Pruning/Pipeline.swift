@@ -22,16 +22,19 @@ public enum PruningPipeline {
     /// `afterCut` sees the model right after a one-shot cut, before fine-tuning. `progress` gets
     /// every fine-tuning epoch with the phase's name and epoch count. `latencyProbe` times models
     /// for an `auto` latency budget (required for one), `energyEstimate` ranks layers for the `energy`
-    /// method (required for it).
+    /// method (required for it). `calibration` replaces `train` as what data-driven criteria
+    /// see (an embedding model's training targets are its dense outputs, whose loss is flat at
+    /// the dense weights: its criteria see another loss).
     public static func run(
-        _ model: Graph, recipe: PruneRecipe, train: LabeledData, seed: UInt64, threads: Int, teacher: Graph? = nil,
+        _ model: Graph, recipe: PruneRecipe, train: LabeledData, calibration calibrationData: LabeledData? = nil,
+        seed: UInt64, threads: Int, teacher: Graph? = nil,
         latencyProbe: LatencyProbe? = nil, energyEstimate: EnergyEstimate? = nil, afterCut: ((Graph) -> Void)? = nil, progress: ((String, EpochLog, Int) -> Void)? = nil
     ) throws -> PruningOutcome {
         if let p = recipe.problem { preconditionFailure("recipe refused by its own check: \(p.key): \(p.message)") }
         let teacherModel = recipe.distill != nil ? (teacher ?? model.copy()) : nil
         let settings = recipe.finetune ?? FineTuneSettings(epochs: 0)
         var notes: [String] = []
-        let calibration = recipe.method.usesCalibration ? CalibrationSet(train, settings: recipe.calibration, seed: seed) : nil
+        let calibration = recipe.method.usesCalibration ? CalibrationSet(calibrationData ?? train, settings: recipe.calibration, seed: seed) : nil
         var context = PruningContext(calibration: calibration, seed: seed, threads: threads)
 
         if let reg = recipe.regularize, reg.epochs > 0 {

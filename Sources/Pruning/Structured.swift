@@ -57,7 +57,7 @@ public enum StructuredPruning {
     /// with a protected layer (weight, layer or node name) or with the layer producing the
     /// graph's output are left out; a group that cannot be followed is an error.
     public static func groups(_ graph: Graph, channel: Bool, protect: Set<String>) throws -> [StructuredGroup] {
-        let shapes = try graph.valueShapes(for: Tensor(zeros: [1] + graph.inputShape))
+        let shapes = try graph.valueShapes()
         let outputs = Set(graph.outputs)
         // Scalar constants: one-element initializers and Constant outputs.
         var scalars = Set(graph.initializerNames.filter { graph.initializer($0)?.shape.reduce(1, *) == 1 })

@@ -11,12 +11,15 @@ public struct MetricRule: Equatable, Sendable {
     public var tolerance: ToleranceKind
 
     /// The rule of a metric name. Quality scores (accuracy, precision, recall, F1, top-k,
-    /// sparsity, R²) are higher-is-better with absolute tolerances; error measures (log-loss,
-    /// ECE, the train–eval gap, MAE, RMSE, spreads across folds) lower-is-better, absolute;
-    /// costs (latency, parameters, MACs, bytes, energy, memory) lower-is-better, relative.
+    /// sparsity, R², token accuracy, agreement and cosine similarity with the dense model) are
+    /// higher-is-better with absolute tolerances; error measures (log-loss, ECE, the train–eval
+    /// gap, MAE, RMSE, KL divergence and RMSE to the dense model, spreads across folds)
+    /// lower-is-better, absolute; costs (latency, parameters, MACs, bytes, energy, memory) and
+    /// perplexity (a ratio scale: a rise of 10 % means the same at 5 as at 500)
+    /// lower-is-better, relative.
     public static func of(_ name: String) -> MetricRule {
         let base = MetricNames.base(of: name)
-        if MetricNames.costPrefixes.contains(where: { base.hasPrefix($0) }) {
+        if MetricNames.costPrefixes.contains(where: { base.hasPrefix($0) }) || base == MetricNames.perplexity || MetricNames.cvInner(base) == MetricNames.perplexity {
             return MetricRule(direction: .lowerIsBetter, tolerance: .relative)
         }
         if MetricNames.errorNames.contains(base) || base.hasSuffix("_std") || MetricNames.errorNames.contains(MetricNames.cvInner(base) ?? "") {
@@ -37,9 +40,16 @@ public enum MetricNames {
     public static let f1Macro = "f1_macro"
     public static let sparsity = "sparsity"
     public static let paramsNonzero = "params_nonzero"
+    public static let perplexity = "perplexity"
+    public static let tokenAccuracy = "token_accuracy"
+    /// Fidelity to the unpruned model on the eval split.
+    public static let agreement = "agreement"
+    public static let klToDense = "kl_to_dense"
+    public static let cosineToDense = "cosine_to_dense"
+    public static let outputRMSEToDense = "output_rmse_to_dense"
 
     static let costPrefixes = ["latency_", "params_", "macs", "bytes_", "energy_", "peak_memory"]
-    static let errorNames: Set<String> = ["log_loss", "ece", "generalization_gap", "mae", "rmse"]
+    static let errorNames: Set<String> = ["log_loss", "ece", "generalization_gap", "mae", "rmse", klToDense, outputRMSEToDense]
 
     /// Names a tolerance may use, without eval-set prefix or batch suffix.
     static let fixed: Set<String> = [
@@ -47,6 +57,7 @@ public enum MetricNames {
         "log_loss", "ece", "train_accuracy", "generalization_gap", sparsity, paramsNonzero, "params_total",
         "macs", "macs_nonzero", "bytes_dense", "bytes_sparse", "bytes_compressed", "energy_nj", "energy_measured_uj", "peak_memory_bytes",
         "latency_p50", "latency_p90", "latency_p99", "latency_mad", "mae", "rmse", "r2",
+        perplexity, tokenAccuracy, agreement, klToDense, cosineToDense, outputRMSEToDense,
     ]
 
     /// `latency_p50@b64` and the like.
@@ -128,6 +139,7 @@ public enum MetricNames {
         "accuracy, precision/recall/f1 _macro, _weighted or _class_N, topK_accuracy, log_loss, ece, train_accuracy, "
         + "generalization_gap, sparsity, params_nonzero, params_total, macs, macs_nonzero, bytes_dense, bytes_sparse, "
         + "bytes_compressed, energy_nj, peak_memory_bytes, latency_p50/p90/p99/mad (also @bN), mae, rmse, r2, "
+        + "perplexity, token_accuracy, agreement, kl_to_dense, cosine_to_dense, output_rmse_to_dense, "
         + "sparsity_layer_<layer>, cv_<metric>_mean/_std, and <eval set>/<metric>"
 
     /// The unit printed after a value.

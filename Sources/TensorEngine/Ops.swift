@@ -167,18 +167,24 @@ public final class CrossEntropyLoss {
     }
 }
 
-/// Softmax of `logits` (B, C) into `probs` and the mean cross-entropy against `labels`.
+/// Softmax of `logits` (…, C) into `probs` and the mean cross-entropy against `labels`, one
+/// per row of C (a classifier's example, a language model's position). Rows labelled
+/// `LabeledData.ignoredLabel` (-100) count for nothing; the mean is over the others.
 private func crossEntropyForward(_ logits: Tensor, labels: [Int32], labelSmoothing: Float, probs: inout Tensor) -> Float {
     let shape = logits.shape
-    precondition(shape.count == 2 && shape[0] == labels.count,
+    let classes = shape.last ?? 0
+    let batch = logits.count / max(classes, 1)
+    precondition(shape.count >= 2 && batch == labels.count,
                  "cross-entropy: logits \(shape) do not fit \(labels.count) labels")
-    let batch = shape[0], classes = shape[1]
     var loss: Double = 0
+    var counted = 0
     let off = Double(labelSmoothing) / Double(classes), on = 1 - Double(labelSmoothing) + off
     logits.withUnsafeBufferPointer { lp in
         probs.withUnsafeMutableBufferPointer { pp in
             softmaxRows(lp.baseAddress!, rows: batch, cols: classes, out: pp.baseAddress!)
             for r in 0..<batch {
+                if labels[r] == LabeledData.ignoredLabel { continue }
+                counted += 1
                 let label = Int(labels[r])
                 precondition(label >= 0 && label < classes, "label \(label) outside 0..<\(classes)")
                 if labelSmoothing == 0 {
@@ -192,18 +198,19 @@ private func crossEntropyForward(_ logits: Tensor, labels: [Int32], labelSmoothi
             }
         }
     }
-    return Float(loss / Double(max(batch, 1)))
+    return Float(loss / Double(max(counted, 1)))
 }
 
-/// ∂loss/∂logits += (softmax − target) / B · g.
+/// ∂loss/∂logits += (softmax − target) / n · g over the n rows not ignored.
 private func crossEntropyBackward(_ g: Float, probs: Tensor, labels: [Int32], labelSmoothing: Float, into logits: Variable) {
-    let batch = probs.shape[0], classes = probs.shape[1]
+    let classes = probs.shape.last ?? 0, batch = probs.count / max(classes, 1)
     let off = Double(labelSmoothing) / Double(classes), on = 1 - Double(labelSmoothing) + off
     let onF = Float(on), offF = Float(off)
-    let scale = g / Float(batch)
+    let counted = labels.reduce(0) { $0 + ($1 == LabeledData.ignoredLabel ? 0 : 1) }
+    let scale = g / Float(max(counted, 1))
     probs.withUnsafeBufferPointer { pp in
         logits.accumulateGrad { dl in
-            for r in 0..<batch {
+            for r in 0..<batch where labels[r] != LabeledData.ignoredLabel {
                 for j in 0..<classes {
                     let target: Float = j == Int(labels[r]) ? onF : offF
                     dl[r * classes + j] += (pp[r * classes + j] - target) * scale
@@ -218,8 +225,9 @@ private func crossEntropyBackward(_ g: Float, probs: Tensor, labels: [Int32], la
 /// reduction="batchmean") · T²`). The teacher's logits are constants.
 public func distillationKL(student: Variable, teacher: Tensor, temperature: Float, tape: Tape?) -> Variable {
     let shape = student.value.shape
-    precondition(shape.count == 2 && teacher.shape == shape, "distillation: student \(shape) vs teacher \(teacher.shape)")
-    let batch = shape[0], classes = shape[1]
+    precondition(shape.count >= 2 && teacher.shape == shape, "distillation: student \(shape) vs teacher \(teacher.shape)")
+    // Every row of the last axis is one distribution (an example, or a token position).
+    let classes = shape[shape.count - 1], batch = student.value.count / max(classes, 1)
     let invT = 1 / temperature
     var ps = [Float](repeating: 0, count: batch * classes), pt = ps
     let scaledS = student.value.scalars.map { $0 * invT }, scaledT = teacher.scalars.map { $0 * invT }

@@ -23,7 +23,7 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         let m = try loadModel(path: file, architecture: architecture)
-        let shapes = try m.valueShapes(for: Tensor(zeros: [1] + m.inputShape))
+        let shapes = try m.valueShapes()
         let cost = CostAnalysis.analyze(m)
         var rows: [(name: String, op: String, output: [Int], params: Int, nonzero: Int)] = []
         for n in m.nodes {

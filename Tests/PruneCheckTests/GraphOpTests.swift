@@ -490,7 +490,7 @@ extension DirectConvTests {
         let want1 = fresh(x1), want2 = fresh(x2)
         #expect(want1 != want2)
         let held1 = graph.predict(x1, threads: 1)
-        let inner = try graph.values(for: x1, threads: 1)   // every intermediate, held
+        let inner = try graph.values(for: [.float(Variable(x1))], threads: 1)   // every intermediate, held
         guard case .float(let conv1)? = inner["c"] else { Issue.record("no conv output"); return }
         let convBefore = conv1.value.scalars
         #expect(convBefore.count == 3 * 8 * 81)

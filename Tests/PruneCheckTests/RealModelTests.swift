@@ -16,7 +16,7 @@ import SwiftProtobuf
         return (graph, feeds, try NPZ.read(path: "\(folder)/\(name).ref.npz"))
     }
 
-    @Test(arguments: ["vit_small", "mobilenet_v3_small", "bert_tiny", "llama_tiny"])
+    @Test(arguments: ["vit_small", "mobilenet_v3_small", "bert_tiny", "llama_tiny", "llama_markov"])
     func agreesWithONNXRuntime(_ name: String) throws {
         let (graph, feeds, reference) = try RealModelTests.load(name)
         let one = try graph.run(feeds, threads: 1)

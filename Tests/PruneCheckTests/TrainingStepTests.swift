@@ -65,10 +65,10 @@ import Pruning
         let graph = Self.model(), reference = Self.model()
         graph.keepsTrainingSteps = true
         let tape = Tape(), input = Variable(Tensor(zeros: [0])), loss = CrossEntropyLoss()
-        var labels: [Int32] = [], targets = Tensor(zeros: [0])
+        var labels: [Int32] = [], targets = Tensor(zeros: [0]), feeds: [Value] = [.float(input)]
         var first: [(ObjectIdentifier, UnsafeRawPointer?, UnsafeRawPointer?)] = []
         for (i, rows) in [Array(0..<8), Array(8..<16), Array(12..<20)].enumerated() {
-            Self.data.gather(rows[...], into: input, labels: &labels, targets: &targets)
+            Self.data.gather(rows[...], into: &feeds, labels: &labels, targets: &targets)
             let output = graph.forward(input, tape: tape, threads: 1)
             let value = output.value.scalars.map(\.bitPattern)
             tape.backward(from: loss(output, labels: labels, tape: tape))

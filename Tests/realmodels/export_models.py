@@ -101,6 +101,55 @@ def llama():
     return Logits().eval(), {"input_ids": ids}, ["logits"]
 
 
+def markov_corpus(n, seed, vocab=64, length=16):
+    """Token sequences from a fixed Markov chain: every token has two successors, taken with
+    probability 0.75 and 0.25 (the chain itself from seed 11, the sequences from `seed`)."""
+    chain = np.random.default_rng(11).integers(0, vocab, size=(vocab, 2))
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((n, length + 1), np.int64)
+    ids[:, 0] = rng.integers(0, vocab, n)
+    for t in range(length):
+        ids[:, t + 1] = chain[ids[:, t], (rng.random(n) < 0.25).astype(np.int64)]
+    return ids[:, :length], ids[:, 1:].copy()
+
+
+def llama_markov():
+    """A Llama-style decoder trained (AdamW, 600 steps) on the Markov corpus: a model with
+    something to lose. Its perplexity on held-out sequences is near the chain's own (≈1.75)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    cfg = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=32)
+    torch.manual_seed(12)
+    lm = LlamaForCausalLM(cfg)
+    x, y = markov_corpus(2048, 13)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    opt = torch.optim.AdamW(lm.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(14)
+    lm.train()
+    for step in range(600):
+        i = torch.randint(0, x.shape[0], (64,), generator=g)
+        logits = lm(input_ids=x[i], use_cache=False).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 64), y[i].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    lm.eval()
+
+    class Logits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, input_ids):
+            return self.lm(input_ids=input_ids, use_cache=False).logits
+
+    train_x, train_y = markov_corpus(256, 15)
+    test_x, test_y = markov_corpus(128, 16)
+    data = {"input_ids": torch.from_numpy(test_x[:BATCH]), "_extra": {
+        "ids_train": train_x, "next_train": train_y, "ids_test": test_x, "next_test": test_y}}
+    return Logits().eval(), data, ["logits"]
+
+
 SENTENCES = [
     "Pruning removes weights that contribute little to a network's output.",
     "The pruned model must stay accurate on the data it will meet in production.",
@@ -144,6 +193,7 @@ MODELS = {
     "mobilenet_v3_small": (mobilenet_v3, "torchscript", "vision"),
     "bert_tiny": (bert, "dynamo", "text-encoder"),
     "llama_tiny": (llama, "dynamo", "decoder"),
+    "llama_markov": (llama_markov, "dynamo", "decoder"),
 }
 LARGE = {"resnet18": (resnet18, "dynamo", "vision"), "minilm_l6": (minilm, "dynamo", "text-encoder")}
 
@@ -153,6 +203,7 @@ def export(name, spec, out):
     import onnxruntime as ort
     build, exporter, family = spec
     model, inputs, outputs = build()
+    extra = inputs.pop("_extra", {})
     names = list(inputs)
     args = tuple(inputs[n] for n in names)
     path = out / f"{name}.onnx"
@@ -173,7 +224,7 @@ def export(name, spec, out):
     elif family == "decoder":
         ids = arrays["input_ids"]
         arrays["labels"] = np.concatenate([ids[:, 1:], np.full((ids.shape[0], 1), -100, np.int64)], axis=1)
-    np.savez(out / f"{name}.npz", **arrays)
+    np.savez(out / f"{name}.npz", **arrays, **extra)
     np.savez(out / f"{name}.ref.npz", **ref)
     proto = onnx.load(str(path))
     return {

@@ -63,8 +63,10 @@ public enum ONNXModel {
             inputs.append(GraphInput(name: vi.name, dtype: dtype, shape: shape))
         }
         var nodes: [Node] = []
+        var modules: [String: String] = [:]
         for (i, n) in g.node.enumerated() {
             let name = n.name.isEmpty ? "\(n.opType)_\(i)" : n.name
+            if let scopes = n.metadataProps.first(where: { $0.key == "pkg.torch.onnx.name_scopes" })?.value { modules[name] = moduleName(scopes) }
             guard n.domain.isEmpty || n.domain == "ai.onnx" else {
                 throw ModelIOError(file: file, "node '\(name)': op \(n.opType) of domain '\(n.domain)' is not supported (only the default ONNX domain): "
                                    + "it comes from a runtime's graph optimizer (such as ONNX Runtime's fusions); export the model from the framework without it, "
@@ -85,7 +87,42 @@ public enum ONNXModel {
         let outputs = g.output.map(\.name)
         guard !outputs.isEmpty else { throw ModelIOError(file: file, "graph has no outputs") }
         let folded = foldConstants(nodes: nodes, initializers: initializers, outputs: outputs, opset: opset)
-        return Graph(nodes: folded.nodes, inputs: inputs, outputs: outputs, initializers: folded.initializers, opset: opset)
+        let named = nameWeights(folded, modules: modules)
+        return Graph(nodes: named.nodes, inputs: inputs, outputs: outputs, initializers: named.initializers, opset: opset)
+    }
+
+    /// The module a node came from, from the dynamo exporter's `name_scopes` metadata
+    /// (`['', 'lm', …, 'lm.model.layers.0.self_attn.q_proj', 'linear']`): the last scope
+    /// before the op's own.
+    static func moduleName(_ scopes: String) -> String? {
+        let items = scopes.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).split(separator: ",").map {
+            $0.trimmingCharacters(in: CharacterSet(charactersIn: " '\""))
+        }
+        guard items.count >= 2, !items[items.count - 2].isEmpty else { return nil }
+        return items[items.count - 2]
+    }
+
+    /// The dynamo exporter writes a Linear layer's weight transposed under a generated name
+    /// (`val_110`); reports and `protect` name layers by their weights. Such a weight, read
+    /// by one MatMul, Gemm or Conv only, takes its module's name (`lm.model.layers.0.
+    /// self_attn.q_proj.weight`) when that name is free.
+    static func nameWeights(_ g: (nodes: [Node], initializers: [(String, TensorData)]), modules: [String: String]) -> (nodes: [Node], initializers: [(String, TensorData)]) {
+        guard !modules.isEmpty else { return g }
+        var readers: [String: Int] = [:]
+        for n in g.nodes { for i in n.inputs where !i.isEmpty { readers[i, default: 0] += 1 } }
+        var taken = Set(g.initializers.map(\.0) + g.nodes.flatMap(\.outputs))
+        var renamed: [String: String] = [:]
+        var nodes = g.nodes
+        for k in nodes.indices where ["MatMul", "Gemm", "Conv"].contains(nodes[k].opType) && nodes[k].inputs.count > 1 {
+            let w = nodes[k].inputs[1]
+            guard w.hasPrefix("val_"), Int(w.dropFirst(4)) != nil, readers[w] == 1, let module = modules[nodes[k].name] else { continue }
+            let name = module + ".weight"
+            guard !taken.contains(name), g.initializers.contains(where: { $0.0 == w }) else { continue }
+            taken.insert(name)
+            renamed[w] = name
+            nodes[k].inputs[1] = name
+        }
+        return (nodes, g.initializers.map { (renamed[$0.0] ?? $0.0, $0.1) })
     }
 
     /// Runs, once at import, every node whose inputs are all constants and whose outputs are
@@ -253,7 +290,7 @@ public enum ONNXModel {
         for inp in graph.inputs { g.input.append(valueInfo(inp.name, dtype: inp.dtype, shape: inp.shape)) }
         var outShapes: [String: [Int]] = [:]
         if graph.inputs.count == 1, graph.inputs[0].dtype == .float32 {
-            outShapes = (try? graph.valueShapes(for: Tensor(zeros: [1] + graph.inputShape))) ?? [:]
+            outShapes = (try? graph.valueShapes()) ?? [:]
         }
         let batchSymbolic = graph.inputs.first?.shape.first.map { $0 == nil } ?? false
         for o in graph.outputs {

@@ -440,17 +440,29 @@ public final class Graph {
 
     /// Runs the model on `x` (B, inputShape…) and records backward steps when `tape` is given.
     public func forward(_ x: Variable, tape: Tape?, threads: Int) -> Variable {
+        precondition(inputs.count == 1, "forward(x) needs a graph of one input; this one has \(inputs.count)")
+        return forward(feed: { _ in .float(x) }, tape: tape, threads: threads)
+    }
+
+    /// Runs the model on `feeds` (one per graph input, in order) and records backward steps
+    /// when `tape` is given: the first output.
+    public func forward(_ feeds: [Value], tape: Tape?, threads: Int) -> Variable {
+        precondition(feeds.count == inputs.count, "the graph has \(inputs.count) inputs, \(feeds.count) were given")
+        return forward(feed: { feeds[$0] }, tape: tape, threads: threads)
+    }
+
+    private func forward(feed: (Int) -> Value, tape: Tape?, threads: Int) -> Variable {
         do {
-            precondition(inputs.count == 1 && !outputSlots.isEmpty, "forward needs a graph of one input and an output")
+            precondition(!outputSlots.isEmpty, "forward needs a graph with an output")
             let first = outputSlots[0]
-            let y = try run(feed: { _ in .float(x) }, tape: tape, threads: threads) { slots in slots[first] }
+            let y = try run(feed: feed, tape: tape, threads: threads) { slots in slots[first] }
             guard case .float(let v)? = y else {
                 if y == nil { throw GraphError(node: "(graph)", op: "outputs", "graph output '\(outputs[0])' is never produced") }
                 preconditionFailure("model output is not float")
             }
             return v
         } catch {
-            preconditionFailure("model failed on input of shape \(x.value.shape) after validation: \(error)")
+            preconditionFailure("model failed on inputs of shape \(inputs.indices.map { feed($0).shape }) after validation: \(error)")
         }
     }
 
@@ -459,6 +471,25 @@ public final class Graph {
         if case .unknown = linearChainState { linearChainState = makeLinearChain().map { .chain($0) } ?? .none }
         if case .chain(let chain) = linearChainState, let y = chain.predict(x, threads: threads, profile: nodeProfile) { return y }
         return forward(Variable(x), tape: nil, threads: threads).value
+    }
+
+    /// Inference: the first output for `feeds` (one per graph input).
+    public func predict(_ feeds: [Value], threads: Int) -> Tensor {
+        if feeds.count == 1, case .float(let x) = feeds[0] { return predict(x.value, threads: threads) }
+        return forward(feeds, tape: nil, threads: threads).value
+    }
+
+    /// One example of zeros for every input (a symbolic dimension taken as 1): what shape
+    /// inference and cost analysis run the graph on.
+    public func sampleFeeds(batch: Int = 1) -> [Value] {
+        inputs.map { input in
+            let shape = [batch] + input.shape.dropFirst().map { $0 ?? 1 }
+            switch input.dtype {
+            case .float32: return .float(Variable(Tensor(zeros: shape)))
+            case .int64: return .int64(IntTensor(shape: shape, data: [Int64](repeating: 0, count: shape.reduce(1, *))))
+            case .bool: return .bool(IntTensor(shape: shape, data: [Int64](repeating: 0, count: shape.reduce(1, *))))
+            }
+        }
     }
 
     /// The Linear chain this graph is (see `LinearChain`), or nil: an input (Flatten at axis 1
@@ -547,18 +578,26 @@ public final class Graph {
         Graph(nodes: nodes ?? self.nodes, inputs: inputs, outputs: outputs, initializers: initializers ?? initializerData, opset: opset)
     }
 
-    /// Runs the graph once on `x` and returns every float value's shape by name (for cost
+    /// Runs the graph once on `x` and returns every value's shape by name (for cost
     /// analysis and inspection).
     public func valueShapes(for x: Tensor) throws -> [String: [Int]] {
-        try values(for: x, threads: 1).mapValues(\.shape)
+        try values(for: [.float(Variable(x))], threads: 1).mapValues(\.shape)
     }
 
-    /// Every value of one run on `x` (no tape) by name: initializers, the input, and each
+    /// Every value's shape by name for one run on `feeds` (`sampleFeeds()` when nil).
+    public func valueShapes(feeds: [Value]? = nil) throws -> [String: [Int]] {
+        try values(for: feeds ?? sampleFeeds(), threads: 1).mapValues(\.shape)
+    }
+
+    /// Every value of one run on `feeds` (no tape) by name: initializers, the inputs, and each
     /// node's outputs. A second pass through `run` that keeps every slot would duplicate it;
     /// this runs node by node instead.
-    func values(for x: Tensor, threads: Int) throws -> [String: Value] {
+    func values(for feeds: [Value], threads: Int) throws -> [String: Value] {
+        guard feeds.count == inputs.count else {
+            throw GraphError(node: "(graph)", op: "inputs", "the graph has \(inputs.count) inputs, \(feeds.count) were given")
+        }
         var env: [String: Value] = initializers
-        if let first = inputs.first { env[first.name] = .float(Variable(x)) }
+        for (input, feed) in zip(inputs, feeds) { env[input.name] = feed }
         for (index, node) in nodes.enumerated() {
             let args = node.inputs.map { $0.isEmpty ? nil : env[$0] }
             let ctx = OpContext(graph: self, index: index, op: ops[index], inputs: args, tape: nil, threads: threads)
