@@ -79,8 +79,8 @@ real-models: build
 		$(REAL_VENV)/bin/python Tests/realmodels/parity.py $(REAL_DIR)/$$m.out.npz $(REAL_DIR)/$$m.ref.npz; \
 	done
 
-## interop: prune every bundled model (unstructured and 2:4) and the residual PyTorch export
-## (channels, coupled across its Add), export ONNX, and check with onnxruntime (pip, in a
+## interop: prune every bundled model (unstructured and 2:4), the residual PyTorch export
+## (channels, coupled across its Add), a decoder (Wanda) and an encoder (2:4), export ONNX, and check with onnxruntime (pip, in a
 ## virtual environment under .build) that it loads them and agrees
 INTEROP_VENV := .build/interop-venv
 INTEROP_DIR := .build/interop
@@ -102,6 +102,15 @@ interop: build
 	out=$(INTEROP_DIR)/resnetish-channel50; \
 	$(BIN) prune --model Tests/PruneCheckTests/Fixtures/pytorch-extra/resnetish_opset17.onnx --data $(INTEROP_DIR)/resnetish-data.npz \
 		--granularity channel --scope layer --sparsity 0.5 --out $$out.onnx --reference-outputs $$out.npz --json > $$out.json; \
+	args="$$args $$out.onnx $$out.npz"; \
+	fx=Tests/PruneCheckTests/Fixtures/real-models; \
+	out=$(INTEROP_DIR)/llama_markov-wanda50; \
+	$(BIN) prune --model $$fx/llama_markov.onnx --data $$fx/llama_markov.npz --task language-model --method wanda \
+		--sparsity 0.5 --out $$out.onnx --reference-outputs $$out.npz --json > $$out.json; \
+	args="$$args $$out.onnx $$out.npz"; \
+	out=$(INTEROP_DIR)/bert_tiny-embedding-2of4; \
+	$(BIN) prune --model $$fx/bert_tiny.onnx --data $$fx/bert_tiny.npz --task embedding --granularity 2:4 \
+		--finetune-epochs 1 --lr 0.001 --out $$out.onnx --reference-outputs $$out.npz --json > $$out.json; \
 	args="$$args $$out.onnx $$out.npz"; \
 	$(INTEROP_VENV)/bin/python Tests/interop/onnxruntime_check.py $$args
 

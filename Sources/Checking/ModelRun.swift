@@ -48,6 +48,21 @@ public func loadSplit(for spec: ModelSpec, _ split: SplitSource, model: Graph) t
     try TaskScoring.make(spec, model: model).load(split)
 }
 
+/// One split of `data` as `task` reads it, for `model` (from the file `modelFile`).
+public func loadSplit(task: Task, data: DataSpec, _ split: SplitSource, model: Graph, modelFile: String) throws -> LabeledData {
+    try TaskScoring.make(task, .init(data: data, model: modelFile, threads: 1), model: model).load(split)
+}
+
+/// The metrics of `model` on `data` as `task` scores them (for `prunecheck eval`), with the
+/// name of the headline metric.
+public func taskMetrics(task: Task, data: DataSpec, model: Graph, modelFile: String, examples: LabeledData, threads: Int) throws
+    -> (headline: String, metrics: [String: Double])
+{
+    let t = try TaskScoring.make(task, .init(data: data, model: modelFile, threads: threads), model: model)
+    let y = OutputMetrics.outputs(model: model, data: examples, threads: threads)
+    return (t.headline, t.score(model, examples, y, "").metrics)
+}
+
 /// One split's arrays for `model`'s inputs, each checked against its graph input (element
 /// type, rank, fixed dimensions, one batch length), and its labels array when it names one.
 /// The list form `[inputs, labels]` feeds a model of one input.
@@ -173,8 +188,20 @@ struct TaskScoring {
     /// same), given the dense model.
     var prepare: (Graph, LabeledData) -> (train: LabeledData, calibration: LabeledData?) = { _, t in (t, nil) }
 
+    /// What the scoring of one model needs besides the model.
+    struct Setting {
+        var data: DataSpec
+        /// The model's file, for messages.
+        var model: String
+        var threads: Int
+    }
+
     static func make(_ spec: ModelSpec, model: Graph) throws -> TaskScoring {
-        switch spec.task {
+        try make(spec.task, Setting(data: spec.data, model: spec.model, threads: spec.threads), model: model)
+    }
+
+    static func make(_ task: Task, _ spec: Setting, model: Graph) throws -> TaskScoring {
+        switch task {
         case .classification: return try classification(spec, model: model)
         case .regression: return try regression(spec, model: model)
         case .languageModel: return try languageModel(spec, model: model)
@@ -182,7 +209,7 @@ struct TaskScoring {
         }
     }
 
-    static func classification(_ spec: ModelSpec, model: Graph) throws -> TaskScoring {
+    static func classification(_ spec: Setting, model: Graph) throws -> TaskScoring {
         let classes = try classCount(of: model, file: spec.model)
         let threads = spec.threads
         return TaskScoring(
@@ -204,7 +231,7 @@ struct TaskScoring {
             outputsAreScores: true)
     }
 
-    static func regression(_ spec: ModelSpec, model: Graph) throws -> TaskScoring {
+    static func regression(_ spec: Setting, model: Graph) throws -> TaskScoring {
         let outputs = try classCount(of: model, file: spec.model)
         let threads = spec.threads
         return TaskScoring(
@@ -221,7 +248,7 @@ struct TaskScoring {
 
     /// Next-token prediction: labels (N, positions…) hold the next token of every position
     /// of the logits (N, positions…, vocabulary), -100 where nothing is predicted.
-    static func languageModel(_ spec: ModelSpec, model: Graph) throws -> TaskScoring {
+    static func languageModel(_ spec: Setting, model: Graph) throws -> TaskScoring {
         TaskScoring(
             headline: MetricNames.perplexity,
             load: { split in
@@ -251,7 +278,7 @@ struct TaskScoring {
 
     /// Output vectors as the product: no labels; fine-tuning minimises the squared distance to
     /// the dense model's outputs (self-distillation), and the scores are the fidelity metrics.
-    static func embedding(_ spec: ModelSpec, model: Graph) -> TaskScoring {
+    static func embedding(_ spec: Setting, model: Graph) -> TaskScoring {
         TaskScoring(
             headline: MetricNames.cosineToDense,
             load: { split in LabeledData(features: try loadExamples(spec.data, split, model: model).features, targets: nil) },

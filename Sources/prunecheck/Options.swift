@@ -153,3 +153,35 @@ struct InputMappingOptions: ParsableArguments {
         return try GraphFeeds.bind(graph, arrays: try ArrayFiles.read(path: data, names: wanted), mapping: mapping, file: data)
     }
 }
+
+/// What the data of `eval` and `prune` is for: the task, and arrays read by graph input name.
+struct TaskDataOptions: ParsableArguments {
+    @Option(help: "What the model predicts: \(Task.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var task: Task = .classification
+
+    @OptionGroup var inputs: InputMappingOptions
+
+    @Option(help: "The labels array when inputs are read by graph input name (default: 'labels', when the archive has it).")
+    var labels: String?
+
+    @Option(help: ArgumentHelp("prune: the evaluation data file when inputs are read by name (default: --data).", visibility: .hidden))
+    var evalData: String?
+
+    /// The split that reads every graph input from the array of its name (or its `--input`
+    /// mapping) and the labels from `--labels` or `labels`: when `--input` or `--labels` is
+    /// given, when the model is not a single float input, or when the archive has an array
+    /// named like each graph input. nil: the list form (`--split`) applies.
+    func namedSplit(for graph: Graph, data: String) throws -> SplitSource? {
+        var keys: Set<String> = []
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: data, isDirectory: &isFolder), !isFolder.boolValue { keys = Set(try NPZ.keys(path: data)) }
+        let mapping = inputs.mapping
+        let byName = graph.inputs.allSatisfy { keys.contains(mapping[$0.name] ?? $0.name) }
+        let singleFloat = graph.inputs.count == 1 && graph.inputs[0].dtype == .float32
+        guard !mapping.isEmpty || labels != nil || !singleFloat || byName else { return nil }
+        let labelArray = labels ?? (keys.contains("labels") ? "labels" : nil)
+        return SplitSource(arrays: mapping, labels: task == .embedding ? labels : labelArray)
+    }
+}
+
+extension Task: ExpressibleByArgument {}

@@ -25,11 +25,13 @@ struct Prune: ParsableCommand {
     @Option(help: "The data file (.npz).")
     var data: String
 
-    @Option(help: "Training inputs and labels, comma-separated (fine-tuning).")
+    @Option(help: "Training inputs and labels, comma-separated (fine-tuning), for a model of one float input whose inputs the archive does not name.")
     var split = "x_train,y_train"
 
-    @Option(help: "Evaluation inputs and labels, comma-separated.")
+    @Option(help: "Evaluation inputs and labels, comma-separated (as --split).")
     var evalSplit = "x_test,y_test"
+
+    @OptionGroup var dataOptions: TaskDataOptions
 
     @Option(help: "Multiply inputs by this before the model (e.g. 0.00392156862745098 for uint8 pixels).")
     var scale: Double = 1
@@ -124,22 +126,36 @@ struct Prune: ParsableCommand {
         }
         let recipe = try Self.flagged { try buildRecipe() }
         let (meth, gran, sc, finetune) = (recipe.method, recipe.granularity, recipe.scope, recipe.finetune)
-        var request = PruneRequest(model: model, architecture: architecture, data: DataSpec(
-            file: data, train: try pair(split, "--split"), eval: try pair(evalSplit, "--eval-split"), scale: scale), recipe: recipe)
+        let graph = try loadModel(path: model, architecture: architecture)
+        let spec: DataSpec
+        if let named = try dataOptions.namedSplit(for: graph, data: data) {
+            // Arrays named like the graph inputs: training from --data, evaluation from
+            // --eval-data (or the same file).
+            spec = DataSpec(file: data, train: named, eval: named, scale: scale)
+            if let other = dataOptions.evalData, other != data {
+                throw ValidationError("--eval-data \(other): with inputs read by name, train and eval come from --data; give them as a prunecheck.yml data mapping to use two files")
+            }
+        } else {
+            spec = DataSpec(file: data, train: try pair(split, "--split"), eval: try pair(evalSplit, "--eval-split"), scale: scale)
+        }
+        var request = PruneRequest(model: model, architecture: architecture, data: spec, recipe: recipe)
+        request.task = dataOptions.task
         request.seed = seed
         request.threads = threads
         request.out = out
         request.referenceOutputs = referenceOutputs
         let json = self.json
         let result = try request.run { line in if !json { note(line) } }
-        let (before, after, paramsBefore, paramsAfter) = (result.accuracyDense, result.accuracyFinal, result.paramsBefore, result.paramsAfter)
-        let oneShot = result.accuracyAfterCut ?? .nan
+        let (before, after, paramsBefore, paramsAfter) = (result.dense, result.final, result.paramsBefore, result.paramsAfter)
+        let oneShot = result.afterCut ?? .nan
+        let metric = result.metric
         let report = result.sparsity
         if json {
             print(JSONValue.object([
                 ("model", .string(model)), ("out", .string(out)), ("granularity", .string(gran.text)), ("scope", .string(sc.rawValue)),
-                ("sparsity", .number(report.sparsity)), ("accuracy_dense", .number(before)), ("accuracy_pruned", oneShot.isNaN ? (finetune == nil ? .number(after) : .null) : .number(oneShot)),
-                ("accuracy_finetuned", .number(after)), ("finetune_epochs", .number(Double(finetuneEpochs))), ("method", .string(meth.rawValue)),
+                ("sparsity", .number(report.sparsity)), ("task", .string(dataOptions.task.rawValue)), ("metric", .string(metric)),
+                ("\(metric)_dense", .number(before)), ("\(metric)_pruned", oneShot.isNaN ? (finetune == nil ? .number(after) : .null) : .number(oneShot)),
+                ("\(metric)_finetuned", .number(after)), ("metrics", .object(result.metrics.sorted { $0.key < $1.key }.map { ($0.key, .number($0.value)) })), ("finetune_epochs", .number(Double(finetuneEpochs))), ("method", .string(meth.rawValue)),
                 ("params_before", .number(Double(paramsBefore))), ("params_after", .number(Double(paramsAfter))),
                 ("layers", .array(report.perLayer.map { l in
                     .object([("name", .string(l.name)), ("zeros", .number(Double(l.zeros))), ("count", .number(Double(l.count))),
@@ -148,7 +164,7 @@ struct Prune: ParsableCommand {
             ]).rendered(), terminator: "")
         } else {
             print("\(model) → \(out): \(gran.text) \(meth.rawValue) pruning, scope \(sc.rawValue), schedule \(recipe.schedule.text)")
-            print("  accuracy dense \(String(format: "%.4f", before))"
+            print("  \(metric) dense \(String(format: "%.4f", before))"
                   + (finetune == nil ? ", pruned \(String(format: "%.4f", after))"
                      : (oneShot.isNaN ? "" : ", pruned \(String(format: "%.4f", oneShot))") + ", after \(finetuneEpochs) fine-tuning epochs \(String(format: "%.4f", after))"))
             print("  sparsity \(String(format: "%.4f", report.sparsity)) (\(report.zeros) of \(report.count) weights); parameters \(paramsBefore) → \(paramsAfter)")

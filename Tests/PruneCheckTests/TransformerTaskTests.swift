@@ -124,3 +124,66 @@ import ModelIO
         #expect(OutputMetrics.fidelity(y, dense: dense, scores: false)["agreement"] == nil)
     }
 }
+
+/// The backward pass through whole exported transformers (embedding lookups, rotary
+/// embeddings, attention masks, RMSNorm/LayerNorm, SwiGLU/GELU): the directional derivative of
+/// the loss along a random direction equals the central difference of the loss.
+@Suite struct TransformerGradientTests {
+    @Test(arguments: ["llama_markov", "bert_tiny"])
+    func gradientsMatchCentralDifferences(_ name: String) throws {
+        let folder = Repo.path("Tests/PruneCheckTests/Fixtures/real-models")
+        let graph = try ModelLoading.loadGraph(path: "\(folder)/\(name).onnx", architecture: nil)
+        let arrays = try NPZ.read(path: "\(folder)/\(name).npz")
+        let feeds = try GraphFeeds.bind(graph, arrays: arrays, file: name)
+        let data: LabeledData
+        if name == "llama_markov" {
+            data = LabeledData(features: feeds.map(FeatureArray.init), labels: arrays["labels"]!.integers()!.map { Int32($0) }, labelsPerExample: 16)
+        } else {
+            let y = graph.predict(feeds, threads: 1)
+            data = LabeledData(features: feeds.map(FeatureArray.init), targets: Tensor(shape: y.shape, scalars: y.scalars.map { $0 * 0.5 + 0.1 }))
+        }
+        func loss() -> Double {
+            let out = graph.forward(data.feeds, tape: nil, threads: 1)
+            return Double(taskLoss(out, data, tape: Tape()).value.scalars[0])
+        }
+        let tape = Tape()
+        tape.backward(from: taskLoss(graph.forward(data.feeds, tape: tape, threads: 1), data, tape: tape))
+        var rng = Philox(seed: 5, stream: 1)
+        let params = graph.parameters.map(\.variable)
+        let direction = params.map { p in (0..<p.value.count).map { _ in rng.nextUnitFloat() * 2 - 1 } }
+        var analytic = 0.0
+        for (p, d) in zip(params, direction) {
+            let g = try #require(p.grad, "no gradient for a parameter of \(name)").scalars
+            for i in g.indices { analytic += Double(g[i]) * Double(d[i]) }
+            p.zeroGrad()
+        }
+        let originals = params.map(\.value.scalars)
+        func shift(_ e: Float) {
+            for (k, p) in params.enumerated() { p.update { w in for i in 0..<w.count { w[i] = originals[k][i] + e * direction[k][i] } } }
+        }
+        let eps: Float = 1e-3
+        shift(eps)
+        let up = loss()
+        shift(-eps)
+        let down = loss()
+        shift(0)
+        let numeric = (up - down) / (2 * Double(eps))
+        #expect(abs(numeric - analytic) <= 0.02 * max(abs(analytic), 1e-3), "\(name): analytic \(analytic), central difference \(numeric)")
+    }
+}
+
+extension TransformerGradientTests {
+    /// Fine-tuning trains what PyTorch trains: module parameters (embeddings, RMSNorm scales,
+    /// projections), never an exporter's scalar constants (a norm's epsilon: trained, it went
+    /// negative and the loss NaN).
+    @Test func theTrainableInitializersAreTheModulesParameters() throws {
+        let graph = try ModelLoading.loadGraph(path: Repo.path("Tests/PruneCheckTests/Fixtures/real-models/llama_markov.onnx"), architecture: nil)
+        let names = Set(graph.parameters.map(\.name))
+        for n in ["lm.model.embed_tokens.weight", "lm.model.layers.0.input_layernorm.weight", "lm.model.norm.weight",
+                  "lm.model.layers.1.mlp.down_proj.weight", "lm.lm_head.weight"] {
+            #expect(names.contains(n), "\(n) is not trained")
+        }
+        #expect(graph.parameters.allSatisfy { !$0.variable.value.shape.isEmpty }, "a scalar constant is trained")
+        #expect(names.count == 21, "\(names.sorted())")
+    }
+}

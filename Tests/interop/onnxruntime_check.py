@@ -2,7 +2,8 @@
 PruneCheck's outputs.
 
 Usage: onnxruntime_check.py MODEL.onnx REFERENCE.npz [MODEL.onnx REFERENCE.npz ...]
-Each REFERENCE.npz holds `input` and `logits` as PruneCheck computed them. Exits 1 when a model
+Each REFERENCE.npz holds the examples under the model's graph input names (a model of one float
+input: also `input`) and `logits`, the first output as PruneCheck computed it. Exits 1 when a model
 fails to load or an output differs by more than 1e-4.
 """
 import sys
@@ -22,8 +23,11 @@ def main(args):
         ref = np.load(reference)
         try:
             session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-            name = session.get_inputs()[0].name
-            out = session.run(None, {name: ref["input"].astype(np.float32)})[0]
+            feeds = {}
+            for i in session.get_inputs():
+                array = ref[i.name] if i.name in ref else ref["input"]
+                feeds[i.name] = array.astype(np.float32 if i.type == "tensor(float)" else array.dtype)
+            out = session.run(None, feeds)[0]
         except Exception as e:  # a model onnxruntime refuses is a failure, with its reason
             print(f"FAIL {model}: onnxruntime cannot run it: {e}")
             failures += 1

@@ -189,11 +189,20 @@ public final class Graph {
         self.inputs = inputs
         self.outputs = outputs
         self.opset = opset
-        // Trainable: the float initializers at an op's parameter positions (`OpDefinition.parameterInputs`).
+        // Trainable: the float initializers at an op's parameter positions
+        // (`OpDefinition.parameterInputs`), and those named like a PyTorch module's parameters
+        // (`….weight`, `….bias`: exporters keep those names) that a differentiable op reads
+        // (RMSNorm's Mul, an embedding's Gather). Never a scalar: exporters write constants
+        // such as a norm's epsilon as scalar initializers, and training one breaks the model.
         var trainable = Set<String>()
         for n in nodes {
-            for p in OpRegistry.byType[n.opType]?.parameterInputs ?? [] where p < n.inputs.count { trainable.insert(n.inputs[p]) }
+            guard let def = OpRegistry.byType[n.opType] else { continue }
+            for p in def.parameterInputs where p < n.inputs.count { trainable.insert(n.inputs[p]) }
+            if def.differentiable {
+                for name in n.inputs where name.contains(".") && (name.hasSuffix(".weight") || name.hasSuffix(".bias")) { trainable.insert(name) }
+            }
         }
+        for (name, data) in initializers where data.shape.isEmpty { trainable.remove(name) }
         let frozen = Set(initializers.map(\.0)).subtracting(trainable)
         var values: [String: Value] = [:]
         var names: [String] = []
