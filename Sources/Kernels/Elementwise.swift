@@ -104,3 +104,162 @@ public func sumRows(_ dy: UnsafePointer<Float>, rows: Int, cols: Int, into db: U
         for j in 0..<cols { db[j] += d[j] }
     }
 }
+
+/// erf x in Float, faithfully rounded in most of the range: below |x| = 0.921875 an odd
+/// polynomial x + x·p(x²); above, 1 − e^{−r(|x|)} with r a degree-7 polynomial (N. Juffa's
+/// minimax erff, the one ONNX Runtime's MLAS uses). Pure FMA arithmetic with the project's own
+/// exp: the same bits on every machine.
+@inline(__always)
+public func erf32(_ x: Float) -> Float {
+    let t = x.magnitude
+    if t > 0.921875 { return Float(sign: x.sign, exponentBitPattern: 127, significandBitPattern: 0) * (1 - erfcTail32(min(t, 3.925))) }
+    return erfSmall32(x)
+}
+
+/// erf x for |x| ≤ 0.921875.
+@inline(__always)
+func erfSmall32(_ a: Float) -> Float {
+    let s = a * a
+    var r: Float = -5.99104969e-4
+    r = (4.99339588e-3 as Float).addingProduct(r, s)
+    r = (-2.67667342e-2 as Float).addingProduct(r, s)
+    r = (1.12818025e-1 as Float).addingProduct(r, s)
+    r = (-3.76124859e-1 as Float).addingProduct(r, s)
+    r = (1.28379151e-1 as Float).addingProduct(r, s)
+    return a.addingProduct(r, a)
+}
+
+/// erfc t = e^{−r(t)} for t > 0.921875 (t = |x|): the complement without cancellation.
+@inline(__always)
+func erfcTail32(_ t: Float) -> Float {
+    let s = t * t
+    var r = (-3.83208680e-4 as Float).addingProduct(1.72948930e-5, t)
+    let u = (-2.42545605e-2 as Float).addingProduct(3.88393435e-3, t)
+    r = u.addingProduct(r, s)
+    r = (1.06777847e-1 as Float).addingProduct(r, t)
+    r = (6.34846687e-1 as Float).addingProduct(r, t)
+    r = (1.28717512e-1 as Float).addingProduct(r, t)
+    r = t.addingProduct(r, t)
+    return expf32(-r)
+}
+
+/// GELU with the exact normal CDF, x·Φ(x) = ½·x·(1 + erf(x/√2)), in Float. Below
+/// x/√2 = −0.921875, 1 + erf is erfc(|x|/√2), taken as such: no cancellation for large
+/// negative x.
+@inline(__always)
+public func geluErf32(_ x: Float) -> Float {
+    let a = x * 0.707106781
+    let t = a.magnitude
+    let cdf2: Float
+    if t > 0.921875 {
+        let e = erfcTail32(t)
+        cdf2 = a > 0 ? 2 - e : e
+    } else {
+        cdf2 = 1 + erfSmall32(a)
+    }
+    return 0.5 * x * cdf2
+}
+
+// MARK: Sixteen lanes at a time: the same operations in the same order as the scalar
+// functions above, so every lane has the scalar result's bits.
+
+public typealias Float16x = SIMD16<Float>
+
+/// `expf32` on sixteen lanes.
+@inline(__always)
+public func expf32(_ x: Float16x) -> Float16x {
+    let nan = x .!= x
+    // Clamp (NaN to 0) so that the integer conversion below is defined; the lanes outside
+    // the range are set afterwards, as the scalar function's early returns do.
+    let c = pointwiseMin(pointwiseMax(x.replacing(with: 0, where: nan), Float16x(repeating: -104)), Float16x(repeating: 89))
+    // Round to nearest even by adding and removing 1.5·2²³ (exact for |v| < 2²²): the bits
+    // of the sum hold n as an integer, too.
+    let shifted = c * 1.442695041 + 12_582_912
+    let n = shifted - 12_582_912
+    var r = c.addingProduct(n, Float16x(repeating: -0.693145751953125))
+    r = r.addingProduct(n, Float16x(repeating: -1.4286068203094172e-06))
+    var p = Float16x(repeating: 1.0 / 5040)
+    p = Float16x(repeating: 1.0 / 720).addingProduct(p, r)
+    p = Float16x(repeating: 1.0 / 120).addingProduct(p, r)
+    p = Float16x(repeating: 1.0 / 24).addingProduct(p, r)
+    p = Float16x(repeating: 1.0 / 6).addingProduct(p, r)
+    p = Float16x(repeating: 0.5).addingProduct(p, r)
+    p = Float16x(repeating: 1).addingProduct(p, r)
+    p = Float16x(repeating: 1).addingProduct(p, r)
+    // 2^n as 2^half · 2^(n − half): both factors normal and the first product exact, so the
+    // one rounding is the scalar function's (whichever way n is split).
+    let ni = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000
+    let half = ni &>> 1
+    let rest = ni &- half
+    let s1 = unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: (half &+ 127) &<< 23), to: Float16x.self)
+    let s2 = unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: (rest &+ 127) &<< 23), to: Float16x.self)
+    var y = p * s1 * s2
+    y.replace(with: Float.infinity, where: x .> 88.72283)
+    y.replace(with: 0, where: x .< -103.97208)
+    y.replace(with: x, where: nan)
+    return y
+}
+
+/// `geluErf32` on sixteen lanes.
+@inline(__always)
+public func geluErf32(_ x: Float16x) -> Float16x {
+    let a = x * 0.707106781
+    let t = a.replacing(with: -a, where: a .< 0)
+    // erfSmall32
+    let s = a * a
+    var q = Float16x(repeating: -5.99104969e-4)
+    q = Float16x(repeating: 4.99339588e-3).addingProduct(q, s)
+    q = Float16x(repeating: -2.67667342e-2).addingProduct(q, s)
+    q = Float16x(repeating: 1.12818025e-1).addingProduct(q, s)
+    q = Float16x(repeating: -3.76124859e-1).addingProduct(q, s)
+    q = Float16x(repeating: 1.28379151e-1).addingProduct(q, s)
+    let small = a.addingProduct(q, a)
+    // erfcTail32
+    let ts = t * t
+    var r = Float16x(repeating: -3.83208680e-4).addingProduct(Float16x(repeating: 1.72948930e-5), t)
+    let u = Float16x(repeating: -2.42545605e-2).addingProduct(Float16x(repeating: 3.88393435e-3), t)
+    r = u.addingProduct(r, ts)
+    r = Float16x(repeating: 1.06777847e-1).addingProduct(r, t)
+    r = Float16x(repeating: 6.34846687e-1).addingProduct(r, t)
+    r = Float16x(repeating: 1.28717512e-1).addingProduct(r, t)
+    r = t.addingProduct(r, t)
+    let e = expf32(negated(r))
+    var cdf2 = 1 + small
+    let tail = e.replacing(with: 2 - e, where: a .> 0)
+    cdf2.replace(with: tail, where: t .> 0.921875)
+    return 0.5 * x * cdf2
+}
+
+/// `sigmoid` (1 / (1 + e^−x)) on sixteen lanes.
+@inline(__always)
+public func sigmoid32(_ x: Float16x) -> Float16x { 1 / (1 + expf32(negated(x))) }
+
+/// −x by its sign bit, as scalar negation does (SIMD negation computes 0 − x, which keeps a
+/// NaN's sign).
+@inline(__always)
+func negated(_ x: Float16x) -> Float16x {
+    unsafeBitCast(unsafeBitCast(x, to: SIMD16<UInt32>.self) ^ SIMD16<UInt32>(repeating: 0x8000_0000), to: Float16x.self)
+}
+
+/// out[i] = f(x[i]) sixteen lanes at a time, the tail one by one with the scalar twin.
+@inline(__always)
+func mapLanes(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<Float>,
+              _ vector: (Float16x) -> Float16x, _ scalar: (Float) -> Float) {
+    var i = 0
+    while i + 16 <= count {
+        let v = UnsafeRawPointer(x + i).loadUnaligned(as: Float16x.self)
+        UnsafeMutableRawPointer(out + i).storeBytes(of: vector(v), as: Float16x.self)
+        i += 16
+    }
+    while i < count { out[i] = scalar(x[i]); i += 1 }
+}
+
+/// GELU (exact CDF) of `count` values; `out` may alias `x`.
+public func geluErfForward(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<Float>) {
+    mapLanes(x, count: count, out: out, { geluErf32($0) }, { geluErf32($0) })
+}
+
+/// The logistic sigmoid of `count` values; `out` may alias `x`.
+public func sigmoidForward(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<Float>) {
+    mapLanes(x, count: count, out: out, { sigmoid32($0) }, { 1 / (1 + expf32(-$0)) })
+}

@@ -65,6 +65,32 @@ enum Probe {
         }
     }
 
+    /// Σ x_j² over every calibration row each layer in `weights` multiplies, per column j
+    /// (Double sums, rows in order): one run of the model per batch captures every layer's
+    /// input at once.
+    static func columnSquares(_ model: Graph, weights: [String], calibration: CalibrationSet, threads: Int) throws -> [String: [Double]] {
+        let nodes = weights.map { node(of: $0, in: model) }
+        let inputs = Set(nodes.map { model.nodes[$0].inputs[0] })
+        var out: [String: [Double]] = [:]
+        for batch in calibration.batches {
+            let values = try model.capture(batch.feeds, inputs, threads: threads)
+            for (name, index) in zip(weights, nodes) {
+                let input = model.nodes[index].inputs[0]
+                guard let x = values[input] else {
+                    throw GraphError(node: model.nodes[index].name, op: model.nodes[index].opType, "input '\(input)' is not a float value")
+                }
+                let rows = try model.layerRows(node: index, input: x)
+                let cols = rows.shape[1]
+                var sq = out[name] ?? [Double](repeating: 0, count: cols)
+                rows.withUnsafeBufferPointer { p in
+                    for r in 0..<rows.shape[0] { for j in 0..<cols { let v = Double(p[r * cols + j]); sq[j] += v * v } }
+                }
+                out[name] = sq
+            }
+        }
+        return out
+    }
+
     /// H = (2/n)·Σ x·xᵀ over the rows (n of them), in Double: the Hessian of the layer's
     /// squared reconstruction error ‖WX − ŴX‖². The sums run through `gemm` (one FMA chain per
     /// entry over the rows in order), so H is the same for any thread count.
@@ -157,18 +183,13 @@ enum Criteria {
                 (w.0, rows(w.1), w.1.scalars.enumerated().map { i, v in 0.5 * fisher[l][i] / Double(max(n, 1)) * Double(v) * Double(v) })
             }
         case .wanda:
-            // |W_ij|·‖X_j‖₂ over every calibration row the layer multiplies.
-            return try weights.map { name, w in
-                let xs = try Probe.layerRows(model, weight: name, calibration: calibration!, threads: threads)
+            // |W_ij|·‖X_j‖₂ over every calibration row the layer multiplies; every layer's
+            // inputs from one run of the (unpruned) model per batch.
+            let squares = try Probe.columnSquares(model, weights: weights.map(\.0), calibration: calibration!, threads: threads)
+            return weights.map { name, w in
                 let view = WeightView(model, name)
                 let cols = view.cols
-                var sq = [Double](repeating: 0, count: cols)
-                for x in xs {
-                    x.withUnsafeBufferPointer { p in
-                        for r in 0..<x.shape[0] { for j in 0..<cols { let v = Double(p[r * cols + j]); sq[j] += v * v } }
-                    }
-                }
-                let norms = sq.map { $0.squareRoot() }
+                let norms = squares[name]!.map { $0.squareRoot() }
                 // Input j of stored element i: its column, or its row when stored inputs first.
                 let outputs = view.rows
                 return (name, rows(w), w.scalars.enumerated().map { i, v in Double(v.magnitude) * norms[view.transposed ? i / outputs : i % cols] })
