@@ -164,9 +164,6 @@ struct TaskDataOptions: ParsableArguments {
     @Option(help: "The labels array when inputs are read by graph input name (default: 'labels', when the archive has it).")
     var labels: String?
 
-    @Option(help: ArgumentHelp("prune: the evaluation data file when inputs are read by name (default: --data).", visibility: .hidden))
-    var evalData: String?
-
     /// The split that reads every graph input from the array of its name (or its `--input`
     /// mapping) and the labels from `--labels` or `labels`: when `--input` or `--labels` is
     /// given, when the model is not a single float input, or when the archive has an array

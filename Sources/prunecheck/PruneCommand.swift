@@ -14,7 +14,8 @@ struct Prune: ParsableCommand {
         abstract: "Prune one model, optionally fine-tune it, and write it as ONNX.",
         discussion: """
         Pruned weights are written as exact zeros in dense initializers, so any ONNX runtime \
-        loads the result. Prints accuracy before and after on the eval split and the sparsity of \
+        loads the result. Prints the task's headline metric (accuracy, rmse, perplexity or \
+        cosine_to_dense) before and after on the eval split and the sparsity of \
         every layer.
         """)
 
@@ -129,12 +130,9 @@ struct Prune: ParsableCommand {
         let graph = try loadModel(path: model, architecture: architecture)
         let spec: DataSpec
         if let named = try dataOptions.namedSplit(for: graph, data: data) {
-            // Arrays named like the graph inputs: training from --data, evaluation from
-            // --eval-data (or the same file).
+            // Arrays named like the graph inputs: the same examples train (fine-tuning,
+            // calibration) and evaluate; prunecheck.yml's data mapping separates the splits.
             spec = DataSpec(file: data, train: named, eval: named, scale: scale)
-            if let other = dataOptions.evalData, other != data {
-                throw ValidationError("--eval-data \(other): with inputs read by name, train and eval come from --data; give them as a prunecheck.yml data mapping to use two files")
-            }
         } else {
             spec = DataSpec(file: data, train: try pair(split, "--split"), eval: try pair(evalSplit, "--eval-split"), scale: scale)
         }

@@ -187,3 +187,21 @@ extension TransformerGradientTests {
         #expect(names.count == 21, "\(names.sorted())")
     }
 }
+
+/// Inference holds the live values only: a value goes when its last reader has run, and past
+/// a budget outputs are not kept for the next run. Results are the same bits either way.
+@Suite struct InferenceMemoryTests {
+    @Test func keptOutputsStayWithinTheBudgetAndResultsDoNotChange() throws {
+        let folder = Repo.path("Tests/PruneCheckTests/Fixtures/real-models")
+        let load = { try ModelLoading.loadGraph(path: "\(folder)/llama_markov.onnx", architecture: nil) }
+        let free = try load(), tight = try load()
+        tight.cachedFloatsLimit = 4096
+        let feeds = try GraphFeeds.bind(free, arrays: try NPZ.read(path: "\(folder)/llama_markov.npz"), file: "llama_markov.npz")
+        let want = free.predict(feeds, threads: 1).scalars.map(\.bitPattern)
+        for _ in 0..<2 { #expect(tight.predict(feeds, threads: 1).scalars.map(\.bitPattern) == want) }
+        let kept = tight.inferenceOutputs.compactMap { $0?.value.count }.reduce(0, +)
+        #expect(kept <= 4096, "\(kept) floats kept")
+        #expect(free.inferenceOutputs.compactMap { $0?.value.count }.reduce(0, +) > 4096)
+        #expect(free.predict(feeds, threads: 2).scalars.map(\.bitPattern) == want)
+    }
+}
