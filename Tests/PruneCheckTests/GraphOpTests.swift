@@ -79,6 +79,14 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
         try gradientCheck("LeakyRelu", inputs: [("x", x)], attributes: ["alpha": .float(0.2)])
         try gradientCheck("Gelu", inputs: [("x", x)], opset: 20)
         try gradientCheck("Gelu", inputs: [("x", x)], attributes: ["approximate": .string("tanh")], opset: 20)
+        // Resize: each output a fixed weighted sum of inputs (nearest, linear, cubic).
+        let image = spreadTensor([1, 2, 3, 4], seed: 7)
+        for (mode, transform) in [("nearest", "asymmetric"), ("linear", "half_pixel"), ("linear", "align_corners"), ("cubic", "pytorch_half_pixel")] {
+            try gradientCheck("Resize", inputs: [("x", image)],
+                              constants: [("scales", .float(Tensor(shape: [4], scalars: [1, 1, 1.7, 0.75])))],
+                              attributes: ["mode": .string(mode), "coordinate_transformation_mode": .string(transform)],
+                              opset: 19, order: ["x", "", "scales"])
+        }
         try gradientCheck("Clip", inputs: [("x", x)], constants: [("lo", .float(Tensor(shape: [], scalars: [-0.65]))),
                                                                     ("hi", .float(Tensor(shape: [], scalars: [0.3])))])
     }

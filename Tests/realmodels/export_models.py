@@ -30,6 +30,32 @@ import torch
 BATCH = 4
 
 
+class MeanPooled(torch.nn.Module):
+    """Sentence vectors from an encoder: its last hidden states averaged over the attention
+    mask, as sentence-transformers computes them."""
+
+    def __init__(self, encoder, attribute="bert"):
+        super().__init__()
+        setattr(self, attribute, encoder)  # the attribute names the weights: bert.encoder.layer.0…
+        self.attribute = attribute
+
+    def forward(self, input_ids, attention_mask):
+        h = getattr(self, self.attribute)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        return (h * m).sum(1) / m.sum(1)
+
+
+class Logits(torch.nn.Module):
+    """A causal LM's logits for every position (no cache)."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, input_ids):
+        return self.lm(input_ids=input_ids, use_cache=False).logits
+
+
 def randomize(model, seed):
     """Every parameter from one seeded generator: weights N(0, 1/fan_in), norms' scales near 1."""
     g = torch.Generator().manual_seed(seed)
@@ -63,26 +89,13 @@ def bert():
     cfg = BertConfig(vocab_size=256, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
                      max_position_embeddings=64)
     enc = randomize(BertModel(cfg, add_pooling_layer=False), 5)
-
-    class Encoder(torch.nn.Module):
-        """Mean-pooled sentence vectors, as sentence-transformers computes them."""
-
-        def __init__(self):
-            super().__init__()
-            self.bert = enc
-
-        def forward(self, input_ids, attention_mask):
-            h = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            m = attention_mask.unsqueeze(-1).to(h.dtype)
-            return (h * m).sum(1) / m.sum(1)
-
     g = torch.Generator().manual_seed(6)
     ids = torch.randint(1, 256, (BATCH, 16), generator=g)
     mask = torch.ones(BATCH, 16, dtype=torch.int64)
     for i in range(BATCH):
         mask[i, 16 - 3 * i:] = 0  # sentences of different lengths
     ids = ids * mask
-    return Encoder().eval(), {"input_ids": ids, "attention_mask": mask}, ["sentence_embedding"]
+    return MeanPooled(enc).eval(), {"input_ids": ids, "attention_mask": mask}, ["sentence_embedding"]
 
 
 def llama():
@@ -91,16 +104,9 @@ def llama():
                       num_key_value_heads=2, max_position_embeddings=64)
     lm = randomize(LlamaForCausalLM(cfg), 7)
 
-    class Logits(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lm = lm
-
-        def forward(self, input_ids):
-            return self.lm(input_ids=input_ids, use_cache=False).logits
 
     ids = torch.randint(0, 256, (BATCH, 16), generator=torch.Generator().manual_seed(8))
-    return Logits().eval(), {"input_ids": ids}, ["logits"]
+    return Logits(lm).eval(), {"input_ids": ids}, ["logits"]
 
 
 def markov_corpus(n, seed, vocab=64, length=16):
@@ -137,19 +143,12 @@ def llama_markov():
         opt.step()
     lm.eval()
 
-    class Logits(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lm = lm
-
-        def forward(self, input_ids):
-            return self.lm(input_ids=input_ids, use_cache=False).logits
 
     train_x, train_y = markov_corpus(256, 15)
     test_x, test_y = markov_corpus(128, 16)
     data = {"input_ids": torch.from_numpy(test_x[:BATCH]), "_extra": {
         "ids_train": train_x, "next_train": train_y, "ids_test": test_x, "next_test": test_y}}
-    return Logits().eval(), data, ["logits"]
+    return Logits(lm).eval(), data, ["logits"]
 
 
 SENTENCES = [
@@ -170,17 +169,8 @@ def minilm():
     enc = tok(SENTENCES, padding="max_length", truncation=True, max_length=32, return_tensors="pt")
     bert = AutoModel.from_pretrained(path).eval()
 
-    class Encoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.bert = bert
 
-        def forward(self, input_ids, attention_mask):
-            h = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            m = attention_mask.unsqueeze(-1).to(h.dtype)
-            return (h * m).sum(1) / m.sum(1)
-
-    return Encoder().eval(), {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}, ["sentence_embedding"]
+    return MeanPooled(bert).eval(), {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}, ["sentence_embedding"]
 
 
 def torchvision_model(name, seed, size=64, **kw):
@@ -200,22 +190,13 @@ def hf_encoder(config_name, model_name, seed, **cfg):
         config = getattr(transformers, config_name)(**cfg)
         enc = randomize(getattr(transformers, model_name)(config), seed)
 
-        class Encoder(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.enc = enc
-
-            def forward(self, input_ids, attention_mask):
-                h = self.enc(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-                m = attention_mask.unsqueeze(-1).to(h.dtype)
-                return (h * m).sum(1) / m.sum(1)
 
         g = torch.Generator().manual_seed(seed + 1)
         ids = torch.randint(3, cfg.get("vocab_size", 256), (BATCH, 16), generator=g)
         mask = torch.ones(BATCH, 16, dtype=torch.int64)
         for i in range(BATCH):
             mask[i, 16 - 3 * i:] = 0
-        return Encoder().eval(), {"input_ids": ids * mask, "attention_mask": mask}, ["sentence_embedding"]
+        return MeanPooled(enc, "enc").eval(), {"input_ids": ids * mask, "attention_mask": mask}, ["sentence_embedding"]
     return build
 
 
@@ -226,16 +207,9 @@ def hf_decoder(config_name, model_name, seed, **cfg):
         config = getattr(transformers, config_name)(**cfg)
         lm = randomize(getattr(transformers, model_name)(config), seed)
 
-        class Logits(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.lm = lm
-
-            def forward(self, input_ids):
-                return self.lm(input_ids=input_ids, use_cache=False).logits
 
         ids = torch.randint(0, cfg.get("vocab_size", 256), (BATCH, 16), generator=torch.Generator().manual_seed(seed + 1))
-        return Logits().eval(), {"input_ids": ids}, ["logits"]
+        return Logits(lm).eval(), {"input_ids": ids}, ["logits"]
     return build
 
 

@@ -431,44 +431,35 @@ extension OpContext {
         }
         /// For an operand that is the output's trailing dimensions repeated over its leading
         /// ones (a bias row under (batch, positions, features)): its length, else nil.
-        func period(_ shape: [Int]) -> Int? {
+        func periodOf(_ shape: [Int]) -> Int? {
             let padded = [Int](repeating: 1, count: outShape.count - shape.count) + shape
             guard let k = padded.firstIndex(where: { $0 != 1 }), k > 0, Array(padded[k...]) == Array(outShape[k...]) else { return nil }
             return outShape[k...].reduce(1, *)
         }
         let aFull = a.shape == outShape, bFull = b.shape == outShape
-        if aFull != bFull, let p = period(aFull ? b.shape : a.shape), p > 1, total % p == 0 {
-            var y = outputBuffer(outShape)
-            a.withUnsafeBufferPointer { ap in
-                b.withUnsafeBufferPointer { bp in
-                    y.withUnsafeMutableBufferPointer { yp in
-                        let x = ap.baseAddress!, z = bp.baseAddress!, out = yp.baseAddress!
-                        @inline(__always) func apply(_ f: (Float, Float) -> Float) {
-                            for o in 0..<(total / p) {
-                                let base = o * p
-                                if aFull { for j in 0..<p { out[base + j] = f(x[base + j], z[j]) } }
-                                else { for j in 0..<p { out[base + j] = f(x[j], z[base + j]) } }
-                            }
-                        }
-                        switch op {
-                        case "Add": apply { $0 + $1 }
-                        case "Sub": apply { $0 - $1 }
-                        case "Mul": apply { $0 * $1 }
-                        default: apply { $0 / $1 }
-                        }
-                    }
-                }
-            }
-            return y
+        guard aFull || bFull else { return nil }
+        // How the operand that is not the output's shape repeats: each of its values over a
+        // trailing block (block > 1), or all of it over the leading dimensions (period > 1).
+        var blockA = 1, blockB = 1, period = 1
+        if aFull != bFull, let p = periodOf(aFull ? b.shape : a.shape), p > 1, total % p == 0 {
+            period = p
+        } else {
+            guard let ba = block(a.shape), let bb = block(b.shape) else { return nil }
+            (blockA, blockB) = (ba, bb)
         }
-        guard aFull || bFull, let blockA = block(a.shape), let blockB = block(b.shape) else { return nil }
         var y = outputBuffer(outShape)
         a.withUnsafeBufferPointer { ap in
             b.withUnsafeBufferPointer { bp in
                 y.withUnsafeMutableBufferPointer { yp in
                     let x = ap.baseAddress!, z = bp.baseAddress!, out = yp.baseAddress!
                     @inline(__always) func apply(_ f: (Float, Float) -> Float) {
-                        if blockA == 1 && blockB == 1 {
+                        if period > 1 {
+                            for o in 0..<(total / period) {
+                                let base = o * period
+                                if aFull { for j in 0..<period { out[base + j] = f(x[base + j], z[j]) } }
+                                else { for j in 0..<period { out[base + j] = f(x[j], z[base + j]) } }
+                            }
+                        } else if blockA == 1 && blockB == 1 {
                             for i in 0..<total { out[i] = f(x[i], z[i]) }
                         } else if blockB > 1 {
                             for o in 0..<(total / blockB) {

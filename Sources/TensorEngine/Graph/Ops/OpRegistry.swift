@@ -109,6 +109,8 @@ enum OpRegistry {
             D("Pad", .movement, attributes: ["mode", "pads", "value"], one { try $0.pad() }),
             D("Expand", .movement, one { try $0.expand() }),
             D("Tile", .movement, one { try $0.tile() }),
+            D("Resize", .movement, attributes: ["mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a", "exclude_outside",
+                                                "extrapolation_value", "antialias", "axes", "keep_aspect_ratio_policy"], one { try $0.resize() }),
             D("Trilu", .movement, attributes: ["upper"], one { try $0.trilu() }),
 
             D("Gather", .indexing, attributes: ["axis"], one { try $0.gather() }),
