@@ -87,6 +87,12 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
                               attributes: ["mode": .string(mode), "coordinate_transformation_mode": .string(transform)],
                               opset: 19, order: ["x", "", "scales"])
         }
+        // Einsum: a contraction, a diagonal, an outer product with broadcast dimensions.
+        try gradientCheck("Einsum", inputs: [("a", spreadTensor([2, 3, 4], seed: 8)), ("b", spreadTensor([2, 5, 4], seed: 9))],
+                          attributes: ["equation": .string("bqd,bkd->bqk")])
+        try gradientCheck("Einsum", inputs: [("a", spreadTensor([2, 3, 3], seed: 10))], attributes: ["equation": .string("...ii->...i")])
+        try gradientCheck("Einsum", inputs: [("a", spreadTensor([2, 3], seed: 11)), ("b", spreadTensor([4], seed: 12))],
+                          attributes: ["equation": .string("...i,j->...ij")])
         try gradientCheck("Clip", inputs: [("x", x)], constants: [("lo", .float(Tensor(shape: [], scalars: [-0.65]))),
                                                                     ("hi", .float(Tensor(shape: [], scalars: [0.3])))])
     }

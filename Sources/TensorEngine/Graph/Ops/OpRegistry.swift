@@ -131,6 +131,7 @@ enum OpRegistry {
             D("Gemm", .linearAlgebra, keepsTrainingStep: true, parameterInputs: [0, 1, 2], attributes: ["alpha", "beta", "transA", "transB"],
               one { try $0.gemmOp() }),
             D("MatMul", .linearAlgebra, parameterInputs: [0, 1], one { try $0.matMul() }),
+            D("Einsum", .linearAlgebra, attributes: ["equation"], one { try $0.einsum() }),
 
             D("Conv", .convolution, keepsTrainingStep: true, parameterInputs: [0, 1, 2], attributes: window.union(["group"]),
               one { try $0.conv() }),
