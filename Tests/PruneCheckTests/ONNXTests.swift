@@ -190,6 +190,36 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
         }
     }
 
+    /// External data inside the folder is read into the tensor as inline data would be; a
+    /// file too short for the tensor is an error naming it.
+    @Test func externalDataLoadsAndATruncatedFileIsNamed() throws {
+        let dir = try scratchFolder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let inline = try Onnx_ModelProto(serializedBytes: Data(contentsOf: URL(fileURLWithPath: exampleModel("mlp_digits", "onnx"))))
+        let raw = inline.graph.initializer[0].rawData
+        for (bytes, name) in [(Data(repeating: 7, count: 16) + raw, "w.bin"), (raw.prefix(raw.count / 2), "short.bin")] {
+            try bytes.write(to: URL(fileURLWithPath: "\(dir)/\(name)"))
+            let data = try model { m in
+                m.graph.initializer[0].rawData = Data()
+                m.graph.initializer[0].dataLocation = .external
+                m.graph.initializer[0].externalData = [("location", name), ("offset", name == "w.bin" ? "16" : "0"), ("length", "\(raw.count)")].map {
+                    var e = Onnx_StringStringEntryProto()
+                    e.key = $0.0; e.value = $0.1
+                    return e
+                }
+            }
+            try data.write(to: URL(fileURLWithPath: "\(dir)/m.onnx"))
+            if name == "w.bin" {
+                let external = try ONNXModel.load(path: "\(dir)/m.onnx"), original = try ONNXModel.decode(try inline.serializedData(), file: "inline.onnx")
+                let n = inline.graph.initializer[0].name
+                guard case .float(let a)? = external.initializer(n), case .float(let b)? = original.initializer(n) else { Issue.record("no \(n)"); continue }
+                #expect(a.value.scalars.map(\.bitPattern) == b.value.scalars.map(\.bitPattern))
+            } else {
+                #expect(error(data, file: dir + "/m.onnx").contains("short.bin") && error(data, file: dir + "/m.onnx").contains("the file has"))
+            }
+        }
+    }
+
     @Test func aModelThatOnlyRunsAtBatchOneIsRejectedAtLoad() throws {
         // Reshape to a constant [1, 64] fits batch 1 only.
         let dir = try scratchFolder()
