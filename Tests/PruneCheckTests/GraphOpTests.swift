@@ -1040,7 +1040,8 @@ extension DirectConvTests {
 
 @Suite struct InferenceFastPathTests {
     /// Ops with an inference-only path give the bits of their general path (the one a run with
-    /// a tape takes): a mean and a sum over trailing axes, Sigmoid, Clip.
+    /// a tape takes): a mean and a sum over trailing axes, Sigmoid, Clip, the elementwise
+    /// broadcasts, Transpose.
     @Test func fastPathsMatchTheGeneralPath() throws {
         let x = spreadTensor([2, 5, 7, 3], seed: 41)
         let cases: [(String, [String: Attribute], [(String, TensorData)])] = [
@@ -1057,6 +1058,10 @@ extension DirectConvTests {
             ("Add", [:], [("s", .float(spreadTensor([7, 3], seed: 47)))]),
             ("Div", [:], [("s", .float(spreadTensor([1, 7, 3], seed: 48, positive: true)))]),
             ("Sub", [:], [("s", .float(spreadTensor([5, 1, 3], seed: 49)))]),
+            ("Transpose", ["perm": .ints([0, 2, 1, 3])], []),
+            ("Transpose", ["perm": .ints([0, 1, 3, 2])], []),
+            ("Transpose", ["perm": .ints([3, 2, 1, 0])], []),
+            ("Transpose", ["perm": .ints([0, 1, 2, 3])], []),
         ]
         // Each binary case also with the constant first (the broadcast operand on the left).
         let swapped = cases.filter { ["Add", "Sub", "Mul", "Div"].contains($0.0) }.map { ($0.0, ["swap": Attribute.int(1)], $0.2) }
