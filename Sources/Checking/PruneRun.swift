@@ -37,9 +37,11 @@ public struct PruneRequest {
         let eval = try scoring.load(data.eval)
         let outputs = { (m: Graph) in OutputMetrics.outputs(model: m, data: eval, threads: self.threads) }
         let denseOutputs = outputs(dense)
-        let headline = { (m: Graph, y: Tensor) -> Double in
-            scoring.score(m, eval, y, "").headline ?? OutputMetrics.fidelity(y, dense: denseOutputs, scores: scoring.outputsAreScores)[scoring.headline]!
+        /// The headline metric of scores on `y` (a fidelity metric when the task has none).
+        let headlineOf = { (scores: TaskScoring.Scores, y: Tensor) -> Double in
+            scores.headline ?? OutputMetrics.fidelity(y, dense: denseOutputs, scores: scoring.outputsAreScores)[scoring.headline]!
         }
+        let headline = { (m: Graph, y: Tensor) -> Double in headlineOf(scoring.score(m, eval, y, ""), y) }
         let before = headline(dense, denseOutputs)
         let paramsBefore = dense.parameters.reduce(0) { $0 + $1.variable.value.count }
         let needsTrain = recipe.finetune != nil || recipe.method.usesCalibration || recipe.regularize != nil
@@ -62,8 +64,9 @@ public struct PruneRequest {
         let m = outcome.graph
         for line in outcome.notes { note("  \(line)") }
         let finalOutputs = outputs(m)
-        let after = headline(m, finalOutputs)
-        var metrics = scoring.score(m, eval, finalOutputs, "").metrics
+        let finalScores = scoring.score(m, eval, finalOutputs, "")
+        let after = headlineOf(finalScores, finalOutputs)
+        var metrics = finalScores.metrics
         metrics.merge(OutputMetrics.fidelity(finalOutputs, dense: denseOutputs, scores: scoring.outputsAreScores)) { a, _ in a }
         if out.hasSuffix(".safetensors") {
             try LayerList.write(m, to: String(out.dropLast(".safetensors".count)) + ".json")

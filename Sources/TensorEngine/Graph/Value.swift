@@ -76,13 +76,22 @@ public func broadcastSourceIndex(_ shape: [Int], to outShape: [Int]) -> [Int] {
 /// For each element of `shape` in row-major order, offset + Σ index[d]·strides[d] (an
 /// odometer over the indices; used by broadcasting and by every element-moving op).
 public func strideWalk(_ shape: [Int], strides st: [Int], offset: Int) -> [Int] {
+    var out: [Int] = []
+    out.reserveCapacity(shape.reduce(1, *))
+    forEachStrideOffset(shape, strides: st, offset: offset) { out.append($0) }
+    return out
+}
+
+/// Calls `body` with offset + Σ index[d]·strides[d] for each element of `shape`, in row-major
+/// order, without building the list.
+@inline(__always)
+public func forEachStrideOffset(_ shape: [Int], strides st: [Int], offset: Int, _ body: (Int) -> Void) {
     let total = shape.reduce(1, *)
-    var out = [Int](repeating: 0, count: total)
-    guard total > 0 else { return out }
+    guard total > 0 else { return }
     var idx = [Int](repeating: 0, count: shape.count)
     var src = offset
-    for o in 0..<total {
-        out[o] = src
+    for _ in 0..<total {
+        body(src)
         var d = shape.count - 1
         while d >= 0 {
             idx[d] += 1
@@ -93,7 +102,6 @@ public func strideWalk(_ shape: [Int], strides st: [Int], offset: Int) -> [Int] 
             d -= 1
         }
     }
-    return out
 }
 
 /// Normalizes a possibly negative axis against `rank`; nil when out of range.

@@ -115,24 +115,14 @@ extension OpContext {
             let rank = outShape.count
             var k = rank
             while k > 0 && perm[k - 1] == k - 1 { k -= 1 }
-            let inner = outShape[k...].reduce(1, *), blocks = outShape[..<k].reduce(1, *)
+            let inner = outShape[k...].reduce(1, *)
             var y = outputBuffer(outShape)
             x.value.withUnsafeBufferPointer { xp in
                 y.withUnsafeMutableBufferPointer { yp in
-                    var counter = [Int](repeating: 0, count: k)
-                    var src = 0, dst = 0
-                    for _ in 0..<blocks {
+                    var dst = 0
+                    forEachStrideOffset(Array(outShape[..<k]), strides: Array(st[..<k]), offset: 0) { src in
                         (yp.baseAddress! + dst).update(from: xp.baseAddress! + src, count: inner)
                         dst += inner
-                        var d = k - 1
-                        while d >= 0 {
-                            counter[d] += 1
-                            src += st[d]
-                            if counter[d] < outShape[d] { break }
-                            src -= st[d] * outShape[d]
-                            counter[d] = 0
-                            d -= 1
-                        }
                     }
                 }
             }
