@@ -113,12 +113,6 @@ public struct LabeledData: Sendable {
         return t
     }
 
-    /// Whether every example is a single float array (a model of one float input).
-    public var isSingleFloatInput: Bool {
-        if features.count == 1, case .float = features[0] { return true }
-        return false
-    }
-
     /// The graph's feeds for all examples.
     public var feeds: [Value] { features.map(\.value) }
 
