@@ -135,22 +135,28 @@ func layerHessian(_ model: Graph, _ name: String, recipe: PruneRecipe, context: 
     return (v, rows, cols, Reconstruction.deadInputs(h, cols: cols), hd, lower)
 }
 
-/// Neuron and channel pruning: units ranked by the recipe's criterion, then removed.
+/// Neuron, channel and head pruning: units ranked by the recipe's criterion, then removed.
 func pruneUnits(_ model: Graph, recipe: PruneRecipe, sparsity: Double, context: PruningContext) throws -> (graph: Graph, masks: PruningMasks) {
-    let (groups, keep) = try unitSelection(model, recipe: recipe, sparsity: sparsity, context: context)
-    return (StructuredPruning.shrink(model, groups: groups, keep: keep), [:])
+    let (plan, keep) = try unitSelection(model, recipe: recipe, sparsity: sparsity, context: context)
+    return (try plan.shrink(model, keep: keep), [:])
 }
 
-/// The groups of units neuron or channel pruning sees, and the units it keeps of each.
-func unitSelection(_ model: Graph, recipe: PruneRecipe, sparsity: Double, context: PruningContext) throws -> (groups: [StructuredGroup], keep: [[Int]]) {
-    let groups = try StructuredPruning.groups(model, channel: recipe.granularity == .channel, protect: Set(recipe.protect))
+/// The groups of units structured pruning sees, and the units it keeps of each.
+func unitSelection(_ model: Graph, recipe: PruneRecipe, sparsity: Double, context: PruningContext) throws -> (plan: StructuredPlan, keep: [[Int]]) {
+    let plan = try StructuredPruning.plan(model, granularity: recipe.granularity, protect: Set(recipe.protect))
+    guard !plan.groups.isEmpty else {
+        let what = recipe.granularity == .channel ? "channels (of Conv layers, or a transformer's width)" : recipe.granularity == .head ? "attention heads" : "Linear output features"
+        let why = plan.kept.prefix(4).joined(separator: "; ") + (plan.kept.count > 4 ? "; …" : "")
+        throw StructuredPruningError(layer: "(graph)", message: "granularity \(recipe.granularity.text) found no \(what) to remove" + (why.isEmpty ? "" : " (\(why))"))
+    }
+    let groups = plan.groups
     var scores: [[Double]]
     var fanIns = groups.map { _ in 1 }
     switch recipe.method {
     case .magnitude:
-        scores = groups.map { StructuredPruning.norms(model, $0, l1: recipe.norm == .l1) }
+        scores = plan.norms(model, l1: recipe.norm == .l1)
         // Global ranking compares norms of rows of different lengths: divide by √fan-in.
-        fanIns = groups.map { StructuredPruning.fanIn(model, $0) }
+        fanIns = plan.fanIns(model)
     case .random:
         var rng = Philox(seed: context.seed, stream: 13)
         scores = groups.map { g in (0..<g.units).map { _ in Double(rng.nextUnitFloat()) } }
@@ -160,12 +166,8 @@ func unitSelection(_ model: Graph, recipe: PruneRecipe, sparsity: Double, contex
         model.training = false
         defer { model.training = training }
         // A coupled group's relevance is the sum over its members' outputs.
-        let producers = groups.flatMap { $0.members.map(\.producer) }
-        let relevance = try LRP.unitRelevance(model, producers: producers, batches: context.calibration!.batches, threads: context.threads)
-        var next = 0
-        scores = groups.map { g in
-            var v = [Double](repeating: 0, count: g.units)
-            for _ in g.members { for u in 0..<g.units { v[u] += relevance[next][u] }; next += 1 }
+        let relevance = try LRP.unitRelevance(model, producers: plan.producers, batches: context.calibration!.batches, threads: context.threads)
+        scores = plan.sums(perProducerChannel: relevance).map { v in
             let total = v.reduce(0, +)
             return total > 0 ? v.map { $0 / total } : v
         }
@@ -175,24 +177,19 @@ func unitSelection(_ model: Graph, recipe: PruneRecipe, sparsity: Double, contex
         let training = model.training
         model.training = false
         defer { model.training = training }
-        let perWeight = try Criteria.scores(recipe.method, model: model, layers: groups.flatMap { $0.members.map(\.weight) },
+        let weights = plan.producerWeights
+        let perWeight = try Criteria.scores(recipe.method, model: model, layers: weights,
                                             calibration: context.calibration, seed: context.seed, threads: context.threads)
-        var next = 0
-        scores = groups.map { g in
-            var v = [Double](repeating: 0, count: g.units)
-            for _ in g.members {
-                let l = perWeight[next]
-                next += 1
-                let row = l.scores.count / max(g.units, 1)
-                for u in 0..<g.units { v[u] += l.scores[(u * row)..<((u + 1) * row)].reduce(0, +) }
-            }
+        var stored: [String: [Double]] = [:]
+        for l in perWeight { stored[l.name] = WeightView(model, l.name).stored(l.scores) }
+        scores = plan.sums(model, of: stored).map { v in
             let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
             return norm > 0 ? v.map { $0 / norm } : v
         }
     case .wanda, .sparsegpt, .obs, .auto, .energy:
         preconditionFailure("\(recipe.method.rawValue) prunes single weights; the recipe check refuses \(recipe.granularity.text)")
     }
-    return (groups, StructuredPruning.select(scores: scores, fanIns: fanIns, sparsity: sparsity, scope: recipe.scope))
+    return (plan, StructuredPruning.select(scores: scores, fanIns: fanIns, sparsity: sparsity, scope: recipe.scope))
 }
 
 extension PruneRecipe {
@@ -200,7 +197,7 @@ extension PruneRecipe {
     public var problem: (key: String, message: String)? {
         let m = method.rawValue
         switch method {
-        case .lrp where !granularity.isStructured || granularity == .layer:
+        case .lrp where !granularity.isStructured || granularity == .layer || granularity == .head:
             return ("granularity", "lrp ranks units; use granularity neuron or channel")
         case .wanda, .obs, .sparsegpt, .auto, .energy:
             if granularity.isStructured { return ("granularity", "\(m) prunes single weights; use unstructured or N:M") }

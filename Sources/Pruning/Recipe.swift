@@ -48,17 +48,21 @@ public struct PruneRecipe: Equatable, Sendable {
         case nm(n: Int, m: Int)
         /// Whole output features of Linear (Gemm) layers, physically removed.
         case neuron
-        /// Whole output channels of Conv layers, physically removed.
+        /// Whole output channels of Conv layers, physically removed (with everything tied to
+        /// them: residual partners, depthwise convolutions, a vision transformer's width).
         case channel
+        /// Whole attention heads (their query, key, value and output weights), physically removed.
+        case head
         /// Whole blocks removed: residual branches, and layers whose output keeps their
         /// input's shape (with their activation).
         case layer
 
-        /// "unstructured", "neuron", "channel" or "N:M" with 0 < N < M ≤ 64; nil otherwise.
+        /// "unstructured", "neuron", "channel", "head", "layer" or "N:M" with 0 < N < M ≤ 64; nil otherwise.
         public init?(text: String) {
             if text == "unstructured" { self = .unstructured; return }
             if text == "neuron" { self = .neuron; return }
             if text == "channel" { self = .channel; return }
+            if text == "head" { self = .head; return }
             if text == "layer" { self = .layer; return }
             let parts = text.split(separator: ":", omittingEmptySubsequences: false)
             guard parts.count == 2, let n = Int(parts[0]), let m = Int(parts[1]), n > 0, n < m, m <= 64 else { return nil }
@@ -70,16 +74,17 @@ public struct PruneRecipe: Equatable, Sendable {
             case .unstructured: return "unstructured"
             case .neuron: return "neuron"
             case .channel: return "channel"
+            case .head: return "head"
             case .layer: return "layer"
             case let .nm(n, m): return "\(n):\(m)"
             }
         }
 
         public var rawValue: String { text }
-        public static let allowedText = "unstructured, neuron, channel, layer, or N:M with 0 < N < M ≤ 64 (e.g. \"2:4\": 2 of every 4 weights kept)"
+        public static let allowedText = "unstructured, neuron, channel, head, layer, or N:M with 0 < N < M ≤ 64 (e.g. \"2:4\": 2 of every 4 weights kept)"
 
         /// Neuron, channel and layer pruning remove structure (the model gets smaller).
-        public var isStructured: Bool { self == .neuron || self == .channel || self == .layer }
+        public var isStructured: Bool { self == .neuron || self == .channel || self == .head || self == .layer }
     }
 
     /// When the cut happens (`prune.schedule`).

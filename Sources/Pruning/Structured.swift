@@ -1,35 +1,16 @@
 import Common
 import TensorEngine
 
-/// A set of units (Gemm output features or Conv output channels) that are removed together
-/// with everything that depends on them. Producers whose outputs meet in a residual Add (or
-/// any elementwise op of two of them) share their units and form one group.
+/// A set of units ranked together: the spaces (producer layers) whose units are tied to one
+/// another, and its removable units (classes of tied units, in order of their first unit).
 public struct StructuredGroup: Equatable, Sendable {
-    /// A layer whose weight rows are the units.
-    public struct Member: Equatable, Sendable {
-        public var producer: Int
-        public var weight: String
-        public var bias: String?
-    }
-    public var members: [Member]
+    public enum Kind: String, Sendable { case channel, neuron, head }
+    /// The layers (producer weights, by layer name) whose units make up the group.
+    public var layers: [String]
+    /// Units that can be removed (not pinned by an output, a protected layer or an activation
+    /// that is not pruned).
     public var units: Int
-    /// BatchNormalization nodes on the paths (their four per-channel tensors shrink too).
-    public var norms: [Int]
-    /// Consumers: node index, and how many consecutive input columns one unit feeds (1 for a
-    /// Gemm right after, H·W after a Conv and a Flatten; 0 marks a Conv consumer).
-    public var consumers: [(node: Int, block: Int)]
-    /// Reshape nodes on the paths whose constant shape holds the feature count.
-    public var reshapes: [Int]
-
-    /// The first member's node, weight and bias (the only ones of an uncoupled group).
-    public var producer: Int { members[0].producer }
-    public var weight: String { members[0].weight }
-    public var bias: String? { members[0].bias }
-
-    public static func == (a: StructuredGroup, b: StructuredGroup) -> Bool {
-        a.members == b.members && a.units == b.units && a.norms == b.norms
-            && a.consumers.elementsEqual(b.consumers) { $0.node == $1.node && $0.block == $1.block } && a.reshapes == b.reshapes
-    }
+    public var kind: Kind
 }
 
 /// Why a layer's units cannot be removed.
@@ -39,161 +20,412 @@ public struct StructuredPruningError: UserFacingError, Equatable {
     public var description: String { "layer \(layer): \(message)" }
 }
 
-/// Neuron (Linear output) and channel (Conv output) pruning that physically removes the units:
-/// the producers' rows and bias entries, BatchNormalization statistics on the way, Reshape
-/// constants, and the consumers' input columns (through Flatten). Units are followed through
-/// elementwise activations, Dropout, pooling, BatchNormalization, elementwise ops with a scalar
-/// constant (GELU's Div, Add and Mul), and elementwise ops of two values that carry units:
-/// there the producers are coupled (a residual Add) and pruned as one group. Anything else on
-/// the way (Concat, a graph output, a per-channel constant) makes the group unprunable,
-/// reported by layer and op.
-public enum StructuredPruning {
-    static let passThrough: Set<String> = ["Relu", "LeakyRelu", "Gelu", "Sigmoid", "Tanh", "Dropout", "Identity", "Erf", "Abs", "Neg",
-                                            "Sqrt", "Exp", "Reciprocal", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-                                            "BatchNormalization"]
-    static let elementwise: Set<String> = ["Add", "Sub", "Mul", "Div"]
+/// What structured pruning can remove from one graph, and how to remove it.
+public struct StructuredPlan {
+    public let groups: [StructuredGroup]
+    let units: UnitGraph
+    /// Per group: its spaces, and each removable unit's class root.
+    let spaces: [[Int]]
+    let classes: [[Int32]]
+    /// Why layers keep all their units (protected, an output, tied to a value that is not pruned).
+    public let kept: [String]
 
-    /// The groups of `graph` whose producers are Gemms (`neuron`) or Convs (`channel`). Groups
-    /// with a protected layer (weight, layer or node name) or with the layer producing the
-    /// graph's output are left out; a group that cannot be followed is an error.
-    public static func groups(_ graph: Graph, channel: Bool, protect: Set<String>) throws -> [StructuredGroup] {
-        let shapes = try graph.valueShapes()
-        let outputs = Set(graph.outputs)
-        // Scalar constants: one-element initializers and Constant outputs.
-        var scalars = Set(graph.initializerNames.filter { graph.initializer($0)?.shape.reduce(1, *) == 1 })
-        for n in graph.nodes where n.opType == "Constant" { if let o = n.outputs.first, shapes[o]?.reduce(1, *) == 1 { scalars.insert(o) } }
-
-        var members: [StructuredGroup.Member] = []
-        var units: [Int] = []
-        var parent: [Int] = []
-        func find(_ i: Int) -> Int { var i = i; while parent[i] != i { i = parent[i] }; return i }
-        func union(_ a: Int, _ b: Int) { let (ra, rb) = (find(a), find(b)); if ra != rb { parent[max(ra, rb)] = min(ra, rb) } }
-        var skip = Set<Int>()                         // protected or output layers (by member)
-        var blocked: [Int: String] = [:]              // member → why its units cannot be followed
-        var norms: [Int: [Int]] = [:], consumers: [Int: [(node: Int, block: Int)]] = [:], reshapes: [Int: [Int]] = [:]
-        // The space (a member) each value's dimension 1 belongs to, with its block and whether
-        // it was flattened.
-        var space: [String: (member: Int, block: Int, flattened: Bool)] = [:]
-
-        for (i, n) in graph.nodes.enumerated() {
-            let carried = n.inputs.enumerated().compactMap { pos, name in space[name].map { (pos: pos, name: name, s: $0) } }
-            for c in carried where outputs.contains(c.name) { blocked[c.s.member] = "its units reach the graph output '\(c.name)' directly" }
-            if let first = carried.first {
-                let (pos, name, s) = first
-                func block(_ why: String) { blocked[s.member] = why }
-                if passThrough.contains(n.opType) && pos == 0 && carried.count == 1 {
-                    if n.opType == "BatchNormalization" {
-                        if s.flattened { block("BatchNormalization after Flatten is not followed") } else { norms[s.member, default: []].append(i) }
-                    }
-                    space[n.outputs[0]] = s
-                } else if elementwise.contains(n.opType) && n.inputs.count == 2 {
-                    if carried.count == 2 {
-                        let other = carried[1].s
-                        if other.block != s.block || other.flattened != s.flattened {
-                            block("\(n.opType) node '\(n.name)' joins values of different layouts")
-                        } else {
-                            union(s.member, other.member)
-                        }
-                        space[n.outputs[0]] = s
-                    } else if scalars.contains(n.inputs[1 - pos]) {
-                        space[n.outputs[0]] = s
-                    } else {
-                        block("cannot follow its units through \(n.opType) node '\(n.name)' with '\(n.inputs[1 - pos])' (only scalar constants or another pruned layer's units); protect the layer to keep it")
-                    }
-                } else if (n.opType == "Flatten" || n.opType == "Reshape") && pos == 0 {
-                    // (N, C, spatial…) → (N, C·spatial): each unit feeds `spatial` columns.
-                    let sh = shapes[name] ?? []
-                    if let o = shapes[n.outputs[0]], o.count == 2, sh.count >= 2, o[1] == sh.dropFirst().reduce(1, *) {
-                        if n.opType == "Reshape" { reshapes[s.member, default: []].append(i) }
-                        space[n.outputs[0]] = (s.member, s.flattened ? s.block : sh.dropFirst(2).reduce(1, *), true)
-                    } else {
-                        block("\(n.opType) node '\(n.name)' does not flatten (batch, units, …) to (batch, features)")
-                    }
-                } else if n.opType == "Gemm" && pos == 0 && carried.count == 1 && isLinear(n) {
-                    consumers[s.member, default: []].append((i, s.block))
-                } else if n.opType == "Conv" && pos == 0 && carried.count == 1 && !s.flattened {
-                    if case .int(let g)? = n.attributes["group"], g != 1 { block("it feeds grouped convolution '\(n.name)'") } else {
-                        consumers[s.member, default: []].append((i, 0))
-                    }
-                } else {
-                    block("cannot follow its units through \(n.opType) node '\(n.name)'; protect the layer to keep it")
-                }
-                for c in carried.dropFirst() where !(elementwise.contains(n.opType) && carried.count == 2) {
-                    blocked[c.s.member] = "cannot follow its units through \(n.opType) node '\(n.name)'"
-                }
-            }
-            // A producer starts a space of its own.
-            let isProducer = channel ? n.opType == "Conv" : (n.opType == "Gemm" && isLinear(n))
-            guard isProducer, n.inputs.count > 1, case .float(let w)? = graph.initializer(n.inputs[1]) else { continue }
-            let name = n.inputs[1]
-            let m = members.count
-            members.append(.init(producer: i, weight: name, bias: n.inputs.count > 2 && !n.inputs[2].isEmpty ? n.inputs[2] : nil))
-            units.append(w.value.shape[0])
-            parent.append(m)
-            if protect.contains(name) || protect.contains(n.name) || protect.contains(layerName(name)) || n.outputs.contains(where: { outputs.contains($0) }) {
-                skip.insert(m)
-            }
-            if channel, case .int(let g)? = n.attributes["group"], g != 1 { blocked[m] = "grouped convolution (group \(g)) cannot be channel-pruned" }
-            space[n.outputs[0]] = (m, 1, false)
-        }
-
-        var out: [StructuredGroup] = []
-        for root in members.indices where find(root) == root {
-            let ids = members.indices.filter { find($0) == root }
-            // Protected or output layers keep their whole group.
-            if ids.contains(where: skip.contains) { continue }
-            let name = layerName(members[root].weight)
-            if let m = ids.first(where: { blocked[$0] != nil }) {
-                let coupled = ids.count > 1 ? " (coupled with \(ids.map { layerName(members[$0].weight) }.joined(separator: ", ")))" : ""
-                throw StructuredPruningError(layer: layerName(members[m].weight), message: blocked[m]! + coupled)
-            }
-            guard Set(ids.map { units[$0] }).count == 1 else {
-                throw StructuredPruningError(layer: name, message: "coupled layers \(ids.map { layerName(members[$0].weight) }.joined(separator: ", ")) have different unit counts \(ids.map { units[$0] })")
-            }
-            let cons = ids.flatMap { consumers[$0] ?? [] }
-            guard !cons.isEmpty else { throw StructuredPruningError(layer: name, message: "its units reach no Gemm or Conv") }
-            out.append(StructuredGroup(members: ids.map { members[$0] }, units: units[root], norms: ids.flatMap { norms[$0] ?? [] },
-                                       consumers: cons, reshapes: ids.flatMap { reshapes[$0] ?? [] }))
-        }
+    /// The group and index of each class root.
+    func classIndex() -> [Int32: (group: Int, index: Int)] {
+        var out: [Int32: (Int, Int)] = [:]
+        for (g, cs) in classes.enumerated() { for (k, c) in cs.enumerated() { out[c] = (g, k) } }
         return out
     }
 
-    /// A Gemm used as a Linear layer: transB = 1, weight an initializer, alpha = beta = 1.
-    static func isLinear(_ n: Node) -> Bool {
-        if case .int(let t)? = n.attributes["transB"], t == 1 {} else { return false }
-        if case .int(let t)? = n.attributes["transA"], t != 0 { return false }
-        if case .float(let a)? = n.attributes["alpha"], a != 1 { return false }
-        if case .float(let b)? = n.attributes["beta"], b != 1 { return false }
-        return true
+    /// Sums `value(weight, flat index)` over each unit's weights: the rows (or output columns)
+    /// of every producer in the group, and for attention heads the consumers' columns too.
+    func perUnit(_ graph: Graph, consumers: Bool? = nil, _ value: (String, Int, Float) -> Double) -> [[Double]] {
+        let index = classIndex()
+        var sums = classes.map { [Double](repeating: 0, count: $0.count) }
+        func add(_ weight: String, axis: Int, labelOf: (Int) -> Int32) {
+            guard case .float(let v)? = graph.initializer(weight) else { return }
+            let shape = v.value.shape
+            let inner = shape[(axis + 1)...].reduce(1, *), size = shape[axis]
+            var target: [(group: Int, index: Int)?] = []
+            for i in 0..<size {
+                let l = labelOf(i)
+                target.append(l >= 0 ? index[units.find(l)] : nil)
+            }
+            v.value.withUnsafeBufferPointer { p in
+                for flat in 0..<p.count {
+                    guard let (g, k) = target[(flat / inner) % size] else { continue }
+                    sums[g][k] += value(weight, flat, p[flat])
+                }
+            }
+        }
+        for (g, group) in groups.enumerated() {
+            for s in spaces[g] {
+                let space = units.spaces[s]
+                add(space.weight, axis: space.axis) { Int32(space.base + $0) }
+            }
+            guard consumers ?? (group.kind == .head) else { continue }
+            for f in units.follows where f.consumer {
+                guard let t = units.tracks[f.value], t.axes == [f.valueAxis] else { continue }
+                let mine = t.labels.contains { $0 >= 0 && index[units.find($0)]?.group == g }
+                if mine { add(f.tensor, axis: f.axis) { t.labels[$0] } }
+            }
+        }
+        return sums
+    }
+
+    /// The L1 or L2 norm of each unit's weights.
+    public func norms(_ graph: Graph, l1: Bool = false) -> [[Double]] {
+        let sums = perUnit(graph) { _, _, w in l1 ? Double(abs(w)) : Double(w) * Double(w) }
+        return l1 ? sums : sums.map { $0.map { $0.squareRoot() } }
+    }
+
+    /// The number of weights one unit has across the group's producers (its fan-in).
+    public func fanIns(_ graph: Graph) -> [Int] {
+        spaces.map { ss in
+            ss.reduce(0) { acc, s in
+                let space = units.spaces[s]
+                guard case .float(let w)? = graph.initializer(space.weight) else { return acc }
+                return acc + w.value.count / max(space.count, 1)
+            }
+        }
+    }
+
+    /// Scores of single weights (stored layout, by weight name) summed per unit.
+    public func sums(_ graph: Graph, of scores: [String: [Double]]) -> [[Double]] {
+        perUnit(graph, consumers: false) { name, flat, _ in scores[name]?[flat] ?? 0 }
+    }
+
+    /// The producer nodes and, per group, the producers' output channels of each unit (for
+    /// relevance measured at the producers' outputs).
+    public var producers: [Int] { spaces.flatMap { $0.map { units.spaces[$0].node } } }
+
+    /// The producers' weights, in group order.
+    public var producerWeights: [String] { spaces.flatMap { $0.map { units.spaces[$0].weight } } }
+
+    /// Per-unit totals of values measured per producer output channel (in `producers` order).
+    public func sums(perProducerChannel values: [[Double]]) -> [[Double]] {
+        let index = classIndex()
+        var sums = classes.map { [Double](repeating: 0, count: $0.count) }
+        var next = 0
+        for ss in spaces {
+            for s in ss {
+                let space = units.spaces[s]
+                for (i, v) in values[next].enumerated() where i < space.count {
+                    if let (g, k) = index[units.find(Int32(space.base + i))] { sums[g][k] += v }
+                }
+                next += 1
+            }
+        }
+        return sums
+    }
+
+    // MARK: shrinking
+
+    /// The graph with only the `keep` units of each group: every tensor that follows them sliced,
+    /// shape constants rewritten, and every value's shape checked.
+    public func shrink(_ graph: Graph, keep: [[Int]]) throws -> Graph {
+        let kept = try KeptPositions(self, keep: keep)
+        var inits: [String: TensorData] = [:]
+        for (name, data) in graph.initializerData { inits[name] = data }
+        var order = graph.initializerNames
+        // Tensors, axis by axis. A tensor read by several nodes that keep different positions
+        // (an initializer shared by two layers) gets a copy per variant.
+        var nodes = graph.nodes
+        var readers: [String: [Int: [Int: [Int]]]] = [:]
+        var tensorOrder: [String] = []
+        for f in units.follows {
+            guard let idx = try kept.indices(f.value, f.valueAxis) else { continue }
+            if readers[f.tensor] == nil { tensorOrder.append(f.tensor) }
+            if let other = readers[f.tensor]?[f.reader]?[f.axis], other != idx {
+                throw StructuredPruningError(layer: StructuredPruning.layerName(f.tensor),
+                                             message: "'\(f.tensor)' is read along axis \(f.axis) by values that lose different units; protect the layer to keep it")
+            }
+            readers[f.tensor, default: [:]][f.reader, default: [:]][f.axis] = idx
+        }
+        for name in tensorOrder {
+            var byReader = readers[name]!
+            for (i, n) in graph.nodes.enumerated() where byReader[i] == nil && n.inputs.contains(name) { byReader[i] = [:] }
+            var variants: [(axes: [Int: [Int]], name: String)] = []
+            let original = inits[name]!
+            for reader in byReader.keys.sorted() {
+                let axes = byReader[reader]!
+                let variant: String
+                if let v = variants.first(where: { $0.axes == axes }) {
+                    variant = v.name
+                } else {
+                    var data = original
+                    for (axis, idx) in axes.sorted(by: { $0.key < $1.key }) { data = Self.take(data, axis: axis, idx) }
+                    variant = variants.isEmpty ? name : "\(name)_\(variants.count)"
+                    if variant != name { order.append(variant) }
+                    inits[variant] = data
+                    variants.append((axes, variant))
+                }
+                for k in nodes[reader].inputs.indices where nodes[reader].inputs[k] == name { nodes[reader].inputs[k] = variant }
+            }
+        }
+        // Shape constants and attributes.
+        func addConstant(_ base: String, _ node: Int, _ data: TensorData) -> String {
+            var name = "\(base)_\(graph.nodes[node].name)"
+            while inits[name] != nil { name += "_" }
+            inits[name] = data
+            order.append(name)
+            return name
+        }
+        /// Sets entries of the int vector read at `nodes[i].inputs[pos]` (entries -1 and 0 stay).
+        func rewriteVector(_ i: Int, _ pos: Int, _ updates: [Int: Int]) {
+            guard !updates.isEmpty else { return }
+            let name = nodes[i].inputs[pos]
+            if case .int64(var t)? = inits[name] {
+                for (k, v) in updates where k < t.data.count && t.data[k] > 0 { t.data[k] = Int64(v) }
+                if case .int64(let old)? = inits[name], old != t { nodes[i].inputs[pos] = addConstant(name, i, .int64(t)) }
+            } else if let c = units.producerOf[name], nodes[c].opType == "Concat" {
+                var offset = 0
+                for (k, piece) in nodes[c].inputs.enumerated() {
+                    let length = units.shape(piece).first ?? 1
+                    let local = updates.filter { $0.key >= offset && $0.key < offset + length }
+                    if !local.isEmpty { rewriteVector(c, k, Dictionary(uniqueKeysWithValues: local.map { ($0.key - offset, $0.value) })) }
+                    offset += length
+                }
+            }
+        }
+        for i in units.rewrites.sorted() {
+            let n = graph.nodes[i]
+            let out = n.outputs[0]
+            switch n.opType {
+            case "Reshape", "Expand":
+                let old = units.shape(out), new = try kept.shape(out)
+                var updates: [Int: Int] = [:]
+                for k in old.indices where old[k] != new[k] { updates[k] = new[k] }
+                rewriteVector(i, 1, updates)
+            case "Conv":
+                guard case .float(let w)? = inits[n.inputs[1]] else { continue }
+                let channels = try kept.shape(n.inputs[0])[1]
+                nodes[i].attributes["group"] = .int(channels / max(w.shape[1], 1))
+            case "Split":
+                let s = units.shape(n.inputs[0])
+                var axis = units.intAttribute(n, "axis", 0)
+                if axis < 0 { axis += s.count }
+                let sizes = try n.outputs.filter { !$0.isEmpty }.map { try kept.shape($0)[axis] }
+                nodes[i].attributes["num_outputs"] = nil
+                let data = TensorData.int64(IntTensor(shape: [sizes.count], data: sizes.map { Int64($0) }))
+                if graph.opset >= 13 {
+                    let name = addConstant("split", i, data)
+                    if nodes[i].inputs.count > 1 { nodes[i].inputs[1] = name } else { nodes[i].inputs.append(name) }
+                } else {
+                    nodes[i].attributes["split"] = .ints(sizes)
+                }
+            case "Slice":
+                try rewriteSlice(i, n, &nodes, kept: kept, addConstant: addConstant)
+            case "Gather":
+                let s = units.shape(n.inputs[0])
+                var axis = units.intAttribute(n, "axis", 0)
+                if axis < 0 { axis += s.count }
+                guard let idx = try kept.indices(n.inputs[0], axis), case .int64(let t)? = inits[n.inputs[1]] else { continue }
+                let newIndex = Dictionary(uniqueKeysWithValues: idx.enumerated().map { ($0.element, $0.offset) })
+                let mapped = t.data.compactMap { v -> Int64? in newIndex[Int(v) < 0 ? Int(v) + s[axis] : Int(v)].map { Int64($0) } }
+                guard t.shape.isEmpty ? mapped.count == 1 : true else {
+                    throw StructuredPruningError(layer: n.name, message: "Gather node '\(n.name)' reads a position that pruning removes")
+                }
+                let data = IntTensor(shape: t.shape.isEmpty ? [] : [mapped.count], data: mapped)
+                if data != t { nodes[i].inputs[1] = addConstant(n.inputs[1], i, .int64(data)) }
+            default:
+                break
+            }
+        }
+        let used = Set(nodes.flatMap(\.inputs))
+        let shrunk = graph.rebuilt(nodes: nodes, initializers: order.filter { used.contains($0) }.map { ($0, inits[$0]!) })
+        try kept.check(shrunk, graph: graph)
+        return shrunk
+    }
+
+    private func rewriteSlice(_ i: Int, _ n: Node, _ nodes: inout [Node], kept: KeptPositions,
+                              addConstant: (String, Int, TensorData) -> String) throws {
+        let s = units.shape(n.inputs[0])
+        guard n.inputs.count >= 3, case .int64(var starts)? = units.graph.initializer(n.inputs[1]),
+              case .int64(var ends)? = units.graph.initializer(n.inputs[2]) else {
+            throw StructuredPruningError(layer: n.name, message: "Slice node '\(n.name)' (opset < 10 attributes) cuts an axis that loses units")
+        }
+        let axes = units.ints(n, attribute: "axes", input: 3) ?? Array(0..<starts.data.count)
+        let steps = units.ints(n, attribute: "steps", input: 4) ?? [Int](repeating: 1, count: axes.count)
+        var changed = false
+        for (k, a0) in axes.enumerated() {
+            let a = a0 < 0 ? a0 + s.count : a0
+            guard let idx = try kept.indices(n.inputs[0], a) else { continue }
+            guard steps[k] == 1 else { throw StructuredPruningError(layer: n.name, message: "Slice node '\(n.name)' steps through an axis that loses units") }
+            let dim = s[a]
+            let st = min(max(Int(starts.data[k]) < 0 ? Int(starts.data[k]) + dim : Int(starts.data[k]), 0), dim)
+            let en = min(max(Int(ends.data[k]) < 0 ? Int(ends.data[k]) + dim : Int(ends.data[k]), 0), dim)
+            starts.data[k] = Int64(idx.filter { $0 < st }.count)
+            ends.data[k] = Int64(idx.filter { $0 < en }.count)
+            changed = true
+        }
+        guard changed else { return }
+        nodes[i].inputs[1] = addConstant(n.inputs[1], i, .int64(starts))
+        nodes[i].inputs[2] = addConstant(n.inputs[2], i, .int64(ends))
+    }
+
+    /// The masked equivalent of `shrink`: the consumers' columns of removed units set to zero
+    /// in place (what removing the units' activations does).
+    public func zeroOut(_ graph: Graph, keep: [[Int]]) throws {
+        let kept = try KeptPositions(self, keep: keep)
+        for f in units.follows where f.consumer {
+            guard let idx = try kept.indices(f.value, f.valueAxis), case .float(let v)? = graph.initializer(f.tensor) else { continue }
+            let shape = v.value.shape
+            let alive = Set(idx)
+            let inner = shape[(f.axis + 1)...].reduce(1, *), size = shape[f.axis]
+            v.update { p in for flat in 0..<p.count where !alive.contains((flat / inner) % size) { p[flat] = 0 } }
+        }
+    }
+
+    /// `data` with only positions `idx` of `axis`.
+    static func take(_ data: TensorData, axis: Int, _ idx: [Int]) -> TensorData {
+        func gather<T>(_ values: [T], _ shape: [Int]) -> ([T], [Int]) {
+            let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *), size = shape[axis]
+            var out: [T] = []
+            out.reserveCapacity(outer * idx.count * inner)
+            for o in 0..<outer { for i in idx { out.append(contentsOf: values[((o * size + i) * inner)..<((o * size + i + 1) * inner)]) } }
+            var s = shape
+            s[axis] = idx.count
+            return (out, s)
+        }
+        switch data {
+        case .float(let t):
+            let (v, s) = gather(t.scalars, t.shape)
+            return .float(Tensor(shape: s, scalars: v))
+        case .int64(let t):
+            let (v, s) = gather(t.data, t.shape)
+            return .int64(IntTensor(shape: s, data: v))
+        case .bool(let t):
+            let (v, s) = gather(t.data, t.shape)
+            return .bool(IntTensor(shape: s, data: v))
+        }
+    }
+}
+
+/// Which positions of each tracked value survive a choice of units.
+struct KeptPositions {
+    let plan: StructuredPlan
+    let dead: Set<Int32>
+
+    init(_ plan: StructuredPlan, keep: [[Int]]) throws {
+        self.plan = plan
+        var dead = Set<Int32>()
+        for (g, cs) in plan.classes.enumerated() {
+            let k = Set(keep[g])
+            for (i, c) in cs.enumerated() where !k.contains(i) { dead.insert(c) }
+        }
+        self.dead = dead
+        // Every constraint of a value that is not pruned, checked once.
+        for (value, axes, node) in plan.units.fullAxes {
+            for a in axes where try indices(value, a) != nil {
+                let n = plan.units.graph.nodes[node]
+                throw StructuredPruningError(layer: n.name, message: "\(n.opType) node '\(n.name)' combines the pruned units with a value that is not pruned along axis \(a); protect the layer to keep it")
+            }
+        }
+    }
+
+    func isDead(_ l: Int32) -> Bool { l >= 0 && dead.contains(plan.units.find(l)) }
+
+    /// The positions of `value`'s `axis` that stay (nil: all of them).
+    func indices(_ value: String, _ axis: Int) throws -> [Int]? {
+        let units = plan.units
+        if let (v, a) = units.constantAxes[value]?[axis] { return try indices(v, a) }
+        guard let t = units.tracks[value], let k = t.axes.firstIndex(of: axis) else { return nil }
+        let strides = t.strides
+        var perAxis = t.axes.indices.map { [Bool](repeating: false, count: t.sizes[$0]) }
+        var count = 0
+        for (p, l) in t.labels.enumerated() where !isDead(l) {
+            count += 1
+            for q in t.axes.indices { perAxis[q][(p / strides[q]) % t.sizes[q]] = true }
+        }
+        let product = perAxis.reduce(1) { $0 * $1.filter { $0 }.count }
+        guard product == count else {
+            let n = units.producerOf[value].map { units.graph.nodes[$0].name } ?? value
+            throw StructuredPruningError(layer: n, message: "the units removed from '\(value)' do not form whole rows and columns of its axes \(t.axes)")
+        }
+        let alive = perAxis[k]
+        if alive.allSatisfy({ $0 }) { return nil }
+        return alive.indices.filter { alive[$0] }
+    }
+
+    func shape(_ value: String) throws -> [Int] {
+        var s = plan.units.shape(value)
+        for a in s.indices { if let idx = try indices(value, a) { s[a] = idx.count } }
+        return s
+    }
+
+    /// Runs the shrunk graph once and compares every value's shape with what the units say.
+    func check(_ shrunk: Graph, graph: Graph) throws {
+        let got: [String: [Int]]
+        do { got = try shrunk.valueShapes(feeds: plan.units.feeds) } catch {
+            throw StructuredPruningError(layer: "(graph)", message: "the pruned graph does not run: \(error)")
+        }
+        for n in graph.nodes {
+            for o in n.outputs where !o.isEmpty {
+                guard let g = got[o], plan.units.shapes[o] != nil else { continue }
+                let want = try shape(o)
+                if g != want {
+                    throw StructuredPruningError(layer: n.name, message: "after pruning, \(n.opType) node '\(n.name)' gives '\(o)' the shape \(g) instead of \(want): a shape it computes could not be rewritten; protect the layer to keep it")
+                }
+            }
+        }
+    }
+}
+
+/// Neuron, channel and attention-head pruning that physically removes the units: every tensor
+/// that depends on them (see `UnitGraph`).
+public enum StructuredPruning {
+    /// What `granularity` can remove from `graph`: the groups of its kind (channel: groups with
+    /// a Conv; head: groups whose units meet in attention; neuron: the other Linear groups).
+    /// A group that cannot be followed is an error naming the layer and the op.
+    public static func plan(_ graph: Graph, granularity: PruneRecipe.Granularity, protect: Set<String>) throws -> StructuredPlan {
+        let ug = try UnitGraph(graph, protect: protect)
+        // Classes: the roots of units that are not pinned, by group (the root space).
+        var classesBySpace: [Int: [Int32]] = [:]
+        var blockedBySpace: [Int: (Int32, String)] = [:]
+        for u in 0..<ug.parent.count {
+            let l = Int32(u)
+            let s = ug.spaceRoot(Int(ug.unitSpace[u]))
+            if ug.find(l) == l && !ug.isPinned(l) {
+                classesBySpace[s, default: []].append(l)
+            }
+            if let why = ug.blockedReason(l), !ug.isPinned(l), blockedBySpace[s] == nil { blockedBySpace[s] = (l, why) }
+        }
+        var groups: [StructuredGroup] = [], spaces: [[Int]] = [], classes: [[Int32]] = []
+        for root in classesBySpace.keys.sorted() {
+            let members = ug.spaces.indices.filter { ug.spaceRoot($0) == root }
+            let cs = classesBySpace[root]!
+            // Channels: a Conv's, or a transformer's width (its embeddings' columns, a residual
+            // stream); heads: units that meet in attention; neurons: the rest (MLP hidden units).
+            let kinds = Set(members.map { ug.spaces[$0].kind })
+            let attention = cs.contains(where: ug.isAttention)
+            let stream = kinds.contains(.embedding) || cs.contains(where: ug.isResidual)
+            let kind: StructuredGroup.Kind = kinds.contains(.conv) || (stream && !attention) ? .channel
+                : attention ? .head : .neuron
+            let wanted: StructuredGroup.Kind? = granularity == .channel ? .channel : granularity == .neuron ? .neuron : granularity == .head ? .head : nil
+            guard kind == wanted else { continue }
+            if let (u, why) = blockedBySpace[root] {
+                throw StructuredPruningError(layer: layerName(ug.spaces[Int(ug.unitSpace[Int(u)])].weight), message: why)
+            }
+            groups.append(StructuredGroup(layers: members.map { layerName(ug.spaces[$0].weight) }, units: cs.count, kind: kind))
+            spaces.append(members)
+            classes.append(cs)
+        }
+        return StructuredPlan(groups: groups, units: ug, spaces: spaces, classes: classes, kept: keptReasons(ug, granularity))
+    }
+
+    /// Why the layers of `granularity`'s kind keep all their units, one line per layer.
+    static func keptReasons(_ ug: UnitGraph, _ granularity: PruneRecipe.Granularity) -> [String] {
+        ug.spaces.indices.compactMap { s in
+            let space = ug.spaces[s]
+            guard (space.kind != .linear) == (granularity == .channel), let why = ug.pinReason[s] else { return nil }
+            return "\(layerName(space.weight)): \(why)"
+        }
     }
 
     /// "fc1" for "fc1.weight".
     public static func layerName(_ weight: String) -> String {
         weight.hasSuffix(".weight") ? String(weight.dropLast(7)) : weight
-    }
-
-    /// The L1 or L2 norm of each unit's weights (its rows, or its output channel's filters, in
-    /// every member of the group).
-    public static func norms(_ graph: Graph, _ group: StructuredGroup, l1: Bool = false) -> [Double] {
-        var sums = [Double](repeating: 0, count: group.units)
-        for member in group.members {
-            guard case .float(let w)? = graph.initializer(member.weight) else { continue }
-            let rowLength = w.value.count / max(group.units, 1)
-            w.value.withUnsafeBufferPointer { p in
-                for u in 0..<group.units {
-                    for k in 0..<rowLength { let v = Double(p[u * rowLength + k]); sums[u] += l1 ? abs(v) : v * v }
-                }
-            }
-        }
-        return l1 ? sums : sums.map { $0.squareRoot() }
-    }
-
-    /// The number of weights one unit has across the group's members (its fan-in).
-    public static func fanIn(_ graph: Graph, _ group: StructuredGroup) -> Int {
-        group.members.reduce(0) { acc, m in
-            guard case .float(let w)? = graph.initializer(m.weight) else { return acc }
-            return acc + w.value.count / max(group.units, 1)
-        }
     }
 
     /// Units to keep per group: the `1 − sparsity` fraction with the largest score, in each
@@ -224,90 +456,5 @@ public enum StructuredPruning {
             }
             return scores.indices.map { l in (0..<scores[l].count).filter { !removed[l].contains($0) } }
         }
-    }
-
-    /// The graph with only the `keep` units of each group: every dependent tensor rewritten.
-    public static func shrink(_ graph: Graph, groups: [StructuredGroup], keep: [[Int]]) -> Graph {
-        var inits: [String: TensorData] = [:]
-        for (name, data) in graph.initializerData { inits[name] = data }
-        for (group, kept) in zip(groups, keep) {
-            for m in group.members {
-                inits[m.weight] = .float(rows(floatTensor(inits[m.weight]!), kept))
-                if let b = m.bias { inits[b] = .float(rows(floatTensor(inits[b]!), kept)) }
-            }
-            for bn in group.norms {
-                for input in graph.nodes[bn].inputs.dropFirst().prefix(4) where inits[input] != nil {
-                    inits[input] = .float(rows(floatTensor(inits[input]!), kept))
-                }
-            }
-            for r in group.reshapes {
-                let shapeName = graph.nodes[r].inputs[1]
-                if case .int64(var t)? = inits[shapeName], t.data.count == 2, t.data[1] > 0 {
-                    let block = group.consumers.first?.block ?? 1
-                    t.data[1] = Int64(kept.count * block)
-                    inits[shapeName] = .int64(t)
-                }
-            }
-            for (c, block) in group.consumers {
-                let w = graph.nodes[c].inputs[1]
-                let t = floatTensor(inits[w]!)
-                if block == 0 {
-                    // Conv consumer: keep input channels (dimension 1).
-                    let outC = t.shape[0], inC = t.shape[1], k = t.shape[2...].reduce(1, *)
-                    var data: [Float] = []
-                    t.withUnsafeBufferPointer { p in
-                        for o in 0..<outC { for c in kept { data.append(contentsOf: p[((o * inC + c) * k)..<((o * inC + c + 1) * k)]) } }
-                    }
-                    inits[w] = .float(Tensor(shape: [outC, kept.count] + Array(t.shape[2...]), scalars: data))
-                } else {
-                    let outF = t.shape[0], inF = t.shape[1]
-                    let cols = kept.flatMap { u in (u * block)..<((u + 1) * block) }
-                    var data: [Float] = []
-                    data.reserveCapacity(outF * cols.count)
-                    t.withUnsafeBufferPointer { p in for o in 0..<outF { for j in cols { data.append(p[o * inF + j]) } } }
-                    inits[w] = .float(Tensor(shape: [outF, cols.count], scalars: data))
-                }
-            }
-        }
-        return graph.rebuilt(initializers: graph.initializerNames.map { ($0, inits[$0]!) })
-    }
-
-    /// The masked equivalent of `shrink`: removed units' rows, bias entries and consumer
-    /// columns set to zero in place (the outputs equal the shrunk graph's).
-    public static func zeroOut(_ graph: Graph, groups: [StructuredGroup], keep: [[Int]]) {
-        for (group, kept) in zip(groups, keep) {
-            let drop = Set(0..<group.units).subtracting(kept)
-            for name in group.members.flatMap({ [$0.weight] + ($0.bias.map { [$0] } ?? []) }) {
-                guard case .float(let v)? = graph.initializer(name) else { continue }
-                let row = v.value.count / group.units
-                v.update { p in for u in drop { for k in 0..<row { p[u * row + k] = 0 } } }
-            }
-            for (c, block) in group.consumers {
-                guard case .float(let v)? = graph.initializer(graph.nodes[c].inputs[1]) else { continue }
-                let s = v.value.shape
-                v.update { p in
-                    if block == 0 {
-                        let k = s[2...].reduce(1, *)
-                        for o in 0..<s[0] { for u in drop { for q in 0..<k { p[(o * s[1] + u) * k + q] = 0 } } }
-                    } else {
-                        for o in 0..<s[0] { for u in drop { for q in 0..<block { p[o * s[1] + u * block + q] = 0 } } }
-                    }
-                }
-            }
-        }
-    }
-
-    static func floatTensor(_ d: TensorData) -> Tensor {
-        guard case .float(let t) = d else { preconditionFailure("structured pruning: \(d.dtype) tensor where a float weight was expected") }
-        return t
-    }
-
-    /// The rows (outermost index) `kept` of `t`.
-    static func rows(_ t: Tensor, _ kept: [Int]) -> Tensor {
-        let inner = t.count / max(t.shape[0], 1)
-        var data: [Float] = []
-        data.reserveCapacity(kept.count * inner)
-        t.withUnsafeBufferPointer { p in for u in kept { data.append(contentsOf: p[(u * inner)..<((u + 1) * inner)]) } }
-        return Tensor(shape: [kept.count] + Array(t.shape.dropFirst()), scalars: data)
     }
 }

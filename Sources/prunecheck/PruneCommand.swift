@@ -43,7 +43,7 @@ struct Prune: ParsableCommand {
     @Option(help: "Fraction of prunable weights to remove, in [0, 1) (implied by N:M).")
     var sparsity: Double?
 
-    @Option(help: "unstructured, N:M (N kept per group of M, e.g. 2:4), neuron (Linear outputs), channel (Conv outputs) or layer (residual branches and shape-keeping layers); neuron, channel and layer make the model smaller.")
+    @Option(help: "unstructured, N:M (N kept per group of M, e.g. 2:4), channel (Conv output channels; a transformer's width), head (attention heads), neuron (other Linear outputs: MLP hidden units) or layer (residual branches and shape-keeping layers); channel, head, neuron and layer make the model smaller.")
     var granularity = "unstructured"
 
     @Option(help: "Layers pruning leaves whole, by layer, weight or node name (repeatable).")

@@ -321,18 +321,17 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
         let x = Tensor(shape: r["input"]!.shape, scalars: r["input"]!.floats())
         #expect(try ModelLoading.load(path: dir + "/s.onnx", architecture: nil).predict(x, threads: 1).scalars == small.predict(x, threads: 1).scalars)
 
-        let groups = try StructuredPruning.groups(model, channel: true, protect: [])
-        let coupled = groups.map { $0.members.map { model.nodes[$0.producer].name } }
-        #expect(coupled == [["/stem/Conv", "/block/conv/Conv"], ["/conv2/Conv"]], "\(coupled)")
-        #expect(groups[0].norms.count == 2 && groups[0].units == 8)
+        let plan = try StructuredPruning.plan(model, granularity: .channel, protect: [])
+        let coupled = plan.groups.map(\.layers)
+        #expect(coupled.count == 2 && coupled[0].count == 2 && coupled[1].count == 1, "\(coupled)")
+        #expect(plan.groups[0].units == 8)
         for ext in ["nofold_opset13", "opset13", "opset17"] {
             let m = try ModelLoading.load(path: folder + "/resnetish_\(ext).onnx", architecture: nil)
-            let gs = try StructuredPruning.groups(m, channel: true, protect: [])
-            let keep = StructuredPruning.select(scores: gs.map { StructuredPruning.norms(m, $0) }, fanIns: gs.map { StructuredPruning.fanIn(m, $0) },
-                                                sparsity: 0.5, scope: .layer)
-            let shrunk = StructuredPruning.shrink(m, groups: gs, keep: keep)
+            let p = try StructuredPruning.plan(m, granularity: .channel, protect: [])
+            let keep = StructuredPruning.select(scores: p.norms(m), fanIns: p.fanIns(m), sparsity: 0.5, scope: .layer)
+            let shrunk = try p.shrink(m, keep: keep)
             let masked = m.copy()
-            StructuredPruning.zeroOut(masked, groups: gs, keep: keep)
+            try p.zeroOut(masked, keep: keep)
             #expect(maxAbsDiff(shrunk.predict(x, threads: 2).scalars, masked.predict(x, threads: 2).scalars) <= 1e-5, "\(ext)")
             #expect(shrunk.parameters.reduce(0) { $0 + $1.variable.value.count } < m.parameters.reduce(0) { $0 + $1.variable.value.count } * 6 / 10, "\(ext)")
             try ONNXModel.save(shrunk, to: dir + "/c-\(ext).onnx")
@@ -341,7 +340,7 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
         // Protecting one member of a coupled group keeps the whole group.
         var protected = PruneRecipe(scope: .layer, granularity: .channel, sparsity: 0.5)
         protected.protect = ["/stem/Conv"]
-        #expect(try StructuredPruning.groups(model, channel: true, protect: Set(protected.protect)).map(\.members.count) == [1])
+        #expect(try StructuredPruning.plan(model, granularity: .channel, protect: Set(protected.protect)).groups.map(\.layers.count) == [1])
         // BatchNormalization statistics shrink with their channels when the path allows it.
         var b = GraphBuilder(inputShape: [1, 6, 6])
         b.conv("c1", weight: Tensor(shape: [4, 1, 3, 3], scalars: (0..<36).map { Float($0 % 7) / 7 - 0.4 }), bias: nil,
