@@ -66,7 +66,8 @@ operators: build
 ## Llama decoder, and 13 more of torchvision's and Hugging Face's; with LARGE=1 also ResNet-18 and the pretrained MiniLM-L6, whose magnitude and
 ## Wanda pruning is then held to PyTorch's fidelity) into .build/real-models
 ## by Tests/realmodels/export_models.py, in a venv of PyPI packages under .build; then
-## `prunecheck infer` on each must agree with ONNX Runtime's outputs (max |diff| <= 1e-3 * max(1, |ref|))
+## `prunecheck infer` on each must agree with ONNX Runtime's outputs (max |diff| <= 1e-3 * max(1, |ref|)),
+## also after structured pruning (Tests/realmodels/structured.py)
 REAL_VENV := .build/real-models-venv
 REAL_DIR := .build/real-models
 real-models: build
@@ -79,6 +80,10 @@ real-models: build
 		echo "real-models: $$m"; \
 		$(REAL_VENV)/bin/python Tests/realmodels/parity.py $(REAL_DIR)/$$m.out.npz $(REAL_DIR)/$$m.ref.npz; \
 	done
+	@# Structured pruning of each: onnxruntime agrees with `prunecheck infer` on the smaller model
+	@# (a model whose float parameters stay above 85 % is listed, not failed: embeddings can
+	@# hold most of a small transformer's parameters)
+	-$(REAL_VENV)/bin/python Tests/realmodels/structured.py --dir $(REAL_DIR) --prunecheck $(BIN) --work $(REAL_DIR)/structured
 	$(if $(LARGE),HF_HUB_OFFLINE=1 $(REAL_VENV)/bin/python Tests/realmodels/minilm_fidelity.py --model $(REAL_DIR)/minilm_l6.onnx \
 		--prunecheck $(BIN) --work $(REAL_DIR)/minilm-fidelity)
 
@@ -88,7 +93,7 @@ real-models: build
 INTEROP_VENV := .build/interop-venv
 INTEROP_DIR := .build/interop
 interop: build
-	@[ -x $(INTEROP_VENV)/bin/python ] || { python3 -m venv $(INTEROP_VENV) && $(INTEROP_VENV)/bin/pip install -q onnxruntime numpy; }
+	@$(INTEROP_VENV)/bin/python -c 'import onnx, onnxruntime' 2>/dev/null || { python3 -m venv $(INTEROP_VENV) && $(INTEROP_VENV)/bin/pip install -q onnxruntime onnx numpy; }
 	@rm -rf $(INTEROP_DIR) && mkdir -p $(INTEROP_DIR)
 	@set -e; args=""; \
 	for spec in lenet300100_mnist5k:mnist5k:0.00392156862745098 lenet5_mnist5k:mnist5k:0.00392156862745098 \
@@ -116,6 +121,12 @@ interop: build
 		--finetune-epochs 1 --lr 0.001 --out $$out.onnx --reference-outputs $$out.npz --json > $$out.json; \
 	args="$$args $$out.onnx $$out.npz"; \
 	$(INTEROP_VENV)/bin/python Tests/interop/onnxruntime_check.py $$args
+	@# Structured pruning (channels, heads, MLP units, widths) of the committed PyTorch exports:
+	@# onnxruntime loads each smaller model and agrees with `prunecheck infer` on it
+	$(INTEROP_VENV)/bin/python Tests/realmodels/structured.py --dir Tests/PruneCheckTests/Fixtures/structures \
+		--prunecheck $(BIN) --work $(INTEROP_DIR)/structured --limit 1
+	$(INTEROP_VENV)/bin/python Tests/realmodels/structured.py --dir Tests/PruneCheckTests/Fixtures/real-models \
+		--prunecheck $(BIN) --work $(INTEROP_DIR)/structured --limit 1
 
 ## fuzz: libFuzzer (with AddressSanitizer) on every parser of untrusted input, FUZZ_SECONDS each
 # NOTE: leak detection is off for npz only: ZIPFoundation 0.9.20 never frees the buffer of
