@@ -1,8 +1,12 @@
 // `make bench`: PruneCheck's engine on the workloads of ../shared/bench/peers.py, written in
 // the same `prunecheck-bench/1` schema so `compare.py` can set them side by side.
 //
-//   prunecheck-bench [--threads 1,2] [--quick] [--only gemm,infer,infer_sparse90,infer_structured50,train_epoch]
-//                    [--fixtures DIR] [--out FILE]
+//   prunecheck-bench [--threads 1,2] [--quick] [--only gemm,infer,infer_sparse90,infer_structured50,
+//                    structured_resnet18,train_epoch] [--fixtures DIR] [--real-models DIR] [--out FILE]
+//
+// structured_resnet18 needs torchvision's ResNet-18 export (`make real-models LARGE=1` writes it
+// to .build/real-models, the default --real-models): dense and with half its channels removed
+// (channel granularity, per group by L2 norm), batch 1 and 8, and their ratio.
 //
 // Definitions follow ../shared/bench/README.md ("Workloads"). Models whose layers the engine
 // does not support yet are listed as skipped, not measured.
@@ -56,9 +60,10 @@ func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 
 var threadCounts = [1]
 var budget = Budget()
-var groups: Set<String> = ["gemm", "infer", "infer_sparse90", "infer_structured50", "train_epoch"]
+var groups: Set<String> = ["gemm", "infer", "infer_sparse90", "infer_structured50", "structured_resnet18", "train_epoch"]
 var fixtures = ProcessInfo.processInfo.environment["PRUNECHECK_FIXTURES"] ?? "../shared/fixtures"
 var out = "bench-results/prunecheck.json"
+var realModels = ".build/real-models"
 /// The GEMM micro-kernel variant of the `gemm` rows (the CPU's widest unless --isa says).
 var isa = KernelISA.detected
 var args = Array(CommandLine.arguments.dropFirst())
@@ -79,6 +84,7 @@ while !args.isEmpty {
         default: log("--isa takes avx2 or avx512"); exit(2)
         }
     case "--fixtures": fixtures = value()
+    case "--real-models": realModels = value()
     case "--out": out = value()
     default: log("unknown option \(a); see the header of Sources/prunecheck-bench/main.swift"); exit(2)
     }
@@ -249,6 +255,32 @@ if groups.contains("infer_structured50") {
         guard let (model, x) = load(name) else { continue }
         let (small, _) = try! prune(model, recipe: PruneRecipe(scope: .layer, granularity: granularity, sparsity: 0.5))
         benchInfer("infer_structured50/\(name)", small, x)
+    }
+}
+
+// Channel pruning on a real topology: torchvision's ResNet-18 (residual Adds, BatchNorm, the
+// global pool, downsample branches) with half the channels of every group removed.
+if groups.contains("structured_resnet18") {
+    let path = "\(realModels)/resnet18.onnx"
+    if let dense = try? ModelLoading.loadGraph(path: path, architecture: nil) {
+        let small = try! prune(dense.copy(), recipe: PruneRecipe(scope: .layer, granularity: .channel, sparsity: 0.5)).graph
+        var rng = Philox(seed: 3)
+        let x = Tensor(shape: [8, 3, 224, 224], scalars: (0..<(8 * 3 * 224 * 224)).map { _ in rng.nextUnitFloat() })
+        for t in threadCounts {
+            for b in [1, 8] {
+                let input = [Value.float(Variable(x.rows(0..<b)))]
+                var p50: [Double] = []
+                for (label, model) in [("dense", dense), ("channel50", small)] {
+                    let (median, p90, runs) = latency { _ = model.predict(input, threads: t) }
+                    rows.append(Row(workload: "structured_resnet18/\(label)", threads: t, batch: b, metric: "latency_us_p50", value: median, samples: runs))
+                    rows.append(Row(workload: "structured_resnet18/\(label)", threads: t, batch: b, metric: "latency_us_p90", value: p90, samples: runs))
+                    p50.append(median)
+                }
+                log(String(format: "structured_resnet18 threads=%d batch=%d: dense %.0f us, channel50 %.0f us, %.2fx faster", t, b, p50[0], p50[1], p50[0] / p50[1]))
+            }
+        }
+    } else {
+        log("skipped structured_resnet18: no \(path) (make real-models LARGE=1 writes it)")
     }
 }
 
