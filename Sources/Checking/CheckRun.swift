@@ -106,7 +106,7 @@ public struct CheckRequest {
             var run: ModelRunResult
             if let cache, let key, let hit = cache.lookup(key) {
                 run = ModelRunResult(metrics: hit.metrics, evidence: hit.evidence, folds: hit.folds, confusion: hit.confusion,
-                                     seconds: 0, remeasure: nil)
+                                     seconds: 0, remeasure: nil, modelSHA256: hit.modelSHA256)
                 verdict.cached = true
                 progress.line("  \(spec.name): results from the cache (inputs unchanged; --no-cache to re-run)")
             } else {
@@ -114,7 +114,9 @@ public struct CheckRequest {
                                    exportTo: exportOnnx.map { ($0 as NSString).appendingPathComponent("\(spec.name).onnx") })
                 verdict.seconds = run.seconds
                 if let cache, let key {
-                    cache.store(key, entry: .init(metrics: run.metrics, evidence: run.evidence, folds: run.folds, confusion: run.confusion))
+                    cache.store(key, entry: .init(metrics: run.metrics, evidence: run.evidence, folds: run.folds, confusion: run.confusion,
+                                                  modelSHA256: run.modelSHA256))
+                    if spec.latencyGate == .paired, let model = run.model { cache.storeModel(key, model) }
                 }
             }
             verdict.folds = run.folds
@@ -138,10 +140,34 @@ public struct CheckRequest {
                     }
                     return checks
                 }
+                // Paired timing: the base revision's model against this one, in this process.
+                var base: PairedBase?
+                if spec.latencyGate == .paired {
+                    base = pairedBase(spec: local, baseline: b, baselinePath: baselinePath, currentSHA: run.modelSHA256, mergeBase: selection?.mergeBase,
+                                      repository: repository, configPath: configPath, cache: cache, machine: env.machine, progress: progress)
+                    if case .model = base, run.model == nil {
+                        // A cached result has no model at hand: run it again.
+                        run = try runModel(local, progress: progress, exportTo: nil)
+                        verdict.cached = false
+                        verdict.seconds = run.seconds
+                    }
+                }
                 var checks = compare(run)
+                if let base, case .unavailable(let why) = base {
+                    progress.line("  \(spec.name): paired timing unavailable (\(why)); timings gated as latency_gate: normalized")
+                    checks = checks.map { c in
+                        guard MetricNames.isTiming(c.metric) else { return c }
+                        var c = c
+                        c.note = ["paired timing unavailable: \(why)", c.note].compactMap { $0 }.joined(separator: "; ")
+                        return c
+                    }
+                } else if let base {
+                    checks = pairedTimingChecks(checks, base: base, run: run, spec: spec, progress: progress)
+                }
                 // A suspected slowdown is measured once more before it is reported (a cached
                 // result is first re-run, so the model is at hand).
-                let slower = Set(checks.filter { $0.status == .regressed && MetricNames.isTiming($0.metric) }.compactMap { MetricNames.batch(of: $0.metric) })
+                let slower = base.map { if case .unavailable = $0 { return false } else { return true } } == true ? []
+                    : Set(checks.filter { $0.status == .regressed && MetricNames.isTiming($0.metric) }.compactMap { MetricNames.batch(of: $0.metric) })
                 if !slower.isEmpty {
                     if run.remeasure == nil {
                         run = try runModel(local, progress: progress,
@@ -225,7 +251,7 @@ public func timingPolicy(spec: ModelSpec, baseline b: Baseline, env: inout RunEn
         return .compare(factor: 1)
     case .sameMachine:
         return .skip("the baseline was measured on another machine (\(recorded.machine.cpu), \(recorded.machine.cores) cores, \(recorded.machine.isa), \(recorded.threads) threads)")
-    case .normalized:
+    case .normalized, .paired:
         guard let then = recorded.calibration, then > 0 else {
             return .skip("the baseline has no calibration score to normalize by; re-record it")
         }

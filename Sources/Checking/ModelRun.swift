@@ -110,6 +110,17 @@ public struct ModelRunResult {
     public var seconds: Double
     /// Measures one batch size's latency again (nil for results from the cache).
     public var remeasure: ((Int) -> LatencyResult)?
+    /// SHA-256 of the pruned model's ONNX encoding.
+    public var modelSHA256: String?
+    /// The pruned model and the inputs latency is measured on, per batch size (nil for
+    /// results from the cache).
+    public var model: Graph?
+    public var latencyFeeds: ((Int) -> [Value])?
+}
+
+/// SHA-256 of `model`'s ONNX encoding: equal for models that compute the same way.
+public func modelFingerprint(_ model: Graph) throws -> String {
+    SHA256.hex(Array(try ONNXModel.encode(model)))
 }
 
 /// What pruning measures with (`auto`'s latency budget, `energy`'s ranking): Evaluation's
@@ -379,9 +390,9 @@ public func finish(
         metrics["cv_\(name)_mean"] = mean
         metrics["cv_\(name)_std"] = std
     }
+    let feeds: (Int) -> [Value] = { b in eval.subset((0..<b).map { $0 % eval.count }).feeds }
     let measure: (Int) -> LatencyResult = { b in
-        LatencyHarness.measure(model: model, feeds: eval.subset((0..<b).map { $0 % eval.count }).feeds,
-                               settings: spec.latency, threads: spec.threads)
+        LatencyHarness.measure(model: model, feeds: feeds(b), settings: spec.latency, threads: spec.threads)
     }
     var evidence = partialEvidence
     for b in spec.latency.batchSizes {
@@ -394,7 +405,8 @@ public func finish(
         evidence.currentLatency[b] = l!.samples
     }
     return ModelRunResult(metrics: metrics, evidence: evidence, folds: folds,
-                          seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, remeasure: measure)
+                          seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, remeasure: measure,
+                          modelSHA256: try modelFingerprint(model), model: model, latencyFeeds: feeds)
 }
 
 /// The latency metrics of one batch size, to a hundredth of a microsecond (far below the

@@ -1,6 +1,8 @@
 import Common
 import Configuration
 import Foundation
+import ModelIO
+import TensorEngine
 import GitKit
 import Regression
 
@@ -20,6 +22,7 @@ public struct ResultCache {
         var evidence: Evidence
         var folds: [[String: Double]]
         var confusion: [[Int]]
+        var modelSHA256: String?
     }
 
     /// The key of `spec` with the given local input files, nil when an input is unreadable
@@ -46,6 +49,28 @@ public struct ResultCache {
 
     public func path(_ key: String) -> String { (folder as NSString).appendingPathComponent("\(key).json") }
 
+    /// The pruned model stored under `key` (for paired timing), nil when there is none.
+    public func modelFile(_ key: String) -> String? {
+        let p = (folder as NSString).appendingPathComponent("\(key).onnx")
+        return FileManager.default.fileExists(atPath: p) ? p : nil
+    }
+
+    /// Keeps the pruned model under `key` (written whole or not at all).
+    public func storeModel(_ key: String, _ model: Graph) {
+        let p = (folder as NSString).appendingPathComponent("\(key).onnx")
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let tmp = p + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
+            try ONNXModel.save(model, to: tmp)
+            guard rename(tmp, p) == 0 else {
+                try? FileManager.default.removeItem(atPath: tmp)
+                throw InputError("cannot rename \(tmp) to \(p)")
+            }
+        } catch {
+            note("note: could not keep the pruned model in the result cache (\(error))")
+        }
+    }
+
     public func lookup(_ key: String) -> Entry? {
         guard let data = FileManager.default.contents(atPath: path(key)) else { return nil }
         guard let json = try? JSONValue.parse(data), json["schema"]?.string == Self.schema, json["key"]?.string == key,
@@ -68,7 +93,7 @@ public struct ResultCache {
         if case .array(let rows)? = json["confusion"] {
             confusion = rows.map { row in if case .array(let cells) = row { return cells.map { Int($0.double ?? 0) } } else { return [] } }
         }
-        return Entry(metrics: metrics, evidence: evidence, folds: folds, confusion: confusion)
+        return Entry(metrics: metrics, evidence: evidence, folds: folds, confusion: confusion, modelSHA256: json["model_sha256"]?.string)
     }
 
     private func numbers(_ v: JSONValue?) -> [String: Double]? {
@@ -92,6 +117,7 @@ public struct ResultCache {
             ("eval_correct", entry.evidence.currentCorrect.map { .array($0.map(JSONValue.bool)) } ?? .null),
             ("folds", .array(entry.folds.map(object))),
             ("confusion", .array(entry.confusion.map { .array($0.map { .number(Double($0)) }) })),
+            ("model_sha256", entry.modelSHA256.map(JSONValue.string) ?? .null),
         ])
         do {
             // The cache folder ignores itself, so it never shows up in `git status`.

@@ -44,9 +44,10 @@ public func resolveBase(_ option: String?, repository: Repository?, environment:
     return BaseSelection(revision: revision, mergeBase: try repository.mergeBase(head, commit))
 }
 
-/// The files a check reads: the working tree, or the index (staged content) for pre-commit.
+/// The files a check reads: the working tree, the index (staged content) for pre-commit, or
+/// a commit (the base revision whose pruned model paired timing rebuilds).
 public final class InputView {
-    public enum Kind { case workingTree, index }
+    public enum Kind { case workingTree, index, commit(String) }
     public let kind: Kind
     public let repository: Repository?
     private var scratch: String?
@@ -68,16 +69,34 @@ public final class InputView {
         case .index:
             guard let repository, let rel = repository.relativePath(path) else { return gitBlobID(ofFile: path) }
             return try repository.stagedBlobID(rel)
+        case .commit(let commit):
+            guard let repository, let rel = repository.relativePath(path) else { return gitBlobID(ofFile: path) }
+            return try repository.blobID(rel, at: commit)
+        }
+    }
+
+    /// The blob this view has for `path` when it differs from the working tree's file.
+    private func otherBlob(_ path: String) throws -> String? {
+        guard let repository, let rel = repository.relativePath(path) else { return nil }
+        switch kind {
+        case .workingTree: return nil
+        case .index:
+            guard let staged = try repository.stagedBlobID(rel), staged != gitBlobID(ofFile: path) else { return nil }
+            return staged
+        case .commit(let commit):
+            guard let id = try repository.blobID(rel, at: commit) else {
+                throw InputError("\(rel) does not exist at \(commit.prefix(12))")
+            }
+            return id == gitBlobID(ofFile: path) ? nil : id
         }
     }
 
     /// A local file with the content this view has for `path`: the path itself, or a copy of
     /// the staged blob when the index differs from the working tree.
     public func localPath(_ path: String) throws -> String {
-        guard kind == .index, let repository, let rel = repository.relativePath(path),
-              let staged = try repository.stagedBlobID(rel), staged != gitBlobID(ofFile: path) else { return path }
+        guard let repository, let rel = repository.relativePath(path), let staged = try otherBlob(path) else { return path }
         if scratch == nil {
-            let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("prunecheck-staged-\(UUID().uuidString)")
+            let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("prunecheck-view-\(UUID().uuidString)")
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             scratch = dir
         }

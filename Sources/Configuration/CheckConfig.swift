@@ -90,8 +90,11 @@ public enum Task: String, CaseIterable, Sendable {
     case embedding
 }
 
-/// `latency_gate`: when timings are compared. The default is `normalized`.
+/// `latency_gate`: when timings are compared. The default is `paired`.
 public enum LatencyGate: String, CaseIterable, Sendable {
+    /// The base revision's pruned model (rebuilt from git, or known identical by its hash)
+    /// timed against the current one in the same process; where it cannot be, `normalized`.
+    case paired
     /// Only against a baseline from the same machine fingerprint; otherwise reported as skipped.
     case sameMachine = "same-machine"
     /// On another machine, compared after scaling by the ratio of calibration scores.

@@ -84,7 +84,7 @@ struct Defaults {
     var threads = 1
     var latency = LatencySettings()
     var tolerances = Tolerances()
-    var latencyGate = LatencyGate.normalized
+    var latencyGate = LatencyGate.paired
 }
 
 /// Typed access to YAML nodes with errors that carry file, line and key.

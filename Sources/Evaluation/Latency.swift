@@ -16,9 +16,14 @@ public struct LatencySettings: Equatable, Sendable {
     /// A slowdown smaller than this many microseconds is never a regression: between two
     /// processes on a shared CI runner, a model of a few microseconds moves by about that much.
     public var noiseFloorMicroseconds: Double
+    /// The same floor for paired timing, where both models share the machine's state: the
+    /// interval of the ratio carries the noise, this only the timer's resolution.
+    public var pairedFloorMicroseconds: Double
 
-    public init(batchSizes: [Int] = [1], warmup: Int = 10, minRuns: Int = 30, maxSeconds: Double = 2, noiseFloorMicroseconds: Double = 10) {
+    public init(batchSizes: [Int] = [1], warmup: Int = 10, minRuns: Int = 30, maxSeconds: Double = 2, noiseFloorMicroseconds: Double = 10,
+                pairedFloorMicroseconds: Double = 1) {
         self.noiseFloorMicroseconds = noiseFloorMicroseconds
+        self.pairedFloorMicroseconds = pairedFloorMicroseconds
         self.batchSizes = batchSizes
         self.warmup = warmup
         self.minRuns = minRuns

@@ -76,9 +76,13 @@ public struct Baseline: Equatable, Sendable {
     public var latencySamples: [Int: [Double]]
     /// Per-example correctness on the eval set, for McNemar's test.
     public var evalCorrect: [Bool]?
+    /// SHA-256 of the pruned model (its ONNX encoding): a current model with the same hash is
+    /// the one the baseline measured (nil in baselines from before it was recorded).
+    public var modelSHA256: String?
 
     public init(model: String, recipeSHA256: String, metrics: [String: Double], recorded: RecordingContext,
-                latencySamples: [Int: [Double]] = [:], evalCorrect: [Bool]? = nil) {
+                latencySamples: [Int: [Double]] = [:], evalCorrect: [Bool]? = nil, modelSHA256: String? = nil) {
+        self.modelSHA256 = modelSHA256
         self.latencySamples = latencySamples
         self.evalCorrect = evalCorrect
         self.model = model
@@ -93,6 +97,7 @@ public struct Baseline: Equatable, Sendable {
             ("schema", .string(Baseline.schema)),
             ("model", .string(model)),
             ("recipe_sha256", .string(recipeSHA256)),
+            ("model_sha256", modelSHA256.map(JSONValue.string) ?? .null),
             ("metrics", .object(metrics.keys.sorted().map { ($0, .number(metrics[$0]!)) })),
             ("recorded", .object([
                 ("commit", recorded.commit.map(JSONValue.string) ?? .null),
@@ -150,6 +155,7 @@ public struct Baseline: Equatable, Sendable {
                                             cores: Int(m?["cores"]?.double ?? 0), os: m?["os"]?.string ?? "unknown",
                                             isa: m?["isa"]?.string ?? "unknown"),
                 threads: Int(r?["threads"]?.double ?? 0), calibration: r?["calibration_gflops"]?.double))
+        modelSHA256 = json["model_sha256"]?.string
         let evidence = json["evidence"]
         if let c = evidence?["eval_correct"], let n = c["n"]?.double, let bits = c["bits"]?.string {
             guard let decoded = CorrectnessBits.decode(bits, count: Int(n)) else {

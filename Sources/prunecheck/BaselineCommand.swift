@@ -35,7 +35,7 @@ struct BaselineGroup: ParsableCommand {
                 let baseline = Baseline(model: spec.name, recipeSHA256: spec.recipeSHA256, metrics: result.metrics,
                                         recorded: env.recording(threads: spec.threads),
                                         latencySamples: result.evidence.currentLatency.mapValues { Statistics.quantiles($0.sorted()) },
-                                        evalCorrect: result.evidence.currentCorrect)
+                                        evalCorrect: result.evidence.currentCorrect, modelSHA256: result.modelSHA256)
                 try baseline.write(path: path)
                 print("wrote \(relativeToCwd(path))" + (old == nil ? " (new)" : ""))
                 for name in result.metrics.keys.sorted() where !MetricNames.isDetail(name) {

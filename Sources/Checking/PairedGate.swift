@@ -1,0 +1,132 @@
+import Common
+import Configuration
+import Evaluation
+import Foundation
+import GitKit
+import ModelIO
+import Regression
+import TensorEngine
+
+/// The model the current one is timed against under `latency_gate: paired`.
+public enum PairedBase {
+    /// The current model is the one the baseline measured (same SHA-256): nothing to time.
+    case identical(String)
+    /// The base revision's pruned model, and where it came from.
+    case model(Graph, String)
+    /// Paired timing is not possible here, and why (the gate falls back to `normalized`).
+    case unavailable(String)
+}
+
+/// Prunes and fine-tunes `spec`'s model as a check run does, without scoring it: the model a
+/// run of `spec` measures (pruning and fine-tuning are deterministic).
+public func rebuildPrunedModel(_ spec: ModelSpec, progress: Progress) throws -> Graph {
+    let dense = try loadModel(path: spec.model, architecture: spec.architecture)
+    let task = try TaskScoring.make(spec, model: dense)
+    let (train, calibration) = task.prepare(dense, try task.load(spec.data.train))
+    return try pruneAndFineTune(dense, spec: spec, train: train, calibration: calibration, progress: progress, label: "\(spec.name) (base)").graph
+}
+
+/// Finds the base revision's pruned model for `spec`: identical by hash to the baseline's, in
+/// the result cache, or rebuilt from git's objects: at the merge-base with `--base`, else at
+/// the commit that last wrote the baseline file (its recipe and inputs are the ones recorded),
+/// else at the commit the baseline records (when it was recorded on a clean tree).
+func pairedBase(spec: ModelSpec, baseline b: Baseline, baselinePath: String, currentSHA: String?, mergeBase: String?,
+                repository: Repository?, configPath: String, cache: ResultCache?, machine: MachineDescription,
+                progress: Progress) -> PairedBase {
+    if let recorded = b.modelSHA256, recorded == currentSHA {
+        return .identical("the model is the baseline's (SHA-256 \(recorded.prefix(12)))")
+    }
+    guard let repository else { return .unavailable("not in a git repository, and the model differs from the baseline's") }
+    var candidates: [String] = []
+    if let m = mergeBase { candidates.append(m) }
+    if let rel = repository.relativePath(baselinePath), let head = try? repository.headCommit(),
+       let committed = try? repository.file(rel, at: head), committed == FileManager.default.contents(atPath: baselinePath).map({ [UInt8]($0) }),
+       let last = try? repository.history(of: rel, limit: 1).first {
+        candidates.append(last.commit)
+    }
+    if let c = b.recorded.commit, !b.recorded.dirty { candidates.append(c) }
+    guard !candidates.isEmpty else {
+        return .unavailable("the baseline file is not committed, and the baseline records no clean commit; commit it or pass --base")
+    }
+    var why = ""
+    for commit in candidates {
+        guard (try? repository.resolveCommit(commit)) != nil else {
+            why = "commit \(commit.prefix(12)) is not in this clone (a shallow clone? fetch its history)"
+            continue
+        }
+        do {
+            guard let config = try configurationAt(commit, path: configPath, repository: repository),
+                  let old = config.models.first(where: { $0.name == spec.name }) else {
+                why = "the model is not in the configuration at \(commit.prefix(12))"
+                continue
+            }
+            let view = InputView(kind: .commit(commit), repository: repository)
+            var local = try localized(old, view: view)
+            local.threads = spec.threads
+            let key = cache?.key(for: local, files: inputFiles(of: local), machine: machine)
+            if let cache, let key, let path = cache.modelFile(key) {
+                let model = try loadModel(path: path, architecture: nil)
+                if try modelFingerprint(model) == currentSHA { return .identical("the model is the one at \(commit.prefix(12)) (result cache)") }
+                return .model(model, "\(commit.prefix(12)) (result cache)")
+            }
+            progress.line("  \(spec.name): rebuilding the pruned model of \(commit.prefix(12)) for paired timing")
+            let model = try rebuildPrunedModel(local, progress: progress)
+            if let cache, let key { cache.storeModel(key, model) }
+            if try modelFingerprint(model) == currentSHA { return .identical("the model is the one at \(commit.prefix(12))") }
+            return .model(model, "rebuilt from \(commit.prefix(12))")
+        } catch {
+            why = "rebuilding the model of \(commit.prefix(12)) failed: \(error)"
+        }
+    }
+    return .unavailable(why)
+}
+
+/// The paired verdict on one latency_p50 metric: a regression needs the ratio's interval above
+/// 1 + tolerance and a slowdown of more than `floor` µs; an improvement the interval below
+/// 1 − tolerance.
+public func pairedCheck(metric: String, result r: PairedLatencyResult, tolerance: Double, floor: Double, source: String) -> MetricCheck {
+    let status: MetricCheck.Status
+    if r.low > 1 + tolerance && r.currentP50 - r.baseP50 > floor {
+        status = .regressed
+    } else if r.high < 1 - tolerance {
+        status = .improved
+    } else {
+        status = .pass
+    }
+    let note = String(format: "paired: ×%.3f [%.3f, %.3f] over %d pairs against the base model (%@)", r.ratio, r.low, r.high, r.pairs, source)
+    return MetricCheck(metric: metric, current: r.currentP50, baseline: r.baseP50, tolerance: tolerance, status: status,
+                       interval: r.low...r.high, note: note)
+}
+
+/// `checks` with their timings judged by the paired gate: latency_p50 by the ratio to the base
+/// model, the other latency statistics reported (the p50 is gated).
+func pairedTimingChecks(_ checks: [MetricCheck], base: PairedBase, run: ModelRunResult, spec: ModelSpec, progress: Progress) -> [MetricCheck] {
+    var paired: [Int: PairedLatencyResult] = [:]
+    if case .model(let model, _) = base, let current = run.model, let feeds = run.latencyFeeds {
+        for b in spec.latency.batchSizes {
+            let inputs = feeds(b)
+            paired[b] = PairedLatency.measure(batchSize: b, settings: spec.latency,
+                                              base: { _ = model.predict(inputs, threads: spec.threads) },
+                                              current: { _ = current.predict(inputs, threads: spec.threads) })
+        }
+    }
+    return checks.map { c in
+        guard MetricNames.isTiming(c.metric), let batch = MetricNames.batch(of: c.metric) else { return c }
+        let value = run.metrics[c.metric] ?? c.current
+        switch base {
+        case .identical(let why):
+            return MetricCheck(metric: c.metric, current: value, baseline: value, tolerance: c.tolerance, status: c.tolerance == nil ? .info : .pass,
+                               interval: 1...1, note: "paired: \(why): ratio 1, nothing to time")
+        case .model(_, let source):
+            guard c.metric == MetricNames.latency("p50", batch: batch), let r = paired[batch], let tol = c.tolerance else {
+                return MetricCheck(metric: c.metric, current: value, baseline: c.baseline, tolerance: nil, status: .info,
+                                   note: "paired: the gate judges latency_p50")
+            }
+            let check = pairedCheck(metric: c.metric, result: r, tolerance: tol, floor: spec.latency.pairedFloorMicroseconds, source: source)
+            progress.line("  \(spec.name): \(c.metric) \(check.note ?? "") → \(check.status.rawValue)")
+            return check
+        case .unavailable:
+            return c
+        }
+    }
+}

@@ -1,0 +1,114 @@
+import Common
+import Foundation
+import Testing
+@testable import Checking
+import Configuration
+import Evaluation
+import GitKit
+import Regression
+
+/// The paired latency gate: its statistics on synthetic samples (no timing enters a test), and
+/// the base model rebuilt from git for exactness.
+@Suite struct PairedLatencyStatisticsTests {
+    /// Pairs of (base, current) µs: `n` pairs around `base` µs, the current side `factor` times
+    /// slower, each side with its own ±`noise` jitter, and both sides of a pair slowed by the
+    /// same factor (1 to `common`) when the machine is busy for a while.
+    static func samples(_ n: Int, base: Double, factor: Double, noise: Double = 0.05, common: Double = 1, seed: UInt64 = 1) -> ([Double], [Double]) {
+        var rng = Philox(seed: seed, stream: 4)
+        var a: [Double] = [], b: [Double] = []
+        for _ in 0..<n {
+            let busy = 1 + Double(rng.nextUnitFloat()) * (common - 1)
+            a.append(base * busy * (1 + noise * (Double(rng.nextUnitFloat()) * 2 - 1)))
+            b.append(base * factor * busy * (1 + noise * (Double(rng.nextUnitFloat()) * 2 - 1)))
+        }
+        return (a, b)
+    }
+
+    static func verdict(_ s: ([Double], [Double]), tolerance: Double = 0.1, floor: Double = 1) -> MetricCheck {
+        pairedCheck(metric: "latency_p50@b1", result: PairedLatency.result(batchSize: 1, base: s.0, current: s.1),
+                    tolerance: tolerance, floor: floor, source: "test")
+    }
+
+    @Test func theSameModelPassesEvenWhenTheMachineIsBusy() {
+        for seed in 0..<20 as Range<UInt64> {
+            // Both sides of a pair slowed by up to 3× together: a 10 % gate holds.
+            let s = Self.samples(40, base: 100, factor: 1, common: 3, seed: seed)
+            let c = Self.verdict(s)
+            #expect(c.status == .pass, "seed \(seed): \(c.note ?? "")")
+            #expect(c.interval!.contains(1))
+        }
+    }
+
+    @Test func aThreefoldSlowdownRegressesAtAnySize() {
+        for base in [4.7, 110.0, 5000.0] {
+            let c = Self.verdict(Self.samples(40, base: base, factor: 3, common: 2))
+            #expect(c.status == .regressed, "\(base) us: \(c.note ?? "")")
+            #expect(c.interval!.lowerBound > 2.5 && c.interval!.upperBound < 3.5)
+            #expect(abs(c.current / c.baseline! - 3) < 0.5)
+        }
+    }
+
+    @Test func slowdownsUnderTheFloorOrTheToleranceAndSpeedupsPass() {
+        // 3× slower, but 0.4 µs: under the timer-resolution floor.
+        #expect(Self.verdict(Self.samples(40, base: 0.2, factor: 3)).status == .pass)
+        // 5 % slower against a 10 % tolerance.
+        #expect(Self.verdict(Self.samples(60, base: 100, factor: 1.05, noise: 0.01)).status == .pass)
+        // Twice as fast.
+        #expect(Self.verdict(Self.samples(40, base: 100, factor: 0.5)).status == .improved)
+    }
+
+    @Test func theIntervalIsTheSignTestIntervalOfTheMedianRatio() {
+        // Ratios 1…9 (one per pair): median 5; n = 9 → order statistics ⌊4.5 − 2.94⌋ = 1 and
+        // ⌈4.5 + 2.94⌉ = 8 (0-based) of the sorted ratios: 2 and 9.
+        let base = [Double](repeating: 10, count: 9), current = (1...9).reversed().map { Double($0) * 10 }
+        let r = PairedLatency.interval(base: base, current: current)
+        #expect(r.ratio == 5 && r.low == 2 && r.high == 9)
+    }
+}
+
+/// The base model comes from git's objects at the baseline's commit: the same weights the
+/// baseline measured (its SHA-256 is the one the baseline recorded).
+@Suite(.serialized) struct PairedBaseRebuildTests {
+    @Test func theBaseModelIsRebuiltExactlyFromTheBaselineCommit() throws {
+        let dir = try WorkflowTests.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = try CheckConfig.parse(try String(contentsOfFile: "\(dir)/prunecheck.yml", encoding: .utf8), file: "\(dir)/prunecheck.yml")
+        let spec = config.models[0]
+        let baseline = try Baseline.read(path: config.baselinePath(for: spec.name))
+        let recorded = try #require(baseline.modelSHA256)
+        let repository = try #require(try Repository.discover(containing: dir))
+
+        // Unchanged: the model is the baseline's, known by its hash, nothing is rebuilt.
+        let same = pairedBase(spec: spec, baseline: baseline, baselinePath: config.baselinePath(for: spec.name), currentSHA: recorded, mergeBase: nil, repository: repository,
+                              configPath: config.file, cache: nil, machine: RunEnvironment.machineDescription(), progress: Progress(interactive: false))
+        guard case .identical = same else { Issue.record("expected identical, got \(same)"); return }
+
+        // A changed recipe in the working tree: the base is rebuilt from the recorded commit.
+        try WorkflowTests.config(sparsityA: "0.2").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        let rebuilt = pairedBase(spec: spec, baseline: baseline, baselinePath: config.baselinePath(for: spec.name), currentSHA: "other", mergeBase: nil, repository: repository,
+                                 configPath: config.file, cache: nil, machine: RunEnvironment.machineDescription(), progress: Progress(interactive: false))
+        guard case .model(let model, let source) = rebuilt else { Issue.record("expected a rebuilt model, got \(rebuilt)"); return }
+        let head = try git(["rev-parse", "HEAD"], in: dir)
+        #expect(source.hasPrefix("rebuilt from \(head.prefix(12))"), "\(source)")
+        #expect(try modelFingerprint(model) == recorded)
+
+        // The check says which gate judged the timings.
+        let r = try WorkflowTests.prunecheck(["check", "--json", "r.json"], in: dir)
+        let report = try String(contentsOfFile: "\(dir)/r.json", encoding: .utf8)
+        #expect(report.contains("paired: ×") && report.contains("rebuilt from"), "\(r.stdout)\(r.stderr)")
+        #expect(report.contains("paired: the model is the baseline's"), "digits-b is unchanged")
+    }
+
+    @Test func withoutTheCommitTheGateSaysWhyAndFallsBack() throws {
+        let dir = try WorkflowTests.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = try CheckConfig.parse(try String(contentsOfFile: "\(dir)/prunecheck.yml", encoding: .utf8), file: "\(dir)/prunecheck.yml")
+        var baseline = try Baseline.read(path: config.baselinePath(for: config.models[0].name))
+        baseline.recorded.commit = String(repeating: "ab", count: 20)
+        let base = pairedBase(spec: config.models[0], baseline: baseline, baselinePath: "/nonexistent", currentSHA: "other", mergeBase: nil,
+                              repository: try Repository.discover(containing: dir), configPath: config.file, cache: nil,
+                              machine: RunEnvironment.machineDescription(), progress: Progress(interactive: false))
+        guard case .unavailable(let why) = base else { Issue.record("expected unavailable, got \(base)"); return }
+        #expect(why.contains("is not in this clone"))
+    }
+}
