@@ -30,9 +30,9 @@ public struct PairedLatencyResult: Equatable, Sendable {
 /// The verdict is on the ratio of their times, pair by pair.
 public enum PairedLatency {
     /// Times `base` and `current` alternately: `warmup` untimed runs of each, then pairs (the
-    /// order flips every pair) until there are `minRuns` pairs and the 95 % interval of the
-    /// median ratio is within ±1 % of it, or 2 × `maxSeconds` have passed (with 5 pairs at the
-    /// least), or there are 100 × `minRuns` pairs.
+    /// order flips every pair) until there are max(10, `minRuns` / 2) pairs and the 95 % interval
+    /// of the median ratio is within ±2 % of it (a fifth of a 10 % tolerance), or 2 × `maxSeconds`
+    /// have passed (with 5 pairs at the least), or there are 100 × `minRuns` pairs.
     public static func measure(batchSize: Int, settings: LatencySettings, base: () -> Void, current: () -> Void) -> PairedLatencyResult {
         for _ in 0..<settings.warmup { base(); current() }
         var a: [Double] = [], b: [Double] = []
@@ -54,9 +54,9 @@ public enum PairedLatency {
             let n = a.count
             if DispatchTime.now().uptimeNanoseconds - start >= cap && n >= 5 { break }
             if n >= 100 * settings.minRuns { break }
-            if n >= settings.minRuns && n % 10 == 0 {
+            if n >= max(10, settings.minRuns / 2) && n % 5 == 0 {
                 let r = interval(base: a, current: b)
-                if (r.high - r.low) / 2 <= 0.01 * r.ratio { break }
+                if (r.high - r.low) / 2 <= 0.02 * r.ratio { break }
             }
         }
         return result(batchSize: batchSize, base: a, current: b)

@@ -95,7 +95,7 @@ import Regression
         // The check says which gate judged the timings.
         let r = try WorkflowTests.prunecheck(["check", "--json", "r.json"], in: dir)
         let report = try String(contentsOfFile: "\(dir)/r.json", encoding: .utf8)
-        #expect(report.contains("paired: ×") && report.contains("rebuilt from"), "\(r.stdout)\(r.stderr)")
+        #expect(report.contains("paired at 1 thread: ×") && report.contains("rebuilt from"), "\(r.stdout)\(r.stderr)")
         #expect(report.contains("paired: the model is the baseline's"), "digits-b is unchanged")
     }
 
