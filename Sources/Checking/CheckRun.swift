@@ -198,6 +198,7 @@ public struct CheckRequest {
         context.shard = shard.map { "\($0.index)/\($0.count)" }
         context.calibration = env.calibration
         context.energyCounters = RAPL.isAvailable
+        context.instructionCounter = InstructionCost.isAvailable
         return .checked(verdicts: verdicts, context: context)
     }
 

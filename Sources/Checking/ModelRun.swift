@@ -403,6 +403,10 @@ public func finish(
         }
         metrics.merge(latencyMetrics(l!)) { _, new in new }
         evidence.currentLatency[b] = l!.samples
+        // The deterministic cost: instructions per inference at one thread (absent where the
+        // kernel denies the counter; the report says so).
+        let inputs = feeds(b)
+        if let n = InstructionCost.perInference({ _ = model.predict(inputs, threads: 1) }) { metrics[MetricNames.instructions(batch: b)] = n }
     }
     return ModelRunResult(metrics: metrics, evidence: evidence, folds: folds,
                           seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, remeasure: measure,

@@ -1,4 +1,5 @@
 import Common
+import Kernels
 import Dispatch
 import TensorEngine
 
@@ -79,5 +80,25 @@ public enum PairedLatency {
         let lo = max(Int((n / 2 - 0.98 * n.squareRoot()).rounded(.down)), 0)
         let hi = min(Int((n / 2 + 0.98 * n.squareRoot()).rounded(.up)), ratios.count - 1)
         return (Quantile.of(ratios, 0.5), ratios[lo], ratios[hi])
+    }
+}
+
+/// Instructions retired per inference at one thread (`instructions@bN`): after two warm-up
+/// calls, the fewest of five single calls (a call can only gain instructions: a page fault's
+/// user-space part, a first-touch path). Nil where the kernel denies the counter.
+public enum InstructionCost {
+    /// Whether the kernel lets this process count instructions.
+    public static var isAvailable: Bool { InstructionCounter.isAvailable }
+
+    public static func perInference(_ run: () -> Void) -> Double? {
+        guard InstructionCounter.isAvailable else { return nil }
+        run()
+        run()
+        var fewest = Int.max
+        for _ in 0..<5 {
+            guard let n = InstructionCounter.count(run) else { return nil }
+            fewest = min(fewest, n)
+        }
+        return Double(fewest)
     }
 }

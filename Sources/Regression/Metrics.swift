@@ -48,7 +48,7 @@ public enum MetricNames {
     public static let cosineToDense = "cosine_to_dense"
     public static let outputRMSEToDense = "output_rmse_to_dense"
 
-    static let costPrefixes = ["latency_", "params_", "macs", "bytes_", "energy_", "peak_memory"]
+    static let costPrefixes = ["latency_", "params_", "macs", "bytes_", "energy_", "peak_memory", "instructions"]
     static let errorNames: Set<String> = ["log_loss", "ece", "generalization_gap", "mae", "rmse", klToDense, outputRMSEToDense]
 
     /// Names a tolerance may use, without eval-set prefix or batch suffix.
@@ -56,12 +56,15 @@ public enum MetricNames {
         accuracy, precisionMacro, recallMacro, f1Macro, "precision_weighted", "recall_weighted", "f1_weighted",
         "log_loss", "ece", "train_accuracy", "generalization_gap", sparsity, paramsNonzero, "params_total",
         "macs", "macs_nonzero", "bytes_dense", "bytes_sparse", "bytes_compressed", "energy_nj", "energy_measured_uj", "peak_memory_bytes",
-        "latency_p50", "latency_p90", "latency_p99", "latency_mad", "mae", "rmse", "r2",
+        "latency_p50", "latency_p90", "latency_p99", "latency_mad", "instructions", "mae", "rmse", "r2",
         perplexity, tokenAccuracy, agreement, klToDense, cosineToDense, outputRMSEToDense,
     ]
 
     /// `latency_p50@b64` and the like.
     public static func latency(_ statistic: String, batch: Int) -> String { "latency_\(statistic)@b\(batch)" }
+
+    /// `instructions@b64`: instructions retired per inference at one thread.
+    public static func instructions(batch: Int) -> String { "instructions@b\(batch)" }
 
     /// The name without its `@b…` qualifier: the key a tolerance may be given under.
     public static func family(of name: String) -> String {
@@ -116,7 +119,7 @@ public enum MetricNames {
         }
         let b = base(of: name)
         if name.contains("@") {
-            guard b.hasPrefix("latency_") || b == "energy_measured_uj", (batch(of: name) ?? 0) > 0 else { return false }
+            guard b.hasPrefix("latency_") || b == "energy_measured_uj" || b == "instructions", (batch(of: name) ?? 0) > 0 else { return false }
         }
         if fixed.contains(b) { return true }
         if let inner = cvInner(b) { return fixed.contains(inner) || isPerClassName(inner) }
@@ -138,7 +141,7 @@ public enum MetricNames {
     public static let knownDescription =
         "accuracy, precision/recall/f1 _macro, _weighted or _class_N, topK_accuracy, log_loss, ece, train_accuracy, "
         + "generalization_gap, sparsity, params_nonzero, params_total, macs, macs_nonzero, bytes_dense, bytes_sparse, "
-        + "bytes_compressed, energy_nj, peak_memory_bytes, latency_p50/p90/p99/mad (also @bN), mae, rmse, r2, "
+        + "bytes_compressed, energy_nj, peak_memory_bytes, latency_p50/p90/p99/mad (also @bN), instructions (also @bN), mae, rmse, r2, "
         + "perplexity, token_accuracy, agreement, kl_to_dense, cosine_to_dense, output_rmse_to_dense, "
         + "sparsity_layer_<layer>, cv_<metric>_mean/_std, and <eval set>/<metric>"
 

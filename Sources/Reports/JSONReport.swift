@@ -26,6 +26,7 @@ public enum JSONReport {
                 ("isa", .string(context.machine.isa)),
                 ("calibration_gflops", context.calibration.map { .number(($0 * 100).rounded() / 100) } ?? .null),
                 ("energy_counters", .string(context.energyCounters ? "available" : "unavailable")),
+                ("instruction_counter", .string(context.instructionCounter ? "available" : "unavailable")),
             ])),
             ("shard", optional(context.shard)),
             ("exit_code", .number(Double(exitCode))),
@@ -108,6 +109,7 @@ public enum JSONReport {
             baseRevision: git?["base_revision"]?.string, mergeBase: git?["merge_base"]?.string, shard: json["shard"]?.string)
         context.calibration = machine?["calibration_gflops"]?.double
         context.energyCounters = machine?["energy_counters"]?.string == "available"
+        context.instructionCounter = machine?["instruction_counter"]?.string == "available"
         guard case .array(let models)? = json["models"] else { throw ParseError(file: file, problem: "field 'models' is missing") }
         func metrics(_ v: JSONValue?) -> [String: Double] {
             guard case .object(let pairs)? = v else { return [:] }

@@ -20,6 +20,8 @@ public struct RunContext: Sendable {
     public var calibration: Double?
     /// Whether the CPU's energy counters (RAPL) could be read, so measured energy is reported.
     public var energyCounters: Bool = false
+    /// Whether instructions per inference could be counted (perf_event_open).
+    public var instructionCounter: Bool = false
 
     public init(commit: String?, branch: String?, dirty: Bool, toolVersion: String, timestamp: String, hostname: String,
                 machine: MachineDescription, baseRevision: String? = nil, mergeBase: String? = nil, shard: String? = nil) {

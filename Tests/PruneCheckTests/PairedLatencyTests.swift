@@ -112,3 +112,18 @@ import Regression
         #expect(why.contains("is not in this clone"))
     }
 }
+
+/// `instructions@bN`: counted where the kernel allows it, absent (and said to be) where not.
+@Suite struct InstructionCountTests {
+    @Test func countsAreExactOrAbsent() throws {
+        var x: [Double] = (0..<4096).map { Double($0) }
+        let work = { for i in x.indices { x[i] = x[i] * 1.0001 + 1 } }
+        let first = InstructionCost.perInference(work), second = InstructionCost.perInference(work)
+        if InstructionCost.isAvailable {
+            let a = try #require(first), b = try #require(second)
+            #expect(a == b && a > 4096, "\(a) vs \(b)")
+        } else {
+            #expect(first == nil && second == nil)
+        }
+    }
+}

@@ -30,4 +30,13 @@ void prunecheck_parallel_for(long count, long threads, prunecheck_task task, voi
 /// only when memory runs out.
 void *prunecheck_thread_scratch(int slot, unsigned long bytes);
 
+/// A counter of the instructions the calling thread retires in user space (the kernel's
+/// PERF_COUNT_HW_INSTRUCTIONS, through perf_event_open), started now: its file descriptor, or
+/// -errno where the kernel or the container denies it (perf_event_paranoid, seccomp, a VM
+/// without a PMU).
+int prunecheck_instructions_open(void);
+/// The count so far, -1 when it cannot be read.
+long long prunecheck_instructions_read(int fd);
+void prunecheck_instructions_close(int fd);
+
 #endif
