@@ -112,7 +112,7 @@ func pairedTimingChecks(_ checks: [MetricCheck], base: PairedBase, run: ModelRun
     var paired: [Int: PairedLatencyResult] = [:]
     if case .model(let model, _) = base, let current = run.model, let feeds = run.latencyFeeds {
         let started = Date()
-        defer { progress.line(String(format: "  %@: paired timing took %.2f s", spec.name, Date().timeIntervalSince(started))) }
+        defer { progress.line(String(format: "  %@: paired timing took %.1f ms", spec.name, 1000 * Date().timeIntervalSince(started))) }
         for b in spec.latency.batchSizes {
             let inputs = feeds(b)
             paired[b] = PairedLatency.measure(batchSize: b, settings: spec.latency,

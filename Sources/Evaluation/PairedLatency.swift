@@ -30,12 +30,13 @@ public struct PairedLatencyResult: Equatable, Sendable {
 /// warm caches, same inputs), so that whatever slows the machine down for a while slows both.
 /// The verdict is on the ratio of their times, pair by pair.
 public enum PairedLatency {
-    /// Times `base` and `current` alternately: `warmup` untimed runs of each, then pairs (the
-    /// order flips every pair) until there are max(10, `minRuns` / 2) pairs and the 95 % interval
+    /// Times `base` and `current` alternately: max(2, `warmup` / 2) untimed runs of each (the
+    /// current model comes warm from its own timing), then pairs (the order flips every pair)
+    /// until there are max(10, `minRuns` / 3) pairs and the 95 % interval
     /// of the median ratio is within ±2 % of it (a fifth of a 10 % tolerance), or 2 × `maxSeconds`
     /// have passed (with 5 pairs at the least), or there are 100 × `minRuns` pairs.
     public static func measure(batchSize: Int, settings: LatencySettings, base: () -> Void, current: () -> Void) -> PairedLatencyResult {
-        for _ in 0..<settings.warmup { base(); current() }
+        for _ in 0..<max(2, settings.warmup / 2) { base(); current() }
         var a: [Double] = [], b: [Double] = []
         let start = DispatchTime.now().uptimeNanoseconds
         let cap = UInt64(2 * settings.maxSeconds * 1e9)
@@ -55,7 +56,7 @@ public enum PairedLatency {
             let n = a.count
             if DispatchTime.now().uptimeNanoseconds - start >= cap && n >= 5 { break }
             if n >= 100 * settings.minRuns { break }
-            if n >= max(10, settings.minRuns / 2) && n % 5 == 0 {
+            if n >= max(10, settings.minRuns / 3) && n % 5 == 0 {
                 let r = interval(base: a, current: b)
                 if (r.high - r.low) / 2 <= 0.02 * r.ratio { break }
             }

@@ -2,7 +2,13 @@
 // the same `prunecheck-bench/1` schema so `compare.py` can set them side by side.
 //
 //   prunecheck-bench [--threads 1,2] [--quick] [--only gemm,infer,infer_sparse90,infer_structured50,
-//                    structured_resnet18,train_epoch] [--fixtures DIR] [--real-models DIR] [--out FILE]
+//                    structured_resnet18,latency_spread,train_epoch] [--fixtures DIR] [--real-models DIR] [--out FILE]
+//
+// latency_spread: what a latency gate sees on this machine. LeNet-300-100 at 90 % sparsity,
+// batch 1 and 64, measured 10 times as `check` measures it (p50 of single runs, each time after
+// a pause), at 1 and 2 threads: the spread of those p50s (max / min) is what an unpaired gate
+// compares against; and 10 paired measurements of the model against a copy of itself (the
+// paired gate at one thread): the spread of the median ratio and the widest 95 % interval.
 //
 // structured_resnet18 needs torchvision's ResNet-18 export (`make real-models LARGE=1` writes it
 // to .build/real-models, the default --real-models): dense and with half its channels removed
@@ -60,7 +66,7 @@ func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 
 var threadCounts = [1]
 var budget = Budget()
-var groups: Set<String> = ["gemm", "infer", "infer_sparse90", "infer_structured50", "structured_resnet18", "train_epoch"]
+var groups: Set<String> = ["gemm", "infer", "infer_sparse90", "infer_structured50", "structured_resnet18", "latency_spread", "train_epoch"]
 var fixtures = ProcessInfo.processInfo.environment["PRUNECHECK_FIXTURES"] ?? "../shared/fixtures"
 var out = "bench-results/prunecheck.json"
 var realModels = ".build/real-models"
@@ -281,6 +287,37 @@ if groups.contains("structured_resnet18") {
         }
     } else {
         log("skipped structured_resnet18: no \(path) (make real-models LARGE=1 writes it)")
+    }
+}
+
+if groups.contains("latency_spread"), let (model, x) = load("lenet300100_mnist5k") {
+    let weights = model.prunableWeights.map { (name: $0.name, tensor: $0.variable.value) }
+    applyMasks(MagnitudePruning.masks(for: weights, sparsity: 0.9, scope: .global), to: model)
+    let twin = model.copy()
+    let settings = LatencySettings(batchSizes: [1, 64], warmup: 10, minRuns: 30, maxSeconds: 1)
+    for b in [1, 64] {
+        let input = x.rows(0..<b)
+        for t in [1, 2] {
+            let p50s = (0..<10).map { _ -> Double in
+                usleep(50_000)
+                return LatencyHarness.measure(model: model, input: input, settings: settings, threads: t).p50
+            }
+            rows.append(Row(workload: "latency_spread/unpaired_p50_max_over_min", threads: t, batch: b, metric: "ratio",
+                            value: p50s.max()! / p50s.min()!, samples: 10))
+            log(String(format: "latency_spread unpaired threads=%d batch=%d: p50 %.1f-%.1f us over 10 runs (max/min %.2f)",
+                       t, b, p50s.min()!, p50s.max()!, p50s.max()! / p50s.min()!))
+        }
+        let paired = (0..<10).map { _ -> PairedLatencyResult in
+            usleep(50_000)
+            return PairedLatency.measure(batchSize: b, settings: settings, base: { _ = model.predict(input, threads: 1) },
+                                         current: { _ = twin.predict(input, threads: 1) })
+        }
+        let ratios = paired.map(\.ratio)
+        let widest = paired.map { $0.high - $0.low }.max()!
+        rows.append(Row(workload: "latency_spread/paired_ratio_max_over_min", threads: 1, batch: b, metric: "ratio",
+                        value: ratios.max()! / ratios.min()!, samples: 10))
+        log(String(format: "latency_spread paired threads=1 batch=%d: ratio to itself %.3f-%.3f over 10 runs, widest 95%% interval %.3f",
+                   b, ratios.min()!, ratios.max()!, widest))
     }
 }
 
