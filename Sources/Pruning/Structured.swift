@@ -232,6 +232,14 @@ public struct StructuredPlan {
                 break
             }
         }
+        // A Gather of every element in order becomes the Reshape it is, to the new shape.
+        for i in units.reshapingGathers.sorted() {
+            let n = graph.nodes[i]
+            var target = try kept.shape(n.outputs[0])
+            if !target.isEmpty { target[0] = -1 }
+            let shapeName = addConstant("\(n.name)_shape", i, .int64(IntTensor(shape: [target.count], data: target.map { Int64($0) })))
+            nodes[i] = Node(name: n.name, opType: "Reshape", inputs: [n.inputs[0], shapeName], outputs: n.outputs)
+        }
         let used = Set(nodes.flatMap(\.inputs))
         let shrunk = graph.rebuilt(nodes: nodes, initializers: order.filter { used.contains($0) }.map { ($0, inits[$0]!) })
         try kept.check(shrunk, graph: graph)

@@ -81,6 +81,8 @@ final class UnitGraph {
 
     let graph: Graph
     let shapes: [String: [Int]]
+    /// Integer values of one run (shape arithmetic, computed indices).
+    let integers: [String: IntTensor]
     let feeds: [Value]
     /// Values computed from initializers alone (initializers included).
     let constants: Set<String>
@@ -104,6 +106,9 @@ final class UnitGraph {
     private(set) var follows: [Follow] = []
     /// Nodes whose shape constants or attributes may need rewriting.
     private(set) var rewrites: Set<Int> = []
+    /// Gathers of every element in order (as_strided's flatten, exported as a Gather with
+    /// computed indices): followed as reshapes, and rewritten into Reshape nodes.
+    private(set) var reshapingGathers: Set<Int> = []
     /// Values that must keep every position of the given axes (an activation that is not
     /// pruned is broadcast against them), with the node that requires it.
     private(set) var fullAxes: [(value: String, axes: [Int], node: Int)] = []
@@ -113,7 +118,7 @@ final class UnitGraph {
     init(_ graph: Graph, protect: Set<String>) throws {
         self.graph = graph
         feeds = graph.sampleFeeds(batch: 2)
-        shapes = try graph.valueShapes(feeds: feeds)
+        (shapes, integers) = try graph.shapesAndIntegers(feeds: feeds)
         var constants = Set(graph.initializerNames)
         var producerOf: [String: Int] = [:]
         for (i, n) in graph.nodes.enumerated() {
@@ -748,6 +753,15 @@ final class UnitGraph {
 
     private func gather(_ i: Int, _ n: Node) {
         guard let x = tracks[n.inputs[0]] else { return blockInputs(n, "Gather node '\(n.name)' gathers with computed indices") }
+        if tracks[n.inputs[1]] == nil, graph.initializer(n.inputs[1]) == nil, constants.contains(n.inputs[1]),
+           let idx = integers[n.inputs[1]], shape(n.inputs[0]).count == 1, intAttribute(n, "axis", 0) == 0,
+           idx.data.count == shape(n.inputs[0])[0], idx.data.enumerated().allSatisfy({ Int($0.element) == $0.offset }),
+           let t = Self.reshape(x, from: shape(n.inputs[0]), to: shape(n.outputs[0])) {
+            // Every element, in order: a reshape.
+            set(n.outputs[0], t)
+            reshapingGathers.insert(i)
+            return
+        }
         guard tracks[n.inputs[1]] == nil, case .int64(let idx)? = graph.initializer(n.inputs[1]) else {
             return blockInputs(n, "Gather node '\(n.name)' gathers units with computed indices")
         }

@@ -28,6 +28,7 @@ import Testing
         Case(folder: structures, name: "mbconv", granularity: "channel", exact: true),
         Case(folder: structures, name: "convnext", granularity: "channel", exact: false),
         Case(folder: structures, name: "convnext", granularity: "neuron", exact: true),
+        Case(folder: structures, name: "swin_tail", granularity: "channel", exact: false),
         Case(folder: realModels, name: "mobilenet_v3_small", granularity: "channel", exact: true),
         Case(folder: realModels, name: "vit_small", granularity: "channel", exact: false),
         Case(folder: realModels, name: "vit_small", granularity: "head", exact: true),

@@ -9,6 +9,8 @@ PyTorch's own ONNX exporter (dynamo, dynamic batch), for PruneCheck's masked == 
                  PReLU, residual Add
   mbconv         MobileNetV2/EfficientNet: expand, depthwise, squeeze-and-excitation (SiLU as
                  Sigmoid * x), ReLU6, HardSwish, projection with a residual
+  swin_tail      Swin's head: channels-last LayerNorm, permute, average pool and flatten (which
+                 the exporter writes as a Gather of computed indices), classifier
 
   python export_structures.py --out DIR
 
@@ -127,7 +129,23 @@ class MBConv(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x + y, 1), 1))
 
 
-MODULES = {"dense_concat": DenseConcat, "shuffle": Shuffle, "grouped": Grouped, "convnext": ConvNeXtLike, "mbconv": MBConv}
+class SwinTail(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 4, stride=4)
+        self.mlp = nn.Linear(8, 8)
+        self.norm = nn.LayerNorm(8)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.stem(x).permute(0, 2, 3, 1)
+        x = x + self.mlp(x)
+        x = self.norm(x).permute(0, 3, 1, 2)
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.fc(x)
+
+
+MODULES = {"dense_concat": DenseConcat, "shuffle": Shuffle, "grouped": Grouped, "convnext": ConvNeXtLike, "mbconv": MBConv, "swin_tail": SwinTail}
 
 
 def main():

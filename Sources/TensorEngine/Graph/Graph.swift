@@ -639,6 +639,15 @@ public final class Graph {
         try values(for: feeds ?? sampleFeeds(), threads: 1).mapValues(\.shape)
     }
 
+    /// Every value's shape, and the integer values (shape arithmetic, indices) by name, for one
+    /// run on `feeds`.
+    public func shapesAndIntegers(feeds: [Value]) throws -> (shapes: [String: [Int]], integers: [String: IntTensor]) {
+        let all = try values(for: feeds, threads: 1)
+        var integers: [String: IntTensor] = [:]
+        for (name, v) in all { if case .int64(let t) = v { integers[name] = t } }
+        return (all.mapValues(\.shape), integers)
+    }
+
     /// Every value of one run on `feeds` (no tape) by name: initializers, the inputs, and each
     /// node's outputs. A second pass through `run` that keeps every slot would duplicate it;
     /// this runs node by node instead.
