@@ -157,8 +157,28 @@ public enum JSONReport {
 
 /// The plain-text table printed by `check`.
 public enum TextTable {
-    /// `color` wraps verdicts in ANSI colors (for terminals only).
-    public static func render(_ verdicts: [ModelVerdict], color: Bool = false) -> String {
+    /// How much of each model the terminal table lists.
+    public enum Detail: Sendable {
+        /// Gated metrics, and ungated ones whose value changed (timing statistics aside).
+        case short
+        /// Every metric but per-class and per-layer details.
+        case all
+    }
+
+    /// Whether a row belongs in the table at `detail`.
+    static func shows(_ c: MetricCheck, _ detail: Detail) -> Bool {
+        if c.status == .info && MetricNames.isDetail(c.metric) { return false }
+        if detail == .all || c.status != .info { return true }
+        guard let base = c.baseline, !MetricNames.isTiming(c.metric) else { return false }
+        return MetricCheck.format(base, c.metric) != MetricCheck.format(c.current, c.metric)
+    }
+
+    /// `color` wraps verdicts in ANSI colors. `group` wraps each model's rows in the CI's
+    /// collapsible sections (GitHub Actions' `::group::`, GitLab's section markers).
+    public static func render(_ verdicts: [ModelVerdict], color: Bool = false, detail: Detail = .all, group: CIGroups = .none) -> String {
+        guard group == .none else {
+            return verdicts.map { v in group.wrap(v.model, render([v], color: color, detail: detail)) }.joined()
+        }
         var rows: [[String]] = [["model", "metric", "baseline", "now", "change", "tolerance", "verdict"]]
         for v in verdicts {
             if let reason = v.skipReason {
@@ -169,7 +189,7 @@ public enum TextTable {
                 rows.append([v.model, "-", "-", "-", "-", "-", "BASELINE MISSING: \(problem.problem)"])
                 continue
             }
-            for c in v.checks where !(c.status == .info && MetricNames.isDetail(c.metric)) {
+            for c in v.checks where shows(c, detail) {
                 let unit = MetricNames.unit(of: c.metric)
                 rows.append([
                     v.model, c.metric,
@@ -184,6 +204,36 @@ public enum TextTable {
         let last = rows[0].count - 1
         return TextColumns.render(rows) { _, column, cell in color && column == last ? colorize(cell) : cell }
             .joined(separator: "\n") + "\n"
+    }
+
+    /// The closing block: each failure on one line with its evidence, and how to accept it.
+    public static func failures(_ verdicts: [ModelVerdict], color: Bool = false) -> String {
+        var lines: [String] = []
+        for v in verdicts {
+            if let problem = v.baselineProblem, v.skipReason == nil {
+                lines.append("\(color ? colorize("BASELINE") + " MISSING" : "BASELINE MISSING") \(v.model): \(problem.problem)")
+                lines.append("  record it: prunecheck baseline update --only \(v.model)")
+                continue
+            }
+            let regressed = v.regressions
+            guard !regressed.isEmpty else { continue }
+            for c in regressed {
+                let unit = MetricNames.unit(of: c.metric)
+                var evidence: [String] = []
+                if let t = c.tolerance { evidence.append("tolerance \(formatTolerance(t, c.metric))") }
+                if let p = c.pValue { evidence.append(String(format: "p %.3g", p)) }
+                if let i = c.interval {
+                    evidence.append(MetricNames.isTiming(c.metric)
+                        ? String(format: "ratio 95%% interval [%.3f, %.3f]", i.lowerBound, i.upperBound)
+                        : String(format: "change 95%% interval [%+.4f, %+.4f]", i.lowerBound, i.upperBound))
+                }
+                let head = color ? colorize("REGRESSED").replacingOccurrences(of: "REGRESSED", with: "FAILED") : "FAILED"
+                lines.append("\(head) \(v.model)::\(c.metric)  \(c.baseline.map { MetricCheck.format($0, c.metric) + unit } ?? "-") → "
+                             + "\(MetricCheck.format(c.current, c.metric) + unit) (\(evidence.joined(separator: ", ")))")
+            }
+            lines.append("  intended? accept it: prunecheck baseline update --only \(v.model)")
+        }
+        return lines.isEmpty ? "" : lines.joined(separator: "\n") + "\n"
     }
 
     static func colorize(_ verdict: String) -> String {
@@ -209,4 +259,37 @@ func formatChange(_ d: Double, _ base: Double, _ metric: String) -> String {
 
 func formatTolerance(_ t: Double, _ metric: String) -> String {
     MetricRule.of(metric).tolerance == .relative ? String(format: "%.0f%%", t * 100) : String(format: "%.4f", t)
+}
+
+/// Collapsible sections per model in a CI log.
+public enum CIGroups: Equatable, Sendable {
+    case none
+    /// `::group::name` … `::endgroup::`.
+    case github
+    /// GitLab's `section_start` / `section_end` markers (collapsed).
+    case gitlab
+
+    /// Colours on a terminal and with FORCE_COLOR, never with NO_COLOR (no-color.org).
+    public static func useColor(_ environment: [String: String], terminal: Bool) -> Bool {
+        if let v = environment["NO_COLOR"], !v.isEmpty { return false }
+        if let v = environment["FORCE_COLOR"], !v.isEmpty, v != "0" { return true }
+        return terminal
+    }
+
+    /// From the CI's environment variables.
+    public static func from(_ environment: [String: String]) -> CIGroups {
+        if environment["GITHUB_ACTIONS"] == "true" { return .github }
+        if environment["GITLAB_CI"] == "true" { return .gitlab }
+        return .none
+    }
+
+    func wrap(_ name: String, _ text: String) -> String {
+        switch self {
+        case .none: return text
+        case .github: return "::group::\(name)\n\(text)::endgroup::\n"
+        case .gitlab:
+            let id = String(name.map { $0.isLetter || $0.isNumber ? $0 : "_" })
+            return "\u{1B}[0Ksection_start:0:\(id)[collapsed=true]\r\u{1B}[0K\(name)\n\(text)\u{1B}[0Ksection_end:0:\(id)\r\u{1B}[0K\n"
+        }
+    }
 }

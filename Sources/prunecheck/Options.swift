@@ -45,39 +45,59 @@ struct ReportOptions: ParsableArguments {
     @Option(help: "Write a Markdown summary here (also appended to $GITHUB_STEP_SUMMARY when set).")
     var markdown: String?
 
+    @Flag(name: .shortAndLong, help: "List every metric in the table (by default: gated metrics, and ungated ones that changed).")
+    var verbose = false
+
+    @Flag(name: .shortAndLong, help: "Print only the failures and the closing line, no table.")
+    var quiet = false
+
+    func validate() throws {
+        if verbose && quiet { throw ValidationError("--verbose and --quiet cannot be combined") }
+    }
+
     /// Prints the table and writes every requested report; returns the exit code.
     func emit(_ verdicts: [ModelVerdict], context: RunContext) throws -> Int32 {
         let status = overallStatus(of: verdicts), code = status.rawValue
-        print(TextTable.render(verdicts, color: isatty(STDOUT_FILENO) == 1), terminator: "")
-        for v in verdicts where v.baselineChange != nil {
-            print(describe(v.baselineChange!, model: v.model))
+        let environment = ProcessInfo.processInfo.environment
+        let color = CIGroups.useColor(environment, terminal: isatty(STDOUT_FILENO) == 1)
+        if !quiet {
+            print(TextTable.render(verdicts, color: color, detail: verbose ? .all : .short, group: CIGroups.from(environment)), terminator: "")
+            for v in verdicts where v.baselineChange != nil {
+                print(describe(v.baselineChange!, model: v.model))
+            }
         }
+        // Report paths on standard output, after the table: on a CI runner both streams share
+        // one pipe, and a line from the other stream must not land inside a row.
+        var written: [String] = []
         if let junit {
             try writeFileAtomically(try JUnitReport.render(verdicts, context: context), to: junit)
-            note("JUnit report: \(junit)")
+            written.append("JUnit report: \(junit)")
         }
         if let json {
             try writeFileAtomically(JSONReport.render(verdicts, context: context, exitCode: code), to: json)
-            note("JSON report: \(json)")
+            written.append("JSON report: \(json)")
         }
-        let environment = ProcessInfo.processInfo.environment
         let markdownText = MarkdownReport.render(verdicts, context: context, exitCode: code)
         if let markdown {
             try writeFileAtomically(markdownText, to: markdown)
-            note("Markdown summary: \(markdown)")
+            written.append("Markdown summary: \(markdown)")
         }
+        if !quiet { written.forEach { print($0) } }
         if let summary = environment["GITHUB_STEP_SUMMARY"], !summary.isEmpty {
             appendToFile(markdownText + "\n", path: summary)
         }
         if environment["GITHUB_ACTIONS"] == "true" {
             GitHubAnnotations.render(verdicts).forEach { print($0) }
         }
-        let regressed = verdicts.flatMap(\.regressions)
         let skipped = verdicts.filter { $0.skipReason != nil }.count
         let ran = verdicts.count - skipped
+        // The failures last, where a CI log's final screen shows them.
+        print(TextTable.failures(verdicts, color: color), terminator: "")
+        let failed = verdicts.flatMap { v in v.regressions.map { "\(v.model)::\($0.metric)" } }
+        let models = Set(verdicts.filter { !$0.regressions.isEmpty }.map(\.model)).count
         switch status {
         case .ok: print("prunecheck: no regression in \(ran) model(s)" + (skipped > 0 ? ", \(skipped) skipped" : ""))
-        case .regression: print("prunecheck: \(regressed.count) regression(s): " + regressed.map(\.metric).joined(separator: ", "))
+        case .regression: print("prunecheck: \(failed.count) regression(s) in \(models) of \(ran) model(s): " + failed.joined(separator: ", "))
         default: print("prunecheck: baseline missing or incomplete; record it with `prunecheck baseline update`")
         }
         return code

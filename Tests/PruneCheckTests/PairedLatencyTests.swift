@@ -127,3 +127,25 @@ import Regression
         }
     }
 }
+
+/// The check's log with one injected regression: the failure is in the last lines with the
+/// model, metric, values and the accept command, and report paths come after the table.
+@Suite(.serialized) struct CheckLogTests {
+    @Test func theFailureClosesTheLog() throws {
+        let dir = try WorkflowTests.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try WorkflowTests.config(sparsityA: "0.98").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        let r = try WorkflowTests.prunecheck(["check", "--junit", "r.xml", "--json", "r.json"], in: dir)
+        #expect(r.status == 1)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        let tail = lines.suffix(15)
+        #expect(tail.contains { $0.hasPrefix("FAILED digits-a::accuracy  ") && $0.contains(" → ") && $0.contains("tolerance 0.0050") }, "\(r.stdout)")
+        #expect(tail.contains("  intended? accept it: prunecheck baseline update --only digits-a"))
+        #expect(lines.last?.hasPrefix("prunecheck: ") == true && lines.last!.contains("digits-a::accuracy"))
+        let table = lines.prefix { !$0.hasPrefix("JUnit report:") && !$0.hasPrefix("FAILED") }
+        #expect(table.allSatisfy { !$0.contains("report:") })
+        #expect(lines.contains("JUnit report: r.xml") && lines.contains("JSON report: r.json"))
+        let quiet = try WorkflowTests.prunecheck(["check", "-q"], in: dir)
+        #expect(!quiet.stdout.contains("metric") && quiet.stdout.contains("FAILED digits-a::accuracy"))
+    }
+}

@@ -66,6 +66,47 @@ import Testing
     }
 }
 
+/// The terminal table and closing block (issue 26): the failure last, with its evidence and
+/// the command that accepts it; a short table by default; colours and CI sections by environment.
+@Suite struct TerminalLogTests {
+    @Test func theClosingBlockNamesEachFailureWithItsEvidence() {
+        var verdicts = JUnitTests.verdicts()
+        verdicts[0].model = "lenet"
+        let text = TextTable.failures(verdicts)
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.contains("FAILED lenet::accuracy  0.9460 → 0.9210 (tolerance 0.0050)"), "\(text)")
+        #expect(lines.contains("  intended? accept it: prunecheck baseline update --only lenet"))
+        #expect(lines.contains("BASELINE MISSING other: baseline is missing"))
+        #expect(!text.contains("same"), "a skipped model is not a failure")
+        #expect(TextTable.failures([verdicts[2]]).isEmpty)
+    }
+
+    @Test func theDefaultTableListsGatedAndChangedMetricsOnly() {
+        let checks = Comparison.check(
+            current: ["accuracy": 0.95, "log_loss": 0.30, "ece": 0.05, "latency_p90@b1": 12, "latency_p50@b1": 10],
+            baseline: ["accuracy": 0.95, "log_loss": 0.20, "ece": 0.05, "latency_p90@b1": 11, "latency_p50@b1": 10],
+            tolerances: Tolerances(["accuracy": 0.005, "latency_p50": 0.1]))
+        let v = [ModelVerdict(index: 0, model: "m", baselineFile: "b.json", checks: checks)]
+        let short = TextTable.render(v, detail: .short), all = TextTable.render(v, detail: .all)
+        #expect(short.contains("accuracy") && short.contains("latency_p50@b1") && short.contains("log_loss"))
+        #expect(!short.contains("ece") && !short.contains("latency_p90"))
+        #expect(all.contains("ece") && all.contains("latency_p90"))
+    }
+
+    @Test func coloursAndSectionsFollowTheEnvironment() {
+        #expect(CIGroups.useColor([:], terminal: true) && !CIGroups.useColor([:], terminal: false))
+        #expect(!CIGroups.useColor(["NO_COLOR": "1", "FORCE_COLOR": "1"], terminal: true))
+        #expect(CIGroups.useColor(["FORCE_COLOR": "1"], terminal: false))
+        #expect(!CIGroups.useColor(["FORCE_COLOR": "0"], terminal: false))
+        let v = JUnitTests.verdicts()
+        let github = TextTable.render(v, group: CIGroups.from(["GITHUB_ACTIONS": "true"]))
+        #expect(github.components(separatedBy: "::group::").count == 4 && github.components(separatedBy: "::endgroup::").count == 4)
+        let gitlab = TextTable.render(v, group: CIGroups.from(["GITLAB_CI": "true"]))
+        #expect(gitlab.contains("section_start:0:other[collapsed=true]") && gitlab.contains("section_end:0:other"))
+        #expect(TextTable.render(v, color: true).contains("\u{1B}[31mREGRESSED"))
+    }
+}
+
 @Suite struct ReportRoundTripTests {
     @Test func jsonReportReadsBackToTheSameVerdicts() throws {
         let verdicts = JUnitTests.verdicts()
