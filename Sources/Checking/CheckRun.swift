@@ -88,6 +88,15 @@ public struct CheckRequest {
             }
         }
         let cache = !useCache || exportOnnx != nil ? nil : ResultCache(folder: cacheFolder(repository: repository, configFolder: configFolder))
+        // Fail early: every model's input files must be there before the first model runs.
+        var stopped: (model: String, error: String)?
+        for spec in config.models where reasons[spec.name] == nil {
+            for file in inputFiles(of: spec) where !FileManager.default.isReadableFile(atPath: try view.localPath(file)) {
+                stopped = (spec.name, InputError("\(relativeToCwd(file)): no such file (model '\(spec.name)')").description)
+                break
+            }
+            if stopped != nil { break }
+        }
         var verdicts: [ModelVerdict] = []
         for (index, spec) in config.models.enumerated() {
             let baselinePath = config.baselinePath(for: spec.name)
@@ -97,6 +106,13 @@ public struct CheckRequest {
                 verdicts.append(verdict)
                 continue
             }
+            // After a stop, the rest is listed as not run: the reports still say what happened.
+            if let stopped {
+                if stopped.model == spec.name { verdict.runError = stopped.error } else { verdict.skipReason = "not run: the check stopped at '\(stopped.model)'" }
+                verdicts.append(verdict)
+                continue
+            }
+            do {
             progress.line("checking \(spec.name) (\(spec.recipe.method.rawValue), \(spec.recipe.scope.rawValue), sparsity \(spec.recipe.sparsity))")
             let resolved = try resolveBaseline(path: baselinePath, selection: selection, repository: repository, view: view)
             verdict.baselineChange = resolved.change
@@ -191,6 +207,12 @@ public struct CheckRequest {
                 if case .skip(let reason) = timing { progress.line("  \(spec.name): latency not gated: \(reason)") }
             }
             verdicts.append(verdict)
+            } catch let e as UserFacingError where e.exitStatus == .inputError {
+                // Bad input in this model stops the run; its verdict carries the error.
+                verdict.runError = e.description
+                verdicts.append(verdict)
+                stopped = (spec.name, e.description)
+            }
         }
         var context = env.context
         context.baseRevision = selection?.revision
@@ -283,6 +305,7 @@ public func relativeToCwd(_ path: String) -> String {
 /// The exit status a set of verdicts calls for: a missing or unreadable baseline, else a
 /// regression, else ok.
 public func overallStatus(of verdicts: [ModelVerdict]) -> ExitStatus {
+    if verdicts.contains(where: { $0.runError != nil }) { return .inputError }
     if verdicts.contains(where: \.hasMissingBaseline) { return .baselineError }
     if verdicts.contains(where: { !$0.regressions.isEmpty }) { return .regression }
     return .ok

@@ -16,10 +16,13 @@ public struct BaseSelection {
 public let baseEnvironmentVariables = ["GITHUB_BASE_REF", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "CHANGE_TARGET"]
 
 /// Resolves `--base REV` (or `--base auto`, from the CI environment) to a merge-base with HEAD.
-/// Returns nil when there is nothing to resolve (no --base, `auto` outside a pull request, or
-/// no git repository, which is warned about).
+/// Returns nil when there is nothing to resolve (no --base, `auto` outside a pull request or
+/// outside git, which is noted). A named revision outside a git repository is an input error.
 public func resolveBase(_ option: String?, repository: Repository?, environment: [String: String]) throws -> BaseSelection? {
     guard var revision = option else { return nil }
+    if revision != "auto" && repository == nil {
+        throw InputError("--base \(revision): not in a git repository (the baselines to compare with are read from git); run inside the repository or leave --base out")
+    }
     if revision == "auto" {
         guard let name = baseEnvironmentVariables.lazy.compactMap({ environment[$0] }).first(where: { !$0.isEmpty }) else {
             note("note: --base auto: none of \(baseEnvironmentVariables.joined(separator: ", ")) is set; using the working tree's baselines")
@@ -28,7 +31,7 @@ public func resolveBase(_ option: String?, repository: Repository?, environment:
         revision = name
     }
     guard let repository else {
-        note("warning: --base \(revision): not a git repository; using the working tree's baselines")
+        note("note: --base auto (\(revision)): not a git repository; using the working tree's baselines")
         return nil
     }
     guard let head = try repository.headCommit() else { throw RevisionError.unknown("HEAD") }

@@ -232,11 +232,14 @@ public struct ModelVerdict: Equatable, Sendable {
     public var confusion: [[Int]]
     /// Seconds spent pruning, fine-tuning and evaluating.
     public var seconds: Double
+    /// What stopped the run at this model (a missing file, bad data), if something did.
+    public var runError: String?
 
     public init(index: Int, model: String, baselineFile: String, checks: [MetricCheck] = [], baselineCommit: String? = nil,
                 baselineToolVersion: String? = nil, baselineProblem: BaselineError? = nil, recipeChanged: Bool = false,
                 baselineChange: BaselineChange? = nil, skipReason: String? = nil, cached: Bool = false,
-                folds: [[String: Double]] = [], confusion: [[Int]] = [], seconds: Double = 0) {
+                folds: [[String: Double]] = [], confusion: [[Int]] = [], seconds: Double = 0, runError: String? = nil) {
+        self.runError = runError
         self.folds = folds
         self.confusion = confusion
         self.index = index
@@ -255,11 +258,12 @@ public struct ModelVerdict: Equatable, Sendable {
 
     public var regressions: [MetricCheck] { checks.filter { $0.status == .regressed } }
     public var hasMissingBaseline: Bool {
-        skipReason == nil && (baselineProblem != nil || checks.contains { $0.status == .missingBaseline })
+        skipReason == nil && runError == nil && (baselineProblem != nil || checks.contains { $0.status == .missingBaseline })
     }
 
-    /// "pass", "regressed", "baseline_missing" or "skipped".
+    /// "pass", "regressed", "baseline_missing", "error" or "skipped".
     public var status: String {
+        if runError != nil { return "error" }
         if skipReason != nil { return "skipped" }
         if hasMissingBaseline { return "baseline_missing" }
         return regressions.isEmpty ? "pass" : "regressed"

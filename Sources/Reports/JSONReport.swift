@@ -57,6 +57,7 @@ public enum JSONReport {
             ("cached", .bool(v.cached)),
             ("recipe_changed", .bool(v.recipeChanged)),
             ("skip_reason", optional(v.skipReason)),
+            ("run_error", optional(v.runError)),
             ("baseline_commit", optional(v.baselineCommit)),
             ("baseline_tool_version", optional(v.baselineToolVersion)),
             ("baseline_error", error),
@@ -149,7 +150,7 @@ public enum JSONReport {
                     guard case .array(let rows)? = m["confusion_matrix"] else { return [] }
                     return rows.map { row in if case .array(let cells) = row { return cells.map { Int($0.double ?? 0) } } else { return [] } }
                 }(),
-                seconds: m["seconds"]?.double ?? 0)
+                seconds: m["seconds"]?.double ?? 0, runError: m["run_error"]?.string)
         }
         return (context, verdicts, Int32(json["exit_code"]?.double ?? 0))
     }
@@ -181,6 +182,10 @@ public enum TextTable {
         }
         var rows: [[String]] = [["model", "metric", "baseline", "now", "change", "tolerance", "verdict"]]
         for v in verdicts {
+            if let error = v.runError {
+                rows.append([v.model, "-", "-", "-", "-", "-", "ERROR: \(error)"])
+                continue
+            }
             if let reason = v.skipReason {
                 rows.append([v.model, "-", "-", "-", "-", "-", "skipped: \(reason)"])
                 continue
@@ -210,6 +215,10 @@ public enum TextTable {
     public static func failures(_ verdicts: [ModelVerdict], color: Bool = false) -> String {
         var lines: [String] = []
         for v in verdicts {
+            if let error = v.runError {
+                lines.append("ERROR \(v.model): \(error)")
+                continue
+            }
             if let problem = v.baselineProblem, v.skipReason == nil {
                 lines.append("\(color ? colorize("BASELINE") + " MISSING" : "BASELINE MISSING") \(v.model): \(problem.problem)")
                 lines.append("  record it: prunecheck baseline update --only \(v.model)")

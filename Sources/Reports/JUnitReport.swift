@@ -76,7 +76,7 @@ public enum JUnitReport {
                 case .failure, .error:
                     try writer.start(c.kind == .failure ? "failure" : "error")
                     try writer.attribute("message", c.message)
-                    try writer.attribute("type", c.kind == .failure ? "regression" : "baseline")
+                    try writer.attribute("type", c.kind == .failure ? "regression" : c.name == "run" ? "input" : "baseline")
                     try writer.text(c.details)
                     try writer.end()
                 }
@@ -108,6 +108,9 @@ public enum JUnitReport {
     }
 
     static func testcases(_ v: ModelVerdict) -> [Case] {
+        if let error = v.runError {
+            return [Case(name: "run", kind: .error, message: error, details: "\(error)\nThe check stopped here; models after it did not run.", output: "")]
+        }
         if let reason = v.skipReason {
             return [Case(name: "check", kind: .skipped, message: reason, details: "", output: "")]
         }

@@ -98,6 +98,10 @@ struct ReportOptions: ParsableArguments {
         switch status {
         case .ok: print("prunecheck: no regression in \(ran) model(s)" + (skipped > 0 ? ", \(skipped) skipped" : ""))
         case .regression: print("prunecheck: \(failed.count) regression(s) in \(models) of \(ran) model(s): " + failed.joined(separator: ", "))
+        case .inputError:
+            let stop = verdicts.first { $0.runError != nil }!
+            print("prunecheck: the check stopped at '\(stop.model)': \(stop.runError!)")
+            note("error: \(stop.runError!)")
         default: print("prunecheck: baseline missing or incomplete; record it with `prunecheck baseline update`")
         }
         return code

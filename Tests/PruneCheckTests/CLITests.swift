@@ -136,6 +136,13 @@ import Regression
         let gone = try prunecheck(["check", "--config", "nodata.yml"], in: dir)
         #expect(gone.status == 2)
         #expect(gone.stderr.contains("gone.npz"), "\(gone.stderr)")
+        // It stops before any model runs, and the reports say where.
+        let kept = try prunecheck(["check", "--config", "nodata.yml", "--junit", "stop.xml", "--json", "stop.json"], in: dir)
+        #expect(kept.status == 2 && !kept.stderr.contains("checking "), "\(kept.stderr)")
+        let xml = try String(contentsOfFile: "\(dir)/stop.xml", encoding: .utf8)
+        #expect(xml.contains("<error message=\"examples/data/gone.npz: no such file") && xml.contains("type=\"input\""), "\(xml)")
+        #expect(try xmllintValidate("\(dir)/stop.xml", schema: "\(Repo.fixtures)/junit/xunit-plugin-junit-10.xsd").status == 0)
+        #expect(try String(contentsOfFile: "\(dir)/stop.json", encoding: .utf8).contains("\"status\": \"error\""))
 
         // Corrupt baseline: exit 3.
         try "{ not json".write(toFile: baselinePath, atomically: true, encoding: .utf8)
@@ -157,9 +164,13 @@ import Regression
         #expect(update.stderr.contains("not in a git repository"))
         #expect(try Baseline.read(path: "\(dir)/baselines/digits-global80.json").recorded.commit == nil)
         #expect(try prunecheck(["check"], in: dir).status == 0)
+        // A named base outside git is an error; `auto` (a CI template run outside a checkout) a note.
         let base = try prunecheck(["check", "--base", "main"], in: dir)
-        #expect(base.status == 0)
-        #expect(base.stderr.contains("not a git repository; using the working tree's baselines"))
+        #expect(base.status == 2)
+        #expect(base.stderr.contains("--base main: not in a git repository"), "\(base.stderr)")
+        let auto = try WorkflowTests.prunecheck(["check", "--base", "auto"], in: dir, environment: ["GITHUB_BASE_REF": "main"])
+        #expect(auto.status == 0)
+        #expect(auto.stderr.contains("not a git repository; using the working tree's baselines"), "\(auto.stderr)")
         #expect(try prunecheck(["hook", "install"], in: dir).status == 2)
     }
 
