@@ -41,7 +41,13 @@ struct History: ParsableCommand {
             let metrics = (try? Baseline(data: Data(content), file: "\(rel)@\(r.commit.prefix(12))"))?.metrics ?? [:]
             points.append((r, metrics))
         }
-        let names = metric.isEmpty ? Set(points.flatMap { $0.metrics.keys }).sorted() : metric
+        let recorded = Set(points.flatMap { $0.metrics.keys })
+        if let unknown = metric.first(where: { !recorded.contains($0) }) {
+            let close = recorded.sorted().filter { $0.hasPrefix(unknown) || unknown.hasPrefix($0) || $0.contains(unknown) }.prefix(5)
+            throw InputError("--metric \(unknown): no baseline of '\(name)' records it"
+                             + (close.isEmpty ? " (metrics: \(recorded.filter { !MetricNames.isDetail($0) }.sorted().joined(separator: ", ")))" : "; did you mean \(close.joined(separator: ", "))?"))
+        }
+        let names = metric.isEmpty ? recorded.sorted() : metric
         let dates = DateFormatter()
         dates.dateFormat = "yyyy-MM-dd"
         dates.timeZone = TimeZone(identifier: "UTC")

@@ -290,6 +290,9 @@ import TensorEngine
         #expect(lines[2].contains("0.7998") && lines[2].contains("Prune to 80%"))  // 1894 of 2368 weights
         #expect(try run("/usr/bin/env", ["xmllint", "--noout", "\(dir)/h.svg"]).status == 0)
         #expect(try prunecheck(["history", "nope"], in: dir).status == 2)
+        // A metric no baseline records (a typo) is an error that suggests the real one.
+        let typo = try prunecheck(["history", "digits-a", "--metric", "acc"], in: dir)
+        #expect(typo.status == 2 && typo.stderr.contains("--metric acc: no baseline of 'digits-a' records it; did you mean accuracy"), "\(typo.stderr)")
     }
 
     @Test func githubActionsGetsAnnotationsAndAStepSummary() throws {
