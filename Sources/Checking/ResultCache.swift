@@ -14,6 +14,8 @@ import Regression
 public struct ResultCache {
     public let folder: String
 
+    public init(folder: String) { self.folder = folder }
+
     public static let schema = "prunecheck-cache/2"
 
     /// What a cache entry holds: a model run without the live model.
@@ -127,5 +129,23 @@ public struct ResultCache {
         } catch {
             note("note: could not write the result cache (\(error)); continuing without it")
         }
+    }
+}
+
+extension ResultCache {
+    /// `spec`'s run from the cache when its inputs are unchanged (`cached` true; no live model
+    /// then), else run now and stored.
+    public func run(_ spec: ModelSpec, machine: MachineDescription, progress: Progress) throws -> (result: ModelRunResult, cached: Bool) {
+        let key = key(for: spec, files: inputFiles(of: spec), machine: machine)
+        if let key, let hit = lookup(key) {
+            return (ModelRunResult(metrics: hit.metrics, evidence: hit.evidence, folds: hit.folds, confusion: hit.confusion,
+                                   seconds: 0, remeasure: nil, modelSHA256: hit.modelSHA256), true)
+        }
+        let result = try runModel(spec, progress: progress)
+        if let key {
+            store(key, entry: .init(metrics: result.metrics, evidence: result.evidence, folds: result.folds, confusion: result.confusion,
+                                    modelSHA256: result.modelSHA256))
+        }
+        return (result, false)
     }
 }

@@ -149,3 +149,22 @@ import Regression
         #expect(!quiet.stdout.contains("metric") && quiet.stdout.contains("FAILED digits-a::accuracy"))
     }
 }
+
+/// `baseline update` leaves a baseline alone when its model is the same and nothing gated
+/// moved: the file keeps its bytes (no timing churn in the diff).
+@Suite(.serialized) struct BaselineUpdateTests {
+    @Test func anUnchangedModelKeepsItsBaselineFile() throws {
+        let dir = try WorkflowTests.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = "\(dir)/baselines/digits-a.json"
+        let before = try Data(contentsOf: URL(fileURLWithPath: file))
+        let again = try WorkflowTests.prunecheck(["baseline", "update", "--no-cache"], in: dir)
+        #expect(again.status == 0 && again.stdout.contains("kept baselines/digits-a.json"), "\(again.stdout)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: file)) == before)
+        let forced = try WorkflowTests.prunecheck(["baseline", "update", "--force", "--only", "digits-a"], in: dir)
+        #expect(forced.status == 0 && forced.stdout.contains("wrote baselines/digits-a.json"), "\(forced.stdout)")
+        try WorkflowTests.config(sparsityA: "0.7").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        let changed = try WorkflowTests.prunecheck(["baseline", "update"], in: dir)
+        #expect(changed.stdout.contains("wrote baselines/digits-a.json") && changed.stdout.contains("kept baselines/digits-b.json"), "\(changed.stdout)")
+    }
+}
