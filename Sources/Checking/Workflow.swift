@@ -24,11 +24,17 @@ public func resolveBase(_ option: String?, repository: Repository?, environment:
         throw InputError("--base \(revision): not in a git repository (the baselines to compare with are read from git); run inside the repository or leave --base out")
     }
     if revision == "auto" {
-        guard let name = baseEnvironmentVariables.lazy.compactMap({ environment[$0] }).first(where: { !$0.isEmpty }) else {
+        if let name = baseEnvironmentVariables.lazy.compactMap({ environment[$0] }).first(where: { !$0.isEmpty }) {
+            revision = name
+        } else if environment["GITHUB_EVENT_NAME"] == "push", let repository, let parent = try? repository.resolveCommit("HEAD~1") {
+            // A push (to the default branch, say) is checked against the commit before it:
+            // compared with itself, `--changed-only` would check nothing.
+            note("note: --base auto: a push; comparing with the previous commit \(parent.prefix(12))")
+            revision = parent
+        } else {
             note("note: --base auto: none of \(baseEnvironmentVariables.joined(separator: ", ")) is set; using the working tree's baselines")
             return nil
         }
-        revision = name
     }
     guard let repository else {
         note("note: --base auto (\(revision)): not a git repository; using the working tree's baselines")

@@ -168,3 +168,21 @@ import Regression
         #expect(changed.stdout.contains("wrote baselines/digits-a.json") && changed.stdout.contains("kept baselines/digits-b.json"), "\(changed.stdout)")
     }
 }
+
+/// `--base auto` on a GitHub push compares with the previous commit, so `--changed-only`
+/// checks what the push changed instead of nothing.
+@Suite(.serialized) struct PushBaseTests {
+    @Test func aPushIsCheckedAgainstThePreviousCommit() throws {
+        let dir = try WorkflowTests.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let first = try git(["rev-parse", "HEAD"], in: dir)
+        try WorkflowTests.config(sparsityA: "0.55").write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        try git(["commit", "-qam", "Prune digits-a a little harder"], in: dir)
+        let r = try WorkflowTests.prunecheck(["check", "--base", "auto", "--changed-only", "--json", "r.json"], in: dir,
+                                             environment: ["GITHUB_EVENT_NAME": "push"])
+        #expect(r.stderr.contains("a push; comparing with the previous commit \(first.prefix(12))"), "\(r.stderr)")
+        #expect(r.stderr.contains("checking digits-a") && !r.stderr.contains("checking digits-b"), "\(r.stderr)")
+        let report = try String(contentsOfFile: "\(dir)/r.json", encoding: .utf8)
+        #expect(report.contains("\"merge_base\": \"\(first)\""))
+    }
+}

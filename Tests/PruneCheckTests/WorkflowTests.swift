@@ -61,7 +61,7 @@ import TensorEngine
     static func prunecheck(_ args: [String], in dir: String, environment extra: [String: String] = [:],
                            binary: String = Repo.binary) throws -> ProcessResult {
         var env = ProcessInfo.processInfo.environment
-        for k in ["GITHUB_BASE_REF", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "CHANGE_TARGET", "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY"] {
+        for k in ["GITHUB_BASE_REF", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "CHANGE_TARGET", "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_EVENT_NAME", "GITLAB_CI"] {
             env[k] = nil
         }
         env.merge(extra) { _, new in new }
