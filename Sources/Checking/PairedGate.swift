@@ -115,7 +115,11 @@ func pairedTimingChecks(_ checks: [MetricCheck], base: PairedBase, run: ModelRun
         defer { progress.line(String(format: "  %@: paired timing took %.1f ms", spec.name, 1000 * Date().timeIntervalSince(started))) }
         for b in spec.latency.batchSizes {
             let inputs = feeds(b)
-            paired[b] = PairedLatency.measure(batchSize: b, settings: spec.latency,
+            // Stop once the interval decides the verdict: wholly beyond 1 ± tolerance, or
+            // wholly within it.
+            let tol = spec.tolerances.tolerance(for: MetricNames.latency("p50", batch: b)) ?? .infinity
+            let decided = { (lo: Double, hi: Double) in lo > 1 + tol || hi < 1 - tol || (hi < 1 + tol && lo > 1 - tol) }
+            paired[b] = PairedLatency.measure(batchSize: b, settings: spec.latency, decided: decided,
                                               base: { _ = model.predict(inputs, threads: pairedTimingThreads) },
                                               current: { _ = current.predict(inputs, threads: pairedTimingThreads) })
         }

@@ -35,7 +35,9 @@ public enum PairedLatency {
     /// until there are max(10, `minRuns` / 3) pairs and the 95 % interval
     /// of the median ratio is within ±2 % of it (a fifth of a 10 % tolerance), or 2 × `maxSeconds`
     /// have passed (with 5 pairs at the least), or there are 100 × `minRuns` pairs.
-    public static func measure(batchSize: Int, settings: LatencySettings, base: () -> Void, current: () -> Void) -> PairedLatencyResult {
+    /// `decided` (given the interval so far) stops it as soon as the verdict cannot change.
+    public static func measure(batchSize: Int, settings: LatencySettings, decided: (Double, Double) -> Bool = { _, _ in false },
+                               base: () -> Void, current: () -> Void) -> PairedLatencyResult {
         for _ in 0..<max(2, settings.warmup / 2) { base(); current() }
         var a: [Double] = [], b: [Double] = []
         let start = DispatchTime.now().uptimeNanoseconds
@@ -58,7 +60,7 @@ public enum PairedLatency {
             if n >= 100 * settings.minRuns { break }
             if n >= max(10, settings.minRuns / 3) && n % 5 == 0 {
                 let r = interval(base: a, current: b)
-                if (r.high - r.low) / 2 <= 0.02 * r.ratio { break }
+                if (r.high - r.low) / 2 <= 0.02 * r.ratio || decided(r.low, r.high) { break }
             }
         }
         return result(batchSize: batchSize, base: a, current: b)
