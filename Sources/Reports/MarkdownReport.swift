@@ -31,8 +31,18 @@ public enum MarkdownReport {
                 case .improved: verdict = "✅ improved"
                 default: verdict = "✅ pass"
                 }
+                // A paired timing says so, with the ratio's interval (or that nothing was timed).
+                var detail = ""
+                if MetricNames.isTiming(c.metric), let note = c.note, note.hasPrefix("paired") {
+                    if let i = c.interval, i.lowerBound != i.upperBound {
+                        detail = String(format: " (paired: ratio in [%.3f, %.3f])", i.lowerBound, i.upperBound)
+                    } else {
+                        detail = " (paired: same model)"
+                    }
+                }
+                let verdictText = verdict + detail
                 out += "| \(cell(model)) | \(c.metric) | \(c.baseline.map { MetricCheck.format($0, c.metric) + unit } ?? "-") | "
-                    + "\(MetricCheck.format(c.current, c.metric) + unit) | \(c.delta.map { formatChange($0, c.baseline ?? 0, c.metric) } ?? "-") | \(verdict) |\n"
+                    + "\(MetricCheck.format(c.current, c.metric) + unit) | \(c.delta.map { formatChange($0, c.baseline ?? 0, c.metric) } ?? "-") | \(verdictText) |\n"
             }
             out += "\n"
         }

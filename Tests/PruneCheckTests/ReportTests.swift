@@ -1,6 +1,8 @@
 import Common
 import Foundation
 import Testing
+import Checking
+import Evaluation
 @testable import Regression
 @testable import Reports
 
@@ -91,6 +93,17 @@ import Testing
         #expect(short.contains("accuracy") && short.contains("latency_p50@b1") && short.contains("log_loss"))
         #expect(!short.contains("ece") && !short.contains("latency_p90"))
         #expect(all.contains("ece") && all.contains("latency_p90"))
+    }
+
+    @Test func theMarkdownSummarySaysWhichTimingsWerePaired() {
+        let timed = pairedCheck(metric: "latency_p50@b1", result: PairedLatencyResult(batchSize: 1, baseP50: 10, currentP50: 30, ratio: 3, low: 2.8, high: 3.2, pairs: 20),
+                                tolerance: 0.1, floor: 1, source: "rebuilt from abc")
+        let same = MetricCheck(metric: "latency_p50@b64", current: 5, baseline: 5, tolerance: 0.1, status: .pass, interval: 1...1,
+                               note: "paired: the model is the baseline's (SHA-256 abc): ratio 1, nothing to time")
+        let text = MarkdownReport.render([ModelVerdict(index: 0, model: "m", baselineFile: "b.json", checks: [timed, same])],
+                                         context: JUnitTests.context, exitCode: 1)
+        #expect(text.contains("❌ regressed (tolerance 10%) (paired: ratio in [2.800, 3.200])"), "\(text)")
+        #expect(text.contains("✅ pass (paired: same model)"))
     }
 
     @Test func coloursAndSectionsFollowTheEnvironment() {
