@@ -136,18 +136,36 @@ public func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData
     let recipe = spec.recipe
     let teacher = try recipe.distill?.teacher.map { try loadModel(path: $0, architecture: recipe.distill?.teacherArchitecture) }
     let started = Date()
+    var losses: [Double] = []
     do {
-        return try PruningPipeline.run(model, recipe: recipe, train: train, calibration: calibration, seed: spec.seed, threads: spec.threads, teacher: teacher,
-                                       latencyProbe: pruningLatencyProbe, energyEstimate: pruningEnergyEstimate, progress: { phase, e, total in
+        let outcome = try PruningPipeline.run(model, recipe: recipe, train: train, calibration: calibration, seed: spec.seed, threads: spec.threads, teacher: teacher,
+                                              latencyProbe: pruningLatencyProbe, energyEstimate: pruningEnergyEstimate, progress: { phase, e, total in
+            losses.append(e.meanLoss)
             progress?.update("  \(label) \(phase)", done: e.epoch, total: total,
                              detail: "epochs, loss \(String(format: "%.4f", e.meanLoss))", started: started)
         })
+        try checkFineTuning(losses, spec: spec, label: label, progress: progress)
+        return outcome
     } catch let e as StructuredPruningError {
         throw InputError("\(spec.model): \(e) (model '\(spec.name)', prune.method \(recipe.method.rawValue), prune.granularity \(recipe.granularity.text))")
     } catch let e as GraphError {
         throw InputError("\(spec.model): \(e) (model '\(spec.name)', prune.method \(recipe.method.rawValue))")
     } catch let e as AllocationError {
         throw InputError("\(spec.name): \(e)")
+    }
+}
+
+/// Fine-tuning that diverged (a loss that is not finite) is an error, and one that ends well
+/// above where it started a warning: both name the likely causes instead of leaving only "accuracy
+/// regressed".
+func checkFineTuning(_ losses: [Double], spec: ModelSpec, label: String, progress: Progress?) throws {
+    guard let first = losses.first, let last = losses.last else { return }
+    let hint = "lower prune.finetune.lr, or check data.scale (\(spec.data.scale)): the inputs must be in the range the model was trained on"
+    if let bad = losses.firstIndex(where: { !$0.isFinite }) {
+        throw InputError("fine-tuning of '\(spec.name)' diverged: the loss is \(losses[bad]) in epoch \(bad + 1); \(hint)")
+    }
+    if losses.count >= 2, last > 2 * first, last - first > 0.5 {
+        progress?.line("  \(label): warning: fine-tuning ended with loss \(String(format: "%.4f", last)), above its first epoch's \(String(format: "%.4f", first)); \(hint)")
     }
 }
 

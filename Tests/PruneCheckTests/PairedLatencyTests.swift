@@ -186,3 +186,17 @@ import Regression
         #expect(report.contains("\"merge_base\": \"\(first)\""))
     }
 }
+
+/// Fine-tuning that diverges stops the check with the likely causes named.
+@Suite struct FineTuningDivergenceTests {
+    @Test func aLossThatIsNotFiniteIsAnErrorNamingTheCauses() throws {
+        let config = try CheckConfig.parse(WorkflowTests.config(), file: "prunecheck.yml")
+        let spec = config.models[0]
+        #expect(throws: Never.self) { try checkFineTuning([0.9, 0.5, 0.3], spec: spec, label: "x", progress: nil) }
+        #expect {
+            try checkFineTuning([0.9, .nan], spec: spec, label: "x", progress: nil)
+        } throws: { e in
+            "\(e)".contains("fine-tuning of 'digits-a' diverged: the loss is nan in epoch 2") && "\(e)".contains("data.scale") && "\(e)".contains("prune.finetune.lr")
+        }
+    }
+}
