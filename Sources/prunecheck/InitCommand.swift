@@ -12,7 +12,7 @@ struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a starter prunecheck.yml for a model and its data (never overwrites one).")
 
-    @Option(help: "The model file (.safetensors).")
+    @Option(help: "The model file (.onnx, or .safetensors with its layer-list JSON).")
     var model: String
 
     @Option(help: "Its architecture (layer-list JSON); default: the model's path with .json.")
@@ -24,6 +24,30 @@ struct Init: ParsableCommand {
     @Option(name: .shortAndLong, help: "Where to write the configuration.")
     var config = "prunecheck.yml"
 
+    @Option(help: ArgumentHelp("The training split's arrays, INPUTS,LABELS (default: found by name, e.g. x_train,y_train).", valueName: "INPUTS,LABELS"))
+    var train: String?
+
+    @Option(help: ArgumentHelp("The evaluation split's arrays, INPUTS,LABELS (default: found by name, e.g. x_test,y_test).", valueName: "INPUTS,LABELS"))
+    var eval: String?
+
+    func validate() throws {
+        for (flag, value) in [("--train", train), ("--eval", eval)] {
+            if let value, value.split(separator: ",", omittingEmptySubsequences: false).count != 2 || value.contains(",,") || value.hasPrefix(",") || value.hasSuffix(",") {
+                throw ValidationError("\(flag) \(value): expected INPUTS,LABELS (two array names, e.g. x_train,y_train)")
+            }
+        }
+    }
+
+    /// `--train`/`--eval` as a split; its arrays must be in the archive.
+    func named(_ value: String?, flag: String, names: [String]) throws -> SplitSource? {
+        guard let value else { return nil }
+        let parts = value.split(separator: ",").map(String.init)
+        if let missing = parts.first(where: { !names.contains($0) }) {
+            throw ModelIOError(file: data, "\(flag) \(value): no array '\(missing)' (arrays: \(names.joined(separator: ", ")))")
+        }
+        return SplitSource(inputs: parts[0], labels: parts[1])
+    }
+
     func run() throws {
         guard !FileManager.default.fileExists(atPath: config) else {
             throw InputError("\(config) already exists; it was left as it is (edit it, or pass --config NEW.yml)")
@@ -32,8 +56,17 @@ struct Init: ParsableCommand {
         let m = try loadModel(path: model, architecture: arch)
         let names = try NPZ.keys(path: data)
         let arrays = try NPZ.read(path: data)
-        let plan = try m.inputs.count == 1 && m.inputs[0].dtype == .float32
-            ? classifierPlan(m, names: names, arrays: arrays) : graphInputPlan(m, names: names, arrays: arrays)
+        let given = (train: try named(self.train, flag: "--train", names: names), eval: try named(self.eval, flag: "--eval", names: names))
+        var plan: Plan
+        if m.inputs.count == 1 && m.inputs[0].dtype == .float32, let t = given.train, let e = given.eval {
+            plan = Plan(train: t, eval: e, scale: arrays[t.inputs]!.dtype == .uint8 ? 1.0 / 255.0 : 1.0, task: .classification,
+                        tolerances: "accuracy: 0.005, f1_macro: 0.01")
+        } else {
+            plan = try m.inputs.count == 1 && m.inputs[0].dtype == .float32
+                ? classifierPlan(m, names: names, arrays: arrays) : graphInputPlan(m, names: names, arrays: arrays)
+            if let t = given.train { plan.train = t }
+            if let e = given.eval { plan.eval = e }
+        }
         let (train, eval, scale, task) = (plan.train, plan.eval, plan.scale, plan.task)
         let configFolder = URL(fileURLWithPath: folder(of: config)).standardizedFileURL.path
         func rel(_ p: String) -> String {
@@ -110,10 +143,10 @@ struct Init: ParsableCommand {
             return nil
         }
         guard let train = split(["train"]) else {
-            throw ModelIOError(file: data, "no training split found: expected arrays like x_train and y_train (found: \(names.joined(separator: ", ")))")
+            throw ModelIOError(file: data, "no training split found: expected arrays like x_train and y_train (found: \(names.joined(separator: ", "))); name them with --train INPUTS,LABELS")
         }
         guard let eval = split(["test", "val", "eval"]) else {
-            throw ModelIOError(file: data, "no evaluation split found: expected arrays like x_test and y_test (found: \(names.joined(separator: ", ")))")
+            throw ModelIOError(file: data, "no evaluation split found: expected arrays like x_test and y_test (found: \(names.joined(separator: ", "))); name them with --eval INPUTS,LABELS")
         }
         let scale = arrays[train.inputs]!.dtype == .uint8 ? 1.0 / 255.0 : 1.0
         return Plan(train: train, eval: eval, scale: scale, task: .classification, tolerances: "accuracy: 0.005, f1_macro: 0.01")

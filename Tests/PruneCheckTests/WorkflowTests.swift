@@ -330,6 +330,18 @@ import TensorEngine
         for m in metrics where !(m["name"]?.string?.hasPrefix("latency") ?? true) {
             #expect(m["status"]?.string == "pass" || m["status"]?.string == "info", "\(m["name"]?.string ?? "?")")
         }
+        // Arrays named otherwise: init says how to name them, and --train/--eval do.
+        let d = try NPZ.read(path: "\(dir)/examples/data/digits.npz")
+        try NPZ.write(["a": d["x_train"]!, "b": d["y_train"]!, "c": d["x_test"]!, "e": d["y_test"]!], to: "\(dir)/odd.npz")
+        let unnamed = try prunecheck(["init", "--model", "examples/models/mlp_digits.safetensors", "--data", "odd.npz", "-c", "odd.yml"], in: dir)
+        #expect(unnamed.status == 2 && unnamed.stderr.contains("name them with --train INPUTS,LABELS"), "\(unnamed.stderr)")
+        let named = try prunecheck(["init", "--model", "examples/models/mlp_digits.safetensors", "--data", "odd.npz", "-c", "odd.yml",
+                                    "--train", "a,b", "--eval", "c,e"], in: dir)
+        #expect(named.status == 0, "\(named.stderr)")
+        #expect(try String(contentsOfFile: "\(dir)/odd.yml", encoding: .utf8).contains("train: [a, b]"))
+        let wrong = try prunecheck(["init", "--model", "examples/models/mlp_digits.safetensors", "--data", "odd.npz", "-c", "w.yml",
+                                    "--train", "a,z", "--eval", "c,e"], in: dir)
+        #expect(wrong.status == 2 && wrong.stderr.contains("--train a,z: no array 'z'"), "\(wrong.stderr)")
     }
 }
 
