@@ -311,9 +311,12 @@ public struct StructuredPlan {
 }
 
 /// Which positions of each tracked value survive a choice of units.
-struct KeptPositions {
+final class KeptPositions {
     let plan: StructuredPlan
     let dead: Set<Int32>
+    /// Per tracked value, the positions each of its tracked axes keeps (nil: all), computed
+    /// in one pass over its labels the first time the value is asked for.
+    private var cache: [String: [[Int]?]] = [:]
 
     init(_ plan: StructuredPlan, keep: [[Int]]) throws {
         self.plan = plan
@@ -339,6 +342,7 @@ struct KeptPositions {
         let units = plan.units
         if let (v, a) = units.constantAxes[value]?[axis] { return try indices(v, a) }
         guard let t = units.tracks[value], let k = t.axes.firstIndex(of: axis) else { return nil }
+        if let kept = cache[value] { return kept[k] }
         let strides = t.strides
         var perAxis = t.axes.indices.map { [Bool](repeating: false, count: t.sizes[$0]) }
         var count = 0
@@ -351,9 +355,9 @@ struct KeptPositions {
             let n = units.producerOf[value].map { units.graph.nodes[$0].name } ?? value
             throw StructuredPruningError(layer: n, message: "the units removed from '\(value)' do not form whole rows and columns of its axes \(t.axes)")
         }
-        let alive = perAxis[k]
-        if alive.allSatisfy({ $0 }) { return nil }
-        return alive.indices.filter { alive[$0] }
+        let kept = perAxis.map { alive in alive.allSatisfy { $0 } ? nil : alive.indices.filter { alive[$0] } }
+        cache[value] = kept
+        return kept[k]
     }
 
     func shape(_ value: String) throws -> [Int] {

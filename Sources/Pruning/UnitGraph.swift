@@ -693,7 +693,7 @@ final class UnitGraph {
     }
 
     /// The positions a Slice or a Gather with constant indices keeps along `axis`.
-    private func pick(_ i: Int, _ x: Track, input: String, output: String, axis: Int, positions: [Int], keepAxis: Bool) {
+    private func pick(_ i: Int, _ x: Track, output: String, axis: Int, positions: [Int], keepAxis: Bool) {
         let outAxes = x.axes.compactMap { a -> Int? in a == axis ? (keepAxis ? a : nil) : (a > axis && !keepAxis ? a - 1 : a) }
         let outShape = shape(output)
         var t = Track(axes: outAxes, sizes: outAxes.map { outShape[$0] }, fill: Self.none)
@@ -770,9 +770,9 @@ final class UnitGraph {
         if axis < 0 { axis += s.count }
         let positions = idx.data.map { Int($0) < 0 ? Int($0) + s[axis] : Int($0) }
         if idx.shape.isEmpty {
-            pick(i, x, input: n.inputs[0], output: n.outputs[0], axis: axis, positions: positions, keepAxis: false)
+            pick(i, x, output: n.outputs[0], axis: axis, positions: positions, keepAxis: false)
         } else if idx.shape.count == 1 {
-            pick(i, x, input: n.inputs[0], output: n.outputs[0], axis: axis, positions: positions, keepAxis: true)
+            pick(i, x, output: n.outputs[0], axis: axis, positions: positions, keepAxis: true)
         } else {
             blockInputs(n, "Gather node '\(n.name)' gathers with indices of rank \(idx.shape.count)")
         }
