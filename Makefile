@@ -142,7 +142,7 @@ fuzz: setup
 		case $$p in \
 			onnx) cp examples/models/*.onnx Tests/PruneCheckTests/Fixtures/malformed/*.onnx $$corpus/ ;; \
 			npy) cp Tests/PruneCheckTests/Fixtures/malformed/*.npy $$corpus/ ;; \
-			npz) cp examples/data/digits.npz Tests/PruneCheckTests/Fixtures/malformed/truncated.npz $$corpus/ ;; \
+			npz) cp examples/data/digits.npz Tests/PruneCheckTests/Fixtures/malformed/*.npz $$corpus/ ;; \
 			safetensors) cp examples/models/mlp_digits.safetensors Tests/PruneCheckTests/Fixtures/malformed/*.safetensors $$corpus/ ;; \
 			idx) cp Tests/PruneCheckTests/Fixtures/malformed/*.idx $$corpus/ ;; \
 			csv) cp Tests/PruneCheckTests/Fixtures/malformed/*.csv $$corpus/ ;; \

@@ -7,6 +7,7 @@ import Regression
 extension Baseline {
     /// Reads `path`; a missing file is a `BaselineError` naming the command that records it.
     public static func read(path: String) throws -> Baseline {
+        try FileConfinement.check(path)
         guard FileManager.default.fileExists(atPath: path) else {
             throw BaselineError(file: path, "baseline is missing; record it with `prunecheck baseline update`")
         }

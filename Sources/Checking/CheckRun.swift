@@ -313,8 +313,7 @@ public func overallStatus(of verdicts: [ModelVerdict]) -> ExitStatus {
 
 /// Lines for the user that are not results: progress and notes, on standard error.
 public func note(_ message: String) {
-    // Standard output first: a note must not land inside a table row when both streams go to
-    // one CI log (a buffered table used to be split by "JSON report: …").
-    fflush(stdout)
-    FileHandle.standardError.write(Data("\(message)\n".utf8))
+    // Standard output first (in `Console.err`): a note must not land inside a table row when
+    // both streams go to one CI log (a buffered table used to be split by "JSON report: …").
+    Console.err(message)
 }

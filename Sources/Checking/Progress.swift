@@ -19,10 +19,10 @@ public final class Progress {
             let elapsed = Date().timeIntervalSince(started)
             let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
             let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
-            write("\r\u{1B}[2K\(task) [\(bar)] \(done)/\(total) \(detail), about \(Int(eta.rounded()))s left")
+            write("\r\u{1B}[2K" + Console.inline("\(task) [\(bar)] \(done)/\(total) \(detail), about \(Int(eta.rounded()))s left"))
             lineOpen = true
         } else {
-            write("\(task): \(done)/\(total) \(detail)\n")
+            write(Console.sanitize("\(task): \(done)/\(total) \(detail)") + "\n")
         }
     }
 
@@ -32,13 +32,12 @@ public final class Progress {
             write("\r\u{1B}[2K")
             lineOpen = false
         }
-        write(message + "\n")
+        write(Console.sanitize(message) + "\n")
     }
 
+    /// Writes text whose names are sanitized already (standard output is flushed first: a
+    /// table stays whole when both streams go to one log, as they do on every CI runner).
     private func write(_ s: String) {
-        // What is printed to standard output first (a table) stays whole when both streams
-        // go to one log, as they do on every CI runner.
-        fflush(stdout)
-        FileHandle.standardError.write(Data(s.utf8))
+        Console.trusted(s, toStandardError: true)
     }
 }

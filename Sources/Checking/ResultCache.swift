@@ -11,10 +11,36 @@ import Regression
 /// tool version and build (the executable's content hash) and the machine. Entries are written
 /// atomically, so concurrent runs cannot leave a torn file; a corrupt entry is ignored and
 /// rebuilt.
+///
+/// The cache folder sits in the repository, so a pull request can commit entries of its own
+/// making ("no regression" where a real run finds four). Every entry and stored model carries an
+/// HMAC-SHA256 under a secret the repository cannot contain (`CacheSecret`): an entry without
+/// a valid one is ignored and rebuilt.
 public struct ResultCache {
     public let folder: String
+    let secret: [UInt8]
 
-    public init(folder: String) { self.folder = folder }
+    public init(folder: String, secret: [UInt8] = CacheSecret.load()) {
+        self.folder = folder
+        self.secret = secret
+    }
+
+    /// The bytes of an entry as written: `{"mac":"<64 hex>","entry":<entry>}`, the MAC taken
+    /// over the entry's bytes exactly.
+    func sealed(_ entry: [UInt8]) -> [UInt8] {
+        Array("{\"mac\":\"\(SHA256.hmacHex(key: secret, entry))\",\"entry\":".utf8) + entry + Array("}".utf8)
+    }
+
+    /// The entry's bytes when `file` is sealed with this machine's secret, else nil.
+    func opened(_ file: [UInt8]) -> [UInt8]? {
+        let head = Array("{\"mac\":\"".utf8), mid = Array("\",\"entry\":".utf8)
+        let start = head.count + 64 + mid.count
+        guard file.count > start, file.last == UInt8(ascii: "}"), Array(file[..<head.count]) == head,
+              Array(file[(head.count + 64)..<start]) == mid else { return nil }
+        let mac = String(decoding: file[head.count..<(head.count + 64)], as: UTF8.self)
+        let entry = Array(file[start..<(file.count - 1)])
+        return SHA256.hmacHex(key: secret, entry) == mac ? entry : nil
+    }
 
     public static let schema = "prunecheck-cache/2"
 
@@ -54,20 +80,19 @@ public struct ResultCache {
     /// The pruned model stored under `key` (for paired timing), nil when there is none.
     public func modelFile(_ key: String) -> String? {
         let p = (folder as NSString).appendingPathComponent("\(key).onnx")
-        return FileManager.default.fileExists(atPath: p) ? p : nil
+        guard let model = FileManager.default.contents(atPath: p),
+              let mac = FileManager.default.contents(atPath: p + ".mac"),
+              String(decoding: mac, as: UTF8.self) == SHA256.hmacHex(key: secret, [UInt8](model)) else { return nil }
+        return p
     }
 
     /// Keeps the pruned model under `key` (written whole or not at all).
     public func storeModel(_ key: String, _ model: Graph) {
         let p = (folder as NSString).appendingPathComponent("\(key).onnx")
         do {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            let tmp = p + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
-            try ONNXModel.save(model, to: tmp)
-            guard rename(tmp, p) == 0 else {
-                try? FileManager.default.removeItem(atPath: tmp)
-                throw InputError("cannot rename \(tmp) to \(p)")
-            }
+            try ONNXModel.save(model, to: p)
+            guard let bytes = FileManager.default.contents(atPath: p) else { throw InputError("\(p): cannot read it back") }
+            try writeFileAtomically(SHA256.hmacHex(key: secret, [UInt8](bytes)), to: p + ".mac")
         } catch {
             note("note: could not keep the pruned model in the result cache (\(error))")
         }
@@ -75,7 +100,12 @@ public struct ResultCache {
 
     public func lookup(_ key: String) -> Entry? {
         guard let data = FileManager.default.contents(atPath: path(key)) else { return nil }
-        guard let json = try? JSONValue.parse(data), json["schema"]?.string == Self.schema, json["key"]?.string == key,
+        guard let entry = opened([UInt8](data)) else {
+            note("note: ignoring the cache entry \(relativeToCwd(path(key))): it was not written by PruneCheck on this machine "
+                 + "(its MAC does not verify: committed or copied entries are never trusted); it will be rebuilt")
+            return nil
+        }
+        guard let json = try? JSONValue.parse(entry), json["schema"]?.string == Self.schema, json["key"]?.string == key,
               let metrics = numbers(json["metrics"]), !metrics.isEmpty else {
             note("note: ignoring a corrupt cache entry \(path(key)); it will be rebuilt")
             try? FileManager.default.removeItem(atPath: path(key))
@@ -125,7 +155,7 @@ public struct ResultCache {
             // The cache folder ignores itself, so it never shows up in `git status`.
             let ignore = ((folder as NSString).deletingLastPathComponent as NSString).appendingPathComponent(".gitignore")
             if !FileManager.default.fileExists(atPath: ignore) { try writeFileAtomically("*\n", to: ignore) }
-            try writeFileAtomically(json.rendered(), to: path(key))
+            try writeFileAtomically(bytes: sealed(Array(json.rendered().utf8)), to: path(key))
         } catch {
             note("note: could not write the result cache (\(error)); continuing without it")
         }
@@ -147,5 +177,31 @@ extension ResultCache {
                                     modelSHA256: result.modelSHA256))
         }
         return (result, false)
+    }
+}
+
+/// The secret that seals the result cache: PRUNECHECK_CACHE_SECRET when set (a CI secret, so
+/// that a cache restored on another runner is trusted), else a random key made once per user
+/// in `$XDG_CACHE_HOME/prunecheck/cache-secret` (or `~/.cache/…`), readable by its owner only.
+/// Neither can come from the repository under test.
+public enum CacheSecret {
+    public static func load(environment: [String: String] = ProcessInfo.processInfo.environment) -> [UInt8] {
+        if let s = environment["PRUNECHECK_CACHE_SECRET"], !s.isEmpty { return Array(s.utf8) }
+        let base = environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? ((environment["HOME"] ?? NSHomeDirectory()) as NSString).appendingPathComponent(".cache")
+        let file = ((base as NSString).appendingPathComponent("prunecheck") as NSString).appendingPathComponent("cache-secret")
+        if let data = FileManager.default.contents(atPath: file), data.count >= 32 { return [UInt8](data) }
+        var generator = SystemRandomNumberGenerator()
+        let fresh = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        do {
+            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            try writeFilesAtomically([(file, fresh)], mode: 0o600)
+            // Another run may have made one at the same moment: the file's content wins.
+            if let data = FileManager.default.contents(atPath: file), data.count >= 32 { return [UInt8](data) }
+        } catch {
+            note("note: cannot keep a cache secret in \(file) (\(error)); this run's cache entries will not be reused")
+        }
+        return fresh
     }
 }

@@ -107,6 +107,7 @@ public final class InputView {
         if scratch == nil {
             let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("prunecheck-view-\(UUID().uuidString)")
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            FileConfinement.allow(dir)
             scratch = dir
         }
         let copy = (scratch! as NSString).appendingPathComponent(rel.replacingOccurrences(of: "/", with: "__"))
@@ -117,6 +118,7 @@ public final class InputView {
     /// The bytes of `path` in this view, nil when absent.
     public func contents(_ path: String) throws -> [UInt8]? {
         let local = try localPath(path)
+        if local == path { try FileConfinement.check(path) }
         return FileManager.default.contents(atPath: local).map { [UInt8]($0) }
     }
 }
@@ -158,4 +160,14 @@ public func parseShard(_ text: String) throws -> (index: Int, count: Int) {
         throw InputError("--shard \(text): expected i/n with 1 ≤ i ≤ n, e.g. 1/4")
     }
     return (i, n)
+}
+
+/// Confines the files a check reads to the repository holding `configPath` (or the config's
+/// folder outside git), the config included, unless `allowOutside` (see `FileConfinement`).
+public func confineReads(configPath: String, allowOutside: Bool) throws {
+    guard !allowOutside else { FileConfinement.confine(to: nil); return }
+    let configFolder = folder(of: configPath)
+    let root = try Repository.discover(containing: configFolder)?.workingDirectory ?? configFolder
+    FileConfinement.confine(to: root)
+    try FileConfinement.check(configPath)
 }

@@ -1,4 +1,5 @@
-/// A strict RFC 8259 JSON parser that keeps object keys in file order.
+/// A strict RFC 8259 JSON parser that keeps object keys in file order; a repeated key in an
+/// object and a number beyond a double's range are errors.
 public struct JSONParseError: UserFacingError, Equatable {
     /// Byte offset of the problem.
     public let offset: Int
@@ -44,12 +45,16 @@ private struct JSONByteParser {
         case UInt8(ascii: "{"):
             i += 1
             var pairs: [(String, JSONValue)] = []
+            var keys: Set<String> = []
             skipSpace()
             if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(pairs) }
             while true {
                 skipSpace()
                 guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+                let keyStart = i
                 let key = try string()
+                // A repeated key means whatever reader comes last wins: refused, not guessed.
+                guard keys.insert(key).inserted else { i = keyStart; throw error("the key \"\(key)\" appears twice in one object") }
                 skipSpace()
                 guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw error("expected ':'") }
                 i += 1
@@ -102,6 +107,8 @@ private struct JSONByteParser {
             guard digits() > 0 else { throw error("digits expected in the exponent") }
         }
         guard let d = Double(String(decoding: bytes[start..<i], as: UTF8.self)) else { throw error("invalid number") }
+        // 1e400 parses as infinity: a number no JSON writer meant.
+        guard d.isFinite else { i = start; throw error("number out of range (beyond a double's ±1.8e308)") }
         return .number(d)
     }
 

@@ -86,24 +86,6 @@ public indirect enum JSONValue: Equatable, Sendable {
     public var bool: Bool? { if case .bool(let b) = self { return b } else { return nil } }
 }
 
-/// Writes `contents` to `path` atomically: a temporary file in the same folder, then rename,
-/// so that a reader never sees a half-written file and an error leaves the old file as it was.
-public func writeFileAtomically(_ contents: String, to path: String) throws {
-    let url = URL(fileURLWithPath: path)
-    let dir = url.deletingLastPathComponent()
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-    do {
-        try Data(contents.utf8).write(to: tmp)
-        guard rename(tmp.path, url.path) == 0 else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
-        }
-    } catch {
-        try? FileManager.default.removeItem(at: tmp)
-        throw error
-    }
-}
-
 extension JSONValue {
     /// The document as Foundation objects (dictionaries, arrays, NSNumber, String, NSNull), for
     /// readers written against them; numbers with an integral value become integers.

@@ -1,3 +1,4 @@
+import Common
 import Foundation
 
 /// Where the arrays of a data set live: one `.npz` archive whose members the split names, or a
@@ -6,6 +7,7 @@ import Foundation
 /// column but the label column as features, `train.csv#label` is the column named `label`.
 public enum ArrayFiles {
     public static func read(path: String, names: [String], limits: IOLimits = .default) throws -> [String: NPYArray] {
+        try FileConfinement.check(path)
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
             throw ModelIOError(file: path, "cannot read the file (missing or not readable)")
@@ -46,6 +48,7 @@ public enum ArrayFiles {
 /// dimensions as big-endian uint32, then the elements big-endian.
 public enum IDX {
     public static func read(path: String, limits: IOLimits = .default) throws -> NPYArray {
+        try FileConfinement.check(path)
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
               let size = attributes[.size] as? Int else {
             throw ModelIOError(file: path, "cannot read the file (missing or not readable)")
@@ -104,44 +107,121 @@ public enum IDX {
     }
 }
 
-/// Comma-separated numbers with a header row of column names.
+/// Comma-separated numbers with a header row of column names. Read as a stream (a 50 MB file
+/// of one line is refused at its first megabyte, not after loading it), the values kept as
+/// float32: the peak is about the size of the arrays made from it.
 public struct CSV {
     public var header: [String]
-    public var rows: [[Double]]
+    /// Row-major values, `header.count` per row.
+    var values: [Float]
+    /// Columns holding an integer that float32 does not represent exactly (not a usable label).
+    var inexact: [Bool]
+    public var rowCount: Int { header.isEmpty ? 0 : values.count / header.count }
+
+    /// The longest line read: a data row of 4,096 numbers fits many times over.
+    static let maxLineBytes = 1 << 20
 
     public static func read(path: String, limits: IOLimits = .default) throws -> CSV {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path), let size = attributes[.size] as? Int else {
+        try FileConfinement.check(path)
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path), let size = attributes[.size] as? Int,
+              let handle = FileHandle(forReadingAtPath: path) else {
             throw ModelIOError(file: path, "cannot read the file (missing or not readable)")
         }
+        defer { try? handle.close() }
         guard size <= limits.maxTotalBytes else { throw ModelIOError(file: path, "is \(size) bytes, over the limit of \(limits.maxTotalBytes)") }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw ModelIOError(file: path, "is not UTF-8 text")
+        var parser = Parser(file: path, limits: limits)
+        var pending: [UInt8] = []
+        while true {
+            let chunk = [UInt8](handle.readData(ofLength: 1 << 20))
+            if chunk.isEmpty { break }
+            pending += chunk
+            var start = 0
+            while let nl = pending[start...].firstIndex(where: { $0 == 0x0A || $0 == 0x0D }) {
+                try parser.line(pending[start..<nl])
+                // "\r\n" is one line end.
+                start = nl + 1
+                if pending[nl] == 0x0D, start < pending.count, pending[start] == 0x0A { start += 1 }
+            }
+            pending.removeFirst(start)
+            guard pending.count <= maxLineBytes else {
+                throw ModelIOError(file: path, "line \(parser.lineNumber + 1) is longer than \(maxLineBytes) bytes: not a CSV file of numbers")
+            }
         }
-        return try parse(text, file: path)
+        if !pending.isEmpty { try parser.line(pending[...]) }
+        return try parser.finish()
     }
 
     public static func parse(_ text: String, file: String) throws -> CSV {
-        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map(String.init)
-        while lines.last?.trimmingCharacters(in: .whitespaces).isEmpty == true { lines.removeLast() }
-        guard let first = lines.first else { throw ModelIOError(file: file, "is empty; expected a header row and data rows") }
-        let header = first.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-        guard Set(header).count == header.count, !header.contains("") else {
-            throw ModelIOError(file: file, "line 1: the header needs distinct, non-empty column names")
+        var parser = Parser(file: file, limits: .default)
+        for line in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) { try parser.line(Array(line.utf8)[...]) }
+        return try parser.finish()
+    }
+
+    /// Lines in, a table out; blank lines at the end are ignored, blank lines inside are rows
+    /// with the wrong number of values.
+    struct Parser {
+        let file: String
+        let limits: IOLimits
+        var header: [String]?
+        var values: [Float] = []
+        var inexact: [Bool] = []
+        var lineNumber = 0
+        var blankRun = 0
+
+        init(file: String, limits: IOLimits) {
+            self.file = file
+            self.limits = limits
         }
-        var rows: [[Double]] = []
-        for (i, line) in lines.enumerated().dropFirst() {
-            let cells = line.split(separator: ",", omittingEmptySubsequences: false)
-            guard cells.count == header.count else {
-                throw ModelIOError(file: file, "line \(i + 1): \(cells.count) values, the header has \(header.count) columns")
+
+        mutating func line(_ bytes: ArraySlice<UInt8>) throws {
+            lineNumber += 1
+            guard !bytes.contains(0), let text = String(validating: bytes, as: UTF8.self) else {
+                throw ModelIOError(file: file, "line \(lineNumber) is not UTF-8 text: not a CSV file")
             }
-            rows.append(try cells.enumerated().map { c, cell in
-                guard let v = Double(cell.trimmingCharacters(in: .whitespaces)), v.isFinite else {
-                    throw ModelIOError(file: file, "line \(i + 1), column '\(header[c])': '\(cell)' is not a finite number")
+            guard let header else {
+                let names = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+                // Column names, not whatever a misnamed file starts with: nothing of it is quoted
+                // back in an error unless it reads as names.
+                guard names.allSatisfy({ !$0.isEmpty && $0.count <= 128 && $0.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value != 0x7F } }) else {
+                    throw ModelIOError(file: file, "line 1 is not a header of column names (each non-empty, at most 128 printable characters)")
                 }
-                return v
-            })
+                guard Set(names).count == names.count else {
+                    throw ModelIOError(file: file, "line 1: the header needs distinct, non-empty column names")
+                }
+                self.header = names
+                inexact = [Bool](repeating: false, count: names.count)
+                return
+            }
+            if text.trimmingCharacters(in: .whitespaces).isEmpty { blankRun += 1; return }
+            if blankRun > 0 {
+                throw ModelIOError(file: file, "line \(lineNumber - blankRun): 1 values, the header has \(header.count) columns")
+            }
+            var c = 0
+            for cell in text.split(separator: ",", omittingEmptySubsequences: false) {
+                guard c < header.count else { c += 1; continue }
+                let trimmed = cell.trimmingCharacters(in: .whitespaces)
+                guard let v = Double(trimmed), v.isFinite else {
+                    let shown = trimmed.count <= 32 ? "'\(trimmed)'" : "a value of \(trimmed.count) characters"
+                    throw ModelIOError(file: file, "line \(lineNumber), column '\(header[c])': \(shown) is not a finite number")
+                }
+                let f = Float(v)
+                if v == v.rounded(), Double(f) != v { inexact[c] = true }
+                values.append(f)
+                c += 1
+            }
+            guard c == header.count else {
+                values.removeLast(min(c, header.count))
+                throw ModelIOError(file: file, "line \(lineNumber): \(c) values, the header has \(header.count) columns")
+            }
+            guard values.count.multipliedReportingOverflow(by: 4).partialValue <= limits.maxTensorBytes else {
+                throw ModelIOError(file: file, "line \(lineNumber): the values exceed the size limit of \(limits.maxTensorBytes) bytes")
+            }
         }
-        return CSV(header: header, rows: rows)
+
+        func finish() throws -> CSV {
+            guard let header else { throw ModelIOError(file: file, "is empty; expected a header row and data rows") }
+            return CSV(header: header, values: values, inexact: inexact)
+        }
     }
 
     /// One column as int64 labels (each value must be an integer).
@@ -149,19 +229,27 @@ public struct CSV {
         guard let c = header.firstIndex(of: name) else {
             throw ModelIOError(file: file, "has no column '\(name)' (columns: \(header.joined(separator: ", ")))")
         }
-        let values = try rows.enumerated().map { r, row -> Int64 in
-            guard row[c] == row[c].rounded(), abs(row[c]) < 1e15 else {
-                throw ModelIOError(file: file, "line \(r + 2), column '\(name)': \(row[c]) is not an integer label")
+        guard !inexact[c] else { throw ModelIOError(file: file, "column '\(name)': labels beyond 2^24 are not supported") }
+        let n = header.count
+        let labels = try (0..<rowCount).map { r -> Int64 in
+            let v = values[r * n + c]
+            guard v == v.rounded() else {
+                throw ModelIOError(file: file, "line \(r + 2), column '\(name)': \(v) is not an integer label")
             }
-            return Int64(row[c])
+            return Int64(v)
         }
-        return NPYArray(integers: values, shape: [values.count])
+        return NPYArray(integers: labels, shape: [labels.count])
     }
 
     /// Every column but `excluding` as float32 features, one row per example.
     func features(excluding: String?, file: String) throws -> NPYArray {
         let keep = header.indices.filter { header[$0] != excluding }
         guard !keep.isEmpty else { throw ModelIOError(file: file, "has no feature columns") }
-        return NPYArray(floats: rows.flatMap { row in keep.map { Float(row[$0]) } }, shape: [rows.count, keep.count])
+        if keep.count == header.count { return NPYArray(floats: values, shape: [rowCount, keep.count]) }
+        let n = header.count
+        var out: [Float] = []
+        out.reserveCapacity(rowCount * keep.count)
+        for r in 0..<rowCount { for c in keep { out.append(values[r * n + c]) } }
+        return NPYArray(floats: out, shape: [rowCount, keep.count])
     }
 }

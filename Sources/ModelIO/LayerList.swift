@@ -6,6 +6,8 @@ import TensorEngine
 /// layers) and a weights file (safetensors) whose keys the layers name.
 public enum LayerList {
     public static func load(architecture path: String, weights weightsPath: String, limits: IOLimits = .default) throws -> Graph {
+        try FileConfinement.check(path)
+        try FileConfinement.check(weightsPath)
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ModelIOError(file: path, "cannot read the file (missing or not readable)")
         }

@@ -1,3 +1,4 @@
+import TensorEngine
 import Common
 import Foundation
 
@@ -40,13 +41,4 @@ public struct IOLimits: Sendable {
 }
 
 /// The element count of `shape`, or nil when a dimension is negative or the product overflows.
-func elementCount(_ shape: [Int]) -> Int? {
-    var n = 1
-    for d in shape {
-        guard d >= 0 else { return nil }
-        let (p, overflow) = n.multipliedReportingOverflow(by: d)
-        guard !overflow else { return nil }
-        n = p
-    }
-    return n
-}
+func elementCount(_ shape: [Int]) -> Int? { AllocationLimit.elementCount(shape) }

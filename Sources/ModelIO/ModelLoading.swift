@@ -37,6 +37,12 @@ public enum ModelLoading {
             }
         }
         guard !graph.outputs.isEmpty else { throw ModelIOError(file: file, "the model has no outputs") }
+        for input in graph.inputs {
+            let shape = [2] + input.shape.dropFirst().map { $0 ?? 1 }
+            guard AllocationLimit.count(shape, bytesPerElement: 8) != nil else {
+                throw ModelIOError(file: file, "input '\(input.name)' of shape \(input.shape.map { $0.map(String.init) ?? "?" }) is over the limit of \(AllocationLimit.maxTensorBytes) bytes per tensor (PRUNECHECK_MAX_TENSOR_BYTES)")
+            }
+        }
         do {
             let out = try graph.run(graph.sampleFeeds(batch: 2))
             guard case .float(let y) = out[0], y.value.shape.first == 2 else {

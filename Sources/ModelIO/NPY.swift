@@ -1,3 +1,4 @@
+import Common
 import Foundation
 
 /// Element types of NumPy arrays that PruneCheck reads.
@@ -97,6 +98,9 @@ public enum NPY {
         guard data.count - dataStart >= byteCount else {
             throw ModelIOError(file: file, "truncated: shape \(shape) of \(descr) needs \(byteCount) bytes of data, the file has \(data.count - dataStart)")
         }
+        guard data.count - dataStart == byteCount else {
+            throw ModelIOError(file: file, "has \(data.count - dataStart - byteCount) bytes after the data of its array (shape \(shape) of \(descr) needs \(byteCount)): a corrupt or tampered file")
+        }
         var bytes = Array(data[dataStart..<(dataStart + byteCount)])
         if byteOrder == ">" && dtype.size > 1 {
             for i in stride(from: 0, to: byteCount, by: dtype.size) { bytes[i..<(i + dtype.size)].reverse() }
@@ -107,6 +111,7 @@ public enum NPY {
 
     /// Reads a `.npy` file.
     public static func read(path: String, limits: IOLimits = .default) throws -> NPYArray {
+        try FileConfinement.check(path)
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ModelIOError(file: path, "cannot read the file (missing or not readable)")
         }
@@ -122,7 +127,7 @@ public enum NPY {
         }
         guard let d = value(of: "descr"), let q = d.first, q == "'" || q == "\"",
               let end = d.dropFirst().firstIndex(of: q) else {
-            throw ModelIOError(file: file, "NPY header has no 'descr': \(header.prefix(80))")
+            throw ModelIOError(file: file, "NPY header has no 'descr'")
         }
         let descr = String(d[d.index(after: d.startIndex)..<end])
         guard let f = value(of: "fortran_order") else {

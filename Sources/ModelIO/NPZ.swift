@@ -1,3 +1,4 @@
+import Common
 import Foundation
 import ZIPFoundation
 
@@ -86,6 +87,11 @@ public enum NPZ {
                     if chunk.count < size { chunk.append(Data(count: size - chunk.count)) }
                     return chunk
                 }, consumer: { chunk in
+                    // Inflation stops at the declared size: a member that declares 368 KB
+                    // must not cost 3 GiB before the size check below.
+                    guard out.count + chunk.count <= Int(entry.uncompressedSize) else {
+                        throw ModelIOError(file: member, "inflates past its declared size of \(entry.uncompressedSize) bytes (a zip bomb or a corrupt archive)")
+                    }
                     guard out.count + chunk.count <= cap else { throw ModelIOError(file: member, "inflates past the size limit of \(cap - 65_536) bytes") }
                     out.append(contentsOf: chunk)
                 })
@@ -103,6 +109,7 @@ public enum NPZ {
     }
 
     static func open(_ path: String) throws -> Archive {
+        try FileConfinement.check(path)
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw ModelIOError(file: path, "cannot read the file (missing or not readable)")
         }
@@ -125,13 +132,12 @@ public enum NPZ {
 
 extension NPZ {
     /// Writes arrays as an .npz (DEFLATE-compressed members `<name>.npy`, like
-    /// numpy.savez_compressed), atomically: a temporary file, then rename.
+    /// numpy.savez_compressed), atomically.
     public static func write(_ arrays: [String: NPYArray], to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        try? FileManager.default.removeItem(at: tmp)
+        // Built in memory, then written by the one atomic writer.
+        let archive: Archive
         do {
-            let archive = try Archive(url: tmp, accessMode: .create)
+            archive = try Archive(data: Data(), accessMode: .create)
             for name in arrays.keys.sorted() {
                 let bytes = Data(NPY.serialize(arrays[name]!))
                 let provider: Provider = { position, size in
@@ -141,10 +147,10 @@ extension NPZ {
                 try archive.addEntry(with: "\(name).npy", type: .file, uncompressedSize: Int64(bytes.count),
                                      compressionMethod: .deflate, provider: provider)
             }
-            guard rename(tmp.path, url.path) == 0 else { throw ModelIOError(file: path, "cannot be written") }
         } catch {
-            try? FileManager.default.removeItem(at: tmp)
-            throw error
+            throw ModelIOError(file: path, "cannot be built: \(error)")
         }
+        guard let data = archive.data else { throw ModelIOError(file: path, "cannot be built") }
+        try writeFileAtomically(bytes: [UInt8](data), to: path)
     }
 }

@@ -7,6 +7,7 @@ import TensorEngine
 public enum Safetensors {
     /// Reads every tensor of the file as float32 (F32 as is, F64 converted).
     public static func read(path: String, limits: IOLimits = .default) throws -> [String: Tensor] {
+        try FileConfinement.check(path)
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ModelIOError(file: path, "cannot read the file (missing or not readable)")
         }
@@ -33,6 +34,7 @@ public enum Safetensors {
             throw ModelIOError(file: file, "header is not a JSON object")
         }
         let dataLength = bytes.count - headerEnd
+        var ranges: [(begin: Int, end: Int, name: String)] = []
         var tensors: [String: Tensor] = [:]
         var total = 0
         for (name, value) in header where name != "__metadata__" {
@@ -65,6 +67,7 @@ public enum Safetensors {
             guard total <= limits.maxTotalBytes else {
                 throw ModelIOError(file: file, "tensors exceed the total size limit of \(limits.maxTotalBytes) bytes")
             }
+            ranges.append((begin, end, name))
             var scalars = [Float](repeating: 0, count: count)
             bytes.withUnsafeBytes { raw in
                 let base = headerEnd + begin
@@ -75,6 +78,20 @@ public enum Safetensors {
                 }
             }
             tensors[name] = Tensor(shape: shape, scalars: scalars)
+        }
+        // As the format's reference reader checks: the tensors' byte ranges tile the data, no
+        // two sharing a byte (one write would change both) and no byte left over.
+        var next = 0
+        for r in ranges.sorted(by: { ($0.begin, $0.end) < ($1.begin, $1.end) }) {
+            guard r.begin >= next else {
+                let other = ranges.first { $0.name != r.name && $0.begin < r.end && r.begin < $0.end }?.name ?? "another tensor"
+                throw ModelIOError(file: file, "tensor \(r.name): data_offsets [\(r.begin), \(r.end)] overlap those of \(other)")
+            }
+            guard r.begin == next else { throw ModelIOError(file: file, "data bytes \(next)..<\(r.begin) belong to no tensor (the offsets must tile the data)") }
+            next = r.end
+        }
+        guard next == dataLength else {
+            throw ModelIOError(file: file, "has \(dataLength - next) data bytes after the last tensor (the offsets must tile the data)")
         }
         return tensors
     }

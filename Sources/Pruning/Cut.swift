@@ -43,7 +43,11 @@ public func prune(_ model: Graph, recipe: PruneRecipe, sparsity: Double? = nil, 
     }
     let amount = sparsity ?? recipe.sparsity
     if recipe.granularity == .layer { return (try BlockPruning.prune(model, recipe: recipe, sparsity: amount, context: context).0, [:]) }
-    if recipe.granularity.isStructured { return try pruneUnits(model, recipe: recipe, sparsity: amount, context: context) }
+    if recipe.granularity.isStructured {
+        // The recipe's own amount in one step is held to what it asks; a schedule's small
+        // steps may round to nothing in small layers.
+        return try pruneUnits(model, recipe: recipe, sparsity: amount, context: context, holdToAmount: amount == recipe.sparsity)
+    }
     let layers = targetLayers(model, recipe: recipe)
     let training = model.training
     model.training = false
@@ -136,13 +140,13 @@ func layerHessian(_ model: Graph, _ name: String, recipe: PruneRecipe, context: 
 }
 
 /// Neuron, channel and head pruning: units ranked by the recipe's criterion, then removed.
-func pruneUnits(_ model: Graph, recipe: PruneRecipe, sparsity: Double, context: PruningContext) throws -> (graph: Graph, masks: PruningMasks) {
-    let (plan, keep) = try unitSelection(model, recipe: recipe, sparsity: sparsity, context: context)
+func pruneUnits(_ model: Graph, recipe: PruneRecipe, sparsity: Double, context: PruningContext, holdToAmount: Bool = false) throws -> (graph: Graph, masks: PruningMasks) {
+    let (plan, keep) = try unitSelection(model, recipe: recipe, sparsity: sparsity, context: context, holdToAmount: holdToAmount)
     return (try plan.shrink(model, keep: keep), [:])
 }
 
 /// The groups of units structured pruning sees, and the units it keeps of each.
-func unitSelection(_ model: Graph, recipe: PruneRecipe, sparsity: Double, context: PruningContext) throws -> (plan: StructuredPlan, keep: [[Int]]) {
+func unitSelection(_ model: Graph, recipe: PruneRecipe, sparsity: Double, context: PruningContext, holdToAmount: Bool = false) throws -> (plan: StructuredPlan, keep: [[Int]]) {
     let plan = try StructuredPruning.plan(model, granularity: recipe.granularity, protect: Set(recipe.protect))
     guard !plan.groups.isEmpty else {
         let what = recipe.granularity == .channel ? "channels (of Conv layers, or a transformer's width)" : recipe.granularity == .head ? "attention heads" : "Linear output features"
@@ -189,7 +193,19 @@ func unitSelection(_ model: Graph, recipe: PruneRecipe, sparsity: Double, contex
     case .wanda, .sparsegpt, .obs, .auto, .energy:
         preconditionFailure("\(recipe.method.rawValue) prunes single weights; the recipe check refuses \(recipe.granularity.text)")
     }
-    return (plan, StructuredPruning.select(scores: scores, fanIns: fanIns, sparsity: sparsity, scope: recipe.scope))
+    let keep = StructuredPruning.select(scores: scores, fanIns: fanIns, sparsity: sparsity, scope: recipe.scope)
+    // A request that removes nothing, or far less than asked, must not pass as done.
+    let total = groups.reduce(0) { $0 + $1.units }
+    let removed = zip(groups, keep).reduce(0) { $0 + $1.0.units - $1.1.count }
+    let asked = Int((sparsity * Double(total)).rounded(.down))
+    if holdToAmount, sparsity > 0, asked >= 1, removed == 0 || 2 * removed < asked {
+        let sizes = groups.prefix(6).map { "\($0.layers.first ?? "?"): \($0.units)" }.joined(separator: ", ") + (groups.count > 6 ? ", …" : "")
+        let why = plan.kept.prefix(3).joined(separator: "; ")
+        throw StructuredPruningError(layer: "(graph)", message: "granularity \(recipe.granularity.text) at sparsity \(sparsity) removes \(removed) of \(total) units, "
+            + "far less than the \(asked) asked: \(recipe.scope == .layer ? "per layer, each group keeps at least one unit and rounds down" : "each group keeps at least one unit") "
+            + "(units per group: \(sizes))" + (why.isEmpty ? "" : "; other layers keep all their units (\(why))"))
+    }
+    return (plan, keep)
 }
 
 extension PruneRecipe {

@@ -142,6 +142,11 @@ public struct Baseline: Equatable, Sendable {
         var metrics: [String: Double] = [:]
         for (k, v) in pairs {
             guard let d = v.double else { throw BaselineError(file: file, "field 'metrics.\(k)': expected a number") }
+            // A value no run can produce (accuracy -5) would turn the gate silently off.
+            let range = MetricNames.validRange(of: k)
+            guard range.contains(d) else {
+                throw BaselineError(file: file, "field 'metrics.\(k)': \(d) is outside \(MetricNames.describe(range)), the values this metric can take")
+            }
             metrics[k] = d
         }
         let r = json["recorded"]

@@ -60,6 +60,37 @@ public enum MetricNames {
         perplexity, tokenAccuracy, agreement, klToDense, cosineToDense, outputRMSEToDense,
     ]
 
+    /// The values a metric can take: fractions in [0, 1], cosines and gaps in [-1, 1], R² up
+    /// to 1, perplexity from 1, costs and error measures from 0; a value outside is corrupt.
+    public static func validRange(of name: String) -> ClosedRange<Double> {
+        let any = -Double.greatestFiniteMagnitude...Double.greatestFiniteMagnitude
+        let b = base(of: name)
+        let inner = cvInner(b) ?? b
+        if b.hasSuffix("_std") { return 0...any.upperBound }
+        if inner == cosineToDense || inner == "generalization_gap" { return -1...1 }
+        if inner == "r2" { return any.lowerBound...1 }
+        if inner == perplexity { return 1...any.upperBound }
+        if [accuracy, precisionMacro, recallMacro, f1Macro, "precision_weighted", "recall_weighted", "f1_weighted",
+            "train_accuracy", sparsity, tokenAccuracy, agreement, "ece"].contains(inner)
+            || isPerClassName(inner) || isTopK(inner) || inner.hasPrefix("sparsity_layer_") {
+            return 0...1
+        }
+        if costPrefixes.contains(where: { inner.hasPrefix($0) }) || errorNames.contains(inner) { return 0...any.upperBound }
+        return any
+    }
+
+    /// "[0, 1]", "≥ 0" and the like.
+    public static func describe(_ range: ClosedRange<Double>) -> String {
+        let big = Double.greatestFiniteMagnitude
+        func text(_ d: Double) -> String { d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) : "\(d)" }
+        switch (range.lowerBound == -big, range.upperBound == big) {
+        case (true, true): return "the finite numbers"
+        case (true, false): return "≤ \(text(range.upperBound))"
+        case (false, true): return "≥ \(text(range.lowerBound))"
+        case (false, false): return "[\(text(range.lowerBound)), \(text(range.upperBound))]"
+        }
+    }
+
     /// `latency_p50@b64` and the like.
     public static func latency(_ statistic: String, batch: Int) -> String { "latency_\(statistic)@b\(batch)" }
 

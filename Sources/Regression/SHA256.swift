@@ -11,6 +11,19 @@ public struct SHA256 {
         0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
     ]
 
+    /// HMAC-SHA256 (RFC 2104) of `message` under `key`, as 64 lowercase hex digits.
+    public static func hmacHex(key: [UInt8], _ message: [UInt8]) -> String {
+        var k = key.count > 64 ? bytes(ofHex: hex(key)) : key
+        k += [UInt8](repeating: 0, count: 64 - k.count)
+        let inner = bytes(ofHex: hex(k.map { $0 ^ 0x36 } + message))
+        return hex(k.map { $0 ^ 0x5c } + inner)
+    }
+
+    static func bytes(ofHex hex: String) -> [UInt8] {
+        let digits = Array(hex.utf8).map { $0 <= 0x39 ? $0 - 0x30 : $0 - 0x57 }
+        return stride(from: 0, to: digits.count, by: 2).map { digits[$0] << 4 | digits[$0 + 1] }
+    }
+
     /// The digest of `bytes` as 64 lowercase hex digits.
     public static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
         var message = Array(bytes)

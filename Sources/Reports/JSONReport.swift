@@ -178,7 +178,7 @@ public enum TextTable {
     /// collapsible sections (GitHub Actions' `::group::`, GitLab's section markers).
     public static func render(_ verdicts: [ModelVerdict], color: Bool = false, detail: Detail = .all, group: CIGroups = .none) -> String {
         guard group == .none else {
-            return verdicts.map { v in group.wrap(v.model, render([v], color: color, detail: detail)) }.joined()
+            return verdicts.map { v in group.wrap(Console.inline(v.model), render([v], color: color, detail: detail)) }.joined()
         }
         var rows: [[String]] = [["model", "metric", "baseline", "now", "change", "tolerance", "verdict"]]
         for v in verdicts {
@@ -206,6 +206,8 @@ public enum TextTable {
                 ])
             }
         }
+        // Cells hold names from files: one line each, nothing a terminal or a runner executes.
+        rows = rows.map { $0.map(Console.inline) }
         let last = rows[0].count - 1
         return TextColumns.render(rows) { _, column, cell in color && column == last ? colorize(cell) : cell }
             .joined(separator: "\n") + "\n"
@@ -220,7 +222,9 @@ public enum TextTable {
                 continue
             }
             if let problem = v.baselineProblem, v.skipReason == nil {
-                lines.append("\(color ? colorize("BASELINE") + " MISSING" : "BASELINE MISSING") \(v.model): \(problem.problem)")
+                // The file, so that a corrupt one is found without the JSON report.
+                let what = problem.problem.contains("missing") ? " MISSING" : " UNREADABLE"
+                lines.append("\(color ? colorize("BASELINE") : "BASELINE")\(what) \(v.model): \(problem.file): \(problem.problem)")
                 lines.append("  record it: prunecheck baseline update --only \(v.model)")
                 continue
             }
@@ -295,7 +299,7 @@ public enum CIGroups: Equatable, Sendable {
     func wrap(_ name: String, _ text: String) -> String {
         switch self {
         case .none: return text
-        case .github: return "::group::\(name)\n\(text)::endgroup::\n"
+        case .github: return "::group::\(GitHubAnnotations.escapeData(name))\n\(text)::endgroup::\n"
         case .gitlab:
             let id = String(name.map { $0.isLetter || $0.isNumber ? $0 : "_" })
             return "\u{1B}[0Ksection_start:0:\(id)[collapsed=true]\r\u{1B}[0K\(name)\n\(text)\u{1B}[0Ksection_end:0:\(id)\r\u{1B}[0K\n"

@@ -1,3 +1,4 @@
+import Common
 import Regression
 
 /// The Markdown summary (`--markdown`, and GitHub's step summary): one table of metric,
@@ -13,7 +14,7 @@ public enum MarkdownReport {
         var out = "## \(headline)\n\n"
         var where_ = "Commit `\(context.commit.map { String($0.prefix(12)) } ?? "none")`"
         if let base = context.baseRevision {
-            where_ += ", baselines at the merge-base `\(context.mergeBase.map { String($0.prefix(12)) } ?? "?")` with `\(base)`"
+            where_ += ", baselines at the merge-base `\(context.mergeBase.map { String($0.prefix(12)) } ?? "?")` with `\(code(base))`"
         }
         if let shard = context.shard { where_ += ", shard \(shard)" }
         out += where_ + ".\n\n"
@@ -41,7 +42,7 @@ public enum MarkdownReport {
                     }
                 }
                 let verdictText = verdict + detail
-                out += "| \(cell(model)) | \(c.metric) | \(c.baseline.map { MetricCheck.format($0, c.metric) + unit } ?? "-") | "
+                out += "| \(cell(model)) | \(cell(c.metric)) | \(c.baseline.map { MetricCheck.format($0, c.metric) + unit } ?? "-") | "
                     + "\(MetricCheck.format(c.current, c.metric) + unit) | \(c.delta.map { formatChange($0, c.baseline ?? 0, c.metric) } ?? "-") | \(verdictText) |\n"
             }
             out += "\n"
@@ -52,20 +53,37 @@ public enum MarkdownReport {
             for v in changed {
                 let c = v.baselineChange!
                 out += "- **\(cell(v.model))** (\(cell(c.origin))): "
-                    + c.changedMetrics.map { m in "\(m) \(c.old[m].map { MetricCheck.format($0, m) } ?? "none") → \(c.new[m].map { MetricCheck.format($0, m) } ?? "none")" }.joined(separator: ", ") + "\n"
+                    + c.changedMetrics.map { m in "\(cell(m)) \(c.old[m].map { MetricCheck.format($0, m) } ?? "none") → \(c.new[m].map { MetricCheck.format($0, m) } ?? "none")" }.joined(separator: ", ") + "\n"
             }
             out += "\n"
         }
         for v in verdicts {
             if let reason = v.skipReason { out += "- ⏭️ \(cell(v.model)): \(cell(reason))\n" }
-            if let problem = v.baselineProblem { out += "- ⚠️ \(cell(v.model)): \(cell(problem.description)); record it with `prunecheck baseline update --only \(v.model)`\n" }
+            if let problem = v.baselineProblem { out += "- ⚠️ \(cell(v.model)): \(cell(problem.description)); record it with `prunecheck baseline update --only \(code(v.model))`\n" }
         }
         return out
     }
 
-    /// Escapes the characters that break a table cell.
+    /// Text from files (names, commit messages, problems) as inert Markdown in one table cell:
+    /// control characters shown escaped, HTML as entities (GitHub renders inline HTML), and the
+    /// characters that break a cell or start formatting or links backslash-escaped.
     static func cell(_ s: String) -> String {
-        s.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
+        var out = ""
+        for c in Console.inline(s).replacingOccurrences(of: "\\n", with: " ") {
+            switch c {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "|", "`", "*", "_", "[", "]", "\\", "#", "~", "!": out += "\\\(c)"
+            default: out.append(c)
+            }
+        }
+        return out
+    }
+
+    /// Text from files inside a code span: control characters escaped, no backtick to end it.
+    static func code(_ s: String) -> String {
+        Console.inline(s).replacingOccurrences(of: "`", with: "'")
     }
 }
 
@@ -84,7 +102,7 @@ public enum GitHubAnnotations {
         where c.status == .regressed || c.status == .missingBaseline {
             items.append((byFile[model]!, "prunecheck \(model): \(c.metric)", c.message))
         }
-        return items.prefix(limit).map { "::error file=\(escapeProperty($0.file)),title=\(escapeProperty($0.title))::\(escapeData($0.message))" }
+        return items.prefix(limit).map { "::error file=\(escapeProperty(Console.inline($0.file))),title=\(escapeProperty(Console.inline($0.title)))::\(escapeData(Console.sanitize($0.message)))" }
     }
 
     /// Escaping of the workflow-command format (as in @actions/core).

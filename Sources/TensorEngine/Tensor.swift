@@ -10,7 +10,7 @@ public struct Tensor: Equatable, Sendable {
     public init(zeros shape: [Int]) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
         self.shape = shape
-        self.storage = [Float](repeating: 0, count: shape.reduce(1, *))
+        self.storage = [Float](repeating: 0, count: AllocationLimit.checkedCount(shape, bytesPerElement: 4))
     }
 
     /// A tensor whose every element `fill` writes (nothing is zeroed first: for outputs an op
@@ -18,7 +18,7 @@ public struct Tensor: Equatable, Sendable {
     public init(shape: [Int], fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
         self.shape = shape
-        let count = shape.reduce(1, *)
+        let count = AllocationLimit.checkedCount(shape, bytesPerElement: 4)
         self.storage = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
             fill(buffer)
             initialized = count
@@ -31,7 +31,7 @@ public struct Tensor: Equatable, Sendable {
     init(uninitialized shape: [Int]) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
         self.shape = shape
-        let count = shape.reduce(1, *)
+        let count = AllocationLimit.checkedCount(shape, bytesPerElement: 4)
         self.storage = [Float](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
     }
 

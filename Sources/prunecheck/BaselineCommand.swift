@@ -42,6 +42,10 @@ struct BaselineGroup: ParsableCommand {
                     results.append((spec, try runModel(spec, progress: progress)))
                 }
             }
+            // Every baseline goes to its temporary first and all are renamed together: a failed
+            // write (a full disk) or a kill leaves the old set, not a mix of old and new.
+            var files: [(path: String, bytes: [UInt8])] = []
+            var lines: [String] = []
             for (spec, result) in results {
                 let path = config.baselinePath(for: spec.name)
                 let old = try? Baseline.read(path: path)
@@ -52,24 +56,26 @@ struct BaselineGroup: ParsableCommand {
                    Set(old.metrics.keys) == Set(result.metrics.keys),
                    Comparison.check(current: result.metrics.filter { !MetricNames.isTiming($0.key) }, baseline: old.metrics, tolerances: spec.tolerances)
                        .allSatisfy({ $0.status == .pass || $0.status == .info }) {
-                    print("kept \(relativeToCwd(path)) (the same model; gated metrics within their tolerances; --force rewrites it)")
+                    lines.append("kept \(relativeToCwd(path)) (the same model; gated metrics within their tolerances; --force rewrites it)")
                     continue
                 }
                 let baseline = Baseline(model: spec.name, recipeSHA256: spec.recipeSHA256, metrics: result.metrics,
                                         recorded: env.recording(threads: spec.threads),
                                         latencySamples: result.evidence.currentLatency.mapValues { Statistics.quantiles($0.sorted()) },
                                         evalCorrect: result.evidence.currentCorrect, modelSHA256: result.modelSHA256)
-                try baseline.write(path: path)
-                print("wrote \(relativeToCwd(path))" + (old == nil ? " (new)" : ""))
+                files.append((path, Array(baseline.json.rendered().utf8)))
+                lines.append("wrote \(relativeToCwd(path))" + (old == nil ? " (new)" : ""))
                 for name in result.metrics.keys.sorted() where !MetricNames.isDetail(name) {
                     let now = MetricCheck.format(result.metrics[name]!, name)
                     if let before = old?.metrics[name], before != result.metrics[name] {
-                        print("  \(name): \(MetricCheck.format(before, name)) -> \(now)")
+                        lines.append("  \(name): \(MetricCheck.format(before, name)) -> \(now)")
                     } else if old?.metrics[name] == nil {
-                        print("  \(name): \(now)")
+                        lines.append("  \(name): \(now)")
                     }
                 }
             }
+            try writeFilesAtomically(files)
+            lines.forEach { Console.out($0) }
         }
     }
 }

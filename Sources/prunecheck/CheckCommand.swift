@@ -42,6 +42,7 @@ struct Check: ParsableCommand {
     }
 
     func run() throws {
+        try options.confine()
         var request = CheckRequest(configPath: options.config)
         request.select = options.apply
         request.base = base
@@ -52,7 +53,7 @@ struct Check: ParsableCommand {
         request.shard = try shard.map(parseShard)
         switch try request.run(progress: Progress()) {
         case .nothingStaged:
-            print("prunecheck: no staged change affects a model")
+            Console.out("prunecheck: no staged change affects a model")
         case .checked(let verdicts, let context):
             throw ExitCode(try reports.emit(verdicts, context: context))
         }

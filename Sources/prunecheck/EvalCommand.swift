@@ -57,14 +57,14 @@ struct Eval: ParsableCommand {
                 .metrics.sorted { $0.key < $1.key }
         }
         if json {
-            print(JSONValue.object([
+            Console.out(JSONValue.object([
                 ("model", .string(model)), ("data", .string(data)), ("task", .string(dataOptions.task.rawValue)), ("examples", .number(Double(eval.count))),
                 ("metrics", .object(metrics.map { ($0.0, .number($0.1)) })),
             ]).rendered(), terminator: "")
         } else {
-            print("\(model) on \(data) (\(eval.count) examples, task \(dataOptions.task.rawValue))")
-            for (name, value) in metrics { print("  \(name) \(MetricCheck.format(value, name))") }
-            if metrics.isEmpty { print("  (an embedding model has no metrics of its own; prune it to see its fidelity to the dense model)") }
+            Console.out("\(model) on \(data) (\(eval.count) examples, task \(dataOptions.task.rawValue))")
+            for (name, value) in metrics { Console.out("  \(name) \(MetricCheck.format(value, name))") }
+            if metrics.isEmpty { Console.out("  (an embedding model has no metrics of its own; prune it to see its fidelity to the dense model)") }
         }
     }
 }

@@ -57,7 +57,7 @@ struct History: ParsableCommand {
                         + names.map { n in p.metrics[n].map { MetricCheck.format($0, n) } ?? (p.revision.content == nil ? "deleted" : "-") }
                         + [p.revision.summary])
         }
-        TextColumns.render(rows).forEach { print($0) }
+        TextColumns.render(rows).forEach { Console.out($0) }
         if let svg {
             try writeFileAtomically(HistoryChart.svg(model: name, metrics: names, points: points.map { (String($0.revision.commit.prefix(8)), $0.metrics) }), to: svg)
             note("SVG chart: \(svg)")

@@ -45,7 +45,7 @@ struct HookGroup: ParsableCommand {
                     throw InputError("\(previous) already exists; move it or \(hook) away first (nothing was changed)")
                 }
                 try fm.moveItem(atPath: hook, toPath: previous)
-                print("kept the existing hook as \(previous); it runs before PruneCheck")
+                Console.out("kept the existing hook as \(previous); it runs before PruneCheck")
             }
             let binary = executablePath()
             let script = """
@@ -60,7 +60,7 @@ struct HookGroup: ParsableCommand {
 
                 """
             try writeExecutable(script, to: hook)
-            print("installed \(hook)")
+            Console.out("installed \(hook)")
         }
     }
 
@@ -71,7 +71,7 @@ struct HookGroup: ParsableCommand {
             let (_, _, hook) = try HookGroup.locate()
             let fm = FileManager.default
             guard fm.fileExists(atPath: hook) else {
-                print("no pre-commit hook installed; nothing to do")
+                Console.out("no pre-commit hook installed; nothing to do")
                 return
             }
             guard HookGroup.isOurs(hook) else {
@@ -81,9 +81,9 @@ struct HookGroup: ParsableCommand {
             let previous = hook + HookGroup.previousSuffix
             if fm.fileExists(atPath: previous) {
                 try fm.moveItem(atPath: previous, toPath: hook)
-                print("removed PruneCheck's hook and restored the previous \(hook)")
+                Console.out("removed PruneCheck's hook and restored the previous \(hook)")
             } else {
-                print("removed \(hook)")
+                Console.out("removed \(hook)")
             }
         }
     }
@@ -99,11 +99,5 @@ func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", w
 
 /// Writes a script atomically with mode 755.
 func writeExecutable(_ text: String, to path: String) throws {
-    let tmp = path + ".tmp-\(getpid())"
-    try Data(text.utf8).write(to: URL(fileURLWithPath: tmp))
-    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: tmp)
-    guard rename(tmp, path) == 0 else {
-        try? FileManager.default.removeItem(atPath: tmp)
-        throw InputError("cannot write \(path)")
-    }
+    try writeFilesAtomically([(path, Array(text.utf8))], mode: 0o755)
 }

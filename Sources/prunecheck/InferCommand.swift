@@ -50,7 +50,7 @@ struct Infer: ParsableCommand {
         for (name, value) in zip(graph.outputs, outputs) { written[name] = GraphFeeds.array(value) }
         try NPZ.write(written, to: out)
         for (name, value) in zip(graph.outputs, outputs) {
-            print("\(name): \(value.dtype.rawValue) \(value.shape)")
+            Console.out("\(name): \(value.dtype.rawValue) \(value.shape)")
         }
         note("wrote \(out)")
     }

@@ -111,7 +111,7 @@ struct Init: ParsableCommand {
             _ = try loadSplit(for: parsed.models[0], split, model: m)
         }
         try writeFileAtomically(text, to: config)
-        print("""
+        Console.out("""
             wrote \(config) for \(base) (task \(task.rawValue); train \(train.text), eval \(eval.text)\(scale != 1 ? ", inputs scaled by 1/255" : "")).
             Next:
               prunecheck baseline update     # record the accepted results in baselines/

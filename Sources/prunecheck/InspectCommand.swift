@@ -38,7 +38,7 @@ struct Inspect: ParsableCommand {
         }
         func shapeText(_ s: [Int]) -> String { "[" + (["batch"] + s.dropFirst().map(String.init)).joined(separator: ", ") + "]" }
         if json {
-            print(JSONValue.object([
+            Console.out(JSONValue.object([
                 ("file", .string(file)), ("opset", .number(Double(m.opset))),
                 ("input", .array(([1] + m.inputShape).map { .number(Double($0)) })),
                 ("params_total", .number(Double(cost.paramsTotal))), ("params_nonzero", .number(Double(cost.paramsNonzero))),
@@ -51,12 +51,12 @@ struct Inspect: ParsableCommand {
             ]).rendered(), terminator: "")
             return
         }
-        print("\(file): opset \(m.opset), input \(shapeText([1] + m.inputShape)), \(m.nodes.count) nodes")
+        Console.out("\(file): opset \(m.opset), input \(shapeText([1] + m.inputShape)), \(m.nodes.count) nodes")
         let table = [["node", "op", "output", "params", "sparsity"]] + rows.map { r in
             [r.name, r.op, shapeText(r.output), r.params == 0 ? "" : "\(r.params)",
              r.params == 0 ? "" : String(format: "%.2f%%", 100 * (1 - Double(r.nonzero) / Double(r.params)))]
         }
-        TextColumns.render(table, rightAligned: [3, 4], indent: "  ").forEach { print($0) }
-        print("  total: \(cost.paramsTotal) parameters, \(cost.paramsNonzero) nonzero; \(cost.macs) MACs per example (\(cost.macsNonzero) on nonzero weights)")
+        TextColumns.render(table, rightAligned: [3, 4], indent: "  ").forEach { Console.out($0) }
+        Console.out("  total: \(cost.paramsTotal) parameters, \(cost.paramsNonzero) nonzero; \(cost.macs) MACs per example (\(cost.macsNonzero) on nonzero weights)")
     }
 }

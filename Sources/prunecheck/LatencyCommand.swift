@@ -84,7 +84,7 @@ struct Latency: ParsableCommand {
         if profile { try printProfile(graph, feeds: examples.map { batch(of: $0, size: parsedBatchSizes[0]) }, threads: threads) }
         let machine = RunEnvironment.machineDescription()
         if json {
-            print(JSONValue.object([
+            Console.out(JSONValue.object([
                 ("schema", .string("prunecheck-latency/1")), ("model", .string(model)), ("threads", .number(Double(threads))),
                 ("machine", .object([("cpu", .string(machine.cpu)), ("arch", .string(machine.arch)), ("cores", .number(Double(machine.cores))),
                                      ("isa", .string(machine.isa)), ("os", .string(machine.os))])),
@@ -95,11 +95,11 @@ struct Latency: ParsableCommand {
                 })),
             ]).rendered(), terminator: "")
         } else {
-            print("\(model) on \(machine.cpu) (\(machine.isa), \(machine.cores) cores), \(threads) thread(s)")
+            Console.out("\(model) on \(machine.cpu) (\(machine.isa), \(machine.cores) cores), \(threads) thread(s)")
             TextColumns.render([["mode", "batch", "p50 µs", "p90 µs", "p99 µs", "MAD µs", "runs"]] + rows.map { r in
                 [r.mode, String(r.result.batchSize)] + [r.result.p50, r.result.p90, r.result.p99, r.result.mad].map { String(format: "%.1f", $0) }
                     + [String(r.result.runs)]
-            }, rightAligned: [1, 2, 3, 4, 5, 6], indent: "  ").forEach { print($0) }
+            }, rightAligned: [1, 2, 3, 4, 5, 6], indent: "  ").forEach { Console.out($0) }
         }
     }
 

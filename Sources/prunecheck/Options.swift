@@ -18,6 +18,9 @@ struct ConfigOptions: ParsableArguments {
     @Option(help: "Run only these models (repeatable).")
     var only: [String] = []
 
+    @Flag(help: "Let the configuration name files outside its repository (paths or symlinks that lead out). By default they are an error: on a pull request, the config is the author's, and the files outside are the runner's.")
+    var allowOutsideRepository = false
+
     /// The config with `--only` applied; an unknown name is an input error.
     func apply(_ loaded: CheckConfig) throws -> CheckConfig {
         var config = loaded
@@ -31,7 +34,13 @@ struct ConfigOptions: ParsableArguments {
         return config
     }
 
-    func load() throws -> CheckConfig { try apply(try CheckConfig.load(path: config)) }
+    func load() throws -> CheckConfig {
+        try confine()
+        return try apply(try CheckConfig.load(path: config))
+    }
+
+    /// Confines reads to the config's repository (see `confineReads`).
+    func confine() throws { try confineReads(configPath: config, allowOutside: allowOutsideRepository) }
 }
 
 /// Report destinations shared by `check` and `merge`.
@@ -61,9 +70,10 @@ struct ReportOptions: ParsableArguments {
         let environment = ProcessInfo.processInfo.environment
         let color = CIGroups.useColor(environment, terminal: isatty(STDOUT_FILENO) == 1)
         if !quiet {
-            print(TextTable.render(verdicts, color: color, detail: verbose ? .all : .short, group: CIGroups.from(environment)), terminator: "")
+            // Names in the table are sanitized by the renderer; the CI section markers are its own.
+            Console.trusted(TextTable.render(verdicts, color: color, detail: verbose ? .all : .short, group: CIGroups.from(environment)))
             for v in verdicts where v.baselineChange != nil {
-                print(describe(v.baselineChange!, model: v.model))
+                Console.out(describe(v.baselineChange!, model: v.model))
             }
         }
         // Report paths on standard output, after the table: on a CI runner both streams share
@@ -82,27 +92,27 @@ struct ReportOptions: ParsableArguments {
             try writeFileAtomically(markdownText, to: markdown)
             written.append("Markdown summary: \(markdown)")
         }
-        if !quiet { written.forEach { print($0) } }
+        if !quiet { written.forEach { Console.out($0) } }
         if let summary = environment["GITHUB_STEP_SUMMARY"], !summary.isEmpty {
             appendToFile(markdownText + "\n", path: summary)
         }
         if environment["GITHUB_ACTIONS"] == "true" {
-            GitHubAnnotations.render(verdicts).forEach { print($0) }
+            GitHubAnnotations.render(verdicts).forEach { Console.trusted($0 + "\n") }
         }
         let skipped = verdicts.filter { $0.skipReason != nil }.count
         let ran = verdicts.count - skipped
         // The failures last, where a CI log's final screen shows them.
-        print(TextTable.failures(verdicts, color: color), terminator: "")
+        Console.out(TextTable.failures(verdicts, color: color), terminator: "")
         let failed = verdicts.flatMap { v in v.regressions.map { "\(v.model)::\($0.metric)" } }
         let models = Set(verdicts.filter { !$0.regressions.isEmpty }.map(\.model)).count
         switch status {
-        case .ok: print("prunecheck: no regression in \(ran) model(s)" + (skipped > 0 ? ", \(skipped) skipped" : ""))
-        case .regression: print("prunecheck: \(failed.count) regression(s) in \(models) of \(ran) model(s): " + failed.joined(separator: ", "))
+        case .ok: Console.out("prunecheck: no regression in \(ran) model(s)" + (skipped > 0 ? ", \(skipped) skipped" : ""))
+        case .regression: Console.out("prunecheck: \(failed.count) regression(s) in \(models) of \(ran) model(s): " + failed.joined(separator: ", "))
         case .inputError:
             let stop = verdicts.first { $0.runError != nil }!
-            print("prunecheck: the check stopped at '\(stop.model)': \(stop.runError!)")
+            Console.out("prunecheck: the check stopped at '\(stop.model)': \(stop.runError!)")
             note("error: \(stop.runError!)")
-        default: print("prunecheck: baseline missing or incomplete; record it with `prunecheck baseline update`")
+        default: Console.out("prunecheck: baseline missing or incomplete; record it with `prunecheck baseline update`")
         }
         return code
     }

@@ -28,6 +28,10 @@ struct PruneCheck: ParsableCommand {
             code = exit.rawValue
         } catch let e as UserFacingError {
             code = report(e.description, e.exitStatus.rawValue)
+        } catch let e as NSError where e.domain == NSCocoaErrorDomain || e.domain == NSPOSIXErrorDomain {
+            // Errors from the system (a full disk, a missing folder, no permission): the file and
+            // what happened, not Foundation's dump of the error object.
+            code = report(systemErrorText(e), ExitStatus.inputError.rawValue)
         } catch {
             // Help and --version are clean exits; anything else from the parser is a usage error.
             if PruneCheck.exitCode(for: error) == .success {
@@ -35,16 +39,30 @@ struct PruneCheck: ParsableCommand {
                 code = ExitStatus.ok.rawValue
             } else {
                 // The parser's message starts with its own "Error: ".
-                FileHandle.standardError.write(Data((PruneCheck.fullMessage(for: error) + "\n").utf8))
+                Console.err(PruneCheck.fullMessage(for: error))
                 code = ExitStatus.inputError.rawValue
             }
         }
         Foundation.exit(code)
     }
 
+    /// "FILE: what happened" for a Foundation or POSIX error.
+    static func systemErrorText(_ e: NSError) -> String {
+        let file = (e.userInfo[NSFilePathErrorKey] as? String) ?? (e.userInfo[NSURLErrorKey] as? URL)?.path
+        var what: String
+        if let underlying = e.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            what = String(cString: strerror(Int32(underlying.code)))
+        } else if e.domain == NSPOSIXErrorDomain {
+            what = String(cString: strerror(Int32(e.code)))
+        } else {
+            what = e.localizedFailureReason ?? e.localizedDescription
+        }
+        if what.isEmpty { what = "the operation failed (error \(e.code))" }
+        return file.map { "\($0): \(what)" } ?? what
+    }
+
     static func report(_ message: String, _ code: Int32) -> Int32 {
-        fflush(stdout)
-        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+        Console.err("error: \(message)")
         return code
     }
 }

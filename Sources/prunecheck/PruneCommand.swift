@@ -149,7 +149,7 @@ struct Prune: ParsableCommand {
         let metric = result.metric
         let report = result.sparsity
         if json {
-            print(JSONValue.object([
+            Console.out(JSONValue.object([
                 ("model", .string(model)), ("out", .string(out)), ("granularity", .string(gran.text)), ("scope", .string(sc.rawValue)),
                 ("sparsity", .number(report.sparsity)), ("task", .string(dataOptions.task.rawValue)), ("metric", .string(metric)),
                 ("\(metric)_dense", .number(before)), ("\(metric)_pruned", oneShot.isNaN ? (finetune == nil ? .number(after) : .null) : .number(oneShot)),
@@ -161,13 +161,13 @@ struct Prune: ParsableCommand {
                 })),
             ]).rendered(), terminator: "")
         } else {
-            print("\(model) → \(out): \(gran.text) \(meth.rawValue) pruning, scope \(sc.rawValue), schedule \(recipe.schedule.text)")
-            print("  \(metric) dense \(String(format: "%.4f", before))"
+            Console.out("\(model) → \(out): \(gran.text) \(meth.rawValue) pruning, scope \(sc.rawValue), schedule \(recipe.schedule.text)")
+            Console.out("  \(metric) dense \(String(format: "%.4f", before))"
                   + (finetune == nil ? ", pruned \(String(format: "%.4f", after))"
                      : (oneShot.isNaN ? "" : ", pruned \(String(format: "%.4f", oneShot))") + ", after \(finetuneEpochs) fine-tuning epochs \(String(format: "%.4f", after))"))
-            print("  sparsity \(String(format: "%.4f", report.sparsity)) (\(report.zeros) of \(report.count) weights); parameters \(paramsBefore) → \(paramsAfter)")
+            Console.out("  sparsity \(String(format: "%.4f", report.sparsity)) (\(report.zeros) of \(report.count) weights); parameters \(paramsBefore) → \(paramsAfter)")
             for l in report.perLayer {
-                print("    \(l.name): \(String(format: "%.4f", l.count == 0 ? 0 : Double(l.zeros) / Double(l.count))) (\(l.zeros)/\(l.count))")
+                Console.out("    \(l.name): \(String(format: "%.4f", l.count == 0 ? 0 : Double(l.zeros) / Double(l.count))) (\(l.zeros)/\(l.count))")
             }
         }
     }

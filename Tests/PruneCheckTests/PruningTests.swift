@@ -179,6 +179,23 @@ import Testing
         r.protect = ["fc9"]
         #expect(throws: StructuredPruningError.self) { try prune(g.copy(), recipe: r) }
     }
+
+    @Test func aRequestThatRemovesFarLessThanAskedIsAnError() throws {
+        // Four hidden layers of two units: 20 % per layer rounds to none in each.
+        var b = GraphBuilder(inputShape: [2])
+        for i in 1...4 {
+            b.linear("fc\(i)", weight: Tensor(shape: [2, 2], scalars: [1, 0.5, 0.25, 2]), bias: nil)
+            b.relu("r\(i)")
+        }
+        b.linear("out", weight: Tensor(shape: [2, 2], scalars: [1, 0, 0, 1]), bias: nil)
+        var r = PruneRecipe(granularity: .neuron, sparsity: 0.2)
+        r.scope = .layer
+        #expect { try prune(b.build(), recipe: r) } throws: { "\($0)".contains("removes 0 of 8 units, far less than the 1 asked") }
+        // Half of them: one unit of each layer goes.
+        r.sparsity = 0.5
+        let (pruned, _) = try prune(b.build(), recipe: r)
+        #expect(pruned.prunableWeights.map { $0.variable.value.shape[0] } == [1, 1, 1, 1, 2])
+    }
 }
 
 @Suite struct ConvTrainingDeterminismTests {

@@ -78,7 +78,7 @@ import Evaluation
         let lines = text.split(separator: "\n").map(String.init)
         #expect(lines.contains("FAILED lenet::accuracy  0.9460 → 0.9210 (tolerance 0.0050)"), "\(text)")
         #expect(lines.contains("  intended? accept it: prunecheck baseline update --only lenet"))
-        #expect(lines.contains("BASELINE MISSING other: baseline is missing"))
+        #expect(lines.contains("BASELINE MISSING other: baselines/other.json: baseline is missing"))
         #expect(!text.contains("same"), "a skipped model is not a failure")
         #expect(TextTable.failures([verdicts[2]]).isEmpty)
     }

@@ -1,3 +1,4 @@
+import Common
 import Foundation
 import SwiftProtobuf
 import TensorEngine
@@ -13,6 +14,7 @@ public enum ONNXModel {
     static let float = Int32(1), int32 = Int32(6), int64 = Int32(7), bool = Int32(9), double = Int32(11)
 
     public static func load(path: String, limits: IOLimits = .default) throws -> Graph {
+        try FileConfinement.check(path)
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ModelIOError(file: path, "cannot read the file (missing or not readable)")
         }
@@ -278,13 +280,15 @@ public enum ONNXModel {
         guard offset >= 0, length == expected else {
             throw ModelIOError(file: file, "\(what): external data offset \(entries["offset"] ?? "0") / length \(entries["length"] ?? "-") do not give the \(expected) bytes needed")
         }
+        try FileConfinement.check(target.path)
         let fd = open(target.path, O_RDONLY)
         guard fd >= 0 else { throw ModelIOError(file: file, "\(what): cannot read external data file '\(location)'") }
         var info = stat()
         let size = fstat(fd, &info) == 0 ? Int(info.st_size) : 0
-        guard offset + length <= size else {
+        // Compared without adding: an offset of 2⁶³−1 must not overflow (it used to crash here).
+        guard length <= size, offset <= size - length else {
             close(fd)
-            throw ModelIOError(file: target.path, "\(what): needs bytes \(offset)..<\(offset + length), the file has \(size)")
+            throw ModelIOError(file: file, "\(what): external data '\(location)' needs \(length) bytes at offset \(offset), the file has \(size)")
         }
         return (fd, offset, target.path)
     }
@@ -393,19 +397,8 @@ public enum ONNXModel {
     }
 }
 
-/// Writes `data` to a temporary file beside `path`, then renames it over `path` (rename is
-/// atomic within a folder, so readers see the old file or the new one, never half of one).
+/// Writes `data` atomically (Common's `writeFileAtomically`: a temporary, then rename; a
+/// device is written in place, a symlink refused).
 func writeDataAtomically(_ data: Data, to path: String) throws {
-    let url = URL(fileURLWithPath: path)
-    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-    do {
-        try data.write(to: tmp)
-    } catch {
-        try? FileManager.default.removeItem(at: tmp)
-        throw ModelIOError(file: path, "cannot be written: \(error.localizedDescription)")
-    }
-    guard rename(tmp.path, url.path) == 0 else {
-        try? FileManager.default.removeItem(at: tmp)
-        throw ModelIOError(file: path, "cannot be written (rename failed)")
-    }
+    try writeFileAtomically(bytes: [UInt8](data), to: path)
 }

@@ -536,8 +536,8 @@ public final class Graph {
             let shape = [batch] + input.shape.dropFirst().map { $0 ?? 1 }
             switch input.dtype {
             case .float32: return .float(Variable(Tensor(zeros: shape)))
-            case .int64: return .int64(IntTensor(shape: shape, data: [Int64](repeating: 0, count: shape.reduce(1, *))))
-            case .bool: return .bool(IntTensor(shape: shape, data: [Int64](repeating: 0, count: shape.reduce(1, *))))
+            case .int64: return .int64(IntTensor(shape: shape, data: [Int64](repeating: 0, count: AllocationLimit.checkedCount(shape, bytesPerElement: 8))))
+            case .bool: return .bool(IntTensor(shape: shape, data: [Int64](repeating: 0, count: AllocationLimit.checkedCount(shape, bytesPerElement: 8))))
             }
         }
     }

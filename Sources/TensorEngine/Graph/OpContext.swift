@@ -36,6 +36,16 @@ struct OpContext {
 
     func fail(_ message: String) -> GraphError { GraphError(node: node.name, op: node.opType, message) }
 
+    /// The element count of an output of `shape`, or this node's error when it (with an index
+    /// map of 8 bytes an element, as the movement ops build) would exceed the tensor cap
+    /// (`AllocationLimit`): checked before anything is allocated.
+    func checkedCount(_ shape: [Int], bytesPerElement: Int = 8) throws -> Int {
+        guard let n = AllocationLimit.count(shape, bytesPerElement: bytesPerElement) else {
+            throw fail(AllocationLimit.problem(shape, bytesPerElement: bytesPerElement))
+        }
+        return n
+    }
+
     // MARK: inputs
 
     func has(_ i: Int) -> Bool { i < inputs.count && inputs[i] != nil }

@@ -170,7 +170,7 @@ extension OpContext {
 
     /// Add, Sub, Mul, Div, Pow, Max, Min with NumPy broadcasting, on floats or int64.
     func binary(_ op: String, _ a: Value, _ b: Value) throws -> Value {
-        guard let outShape = broadcastShape(a.shape, b.shape) else {
+        guard let outShape = try broadcastShape(a.shape, b.shape).map({ _ = try checkedCount($0); return $0 }) else {
             throw fail("shapes \(a.shape) and \(b.shape) do not broadcast")
         }
         switch (a, b) {
@@ -390,6 +390,7 @@ extension OpContext {
         let a = try value(0), b = try value(1)
         let cFmod = try int("fmod", 0) == 1
         guard let outShape = broadcastShape(a.shape, b.shape) else { throw fail("shapes \(a.shape) and \(b.shape) do not broadcast") }
+        _ = try checkedCount(outShape)
         let ia = broadcastSourceIndex(a.shape, to: outShape), ib = broadcastSourceIndex(b.shape, to: outShape)
         switch (a, b) {
         case (.int64(let x), .int64(let y)):

@@ -53,6 +53,7 @@ extension OpContext {
         let (offsets, slice) = try ndSlices(dataShape: data.shape, indices: idx, batchDims: b)
         let k = idx.shape.last ?? 0
         let outShape = Array(idx.shape.dropLast()) + Array(data.shape[(b + k)...])
+        _ = try checkedCount(outShape)
         var map: [Int] = []
         map.reserveCapacity(offsets.count * slice)
         for off in offsets { for j in 0..<slice { map.append(off + j) } }

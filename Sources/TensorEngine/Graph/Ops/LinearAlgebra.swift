@@ -107,6 +107,7 @@ extension OpContext {
         var outShape = batch + [m, n]
         if aVector { outShape.remove(at: outShape.count - 2) }
         if bVector { outShape.removeLast() }
+        _ = try checkedCount(outShape, bytesPerElement: 4)
         var y = Tensor(zeros: outShape)
         // NOTE: a batch of rows against one matrix (a Linear layer of a transformer, (B, S, K)
         // · (K, N)) is one GEMM of B·S rows: the per-slice loop ran B GEMMs of S rows each. The

@@ -144,6 +144,7 @@ extension OpContext {
         }
         var outShape = first.shape
         outShape[ax] = values.reduce(0) { $0 + $1.shape[ax] }
+        _ = try checkedCount(outShape)
         let outer = first.shape[..<ax].reduce(1, *)
         let inner = first.shape[(ax + 1)...].reduce(1, *)
         let rowOut = outShape[ax] * inner
@@ -260,7 +261,7 @@ extension OpContext {
             for a in 0..<rank where (before[a] > 0 || after[a] > 0) && s[a] == 0 { throw fail("mode \(mode) cannot pad an empty axis \(a)") }
         }
         let inStrides = stridesOf(s)
-        let total = outShape.reduce(1, *)
+        let total = try checkedCount(outShape)
         var map = [Int](repeating: 0, count: total)
         var idx = [Int](repeating: 0, count: rank)
         for o in 0..<total {
@@ -299,7 +300,7 @@ extension OpContext {
         let outer = s[..<ax].reduce(1, *), inner = s[(ax + 1)...].reduce(1, *)
         let outShape = Array(s[..<ax]) + indices.shape + Array(s[(ax + 1)...])
         var map: [Int] = []
-        map.reserveCapacity(outShape.reduce(1, *))
+        map.reserveCapacity(try checkedCount(outShape))
         let idx = try indices.data.map { raw -> Int in
             let i = Int(raw) < 0 ? Int(raw) + dim : Int(raw)
             guard i >= 0 && i < dim else { throw fail("index \(raw) is out of range for axis \(ax) of size \(dim)") }
@@ -317,6 +318,7 @@ extension OpContext {
         guard target.allSatisfy({ $0 >= 0 }), let out = broadcastShape(v.shape, target) else {
             throw fail("input \(v.shape) does not broadcast to shape \(target)")
         }
+        _ = try checkedCount(out)
         return gatherElements(v, map: broadcastSourceIndex(v.shape, to: out), shape: out)
     }
 
@@ -326,8 +328,8 @@ extension OpContext {
         let s = v.shape
         let repeats = try ints(1).data.map { Int($0) }
         guard repeats.count == s.count, repeats.allSatisfy({ $0 >= 0 }) else { throw fail("repeats \(repeats) must be \(s.count) non-negative values") }
-        let out = zip(s, repeats).map { $0 * $1 }
-        let st = stridesOf(s), total = out.reduce(1, *)
+        let out = zip(s, repeats).map { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
+        let st = stridesOf(s), total = try checkedCount(out)
         var map = [Int](repeating: 0, count: total)
         var idx = [Int](repeating: 0, count: out.count)
         for o in 0..<total {

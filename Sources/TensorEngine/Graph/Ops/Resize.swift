@@ -88,6 +88,7 @@ extension OpContext {
         }
         // Per axis and output index: the source indices (clamped to the edges, as ONNX's
         // reference pads with edge values) and their weights.
+        _ = try checkedCount(out, bytesPerElement: 16)
         var taps: [[[(index: Int, weight: Double)]]] = []
         for a in 0..<rank {
             let n = shape[a], m = out[a]

@@ -56,7 +56,7 @@ extension OpContext {
     func constantOfShape() throws -> Value {
         let shape = try ints(0).data.map { Int($0) }
         guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("shape \(shape) has a negative dimension") }
-        let count = shape.reduce(1, *)
+        let count = try checkedCount(shape)
         switch node.attributes["value"] {
         case nil: return .constant(Tensor(zeros: shape))
         case .tensor(.float(let t))? where t.count == 1: return .constant(Tensor(shape: shape, scalars: [Float](repeating: t.scalars[0], count: count)))

@@ -39,6 +39,60 @@ write("truncated-images.idx", bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 
 write("bad-type.idx", bytes([0, 0, 0x42, 1, 0, 0, 0, 1, 7]), "idx", "type byte")
 write("ragged.csv", b"a,b,label\n1,2,0\n3,4\n", "csv", "line 3")
 write("text-in-number.csv", b"a,b,label\n1,two,0\n", "csv", "column 'b'")
+# Hostile inputs (issue 27): each must cost at most the caps and end in an error naming it.
+big = npy_hdr("<f4", "(1000000,)") + b"\0" * 4_000_000
+liar = io.BytesIO()
+with zipfile.ZipFile(liar, "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("x.npy", big)
+liar = bytearray(liar.getvalue())
+# Declare 1,000 bytes uncompressed in the local header (offset 22) and the central directory
+# entry (offset 24): inflation must stop there, not at the size cap.
+liar[22:26] = struct.pack("<I", 1000)
+cd = liar.rfind(b"PK\x01\x02")
+liar[cd + 24:cd + 28] = struct.pack("<I", 1000)
+write("declares-less-than-it-inflates.npz", bytes(liar), "npz", "declared size")
+trailing = io.BytesIO()
+with zipfile.ZipFile(trailing, "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("x.npy", npy_hdr("<f4", "(4,)") + b"\0" * 16 + b"\0" * 1_000_000)
+write("trailing-data.npz", trailing.getvalue(), "npz", "after the data")
+write("trailing-data.npy", npy_hdr("<f4", "(4,)") + b"\0" * 16 + b"junk", "npy", "after the data")
+hdr = json.dumps({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+                  "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}).encode()
+write("overlapping.safetensors", struct.pack("<Q", len(hdr)) + hdr + b"\0" * 24, "safetensors", "overlap")
+# A file that is not CSV at all (what /proc/self/environ looks like): refused without quoting it.
+write("environ.csv", b"SECRET_TOKEN=hunter2\0SHELL=/bin/bash\0", "csv", "not UTF-8 text")
+out["environ.csv"]["absent"] = "hunter2"
+try:
+    import numpy as np
+    import onnx
+    from onnx import helper, TensorProto, numpy_helper
+    def model(nodes, inputs, inits=(), name="hostile"):
+        g = helper.make_graph(nodes, name, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], list(inits))
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        m.ir_version = 8
+        return m.SerializeToString()
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    pads = numpy_helper.from_array(np.array([0, 0, 0, 4_000_000_000_000], dtype=np.int64), "pads")
+    write("pad-grows.onnx", model([helper.make_node("Pad", ["x", "pads"], ["y"], name="grow")], [x], [pads]),
+          "model", "PRUNECHECK_MAX_TENSOR_BYTES")
+    shape = numpy_helper.from_array(np.array([1, 1_000_000_000_000], dtype=np.int64), "shape")
+    write("expand-grows.onnx", model([helper.make_node("Expand", ["x", "shape"], ["y"], name="grow")],
+                                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1])], [shape]),
+          "model", "PRUNECHECK_MAX_TENSOR_BYTES")
+    huge = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1 << 40])
+    write("huge-input.onnx", model([helper.make_node("Relu", ["x"], ["y"])], [huge]), "model", "over the limit")
+    w = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 4])
+    w.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "external-offset-huge.bin"), ("offset", str(2**63 - 1)), ("length", "64")):
+        e = w.external_data.add(); e.key = k; e.value = v
+    open(os.path.join(here, "external-offset-huge.bin"), "wb").write(b"\0" * 64)
+    write("external-offset-huge.onnx", model([helper.make_node("MatMul", ["x", "w"], ["y"])], [x], [w]), "onnx", "offset")
+except ImportError:
+    print("onnx not installed: the ONNX fixtures are kept as they are")
+    for name, phrase in (("pad-grows.onnx", "PRUNECHECK_MAX_TENSOR_BYTES"), ("expand-grows.onnx", "PRUNECHECK_MAX_TENSOR_BYTES"),
+                         ("huge-input.onnx", "over the limit")):
+        out[name] = {"loader": "model", "contains": phrase}
+    out["external-offset-huge.onnx"] = {"loader": "onnx", "contains": "offset"}
 # Inputs found by `make fuzz` (kept as they were found, not regenerated here).
 found = {"fuzz-hang-deflate.npz": ("npz", ""),   # a deflate stream without its final block: hung ZIPFoundation's extract
          "fuzz-inflate-overread.npz": ("npz", "")}  # a short last chunk: inflate read past it (ASan SEGV)
