@@ -7,7 +7,7 @@ SWIFT ?= swift
 BUILD_FLAGS := -c release -Xswiftc -enable-testing
 BIN := .build/release/prunecheck
 REPORTS := reports
-APT_PACKAGES := libgit2-dev libxml2-dev libxml2-utils pkg-config binutils
+APT_PACKAGES := libgit2-dev libxml2-dev libxml2-utils pkg-config binutils openssh-client openssh-server
 
 .PHONY: setup build test demo bench quality conformance operators real-models interop fuzz proto clean
 

@@ -122,7 +122,7 @@ public struct CheckRequest {
             var run: ModelRunResult
             if let cache, let key, let hit = cache.lookup(key) {
                 run = ModelRunResult(metrics: hit.metrics, evidence: hit.evidence, folds: hit.folds, confusion: hit.confusion,
-                                     seconds: 0, remeasure: nil, modelSHA256: hit.modelSHA256)
+                                     seconds: 0, remeasure: nil, modelSHA256: hit.modelSHA256, devices: hit.devices)
                 verdict.cached = true
                 progress.line("  \(spec.name): results from the cache (inputs unchanged; --no-cache to re-run)")
             } else {
@@ -131,7 +131,7 @@ public struct CheckRequest {
                 verdict.seconds = run.seconds
                 if let cache, let key {
                     cache.store(key, entry: .init(metrics: run.metrics, evidence: run.evidence, folds: run.folds, confusion: run.confusion,
-                                                  modelSHA256: run.modelSHA256))
+                                                  modelSHA256: run.modelSHA256, devices: run.devices))
                     if spec.latencyGate == .paired, let model = run.model { cache.storeModel(key, model) }
                 }
             }
@@ -178,13 +178,13 @@ public struct CheckRequest {
                         return c
                     }
                 } else if let base {
-                    checks = pairedTimingChecks(checks, base: base, run: run, spec: spec, progress: progress)
+                    checks = try pairedTimingChecks(checks, base: base, run: run, spec: spec, progress: progress)
                 }
                 // A suspected slowdown is measured once more before it is reported (a cached
                 // result is first re-run, so the model is at hand).
                 let slower = base.map { if case .unavailable = $0 { return false } else { return true } } == true ? []
                     : Set(checks.filter { $0.status == .regressed && MetricNames.isTiming($0.metric) }.compactMap { MetricNames.batch(of: $0.metric) })
-                if !slower.isEmpty {
+                if !slower.isEmpty && spec.latency.targets.isEmpty {
                     if run.remeasure == nil {
                         run = try runModel(local, progress: progress,
                                    exportTo: exportOnnx.map { ($0 as NSString).appendingPathComponent("\(spec.name).onnx") })
@@ -199,7 +199,7 @@ public struct CheckRequest {
                     }
                     checks = compare(run)
                 }
-                verdict.checks = checks
+                verdict.checks = deviceChecks(checks, run: run, spec: spec, baseline: b.metrics)
                 verdict.baselineCommit = b.recorded.commit
                 verdict.baselineToolVersion = b.recorded.toolVersion
                 verdict.recipeChanged = b.recipeSHA256 != spec.recipeSHA256

@@ -116,6 +116,9 @@ public struct ModelRunResult {
     /// results from the cache).
     public var model: Graph?
     public var latencyFeeds: ((Int) -> [Value])?
+    /// Remote latency targets: the device each was measured on ("pi@edge-7 (Cortex-A76, 4
+    /// cores)"), or why it was skipped ("skipped: …"), by target name ("" for `target:`).
+    public var devices: [String: String] = [:]
 }
 
 /// SHA-256 of `model`'s ONNX encoding: equal for models that compute the same way.
@@ -426,9 +429,33 @@ public func finish(
         let inputs = feeds(b)
         if let n = InstructionCost.perInference({ _ = model.predict(inputs, threads: 1) }) { metrics[MetricNames.instructions(batch: b)] = n }
     }
-    return ModelRunResult(metrics: metrics, evidence: evidence, folds: folds,
-                          seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, remeasure: measure,
-                          modelSHA256: try modelFingerprint(model), model: model, latencyFeeds: feeds)
+    var devices: [String: String] = [:]
+    if !spec.latency.targets.isEmpty {
+        // Latency where the model ships: each target's timings under its own names.
+        let local = metrics.filter { MetricNames.isTiming($0.key) }
+        for k in local.keys { metrics[k] = nil }
+        for target in spec.latency.targets {
+            if target.isLocal {
+                for (k, v) in local { metrics[MetricNames.onTarget(k, target.name)] = v }
+                continue
+            }
+            do {
+                let m = try RemoteLatency.measure(model: model, base: nil, feeds: feeds(spec.latency.batchSizes.max()!), target: target,
+                                                  settings: spec.latency, threads: spec.threads)
+                for r in m.results {
+                    for (k, v) in latencyMetrics(r) { metrics[MetricNames.onTarget(k, target.name)] = v }
+                }
+                devices[target.name ?? ""] = m.device
+            } catch let e as RemoteLatencyError where spec.latency.remote.skipUnreachable && [.unreachable, .timeout].contains(e.kind) {
+                devices[target.name ?? ""] = "skipped: \(e.description) (latency.on_unreachable: skip)"
+            }
+        }
+    }
+    var result = ModelRunResult(metrics: metrics, evidence: evidence, folds: folds,
+                                seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, remeasure: spec.latency.targets.isEmpty ? measure : nil,
+                                modelSHA256: try modelFingerprint(model), model: model, latencyFeeds: feeds)
+    result.devices = devices
+    return result
 }
 
 /// The latency metrics of one batch size, to a hundredth of a microsecond (far below the

@@ -108,31 +108,45 @@ public let pairedTimingThreads = 1
 
 /// `checks` with their timings judged by the paired gate: latency_p50 by the ratio to the base
 /// model, the other latency statistics reported (the p50 is gated).
-func pairedTimingChecks(_ checks: [MetricCheck], base: PairedBase, run: ModelRunResult, spec: ModelSpec, progress: Progress) -> [MetricCheck] {
-    var paired: [Int: PairedLatencyResult] = [:]
+func pairedTimingChecks(_ checks: [MetricCheck], base: PairedBase, run: ModelRunResult, spec: ModelSpec, progress: Progress) throws -> [MetricCheck] {
+    // The paired result of each latency_p50 metric, by its name (with its target).
+    var paired: [String: PairedLatencyResult] = [:]
     if case .model(let model, _) = base, let current = run.model, let feeds = run.latencyFeeds {
         let started = Date()
         defer { progress.line(String(format: "  %@: paired timing took %.1f ms", spec.name, 1000 * Date().timeIntervalSince(started))) }
-        for b in spec.latency.batchSizes {
-            let inputs = feeds(b)
-            // Stop once the interval decides the verdict: wholly beyond 1 ± tolerance, or
-            // wholly within it.
-            let tol = spec.tolerances.tolerance(for: MetricNames.latency("p50", batch: b)) ?? .infinity
-            let decided = { (lo: Double, hi: Double) in lo > 1 + tol || hi < 1 - tol || (hi < 1 + tol && lo > 1 - tol) }
-            paired[b] = PairedLatency.measure(batchSize: b, settings: spec.latency, decided: decided,
-                                              base: { _ = model.predict(inputs, threads: pairedTimingThreads) },
-                                              current: { _ = current.predict(inputs, threads: pairedTimingThreads) })
+        let targets = spec.latency.targets.isEmpty ? [LatencyTarget()] : spec.latency.targets
+        for target in targets {
+            if target.isLocal {
+                for b in spec.latency.batchSizes {
+                    let inputs = feeds(b)
+                    let name = MetricNames.onTarget(MetricNames.latency("p50", batch: b), target.name)
+                    // Stop once the interval decides the verdict: wholly beyond 1 ± tolerance,
+                    // or wholly within it.
+                    let tol = spec.tolerances.tolerance(for: name) ?? .infinity
+                    let decided = { (lo: Double, hi: Double) in lo > 1 + tol || hi < 1 - tol || (hi < 1 + tol && lo > 1 - tol) }
+                    paired[name] = PairedLatency.measure(batchSize: b, settings: spec.latency, decided: decided,
+                                                         base: { _ = model.predict(inputs, threads: pairedTimingThreads) },
+                                                         current: { _ = current.predict(inputs, threads: pairedTimingThreads) })
+                }
+            } else if run.devices[target.name ?? ""]?.hasPrefix("skipped") != true {
+                // Both models go to the device and are timed there, alternately.
+                let m = try RemoteLatency.measure(model: current, base: model, feeds: feeds(spec.latency.batchSizes.max()!), target: target,
+                                                  settings: spec.latency, threads: pairedTimingThreads)
+                for r in m.paired { paired[MetricNames.onTarget(MetricNames.latency("p50", batch: r.batchSize), target.name)] = r }
+            }
         }
     }
     return checks.map { c in
         guard MetricNames.isTiming(c.metric), let batch = MetricNames.batch(of: c.metric) else { return c }
+        let target = MetricNames.target(of: c.metric)
         let value = run.metrics[c.metric] ?? c.current
         switch base {
         case .identical(let why):
             return MetricCheck(metric: c.metric, current: value, baseline: value, tolerance: c.tolerance, status: c.tolerance == nil ? .info : .pass,
                                interval: 1...1, note: "paired: \(why): ratio 1, nothing to time")
         case .model(_, let source):
-            guard c.metric == MetricNames.latency("p50", batch: batch), let r = paired[batch], let tol = c.tolerance else {
+            let p50 = MetricNames.onTarget(MetricNames.latency("p50", batch: batch), target)
+            guard c.metric == p50, let r = paired[p50], let tol = c.tolerance else {
                 return MetricCheck(metric: c.metric, current: value, baseline: c.baseline, tolerance: nil, status: .info,
                                    note: "paired: the gate judges latency_p50")
             }
@@ -143,4 +157,30 @@ func pairedTimingChecks(_ checks: [MetricCheck], base: PairedBase, run: ModelRun
             return c
         }
     }
+}
+
+/// Timing checks with the device each remote target was measured on in their notes; a skipped
+/// target's timings are skipped with its reason.
+func deviceChecks(_ checks: [MetricCheck], run: ModelRunResult, spec: ModelSpec, baseline: [String: Double]) -> [MetricCheck] {
+    guard spec.latency.targets.contains(where: { !$0.isLocal }) else { return checks }
+    var out = checks.map { c -> MetricCheck in
+        guard MetricNames.isTiming(c.metric), let device = run.devices[MetricNames.target(of: c.metric) ?? ""] else { return c }
+        var c = c
+        if device.hasPrefix("skipped: ") {
+            c.status = .skipped
+            c.note = String(device.dropFirst(9))
+        } else {
+            c.note = ["measured on \(device)", c.note].compactMap { $0 }.joined(separator: "; ")
+        }
+        return c
+    }
+    // A skipped target measured nothing: its baseline's timings are listed as skipped.
+    let present = Set(out.map(\.metric))
+    for (target, device) in run.devices where device.hasPrefix("skipped: ") {
+        for (name, value) in baseline.sorted(by: { $0.key < $1.key })
+        where MetricNames.isTiming(name) && (MetricNames.target(of: name) ?? "") == target && !present.contains(name) {
+            out.append(MetricCheck(metric: name, current: value, baseline: value, tolerance: nil, status: .skipped, note: String(device.dropFirst(9))))
+        }
+    }
+    return out
 }

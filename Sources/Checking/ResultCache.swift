@@ -51,6 +51,7 @@ public struct ResultCache {
         var folds: [[String: Double]]
         var confusion: [[Int]]
         var modelSHA256: String?
+        var devices: [String: String] = [:]
     }
 
     /// The key of `spec` with the given local input files, nil when an input is unreadable
@@ -125,7 +126,9 @@ public struct ResultCache {
         if case .array(let rows)? = json["confusion"] {
             confusion = rows.map { row in if case .array(let cells) = row { return cells.map { Int($0.double ?? 0) } } else { return [] } }
         }
-        return Entry(metrics: metrics, evidence: evidence, folds: folds, confusion: confusion, modelSHA256: json["model_sha256"]?.string)
+        var devices: [String: String] = [:]
+        if case .object(let pairs)? = json["devices"] { for (k, v) in pairs { devices[k] = v.string } }
+        return Entry(metrics: metrics, evidence: evidence, folds: folds, confusion: confusion, modelSHA256: json["model_sha256"]?.string, devices: devices)
     }
 
     private func numbers(_ v: JSONValue?) -> [String: Double]? {
@@ -139,6 +142,8 @@ public struct ResultCache {
     }
 
     public func store(_ key: String, entry: Entry) {
+        // A device that could not be reached is measured next time, not remembered as skipped.
+        guard !entry.devices.values.contains(where: { $0.hasPrefix("skipped") }) else { return }
         func object(_ m: [String: Double]) -> JSONValue { .object(m.keys.sorted().map { ($0, .number(m[$0]!)) }) }
         let json = JSONValue.object([
             ("schema", .string(Self.schema)), ("key", .string(key)),
@@ -150,6 +155,7 @@ public struct ResultCache {
             ("folds", .array(entry.folds.map(object))),
             ("confusion", .array(entry.confusion.map { .array($0.map { .number(Double($0)) }) })),
             ("model_sha256", entry.modelSHA256.map(JSONValue.string) ?? .null),
+            ("devices", .object(entry.devices.keys.sorted().map { ($0, .string(entry.devices[$0]!)) })),
         ])
         do {
             // The cache folder ignores itself, so it never shows up in `git status`.
@@ -169,12 +175,12 @@ extension ResultCache {
         let key = key(for: spec, files: inputFiles(of: spec), machine: machine)
         if let key, let hit = lookup(key) {
             return (ModelRunResult(metrics: hit.metrics, evidence: hit.evidence, folds: hit.folds, confusion: hit.confusion,
-                                   seconds: 0, remeasure: nil, modelSHA256: hit.modelSHA256), true)
+                                   seconds: 0, remeasure: nil, modelSHA256: hit.modelSHA256, devices: hit.devices), true)
         }
         let result = try runModel(spec, progress: progress)
         if let key {
             store(key, entry: .init(metrics: result.metrics, evidence: result.evidence, folds: result.folds, confusion: result.confusion,
-                                    modelSHA256: result.modelSHA256))
+                                    modelSHA256: result.modelSHA256, devices: result.devices))
         }
         return (result, false)
     }

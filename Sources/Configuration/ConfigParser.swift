@@ -106,6 +106,14 @@ struct Parser {
 
     func join(_ key: String, _ sub: String) -> String { key.isEmpty ? sub : "\(key).\(sub)" }
 
+    /// A path from the config: `~/` is the home folder, a relative path the config's folder's.
+    func resolvePath(_ path: String) -> String {
+        if path.hasPrefix("~/") { return (NSHomeDirectory() as NSString).appendingPathComponent(String(path.dropFirst(2))) }
+        if path.hasPrefix("/") { return path }
+        let folder = (file as NSString).deletingLastPathComponent
+        return ((folder.isEmpty ? "." : folder) as NSString).appendingPathComponent(path)
+    }
+
     /// A mapping's values by key; an unknown or repeated key is an error naming what is allowed.
     func mapping(_ node: Node, _ key: String, allowed: [String]) throws -> [String: Node] {
         guard case .mapping(let m) = node else { throw error(node, key, "expected a mapping, found \(describe(node))") }
@@ -171,7 +179,8 @@ struct Parser {
     }
 
     func latency(_ node: Node, _ key: String, base: LatencySettings) throws -> LatencySettings {
-        let m = try mapping(node, key, allowed: ["batch_sizes", "warmup", "min_runs", "max_seconds", "noise_floor_us"])
+        let m = try mapping(node, key, allowed: ["batch_sizes", "warmup", "min_runs", "max_seconds", "noise_floor_us", "target", "targets",
+                                                 "identity_file", "known_hosts", "remote_command", "target_timeout_s", "on_unreachable"])
         var l = base
         if let n = m["batch_sizes"] {
             let k = join(key, "batch_sizes")
@@ -188,6 +197,42 @@ struct Parser {
         if let n = m["noise_floor_us"] {
             l.noiseFloorMicroseconds = try double(n, join(key, "noise_floor_us"))
             guard l.noiseFloorMicroseconds >= 0 else { throw error(n, join(key, "noise_floor_us"), "cannot be negative") }
+        }
+        let form = "local or ssh://user@host[:port]"
+        if let n = m["target"] {
+            guard m["targets"] == nil else { throw error(n, join(key, "target"), "give target or targets, not both") }
+            let text = try string(n, join(key, "target"))
+            guard let t = LatencyTarget.parse(text) else { throw error(n, join(key, "target"), "'\(text)' is not \(form)") }
+            l.targets = t.isLocal ? [] : [t]
+        }
+        if let n = m["targets"] {
+            let k = join(key, "targets")
+            guard case .mapping(let pairs) = n, !pairs.isEmpty else { throw error(n, k, "expected a mapping of name: \(form)") }
+            l.targets = try pairs.map { name, value in
+                let label = try string(name, k)
+                guard !label.isEmpty, label.allSatisfy({ $0.isLetter || $0.isNumber || "_-".contains($0) }) else {
+                    throw error(name, join(k, label), "a target name uses only letters, digits, '_' and '-' (it names metrics: latency_p50@b1[\(label)])")
+                }
+                let text = try string(value, join(k, label))
+                guard let t = LatencyTarget.parse(text, name: label) else { throw error(value, join(k, label), "'\(text)' is not \(form)") }
+                return t
+            }.sorted { $0.name! < $1.name! }
+        }
+        if let n = m["identity_file"] { l.remote.identityFile = resolvePath(try string(n, join(key, "identity_file"))) }
+        if let n = m["known_hosts"] { l.remote.knownHosts = resolvePath(try string(n, join(key, "known_hosts"))) }
+        if let n = m["remote_command"] {
+            let c = try string(n, join(key, "remote_command"))
+            guard !c.isEmpty, !c.hasPrefix("-") else { throw error(n, join(key, "remote_command"), "name the device's prunecheck (a command or path)") }
+            l.remote.remoteCommand = c
+        }
+        if let n = m["target_timeout_s"] {
+            l.remote.timeoutSeconds = try double(n, join(key, "target_timeout_s"))
+            guard l.remote.timeoutSeconds > 0 else { throw error(n, join(key, "target_timeout_s"), "must be positive") }
+        }
+        if let n = m["on_unreachable"] {
+            let v = try string(n, join(key, "on_unreachable"))
+            guard ["error", "skip"].contains(v) else { throw error(n, join(key, "on_unreachable"), "'\(v)' is not error or skip") }
+            l.remote.skipUnreachable = v == "skip"
         }
         return l
     }

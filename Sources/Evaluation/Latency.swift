@@ -19,6 +19,11 @@ public struct LatencySettings: Equatable, Sendable {
     /// The same floor for paired timing, where both models share the machine's state: the
     /// interval of the ratio carries the noise, this only the timer's resolution.
     public var pairedFloorMicroseconds: Double
+    /// Where latency is measured: this machine (empty), or devices over SSH. With one unnamed
+    /// target its metrics keep their names; named targets (`targets:`) add `[name]`.
+    public var targets: [LatencyTarget] = []
+    /// How remote targets are reached.
+    public var remote = RemoteSettings()
 
     public init(batchSizes: [Int] = [1], warmup: Int = 10, minRuns: Int = 30, maxSeconds: Double = 2, noiseFloorMicroseconds: Double = 10,
                 pairedFloorMicroseconds: Double = 1) {
@@ -29,6 +34,71 @@ public struct LatencySettings: Equatable, Sendable {
         self.minRuns = minRuns
         self.maxSeconds = maxSeconds
     }
+}
+
+/// A machine latency is measured on: `local`, or `ssh://user@host[:port]`.
+public struct LatencyTarget: Equatable, Sendable, CustomStringConvertible {
+    /// The name metrics carry (`latency_p50@b1[edge]`); nil for the one target of `target:`.
+    public var name: String?
+    public var user: String?
+    /// nil for this machine.
+    public var host: String?
+    public var port: Int?
+
+    public init(name: String? = nil, user: String? = nil, host: String? = nil, port: Int? = nil) {
+        self.name = name
+        self.user = user
+        self.host = host
+        self.port = port
+    }
+
+    public var isLocal: Bool { host == nil }
+
+    /// `ssh://user@host:port` or `local`.
+    public var description: String {
+        guard let host else { return "local" }
+        return "ssh://" + (user.map { "\($0)@" } ?? "") + host + (port.map { ":\($0)" } ?? "")
+    }
+
+    /// Parses `local` or `ssh://[user@]host[:port]`; nil otherwise.
+    public static func parse(_ text: String, name: String? = nil) -> LatencyTarget? {
+        if text == "local" { return LatencyTarget(name: name) }
+        guard text.hasPrefix("ssh://") else { return nil }
+        var rest = Substring(text.dropFirst(6))
+        if rest.hasSuffix("/") { rest = rest.dropLast() }
+        var user: String?
+        if let at = rest.lastIndex(of: "@") {
+            user = String(rest[..<at])
+            rest = rest[rest.index(after: at)...]
+            guard let u = user, !u.isEmpty, u.allSatisfy({ $0.isLetter || $0.isNumber || "._-".contains($0) }) else { return nil }
+        }
+        var port: Int?
+        if let colon = rest.lastIndex(of: ":") {
+            guard let p = Int(rest[rest.index(after: colon)...]), (1...65535).contains(p) else { return nil }
+            port = p
+            rest = rest[..<colon]
+        }
+        // A host name or address: nothing a shell or ssh would read as an option.
+        guard !rest.isEmpty, !rest.hasPrefix("-"), rest.allSatisfy({ $0.isLetter || $0.isNumber || ".-_".contains($0) }) else { return nil }
+        return LatencyTarget(name: name, user: user, host: String(rest), port: port)
+    }
+}
+
+/// How PruneCheck reaches remote latency targets (the system's OpenSSH client).
+public struct RemoteSettings: Equatable, Sendable {
+    /// `ssh -i`; nil: the user's keys and agent.
+    public var identityFile: String?
+    /// The known_hosts file checked against (a file in the repository); nil: the user's.
+    /// Host keys are always checked, never accepted silently.
+    public var knownHosts: String?
+    /// The device's PruneCheck.
+    public var remoteCommand = "prunecheck"
+    /// Seconds for the whole remote measurement of one model on one target.
+    public var timeoutSeconds: Double = 300
+    /// An unreachable target skips its timings (with the reason) instead of stopping the check.
+    public var skipUnreachable = false
+
+    public init() {}
 }
 
 /// Latency of one batch size, in microseconds.
@@ -42,6 +112,16 @@ public struct LatencyResult: Equatable, Sendable {
     public var runs: Int
     /// Every timed run, in the order measured.
     public var samples: [Double]
+
+    public init(batchSize: Int, p50: Double, p90: Double, p99: Double, mad: Double, runs: Int, samples: [Double]) {
+        self.batchSize = batchSize
+        self.p50 = p50
+        self.p90 = p90
+        self.p99 = p99
+        self.mad = mad
+        self.runs = runs
+        self.samples = samples
+    }
 }
 
 public enum LatencyHarness {

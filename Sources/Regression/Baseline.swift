@@ -79,6 +79,8 @@ public struct Baseline: Equatable, Sendable {
     /// SHA-256 of the pruned model (its ONNX encoding): a current model with the same hash is
     /// the one the baseline measured (nil in baselines from before it was recorded).
     public var modelSHA256: String?
+    /// The devices remote latency targets measured on, by target name ("" for `target:`).
+    public var latencyDevices: [String: String] = [:]
 
     public init(model: String, recipeSHA256: String, metrics: [String: Double], recorded: RecordingContext,
                 latencySamples: [Int: [Double]] = [:], evalCorrect: [Bool]? = nil, modelSHA256: String? = nil) {
@@ -113,7 +115,7 @@ public struct Baseline: Equatable, Sendable {
                     ("os", .string(recorded.machine.os)),
                     ("isa", .string(recorded.machine.isa)),
                 ])),
-            ])),
+            ] + (latencyDevices.isEmpty ? [] : [("latency_devices", .object(latencyDevices.keys.sorted().map { ($0, .string(latencyDevices[$0]!)) }))]))),
             ("evidence", .object([
                 ("eval_correct", evalCorrect.map { c in
                     .object([("n", .number(Double(c.count))), ("bits", .string(CorrectnessBits.encode(c)))])
@@ -161,6 +163,9 @@ public struct Baseline: Equatable, Sendable {
                                             isa: m?["isa"]?.string ?? "unknown"),
                 threads: Int(r?["threads"]?.double ?? 0), calibration: r?["calibration_gflops"]?.double))
         modelSHA256 = json["model_sha256"]?.string
+        if case .object(let pairs)? = r?["latency_devices"] {
+            for (k, v) in pairs { latencyDevices[k] = v.string }
+        }
         let evidence = json["evidence"]
         if let c = evidence?["eval_correct"], let n = c["n"]?.double, let bits = c["bits"]?.string {
             guard let decoded = CorrectnessBits.decode(bits, count: Int(n)) else {

@@ -97,10 +97,27 @@ public enum MetricNames {
     /// `instructions@b64`: instructions retired per inference at one thread.
     public static func instructions(batch: Int) -> String { "instructions@b\(batch)" }
 
-    /// The name without its `@b…` qualifier: the key a tolerance may be given under.
+    /// The name without its `@b…` qualifier (and latency target): the key a tolerance may be
+    /// given under.
     public static func family(of name: String) -> String {
-        name.firstIndex(of: "@").map { String(name[..<$0]) } ?? name
+        let n = withoutTarget(name)
+        return n.firstIndex(of: "@").map { String(n[..<$0]) } ?? n
     }
+
+    /// `edge` for `latency_p50@b1[edge]` (a timing on a named latency target).
+    public static func target(of name: String) -> String? {
+        guard name.hasSuffix("]"), let open = name.lastIndex(of: "[") else { return nil }
+        return String(name[name.index(after: open)..<name.index(before: name.endIndex)])
+    }
+
+    /// The name without its `[target]`.
+    public static func withoutTarget(_ name: String) -> String {
+        guard target(of: name) != nil, let open = name.lastIndex(of: "[") else { return name }
+        return String(name[..<open])
+    }
+
+    /// `latency_p50@b1[edge]`.
+    public static func onTarget(_ name: String, _ target: String?) -> String { target.map { "\(name)[\($0)]" } ?? name }
 
     /// The family without an eval-set prefix: `edge/latency_p50@b1` → `latency_p50`.
     public static func base(of name: String) -> String {
@@ -124,6 +141,7 @@ public enum MetricNames {
 
     /// The batch size of a `…@bN` metric.
     public static func batch(of name: String) -> Int? {
+        let name = withoutTarget(name)
         guard let at = name.firstIndex(of: "@") else { return nil }
         let suffix = name[name.index(after: at)...]
         return suffix.hasPrefix("b") ? Int(suffix.dropFirst()) : nil
@@ -145,6 +163,11 @@ public enum MetricNames {
 
     /// Whether `name` is a metric a tolerance may refer to.
     public static func isKnown(_ name: String) -> Bool {
+        if let target = target(of: name) {
+            guard !target.isEmpty, target.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }),
+                  base(of: name).hasPrefix("latency_") else { return false }
+            return isKnown(withoutTarget(name))
+        }
         if let set = evalSet(of: name), set.isEmpty || !set.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) {
             return false
         }
@@ -195,6 +218,8 @@ public struct Tolerances: Equatable, Sendable {
     public init(_ values: [String: Double] = [:]) { self.values = values }
 
     public func tolerance(for metric: String) -> Double? {
+        // `latency_p50@b1[edge]`: the target's own tolerance (`latency_p50[edge]`) first.
+        if let target = MetricNames.target(of: metric), let t = values[MetricNames.family(of: metric) + "[\(target)]"] { return t }
         if let t = values[metric] ?? values[MetricNames.family(of: metric)] { return t }
         guard let slash = metric.firstIndex(of: "/") else { return nil }
         return tolerance(for: String(metric[metric.index(after: slash)...]))

@@ -34,12 +34,17 @@ public enum MarkdownReport {
                 }
                 // A paired timing says so, with the ratio's interval (or that nothing was timed).
                 var detail = ""
-                if MetricNames.isTiming(c.metric), let note = c.note, note.hasPrefix("paired") {
+                if MetricNames.isTiming(c.metric), let note = c.note, note.contains("paired") {
                     if let i = c.interval, i.lowerBound != i.upperBound {
                         detail = String(format: " (paired: ratio in [%.3f, %.3f])", i.lowerBound, i.upperBound)
                     } else {
                         detail = " (paired: same model)"
                     }
+                }
+                // Where a remote target measured it ("on pi@edge-7 (Cortex-A76, 4 cores)").
+                if MetricNames.isTiming(c.metric), let note = c.note, let on = note.range(of: "measured on ") {
+                    let device = note[on.upperBound...].prefix { $0 != ";" }
+                    detail += " on \(cell(String(device)))"
                 }
                 let verdictText = verdict + detail
                 out += "| \(cell(model)) | \(cell(c.metric)) | \(c.baseline.map { MetricCheck.format($0, c.metric) + unit } ?? "-") | "

@@ -59,10 +59,11 @@ struct BaselineGroup: ParsableCommand {
                     lines.append("kept \(relativeToCwd(path)) (the same model; gated metrics within their tolerances; --force rewrites it)")
                     continue
                 }
-                let baseline = Baseline(model: spec.name, recipeSHA256: spec.recipeSHA256, metrics: result.metrics,
+                var baseline = Baseline(model: spec.name, recipeSHA256: spec.recipeSHA256, metrics: result.metrics,
                                         recorded: env.recording(threads: spec.threads),
                                         latencySamples: result.evidence.currentLatency.mapValues { Statistics.quantiles($0.sorted()) },
                                         evalCorrect: result.evidence.currentCorrect, modelSHA256: result.modelSHA256)
+                baseline.latencyDevices = result.devices.filter { !$0.value.hasPrefix("skipped") }
                 files.append((path, Array(baseline.json.rendered().utf8)))
                 lines.append("wrote \(relativeToCwd(path))" + (old == nil ? " (new)" : ""))
                 for name in result.metrics.keys.sorted() where !MetricNames.isDetail(name) {

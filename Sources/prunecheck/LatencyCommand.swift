@@ -44,6 +44,9 @@ struct Latency: ParsableCommand {
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
+    @Option(help: "Also time this model (ONNX) against --model, alternately in this process (paired timing, as `check` gates): the ratio of their times and its 95 % interval per batch size.")
+    var pairedWith: String?
+
     @Flag(help: "Also print where inference spends its time: per op type and the slowest nodes, at the first batch size.")
     var profile = false
 
@@ -81,13 +84,35 @@ struct Latency: ParsableCommand {
                                                                              settings: settings, threads: threads)))
             }
         }
+        var paired: [PairedLatencyResult] = []
+        if let pairedWith {
+            let base = try ModelLoading.loadGraph(path: pairedWith, architecture: nil)
+            guard base.inputs.map(\.name) == graph.inputs.map(\.name) else {
+                throw InputError("--paired-with \(pairedWith): its inputs (\(base.inputs.map(\.name).joined(separator: ", "))) are not --model's")
+            }
+            for b in parsedBatchSizes {
+                let feeds = examples.map { batch(of: $0, size: b) }
+                do { _ = try base.run(feeds, threads: threads) } catch let e as GraphError {
+                    throw ModelIOError(file: pairedWith, "does not run on a batch of \(b): \(e)")
+                }
+                paired.append(PairedLatency.measure(batchSize: b, settings: settings,
+                                                    base: { _ = try? base.run(feeds, threads: threads) },
+                                                    current: { _ = try? graph.run(feeds, threads: threads) }))
+            }
+        }
         if profile { try printProfile(graph, feeds: examples.map { batch(of: $0, size: parsedBatchSizes[0]) }, threads: threads) }
         let machine = RunEnvironment.machineDescription()
         if json {
             Console.out(JSONValue.object([
                 ("schema", .string("prunecheck-latency/1")), ("model", .string(model)), ("threads", .number(Double(threads))),
-                ("machine", .object([("cpu", .string(machine.cpu)), ("arch", .string(machine.arch)), ("cores", .number(Double(machine.cores))),
+                ("version", .string(toolVersion)),
+                ("machine", .object([("host", .string(ProcessInfo.processInfo.hostName)),
+                                     ("cpu", .string(machine.cpu)), ("arch", .string(machine.arch)), ("cores", .number(Double(machine.cores))),
                                      ("isa", .string(machine.isa)), ("os", .string(machine.os))])),
+                ("paired", .array(paired.map { p in
+                    .object([("batch", .number(Double(p.batchSize))), ("base_p50_us", .number(p.baseP50)), ("current_p50_us", .number(p.currentP50)),
+                             ("ratio", .number(p.ratio)), ("low", .number(p.low)), ("high", .number(p.high)), ("pairs", .number(Double(p.pairs)))])
+                })),
                 ("results", .array(rows.map { r in
                     .object([("mode", .string(r.mode)), ("batch", .number(Double(r.result.batchSize))),
                              ("p50_us", .number(r.result.p50)), ("p90_us", .number(r.result.p90)), ("p99_us", .number(r.result.p99)),
@@ -100,6 +125,10 @@ struct Latency: ParsableCommand {
                 [r.mode, String(r.result.batchSize)] + [r.result.p50, r.result.p90, r.result.p99, r.result.mad].map { String(format: "%.1f", $0) }
                     + [String(r.result.runs)]
             }, rightAligned: [1, 2, 3, 4, 5, 6], indent: "  ").forEach { Console.out($0) }
+            for p in paired {
+                Console.out(String(format: "  paired with %@ at batch %d: ×%.3f [%.3f, %.3f] over %d pairs (base p50 %.1f µs, this %.1f µs)",
+                                   pairedWith ?? "", p.batchSize, p.ratio, p.low, p.high, p.pairs, p.baseP50, p.currentP50))
+            }
         }
     }
 
