@@ -7,19 +7,30 @@ SWIFT ?= swift
 BUILD_FLAGS := -c release -Xswiftc -enable-testing
 BIN := .build/release/prunecheck
 REPORTS := reports
-APT_PACKAGES := libgit2-dev libxml2-dev libxml2-utils pkg-config binutils openssh-client openssh-server
+APT_PACKAGES := libgit2-dev libxml2-dev libxml2-utils pkg-config binutils
+TEST_APT_PACKAGES := openssh-client openssh-server chromium
 
-.PHONY: setup build test demo bench quality conformance operators real-models interop fuzz proto clean
+.PHONY: setup test-setup build test demo bench quality conformance operators real-models interop fuzz proto clean
 
 ## setup: install the system packages PruneCheck needs (apt-get), only those missing
 setup:
-	@missing=""; \
-	for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
-	if [ -z "$$missing" ]; then echo "setup: system packages present"; exit 0; fi; \
+	@$(call apt_install,$(APT_PACKAGES))
+
+## test-setup: also what the tests drive for real: an OpenSSH server standing in for a device,
+## headless Chromium opening the HTML report
+test-setup: setup
+	@$(call apt_install,$(TEST_APT_PACKAGES))
+
+# Installs the Debian packages of $(1) that are missing.
+define apt_install
+	missing=""; \
+	for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "setup: system packages present ($(1))"; exit 0; fi; \
 	command -v apt-get >/dev/null || { echo "setup: missing$$missing and no apt-get; install them by hand" >&2; exit 1; }; \
 	sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
 	echo "setup: installing$$missing"; \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
+endef
 
 ## build: optimized build of the prunecheck binary (.build/release/prunecheck)
 build: setup
@@ -28,7 +39,7 @@ build: setup
 ## test: the whole test suite against the optimized build, and scans of every built binary for
 ## a Swift 6.3 miscompile (swiftlang/swift#90477; see Tests/tools/check_swifterror_tailcalls.py)
 ## and for kernels whose vector loads did not inline (Tests/tools/check_kernel_calls.py)
-test: build
+test: build test-setup
 	$(SWIFT) test $(BUILD_FLAGS) --skip-build --disable-xctest
 	python3 Tests/tools/check_swifterror_tailcalls.py --self-test
 	python3 Tests/tools/check_swifterror_tailcalls.py .build/release/prunecheck .build/release/prunecheck-bench \

@@ -122,7 +122,7 @@ public struct CheckRequest {
             var run: ModelRunResult
             if let cache, let key, let hit = cache.lookup(key) {
                 run = ModelRunResult(metrics: hit.metrics, evidence: hit.evidence, folds: hit.folds, confusion: hit.confusion,
-                                     seconds: 0, remeasure: nil, modelSHA256: hit.modelSHA256, devices: hit.devices)
+                                     seconds: 0, remeasure: nil, modelSHA256: hit.modelSHA256, devices: hit.devices, dense: hit.dense)
                 verdict.cached = true
                 progress.line("  \(spec.name): results from the cache (inputs unchanged; --no-cache to re-run)")
             } else {
@@ -131,12 +131,13 @@ public struct CheckRequest {
                 verdict.seconds = run.seconds
                 if let cache, let key {
                     cache.store(key, entry: .init(metrics: run.metrics, evidence: run.evidence, folds: run.folds, confusion: run.confusion,
-                                                  modelSHA256: run.modelSHA256, devices: run.devices))
+                                                  modelSHA256: run.modelSHA256, devices: run.devices, dense: run.dense))
                     if spec.latencyGate == .paired, let model = run.model { cache.storeModel(key, model) }
                 }
             }
             verdict.folds = run.folds
             verdict.confusion = run.confusion
+            verdict.dense = run.dense
 
             switch resolved.used {
             case .failure(let problem):
@@ -200,6 +201,8 @@ public struct CheckRequest {
                     checks = compare(run)
                 }
                 verdict.checks = deviceChecks(checks, run: run, spec: spec, baseline: b.metrics)
+                verdict.latencyQuantiles = run.evidence.currentLatency.mapValues { Statistics.quantiles($0.sorted()) }
+                verdict.baselineLatencyQuantiles = b.latencySamples
                 verdict.baselineCommit = b.recorded.commit
                 verdict.baselineToolVersion = b.recorded.toolVersion
                 verdict.recipeChanged = b.recipeSHA256 != spec.recipeSHA256

@@ -119,6 +119,8 @@ public struct ModelRunResult {
     /// Remote latency targets: the device each was measured on ("pi@edge-7 (Cortex-A76, 4
     /// cores)"), or why it was skipped ("skipped: …"), by target name ("" for `target:`).
     public var devices: [String: String] = [:]
+    /// The unpruned model's size and speed (see `ModelVerdict.dense`).
+    public var dense: [String: Double] = [:]
 }
 
 /// SHA-256 of `model`'s ONNX encoding: equal for models that compute the same way.
@@ -391,7 +393,23 @@ public func runModel(_ spec: ModelSpec, progress: Progress, exportTo: String? = 
     var result = try finish(model, spec: spec, eval: eval, metrics: metrics, sparsity: sparsity, folds: folds,
                             evidence: Evidence(currentCorrect: scores.correct), started: start)
     result.confusion = scores.confusion
+    result.dense = try denseCosts(spec, eval: eval)
     return result
+}
+
+/// What the unpruned model costs, to show what pruning bought: its parameters, MACs, deflated
+/// bytes and p50 at the first batch size (timed with the model's latency settings).
+func denseCosts(_ spec: ModelSpec, eval: LabeledData) throws -> [String: Double] {
+    let dense = try loadModel(path: spec.model, architecture: spec.architecture)
+    let costs = CostAnalysis.analyze(dense).values
+    var out: [String: Double] = ["params": costs["params_total"] ?? 0, "macs": costs["macs"] ?? 0,
+                                 "bytes_compressed": Double(try ParameterCompression.deflatedSize(dense))]
+    if let b = spec.latency.batchSizes.first, eval.count > 0 {
+        let feeds = eval.subset((0..<b).map { $0 % eval.count }).feeds
+        let l = LatencyHarness.measure(model: dense, feeds: feeds, settings: spec.latency, threads: spec.threads)
+        out[MetricNames.latency("p50", batch: b)] = (l.p50 * 100).rounded() / 100
+    }
+    return out
 }
 
 /// What every task adds: sparsity, costs, the cross-validation summary and latency.

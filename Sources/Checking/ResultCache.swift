@@ -42,7 +42,7 @@ public struct ResultCache {
         return SHA256.hmacHex(key: secret, entry) == mac ? entry : nil
     }
 
-    public static let schema = "prunecheck-cache/2"
+    public static let schema = "prunecheck-cache/3"
 
     /// What a cache entry holds: a model run without the live model.
     public struct Entry {
@@ -52,6 +52,7 @@ public struct ResultCache {
         var confusion: [[Int]]
         var modelSHA256: String?
         var devices: [String: String] = [:]
+        var dense: [String: Double] = [:]
     }
 
     /// The key of `spec` with the given local input files, nil when an input is unreadable
@@ -128,7 +129,8 @@ public struct ResultCache {
         }
         var devices: [String: String] = [:]
         if case .object(let pairs)? = json["devices"] { for (k, v) in pairs { devices[k] = v.string } }
-        return Entry(metrics: metrics, evidence: evidence, folds: folds, confusion: confusion, modelSHA256: json["model_sha256"]?.string, devices: devices)
+        return Entry(metrics: metrics, evidence: evidence, folds: folds, confusion: confusion, modelSHA256: json["model_sha256"]?.string, devices: devices,
+                     dense: numbers(json["dense"]) ?? [:])
     }
 
     private func numbers(_ v: JSONValue?) -> [String: Double]? {
@@ -156,6 +158,7 @@ public struct ResultCache {
             ("confusion", .array(entry.confusion.map { .array($0.map { .number(Double($0)) }) })),
             ("model_sha256", entry.modelSHA256.map(JSONValue.string) ?? .null),
             ("devices", .object(entry.devices.keys.sorted().map { ($0, .string(entry.devices[$0]!)) })),
+            ("dense", object(entry.dense)),
         ])
         do {
             // The cache folder ignores itself, so it never shows up in `git status`.
@@ -175,12 +178,12 @@ extension ResultCache {
         let key = key(for: spec, files: inputFiles(of: spec), machine: machine)
         if let key, let hit = lookup(key) {
             return (ModelRunResult(metrics: hit.metrics, evidence: hit.evidence, folds: hit.folds, confusion: hit.confusion,
-                                   seconds: 0, remeasure: nil, modelSHA256: hit.modelSHA256, devices: hit.devices), true)
+                                   seconds: 0, remeasure: nil, modelSHA256: hit.modelSHA256, devices: hit.devices, dense: hit.dense), true)
         }
         let result = try runModel(spec, progress: progress)
         if let key {
             store(key, entry: .init(metrics: result.metrics, evidence: result.evidence, folds: result.folds, confusion: result.confusion,
-                                    modelSHA256: result.modelSHA256, devices: result.devices))
+                                    modelSHA256: result.modelSHA256, devices: result.devices, dense: result.dense))
         }
         return (result, false)
     }

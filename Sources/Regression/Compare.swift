@@ -234,6 +234,13 @@ public struct ModelVerdict: Equatable, Sendable {
     public var seconds: Double
     /// What stopped the run at this model (a missing file, bad data), if something did.
     public var runError: String?
+    /// The unpruned model's size and speed, for "what pruning bought": `params`, `macs`,
+    /// `bytes_compressed`, `latency_p50@bN` (empty when unknown).
+    public var dense: [String: Double] = [:]
+    /// 50 quantiles of each batch size's latency samples (µs): this run's and the baseline's,
+    /// for the HTML report's distributions (not in the JSON report).
+    public var latencyQuantiles: [Int: [Double]] = [:]
+    public var baselineLatencyQuantiles: [Int: [Double]] = [:]
 
     public init(index: Int, model: String, baselineFile: String, checks: [MetricCheck] = [], baselineCommit: String? = nil,
                 baselineToolVersion: String? = nil, baselineProblem: BaselineError? = nil, recipeChanged: Bool = false,

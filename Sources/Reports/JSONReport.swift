@@ -64,6 +64,7 @@ public enum JSONReport {
             ("baseline_change", change),
             ("cv_folds", .array(folds)),
             ("confusion_matrix", .array(confusion)),
+            ("dense", .object(v.dense.keys.sorted().map { ($0, .number(v.dense[$0]!)) })),
             ("metrics", .array(v.checks.map(check))),
         ])
     }
@@ -118,7 +119,7 @@ public enum JSONReport {
             for (k, x) in pairs { if let d = x.double { out[k] = d } }
             return out
         }
-        let verdicts = try models.enumerated().map { (i, m) -> ModelVerdict in
+        var verdicts = try models.enumerated().map { (i, m) -> ModelVerdict in
             guard case .array(let checks)? = m["metrics"] else { throw ParseError(file: file, problem: "models[\(i)].metrics is missing") }
             return ModelVerdict(
                 index: Int(try req(m["index"]?.double, "models[\(i)].index")),
@@ -152,6 +153,7 @@ public enum JSONReport {
                 }(),
                 seconds: m["seconds"]?.double ?? 0, runError: m["run_error"]?.string)
         }
+        for (i, m) in models.enumerated() { verdicts[i].dense = metrics(m["dense"]) }
         return (context, verdicts, Int32(json["exit_code"]?.double ?? 0))
     }
 }

@@ -55,7 +55,8 @@ struct Check: ParsableCommand {
         case .nothingStaged:
             Console.out("prunecheck: no staged change affects a model")
         case .checked(let verdicts, let context):
-            throw ExitCode(try reports.emit(verdicts, context: context))
+            let tolerances = (try? CheckConfig.load(path: options.config)).map { Dictionary($0.models.map { ($0.name, $0.tolerances) }, uniquingKeysWith: { a, _ in a }) } ?? [:]
+            throw ExitCode(try reports.emit(verdicts, context: context, tolerances: tolerances))
         }
     }
 }

@@ -20,7 +20,7 @@ struct History: ParsableCommand {
     @Option(help: "Metrics to show (repeatable); default: every metric with a value.")
     var metric: [String] = []
 
-    @Option(help: "Also draw the history as an SVG chart here.")
+    @Option(help: "Also draw the history as an SVG chart here: the gated metrics (or those of --metric), commits and dates along x, the tolerance band and machine changes marked.")
     var svg: String?
 
     @Option(help: "At most this many commits, newest first.")
@@ -35,11 +35,11 @@ struct History: ParsableCommand {
         guard let rel = repository.relativePath(path) else { throw InputError("\(path) is outside the repository") }
         let revisions = try repository.history(of: rel, limit: limit)
         guard !revisions.isEmpty else { throw InputError("\(rel) has no history in this repository (never committed?)") }
-        var points: [(revision: FileRevision, metrics: [String: Double])] = []
+        var points: [(revision: FileRevision, metrics: [String: Double], machine: String)] = []
         for r in revisions.reversed() {
-            guard let content = r.content else { points.append((r, [:])); continue }
-            let metrics = (try? Baseline(data: Data(content), file: "\(rel)@\(r.commit.prefix(12))"))?.metrics ?? [:]
-            points.append((r, metrics))
+            guard let content = r.content else { points.append((r, [:], "")); continue }
+            let baseline = try? Baseline(data: Data(content), file: "\(rel)@\(r.commit.prefix(12))")
+            points.append((r, baseline?.metrics ?? [:], baseline?.recorded.machine.cpu ?? ""))
         }
         let recorded = Set(points.flatMap { $0.metrics.keys })
         if let unknown = metric.first(where: { !recorded.contains($0) }) {
@@ -48,6 +48,10 @@ struct History: ParsableCommand {
                              + (close.isEmpty ? " (metrics: \(recorded.filter { !MetricNames.isDetail($0) }.sorted().joined(separator: ", ")))" : "; did you mean \(close.joined(separator: ", "))?"))
         }
         let names = metric.isEmpty ? recorded.sorted() : metric
+        // The chart shows the gated metrics unless --metric names others: 66 panels help nobody.
+        let spec = cfg.models.first { $0.name == name }
+        let gated = recorded.filter { spec?.tolerances.tolerance(for: $0) != nil }.sorted()
+        let charted = metric.isEmpty ? (gated.isEmpty ? names.filter { !MetricNames.isDetail($0) } : gated) : metric
         let dates = DateFormatter()
         dates.dateFormat = "yyyy-MM-dd"
         dates.timeZone = TimeZone(identifier: "UTC")
@@ -59,7 +63,8 @@ struct History: ParsableCommand {
         }
         TextColumns.render(rows).forEach { Console.out($0) }
         if let svg {
-            try writeFileAtomically(HistoryChart.svg(model: name, metrics: names, points: points.map { (String($0.revision.commit.prefix(8)), $0.metrics) }), to: svg)
+            let chartPoints = points.map { HistoryPoint(label: String($0.revision.commit.prefix(8)), time: $0.revision.time, metrics: $0.metrics, machine: $0.machine) }
+            try writeFileAtomically(HistoryChart.svg(model: name, metrics: charted, points: chartPoints, tolerances: spec?.tolerances ?? Tolerances()), to: svg)
             note("SVG chart: \(svg)")
         }
     }

@@ -54,6 +54,9 @@ struct ReportOptions: ParsableArguments {
     @Option(help: "Write a Markdown summary here (also appended to $GITHUB_STEP_SUMMARY when set).")
     var markdown: String?
 
+    @Option(help: "Write an HTML report here: one self-contained page with each model's verdicts, history charts of its gated metrics, per-class changes, confusion matrix and latency distributions.")
+    var html: String?
+
     @Flag(name: .shortAndLong, help: "List every metric in the table (by default: gated metrics, and ungated ones that changed).")
     var verbose = false
 
@@ -65,7 +68,7 @@ struct ReportOptions: ParsableArguments {
     }
 
     /// Prints the table and writes every requested report; returns the exit code.
-    func emit(_ verdicts: [ModelVerdict], context: RunContext) throws -> Int32 {
+    func emit(_ verdicts: [ModelVerdict], context: RunContext, tolerances: [String: Tolerances] = [:]) throws -> Int32 {
         let status = overallStatus(of: verdicts), code = status.rawValue
         let environment = ProcessInfo.processInfo.environment
         let color = CIGroups.useColor(environment, terminal: isatty(STDOUT_FILENO) == 1)
@@ -92,6 +95,11 @@ struct ReportOptions: ParsableArguments {
             try writeFileAtomically(markdownText, to: markdown)
             written.append("Markdown summary: \(markdown)")
         }
+        if let html {
+            try writeFileAtomically(HTMLReport.render(verdicts, context: context, exitCode: code, history: baselineHistory(verdicts),
+                                                      tolerances: tolerances), to: html)
+            written.append("HTML report: \(html)")
+        }
         if !quiet { written.forEach { Console.out($0) } }
         if let summary = environment["GITHUB_STEP_SUMMARY"], !summary.isEmpty {
             appendToFile(markdownText + "\n", path: summary)
@@ -116,6 +124,22 @@ struct ReportOptions: ParsableArguments {
         }
         return code
     }
+}
+
+/// Each model's committed baselines, oldest first (at most 30), for the HTML report's charts;
+/// empty outside git.
+func baselineHistory(_ verdicts: [ModelVerdict]) -> [String: [HistoryPoint]] {
+    guard let repository = try? Repository.discover(containing: FileManager.default.currentDirectoryPath) else { return [:] }
+    var out: [String: [HistoryPoint]] = [:]
+    for v in verdicts {
+        let absolute = v.baselineFile.hasPrefix("/") ? v.baselineFile : FileManager.default.currentDirectoryPath + "/" + v.baselineFile
+        guard let rel = repository.relativePath(absolute), let revisions = try? repository.history(of: rel, limit: 30) else { continue }
+        out[v.model] = revisions.reversed().compactMap { r in
+            guard let content = r.content, let b = try? Baseline(data: Data(content), file: rel) else { return nil }
+            return HistoryPoint(label: String(r.commit.prefix(8)), time: r.time, metrics: b.metrics, machine: b.recorded.machine.cpu)
+        }
+    }
+    return out
 }
 
 func appendToFile(_ text: String, path: String) {

@@ -86,7 +86,7 @@ import Testing
             // Every entry at once: each check rebuilds the entries it rejected.
             for entry in try FileManager.default.contentsOfDirectory(atPath: cache) where entry.hasSuffix(".json") {
                 let key = String(entry.dropLast(5))
-                let forged = JSONValue.object([("schema", .string("prunecheck-cache/2")), ("key", .string(key)), ("metrics", metrics)]).rendered()
+                let forged = JSONValue.object([("schema", .string("prunecheck-cache/3")), ("key", .string(key)), ("metrics", metrics)]).rendered()
                 let text = sealed ? "{\"mac\":\"\(String(repeating: "0", count: 64))\",\"entry\":\(forged)}" : forged
                 try text.write(toFile: "\(cache)/\(entry)", atomically: true, encoding: .utf8)
             }

@@ -102,8 +102,9 @@ import Evaluation
                                note: "paired: the model is the baseline's (SHA-256 abc): ratio 1, nothing to time")
         let text = MarkdownReport.render([ModelVerdict(index: 0, model: "m", baselineFile: "b.json", checks: [timed, same])],
                                          context: JUnitTests.context, exitCode: 1)
-        #expect(text.contains("❌ regressed (tolerance 10%) (paired: ratio in [2.800, 3.200])"), "\(text)")
-        #expect(text.contains("✅ pass (paired: same model)"))
+        // The failure with its interval; the passing timing folded, as the same model.
+        #expect(text.contains("| ❌ m | latency\\_p50@b1 | 10.0 us → 30.0 us | +200.0% | 10% |") && text.contains("ratio 2.800–3.200"), "\(text)")
+        #expect(text.contains("latency\\_p50@b64 5.0 us (same model)"), "\(text)")
     }
 
     @Test func coloursAndSectionsFollowTheEnvironment() {
@@ -143,11 +144,12 @@ import Evaluation
 
     @Test func markdownListsWorstFirstAndAnnotationsAreEscaped() {
         let md = MarkdownReport.render(JUnitTests.verdicts(), context: JUnitTests.context, exitCode: 1)
-        let lines = md.split(separator: "\n").filter { $0.hasPrefix("| lenet") }
+        let lines = md.split(separator: "\n").filter { $0.hasPrefix("| ❌ lenet") }
         #expect(lines.first?.contains("| accuracy |") == true, "\(md)")
-        #expect(lines.first?.contains("❌ regressed") == true)
+        #expect(md.hasPrefix(MarkdownReport.marker + "\n## ❌ PruneCheck: "))
+        #expect(md.contains("prunecheck baseline update --only lenet"))
         #expect(md.contains("### Baselines changed by this branch"))
-        #expect(md.contains("accuracy 0.9500 → 0.9300"))
+        #expect(md.contains("| accuracy | 0.9500 → 0.9300 |"), "\(md)")
         #expect(md.contains("same: inputs unchanged since abc"))
         let annotations = GitHubAnnotations.render(JUnitTests.verdicts())
         #expect(annotations.count == 2)
