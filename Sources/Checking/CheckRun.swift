@@ -113,7 +113,8 @@ public struct CheckRequest {
                 continue
             }
             do {
-            progress.line("checking \(spec.name) (\(spec.recipe.method.rawValue), \(spec.recipe.scope.rawValue), sparsity \(spec.recipe.sparsity))")
+            progress.startModel(index + 1, of: config.models.count, name: spec.name,
+                                detail: "\(spec.recipe.method.rawValue), \(spec.recipe.scope.rawValue), sparsity \(spec.recipe.sparsity)")
             let resolved = try resolveBaseline(path: baselinePath, selection: selection, repository: repository, view: view)
             verdict.baselineChange = resolved.change
 
@@ -217,6 +218,7 @@ public struct CheckRequest {
                 stopped = (spec.name, e.description)
             }
         }
+        progress.finishModel()
         var context = env.context
         context.baseRevision = selection?.revision
         context.mergeBase = selection?.mergeBase

@@ -145,9 +145,14 @@ public func pruneAndFineTune(_ model: Graph, spec: ModelSpec, train: LabeledData
     do {
         let outcome = try PruningPipeline.run(model, recipe: recipe, train: train, calibration: calibration, seed: spec.seed, threads: spec.threads, teacher: teacher,
                                               latencyProbe: pruningLatencyProbe, energyEstimate: pruningEnergyEstimate, progress: { phase, e, total in
-            losses.append(e.meanLoss)
+            if e.isComplete { losses.append(e.meanLoss) }
             progress?.update("  \(label) \(phase)", done: e.epoch, total: total,
-                             detail: "epochs, loss \(String(format: "%.4f", e.meanLoss))", started: started)
+                             detail: (e.isComplete ? "epochs, " : "") + "loss \(String(format: "%.4f", e.meanLoss))", started: started,
+                             within: e.batch, withinTotal: e.batches)
+        }, phase: { text in
+            // A fold's phases say which fold ("fold 2/5: pruning").
+            let fold = label.hasPrefix(spec.name) ? label.dropFirst(spec.name.count).trimmingCharacters(in: .whitespaces) : label
+            progress?.phase(fold.isEmpty ? text : "\(fold): \(text)")
         })
         try checkFineTuning(losses, spec: spec, label: label, progress: progress)
         return outcome
@@ -357,6 +362,7 @@ func loadRegressionSplit(_ data: DataSpec, _ split: SplitSource, model: Graph, o
 /// costs and latency every task shares (`finish`).
 public func runModel(_ spec: ModelSpec, progress: Progress, exportTo: String? = nil) throws -> ModelRunResult {
     let start = DispatchTime.now().uptimeNanoseconds
+    progress.phase("loading the model and data")
     let denseModel = try loadModel(path: spec.model, architecture: spec.architecture)
     let task = try TaskScoring.make(spec, model: denseModel)
     let loadedTrain = try task.load(spec.data.train)
@@ -364,10 +370,15 @@ public func runModel(_ spec: ModelSpec, progress: Progress, exportTo: String? = 
     let extraSets = try spec.data.evalSets.mapValues { try task.load($0) }
     let dense = denseModel.copy()
     let outputs = { (m: Graph, data: LabeledData) in OutputMetrics.outputs(model: m, data: data, threads: spec.threads) }
+    progress.phase("evaluating the dense model on \(eval.count) examples")
     let denseEval = outputs(denseModel, eval)
     let denseExtra = extraSets.mapValues { outputs(denseModel, $0) }
     let denseScores = task.score(denseModel, eval, denseEval, "")
     let (train, calibration) = task.prepare(denseModel, loadedTrain)
+    if let warning = inputRangeWarning(spec, model: denseModel, eval: eval, denseAccuracy: spec.task == .classification ? denseScores.headline : nil,
+                                       classes: Int(eval.labels.max() ?? 0) + 1) {
+        progress.line("  warning: \(warning)")
+    }
 
     // Cross-validation first, from the dense weights: k re-runs of the recipe on the folds.
     let folds = try crossValidate(dense, spec: spec, train: train, strata: task.strata(train), progress: progress, score: task.foldMetrics)
@@ -376,6 +387,7 @@ public func runModel(_ spec: ModelSpec, progress: Progress, exportTo: String? = 
     let model = outcome.graph
     for line in outcome.notes { progress.line("  \(spec.name): \(line)") }
     if let exportTo { try ONNXModel.save(model, to: exportTo) }
+    progress.phase("evaluating the pruned model on \(eval.count) examples")
     let prunedEval = outputs(model, eval)
     let scores = task.score(model, eval, prunedEval, "")
     var metrics = scores.metrics
@@ -390,11 +402,43 @@ public func runModel(_ spec: ModelSpec, progress: Progress, exportTo: String? = 
         metrics.merge(task.score(model, data, y, "\(name)/").metrics) { a, _ in a }
         for (k, v) in OutputMetrics.fidelity(y, dense: denseExtra[name]!, scores: task.outputsAreScores) { metrics["\(name)/\(k)"] = v }
     }
+    progress.phase("timing latency at batch " + spec.latency.batchSizes.map(String.init).joined(separator: ", ")
+                   + (spec.latency.targets.isEmpty ? "" : " on " + spec.latency.targets.map { $0.name ?? "\($0)" }.joined(separator: ", ")))
     var result = try finish(model, spec: spec, eval: eval, metrics: metrics, sparsity: sparsity, folds: folds,
                             evidence: Evidence(currentCorrect: scores.correct), started: start)
     result.confusion = scores.confusion
     result.dense = try denseCosts(spec, eval: eval)
     return result
+}
+
+/// A warning that names `data.scale` when the float inputs are far outside what a model's first
+/// layer usually takes (|x| beyond 20 straight into a Linear or Conv: raw 0–255 pixels fed to a
+/// model trained on scaled ones), or when the dense model scores at chance on its own eval split.
+/// The cause is the data, not pruning: without it the report only says "accuracy regressed".
+func inputRangeWarning(_ spec: ModelSpec, model: Graph, eval: LabeledData, denseAccuracy: Double?, classes: Int) -> String? {
+    var lo = Float.infinity, hi = -Float.infinity
+    for case .float(let x) in eval.features {
+        x.withUnsafeBufferPointer { p in for v in p.prefix(1 << 20) { lo = min(lo, v); hi = max(hi, v) } }
+    }
+    let range = lo.isFinite && hi.isFinite ? String(format: "[%g, %g]", lo, hi) : "?"
+    // The first op reading the first float input, past shape-only ops.
+    var value = model.inputs.first { $0.dtype == .float32 }?.name
+    var first: String?
+    while let v = value, let node = model.nodes.first(where: { $0.inputs.contains(v) }) {
+        if ["Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Cast"].contains(node.opType) { value = node.outputs.first; continue }
+        first = node.opType
+        break
+    }
+    if lo.isFinite, max(abs(lo), abs(hi)) > 20, let op = first, ["Gemm", "MatMul", "Conv", "ConvTranspose"].contains(op) {
+        return "the inputs of '\(spec.name)' span \(range) after data.scale \(spec.data.scale), straight into a \(op): "
+            + "models are usually trained on scaled inputs ([0, 1] or standardized); if this one was, set data.scale "
+            + "(e.g. 0.00392156862745098 for 0–255 pixels)"
+    }
+    if let accuracy = denseAccuracy, classes >= 2, accuracy < 1.5 / Double(classes) {
+        return "the dense model of '\(spec.name)' scores \(MetricCheck.format(accuracy, MetricNames.accuracy)) accuracy on its eval split "
+            + "(chance \(String(format: "%.3f", 1 / Double(classes)))), inputs \(range): check data.eval's arrays and labels, and data.scale"
+    }
+    return nil
 }
 
 /// What the unpruned model costs, to show what pruning bought: its parameters, MACs, deflated

@@ -56,7 +56,9 @@ public struct PruneRequest {
                 dense, recipe: recipe, train: train, calibration: calibration, seed: seed, threads: threads, teacher: teacher,
                 latencyProbe: pruningLatencyProbe, energyEstimate: pruningEnergyEstimate,
                 afterCut: { cut in if reportCut { afterCut = headline(cut, outputs(cut)) } },
-                progress: { phase, e, total in note("  \(phase) epoch \(e.epoch)/\(total): loss \(String(format: "%.4f", e.meanLoss))") })
+                progress: { phase, e, total in
+                    if e.isComplete { note("  \(phase) epoch \(e.epoch)/\(total): loss \(String(format: "%.4f", e.meanLoss))") }
+                })
         } catch let e as UserFacingError where e is StructuredPruningError || e is AllocationError || e is GraphError {
             // A recipe this model cannot take: named by the model's file.
             throw InputError("\(model): \(e)")

@@ -5,6 +5,19 @@ import TensorEngine
 public struct EpochLog: Equatable, Sendable {
     public var epoch: Int
     public var meanLoss: Double
+    /// For a report in the middle of an epoch: the batches done and the epoch's batch count
+    /// (nil once the epoch is complete).
+    public var batch: Int? = nil
+    public var batches: Int? = nil
+
+    public init(epoch: Int, meanLoss: Double, batch: Int? = nil, batches: Int? = nil) {
+        self.epoch = epoch
+        self.meanLoss = meanLoss
+        self.batch = batch
+        self.batches = batches
+    }
+
+    public var isComplete: Bool { batch == nil }
 }
 
 public enum FineTuning {
@@ -103,6 +116,9 @@ public enum FineTuning {
                 batches += 1
                 step += 1
                 start = end
+                if let progress, start < data.count {
+                    progress(EpochLog(epoch: epoch + 1, meanLoss: lossSum / Double(batches), batch: batches, batches: stepsPerEpoch))
+                }
             }
             let log = EpochLog(epoch: epoch + 1, meanLoss: lossSum / Double(max(batches, 1)))
             if settings.schedule == .plateau {

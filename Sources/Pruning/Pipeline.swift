@@ -28,7 +28,8 @@ public enum PruningPipeline {
     public static func run(
         _ model: Graph, recipe: PruneRecipe, train: LabeledData, calibration calibrationData: LabeledData? = nil,
         seed: UInt64, threads: Int, teacher: Graph? = nil,
-        latencyProbe: LatencyProbe? = nil, energyEstimate: EnergyEstimate? = nil, afterCut: ((Graph) -> Void)? = nil, progress: ((String, EpochLog, Int) -> Void)? = nil
+        latencyProbe: LatencyProbe? = nil, energyEstimate: EnergyEstimate? = nil, afterCut: ((Graph) -> Void)? = nil, progress: ((String, EpochLog, Int) -> Void)? = nil,
+        phase: ((String) -> Void)? = nil
     ) throws -> PruningOutcome {
         if let p = recipe.problem { preconditionFailure("recipe refused by its own check: \(p.key): \(p.message)") }
         let teacherModel = recipe.distill != nil ? (teacher ?? model.copy()) : nil
@@ -50,6 +51,7 @@ public enum PruningPipeline {
         if let scheme = recipe.initializer ?? (recipe.method == .snip ? .xavierUniform : nil) { model.reinitialize(scheme, seed: seed) }
         var allocation: Allocation?
         if recipe.method.allocates, let budget = recipe.budget {
+            phase?("allocating sparsity per layer (\(recipe.method.rawValue))")
             let a = try Allocator.allocate(model, layers: targetLayers(model, recipe: recipe), maxSparsity: recipe.sparsity,
                                            budget: budget, energy: recipe.method == .energy ? energyEstimate ?? {
                                                preconditionFailure("the energy method needs an energy estimate")
@@ -64,6 +66,7 @@ public enum PruningPipeline {
         let label = "fine-tuning"
         switch recipe.schedule {
         case .oneshot:
+            phase?(calibration != nil ? "pruning (\(recipe.method.rawValue), calibrating on \(calibration!.count) examples)" : "pruning (\(recipe.method.rawValue))")
             let (graph, masks) = try prune(model, recipe: recipe, context: context)
             afterCut?(graph)
             fineTune(graph, masks: masks, train: train, settings: settings, epochs: settings.epochs, seed: seed, threads: threads, recipe: recipe,
@@ -79,6 +82,7 @@ public enum PruningPipeline {
                 let amount = round == steps && !recipe.granularity.isStructured ? recipe.sparsity
                     : recipe.granularity.isStructured ? 1 - density / previous : 1 - density
                 context.previous = masks
+                phase?("pruning round \(round)/\(steps) (\(recipe.method.rawValue))")
                 (graph, masks) = try prune(graph, recipe: recipe, sparsity: min(max(amount, 0), 0.999_999), context: context)
                 let epochs = settings.epochs / steps + (round == steps ? settings.epochs % steps : 0)
                 fineTune(graph, masks: masks, train: train, settings: settings, epochs: epochs, seed: seed &+ UInt64(round), threads: threads,

@@ -32,8 +32,8 @@ struct BaselineGroup: ParsableCommand {
             // Run every model before writing anything: a bad input in the third model must not
             // leave the first two baselines updated and the rest old.
             var results: [(ModelSpec, ModelRunResult)] = []
-            for spec in config.models {
-                progress.line("recording \(spec.name)")
+            for (i, spec) in config.models.enumerated() {
+                progress.startModel(i + 1, of: config.models.count, name: spec.name, detail: "recording its baseline")
                 if let cache {
                     let (result, cached) = try cache.run(spec, machine: env.machine, progress: progress)
                     if cached { progress.line("  \(spec.name): results from the cache (inputs unchanged; --no-cache to re-run)") }
@@ -42,6 +42,7 @@ struct BaselineGroup: ParsableCommand {
                     results.append((spec, try runModel(spec, progress: progress)))
                 }
             }
+            progress.finishModel()
             // Every baseline goes to its temporary first and all are renamed together: a failed
             // write (a full disk) or a kill leaves the old set, not a mix of old and new.
             var files: [(path: String, bytes: [UInt8])] = []

@@ -35,3 +35,25 @@ import Testing
         #expect((Double(ink.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) > 0.005, "the screenshot is blank: \(ink.stdout)\(ink.stderr)")
     }
 }
+
+/// What a CI log shows while a check runs (issue 26 items 2 and 5): the model (i of N), each
+/// phase, and a warning naming data.scale when the inputs are far outside what the model takes.
+@Suite(.serialized) struct ProgressLogTests {
+    @Test func phasesAndModelCountsAndTheScaleWarning() throws {
+        let dir = try WorkflowTests.makeRepository()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try WorkflowTests.prunecheck(["check", "--no-cache"], in: dir)
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        for line in ["[1/2] digits-a (magnitude, global, sparsity 0.5)", "[2/2] digits-b", "[1/2] digits-a: loading the model and data",
+                     "[1/2] digits-a: pruning (magnitude)", "[2/2] digits-b: timing latency at batch 1", "left for the run"] {
+            #expect(r.stderr.contains(line), "the log lacks '\(line)': \(r.stderr)")
+        }
+        #expect(!r.stderr.contains("warning"), "\(r.stderr)")
+        // The digits are in [0, 1]; scaled by 255 they are what a model trained on [0, 1] never saw.
+        let text = WorkflowTests.config().replacingOccurrences(of: "eval: [x_test, y_test]", with: "eval: [x_test, y_test]\n      scale: 255")
+        try text.write(toFile: "\(dir)/prunecheck.yml", atomically: true, encoding: .utf8)
+        let scaled = try WorkflowTests.prunecheck(["check", "--no-cache"], in: dir)
+        #expect(scaled.stderr.contains("warning: the inputs of 'digits-a' span [0, 255] after data.scale 255.0, straight into a Gemm")
+                && scaled.stderr.contains("set data.scale"), "\(scaled.stderr)")
+    }
+}

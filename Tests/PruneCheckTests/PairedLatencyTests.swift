@@ -181,7 +181,7 @@ import Regression
         let r = try WorkflowTests.prunecheck(["check", "--base", "auto", "--changed-only", "--json", "r.json"], in: dir,
                                              environment: ["GITHUB_EVENT_NAME": "push"])
         #expect(r.stderr.contains("a push; comparing with the previous commit \(first.prefix(12))"), "\(r.stderr)")
-        #expect(r.stderr.contains("checking digits-a") && !r.stderr.contains("checking digits-b"), "\(r.stderr)")
+        #expect(r.stderr.contains("] digits-a (") && !r.stderr.contains("] digits-b ("), "\(r.stderr)")
         let report = try String(contentsOfFile: "\(dir)/r.json", encoding: .utf8)
         #expect(report.contains("\"merge_base\": \"\(first)\""))
     }
