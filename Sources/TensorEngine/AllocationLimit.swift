@@ -54,6 +54,26 @@ public enum AllocationLimit {
         exit(ExitStatus.inputError.rawValue)
     }
 
+    /// The cap on the values alive at once in one run: PRUNECHECK_MAX_TOTAL_BYTES or 8 GiB, as
+    /// for all the tensors of one file.
+    public static let maxLiveBytes: Int = {
+        if let v = ProcessInfo.processInfo.environment["PRUNECHECK_MAX_TOTAL_BYTES"].flatMap(Int.init), v > 0 { return v }
+        return 1 << 33
+    }()
+
+    /// The bytes a value holds.
+    @inlinable
+    public static func bytes(_ v: Value) -> Int {
+        switch v {
+        case .float(let x): return x.value.count &* 4
+        case .int64(let t), .bool(let t): return t.data.count &* 8
+        }
+    }
+
+    static func liveProblem(_ bytes: Int) -> String {
+        "the values alive at this node take \(bytes) bytes, over the limit of \(maxLiveBytes) (PRUNECHECK_MAX_TOTAL_BYTES): a broken or hostile model"
+    }
+
     /// Why `shape` cannot be allocated, for an op's error.
     public static func problem(_ shape: [Int], bytesPerElement: Int) -> String {
         "would make a tensor of shape \(shape), over the limit of \(maxTensorBytes) bytes per tensor (PRUNECHECK_MAX_TENSOR_BYTES): a broken or hostile model"

@@ -237,6 +237,11 @@ import Testing
             #expect(r.status == 2, "\(name): \(r.stderr)")
             #expect(r.stderr.contains("node 'grow'") && r.stderr.contains("PRUNECHECK_MAX_TENSOR_BYTES"), "\(name): \(r.stderr)")
         }
+        // Many tensors, each under the per-tensor cap, alive at once: the total cap stops them.
+        try NPZ.write(["x": NPYArray(floats: [1], shape: [1, 1])], to: "\(dir)/d.npz")
+        let many = try run(Repo.binary, ["infer", "--model", Repo.fixtures + "/malformed/many-expands.onnx", "--data", "\(dir)/d.npz", "--out", "\(dir)/o.npz"],
+                           environment: ProcessInfo.processInfo.environment.merging(["PRUNECHECK_MAX_TOTAL_BYTES": "150000000"]) { $1 })
+        #expect(many.status == 2 && many.stderr.contains("values alive") && many.stderr.contains("PRUNECHECK_MAX_TOTAL_BYTES"), "\(many.stderr)")
         // The same models in a check: the load-time run stops them, with reports written.
         try FileManager.default.createDirectory(atPath: "\(dir)/examples", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: Repo.fixtures + "/malformed/pad-grows.onnx", toPath: "\(dir)/pad.onnx")

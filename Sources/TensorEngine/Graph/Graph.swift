@@ -414,6 +414,7 @@ public final class Graph {
         // none for a node that does not need it: at batch 1 the per-node bookkeeping is a good
         // part of a small model's time.
         var args = spareArgs  // the last run's list (its buffer), so no allocation per run
+        var live = 0  // bytes of the values computed in this run and still held
         spareArgs = []
         args.reserveCapacity(maxNodeInputs)
         let profile = nodeProfile
@@ -421,7 +422,8 @@ public final class Graph {
             if tape == nil, let pass = passSlots[index], let v = slots[pass.from] {
                 // The producer applied this ReLU already (see `reluFused`).
                 slots[pass.to] = v
-                for s in releasedAfter[index] { slots[s] = nil }
+                live += AllocationLimit.bytes(v)
+                for s in releasedAfter[index] { if let r = slots[s] { live -= AllocationLimit.bytes(r) }; slots[s] = nil }
                 continue
             }
             let t0 = profile != nil ? DispatchTime.now().uptimeNanoseconds : 0
@@ -431,8 +433,9 @@ public final class Graph {
                 // NOTE: a Linear layer at inference skips the context: at batch 1 its argument
                 // list, context and input checks were a good part of a small layer's time.
                 slots[l.y] = y
+                live += AllocationLimit.bytes(y)
                 if let profile { profile.add(nodes[index].name, since: t0) }
-                for s in releasedAfter[index] { slots[s] = nil }
+                for s in releasedAfter[index] { if let r = slots[s] { live -= AllocationLimit.bytes(r) }; slots[s] = nil }
                 continue
             }
             let ins = nodeSlots[index].inputs, outs = nodeSlots[index].outputs
@@ -456,8 +459,15 @@ public final class Graph {
                     throw GraphError(node: node.name, op: node.opType, "output \(k) ('\(node.outputs[k])') is not produced by this implementation")
                 }
                 slots[s] = results[k]
+                live += AllocationLimit.bytes(results[k])
             }
-            if tape == nil { for s in releasedAfter[index] { slots[s] = nil } }
+            // Every value alive at once stays within the total cap (many tensors each under the
+            // per-tensor cap must not add up to the machine's memory).
+            if live > AllocationLimit.maxLiveBytes {
+                let node = nodes[index]
+                throw GraphError(node: node.name, op: node.opType, AllocationLimit.liveProblem(live))
+            }
+            if tape == nil { for s in releasedAfter[index] { if let r = slots[s] { live -= AllocationLimit.bytes(r) }; slots[s] = nil } }
         }
         let results = try collect(slots)
         for s in slots.indices where !keepsSlot[s] { slots[s] = nil }

@@ -87,6 +87,11 @@ extension OpContext {
         guard strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }), kernel.allSatisfy({ $0 > 0 }) else {
             throw fail("kernel, strides and dilations must be positive")
         }
+        // Sizes no real model has, and whose arithmetic would overflow: refused, not trapped.
+        let limit = 1 << 24
+        guard (strides + dilations + kernel + ((try? ints("pads")) ?? nil ?? [])).allSatisfy({ $0 <= limit }) else {
+            throw fail("kernel, strides, dilations or pads beyond \(limit): a broken or hostile model")
+        }
         let autoPad = try string("auto_pad", "NOTSET")
         var begin = [Int](repeating: 0, count: d), end = begin, out = begin
         for i in 0..<d {
@@ -117,6 +122,8 @@ extension OpContext {
                 throw fail("auto_pad '\(autoPad)' (allowed: NOTSET, VALID, SAME_UPPER, SAME_LOWER)")
             }
         }
+        // The table of window offsets: 8 bytes for every output position and tap.
+        _ = try checkedCount(out + kernel)
         let kCount = kernel.reduce(1, *), oCount = out.reduce(1, *)
         var table = [Int](repeating: 0, count: oCount * kCount)
         let inStrides = stridesOf(inSpatial)

@@ -79,6 +79,18 @@ try:
     write("expand-grows.onnx", model([helper.make_node("Expand", ["x", "shape"], ["y"], name="grow")],
                                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1])], [shape]),
           "model", "PRUNECHECK_MAX_TENSOR_BYTES")
+    # Five tensors of 40 MB each at batch 1, all alive at the Sum: under the per-tensor cap, over
+    # a total cap of 150 MB (the test sets PRUNECHECK_MAX_TOTAL_BYTES).
+    wide = numpy_helper.from_array(np.array([1, 10_000_000], dtype=np.int64), "wide")
+    write("many-expands.onnx", model([helper.make_node("Expand", ["x", "wide"], [f"e{i}"], name=f"grow{i}") for i in range(5)]
+                                     + [helper.make_node("Sum", [f"e{i}" for i in range(5)], ["y"], name="sum")],
+                                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1])], [wide]),
+          "model", "")
+    del out["many-expands.onnx"]  # fine under the default caps: HostileInputTests runs it with small ones
+    kernel = numpy_helper.from_array(np.ones((1, 1, 3, 3), dtype=np.float32), "k")
+    write("conv-pads.onnx", model([helper.make_node("Conv", ["x", "k"], ["y"], name="grow", pads=[1 << 40] * 4)],
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 4, 4])], [kernel]),
+          "model", "beyond")
     huge = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1 << 40])
     write("huge-input.onnx", model([helper.make_node("Relu", ["x"], ["y"])], [huge]), "model", "over the limit")
     w = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 4])
