@@ -10,7 +10,7 @@ REPORTS := reports
 APT_PACKAGES := libgit2-dev libxml2-dev libxml2-utils pkg-config binutils
 TEST_APT_PACKAGES := openssh-client openssh-server chromium
 
-.PHONY: setup test-setup build test demo bench quality conformance operators real-models interop fuzz proto clean
+.PHONY: setup test-setup build test dist dist-check demo bench quality conformance operators real-models interop fuzz proto clean
 
 ## setup: install the system packages PruneCheck needs (apt-get), only those missing
 setup:
@@ -20,6 +20,12 @@ setup:
 ## headless Chromium opening the HTML report
 test-setup: setup
 	@$(call apt_install,$(TEST_APT_PACKAGES))
+
+# Writes the commit the build is from (with -dirty for local changes) to $(1): `--version` prints it.
+define build_info
+	{ git rev-parse HEAD 2>/dev/null || echo unknown; } | tr -d '\n' > $(1); \
+	if [ -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then printf -- "-dirty" >> $(1); fi; echo >> $(1)
+endef
 
 # Installs the Debian packages of $(1) that are missing.
 define apt_install
@@ -35,6 +41,7 @@ endef
 ## build: optimized build of the prunecheck binary (.build/release/prunecheck)
 build: setup
 	$(SWIFT) build $(BUILD_FLAGS) --build-tests
+	@$(call build_info,.build/release/BUILD_INFO)
 
 ## test: the whole test suite against the optimized build, and scans of every built binary for
 ## a Swift 6.3 miscompile (swiftlang/swift#90477; see Tests/tools/check_swifterror_tailcalls.py)
@@ -52,6 +59,21 @@ demo: build
 	@mkdir -p $(REPORTS)
 	$(BIN) check --base auto --junit $(REPORTS)/prunecheck.junit.xml --json $(REPORTS)/prunecheck.json --markdown $(REPORTS)/prunecheck.md
 	@echo "demo: JUnit report at $(REPORTS)/prunecheck.junit.xml (JSON: $(REPORTS)/prunecheck.json, Markdown: $(REPORTS)/prunecheck.md)"
+
+## dist: a Python wheel and a tarball in dist/ that run on Linux x86-64 without Swift, libgit2
+## or libxml2: the Swift runtime linked statically, the C libraries bundled (dist-tools/make_dist.py)
+DIST_APT_PACKAGES := patchelf debootstrap
+dist: setup
+	@$(call apt_install,$(DIST_APT_PACKAGES))
+	$(SWIFT) build -c release --static-swift-stdlib --product prunecheck --scratch-path .build-dist
+	rm -rf dist
+	python3 dist-tools/make_dist.py .build-dist/release/prunecheck --out dist
+
+## dist-check: the wheel in a fresh Debian bookworm root (debootstrap minbase: no Swift, no
+## libgit2, no libxml2): pip install --no-index, then --version, baseline update, check, hook,
+## history, prune, infer (dist-tools/dist_check.sh; needs root)
+dist-check: dist
+	bash dist-tools/dist_check.sh
 
 ## bench: the engine on peers.py's workloads; table on stdout, JSON in bench-results/
 BENCH_THREADS ?= 1,2

@@ -1,9 +1,32 @@
+import Foundation
+
 // What every module below the CLI shares: the exit codes of the contract and the one protocol
 // of errors a user can act on. The CLI maps any such error to its message and exit code in one
 // place (`PruneCheck.main`).
 
 /// PruneCheck's version: the one place it is set (`--version`, reports, baselines, the cache key).
 public let toolVersion = "0.1.0"
+
+/// The commit this binary was built from: the `BUILD_INFO` file that `make build` and `make
+/// dist` write beside the executable; nil for a binary built another way.
+public let buildCommit: String? = {
+    var buffer = [CChar](repeating: 0, count: 4097)
+    let n = readlink("/proc/self/exe", &buffer, 4096)
+    guard n > 0 else { return nil }
+    let exe = String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let info = exe[..<(exe.lastIndex(of: "/") ?? exe.endIndex)] + "/BUILD_INFO"
+    guard let f = fopen(String(info), "r") else { return nil }
+    defer { fclose(f) }
+    var line = [CChar](repeating: 0, count: 128)
+    guard fgets(&line, 128, f) != nil else { return nil }
+    let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    return text.isEmpty ? nil : text
+}()
+
+/// `--version`: "0.1.0 (commit 1a2b3c…)".
+public var versionDescription: String {
+    "\(toolVersion) (commit \(buildCommit ?? "unknown: built without `make build` or `make dist`"))"
+}
 
 /// The exit codes of every command (README, "Exit codes").
 public enum ExitStatus: Int32, Sendable, Equatable {

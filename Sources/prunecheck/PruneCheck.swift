@@ -14,7 +14,7 @@ struct PruneCheck: ParsableCommand {
         commandName: "prunecheck",
         abstract: "Re-prunes, fine-tunes and evaluates models, and fails CI when they regress against their baselines.",
         discussion: "Exit codes: 0 no regression, 1 regression found, 2 usage, configuration or input error, 3 baseline missing or unreadable.",
-        version: toolVersion,
+        version: versionDescription,
         subcommands: [Check.self, BaselineGroup.self, Eval.self, Prune.self, Infer.self, Latency.self, Inspect.self, Merge.self, History.self, HookGroup.self, Init.self])
 
     /// Runs the command and maps every error to a documented exit code with one clear message.
