@@ -5,15 +5,25 @@ import PackageDescription
 // runner has. Without it Swift's SIMD `addingProduct` lowers to one libm call per lane
 // (measured: 1.2 GFLOP/s for a naive SIMD16 GEMM against 112 with an FMA target).
 // `haswell` is the LLVM name for that feature level (x86-64-v3 itself is not accepted here).
+// On other architectures (aarch64, arm64 macOS) the same Swift SIMD code builds for the target's
+// own vectors, without these flags, and the AVX-512 module is never called (`KernelISA`).
+#if arch(x86_64)
 let numericFlags: [SwiftSetting] = [
     .unsafeFlags(["-target-cpu", "haswell"], .when(platforms: [.linux])),
 ]
+#else
+let numericFlags: [SwiftSetting] = []
+#endif
 let v5: SwiftSetting = .swiftLanguageMode(.v5)
 // The wide GEMM micro-kernel alone is built for AVX-512; `Kernels` calls it only when the CPU
 // has it (checked at run time), so the package still runs on every x86-64-v3 machine.
+#if arch(x86_64)
 let avx512Flags: [SwiftSetting] = [
     .unsafeFlags(["-target-cpu", "skylake-avx512"], .when(platforms: [.linux])),
 ]
+#else
+let avx512Flags: [SwiftSetting] = []
+#endif
 
 let package = Package(
     name: "PruneCheck",

@@ -1,5 +1,8 @@
-// Instructions retired, from the kernel's performance counters (perf_event_open).
+// Instructions retired, from the kernel's performance counters (perf_event_open; Linux only:
+// elsewhere the counter is unavailable and the metric absent).
 #define _GNU_SOURCE
+#include "cpu_features.h"
+#if defined(__linux__)
 #include <linux/perf_event.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -31,3 +34,9 @@ long long prunecheck_instructions_read(int fd) {
 }
 
 void prunecheck_instructions_close(int fd) { close(fd); }
+#else
+#include <errno.h>
+int prunecheck_instructions_open(void) { return -ENOSYS; }
+long long prunecheck_instructions_read(int fd) { (void)fd; return -1; }
+void prunecheck_instructions_close(int fd) { (void)fd; }
+#endif

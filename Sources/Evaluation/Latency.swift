@@ -238,11 +238,6 @@ public enum CPUInfo {
         return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
     }()
 
-    /// "avx512" or "avx2" (x86-64).
-    public static var isa: String {
-        switch KernelISA.detected {
-        case .avx512: return "avx512"
-        case .avx2: return "avx2"
-        }
-    }
+    /// "avx512", "avx2" (x86-64) or "generic": the kernels in use.
+    public static var isa: String { KernelISA.detected.rawValue }
 }

@@ -1,3 +1,4 @@
+import Foundation
 // Single-precision GEMM on raw buffers.
 //
 // Contract
@@ -22,14 +23,34 @@ import KernelsAVX512
 
 /// The instruction set GEMM's micro-kernel uses. Every variant computes each output as the same
 /// FMA chain, so results are bit-identical across them.
-public enum KernelISA: Sendable, Equatable {
-    /// 6×16 tiles of 8-lane vectors (x86-64-v3: AVX2 + FMA), on every machine.
+public enum KernelISA: String, Sendable, Equatable {
+    /// The portable kernels: 6×16 tiles of Swift's 8-lane SIMD vectors, compiled for the target
+    /// (NEON on aarch64). On x86-64 they are the same code as `avx2`.
+    case generic
+    /// Those kernels on x86-64-v3 (AVX2 + FMA), the baseline of every x86-64 build.
     case avx2
     /// 8×32 tiles of 16-lane vectors (AVX-512), only where the CPU has it.
     case avx512
 
-    /// The widest variant this CPU runs: checked once per process.
-    public static let detected: KernelISA = prunecheck_cpu_has_avx512() != 0 ? .avx512 : .avx2
+    /// What the CPU runs: avx512 where it has it, avx2 on other x86-64, generic elsewhere.
+    public static let hardware: KernelISA = {
+        #if arch(x86_64)
+        return prunecheck_cpu_has_avx512() != 0 ? .avx512 : .avx2
+        #else
+        return .generic
+        #endif
+    }()
+
+    /// The variant the kernels use: `hardware`, or PRUNECHECK_ISA (generic, avx2 or avx512)
+    /// when it names one the CPU runs, so that the test suite can run every path on one
+    /// machine. Results are the same bits on every variant (the kernels' contract).
+    public static let detected: KernelISA = {
+        guard let name = ProcessInfo.processInfo.environment["PRUNECHECK_ISA"], let forced = KernelISA(rawValue: name) else { return hardware }
+        switch (forced, hardware) {
+        case (.avx512, .avx512), (.avx2, .avx2), (.avx2, .avx512), (.generic, _): return forced
+        default: return hardware
+        }
+    }()
 }
 
 /// Register tile: 6 rows by 16 columns (12 eight-lane accumulators, AVX2/FMA-sized).

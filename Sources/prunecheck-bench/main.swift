@@ -84,11 +84,8 @@ while !args.isEmpty {
     case "--quick": budget = .quick
     case "--only": groups = Set(value().split(separator: ",").map(String.init))
     case "--isa":
-        switch value() {
-        case "avx2": isa = .avx2
-        case "avx512": isa = .avx512
-        default: log("--isa takes avx2 or avx512"); exit(2)
-        }
+        guard let v = KernelISA(rawValue: value()) else { log("--isa takes generic, avx2 or avx512"); exit(2) }
+        isa = v
     case "--fixtures": fixtures = value()
     case "--real-models": realModels = value()
     case "--out": out = value()

@@ -15,7 +15,19 @@ import CCPUFeatures
               let flags = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return }
         let words = Set(flags.split(separator: " ").map(String.init))
         let has = ["avx512f", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(words.contains)
-        #expect((KernelISA.detected == .avx512) == has, "cpuinfo says AVX-512 \(has), detection says \(KernelISA.detected)")
+        #expect((KernelISA.hardware == .avx512) == has, "cpuinfo says AVX-512 \(has), detection says \(KernelISA.hardware)")
+        // PRUNECHECK_ISA picks a variant the CPU runs, never one it does not.
+        let forced = ProcessInfo.processInfo.environment["PRUNECHECK_ISA"].flatMap(KernelISA.init(rawValue:))
+        if let forced, forced == .generic || (forced == .avx2 && KernelISA.hardware != .generic) || forced == KernelISA.hardware {
+            #expect(KernelISA.detected == forced)
+        } else {
+            #expect(KernelISA.detected == KernelISA.hardware)
+        }
+        for isa in ["generic", "avx2"] {
+            let r = try run(Repo.binary, ["latency", "--model", exampleModel("mlp_digits", "onnx"), "--json", "--min-runs", "3", "--max-seconds", "0.05"],
+                            environment: ProcessInfo.processInfo.environment.merging(["PRUNECHECK_ISA": isa]) { $1 })
+            #expect(r.status == 0 && r.stdout.contains("\"isa\": \"\(isa)\""), "\(r.stdout)\(r.stderr)")
+        }
     }
 
     /// Deterministic pseudo-random fill (no RNG dependency in kernel tests).
