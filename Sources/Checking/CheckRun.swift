@@ -145,14 +145,38 @@ public struct CheckRequest {
                 verdict.baselineProblem = problem
                 verdict.checks = Comparison.check(current: run.metrics, baseline: [:], tolerances: spec.tolerances)
             case .success(let b):
-                let timing = timingPolicy(spec: spec, baseline: b, env: &env)
+                let localTiming = timingPolicy(spec: spec, baseline: b, env: &env)
                 func compare(_ run: ModelRunResult) -> [MetricCheck] {
+                    // Timings from a remote target compare as they are when the baseline was
+                    // measured on the same device, and are skipped otherwise: this machine's
+                    // calibration says nothing about the device.
+                    let remote = spec.latency.targets.filter { !$0.isLocal }.map { $0.name ?? "" }
+                    var checks: [MetricCheck] = []
+                    for group in [false, true] where group == false || !remote.isEmpty {
+                        let inGroup = { (name: String) in (MetricNames.isTiming(name) && remote.contains(MetricNames.target(of: name) ?? "")) == group }
+                        let current = run.metrics.filter { inGroup($0.key) }
+                        let timing: TimingPolicy
+                        if group {
+                            let then = b.latencyDevices, now = run.devices
+                            let differing = remote.filter { then[$0] != nil && now[$0] != nil && then[$0] != now[$0] && !(now[$0]!.hasPrefix("skipped")) }
+                            timing = differing.isEmpty ? .compare(factor: 1)
+                                : .skip("the baseline was measured on \(differing.map { then[$0]! }.joined(separator: ", ")), this run on \(differing.map { now[$0]! }.joined(separator: ", "))")
+                        } else {
+                            timing = localTiming
+                        }
+                        checks += compareWith(run, current: current, baseline: b.metrics.filter { inGroup($0.key) }, timing: timing, localSamples: !group)
+                    }
+                    return checks
+                }
+                func compareWith(_ run: ModelRunResult, current: [String: Double], baseline: [String: Double], timing: TimingPolicy,
+                                 localSamples: Bool) -> [MetricCheck] {
                     var evidence = run.evidence
-                    evidence.baselineLatency = b.latencySamples
+                    // This machine's samples say nothing about a device's timings.
+                    if !localSamples { evidence.currentLatency = [:] }
+                    evidence.baselineLatency = localSamples ? b.latencySamples : [:]
                     evidence.baselineCorrect = b.evalCorrect
                     evidence.latencyFloor = spec.latency.noiseFloorMicroseconds
-                    var checks = Comparison.check(current: run.metrics, baseline: b.metrics, tolerances: spec.tolerances,
-                                                  timing: timing, evidence: evidence)
+                    var checks = Comparison.check(current: current, baseline: baseline, tolerances: spec.tolerances, timing: timing, evidence: evidence)
                     if resolved.change != nil, let own = resolved.branch {
                         checks = Comparison.accept(checks, branchBaseline: own.metrics, tolerances: spec.tolerances)
                     }
@@ -208,7 +232,7 @@ public struct CheckRequest {
                 verdict.baselineToolVersion = b.recorded.toolVersion
                 verdict.recipeChanged = b.recipeSHA256 != spec.recipeSHA256
                 if verdict.recipeChanged { progress.line("  \(spec.name): the recipe differs from the one the baseline was recorded with") }
-                if case .skip(let reason) = timing { progress.line("  \(spec.name): latency not gated: \(reason)") }
+                if case .skip(let reason) = localTiming { progress.line("  \(spec.name): latency not gated: \(reason)") }
             }
             verdicts.append(verdict)
             } catch let e as UserFacingError where e.exitStatus == .inputError {

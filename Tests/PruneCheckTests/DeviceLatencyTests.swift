@@ -143,6 +143,24 @@ import Testing
         #expect(t.contains("latency_p50@b1[edge]") && t.contains("latency_p50@b8[server]"), "\(named.stdout)")
         #expect(t.contains("0.8"), "latency_p50[edge] has its own tolerance")
 
+        // Without paired timing, a device's timings compare only with a baseline from that device.
+        let unpaired = config(device).replacingOccurrences(of: "defaults:\n", with: "defaults:\n  latency_gate: normalized\n")
+        try unpaired.write(toFile: "\(dir)/unpaired.yml", atomically: true, encoding: .utf8)
+        let same = try WorkflowTests.prunecheck(["check", "-c", "unpaired.yml", "--no-cache", "--json", "u.json"], in: dir)
+        #expect(same.status == 0, "\(same.stdout)\(same.stderr)")
+        let recorded = try String(contentsOfFile: "\(dir)/baselines/digits.json", encoding: .utf8)
+        let moved = recorded.replacingOccurrences(of: "\"\": \"\(NSUserName())@", with: "\"\": \"pi@edge-7 (Cortex-A76, 4 cores) was ")
+        #expect(moved != recorded, "the baseline names its device")
+        try moved.write(toFile: "\(dir)/baselines/digits.json", atomically: true, encoding: .utf8)
+        let other = try WorkflowTests.prunecheck(["check", "-c", "unpaired.yml", "--no-cache", "--json", "o.json"], in: dir)
+        let o = try JSONValue.parse(Array(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/o.json"))))
+        var p50: JSONValue?
+        if case .array(let models)? = o["models"], case .array(let items)? = models.first?["metrics"] {
+            p50 = items.first { $0["name"]?.string == "latency_p50@b1" }
+        }
+        #expect(p50?["status"]?.string == "skipped" && p50?["note"]?.string?.contains("pi@edge-7") == true, "\(other.stdout)")
+        try recorded.write(toFile: "\(dir)/baselines/digits.json", atomically: true, encoding: .utf8)
+
         // Host keys are checked, never accepted.
         try config(device).replacingOccurrences(of: "\(device.dir)/known_hosts", with: "\(device.dir)/wrong_known_hosts")
             .write(toFile: "\(dir)/wrong.yml", atomically: true, encoding: .utf8)
