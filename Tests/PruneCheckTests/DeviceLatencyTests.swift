@@ -171,6 +171,22 @@ import Testing
             .write(toFile: "\(dir)/absent.yml", atomically: true, encoding: .utf8)
         let absent = try WorkflowTests.prunecheck(["check", "-c", "absent.yml", "--no-cache"], in: dir)
         #expect(absent.status == 2 && absent.stderr.contains("not found on the device"), "\(absent.stderr)")
+        // A key the device does not accept.
+        try config(device).replacingOccurrences(of: "identity_file: \(device.dir)/userkey", with: "identity_file: \(device.dir)/otherkey")
+            .write(toFile: "\(dir)/auth.yml", atomically: true, encoding: .utf8)
+        let auth = try WorkflowTests.prunecheck(["check", "-c", "auth.yml", "--no-cache"], in: dir)
+        #expect(auth.status == 2 && auth.stderr.contains("authentication failed"), "\(auth.stderr)")
+        // A device that never answers: stopped at target_timeout_s, and its folder still removed.
+        try "#!/bin/sh\ncase \"$1\" in --version) exec \(Repo.binary) --version ;; esac\nsleep 60\n"
+            .write(toFile: "\(device.dir)/slow-prunecheck", atomically: true, encoding: .utf8)
+        chmod("\(device.dir)/slow-prunecheck", 0o755)
+        try config(device).replacingOccurrences(of: "remote_command: \(device.dir)/remote-prunecheck", with: "remote_command: \(device.dir)/slow-prunecheck")
+            .replacingOccurrences(of: "target_timeout_s: 60", with: "target_timeout_s: 3")
+            .write(toFile: "\(dir)/slow.yml", atomically: true, encoding: .utf8)
+        let started = Date()
+        let slow = try WorkflowTests.prunecheck(["check", "-c", "slow.yml", "--no-cache"], in: dir)
+        #expect(slow.status == 2 && slow.stderr.contains("no result within 3 s (latency.target_timeout_s)"), "\(slow.stderr)")
+        #expect(Date().timeIntervalSince(started) < 40, "the timeout did not stop the measurement")
         #expect(remoteLeftovers(device).isEmpty, "left on the device: \(remoteLeftovers(device))")
 
         // A stopped device: exit 2 naming the target, or with on_unreachable: skip, skipped timings.
