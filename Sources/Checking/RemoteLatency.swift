@@ -116,8 +116,6 @@ public enum RemoteLatency {
         return dir
     }
 
-    static func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
-
     /// One target's ssh and scp invocations.
     struct Session {
         let target: LatencyTarget

@@ -91,3 +91,6 @@ public enum Console {
         if stream == stderr { fflush(stderr) }
     }
 }
+
+/// `s` as one word for a POSIX shell (single quotes; a quote inside as '\'').
+public func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }

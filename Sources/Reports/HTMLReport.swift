@@ -83,12 +83,10 @@ public enum HTMLReport {
     }
 
     static func bought(_ v: ModelVerdict) -> String {
-        guard let row = MarkdownReport.bought(v) else { return "" }
-        let cells = row.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && $0 != "\n" }.dropFirst()
-        guard cells.count == 4 else { return "" }
+        guard let cells = MarkdownReport.gains(v) else { return "" }
         let names = ["parameters", "bytes (deflated)", "MACs", "latency p50"]
         return "<h3>What pruning bought (dense → pruned)</h3><table><tr>" + names.map { "<th>\($0)</th>" }.joined() + "</tr><tr>"
-            + cells.map { "<td>\(h($0.replacingOccurrences(of: "\\", with: "")))</td>" }.joined() + "</tr></table>\n"
+            + cells.map { "<td>\(h($0))</td>" }.joined() + "</tr></table>\n"
     }
 
     static func perClass(_ v: ModelVerdict) -> String {

@@ -81,8 +81,5 @@ public enum HistoryChart {
         return out + "</svg>\n"
     }
 
-    static func xml(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-            .replacingOccurrences(of: "\"", with: "&quot;")
-    }
+    static func xml(_ s: String) -> String { HTMLReport.h(s) }
 }

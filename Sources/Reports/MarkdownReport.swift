@@ -113,9 +113,15 @@ public enum MarkdownReport {
             : String(format: "%+.4f to %+.4f", i.lowerBound, i.upperBound)
     }
 
-    /// One row of what pruning bought: nonzero parameters, deflated bytes, MACs on nonzero
-    /// weights and the p50 at the first batch size, against the unpruned model's.
+    /// One row of what pruning bought (see `gains`).
     static func bought(_ v: ModelVerdict) -> String? {
+        gains(v).map { "| \(cell(v.model)) | " + $0.map(cell).joined(separator: " | ") + " |\n" }
+    }
+
+    /// What pruning bought, as plain text for a table's cells: nonzero parameters, deflated
+    /// bytes, MACs on nonzero weights and the p50 at the first batch size, against the unpruned
+    /// model's; nil when the run measured no dense model.
+    static func gains(_ v: ModelVerdict) -> [String]? {
         let now = Dictionary(v.checks.map { ($0.metric, $0.current) }, uniquingKeysWith: { a, _ in a })
         guard let nonzero = now["params_nonzero"], !v.dense.isEmpty else { return nil }
         func pair(_ a: Double?, _ b: Double?, bytes: Bool = false, unit: String = "") -> String {
@@ -125,8 +131,8 @@ public enum MarkdownReport {
         }
         let latency = v.dense.keys.filter { $0.hasPrefix("latency_p50@b") }.sorted().first
         let latencyText = latency.map { "\(pair(v.dense[$0], now[$0], unit: " us")) at b\(MetricNames.batch(of: $0) ?? 1)" } ?? "-"
-        return "| \(cell(v.model)) | \(pair(v.dense["params"], nonzero)) | \(pair(v.dense["bytes_compressed"], now["bytes_compressed"], bytes: true)) | "
-            + "\(pair(v.dense["macs"], now["macs_nonzero"])) | \(latencyText) |\n"
+        return [pair(v.dense["params"], nonzero), pair(v.dense["bytes_compressed"], now["bytes_compressed"], bytes: true),
+                pair(v.dense["macs"], now["macs_nonzero"]), latencyText]
     }
 
     /// 1.2 k, 3.4 M; bytes as kB and MB.

@@ -95,7 +95,6 @@ func executablePath() -> String {
         ?? URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
 }
 
-func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
 /// Writes a script atomically with mode 755.
 func writeExecutable(_ text: String, to path: String) throws {

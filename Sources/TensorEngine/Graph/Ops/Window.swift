@@ -89,7 +89,7 @@ extension OpContext {
         }
         // Sizes no real model has, and whose arithmetic would overflow: refused, not trapped.
         let limit = 1 << 24
-        guard (strides + dilations + kernel + ((try? ints("pads")) ?? nil ?? [])).allSatisfy({ $0 <= limit }) else {
+        guard (strides + dilations + kernel + (try ints("pads") ?? [])).allSatisfy({ $0 <= limit }) else {
             throw fail("kernel, strides, dilations or pads beyond \(limit): a broken or hostile model")
         }
         let autoPad = try string("auto_pad", "NOTSET")
