@@ -263,3 +263,14 @@ public func geluErfForward(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMut
 public func sigmoidForward(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<Float>) {
     mapLanes(x, count: count, out: out, { sigmoid32($0) }, { 1 / (1 + expf32(-$0)) })
 }
+
+/// x · sigmoid(x) (SiLU) of `count` values, in place: the bits of a Sigmoid (`sigmoidForward`)
+/// followed by a Mul of its input and output.
+public func siluForward(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    mapLanes(x, count: count, out: x, { $0 * sigmoid32($0) }, { $0 * (1 / (1 + expf32(-$0))) })
+}
+
+/// min(max(x, lo), hi) of `count` values, in place: the Clip op's expression.
+public func clipForward(_ x: UnsafeMutablePointer<Float>, count: Int, lo: Float, hi: Float) {
+    for i in 0..<count { x[i] = min(max(x[i], lo), hi) }
+}

@@ -191,7 +191,7 @@ struct Latency: ParsableCommand {
         TextColumns.render([["op", "µs", "share"]] + byOp.sorted { $0.value > $1.value }.map { row($0.key, $0.value) },
                            rightAligned: [1, 2], indent: "  ").forEach { note($0) }
         note("slowest nodes:")
-        let nodes = graph.nodes.map { ($0, profile.totals[$0.name] ?? 0) }.sorted { $0.1 > $1.1 }.prefix(10)
+        let nodes = graph.nodes.map { ($0, profile.totals[$0.name] ?? 0) }.sorted { $0.1 > $1.1 }.prefix(Int(ProcessInfo.processInfo.environment["PRUNECHECK_PROFILE_NODES"] ?? "") ?? 10)
         TextColumns.render([["node", "op", "µs", "share"]] + nodes.map { n, ns in [n.name, n.opType] + Array(row("", ns).dropFirst()) },
                            rightAligned: [2, 3], indent: "  ").forEach { note($0) }
     }

@@ -1038,6 +1038,71 @@ extension DirectConvTests {
     }
 }
 
+@Suite struct ConvEpilogueTests {
+    /// A Clip (ReLU6, bounds as initializers or, before opset 11, attributes) or a SiLU (Sigmoid,
+    /// then Mul with either operand order) after a Conv is applied inside the Conv at inference
+    /// with the bits of the separate ops (a run with a tape), on every Conv path: depthwise, the
+    /// direct kernel, the rows path, im2col + GEMM; at one and two threads.
+    @Test func fusedEpiloguesGiveTheSeparateOpsBits() throws {
+        // (channels, weight shape, attributes, spatial)
+        let convs: [(String, Int, [Int], [String: Attribute], Int)] = [
+            ("depthwise", 6, [6, 1, 3, 3], ["group": .int(6), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])], 11),
+            ("direct", 2, [5, 2, 3, 3], ["pads": .ints([1, 1, 1, 1])], 12),
+            ("rows", 3, [4, 3, 3, 3], ["strides": .ints([2, 2])], 5),
+            ("im2col", 20, [24, 20, 1, 1], [:], 9),
+        ]
+        let epilogues: [(String, [Node], [(String, TensorData)], Int)] = [
+            ("Clip", [Node(name: "k", opType: "Clip", inputs: ["c", "lo", "hi"], outputs: ["y"])],
+             [("lo", .float(Tensor(shape: [], scalars: [0]))), ("hi", .float(Tensor(shape: [], scalars: [1.5])))], 17),
+            ("Clip (opset 9)", [Node(name: "k", opType: "Clip", inputs: ["c"], outputs: ["y"], attributes: ["min": .float(-0.5), "max": .float(2)])], [], 9),
+            ("SiLU", [Node(name: "s", opType: "Sigmoid", inputs: ["c"], outputs: ["s"]), Node(name: "m", opType: "Mul", inputs: ["c", "s"], outputs: ["y"])], [], 17),
+            ("SiLU (s · c)", [Node(name: "s", opType: "Sigmoid", inputs: ["c"], outputs: ["s"]), Node(name: "m", opType: "Mul", inputs: ["s", "c"], outputs: ["y"])], [], 17),
+        ]
+        for (kind, channels, wShape, attributes, size) in convs {
+            let x = Tensor(shape: [2, channels, size, size], scalars: spreadTensor([2, channels, size, size], seed: 61).scalars.map { $0 * 4 })
+            let w = spreadTensor(wShape, seed: 62), b = spreadTensor([wShape[0]], seed: 63)
+            let conv = Node(name: "conv", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["c"], attributes: attributes)
+            for (name, after, constants, opset) in epilogues {
+                let graph = Graph(nodes: [conv] + after, inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, channels, size, size])],
+                                  outputs: ["y"], initializers: [("w", .float(w)), ("b", .float(b))] + constants, opset: opset)
+                #expect(graph.convEpilogues[0] != nil, "\(kind) + \(name): not fused")
+                guard case .float(let reference) = try graph.run([.float(Variable(x))], tape: Tape(), threads: 1)[0] else { fatalError() }
+                for threads in [1, 2] {
+                    guard case .float(let fused) = try graph.run([.float(Variable(x))], threads: threads)[0] else { fatalError() }
+                    #expect(fused.value.shape == reference.value.shape)
+                    let differing = zip(fused.value.scalars, reference.value.scalars).filter { $0.bitPattern != $1.bitPattern }.count
+                    #expect(differing == 0, "\(kind) + \(name), \(threads) threads: \(differing) of \(fused.value.count) differ")
+                }
+            }
+        }
+    }
+
+    /// Not fused where the Conv's output has another reader or is a graph output, or a Clip's
+    /// bound is computed: those runs still give the separate ops' bits.
+    @Test func notFusedWhereTheOutputIsReadElsewhere() throws {
+        let x = spreadTensor([1, 2, 6, 6], seed: 64), w = spreadTensor([3, 2, 3, 3], seed: 65)
+        let conv = Node(name: "conv", opType: "Conv", inputs: ["x", "w"], outputs: ["c"])
+        let cases: [([Node], [String])] = [
+            ([conv, Node(name: "k", opType: "Clip", inputs: ["c", "lo", "hi"], outputs: ["y"])], ["y", "c"]),
+            ([conv, Node(name: "s", opType: "Sigmoid", inputs: ["c"], outputs: ["s"]), Node(name: "m", opType: "Mul", inputs: ["c", "s"], outputs: ["y"]),
+              Node(name: "a", opType: "Add", inputs: ["y", "s"], outputs: ["z"])], ["z"]),
+            ([conv, Node(name: "n", opType: "Neg", inputs: ["lo"], outputs: ["nlo"]), Node(name: "k", opType: "Clip", inputs: ["c", "nlo", "hi"], outputs: ["y"])], ["y"]),
+        ]
+        for (nodes, outputs) in cases {
+            let graph = Graph(nodes: nodes, inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, 2, 6, 6])], outputs: outputs,
+                              initializers: [("w", .float(w)), ("lo", .float(Tensor(shape: [], scalars: [0.1]))), ("hi", .float(Tensor(shape: [], scalars: [0.8])))],
+                              opset: 17)
+            #expect(graph.convEpilogues[0] == nil, "\(nodes.map(\.opType))")
+            let reference = try graph.run([.float(Variable(x))], tape: Tape(), threads: 1)
+            let fast = try graph.run([.float(Variable(x))], threads: 2)
+            for (r, f) in zip(reference, fast) {
+                guard case .float(let rv) = r, case .float(let fv) = f else { fatalError() }
+                #expect(rv.value.scalars.map(\.bitPattern) == fv.value.scalars.map(\.bitPattern), "\(nodes.map(\.opType))")
+            }
+        }
+    }
+}
+
 @Suite struct InferenceFastPathTests {
     /// Ops with an inference-only path give the bits of their general path (the one a run with
     /// a tape takes): a mean and a sum over trailing axes, Sigmoid, Clip, the elementwise

@@ -453,12 +453,19 @@ extension Thread {
             .init(ih: 5, iw: 8, kh: 3, kw: 5, strideH: 2, strideW: 1, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 2, oh: 3, ow: 8),
             .init(ih: 4, iw: 1, kh: 1, kw: 1, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 0, padLeft: 0, oh: 4, ow: 1),
             .init(ih: 2, iw: 2, kh: 5, kw: 5, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 2, padLeft: 2, oh: 2, ow: 2),
+            // Rows of several 32-output blocks and a ragged tail; odd widths at stride 2 (5 × 5,
+            // EfficientNet's); stride 3; dilation with stride 2; more padding than the kernel needs.
+            .init(ih: 6, iw: 75, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: 6, ow: 75),
+            .init(ih: 11, iw: 113, kh: 5, kw: 5, strideH: 2, strideW: 2, dilationH: 1, dilationW: 1, padTop: 2, padLeft: 2, oh: 6, ow: 57),
+            .init(ih: 10, iw: 41, kh: 3, kw: 3, strideH: 3, strideW: 3, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: 4, ow: 14),
+            .init(ih: 13, iw: 37, kh: 3, kw: 3, strideH: 2, strideW: 2, dilationH: 2, dilationW: 2, padTop: 2, padLeft: 2, oh: 7, ow: 19),
+            .init(ih: 3, iw: 9, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 3, padLeft: 4, oh: 7, ow: 15),
         ]
         for (i, g) in cases.enumerated() {
             let x = GemmTests.fill(g.ih * g.iw, seed: UInt32(i + 1)), w = GemmTests.fill(g.kh * g.kw, seed: UInt32(i + 50))
             for bias in [nil, Float(0.25)] {
                 var expected = [Float](repeating: .nan, count: g.oh * g.ow), got = expected
-                var scratch = [Float](repeating: .nan, count: g.oh * g.ow)
+                var scratch = [Float](repeating: .nan, count: depthwiseConv2dScratch(g))
                 expected.withUnsafeMutableBufferPointer { depthwiseConv2dReference(x, weights: w, bias: bias, geometry: g, y: $0.baseAddress!) }
                 got.withUnsafeMutableBufferPointer { y in
                     scratch.withUnsafeMutableBufferPointer { depthwiseConv2d(x, weights: w, bias: bias, geometry: g, y: y.baseAddress!, scratch: $0.baseAddress!) }

@@ -30,6 +30,22 @@ struct OpContext {
     let threads: Int
     /// Apply the next node's ReLU to this Conv's or Gemm's output (`Graph.reluFused`).
     var fuseRelu = false
+    /// The Clip or SiLU after this Conv, applied to its output at inference (`Graph.convEpilogues`).
+    var epilogue: ConvEpilogue? = nil
+
+    /// A Conv's output block after its bias: the fused ReLU, Clip or SiLU, while it is in cache.
+    func finishConvOutput(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        Self.finish(p, count: count, relu: fuseRelu, epilogue: epilogue)
+    }
+
+    static func finish(_ p: UnsafeMutablePointer<Float>, count: Int, relu: Bool, epilogue: ConvEpilogue?) {
+        if relu { reluForward(p, count: count, out: p) }
+        switch epilogue {
+        case .clip(let lo, let hi)?: clipForward(p, count: count, lo: lo, hi: hi)
+        case .silu?: siluForward(p, count: count)
+        case nil: break
+        }
+    }
     /// The node's step from the last training run, when this run may record it again
     /// (`Graph.keepsTrainingSteps`); its output's buffer is this run's output buffer.
     var reusable: NodeStep? = nil

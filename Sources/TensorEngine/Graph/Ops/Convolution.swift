@@ -55,7 +55,7 @@ extension OpContext {
             graph.packedConvWeights[index] = (weight, weight.version, packed)
         }
         let packedWeights = graph.packedConvWeights[index]!.packed
-        let graph = self.graph, index = self.index
+        let graph = self.graph, index = self.index, relu = fuseRelu, epilogue = self.epilogue
         let biasValues = bias?.scalars
         let inSize = cin * ih * iw, outSize = cout * oh * ow, p = oh * ow
         x.withUnsafeBufferPointer { xp in
@@ -75,7 +75,7 @@ extension OpContext {
                                 if let biasValues {
                                     biasValues.withUnsafeBufferPointer { addChannelBias($0.baseAddress!, samples: 1, channels: cout, plane: p, out: out) }
                                 }
-                                if fuseRelu { reluForward(out, count: outSize, out: out) }
+                                OpContext.finish(out, count: outSize, relu: relu, epilogue: epilogue)
                             }
                         }
                     }
@@ -137,7 +137,7 @@ extension OpContext {
                             }
                         }
                     }
-                    if fuseRelu { reluForward(yp.baseAddress!, count: batch * cout * p, out: yp.baseAddress!) }
+                    finishConvOutput(yp.baseAddress!, count: batch * cout * p)
                 }
             }
         }
@@ -227,10 +227,11 @@ extension OpContext {
         let inP = g.ih * g.iw, outP = g.oh * g.ow, kq = g.kh * g.kw
         // NOTE: a plane is about outP · kq multiply-adds; 64K pay for a helper thread.
         let workers = max(1, min(threads, planes, planes * outP * kq / 65_536))
-        if graph.scratchColumns[index].count < workers * outP {
-            graph.scratchColumns[index] = [Float](repeating: 0, count: workers * outP)
+        let scratchSize = depthwiseConv2dScratch(g)
+        if graph.scratchColumns[index].count < workers * scratchSize {
+            graph.scratchColumns[index] = [Float](repeating: 0, count: workers * scratchSize)
         }
-        let graph = self.graph, index = self.index, relu = fuseRelu
+        let graph = self.graph, index = self.index, relu = fuseRelu, epilogue = self.epilogue
         let biasValues = bias?.scalars
         x.withUnsafeBufferPointer { xp in
             weight.withUnsafeBufferPointer { wp in
@@ -241,12 +242,12 @@ extension OpContext {
                         parallelFor(workers, threads: workers) { worker in
                             let xp = UnsafePointer<Float>(bitPattern: xa)!, wp = UnsafePointer<Float>(bitPattern: wa)!
                             let yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
-                            let scratch = UnsafeMutablePointer<Float>(bitPattern: sa)! + worker * outP
+                            let scratch = UnsafeMutablePointer<Float>(bitPattern: sa)! + worker * scratchSize
                             for plane in (planes * worker / workers)..<(planes * (worker + 1) / workers) {
                                 let c = plane % channels
                                 let out = yp + plane * outP
                                 depthwiseConv2d(xp + plane * inP, weights: wp + c * kq, bias: biasValues?[c], geometry: g, y: out, scratch: scratch)
-                                if relu { reluForward(out, count: outP, out: out) }
+                                OpContext.finish(out, count: outP, relu: relu, epilogue: epilogue)
                             }
                         }
                     }
@@ -257,7 +258,7 @@ extension OpContext {
 
     /// Conv forward through im2col + GEMM: x (N, Cin, spatial…), weight (Cout, Cin/group,
     /// kernel…), bias (Cout) or nil; writes every element of y (N, Cout, outSpatial…), with the
-    /// fused ReLU when `fuseRelu`.
+    /// fused ReLU, Clip or SiLU (`finishConvOutput`).
     ///
     /// Per group and chunk of `nb` samples: Y (Mg × nb·P) = W (Mg × K) · cols (K × nb·P), cols
     /// built from the window's runs (contiguous copies for stride-1 windows). Samples are
@@ -287,7 +288,7 @@ extension OpContext {
         if graph.scratchColumns[index].count < workers * (colsSize + outSize) {
             graph.scratchColumns[index] = [Float](repeating: 0, count: workers * (colsSize + outSize))
         }
-        let graph = self.graph, index = self.index
+        let graph = self.graph, index = self.index, relu = fuseRelu, epilogue = self.epilogue
         let gemmThreads = workers == 1 ? threads : 1
         x.withUnsafeBufferPointer { xp in
             weight.withUnsafeBufferPointer { wp in
@@ -341,7 +342,7 @@ extension OpContext {
                                         addChannelBias($0.baseAddress!, samples: count, channels: cout, plane: p, out: yp + n0 * cout * p)
                                     }
                                 }
-                                if fuseRelu { reluForward(yp + n0 * cout * p, count: count * cout * p, out: yp + n0 * cout * p) }
+                                OpContext.finish(yp + n0 * cout * p, count: count * cout * p, relu: relu, epilogue: epilogue)
                             }
                         }
                     }
