@@ -169,7 +169,7 @@ public func depthwiseConv2d(_ x: UnsafePointer<Float>, weights w: UnsafePointer<
 /// Zeros `count` floats, eight at a time: the rows here are short (a few to a hundred floats),
 /// where a call to memset per row cost more than the row.
 @inline(__always)
-func shortFill(_ p: UnsafeMutablePointer<Float>, count: Int) {
+public func shortFill(_ p: UnsafeMutablePointer<Float>, count: Int) {
     var i = 0
     while i + 8 <= count {
         UnsafeMutableRawPointer(p + i).storeBytes(of: SIMD8<Float>(), as: SIMD8<Float>.self)
@@ -180,7 +180,7 @@ func shortFill(_ p: UnsafeMutablePointer<Float>, count: Int) {
 
 /// Copies `count` floats, eight at a time (see `shortFill`).
 @inline(__always)
-func shortCopy(_ p: UnsafeMutablePointer<Float>, from q: UnsafePointer<Float>, count: Int) {
+public func shortCopy(_ p: UnsafeMutablePointer<Float>, from q: UnsafePointer<Float>, count: Int) {
     var i = 0
     while i + 8 <= count {
         UnsafeMutableRawPointer(p + i).storeBytes(of: UnsafeRawPointer(q + i).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)

@@ -1103,6 +1103,53 @@ extension DirectConvTests {
     }
 }
 
+@Suite struct ConvBandTests {
+    /// A Conv whose columns are built a band of output rows at a time (over 256K floats a
+    /// sample) gives each output the chain of its definition: one FMA over (c, ky, kx) in
+    /// increasing order from +0, then the bias. Strides 1 and 2 (the vector path of stride 2),
+    /// padding, a dilation, two groups; batch 2, one and two threads, inference and training.
+    @Test(arguments: [(1, 1, 1, 1), (2, 3, 1, 1), (1, 2, 2, 1), (1, 1, 1, 2)])
+    func bandsGiveTheDefinitionsChain(stride: Int, pad: Int, dilation: Int, group: Int) throws {
+        let (cin, cout, k) = (16, 6, 3), (h, w) = stride == 2 ? (110, 101) : (70, 67)
+        let cg = cin / group, mg = cout / group
+        let x = spreadTensor([2, cin, h, w], seed: 71), wt = spreadTensor([cout, cg, k, k], seed: 72), b = spreadTensor([cout], seed: 73)
+        let oh = (h + 2 * pad - dilation * (k - 1) - 1) / stride + 1, ow = (w + 2 * pad - dilation * (k - 1) - 1) / stride + 1
+        #expect(cg * k * k * oh * ow > 262_144, "the band path needs columns over 256K floats")
+        var expected = [Float](repeating: 0, count: 2 * cout * oh * ow)
+        for n in 0..<2 {
+            for o in 0..<cout {
+                let g = o / mg
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        var acc: Float = 0
+                        for c in 0..<cg {
+                            for ky in 0..<k {
+                                for kx in 0..<k {
+                                    let iy = oy * stride - pad + ky * dilation, ix = ox * stride - pad + kx * dilation
+                                    let v: Float = iy >= 0 && iy < h && ix >= 0 && ix < w ? x.scalars[((n * cin + g * cg + c) * h + iy) * w + ix] : 0
+                                    acc = acc.addingProduct(wt.scalars[((o * cg + c) * k + ky) * k + kx], v)
+                                }
+                            }
+                        }
+                        expected[((n * cout + o) * oh + oy) * ow + ox] = acc + b.scalars[o]
+                    }
+                }
+            }
+        }
+        let conv = Node(name: "conv", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["y"],
+                        attributes: ["strides": .ints([stride, stride]), "pads": .ints([pad, pad, pad, pad]),
+                                     "dilations": .ints([dilation, dilation]), "group": .int(group)])
+        let graph = Graph(nodes: [conv], inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, cin, h, w])], outputs: ["y"],
+                          initializers: [("w", .float(wt)), ("b", .float(b))], opset: 17)
+        for (threads, tape) in [(1, false), (2, false), (1, true)] {
+            guard case .float(let y) = try graph.run([.float(Variable(x))], tape: tape ? Tape() : nil, threads: threads)[0] else { fatalError() }
+            #expect(y.value.shape == [2, cout, oh, ow])
+            let differing = zip(y.value.scalars, expected).filter { $0.bitPattern != $1.bitPattern }.count
+            #expect(differing == 0, "\(threads) threads, tape \(tape): \(differing) of \(expected.count) differ")
+        }
+    }
+}
+
 @Suite struct InferenceFastPathTests {
     /// Ops with an inference-only path give the bits of their general path (the one a run with
     /// a tape takes): a mean and a sum over trailing axes, Sigmoid, Clip, the elementwise

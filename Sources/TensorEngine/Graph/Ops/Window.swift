@@ -63,6 +63,51 @@ final class WindowGeometry {
         windowRuns.im2col(src, channels: channels, into: cols, ld: ld)
     }
 
+    /// The im2col columns of output rows oy0..<oy1 of a 2-D window: row c·kq + q of `cols`
+    /// (`ld` apart) holds, for each output (oy, ox) in order, the input at tap q of channel c, 0
+    /// outside the plane: the same values as `im2col`'s columns of those outputs.
+    func im2colRows(_ src: UnsafePointer<Float>, channels: Int, rows oy0: Int, _ oy1: Int, into cols: UnsafeMutablePointer<Float>, ld: Int) {
+        let (ih, iw) = (inSpatial[0], inSpatial[1]), (kh, kw) = (kernel[0], kernel[1])
+        let (sh, sw) = (strides[0], strides[1]), (dh, dw) = (dilations[0], dilations[1])
+        let (pt, pl) = (padBegin[0], padBegin[1]), ow = outSpatial[1]
+        for c in 0..<channels {
+            let plane = src + c * ih * iw
+            for ky in 0..<kh {
+                for kx in 0..<kw {
+                    let row = cols + ((c * kh + ky) * kw + kx) * ld
+                    // Outputs whose input column ox·sw + shift is inside the row: lo..<hi.
+                    let shift = kx * dw - pl
+                    let lo = shift >= 0 ? 0 : min(ow, (-shift + sw - 1) / sw)
+                    let hi = max(lo, min(ow, iw - shift <= 0 ? 0 : (iw - shift + sw - 1) / sw))
+                    for oy in oy0..<oy1 {
+                        let dst = row + (oy - oy0) * ow
+                        let iy = oy * sh - pt + ky * dh
+                        // NOTE: rows are short (7-112 floats): a memcpy and two memsets per
+                        // row were a fifth of a 3 × 3 layer's time at 56 × 56.
+                        guard iy >= 0 && iy < ih else { shortFill(dst, count: ow); continue }
+                        shortFill(dst, count: lo)
+                        let line = plane + iy * iw + shift
+                        if sw == 1 {
+                            shortCopy(dst + lo, from: line + lo, count: hi - lo)
+                        } else if sw == 2 {
+                            // Eight outputs from sixteen inputs while they lie inside the row.
+                            var ox = lo
+                            while ox + 8 <= hi && (ox + 8) * 2 + shift <= iw {
+                                let v = UnsafeRawPointer(line + 2 * ox).loadUnaligned(as: SIMD16<Float>.self)
+                                UnsafeMutableRawPointer(dst + ox).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+                                ox += 8
+                            }
+                            while ox < hi { dst[ox] = line[2 * ox]; ox += 1 }
+                        } else {
+                            for ox in lo..<hi { dst[ox] = line[ox * sw] }
+                        }
+                        shortFill(dst + hi, count: ow - hi)
+                    }
+                }
+            }
+        }
+    }
+
     /// See `WindowRuns.col2imAdd`.
     func col2imAdd(_ cols: UnsafePointer<Float>, channels: Int, into dst: UnsafeMutablePointer<Float>) {
         windowRuns.col2imAdd(cols, channels: channels, into: dst)
