@@ -1042,7 +1042,7 @@ extension DirectConvTests {
     /// A Clip (ReLU6, bounds as initializers or, before opset 11, attributes) or a SiLU (Sigmoid,
     /// then Mul with either operand order) after a Conv is applied inside the Conv at inference
     /// with the bits of the separate ops (a run with a tape), on every Conv path: depthwise, the
-    /// direct kernel, the rows path, im2col + GEMM; at one and two threads.
+    /// direct kernel, the rows path, im2col + GEMM whole and in bands; at one and two threads.
     @Test func fusedEpiloguesGiveTheSeparateOpsBits() throws {
         // (channels, weight shape, attributes, spatial)
         let convs: [(String, Int, [Int], [String: Attribute], Int)] = [
@@ -1050,6 +1050,8 @@ extension DirectConvTests {
             ("direct", 2, [5, 2, 3, 3], ["pads": .ints([1, 1, 1, 1])], 12),
             ("rows", 3, [4, 3, 3, 3], ["strides": .ints([2, 2])], 5),
             ("im2col", 20, [24, 20, 1, 1], [:], 9),
+            ("pointwise bands", 40, [24, 40, 1, 1], [:], 19),
+            ("3 × 3 bands", 32, [8, 32, 3, 3], ["pads": .ints([1, 1, 1, 1])], 31),
         ]
         let epilogues: [(String, [Node], [(String, TensorData)], Int)] = [
             ("Clip", [Node(name: "k", opType: "Clip", inputs: ["c", "lo", "hi"], outputs: ["y"])],
@@ -1110,11 +1112,22 @@ extension DirectConvTests {
     /// padding, a dilation, two groups; batch 2, one and two threads, inference and training.
     @Test(arguments: [(1, 1, 1, 1), (2, 3, 1, 1), (1, 2, 2, 1), (1, 1, 1, 2)])
     func bandsGiveTheDefinitionsChain(stride: Int, pad: Int, dilation: Int, group: Int) throws {
-        let (cin, cout, k) = (16, 6, 3), (h, w) = stride == 2 ? (110, 101) : (70, 67)
+        let (h, w) = stride == 2 ? (110, 101) : (70, 67)
+        try check(cin: 16, cout: 6, k: 3, h: h, w: w, stride: stride, pad: pad, dilation: dilation, group: group, large: true)
+    }
+
+    /// Pointwise Convs take bands straight from the input's rows (any size of a sample of one
+    /// chunk): more input channels than 32 and output channels than 16, and 16 or fewer of them.
+    @Test(arguments: [(40, 24), (24, 8)])
+    func pointwiseBandsGiveTheDefinitionsChain(cin: Int, cout: Int) throws {
+        try check(cin: cin, cout: cout, k: 1, h: 23, w: 19, stride: 1, pad: 0, dilation: 1, group: 1, large: false)
+    }
+
+    func check(cin: Int, cout: Int, k: Int, h: Int, w: Int, stride: Int, pad: Int, dilation: Int, group: Int, large: Bool) throws {
         let cg = cin / group, mg = cout / group
         let x = spreadTensor([2, cin, h, w], seed: 71), wt = spreadTensor([cout, cg, k, k], seed: 72), b = spreadTensor([cout], seed: 73)
         let oh = (h + 2 * pad - dilation * (k - 1) - 1) / stride + 1, ow = (w + 2 * pad - dilation * (k - 1) - 1) / stride + 1
-        #expect(cg * k * k * oh * ow > 262_144, "the band path needs columns over 256K floats")
+        if large { #expect(cg * k * k * oh * ow > 262_144, "the band path needs columns over 256K floats") }
         var expected = [Float](repeating: 0, count: 2 * cout * oh * ow)
         for n in 0..<2 {
             for o in 0..<cout {

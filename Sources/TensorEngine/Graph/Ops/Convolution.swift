@@ -16,12 +16,17 @@ extension OpContext {
     // im2col + GEMM (a 6-row GEMM with K = 25 fills neither its tiles nor its pipeline).
     // LeNet-5's conv2 (6 channels, 5×5, 10 columns), interleaved three times with im2col +
     // GEMM: 609–703 → 470–535 µs at batch 64, 12.9–15.3 → 10.9–11.0 µs at batch 1.
-    func directConvPads(_ geo: WindowGeometry, group: Int, reduction: Int) throws -> (Int, Int)? {
+    func directConvPads(_ geo: WindowGeometry, group: Int, reduction: Int, outChannels: Int) throws -> (Int, Int)? {
         if let known = geo.directConv, known.group == group, known.reduction == reduction { return known.pads }
         let outSpatial = geo.outSpatial
         let narrowRows = KernelISA.detected == .avx512 && outSpatial.count == 2 && outSpatial[1] <= 16 && reduction <= 256
         var pads: (Int, Int)? = nil
-        if geo.inSpatial.count == 2, group == 1, (reduction <= 32 && outSpatial[1] >= 8) || narrowRows,
+        // NOTE: a pointwise (1 × 1) Conv with rows of at most 16 outputs or at most 16 output
+        // channels runs faster as a GEMM over the input's rows (MobileNetV2, batch 1: 960 × 160
+        // at 7 × 7 365 → 278 µs, 16 × 32 at 112 × 112 341 → 171 µs); with wide rows and more
+        // channels the direct kernel is faster (96 × 16 at 112 × 112: 816 against 1622 µs).
+        let pointwiseGemm = geo.kernelCount == 1 && (outSpatial.count != 2 || outSpatial[1] <= 16 || outChannels <= 16)
+        if geo.inSpatial.count == 2, group == 1, !pointwiseGemm, (reduction <= 32 && outSpatial[1] >= 8) || narrowRows,
            try string("auto_pad", "NOTSET") == "NOTSET",
            (try ints("strides") ?? [1, 1]) == [1, 1], (try ints("dilations") ?? [1, 1]) == [1, 1] {
             let p = try ints("pads") ?? [0, 0, 0, 0]
@@ -193,7 +198,7 @@ extension OpContext {
         var y = outputBuffer(n: batch, c: cout, spatial: geo.outSpatial)   // every output is written below
         if tape == nil, group > 1, group == cin, cout == cin, geo.inSpatial.count == 2, geo.padBegin.count == 2 {
             convDepthwise(x: x.value, weight: w.value, bias: b?.value, into: &y, geo: geo)
-        } else if let (padTop, padLeft) = try directConvPads(geo, group: group, reduction: kk) {
+        } else if let (padTop, padLeft) = try directConvPads(geo, group: group, reduction: kk, outChannels: cout) {
             convDirect(x: x.value, weight: w, bias: b?.value, into: &y, cin: cin, cout: cout, spatial: inSpatial, kernel: kernel,
                        outSpatial: geo.outSpatial, padTop: padTop, padLeft: padLeft)
         } else if tape == nil, group == 1, convRowsIsNarrower(geo: geo, batch: batch, cout: cout) {
@@ -290,8 +295,14 @@ extension OpContext {
         // not depend on the columns it is given, so the bits are the same.
         // NOTE: whole, the columns went out to memory and back twice: ResNet-18's 3 × 3 layers at
         // 56 × 56 ran at 33 GMAC/s against 38-54 for the same GEMM alone.
-        let bandRows: Int? = geo.inSpatial.count == 2 && !wide && nb == 1 && kk * p > 262_144
-            ? max(1, min(geo.outSpatial[0], 131_072 / max(1, kk * geo.outSpatial[1]))) : nil
+        // A pointwise Conv (1 × 1, stride 1, no padding) multiplies the input's rows in place
+        // and takes bands whenever a sample is one chunk, so that its bias and fused activation
+        // run while each band of output is in cache.
+        // NOTE: MobileNetV2's pointwise layers took 1.5-2× their GEMM's time: a copy of the input,
+        // then a pass for the bias and one for the ReLU6 over outputs of up to 4.8 MB.
+        let pointwise = geo.inSpatial.count == 2 && kq == 1 && geo.outSpatial == geo.inSpatial && geo.padBegin.allSatisfy { $0 == 0 }
+        let bandRows: Int? = geo.inSpatial.count == 2 && !wide && nb == 1 && (kk * p > 262_144 || pointwise)
+            ? max(1, min(geo.outSpatial[0], 131_072 / max(1, max(kk, mg) * geo.outSpatial[1]))) : nil
         let colsSize = bandRows.map { kk * $0 * geo.outSpatial[1] } ?? kk * nb * perSample
         let outSize = bandRows == nil && (nb > 1 || wide) ? mg * nb * perSample : 0
         if graph.scratchColumns[index].count < workers * (colsSize + outSize) {
@@ -320,16 +331,23 @@ extension OpContext {
                                         let plane = xp + (n * cin + g * cg) * inP
                                         for oy0 in stride(from: 0, to: oh, by: bandRows) {
                                             let oy1 = min(oh, oy0 + bandRows), ld = (oy1 - oy0) * ow
-                                            geo.im2colRows(plane, channels: cg, rows: oy0, oy1, into: cols, ld: ld)
+                                            // A pointwise Conv's columns are the input's own rows.
+                                            if !pointwise { geo.im2colRows(plane, channels: cg, rows: oy0, oy1, into: cols, ld: ld) }
+                                            let out = yp + (n * cout + g * mg) * p + oy0 * ow
                                             gemm(m: mg, n: ld, k: kk, a: wp + g * mg * kk, lda: kk, transposeA: false,
-                                                 b: cols, ldb: ld, transposeB: false,
-                                                 c: yp + (n * cout + g * mg) * p + oy0 * ow, ldc: p, accumulate: false, threads: gemmThreads)
+                                                 b: pointwise ? plane + oy0 * ow : UnsafePointer(cols), ldb: pointwise ? p : ld, transposeB: false,
+                                                 c: out, ldc: p, accumulate: false, threads: gemmThreads)
+                                            // The bias and the fused ReLU, Clip or SiLU while the band is in cache.
+                                            for m in 0..<mg {
+                                                let row = out + m * p
+                                                if let biasValues {
+                                                    let bo = biasValues[g * mg + m]
+                                                    for i in 0..<ld { row[i] = row[i] + bo }
+                                                }
+                                                OpContext.finish(row, count: ld, relu: relu, epilogue: epilogue)
+                                            }
                                         }
                                     }
-                                    if let biasValues {
-                                        biasValues.withUnsafeBufferPointer { addChannelBias($0.baseAddress!, samples: 1, channels: cout, plane: p, out: yp + n * cout * p) }
-                                    }
-                                    OpContext.finish(yp + n * cout * p, count: cout * p, relu: relu, epilogue: epilogue)
                                 }
                                 return
                             }
