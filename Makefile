@@ -75,10 +75,15 @@ dist: setup
 dist-check: dist
 	bash dist-tools/dist_check.sh
 
-## bench: the engine on peers.py's workloads; table on stdout, JSON in bench-results/
+## bench: the engine on peers.py's workloads; table on stdout, JSON in bench-results/; and on the real
+## architectures found in REAL_BENCH_DIR (make real-models LARGE=1, or real_models.py export's folder):
+## inference at batch 1 and 8, a training step at batch 8, in bench-results/prunecheck-real.json
 BENCH_THREADS ?= 1,2
+REAL_BENCH_DIR ?= $(REAL_DIR)
 bench: build
 	.build/release/prunecheck-bench --threads $(BENCH_THREADS) --out bench-results/prunecheck.json
+	python3 Tests/tools/bench_real.py --prunecheck $(BIN) --dir $(REAL_BENCH_DIR) --threads $(BENCH_THREADS) \
+		--out bench-results/prunecheck-real.json
 
 ## quality: every pruning recipe of docs/pruning-quality.md on the bundled LeNets, over seeds
 ## 0,1,2 (pruning at initialization 0–11), beside the peer's table (PEERS=path/to/peer-pruning.json, if you have it)
