@@ -64,13 +64,13 @@ public func conv2dDirectPackWeights(_ w: UnsafePointer<Float>, cin: Int, cout: I
 }
 
 /// One sample, with the weights as `conv2dDirectPackWeights` left them; see the file header
-/// for the contract.
+/// for the contract. With `blocks`, only those blocks of eight output channels are written.
 /// With AVX-512 (and `isa` not forcing the baseline), every row takes the 16-column block,
 /// `conv2dDirectBlock16AVX512` (one masked vector for rows under 16); the bits are the same
 /// either way.
 public func conv2dDirect(x: UnsafePointer<Float>, cin: Int, ih: Int, iw: Int, packedWeights wt: UnsafePointer<Float>, cout: Int, kh: Int, kw: Int,
                          padTop: Int, padLeft: Int, oh: Int, ow: Int, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
-                         isa: KernelISA = .detected) {
+                         blocks only: Range<Int>? = nil, isa: KernelISA = .detected) {
     let wide = isa == .avx512 && KernelISA.detected == .avx512
     precondition(ow >= 8 || (wide && ow >= 1), "conv2dDirect needs at least 8 output columns without AVX-512, got \(ow)")
     typealias V = SIMD8<Float>
@@ -84,8 +84,8 @@ public func conv2dDirect(x: UnsafePointer<Float>, cin: Int, ih: Int, iw: Int, pa
             row.update(from: x + (c * ih + iy) * iw, count: max(0, min(iw, pw - padLeft)))
         }
     }
-    let blocks = (cout + 7) / 8
-    for b in 0..<blocks {
+    // `only`: these blocks of eight output channels (threads splitting one sample's channels).
+    for b in only ?? 0..<((cout + 7) / 8) {
         let wb = wt + b * kk * 8
         let channels = min(8, cout - b * 8)
         if wide {

@@ -1123,13 +1123,20 @@ extension DirectConvTests {
         try check(cin: cin, cout: cout, k: 1, h: 23, w: 19, stride: 1, pad: 0, dilation: 1, group: 1, large: false)
     }
 
-    func check(cin: Int, cout: Int, k: Int, h: Int, w: Int, stride: Int, pad: Int, dilation: Int, group: Int, large: Bool) throws {
+    /// The direct kernel at batch 1 with two threads splits the sample's blocks of eight output
+    /// channels: a 3 × 3 layer and a pointwise one of 16 input channels.
+    @Test(arguments: [(3, 20, 3, 1), (16, 40, 1, 0)])
+    func directKernelSplitsChannelsAtBatchOne(cin: Int, cout: Int, k: Int, pad: Int) throws {
+        try check(cin: cin, cout: cout, k: k, h: 40, w: 37, stride: 1, pad: pad, dilation: 1, group: 1, large: false, batch: 1)
+    }
+
+    func check(cin: Int, cout: Int, k: Int, h: Int, w: Int, stride: Int, pad: Int, dilation: Int, group: Int, large: Bool, batch: Int = 2) throws {
         let cg = cin / group, mg = cout / group
-        let x = spreadTensor([2, cin, h, w], seed: 71), wt = spreadTensor([cout, cg, k, k], seed: 72), b = spreadTensor([cout], seed: 73)
+        let x = spreadTensor([batch, cin, h, w], seed: 71), wt = spreadTensor([cout, cg, k, k], seed: 72), b = spreadTensor([cout], seed: 73)
         let oh = (h + 2 * pad - dilation * (k - 1) - 1) / stride + 1, ow = (w + 2 * pad - dilation * (k - 1) - 1) / stride + 1
         if large { #expect(cg * k * k * oh * ow > 262_144, "the band path needs columns over 256K floats") }
-        var expected = [Float](repeating: 0, count: 2 * cout * oh * ow)
-        for n in 0..<2 {
+        var expected = [Float](repeating: 0, count: batch * cout * oh * ow)
+        for n in 0..<batch {
             for o in 0..<cout {
                 let g = o / mg
                 for oy in 0..<oh {
@@ -1156,7 +1163,7 @@ extension DirectConvTests {
                           initializers: [("w", .float(wt)), ("b", .float(b))], opset: 17)
         for (threads, tape) in [(1, false), (2, false), (1, true)] {
             guard case .float(let y) = try graph.run([.float(Variable(x))], tape: tape ? Tape() : nil, threads: threads)[0] else { fatalError() }
-            #expect(y.value.shape == [2, cout, oh, ow])
+            #expect(y.value.shape == [batch, cout, oh, ow])
             let differing = zip(y.value.scalars, expected).filter { $0.bitPattern != $1.bitPattern }.count
             #expect(differing == 0, "\(threads) threads, tape \(tape): \(differing) of \(expected.count) differ")
         }

@@ -43,7 +43,14 @@ extension OpContext {
         let scratchSize = conv2dDirectScratch(cin: cin, kh: kh, kw: kw, oh: oh, ow: ow)
         let weightsSize = conv2dDirectPackedWeights(cin: cin, cout: cout, kh: kh, kw: kw)
         // NOTE: one sample is about cout·oh·ow·cin·kh·kw multiply-adds; 256K pay for a helper.
-        let workers = max(1, min(threads, batch, batch * cout * oh * ow * cin * kh * kw / 262_144))
+        // With fewer samples than threads (batch 1), the workers split each sample's blocks of
+        // eight output channels instead, each padding the input into its own scratch.
+        // NOTE: at batch 1 with two threads MobileNetV2's and EfficientNet-B0's pointwise layers
+        // of 16-32 input channels ran here on one thread.
+        let blocks = (cout + 7) / 8
+        let work = batch * cout * oh * ow * cin * kh * kw / 262_144
+        let splitsChannels = batch < threads && blocks > 1 && work >= 2
+        let workers = splitsChannels ? max(1, min(threads, blocks, work)) : max(1, min(threads, batch, work))
         // One padded input per worker.
         if graph.scratchColumns[index].count < max(1, workers * scratchSize) {
             graph.scratchColumns[index] = [Float](repeating: 0, count: max(1, workers * scratchSize))
@@ -73,6 +80,22 @@ extension OpContext {
                             let xp = UnsafePointer<Float>(bitPattern: xa)!, yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
                             let packed = UnsafePointer<Float>(bitPattern: wa)!
                             let scratch = UnsafeMutablePointer<Float>(bitPattern: sa)! + worker * scratchSize
+                            if splitsChannels {
+                                let b0 = blocks * worker / workers, b1 = blocks * (worker + 1) / workers
+                                let m0 = b0 * 8, m1 = min(cout, b1 * 8)
+                                for n in 0..<batch {
+                                    let out = yp + n * outSize
+                                    conv2dDirect(x: xp + n * inSize, cin: cin, ih: ih, iw: iw, packedWeights: packed, cout: cout, kh: kh, kw: kw,
+                                                 padTop: padTop, padLeft: padLeft, oh: oh, ow: ow, y: out, scratch: scratch, blocks: b0..<b1)
+                                    if let biasValues {
+                                        biasValues.withUnsafeBufferPointer {
+                                            addChannelBias($0.baseAddress! + m0, samples: 1, channels: m1 - m0, plane: p, out: out + m0 * p)
+                                        }
+                                    }
+                                    OpContext.finish(out + m0 * p, count: (m1 - m0) * p, relu: relu, epilogue: epilogue)
+                                }
+                                return
+                            }
                             for n in (batch * worker / workers)..<(batch * (worker + 1) / workers) {
                                 let out = yp + n * outSize
                                 conv2dDirect(x: xp + n * inSize, cin: cin, ih: ih, iw: iw, packedWeights: packed, cout: cout, kh: kh, kw: kw,
