@@ -19,6 +19,7 @@
 //
 // Diagnostics (print, no JSON), with the --threads given:
 //   PRUNECHECK_GEMM=m,n,k[,tA,tB]   one GEMM shape: median and best time
+//   PRUNECHECK_DEPTHWISE=c,h,w,k,s  the depthwise kernel on c planes of h × w (k × k, stride s)
 //   PRUNECHECK_PROFILE=1            per-node time of the CNN fixtures at batch 64 (a Relu fused
 //                                   into the Conv or Gemm before it shows 0: its time is in that node)
 //   PRUNECHECK_PROFILE=a,b          the same for the named fixture models (`a:0.9`: pruned to 90 %
@@ -109,6 +110,35 @@ var rows: [Row] = []
 
 // MARK: - GEMM
 
+// PRUNECHECK_DEPTHWISE=c,h,w,k,stride: time the depthwise kernel on c planes (pads k/2),
+// before anything else runs.
+if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_DEPTHWISE"] {
+    let f = spec.split(separator: ",").compactMap { Int($0) }
+    let (c, h, w, k, st) = (f[0], f[1], f[2], f[3], f[4])
+    let oh = (h + 2 * (k / 2) - k) / st + 1, ow = (w + 2 * (k / 2) - k) / st + 1
+    let g = DepthwiseGeometry(ih: h, iw: w, kh: k, kw: k, strideH: st, strideW: st, dilationH: 1, dilationW: 1,
+                              padTop: k / 2, padLeft: k / 2, oh: oh, ow: ow)
+    var rng = Philox(seed: 1)
+    let x = (0..<c * h * w).map { _ in rng.nextUnitFloat() - 0.5 }, wt = (0..<c * k * k).map { _ in rng.nextUnitFloat() - 0.5 }
+    var y = [Float](repeating: 0, count: c * oh * ow), scratch = [Float](repeating: 0, count: depthwiseConv2dScratch(g))
+    var times: [Double] = []
+    for _ in 0..<50 {
+        let t0 = now()
+        y.withUnsafeMutableBufferPointer { yp in
+            scratch.withUnsafeMutableBufferPointer { sp in
+                for p in 0..<c {
+                    depthwiseConv2d(x.withUnsafeBufferPointer { $0.baseAddress! } + p * h * w, weights: wt.withUnsafeBufferPointer { $0.baseAddress! } + p * k * k,
+                                    bias: 0.5, geometry: g, y: yp.baseAddress! + p * oh * ow, scratch: sp.baseAddress!)
+                }
+            }
+        }
+        times.append(now() - t0)
+    }
+    let t = median(times)
+    print("depthwise \(spec): median \(String(format: "%.1f", t * 1e6)) us, \(String(format: "%.2f", Double(c * oh * ow * k * k) / t / 1e9)) GMAC/s")
+    exit(0)
+}
+
 if groups.contains("gemm") {
     for n in [64, 128, 256, 512, 1024] {
         var rng = Philox(seed: UInt64(n))
@@ -179,34 +209,6 @@ func benchInfer(_ workload: String, _ model: Graph, _ x: Tensor) {
             log(String(format: "%@ threads=%d batch=%d: p50 %.1f us, p90 %.1f us", workload, t, b, p50, p90))
         }
     }
-}
-
-// PRUNECHECK_DEPTHWISE=c,h,w,k,stride: time the depthwise kernel on c planes (pads k/2).
-if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_DEPTHWISE"] {
-    let f = spec.split(separator: ",").compactMap { Int($0) }
-    let (c, h, w, k, st) = (f[0], f[1], f[2], f[3], f[4])
-    let oh = (h + 2 * (k / 2) - k) / st + 1, ow = (w + 2 * (k / 2) - k) / st + 1
-    let g = DepthwiseGeometry(ih: h, iw: w, kh: k, kw: k, strideH: st, strideW: st, dilationH: 1, dilationW: 1,
-                              padTop: k / 2, padLeft: k / 2, oh: oh, ow: ow)
-    var rng = Philox(seed: 1)
-    let x = (0..<c * h * w).map { _ in rng.nextUnitFloat() - 0.5 }, wt = (0..<c * k * k).map { _ in rng.nextUnitFloat() - 0.5 }
-    var y = [Float](repeating: 0, count: c * oh * ow), scratch = [Float](repeating: 0, count: depthwiseConv2dScratch(g))
-    var times: [Double] = []
-    for _ in 0..<50 {
-        let t0 = now()
-        y.withUnsafeMutableBufferPointer { yp in
-            scratch.withUnsafeMutableBufferPointer { sp in
-                for p in 0..<c {
-                    depthwiseConv2d(x.withUnsafeBufferPointer { $0.baseAddress! } + p * h * w, weights: wt.withUnsafeBufferPointer { $0.baseAddress! } + p * k * k,
-                                    bias: 0.5, geometry: g, y: yp.baseAddress! + p * oh * ow, scratch: sp.baseAddress!)
-                }
-            }
-        }
-        times.append(now() - t0)
-    }
-    let t = median(times)
-    print("depthwise \(spec): median \(String(format: "%.1f", t * 1e6)) us, \(String(format: "%.2f", Double(c * oh * ow * k * k) / t / 1e9)) GMAC/s")
-    exit(0)
 }
 
 // PRUNECHECK_GEMM=m,n,k[,tA,tB]: time one GEMM shape (diagnostics, no JSON).

@@ -141,7 +141,7 @@ public final class Graph {
     let reluFused: [Bool]
     /// Per node: a Conv followed by a Clip (ReLU6) or a SiLU (Sigmoid, then Mul of the Conv's
     /// output and the Sigmoid's) that alone read its output. Inference applies it inside the
-    /// Conv, on each block of output while it is in cache (`OpContext.finishConvOutput`), with
+    /// Conv, on each block of output while it is in cache (`OpContext.finish`), with
     /// the bits of the separate ops; the Clip or Mul passes the value on and the Sigmoid is
     /// skipped.
     // NOTE: the separate passes read and wrote activations that no longer fit in cache:

@@ -34,14 +34,10 @@ struct OpContext {
     var epilogue: ConvEpilogue? = nil
 
     /// A Conv's output block after its bias: the fused ReLU, Clip or SiLU, while it is in cache.
-    func finishConvOutput(_ p: UnsafeMutablePointer<Float>, count: Int) {
-        Self.finish(p, count: count, relu: fuseRelu, epilogue: epilogue)
-    }
-
     static func finish(_ p: UnsafeMutablePointer<Float>, count: Int, relu: Bool, epilogue: ConvEpilogue?) {
         if relu { reluForward(p, count: count, out: p) }
         switch epilogue {
-        case .clip(let lo, let hi)?: clipForward(p, count: count, lo: lo, hi: hi)
+        case .clip(let lo, let hi)?: clipForward(p, count: count, lo: lo, hi: hi, out: p)
         case .silu?: siluForward(p, count: count)
         case nil: break
         }

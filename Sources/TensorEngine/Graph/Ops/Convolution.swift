@@ -165,7 +165,7 @@ extension OpContext {
                             }
                         }
                     }
-                    finishConvOutput(yp.baseAddress!, count: batch * cout * p)
+                    OpContext.finish(yp.baseAddress!, count: batch * cout * p, relu: fuseRelu, epilogue: epilogue)
                 }
             }
         }
@@ -286,7 +286,7 @@ extension OpContext {
 
     /// Conv forward through im2col + GEMM: x (N, Cin, spatial…), weight (Cout, Cin/group,
     /// kernel…), bias (Cout) or nil; writes every element of y (N, Cout, outSpatial…), with the
-    /// fused ReLU, Clip or SiLU (`finishConvOutput`).
+    /// fused ReLU, Clip or SiLU (`OpContext.finish`).
     ///
     /// Per group and chunk of `nb` samples: Y (Mg × nb·P) = W (Mg × K) · cols (K × nb·P), cols
     /// built from the window's runs (contiguous copies for stride-1 windows). Samples are
