@@ -270,8 +270,7 @@ public func siluForward(_ x: UnsafeMutablePointer<Float>, count: Int) {
     mapLanes(x, count: count, out: x, { $0 * sigmoid32($0) }, { $0 * (1 / (1 + expf32(-$0))) })
 }
 
-/// min(max(x, lo), hi) of `count` values (the Clip op at inference, and fused into a Conv);
-/// `out` may alias `x`.
-public func clipForward(_ x: UnsafePointer<Float>, count: Int, lo: Float, hi: Float, out: UnsafeMutablePointer<Float>) {
-    for i in 0..<count { out[i] = min(max(x[i], lo), hi) }
+/// min(max(x, lo), hi) of `count` values, in place: the Clip op's expression.
+public func clipForward(_ x: UnsafeMutablePointer<Float>, count: Int, lo: Float, hi: Float) {
+    for i in 0..<count { x[i] = min(max(x[i], lo), hi) }
 }

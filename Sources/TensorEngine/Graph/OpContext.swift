@@ -37,7 +37,7 @@ struct OpContext {
     static func finish(_ p: UnsafeMutablePointer<Float>, count: Int, relu: Bool, epilogue: ConvEpilogue?) {
         if relu { reluForward(p, count: count, out: p) }
         switch epilogue {
-        case .clip(let lo, let hi)?: clipForward(p, count: count, lo: lo, hi: hi, out: p)
+        case .clip(let lo, let hi)?: clipForward(p, count: count, lo: lo, hi: hi)
         case .silu?: siluForward(p, count: count)
         case nil: break
         }
