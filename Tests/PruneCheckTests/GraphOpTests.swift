@@ -128,6 +128,14 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
                           attributes: ["strides": .ints([2, 1]), "pads": .ints([1, 0, 1, 1]), "dilations": .ints([1, 2]), "group": .int(2)])
         try gradientCheck("Conv", inputs: [("x", spreadTensor([2, 3, 9], seed: 27)), ("w", spreadTensor([4, 3, 3], seed: 28))],
                           attributes: ["strides": .ints([2]), "auto_pad": .string("SAME_UPPER")])
+        // Depthwise (the direct backward kernel): strides 1 and 2, dilation, asymmetric pads, and
+        // pads past the kernel's reach (the GEMM path).
+        for (strides, pads, dilations) in [([1, 1], [1, 1, 1, 1], [1, 1]), ([2, 2], [1, 2, 0, 1], [1, 1]), ([1, 2], [2, 1, 2, 1], [2, 1]),
+                                           ([2, 1], [3, 0, 3, 0], [1, 1])] {
+            try gradientCheck("Conv", inputs: [("x", spreadTensor([2, 3, 7, 10], seed: 29)), ("w", spreadTensor([3, 1, 3, 3], seed: 30)),
+                                               ("b", spreadTensor([3], seed: 31))],
+                              attributes: ["strides": .ints(strides), "pads": .ints(pads), "dilations": .ints(dilations), "group": .int(3)])
+        }
     }
 
     @Test func pooling() throws {
@@ -1012,29 +1020,98 @@ extension DirectConvTests {
 }
 
 @Suite struct DepthwiseConvOpTests {
-    /// A depthwise Conv at inference (the direct kernel) gives the bits of the same Conv run with
-    /// a tape (im2col + GEMM), at one and two threads, with a fused ReLU too.
+    /// A depthwise Conv (the direct kernel, at inference and with a tape) gives each output
+    /// channel the bits of the reference kernel, the im2col chain, at one and two threads, with a
+    /// fused ReLU too.
     @Test(arguments: [(1, 0, 1), (2, 1, 1), (1, 2, 2), (2, 0, 1)])
-    func directKernelMatchesIm2col(stride: Int, pad: Int, dilation: Int) throws {
-        let channels = 6
-        let x = spreadTensor([2, channels, 11, 13], seed: 31)
+    func directKernelMatchesItsDefinition(stride: Int, pad: Int, dilation: Int) throws {
+        let channels = 6, batch = 2, ih = 11, iw = 13
+        let x = spreadTensor([batch, channels, ih, iw], seed: 31)
         let w = spreadTensor([channels, 1, 3, 3], seed: 32), b = spreadTensor([channels], seed: 33)
         let conv = Node(name: "dw", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["c"],
                         attributes: ["group": .int(channels), "strides": .ints([stride, stride]), "pads": .ints([pad, pad, pad, pad]),
                                      "dilations": .ints([dilation, dilation])])
         let relu = Node(name: "r", opType: "Relu", inputs: ["c"], outputs: ["y"])
-        for nodes in [[conv], [conv, relu]] {
-            let out = nodes.last!.outputs[0]
-            let graph = Graph(nodes: nodes, inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, channels, 11, 13])], outputs: [out],
-                              initializers: [("w", .float(w)), ("b", .float(b))], opset: 17)
-            guard case .float(let reference) = try graph.run([.float(Variable(x))], tape: Tape(), threads: 1)[0] else { fatalError() }
-            for threads in [1, 2] {
-                guard case .float(let direct) = try graph.run([.float(Variable(x))], threads: threads)[0] else { fatalError() }
-                #expect(direct.value.shape == reference.value.shape)
-                let differing = zip(direct.value.scalars, reference.value.scalars).filter { $0.bitPattern != $1.bitPattern }.count
-                #expect(differing == 0, "stride \(stride) pad \(pad) dilation \(dilation), \(nodes.count) nodes, \(threads) threads: \(differing) differ")
+        let oh = (ih + 2 * pad - dilation * 2 - 1) / stride + 1, ow = (iw + 2 * pad - dilation * 2 - 1) / stride + 1
+        let g = DepthwiseGeometry(ih: ih, iw: iw, kh: 3, kw: 3, strideH: stride, strideW: stride, dilationH: dilation, dilationW: dilation,
+                                  padTop: pad, padLeft: pad, oh: oh, ow: ow)
+        var expected = [Float](repeating: .nan, count: batch * channels * oh * ow)
+        for plane in 0..<(batch * channels) {
+            let c = plane % channels
+            x.scalars.withUnsafeBufferPointer { xp in
+                Array(w.scalars[(c * 9)..<(c * 9 + 9)]).withUnsafeBufferPointer { wp in
+                    expected.withUnsafeMutableBufferPointer { yp in
+                        depthwiseConv2dReference(xp.baseAddress! + plane * ih * iw, weights: wp.baseAddress!, bias: b.scalars[c], geometry: g,
+                                                 y: yp.baseAddress! + plane * oh * ow)
+                    }
+                }
             }
         }
+        for nodes in [[conv], [conv, relu]] {
+            let out = nodes.last!.outputs[0]
+            let graph = Graph(nodes: nodes, inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, channels, ih, iw])], outputs: [out],
+                              initializers: [("w", .float(w)), ("b", .float(b))], opset: 17)
+            let want = nodes.count == 1 ? expected : expected.map { max($0, 0) }
+            for threads in [1, 2] {
+                for tape in [nil, Tape()] {
+                    guard case .float(let got) = try graph.run([.float(Variable(x))], tape: tape, threads: threads)[0] else { fatalError() }
+                    #expect(got.value.shape == [batch, channels, oh, ow])
+                    let differing = zip(got.value.scalars, want).filter { $0.bitPattern != $1.bitPattern }.count
+                    #expect(differing == 0, "stride \(stride) pad \(pad) dilation \(dilation), \(nodes.count) nodes, \(threads) threads, tape \(tape != nil): \(differing) differ")
+                }
+            }
+        }
+    }
+
+    /// A depthwise Conv's gradients (the backward kernel, channels split across threads) are the
+    /// same bits at one and two threads, and those of the reference twin summed over the samples
+    /// in order.
+    @Test func backwardIsTheReferencePerChannel() throws {
+        let channels = 5, batch = 3, ih = 9, iw = 12
+        let x = spreadTensor([batch, channels, ih, iw], seed: 34)
+        let w = spreadTensor([channels, 1, 3, 3], seed: 35), b = spreadTensor([channels], seed: 36)
+        let conv = Node(name: "dw", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["y"],
+                        attributes: ["group": .int(channels), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])])
+        let graph = Graph(nodes: [conv], inputs: [("x", x), ("w", w), ("b", b)].map { GraphInput(name: $0.0, dtype: .float32, shape: $0.1.shape) },
+                          outputs: ["y"], initializers: [], opset: 17)
+        let oh = 5, ow = 6
+        let g = DepthwiseGeometry(ih: ih, iw: iw, kh: 3, kw: 3, strideH: 2, strideW: 2, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: oh, ow: ow)
+        let dy = spreadTensor([batch, channels, oh, ow], seed: 37).scalars
+        var grads: [[[UInt32]]] = []
+        for threads in [1, 2] {
+            let vx = Variable(x, requiresGrad: true), vw = Variable(w, requiresGrad: true), vb = Variable(b, requiresGrad: true)
+            let tape = Tape()
+            guard case .float(let y) = try graph.run([.float(vx), .float(vw), .float(vb)], tape: tape, threads: threads)[0] else { fatalError() }
+            let l = Variable(Tensor(shape: [1], scalars: [0]), requiresGrad: true)
+            tape.record { y.accumulateGrad { gy in for i in 0..<dy.count { gy[i] += dy[i] } } }
+            tape.backward(from: l)
+            grads.append([vx, vw, vb].map { $0.grad!.scalars.map(\.bitPattern) })
+        }
+        #expect(grads[0] == grads[1], "one and two threads differ")
+        var ex = [Float](repeating: 0, count: x.count), ew = [Float](repeating: 0, count: w.count), eb = [Float](repeating: 0, count: channels)
+        for c in 0..<channels {
+            for n in 0..<batch {
+                let plane = n * channels + c
+                x.scalars.withUnsafeBufferPointer { xp in
+                    dy.withUnsafeBufferPointer { dp in
+                        w.scalars.withUnsafeBufferPointer { wp in
+                            ex.withUnsafeMutableBufferPointer { exp in
+                                ew.withUnsafeMutableBufferPointer { ewp in
+                                    eb.withUnsafeMutableBufferPointer { ebp in
+                                        depthwiseConv2dBackwardReference(x: xp.baseAddress! + plane * ih * iw, dy: dp.baseAddress! + plane * oh * ow,
+                                                                         weights: wp.baseAddress! + c * 9, geometry: g, dw: ewp.baseAddress! + c * 9,
+                                                                         db: ebp.baseAddress! + c, dx: exp.baseAddress! + plane * ih * iw)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        #expect(grads[0][0] == ex.map(\.bitPattern), "input gradient")
+        #expect(grads[0][1] == ew.map(\.bitPattern), "weight gradient")
+        #expect(grads[0][2] == eb.map(\.bitPattern), "bias gradient")
     }
 }
 

@@ -476,3 +476,68 @@ extension Thread {
         }
     }
 }
+
+@Suite struct DepthwiseBackwardTests {
+    /// The depthwise backward kernel gives its reference twin's bits for the weight, bias and
+    /// input gradients (added to what the buffers held) over ragged planes: widths around the
+    /// vector length, strides 1, 2 and 3, dilation, asymmetric pads, kernels 1, 3, 5 and 3 × 5
+    /// (tap groups of five and four, of seven and six), a plane smaller than its kernel.
+    @Test func backwardMatchesItsReference() {
+        let cases: [DepthwiseGeometry] = [
+            .init(ih: 7, iw: 7, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: 7, ow: 7),
+            .init(ih: 16, iw: 33, kh: 3, kw: 3, strideH: 2, strideW: 2, dilationH: 1, dilationW: 1, padTop: 0, padLeft: 1, oh: 8, ow: 17),
+            .init(ih: 9, iw: 17, kh: 5, kw: 5, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 2, padLeft: 2, oh: 9, ow: 17),
+            .init(ih: 12, iw: 12, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 2, dilationW: 2, padTop: 2, padLeft: 2, oh: 12, ow: 12),
+            .init(ih: 5, iw: 8, kh: 3, kw: 5, strideH: 2, strideW: 1, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 2, oh: 3, ow: 8),
+            .init(ih: 4, iw: 1, kh: 1, kw: 1, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 0, padLeft: 0, oh: 4, ow: 1),
+            .init(ih: 2, iw: 2, kh: 5, kw: 5, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 2, padLeft: 2, oh: 2, ow: 2),
+            .init(ih: 11, iw: 113, kh: 5, kw: 5, strideH: 2, strideW: 2, dilationH: 1, dilationW: 1, padTop: 2, padLeft: 2, oh: 6, ow: 57),
+            .init(ih: 10, iw: 41, kh: 3, kw: 3, strideH: 3, strideW: 3, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: 4, ow: 14),
+            .init(ih: 13, iw: 37, kh: 3, kw: 3, strideH: 2, strideW: 2, dilationH: 2, dilationW: 2, padTop: 2, padLeft: 2, oh: 7, ow: 19),
+            .init(ih: 14, iw: 14, kh: 7, kw: 7, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 3, padLeft: 3, oh: 14, ow: 14),
+        ]
+        for (i, g) in cases.enumerated() {
+            #expect(depthwiseConv2dBackwardApplies(g))
+            let x = GemmTests.fill(g.ih * g.iw, seed: UInt32(i + 1)), w = GemmTests.fill(g.kh * g.kw, seed: UInt32(i + 50))
+            let dy = GemmTests.fill(g.oh * g.ow, seed: UInt32(i + 90))
+            // Gradients already holding values: the kernel adds to them.
+            let dx0 = GemmTests.fill(g.ih * g.iw, seed: UInt32(i + 130)), dw0 = GemmTests.fill(g.kh * g.kw, seed: UInt32(i + 170))
+            var ex = dx0, ew = dw0, eb: Float = 0.5
+            var gx = dx0, gw = dw0, gb: Float = 0.5
+            var scratch = [Float](repeating: .nan, count: depthwiseConv2dBackwardScratch(g))
+            ex.withUnsafeMutableBufferPointer { exp in
+                ew.withUnsafeMutableBufferPointer { ewp in
+                    depthwiseConv2dBackwardReference(x: x, dy: dy, weights: w, geometry: g, dw: ewp.baseAddress!, db: &eb, dx: exp.baseAddress!)
+                }
+            }
+            gx.withUnsafeMutableBufferPointer { gxp in
+                gw.withUnsafeMutableBufferPointer { gwp in
+                    scratch.withUnsafeMutableBufferPointer { sp in
+                        depthwiseConv2dBackward(x: x, dy: dy, weights: w, geometry: g, dw: gwp.baseAddress!, db: &gb, dx: gxp.baseAddress!,
+                                                scratch: sp.baseAddress!)
+                    }
+                }
+            }
+            #expect(zip(ex, gx).filter { $0.bitPattern != $1.bitPattern }.count == 0, "case \(i): input gradient")
+            #expect(zip(ew, gw).filter { $0.bitPattern != $1.bitPattern }.count == 0, "case \(i): weight gradient")
+            #expect(eb.bitPattern == gb.bitPattern, "case \(i): bias gradient")
+            // The definition in doubles, loosely: the twin is not wrong in the same way.
+            var dwDef = [Double](repeating: 0, count: g.kh * g.kw)
+            for oy in 0..<g.oh {
+                for ox in 0..<g.ow {
+                    for ky in 0..<g.kh {
+                        for kx in 0..<g.kw {
+                            let iy = oy * g.strideH - g.padTop + ky * g.dilationH, ix = ox * g.strideW - g.padLeft + kx * g.dilationW
+                            guard iy >= 0, iy < g.ih, ix >= 0, ix < g.iw else { continue }
+                            dwDef[ky * g.kw + kx] += Double(dy[oy * g.ow + ox]) * Double(x[iy * g.iw + ix])
+                        }
+                    }
+                }
+            }
+            for q in 0..<(g.kh * g.kw) { #expect(abs(Double(gw[q] - dw0[q]) - dwDef[q]) < 1e-4, "case \(i) tap \(q)") }
+        }
+        // Pads past the kernel's reach are the GEMM path's.
+        #expect(!depthwiseConv2dBackwardApplies(.init(ih: 5, iw: 5, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1,
+                                                      padTop: 3, padLeft: 0, oh: 7, ow: 3)))
+    }
+}

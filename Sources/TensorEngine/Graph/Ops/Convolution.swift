@@ -219,7 +219,7 @@ extension OpContext {
         let inSpatial = geo.inSpatial, kernel = geo.kernel
         let kk = cin / group * geo.kernelCount, p = geo.outCount
         var y = outputBuffer(n: batch, c: cout, spatial: geo.outSpatial)   // every output is written below
-        if tape == nil, group > 1, group == cin, cout == cin, geo.inSpatial.count == 2, geo.padBegin.count == 2 {
+        if group > 1, group == cin, cout == cin, geo.depthwise != nil {
             convDepthwise(x: x.value, weight: w.value, bias: b?.value, into: &y, geo: geo)
         } else if let (padTop, padLeft) = try directConvPads(geo, group: group, reduction: kk, outChannels: cout) {
             convDirect(x: x.value, weight: w, bias: b?.value, into: &y, cin: cin, cout: cout, spatial: inSpatial, kernel: kernel,
@@ -249,9 +249,7 @@ extension OpContext {
     // one thread: MobileNetV2 2.7-4.9× and EfficientNet-B0 9.8-25× ONNX Runtime's time.
     func convDepthwise(x: Tensor, weight: Tensor, bias: Tensor?, into y: inout Tensor, geo: WindowGeometry) {
         let planes = x.shape[0] * x.shape[1], channels = x.shape[1]
-        let g = DepthwiseGeometry(ih: geo.inSpatial[0], iw: geo.inSpatial[1], kh: geo.kernel[0], kw: geo.kernel[1],
-                                  strideH: geo.strides[0], strideW: geo.strides[1], dilationH: geo.dilations[0], dilationW: geo.dilations[1],
-                                  padTop: geo.padBegin[0], padLeft: geo.padBegin[1], oh: geo.outSpatial[0], ow: geo.outSpatial[1])
+        let g = geo.depthwise!
         let inP = g.ih * g.iw, outP = g.oh * g.ow, kq = g.kh * g.kw
         // NOTE: a plane is about outP · kq multiply-adds; 64K pay for a helper thread.
         let workers = max(1, min(threads, planes, planes * outP * kq / 65_536))
@@ -434,6 +432,10 @@ extension OpContext {
         let cg = cin / group, mg = cout / group
         let kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
         let kk = cg * kq
+        if group > 1, group == cin, cout == cin, let g = geo.depthwise, depthwiseConv2dBackwardApplies(g) {
+            depthwiseBackward(dy: dy, x: x, weight: w, bias: b, geometry: g, threads: nThreads)
+            return
+        }
         dy.withUnsafeBufferPointer { dp in
             x.value.withUnsafeBufferPointer { xp in
                 w.value.withUnsafeBufferPointer { wp in
@@ -475,4 +477,57 @@ extension OpContext {
         }
     }
 
+
+    /// The gradients of a depthwise 2-D Conv with `Kernels.depthwiseConv2dBackward`, channels
+    /// split across threads (each channel's weight, bias and input gradients on one thread, the
+    /// samples in order), so the bits do not depend on the thread count.
+    // NOTE: through im2col + GEMM each channel of each sample was a 1 × 9 by 9 × P product and
+    // its transpose, packed and run on one thread: with the boxed Clip bounds, most of
+    // MobileNetV2's training step, and two threads bought nothing.
+    static func depthwiseBackward(dy: Tensor, x: Variable, weight w: Variable, bias b: Variable?, geometry g: DepthwiseGeometry, threads: Int) {
+        let batch = x.value.shape[0], channels = x.value.shape[1]
+        let inP = g.ih * g.iw, outP = g.oh * g.ow, taps = g.kh * g.kw
+        let scratchSize = depthwiseConv2dBackwardScratch(g)
+        // NOTE: a channel is about 3 · batch · outP · taps multiply-adds; 64K pay for a helper.
+        let workers = max(1, min(threads, channels, channels * batch * outP * taps * 3 / 65_536))
+        var scratch = [Float](repeating: 0, count: workers * scratchSize)
+        withGrad(w) { gw in
+            withGrad(b) { gb in
+                withGrad(x) { gx in
+                    dy.withUnsafeBufferPointer { dp in
+                        x.value.withUnsafeBufferPointer { xp in
+                            w.value.withUnsafeBufferPointer { wp in
+                                scratch.withUnsafeMutableBufferPointer { sp in
+                                    let da = Int(bitPattern: dp.baseAddress!), xa = Int(bitPattern: xp.baseAddress!)
+                                    let wa = Int(bitPattern: wp.baseAddress!), sa = Int(bitPattern: sp.baseAddress!)
+                                    let gwa = gw.map { Int(bitPattern: $0) }, gba = gb.map { Int(bitPattern: $0) }, gxa = gx.map { Int(bitPattern: $0) }
+                                    parallelFor(workers, threads: workers) { worker in  // a literal: no heap context (see `gemm`)
+                                        let dp = UnsafePointer<Float>(bitPattern: da)!, xp = UnsafePointer<Float>(bitPattern: xa)!
+                                        let wp = UnsafePointer<Float>(bitPattern: wa)!
+                                        let scratch = UnsafeMutablePointer<Float>(bitPattern: sa)! + worker * scratchSize
+                                        let gw = gwa.flatMap { UnsafeMutablePointer<Float>(bitPattern: $0) }
+                                        let gb = gba.flatMap { UnsafeMutablePointer<Float>(bitPattern: $0) }
+                                        let gx = gxa.flatMap { UnsafeMutablePointer<Float>(bitPattern: $0) }
+                                        for c in (channels * worker / workers)..<(channels * (worker + 1) / workers) {
+                                            for n in 0..<batch {
+                                                let plane = n * channels + c
+                                                depthwiseConv2dBackward(x: xp + plane * inP, dy: dp + plane * outP, weights: wp + c * taps, geometry: g,
+                                                                        dw: gw.map { $0 + c * taps }, db: gb.map { $0 + c }, dx: gx.map { $0 + plane * inP },
+                                                                        scratch: scratch)
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The gradient buffer of `v` for `body` when `v` wants one, else nil.
+    static func withGrad(_ v: Variable?, _ body: (UnsafeMutablePointer<Float>?) -> Void) {
+        if let v, v.requiresGrad { v.accumulateGrad { body($0) } } else { body(nil) }
+    }
 }

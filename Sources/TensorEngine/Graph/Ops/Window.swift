@@ -29,6 +29,14 @@ final class WindowGeometry {
     /// Strides, dilations and leading pads per spatial dimension (Conv windows).
     var strides: [Int] = [], dilations: [Int] = [], padBegin: [Int] = []
 
+    /// The 2-D window as `Kernels.depthwiseConv2d` takes it; nil for other ranks.
+    var depthwise: DepthwiseGeometry? {
+        guard inSpatial.count == 2, padBegin.count == 2, strides.count == 2, dilations.count == 2 else { return nil }
+        return DepthwiseGeometry(ih: inSpatial[0], iw: inSpatial[1], kh: kernel[0], kw: kernel[1],
+                                 strideH: strides[0], strideW: strides[1], dilationH: dilations[0], dilationW: dilations[1],
+                                 padTop: padBegin[0], padLeft: padBegin[1], oh: outSpatial[0], ow: outSpatial[1])
+    }
+
     init(inSpatial: [Int], kernel: [Int], outSpatial: [Int], table: [Int]) {
         self.inSpatial = inSpatial
         self.kernel = kernel
