@@ -5,6 +5,8 @@
 // `exp` is the project's own (range reduction + polynomial), so results do not depend on
 // the platform's libm.
 
+import KernelsAVX512
+
 /// exp(x) for Float, accurate to about 2 ulp over the float range; own implementation so
 /// every platform computes the same bits.
 @inline(__always)
@@ -160,86 +162,8 @@ public func geluErf32(_ x: Float) -> Float {
     return 0.5 * x * cdf2
 }
 
-// MARK: Sixteen lanes at a time: the same operations in the same order as the scalar
-// functions above, so every lane has the scalar result's bits.
-
-public typealias Float16x = SIMD16<Float>
-
-/// `expf32` on sixteen lanes.
-@inline(__always)
-public func expf32(_ x: Float16x) -> Float16x {
-    let nan = x .!= x
-    // Clamp (NaN to 0) so that the integer conversion below is defined; the lanes outside
-    // the range are set afterwards, as the scalar function's early returns do.
-    let c = pointwiseMin(pointwiseMax(x.replacing(with: 0, where: nan), Float16x(repeating: -104)), Float16x(repeating: 89))
-    // Round to nearest even by adding and removing 1.5·2²³ (exact for |v| < 2²²): the bits
-    // of the sum hold n as an integer, too.
-    let shifted = c * 1.442695041 + 12_582_912
-    let n = shifted - 12_582_912
-    var r = c.addingProduct(n, Float16x(repeating: -0.693145751953125))
-    r = r.addingProduct(n, Float16x(repeating: -1.4286068203094172e-06))
-    var p = Float16x(repeating: 1.0 / 5040)
-    p = Float16x(repeating: 1.0 / 720).addingProduct(p, r)
-    p = Float16x(repeating: 1.0 / 120).addingProduct(p, r)
-    p = Float16x(repeating: 1.0 / 24).addingProduct(p, r)
-    p = Float16x(repeating: 1.0 / 6).addingProduct(p, r)
-    p = Float16x(repeating: 0.5).addingProduct(p, r)
-    p = Float16x(repeating: 1).addingProduct(p, r)
-    p = Float16x(repeating: 1).addingProduct(p, r)
-    // 2^n as 2^half · 2^(n − half): both factors normal and the first product exact, so the
-    // one rounding is the scalar function's (whichever way n is split).
-    let ni = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000
-    let half = ni &>> 1
-    let rest = ni &- half
-    let s1 = unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: (half &+ 127) &<< 23), to: Float16x.self)
-    let s2 = unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: (rest &+ 127) &<< 23), to: Float16x.self)
-    var y = p * s1 * s2
-    y.replace(with: Float.infinity, where: x .> 88.72283)
-    y.replace(with: 0, where: x .< -103.97208)
-    y.replace(with: x, where: nan)
-    return y
-}
-
-/// `geluErf32` on sixteen lanes.
-@inline(__always)
-public func geluErf32(_ x: Float16x) -> Float16x {
-    let a = x * 0.707106781
-    let t = a.replacing(with: -a, where: a .< 0)
-    // erfSmall32
-    let s = a * a
-    var q = Float16x(repeating: -5.99104969e-4)
-    q = Float16x(repeating: 4.99339588e-3).addingProduct(q, s)
-    q = Float16x(repeating: -2.67667342e-2).addingProduct(q, s)
-    q = Float16x(repeating: 1.12818025e-1).addingProduct(q, s)
-    q = Float16x(repeating: -3.76124859e-1).addingProduct(q, s)
-    q = Float16x(repeating: 1.28379151e-1).addingProduct(q, s)
-    let small = a.addingProduct(q, a)
-    // erfcTail32
-    let ts = t * t
-    var r = Float16x(repeating: -3.83208680e-4).addingProduct(Float16x(repeating: 1.72948930e-5), t)
-    let u = Float16x(repeating: -2.42545605e-2).addingProduct(Float16x(repeating: 3.88393435e-3), t)
-    r = u.addingProduct(r, ts)
-    r = Float16x(repeating: 1.06777847e-1).addingProduct(r, t)
-    r = Float16x(repeating: 6.34846687e-1).addingProduct(r, t)
-    r = Float16x(repeating: 1.28717512e-1).addingProduct(r, t)
-    r = t.addingProduct(r, t)
-    let e = expf32(negated(r))
-    var cdf2 = 1 + small
-    let tail = e.replacing(with: 2 - e, where: a .> 0)
-    cdf2.replace(with: tail, where: t .> 0.921875)
-    return 0.5 * x * cdf2
-}
-
-/// `sigmoid` (1 / (1 + e^−x)) on sixteen lanes.
-@inline(__always)
-public func sigmoid32(_ x: Float16x) -> Float16x { 1 / (1 + expf32(negated(x))) }
-
-/// −x by its sign bit, as scalar negation does (SIMD negation computes 0 − x, which keeps a
-/// NaN's sign).
-@inline(__always)
-func negated(_ x: Float16x) -> Float16x {
-    unsafeBitCast(unsafeBitCast(x, to: SIMD16<UInt32>.self) ^ SIMD16<UInt32>(repeating: 0x8000_0000), to: Float16x.self)
-}
+// MARK: Sixteen lanes at a time: `expf32`, `geluErf32`, `sigmoid32` on `Float16x` are in
+// KernelsAVX512/LaneMath.swift (inlinable: built for AVX2 here, for AVX-512 there).
 
 /// out[i] = f(x[i]) sixteen lanes at a time, the tail one by one with the scalar twin.
 @inline(__always)
@@ -256,17 +180,20 @@ func mapLanes(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<F
 
 /// GELU (exact CDF) of `count` values; `out` may alias `x`.
 public func geluErfForward(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<Float>) {
+    if KernelISA.detected == .avx512 { return geluErfForwardAVX512(x, count: count, out: out) }
     mapLanes(x, count: count, out: out, { geluErf32($0) }, { geluErf32($0) })
 }
 
 /// The logistic sigmoid of `count` values; `out` may alias `x`.
 public func sigmoidForward(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<Float>) {
+    if KernelISA.detected == .avx512 { return sigmoidForwardAVX512(x, count: count, out: out) }
     mapLanes(x, count: count, out: out, { sigmoid32($0) }, { 1 / (1 + expf32(-$0)) })
 }
 
 /// x · sigmoid(x) (SiLU) of `count` values, in place: the bits of a Sigmoid (`sigmoidForward`)
 /// followed by a Mul of its input and output.
 public func siluForward(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    if KernelISA.detected == .avx512 { return siluForwardAVX512(x, count: count) }
     mapLanes(x, count: count, out: x, { $0 * sigmoid32($0) }, { $0 * (1 / (1 + expf32(-$0))) })
 }
 

@@ -2,6 +2,7 @@ import Common
 import Foundation
 import Testing
 @testable import Kernels
+import KernelsAVX512
 @testable import TensorEngine
 import ModelIO
 import Pruning
@@ -397,12 +398,20 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
         var xs: [Float] = (-2400...2400).map { Float($0) / 16 }
         xs += [88.72283, 88.72284, -103.97208, -103.9721, 1e30, -1e30, .infinity, -.infinity, .nan, 0, -0.0,
                0.921875, -0.921875, Float(0.921875).nextUp, Float.leastNonzeroMagnitude, 3]
-        var gelu = [Float](repeating: 0, count: xs.count), sig = gelu
-        geluErfForward(xs, count: xs.count, out: &gelu)
-        sigmoidForward(xs, count: xs.count, out: &sig)
-        for (i, x) in xs.enumerated() {
-            #expect(gelu[i].bitPattern == geluErf32(x).bitPattern, "gelu(\(x)): \(gelu[i]) vs \(geluErf32(x))")
-            #expect(sig[i].bitPattern == (1 / (1 + expf32(-x))).bitPattern, "sigmoid(\(x))")
+        // Every length up to two vectors and a tail: the partial last vector too.
+        for count in Array(1...33) + [xs.count] {
+            let part = Array(xs.suffix(count))
+            var gelu = [Float](repeating: 0, count: count), sig = gelu, silu = part
+            geluErfForward(part, count: count, out: &gelu)
+            sigmoidForward(part, count: count, out: &sig)
+            siluForward(&silu, count: count)
+            for (i, x) in part.enumerated() {
+                #expect(gelu[i].bitPattern == geluErf32(x).bitPattern, "gelu(\(x)): \(gelu[i]) vs \(geluErf32(x))")
+                #expect(sig[i].bitPattern == (1 / (1 + expf32(-x))).bitPattern, "sigmoid(\(x))")
+                // (−∞ · 0: a NaN, its sign bit as the multiply gives it)
+                let want = x * (1 / (1 + expf32(-x)))
+                #expect(silu[i].bitPattern == want.bitPattern || silu[i].isNaN && want.isNaN, "silu(\(x))")
+            }
         }
         for start in stride(from: 0, to: xs.count - 16, by: 16) {
             let v = expf32(Float16x(xs[start..<(start + 16)]))
@@ -1249,24 +1258,27 @@ extension DirectConvTests {
 
 @Suite struct InferenceFastPathTests {
     /// Ops with an inference-only path give the bits of their general path (the one a run with
-    /// a tape takes): a mean and a sum over trailing axes, Sigmoid, Clip, the elementwise
-    /// broadcasts, Transpose.
-    @Test func fastPathsMatchTheGeneralPath() throws {
-        let x = spreadTensor([2, 5, 7, 3], seed: 41)
+    /// a tape takes), at one and two threads: a mean and a sum over trailing axes, Sigmoid, Clip,
+    /// the elementwise broadcasts, Transpose; small, and large enough to split across threads
+    /// (a ragged number of blocks).
+    @Test(arguments: [[2, 5, 7, 3], [3, 43, 31, 29]])
+    func fastPathsMatchTheGeneralPath(dims: [Int]) throws {
+        let (d0, d1, d2, d3) = (dims[0], dims[1], dims[2], dims[3])
+        let x = spreadTensor(dims, seed: 41)
         let cases: [(String, [String: Attribute], [(String, TensorData)])] = [
             ("ReduceMean", ["axes": .ints([2, 3]), "keepdims": .int(1)], []),
             ("ReduceMean", ["axes": .ints([1, 2, 3]), "keepdims": .int(0)], []),
             ("ReduceSum", [:], [("axes", ints([-1]))]),
             ("Sigmoid", [:], []),
             ("Clip", [:], [("lo", .float(Tensor(shape: [], scalars: [-0.4]))), ("hi", .float(Tensor(shape: [], scalars: [0.6])))]),
-            ("Mul", [:], [("s", .float(spreadTensor([2, 5, 1, 1], seed: 42)))]),
-            ("Div", [:], [("s", .float(spreadTensor([5, 7, 1], seed: 43, positive: true)))]),
+            ("Mul", [:], [("s", .float(spreadTensor([d0, d1, 1, 1], seed: 42)))]),
+            ("Div", [:], [("s", .float(spreadTensor([d1, d2, 1], seed: 43, positive: true)))]),
             ("Add", [:], [("s", .float(spreadTensor([], seed: 44)))]),
-            ("Sub", [:], [("s", .float(spreadTensor([2, 5, 7, 3], seed: 45)))]),
-            ("Mul", [:], [("s", .float(spreadTensor([3], seed: 46)))]),
-            ("Add", [:], [("s", .float(spreadTensor([7, 3], seed: 47)))]),
-            ("Div", [:], [("s", .float(spreadTensor([1, 7, 3], seed: 48, positive: true)))]),
-            ("Sub", [:], [("s", .float(spreadTensor([5, 1, 3], seed: 49)))]),
+            ("Sub", [:], [("s", .float(spreadTensor(dims, seed: 45)))]),
+            ("Mul", [:], [("s", .float(spreadTensor([d3], seed: 46)))]),
+            ("Add", [:], [("s", .float(spreadTensor([d2, d3], seed: 47)))]),
+            ("Div", [:], [("s", .float(spreadTensor([1, d2, d3], seed: 48, positive: true)))]),
+            ("Sub", [:], [("s", .float(spreadTensor([d1, 1, d3], seed: 49)))]),
             ("Transpose", ["perm": .ints([0, 2, 1, 3])], []),
             ("Transpose", ["perm": .ints([0, 1, 3, 2])], []),
             ("Transpose", ["perm": .ints([3, 2, 1, 0])], []),
@@ -1278,12 +1290,16 @@ extension DirectConvTests {
             let swap = attributes["swap"] != nil
             let node = Node(name: "n", opType: op, inputs: swap ? constants.map(\.0) + ["x"] : ["x"] + constants.map(\.0), outputs: ["y"],
                             attributes: attributes.filter { $0.key != "swap" })
-            let graph = Graph(nodes: [node], inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, 5, 7, 3])], outputs: ["y"],
+            let graph = Graph(nodes: [node], inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, d1, d2, d3])], outputs: ["y"],
                               initializers: constants, opset: 17)
-            guard case .float(let general) = try graph.run([.float(Variable(x, requiresGrad: true))], tape: Tape())[0],
-                  case .float(let fast) = try graph.run([.float(Variable(x))])[0] else { Issue.record("\(op): not float"); continue }
-            #expect(fast.value.shape == general.value.shape, "\(op)")
-            #expect(fast.value.scalars.map(\.bitPattern) == general.value.scalars.map(\.bitPattern), "\(op) \(attributes)")
+            guard case .float(let general) = try graph.run([.float(Variable(x, requiresGrad: true))], tape: Tape())[0] else {
+                Issue.record("\(op): not float"); continue
+            }
+            for threads in [1, 2] {
+                guard case .float(let fast) = try graph.run([.float(Variable(x))], threads: threads)[0] else { Issue.record("\(op): not float"); continue }
+                #expect(fast.value.shape == general.value.shape, "\(op)")
+                #expect(fast.value.scalars.map(\.bitPattern) == general.value.scalars.map(\.bitPattern), "\(op) \(attributes), \(threads) threads")
+            }
         }
     }
 }
