@@ -44,3 +44,48 @@ func withThreadScratch<T, R>(_ slot: ScratchSlot, of type: T.Type, count: Int, _
     }
     return body(UnsafeMutableBufferPointer(start: raw.bindMemory(to: T.self, capacity: count), count: count))
 }
+
+/// Runs body(range) over 0..<count split into contiguous ranges, one per worker: at most
+/// `threads` workers and at least `grain` items each (one range when there is less work).
+/// Range boundaries are multiples of `align`. For loops whose items write their own outputs,
+/// so the result does not depend on the split.
+@inline(__always)
+public func parallelRanges(_ count: Int, threads: Int, grain: Int, align: Int = 1, _ body: (Range<Int>) -> Void) {
+    let workers = max(1, min(threads, count / max(grain, 1)))
+    if workers == 1 {
+        body(0..<count)
+        return
+    }
+    parallelFor(workers, threads: workers) { w in
+        let lo = w == 0 ? 0 : count * w / workers / align * align
+        let hi = w == workers - 1 ? count : count * (w + 1) / workers / align * align
+        body(lo..<hi)
+    }
+}
+
+/// out[o] = the sum of block o (x[o·length ..< (o+1)·length]) from +0 in index order, for
+/// `blocks` blocks, eight blocks side by side (eight independent chains: one chain at a time
+/// waited on each add), blocks split across threads: each block's bits are its plain chain's.
+public func sumBlocks(_ x: UnsafePointer<Float>, blocks: Int, length n: Int, out: UnsafeMutablePointer<Float>, threads: Int) {
+    parallelRanges(blocks, threads: threads, grain: max(1, 65_536 / max(n, 1))) { range in
+        var o = range.lowerBound
+        while o + 8 <= range.upperBound {
+            let p = x + o * n
+            var a0: Float = 0, a1: Float = 0, a2: Float = 0, a3: Float = 0, a4: Float = 0, a5: Float = 0, a6: Float = 0, a7: Float = 0
+            for i in 0..<n {
+                a0 += p[i]; a1 += p[n + i]; a2 += p[2 * n + i]; a3 += p[3 * n + i]
+                a4 += p[4 * n + i]; a5 += p[5 * n + i]; a6 += p[6 * n + i]; a7 += p[7 * n + i]
+            }
+            out[o] = a0; out[o + 1] = a1; out[o + 2] = a2; out[o + 3] = a3
+            out[o + 4] = a4; out[o + 5] = a5; out[o + 6] = a6; out[o + 7] = a7
+            o += 8
+        }
+        while o < range.upperBound {
+            var a: Float = 0
+            let p = x + o * n
+            for i in 0..<n { a += p[i] }
+            out[o] = a
+            o += 1
+        }
+    }
+}

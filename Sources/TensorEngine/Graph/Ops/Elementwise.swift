@@ -456,32 +456,47 @@ extension OpContext {
             b.withUnsafeBufferPointer { bp in
                 y.withUnsafeMutableBufferPointer { yp in
                     let x = ap.baseAddress!, z = bp.baseAddress!, out = yp.baseAddress!
-                    @inline(__always) func apply(_ f: (Float, Float) -> Float) {
-                        if period > 1 {
-                            for o in 0..<(total / period) {
-                                let base = o * period
-                                if aFull { for j in 0..<period { out[base + j] = f(x[base + j], z[j]) } }
-                                else { for j in 0..<period { out[base + j] = f(x[j], z[base + j]) } }
+                    // Rows of the output over which the other operand repeats (or single
+                    // elements), split across threads; each inner loop over plain pointers, so
+                    // that it is vectorized (index arithmetic with overflow checks was not).
+                    // (Constants, not the vars above: captured vars are boxed, and each read
+                    // in the loop would be an exclusivity check.)
+                    let period = period, blockA = blockA, blockB = blockB
+                    let row = period > 1 ? period : max(blockA, blockB)
+                    let rows = total / row
+                    let threads = self.threads
+                    // (The operation as a type, not a closure: inside the threads' closure a
+                    // closure was called per element.)
+                    @inline(__always) func apply<F: FloatBinaryOp>(_: F.Type) {
+                        @inline(__always) func f(_ a: Float, _ b: Float) -> Float { F.apply(a, b) }
+                        if row == 1 {
+                            parallelRanges(total, threads: threads, grain: 32_768) { range in
+                                let xs = x + range.lowerBound, zs = z + range.lowerBound, dst = out + range.lowerBound
+                                for j in 0..<range.count { dst[j] = f(xs[j], zs[j]) }
                             }
-                        } else if blockA == 1 && blockB == 1 {
-                            for i in 0..<total { out[i] = f(x[i], z[i]) }
-                        } else if blockB > 1 {
-                            for o in 0..<(total / blockB) {
-                                let v = z[o]
-                                for j in 0..<blockB { out[o * blockB + j] = f(x[o * blockB + j], v) }
-                            }
-                        } else {
-                            for o in 0..<(total / blockA) {
-                                let v = x[o]
-                                for j in 0..<blockA { out[o * blockA + j] = f(v, z[o * blockA + j]) }
+                            return
+                        }
+                        parallelRanges(rows, threads: threads, grain: max(1, 32_768 / row)) { range in
+                            for o in range {
+                                let base = o * row, dst = out + base
+                                if period > 1 {
+                                    let xs = aFull ? x + base : x, zs = aFull ? z : z + base
+                                    for j in 0..<row { dst[j] = f(xs[j], zs[j]) }
+                                } else if blockB > 1 {
+                                    let v = z[o], xs = x + base
+                                    for j in 0..<row { dst[j] = f(xs[j], v) }
+                                } else {
+                                    let v = x[o], zs = z + base
+                                    for j in 0..<row { dst[j] = f(v, zs[j]) }
+                                }
                             }
                         }
                     }
                     switch op {
-                    case "Add": apply { $0 + $1 }
-                    case "Sub": apply { $0 - $1 }
-                    case "Mul": apply { $0 * $1 }
-                    default: apply { $0 / $1 }
+                    case "Add": apply(AddOp.self)
+                    case "Sub": apply(SubOp.self)
+                    case "Mul": apply(MulOp.self)
+                    default: apply(DivOp.self)
                     }
                 }
             }
@@ -489,3 +504,10 @@ extension OpContext {
         return y
     }
 }
+
+/// An elementwise float operation as a type, so that generic loops specialize and inline it.
+protocol FloatBinaryOp { static func apply(_ a: Float, _ b: Float) -> Float }
+enum AddOp: FloatBinaryOp { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a + b } }
+enum SubOp: FloatBinaryOp { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a - b } }
+enum MulOp: FloatBinaryOp { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a * b } }
+enum DivOp: FloatBinaryOp { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a / b } }

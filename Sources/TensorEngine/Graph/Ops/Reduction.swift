@@ -40,12 +40,8 @@ extension OpContext {
             let mean = node.opType == "ReduceMean"
             x.value.withUnsafeBufferPointer { xp in
                 y.withUnsafeMutableBufferPointer { yp in
-                    for o in 0..<outCount {
-                        var acc: Float = 0
-                        let block = xp.baseAddress! + o * n
-                        for i in 0..<n { acc += block[i] }
-                        yp[o] = mean ? acc * (n > 0 ? 1 / Float(n) : .nan) : acc
-                    }
+                    sumBlocks(xp.baseAddress!, blocks: outCount, length: n, out: yp.baseAddress!, threads: threads)
+                    if mean { for o in 0..<outCount { yp[o] = yp[o] * (n > 0 ? 1 / Float(n) : .nan) } }
                 }
             }
             return inferenceValue(y, requiresGrad: x.requiresGrad)
