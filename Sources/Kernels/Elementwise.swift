@@ -43,12 +43,18 @@ public func softmaxRows(_ x: UnsafePointer<Float>, rows: Int, cols: Int, out: Un
         let xr = x + r * cols, yr = out + r * cols
         var m = -Float.infinity
         for j in 0..<cols { m = max(m, xr[j]) }
-        var s: Float = 0
-        for j in 0..<cols {
-            let e = expf32(xr[j] - m)
-            yr[j] = e
-            s += e
+        // The exponentials sixteen lanes at a time (each lane the scalar's bits), then summed
+        // left to right.
+        var j = 0
+        let mv = Float16x(repeating: m)
+        while j + 16 <= cols {
+            let v = UnsafeRawPointer(xr + j).loadUnaligned(as: Float16x.self) - mv
+            UnsafeMutableRawPointer(yr + j).storeBytes(of: expf32(v), as: Float16x.self)
+            j += 16
         }
+        while j < cols { yr[j] = expf32(xr[j] - m); j += 1 }
+        var s: Float = 0
+        for j in 0..<cols { s += yr[j] }
         let inv = 1 / s
         for j in 0..<cols { yr[j] *= inv }
     }

@@ -1259,8 +1259,9 @@ extension DirectConvTests {
 @Suite struct InferenceFastPathTests {
     /// Ops with an inference-only path give the bits of their general path (the one a run with
     /// a tape takes), at one and two threads: a mean and a sum over trailing axes, Sigmoid, Clip,
-    /// the elementwise broadcasts, Transpose; small, and large enough to split across threads
-    /// (a ragged number of blocks).
+    /// the elementwise broadcasts, Transpose, Gather; and ops whose rows split across threads
+    /// (Softmax, LayerNormalization, GELU); small, and large enough to split (a ragged number of
+    /// blocks).
     @Test(arguments: [[2, 5, 7, 3], [3, 43, 31, 29]])
     func fastPathsMatchTheGeneralPath(dims: [Int]) throws {
         let (d0, d1, d2, d3) = (dims[0], dims[1], dims[2], dims[3])
@@ -1283,6 +1284,12 @@ extension DirectConvTests {
             ("Transpose", ["perm": .ints([0, 1, 3, 2])], []),
             ("Transpose", ["perm": .ints([3, 2, 1, 0])], []),
             ("Transpose", ["perm": .ints([0, 1, 2, 3])], []),
+            ("Gather", ["axis": .int(1)], [("i", ints([2, 0, -1, 2]))]),
+            ("Gather", ["axis": .int(3)], [("i", .int64(IntTensor(shape: [], data: [1])))]),
+            ("Softmax", [:], []),
+            ("Softmax", ["axis": .int(1)], []),
+            ("LayerNormalization", ["axis": .int(-1)], [("g", .float(spreadTensor([d3], seed: 50))), ("b", .float(spreadTensor([d3], seed: 51)))]),
+            ("Gelu", [:], []),
         ]
         // Each binary case also with the constant first (the broadcast operand on the left).
         let swapped = cases.filter { ["Add", "Sub", "Mul", "Div"].contains($0.0) }.map { ($0.0, ["swap": Attribute.int(1)], $0.2) }

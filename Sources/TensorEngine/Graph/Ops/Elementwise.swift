@@ -122,8 +122,12 @@ extension OpContext {
             // scalar bits): through the closure, each element cost a call (30 % of
             // EfficientNet-B0, whose SiLU is Sigmoid · x; 54 % of MiniLM in Gelu).
             var y = outputBuffer(x.value.shape)
+            let threads = self.threads
             x.value.withUnsafeBufferPointer { xp in
-                y.withUnsafeMutableBufferPointer { yp in lanes(xp.baseAddress!, n, yp.baseAddress!) }
+                y.withUnsafeMutableBufferPointer { yp in
+                    let x0 = xp.baseAddress!, y0 = yp.baseAddress!
+                    parallelRanges(n, threads: threads, grain: 32_768, align: 16) { r in lanes(x0 + r.lowerBound, r.count, y0 + r.lowerBound) }
+                }
             }
             return inferenceValue(y, requiresGrad: x.requiresGrad)
         }
@@ -321,8 +325,18 @@ extension OpContext {
             outer = shape[..<ax].reduce(1, *); n = shape[ax...].reduce(1, *); inner = 1
         }
         var y = Tensor(zeros: shape)
+        let threads = self.threads
         x.value.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
+                // Rows split across threads (each row's chain is its own).
+                if inner == 1 && !log {
+                    // (`softmaxRows`: the same chain, its exponentials sixteen lanes at a time)
+                    let x0 = xp.baseAddress!, y0 = yp.baseAddress!
+                    parallelRanges(outer, threads: threads, grain: max(1, 16_384 / max(n, 1))) { rows in
+                        softmaxRows(x0 + rows.lowerBound * n, rows: rows.count, cols: n, out: y0 + rows.lowerBound * n)
+                    }
+                    return
+                }
                 for o in 0..<outer {
                     for j in 0..<inner {
                         let base = o * n * inner + j

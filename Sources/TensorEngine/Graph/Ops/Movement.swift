@@ -306,6 +306,23 @@ extension OpContext {
             guard i >= 0 && i < dim else { throw fail("index \(raw) is out of range for axis \(ax) of size \(dim)") }
             return i
         }
+        if tape == nil, case .float(let x) = v {
+            // NOTE: at inference, each index's block copied whole, without the element map (a
+            // ViT takes q, k and v from one tensor with three Gathers of 300K floats each).
+            var y = outputBuffer(outShape)
+            x.value.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    var dst = yp.baseAddress!
+                    for o in 0..<outer {
+                        for i in idx {
+                            dst.update(from: xp.baseAddress! + (o * dim + i) * inner, count: inner)
+                            dst += inner
+                        }
+                    }
+                }
+            }
+            return inferenceValue(y, requiresGrad: x.requiresGrad)
+        }
         for o in 0..<outer { for i in idx { for j in 0..<inner { map.append((o * dim + i) * inner + j) } } }
         return gatherElements(v, map: map, shape: outShape)
     }

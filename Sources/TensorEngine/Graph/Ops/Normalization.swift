@@ -108,27 +108,39 @@ extension OpContext {
             }
             bi = broadcastSourceIndex(bias.value.shape, to: normShape)
         }
-        var mean = [Float](repeating: 0, count: outer), inv = mean
+        var meanRows = [Float](repeating: 0, count: outer), invRows = meanRows
         // The shift of each normalized position, gathered once (0 without B).
         let shift: [Float] = bias.map { b in bi.map { b.value.scalars[$0] } } ?? [Float](repeating: 0, count: inner)
         var y = Tensor(zeros: sx)
+        let threads = self.threads
         x.value.withUnsafeBufferPointer { xp in
             scale.value.withUnsafeBufferPointer { sp in
                 y.withUnsafeMutableBufferPointer { yp in
-                    for o in 0..<outer {
-                        let row = xp.baseAddress! + o * inner
-                        var s = 0.0
-                        for i in 0..<inner { s += Double(row[i]) }
-                        let m = s / Double(inner)
-                        var s2 = 0.0
-                        for i in 0..<inner { let d = Double(row[i]) - m; s2 += d * d }
-                        mean[o] = Float(m)
-                        inv[o] = Float(1 / (s2 / Double(inner) + Double(eps)).squareRoot())
-                        for i in 0..<inner { yp[o * inner + i] = (row[i] - mean[o]) * inv[o] * sp[si[i]] + shift[i] }
+                    meanRows.withUnsafeMutableBufferPointer { mp in
+                        invRows.withUnsafeMutableBufferPointer { ip in
+                            let x0 = xp.baseAddress!, y0 = yp.baseAddress!, s0 = sp.baseAddress!, m0 = mp.baseAddress!, i0 = ip.baseAddress!
+                            // Rows split across threads (each row's sums are its own).
+                            parallelRanges(outer, threads: threads, grain: max(1, 8_192 / max(inner, 1))) { rows in
+                                for o in rows {
+                                    let row = x0 + o * inner
+                                    var s = 0.0
+                                    for i in 0..<inner { s += Double(row[i]) }
+                                    let m = s / Double(inner)
+                                    var s2 = 0.0
+                                    for i in 0..<inner { let d = Double(row[i]) - m; s2 += d * d }
+                                    let mean = Float(m), inv = Float(1 / (s2 / Double(inner) + Double(eps)).squareRoot())
+                                    m0[o] = mean
+                                    i0[o] = inv
+                                    for i in 0..<inner { y0[o * inner + i] = (row[i] - mean) * inv * s0[si[i]] + shift[i] }
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
+        // (Constants for the backward closure: captured vars are boxed, every read a check.)
+        let mean = meanRows, inv = invRows
         var parents = [x, scale]
         if let bias { parents.append(bias) }
         let out = emit(y, parents: parents) { dy in
