@@ -1209,6 +1209,14 @@ extension DirectConvTests {
         try check(cin: cin, cout: cout, k: 1, h: 23, w: 19, stride: 1, pad: 0, dilation: 1, group: 1, large: false)
     }
 
+    /// At batch 1 with two threads the workers split a sample's bands (and groups): a 3 × 3
+    /// layer whose bands do not divide its rows, two groups, a pointwise layer.
+    @Test(arguments: [(16, 6, 3, 1, 1), (16, 6, 3, 1, 2), (40, 24, 1, 0, 1)])
+    func bandsSplitAcrossThreadsAtBatchOne(cin: Int, cout: Int, k: Int, pad: Int, group: Int) throws {
+        try check(cin: cin, cout: cout, k: k, h: k == 1 ? 60 : 70, w: k == 1 ? 50 : 67, stride: 1, pad: pad, dilation: 1, group: group,
+                  large: k > 1 && group == 1, batch: 1)
+    }
+
     /// The direct kernel at batch 1 with two threads splits the sample's blocks of eight output
     /// channels: a 3 × 3 layer and a pointwise one of 16 input channels.
     @Test(arguments: [(3, 20, 3, 1), (16, 40, 1, 0)])
@@ -1284,6 +1292,8 @@ extension DirectConvTests {
             ("Transpose", ["perm": .ints([0, 1, 3, 2])], []),
             ("Transpose", ["perm": .ints([3, 2, 1, 0])], []),
             ("Transpose", ["perm": .ints([0, 1, 2, 3])], []),
+            ("Transpose", ["perm": .ints([0, 2, 3, 1])], []),
+            ("Transpose", ["perm": .ints([3, 0, 1, 2])], []),
             ("Gather", ["axis": .int(1)], [("i", ints([2, 0, -1, 2]))]),
             ("Gather", ["axis": .int(3)], [("i", .int64(IntTensor(shape: [], data: [1])))]),
             ("Softmax", [:], []),

@@ -117,6 +117,34 @@ extension OpContext {
             while k > 0 && perm[k - 1] == k - 1 { k -= 1 }
             let inner = outShape[k...].reduce(1, *)
             var y = outputBuffer(outShape)
+            if k == rank, rank >= 2, let q = perm.firstIndex(of: rank - 1) {
+                // The input's contiguous axis lands on output axis q, not last (attention's
+                // K transposed): each (q, last) plane in tiles of 8 × 8, so that reads and
+                // writes both stay within a few cache lines.
+                // NOTE: one element at a time by strides, 10 % of ViT at batch 8.
+                let a = rank - 1, m = outShape[q], l = outShape[a], stepL = st[a]
+                let outStrides = stridesOf(outShape), stepQ = outStrides[q]
+                let rest = (0..<rank).filter { $0 != a && $0 != q }
+                let restShape = rest.map { outShape[$0] }
+                let inBases = strideWalk(restShape, strides: rest.map { st[$0] }, offset: 0)
+                let outBases = strideWalk(restShape, strides: rest.map { outStrides[$0] }, offset: 0)
+                x.value.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        for (ib, ob) in zip(inBases, outBases) {
+                            let src = xp.baseAddress! + ib, dst = yp.baseAddress! + ob
+                            for m0 in stride(from: 0, to: m, by: 8) {
+                                let m1 = min(m, m0 + 8)
+                                for l0 in stride(from: 0, to: l, by: 8) {
+                                    for j in m0..<m1 {
+                                        for i in l0..<min(l, l0 + 8) { dst[j * stepQ + i] = src[i * stepL + j] }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                return inferenceValue(y, requiresGrad: x.requiresGrad)
+            }
             x.value.withUnsafeBufferPointer { xp in
                 y.withUnsafeMutableBufferPointer { yp in
                     var dst = 0
