@@ -309,7 +309,6 @@ extension OpContext {
         let offsets = wide ? geo.affine!.offsets : []
         let chunks = (batch + nb - 1) / nb
         let perChunk = kk * nb * perSample * mg * group
-        let workers = max(1, min(threads, chunks, chunks * perChunk / 262_144))
         // A sample's columns larger than L2 (ResNet-18's first layers: 576 × 3136 floats, 7 MB)
         // are built and multiplied a band of output rows at a time, about 128K floats of
         // columns each: written, packed and read while in cache. The GEMM's chain per output does
@@ -324,6 +323,12 @@ extension OpContext {
         let pointwise = geo.inSpatial.count == 2 && kq == 1 && geo.outSpatial == geo.inSpatial && geo.padBegin.allSatisfy { $0 == 0 }
         let bandRows: Int? = geo.inSpatial.count == 2 && !wide && nb == 1 && (kk * p > 262_144 || pointwise)
             ? max(1, min(geo.outSpatial[0], 131_072 / max(1, max(kk, mg) * geo.outSpatial[1]))) : nil
+        // With bands and fewer samples than threads, the workers split the bands (each band's
+        // GEMM on one thread) rather than each band's GEMM (a barrier and shared packing per band).
+        let bands = bandRows.map { (geo.outSpatial[0] + $0 - 1) / $0 } ?? 1
+        let splitBands = bandRows != nil && chunks < threads
+        let items = splitBands ? chunks * group * bands : chunks
+        let workers = max(1, min(threads, items, chunks * perChunk / 262_144))
         let colsSize = bandRows.map { kk * $0 * geo.outSpatial[1] } ?? kk * nb * perSample
         let outSize = bandRows == nil && (nb > 1 || wide) ? mg * nb * perSample : 0
         if graph.scratchColumns[index].count < workers * (colsSize + outSize) {
@@ -347,27 +352,26 @@ extension OpContext {
                                 // One sample per chunk: a band of output rows at a time, straight
                                 // into y (see `bandRows`).
                                 let oh = geo.outSpatial[0], ow = geo.outSpatial[1]
-                                for n in (chunks * worker / workers)..<(chunks * (worker + 1) / workers) {
-                                    for g in 0..<group {
-                                        let plane = xp + (n * cin + g * cg) * inP
-                                        for oy0 in stride(from: 0, to: oh, by: bandRows) {
-                                            let oy1 = min(oh, oy0 + bandRows), ld = (oy1 - oy0) * ow
-                                            // A pointwise Conv's columns are the input's own rows.
-                                            if !pointwise { geo.im2colRows(plane, channels: cg, rows: oy0, oy1, into: cols, ld: ld) }
-                                            let out = yp + (n * cout + g * mg) * p + oy0 * ow
-                                            gemm(m: mg, n: ld, k: kk, a: wp + g * mg * kk, lda: kk, transposeA: false,
-                                                 b: pointwise ? plane + oy0 * ow : UnsafePointer(cols), ldb: pointwise ? p : ld, transposeB: false,
-                                                 c: out, ldc: p, accumulate: false, threads: gemmThreads)
-                                            // The bias and the fused ReLU, Clip or SiLU while the band is in cache.
-                                            for m in 0..<mg {
-                                                let row = out + m * p
-                                                if let biasValues {
-                                                    let bo = biasValues[g * mg + m]
-                                                    for i in 0..<ld { row[i] = row[i] + bo }
-                                                }
-                                                OpContext.finish(row, count: ld, relu: relu, epilogue: epilogue)
-                                            }
+                                let mine = (items * worker / workers)..<(items * (worker + 1) / workers)
+                                // (sample, group, band) in order; a worker's share of them.
+                                for item in (splitBands ? mine : (mine.lowerBound * group * bands)..<(mine.upperBound * group * bands)) {
+                                    let n = item / (group * bands), g = item / bands % group, oy0 = item % bands * bandRows
+                                    let plane = xp + (n * cin + g * cg) * inP
+                                    let oy1 = min(oh, oy0 + bandRows), ld = (oy1 - oy0) * ow
+                                    // A pointwise Conv's columns are the input's own rows.
+                                    if !pointwise { geo.im2colRows(plane, channels: cg, rows: oy0, oy1, into: cols, ld: ld) }
+                                    let out = yp + (n * cout + g * mg) * p + oy0 * ow
+                                    gemm(m: mg, n: ld, k: kk, a: wp + g * mg * kk, lda: kk, transposeA: false,
+                                         b: pointwise ? plane + oy0 * ow : UnsafePointer(cols), ldb: pointwise ? p : ld, transposeB: false,
+                                         c: out, ldc: p, accumulate: false, threads: gemmThreads)
+                                    // The bias and the fused ReLU, Clip or SiLU while the band is in cache.
+                                    for m in 0..<mg {
+                                        let row = out + m * p
+                                        if let biasValues {
+                                            let bo = biasValues[g * mg + m]
+                                            for i in 0..<ld { row[i] = row[i] + bo }
                                         }
+                                        OpContext.finish(row, count: ld, relu: relu, epilogue: epilogue)
                                     }
                                 }
                                 return
