@@ -101,7 +101,8 @@ operators: build
 	python3 Tests/tools/operators_doc.py .build/release/prunecheck-conformance docs/operators.md
 
 ## real-models: real architectures exported by PyTorch (ViT, MobileNetV3, a BERT encoder, a
-## Llama decoder, and 13 more of torchvision's and Hugging Face's; with LARGE=1 also ResNet-18, BERT-base with
+## Llama decoder, and 13 more of torchvision's and Hugging Face's; with LARGE=1 also ResNet-18 (a
+## check's peak memory against PyTorch's training step), BERT-base with
 ## external data (peak memory checked) and the pretrained MiniLM-L6, whose magnitude and
 ## Wanda pruning is then held to PyTorch's fidelity) into .build/real-models
 ## by Tests/realmodels/export_models.py, in a venv of PyPI packages under .build; then
@@ -128,6 +129,10 @@ real-models: build
 	@# Peak resident memory of infer and eval on the models of 100 MiB and more (with LARGE=1,
 	@# BERT-base with external data): at most 1.5x the weights plus one run's activations
 	$(REAL_VENV)/bin/python Tests/realmodels/peak_memory.py --dir $(REAL_DIR) --prunecheck $(BIN)
+	@# With LARGE=1: a check of ResNet-18 (pruning, fine-tuning at batch 8, evaluation, latency)
+	@# peaks at most at PyTorch's peak for the same training step plus the model's weights
+	$(if $(LARGE),$(REAL_VENV)/bin/python Tests/realmodels/check_peak.py --dir $(REAL_DIR) --prunecheck $(BIN) \
+		--torch-python $(REAL_VENV)/bin/python)
 
 ## interop: prune every bundled model (unstructured and 2:4), the residual PyTorch export
 ## (channels, coupled across its Add), a decoder (Wanda) and an encoder (2:4), export ONNX, and check with onnxruntime (pip, in a
