@@ -1322,6 +1322,31 @@ extension DirectConvTests {
 }
 
 @Suite struct BatchedMatMulTests {
+    /// A MatMul by a 2-D initializer keeps it packed at inference: the bits of the plain GEMM
+    /// (a run with a tape) at one and two threads, for a batch of rows and a vector, and again
+    /// after the weight is updated in place (packed anew).
+    @Test func packedConstantWeightMatchesThePlainGemm() throws {
+        let b = spreadTensor([37, 45], seed: 53)
+        for aShape in [[3, 29, 37], [37]] {
+            let a = spreadTensor(aShape, seed: 54)
+            let g = Graph(nodes: [Node(name: "mm", opType: "MatMul", inputs: ["x", "w"], outputs: ["y"])],
+                          inputs: [GraphInput(name: "x", dtype: .float32, shape: aShape.map { $0 })], outputs: ["y"],
+                          initializers: [("w", .float(b))], opset: 17)
+            #expect(g.matMulPacks[0] != nil)
+            for round in 0..<2 {
+                if round == 1, case .float(let w)? = g.initializers["w"] {
+                    w.update { p in for i in 0..<p.count { p[i] = p[i] * 1.5 - 0.25 } }
+                }
+                guard case .float(let plain) = try g.run([.float(Variable(a))], tape: Tape(), threads: 1)[0] else { fatalError() }
+                for threads in [1, 2] {
+                    guard case .float(let packed) = try g.run([.float(Variable(a))], threads: threads)[0] else { fatalError() }
+                    #expect(packed.value.shape == plain.value.shape)
+                    #expect(packed.value.scalars.map(\.bitPattern) == plain.value.scalars.map(\.bitPattern), "\(aShape), round \(round), \(threads) threads")
+                }
+            }
+        }
+    }
+
     /// (B, S, K) · (K, N) as one GEMM of B·S rows gives the bits of B separate (S, K) · (K, N)
     /// products, at one and two threads; a broadcast (1, K, N) right side too.
     @Test func rowsOfAllSlicesInOneGemmMatchSliceBySlice() throws {

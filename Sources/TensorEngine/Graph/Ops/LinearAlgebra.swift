@@ -108,6 +108,17 @@ extension OpContext {
         if aVector { outShape.remove(at: outShape.count - 2) }
         if bVector { outShape.removeLast() }
         _ = try checkedCount(outShape, bytesPerElement: 4)
+        // At inference, by a constant 2-D right side: every row of A against B packed once.
+        if tape == nil, sb.count == 2, !bVector, let cache = graph.matMulPacks[index], let packed = cache.packed(for: b, graph: graph) {
+            var y = outputBuffer(outShape)  // every element written
+            a.value.withUnsafeBufferPointer { ap in
+                y.withUnsafeMutableBufferPointer { yp in
+                    gemm(m: count * m, a: ap.baseAddress!, lda: k, transposeA: false, packed: packed, c: yp.baseAddress!, ldc: n,
+                         accumulate: false, threads: threads)
+                }
+            }
+            return inferenceValue(y, requiresGrad: a.requiresGrad || b.requiresGrad)
+        }
         var y = Tensor(zeros: outShape)
         // NOTE: a batch of rows against one matrix (a Linear layer of a transformer, (B, S, K)
         // · (K, N)) is one GEMM of B·S rows: the per-slice loop ran B GEMMs of S rows each. The
