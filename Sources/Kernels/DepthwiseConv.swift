@@ -305,7 +305,15 @@ public func depthwiseConv2dBackward(x: UnsafePointer<Float>, dy: UnsafePointer<F
                             a7 = a7.addingProduct(d, xc.loadUnaligned(fromByteOffset: 4 * o7, as: SIMD8<Float>.self))
                         }
                     }
-                    for (j, a) in [a0, a1, a2, a3, a4, a5, a6, a7].prefix(count).enumerated() { dw[q0 + j] += laneSum(a) }
+                    // (No array of the eight: that was a heap allocation per group and plane.)
+                    dw[q0] += laneSum(a0)
+                    if count > 1 { dw[q0 + 1] += laneSum(a1) }
+                    if count > 2 { dw[q0 + 2] += laneSum(a2) }
+                    if count > 3 { dw[q0 + 3] += laneSum(a3) }
+                    if count > 4 { dw[q0 + 4] += laneSum(a4) }
+                    if count > 5 { dw[q0 + 5] += laneSum(a5) }
+                    if count > 6 { dw[q0 + 6] += laneSum(a6) }
+                    if count > 7 { dw[q0 + 7] += laneSum(a7) }
                 }
             }
         }

@@ -494,14 +494,14 @@ extension OpContext {
         let scratchSize = depthwiseConv2dBackwardScratch(g)
         // NOTE: a channel is about 3 · batch · outP · taps multiply-adds; 64K pay for a helper.
         let workers = max(1, min(threads, channels, channels * batch * outP * taps * 3 / 65_536))
-        var scratch = [Float](repeating: 0, count: workers * scratchSize)
-        withGrad(w) { gw in
-            withGrad(b) { gb in
-                withGrad(x) { gx in
-                    dy.withUnsafeBufferPointer { dp in
-                        x.value.withUnsafeBufferPointer { xp in
-                            w.value.withUnsafeBufferPointer { wp in
-                                scratch.withUnsafeMutableBufferPointer { sp in
+        // (Uninitialized: the kernel writes all the scratch it reads.)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: workers * scratchSize) { sp in
+            withGrad(w) { gw in
+                withGrad(b) { gb in
+                    withGrad(x) { gx in
+                        dy.withUnsafeBufferPointer { dp in
+                            x.value.withUnsafeBufferPointer { xp in
+                                w.value.withUnsafeBufferPointer { wp in
                                     let da = Int(bitPattern: dp.baseAddress!), xa = Int(bitPattern: xp.baseAddress!)
                                     let wa = Int(bitPattern: wp.baseAddress!), sa = Int(bitPattern: sp.baseAddress!)
                                     let gwa = gw.map { Int(bitPattern: $0) }, gba = gb.map { Int(bitPattern: $0) }, gxa = gx.map { Int(bitPattern: $0) }

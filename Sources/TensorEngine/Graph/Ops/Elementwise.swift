@@ -458,12 +458,14 @@ extension OpContext {
         guard aFull || bFull else { return nil }
         // How the operand that is not the output's shape repeats: each of its values over a
         // trailing block (block > 1), or all of it over the leading dimensions (period > 1).
-        var blockA = 1, blockB = 1, period = 1
+        // (Constants, not vars: the loops below capture them, and a captured var is boxed, each
+        // read an exclusivity check.)
+        let blockA: Int, blockB: Int, period: Int
         if aFull != bFull, let p = periodOf(aFull ? b.shape : a.shape), p > 1, total % p == 0 {
-            period = p
+            (blockA, blockB, period) = (1, 1, p)
         } else {
             guard let ba = block(a.shape), let bb = block(b.shape) else { return nil }
-            (blockA, blockB) = (ba, bb)
+            (blockA, blockB, period) = (ba, bb, 1)
         }
         var y = outputBuffer(outShape)
         a.withUnsafeBufferPointer { ap in
@@ -473,20 +475,16 @@ extension OpContext {
                     // Rows of the output over which the other operand repeats (or single
                     // elements), split across threads; each inner loop over plain pointers, so
                     // that it is vectorized (index arithmetic with overflow checks was not).
-                    // (Constants, not the vars above: captured vars are boxed, and each read
-                    // in the loop would be an exclusivity check.)
-                    let period = period, blockA = blockA, blockB = blockB
                     let row = period > 1 ? period : max(blockA, blockB)
                     let rows = total / row
                     let threads = self.threads
                     // (The operation as a type, not a closure: inside the threads' closure a
                     // closure was called per element.)
                     @inline(__always) func apply<F: FloatBinaryOp>(_: F.Type) {
-                        @inline(__always) func f(_ a: Float, _ b: Float) -> Float { F.apply(a, b) }
                         if row == 1 {
                             parallelRanges(total, threads: threads, grain: 32_768) { range in
                                 let xs = x + range.lowerBound, zs = z + range.lowerBound, dst = out + range.lowerBound
-                                for j in 0..<range.count { dst[j] = f(xs[j], zs[j]) }
+                                for j in 0..<range.count { dst[j] = F.apply(xs[j], zs[j]) }
                             }
                             return
                         }
@@ -495,13 +493,13 @@ extension OpContext {
                                 let base = o * row, dst = out + base
                                 if period > 1 {
                                     let xs = aFull ? x + base : x, zs = aFull ? z : z + base
-                                    for j in 0..<row { dst[j] = f(xs[j], zs[j]) }
+                                    for j in 0..<row { dst[j] = F.apply(xs[j], zs[j]) }
                                 } else if blockB > 1 {
                                     let v = z[o], xs = x + base
-                                    for j in 0..<row { dst[j] = f(xs[j], v) }
+                                    for j in 0..<row { dst[j] = F.apply(xs[j], v) }
                                 } else {
                                     let v = x[o], zs = z + base
-                                    for j in 0..<row { dst[j] = f(v, zs[j]) }
+                                    for j in 0..<row { dst[j] = F.apply(v, zs[j]) }
                                 }
                             }
                         }
