@@ -106,6 +106,7 @@ def main():
             sys.exit(f"check-peak: the check did not prune and evaluate ResNet-18: {sorted(metrics)[:12]}")
         print(f"check-peak: prunecheck check of ResNet-18 (fine-tuning at batch {a.batch}): {check:.0f} MiB resident, weights {weights:.0f} MiB")
         if not a.torch_python:
+            print("check-peak: the bound against PyTorch skipped: no --torch-python")
             return
         with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
             f.write(TORCH_STEP)
