@@ -534,3 +534,117 @@ extension Thread {
                                                       padTop: 3, padLeft: 0, oh: 7, ow: 3)))
     }
 }
+
+@Suite struct WinogradTests {
+    /// 3 × 3 stride-1 windows: planes from 1 × 1 to rows of several vectors, odd and even
+    /// outputs, pads 0, 1 and 2 and asymmetric ones, planes smaller than the kernel.
+    static let geometries: [DepthwiseGeometry] = [(7, 7, 1, 1), (14, 14, 1, 1), (1, 1, 1, 1), (2, 3, 1, 1), (5, 37, 1, 1), (9, 56, 0, 0),
+                                                  (6, 19, 0, 2), (11, 4, 2, 0), (3, 40, 2, 2), (4, 4, 0, 0), (13, 33, 1, 1)].map { ih, iw, pt, pl in
+        // Bottom and right pads as the top and left ones, so outputs are ih + 2p - 2.
+        DepthwiseGeometry(ih: ih, iw: iw, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1,
+                          padTop: pt, padLeft: pl, oh: ih + 2 * pt - 2, ow: iw + 2 * pl - 2)
+    }.filter { $0.oh > 0 && $0.ow > 0 }
+
+    struct Run { var y: [Float]; var canariesIntact: Bool }
+
+    /// winogradConv2d into NaN-filled output and scratch, each followed by canaries that must
+    /// stay as they were.
+    static func run(_ x: [Float], batch: Int, cin: Int, u: [Float], cout: Int, bias: [Float]?, g: DepthwiseGeometry, threads: Int,
+                    blockRows: Int?, relu: Bool = false) -> Run {
+        let count = batch * cout * g.oh * g.ow, canary: Float = 12345.5
+        var y = [Float](repeating: .nan, count: count) + [Float](repeating: canary, count: 64)
+        let scratchCount = winogradConv2dScratch(g, cin: cin, cout: cout, batch: batch, workers: threads, blockRows: blockRows)
+        var scratch = [Float](repeating: .nan, count: scratchCount) + [Float](repeating: canary, count: 64)
+        x.withUnsafeBufferPointer { xp in
+            u.withUnsafeBufferPointer { up in
+                y.withUnsafeMutableBufferPointer { yp in
+                    scratch.withUnsafeMutableBufferPointer { sp in
+                        let (yb, sb) = (yp.baseAddress!, sp.baseAddress!)
+                        func go(_ b: UnsafePointer<Float>?) {
+                            winogradConv2d(x: xp.baseAddress!, batch: batch, cin: cin, weights: up.baseAddress!, cout: cout, bias: b, geometry: g,
+                                           y: yb, scratch: sb, threads: threads, blockRows: blockRows) { p, n in
+                                if relu { reluForward(p, count: n, out: p) }
+                            }
+                        }
+                        if let bias { bias.withUnsafeBufferPointer { go($0.baseAddress!) } } else { go(nil) }
+                    }
+                }
+            }
+        }
+        let intact = y[count...].allSatisfy { $0 == canary } && scratch[scratchCount...].allSatisfy { $0 == canary }
+        return Run(y: Array(y[..<count]), canariesIntact: intact)
+    }
+
+    static func weights(_ w: [Float], cin: Int, cout: Int) -> [Float] {
+        var u = [Float](repeating: .nan, count: winogradWeightCount(cin: cin, cout: cout))
+        w.withUnsafeBufferPointer { wp in u.withUnsafeMutableBufferPointer { winogradWeights(wp.baseAddress!, cin: cin, cout: cout, into: $0.baseAddress!) } }
+        return u
+    }
+
+    /// The blocked, vectorized, threaded kernel gives its naive twin's bits over ragged planes
+    /// and channel counts, for blocks of 1, 2 and 3 tile rows (blocks across samples) and the
+    /// default, at 1, 2 and 3 threads; it writes nothing past its output and scratch.
+    @Test func winogradMatchesItsReference() {
+        let channels = [(3, 5), (16, 24), (33, 17)]
+        for (i, g) in Self.geometries.enumerated() {
+            for (cin, cout) in channels {
+                let batch = 1 + i % 3
+                let x = GemmTests.fill(batch * cin * g.ih * g.iw, seed: UInt32(i + 1)), w = GemmTests.fill(cout * cin * 9, seed: UInt32(i + 70))
+                let bias: [Float]? = i % 2 == 0 ? GemmTests.fill(cout, seed: UInt32(i + 90)) : nil
+                let u = Self.weights(w, cin: cin, cout: cout)
+                var expected = [Float](repeating: .nan, count: batch * cout * g.oh * g.ow)
+                x.withUnsafeBufferPointer { xp in
+                    u.withUnsafeBufferPointer { up in
+                        expected.withUnsafeMutableBufferPointer { yp in
+                            let yb = yp.baseAddress!
+                            func run(_ b: UnsafePointer<Float>?) {
+                                winogradConv2dReference(x: xp.baseAddress!, batch: batch, cin: cin, weights: up.baseAddress!, cout: cout, bias: b,
+                                                        geometry: g, y: yb)
+                            }
+                            if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
+                        }
+                    }
+                }
+                for blockRows in [1, 2, 3, nil] as [Int?] {
+                    for threads in [1, 2, 3] {
+                        let got = Self.run(x, batch: batch, cin: cin, u: u, cout: cout, bias: bias, g: g, threads: threads, blockRows: blockRows)
+                        let differing = zip(expected, got.y).filter { $0.bitPattern != $1.bitPattern }.count
+                        #expect(differing == 0 && got.canariesIntact,
+                                "case \(i) \(cin)→\(cout) blocks \(String(describing: blockRows)) threads \(threads): \(differing) of \(got.y.count) differ, canaries \(got.canariesIntact)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// F(2 × 2, 3 × 3) computes the convolution: against the direct reference in double-checked
+    /// float, every output within a few ulps of the sum of the magnitudes of its products.
+    @Test func winogradIsTheConvolution() {
+        for (i, g) in Self.geometries.enumerated() {
+            let (cin, cout) = (19, 21)
+            let x = GemmTests.fill(cin * g.ih * g.iw, seed: UInt32(i + 11)), w = GemmTests.fill(cout * cin * 9, seed: UInt32(i + 31))
+            let got = Self.run(x, batch: 1, cin: cin, u: Self.weights(w, cin: cin, cout: cout), cout: cout, bias: nil, g: g, threads: 2, blockRows: nil, relu: true)
+            var direct = [Float](repeating: .nan, count: cout * g.oh * g.ow)
+            let absX = x.map(abs), absW = w.map(abs)
+            var magnitude = direct
+            x.withUnsafeBufferPointer { xp in
+                w.withUnsafeBufferPointer { wp in
+                    direct.withUnsafeMutableBufferPointer {
+                        conv2dDirectReference(x: xp.baseAddress!, cin: cin, ih: g.ih, iw: g.iw, w: wp.baseAddress!, cout: cout, kh: 3, kw: 3,
+                                              padTop: g.padTop, padLeft: g.padLeft, oh: g.oh, ow: g.ow, y: $0.baseAddress!)
+                    }
+                }
+            }
+            absX.withUnsafeBufferPointer { xp in
+                absW.withUnsafeBufferPointer { wp in
+                    magnitude.withUnsafeMutableBufferPointer {
+                        conv2dDirectReference(x: xp.baseAddress!, cin: cin, ih: g.ih, iw: g.iw, w: wp.baseAddress!, cout: cout, kh: 3, kw: 3,
+                                              padTop: g.padTop, padLeft: g.padLeft, oh: g.oh, ow: g.ow, y: $0.baseAddress!)
+                    }
+                }
+            }
+            let worst = zip(zip(direct, got.y), magnitude).map { pair, m in abs(max(pair.0, 0) - pair.1) / max(m, 1e-6) }.max() ?? 0
+            #expect(worst < 4e-6 && got.canariesIntact, "case \(i): worst relative error \(worst)")
+        }
+    }
+}

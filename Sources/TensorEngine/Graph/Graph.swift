@@ -180,6 +180,9 @@ public final class Graph {
     /// Per node: a Conv's weights as the packed right-hand side of `OpContext.convRows` (W
     /// transposed), with the weight and version they were packed from.
     var convRowsWeights: [(weight: Variable, version: Int, packed: PackedB)?] = []
+    /// Per node: a 3 × 3 Conv's weights transformed for Winograd's F(2 × 2, 3 × 3)
+    /// (`OpContext.convWinograd`), with the weight and version they came from.
+    var winogradWeights: [(weight: Variable, version: Int, packed: [Float])?] = []
     /// Per node: its output of the last inference run, whose buffer the next run writes again
     /// when nothing else holds it (`OpContext.outputBuffer`), so steady-state inference does
     /// not allocate its outputs.
@@ -305,6 +308,7 @@ public final class Graph {
         scratchColumns = Array(repeating: [], count: nodes.count)
         packedConvWeights = Array(repeating: nil, count: nodes.count)
         convRowsWeights = Array(repeating: nil, count: nodes.count)
+        winogradWeights = Array(repeating: nil, count: nodes.count)
         inferenceOutputs = Array(repeating: nil, count: nodes.count)
         cachedCounts = Array(repeating: 0, count: nodes.count)
         cachedFloats = 0
