@@ -59,6 +59,22 @@ public func winogradWeights(_ w: UnsafePointer<Float>, cin: Int, cout: Int, into
     }
 }
 
+/// Each U_ξ packed as GEMM's right-hand side transposed (Cin × Cout), for `winogradConv2d`'s
+/// tiles-major products (`winogradTilesMajor`).
+public func winogradPackWeights(_ u: UnsafePointer<Float>, cin: Int, cout: Int) -> [PackedB] {
+    (0..<16).map { xi in PackedB(b: u + xi * cout * cin, ldb: cin, transposeB: true, k: cin, n: cout) }
+}
+
+/// Whether `winogradConv2d` multiplies tiles-major, M_ξᵀ (tiles × Cout) = V_ξᵀ · U_ξᵀ with U_ξ
+/// packed once (`winogradPackWeights`): when the whole batch has fewer than 64 tiles (a deep
+/// layer's 7 × 7 or 14 × 14 plane at batch 1), whose channels-major products would be
+/// one or two narrow column panels with U_ξ packed again on every call. The same FMA chains
+/// (each product's operands swapped), so the same bits.
+public func winogradTilesMajor(_ g: DepthwiseGeometry, batch: Int) -> Bool {
+    let (th, tw) = winogradTiles(g)
+    return batch * th * tw < 64
+}
+
 /// The tile grid: rows and columns of 2 × 2 output tiles.
 @inline(__always) func winogradTiles(_ g: DepthwiseGeometry) -> (th: Int, tw: Int) { ((g.oh + 1) / 2, (g.ow + 1) / 2) }
 
@@ -66,6 +82,7 @@ public func winogradWeights(_ w: UnsafePointer<Float>, cin: Int, cout: Int, into
 /// tiles, so that a block's transformed input and products stay in L2.
 public func winogradBlockRows(_ g: DepthwiseGeometry, cin: Int, cout: Int, batch: Int) -> Int {
     let (th, tw) = winogradTiles(g)
+    if winogradTilesMajor(g, batch: batch) { return batch * th }
     // NOTE: 16 · max(Cin, Cout) · tiles floats of about 1 MB (L2), at least 64 tiles so that
     // the GEMMs' columns fill their panels.
     let target = max(64, 65_536 / max(cin, cout, 1))
@@ -76,7 +93,8 @@ public func winogradBlockRows(_ g: DepthwiseGeometry, cin: Int, cout: Int, batch
 public func winogradConv2dScratch(_ g: DepthwiseGeometry, cin: Int, cout: Int, batch: Int, workers: Int, blockRows: Int? = nil) -> Int {
     let tw = winogradTiles(g).tw
     let blockRows = blockRows ?? winogradBlockRows(g, cin: cin, cout: cout, batch: batch)
-    return 16 * (cin + cout) * (blockRows * tw + lanePad) + workers * workerScratch(tw, blockRows: blockRows)
+    let channelsMajor = 16 * (cin + cout) * (blockRows * tw + lanePad) + workers * workerScratch(tw, blockRows: blockRows)
+    return max(channelsMajor, winogradTilesMajorScratch(g, cin: cin, cout: cout, batch: batch, workers: workers))
 }
 
 /// A tile row's length rounded up to whole 8-lane vectors: the transforms write (and read)
@@ -209,15 +227,21 @@ func outputTileRow(_ m: UnsafePointer<Float>, mStride: Int, _ g: DepthwiseGeomet
 }
 
 /// y (batch × cout × oh × ow) = the 3 × 3 convolution of x (batch × cin × ih × iw) by the
-/// weights U (`winogradWeights`), plus the bias, for a geometry where `winogradApplies`.
+/// weights U (`winogradWeights`), plus the bias, for a geometry where `winogradApplies`; with
+/// `packed` (`winogradPackWeights` of U, given when `winogradTilesMajor`), tiles-major.
 /// `finish(p, count)` runs on each stretch of output rows once they are written (an
 /// element-wise activation). `scratch` holds `winogradConv2dScratch(…, workers: threads)` floats
 /// (with the same `blockRows`: tile rows per block, `winogradBlockRows` when nil; tests vary it).
 public func winogradConv2d(
     x: UnsafePointer<Float>, batch: Int, cin: Int, weights u: UnsafePointer<Float>, cout: Int, bias: UnsafePointer<Float>?,
-    geometry g: DepthwiseGeometry, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int,
-    blockRows: Int? = nil, finish: (UnsafeMutablePointer<Float>, Int) -> Void
+    packed: [PackedB]? = nil, geometry g: DepthwiseGeometry, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+    threads: Int, blockRows: Int? = nil, finish: (UnsafeMutablePointer<Float>, Int) -> Void
 ) {
+    if let packed {
+        winogradTilesMajor(x: x, batch: batch, cin: cin, packed: packed, cout: cout, bias: bias, geometry: g, y: y, scratch: scratch,
+                           threads: threads, finish: finish)
+        return
+    }
     let (th, tw) = winogradTiles(g)
     let blockRows = blockRows ?? winogradBlockRows(g, cin: cin, cout: cout, batch: batch)
     let maxTiles = blockRows * tw
@@ -283,6 +307,92 @@ public func winogradConv2d(
             }
         }
         r0 = r1
+    }
+}
+
+/// Floats of scratch the tiles-major path needs: V (16 × Cin × tiles), M (16 × tiles × Cout)
+/// and a worker's band.
+func winogradTilesMajorScratch(_ g: DepthwiseGeometry, cin: Int, cout: Int, batch: Int, workers: Int) -> Int {
+    let (th, tw) = winogradTiles(g)
+    return 16 * cin * (batch * th * tw + lanePad) + 16 * (batch * th * tw * cout + lanePad) + workers * workerScratch(tw, blockRows: batch * th)
+}
+
+/// `winogradConv2d` for a batch of fewer than 64 tiles, in one block: the input transform as
+/// there, then M_ξᵀ = V_ξᵀ · U_ξᵀ with U_ξᵀ packed, then the output transform eight output
+/// channels at a time (M_ξᵀ's rows), each tile's four outputs stored channel by channel.
+func winogradTilesMajor(
+    x: UnsafePointer<Float>, batch: Int, cin: Int, packed: [PackedB], cout: Int, bias: UnsafePointer<Float>?,
+    geometry g: DepthwiseGeometry, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int,
+    finish: (UnsafeMutablePointer<Float>, Int) -> Void
+) {
+    let (th, tw) = winogradTiles(g)
+    let rowsTotal = batch * th, tiles = rowsTotal * tw
+    let inP = g.ih * g.iw, outP = g.oh * g.ow
+    let ld = tiles + lanePad, mStride = tiles * cout
+    let v = scratch, m = scratch + 16 * cin * ld, rows = m + 16 * mStride + lanePad
+    let xa = Int(bitPattern: x), ya = Int(bitPattern: y)
+    let va = Int(bitPattern: v), ma = Int(bitPattern: m), ra = Int(bitPattern: rows), ba = bias.map { Int(bitPattern: $0) }
+    let workers = max(1, min(threads, 16 * cout * cin * tiles / 262_144))
+    parallelFor(workers, threads: workers) { w in
+        let x = UnsafePointer<Float>(bitPattern: xa)!, v = UnsafeMutablePointer<Float>(bitPattern: va)!
+        let scratch = UnsafeMutablePointer<Float>(bitPattern: ra)! + w * workerScratch(tw, blockRows: rowsTotal)
+        let band = scratch + rowScratch(tw), width = bandWidth(tw)
+        for c in (cin * w / workers)..<(cin * (w + 1) / workers) {
+            for n in 0..<batch {
+                padBand(x + (n * cin + c) * inP, g, ty0: 0, ty1: th, tw: tw, into: band)
+                for ty in 0..<th {
+                    inputTileRow(band + 2 * ty * width, tw: tw, v: v + c * ld + (n * th + ty) * tw, vStride: cin * ld, scratch: scratch)
+                }
+            }
+        }
+    }
+    parallelFor(workers, threads: workers) { w in
+        let v = UnsafePointer<Float>(bitPattern: va)!, m = UnsafeMutablePointer<Float>(bitPattern: ma)!
+        for xi in (16 * w / workers)..<(16 * (w + 1) / workers) {
+            gemm(m: tiles, a: v + xi * cin * ld, lda: ld, transposeA: true, packed: packed[xi], c: m + xi * mStride, ldc: cout, accumulate: false)
+        }
+    }
+    // Output channels in groups of eight split across workers.
+    let groups = (cout + 7) / 8
+    parallelFor(min(workers, groups), threads: workers) { w in
+        let m = UnsafePointer<Float>(bitPattern: ma)!, y = UnsafeMutablePointer<Float>(bitPattern: ya)!
+        let bias = ba.map { UnsafePointer<Float>(bitPattern: $0)! }
+        let parts = min(workers, groups)
+        let o0 = groups * w / parts * 8, o1 = min(cout, groups * (w + 1) / parts * 8)
+        var o = o0
+        while o < o1 {
+            let lanes = min(8, o1 - o)
+            for t in 0..<tiles {
+                let n = t / (th * tw), ty = t / tw % th, tx = t % tw
+                @inline(__always) func at(_ xi: Int) -> F8 { ld8(m + xi * mStride + t * cout + o) }
+                let m10 = at(4), m11 = at(5), m12 = at(6), m13 = at(7)
+                let m20 = at(8), m21 = at(9), m22 = at(10), m23 = at(11)
+                let s00 = (at(0) + m10) + m20, s01 = (at(1) + m11) + m21
+                let s02 = (at(2) + m12) + m22, s03 = (at(3) + m13) + m23
+                let s10 = (m10 - m20) - at(12), s11 = (m11 - m21) - at(13)
+                let s12 = (m12 - m22) - at(14), s13 = (m13 - m23) - at(15)
+                let y00 = (s00 + s01) + s02, y01 = (s01 - s02) - s03
+                let y10 = (s10 + s11) + s12, y11 = (s11 - s12) - s13
+                let oy = 2 * ty, ox = 2 * tx, right = ox + 1 < g.ow, below = oy + 1 < g.oh
+                for l in 0..<lanes {
+                    let at = y + (n * cout + o + l) * outP + oy * g.ow + ox
+                    if let bias {
+                        let b = bias[o + l]
+                        at[0] = y00[l] + b
+                        if right { at[1] = y01[l] + b }
+                        if below { at[g.ow] = y10[l] + b; if right { at[g.ow + 1] = y11[l] + b } }
+                    } else {
+                        at[0] = y00[l]
+                        if right { at[1] = y01[l] }
+                        if below { at[g.ow] = y10[l]; if right { at[g.ow + 1] = y11[l] } }
+                    }
+                }
+            }
+            for l in 0..<lanes {
+                for n in 0..<batch { finish(y + (n * cout + o + l) * outP, outP) }
+            }
+            o += 8
+        }
     }
 }
 

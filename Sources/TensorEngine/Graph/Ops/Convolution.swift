@@ -266,9 +266,13 @@ extension OpContext {
                     initialized = count
                 }
             }
-            graph.winogradWeights[index] = (weight, weight.version, u)
+            graph.winogradWeights[index] = (weight, weight.version, u, nil)
         }
-        let u = graph.winogradWeights[index]!.packed
+        let u = graph.winogradWeights[index]!.u
+        if winogradTilesMajor(g, batch: batch), graph.winogradWeights[index]!.packed == nil {
+            graph.winogradWeights[index]!.packed = u.withUnsafeBufferPointer { winogradPackWeights($0.baseAddress!, cin: cin, cout: cout) }
+        }
+        let packed = winogradTilesMajor(g, batch: batch) ? graph.winogradWeights[index]!.packed : nil
         let scratchSize = winogradConv2dScratch(g, cin: cin, cout: cout, batch: batch, workers: threads)
         if graph.scratchColumns[index].count < scratchSize {
             graph.scratchColumns[index] = [Float](repeating: 0, count: scratchSize)
@@ -282,7 +286,7 @@ extension OpContext {
                         let (yb, sb) = (yp.baseAddress!, sp.baseAddress!)
                         func run(_ bp: UnsafePointer<Float>?) {
                             winogradConv2d(x: xp.baseAddress!, batch: batch, cin: cin, weights: up.baseAddress!, cout: cout, bias: bp,
-                                           geometry: g, y: yb, scratch: sb, threads: threads) { p, count in
+                                           packed: packed, geometry: g, y: yb, scratch: sb, threads: threads) { p, count in
                                 OpContext.finish(p, count: count, relu: relu, epilogue: epilogue)
                             }
                         }
