@@ -75,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "prunecheck",
             dependencies: [
-                "Checking", "Common", "Configuration", "ModelIO", "Pruning", "Evaluation", "Regression", "GitKit", "Reports",
+                "Checking", "Common", "Configuration", "ModelIO", "Pruning", "Evaluation", "Regression", "GitKit", "Reports", "Kernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [v5]),

@@ -89,3 +89,8 @@ public func sumBlocks(_ x: UnsafePointer<Float>, blocks: Int, length n: Int, out
         }
     }
 }
+
+/// Sets glibc's allocator up for the engine's tensors (`prunecheck_tune_allocator`): buffers
+/// up to 32 MB stay in the heap and the heap is not trimmed, so a training loop reuses its
+/// memory rather than faulting it in again every step. The tools call it first thing.
+public func tuneAllocatorForTensors() { prunecheck_tune_allocator() }

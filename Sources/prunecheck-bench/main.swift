@@ -37,6 +37,8 @@ import Pruning
 import Regression
 import TensorEngine
 
+tuneAllocatorForTensors()
+
 struct Budget {
     var gemmSamples = 25, gemmSampleSeconds = 0.01
     var warmupRuns = 50, warmupSeconds = 0.3, minRuns = 200, minSeconds = 2.0

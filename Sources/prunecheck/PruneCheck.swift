@@ -4,6 +4,7 @@ import Common
 import Configuration
 import Foundation
 import GitKit
+import Kernels
 import ModelIO
 import Regression
 import Reports
@@ -19,6 +20,7 @@ struct PruneCheck: ParsableCommand {
 
     /// Runs the command and maps every error to a documented exit code with one clear message.
     static func main() {
+        tuneAllocatorForTensors()
         let code: Int32
         do {
             var command = try parseAsRoot()

@@ -5,6 +5,11 @@
 /// (F, BW, DQ, VL: what LLVM's skylake-avx512 target may emit), 0 otherwise.
 int prunecheck_cpu_has_avx512(void);
 
+/// Keeps tensors of up to 32 MB in glibc's heap and the heap from being trimmed, so that a
+/// training loop reuses its memory instead of faulting it in every step (allocator.c). Call
+/// once, before the first tensor; a no-op elsewhere than glibc.
+void prunecheck_tune_allocator(void);
+
 /// One task of a parallel loop: index `index` of the loop, with the caller's context.
 typedef void (*prunecheck_task)(void *context, long index);
 
