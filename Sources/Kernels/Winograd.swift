@@ -59,17 +59,16 @@ public func winogradWeights(_ w: UnsafePointer<Float>, cin: Int, cout: Int, into
     }
 }
 
-/// Each U_ξ packed as GEMM's right-hand side transposed (Cin × Cout), for `winogradConv2d`'s
-/// tiles-major products (`winogradTilesMajor`).
+/// Each U_ξ packed as GEMM's right-hand side transposed (Cin × Cout): the weights of
+/// `winogradConv2d`'s tiles-major products, packed once rather than on every call.
 public func winogradPackWeights(_ u: UnsafePointer<Float>, cin: Int, cout: Int) -> [PackedB] {
     (0..<16).map { xi in PackedB(b: u + xi * cout * cin, ldb: cin, transposeB: true, k: cin, n: cout) }
 }
 
-/// Whether `winogradConv2d` multiplies tiles-major, M_ξᵀ (tiles × Cout) = V_ξᵀ · U_ξᵀ with U_ξ
-/// packed once (`winogradPackWeights`): when the whole batch has fewer than 64 tiles (a deep
-/// layer's 7 × 7 or 14 × 14 plane at batch 1), whose channels-major products would be
-/// one or two narrow column panels with U_ξ packed again on every call. The same FMA chains
-/// (each product's operands swapped), so the same bits.
+/// Whether `winogradConv2d` multiplies tiles-major, M_ξᵀ (tiles × Cout) = V_ξᵀ · U_ξᵀ: when the
+/// whole batch has fewer than 64 tiles (a deep layer's 7 × 7 or 14 × 14 plane at batch 1), whose
+/// channels-major products would be one or two narrow column panels. The same FMA chains (each
+/// product's operands swapped), so the same bits.
 public func winogradTilesMajor(_ g: DepthwiseGeometry, batch: Int) -> Bool {
     let (th, tw) = winogradTiles(g)
     return batch * th * tw < 64
@@ -83,18 +82,21 @@ public func winogradTilesMajor(_ g: DepthwiseGeometry, batch: Int) -> Bool {
 public func winogradBlockRows(_ g: DepthwiseGeometry, cin: Int, cout: Int, batch: Int) -> Int {
     let (th, tw) = winogradTiles(g)
     if winogradTilesMajor(g, batch: batch) { return batch * th }
-    // NOTE: 16 · max(Cin, Cout) · tiles floats of about 1 MB (L2), at least 64 tiles so that
-    // the GEMMs' columns fill their panels.
-    let target = max(64, 65_536 / max(cin, cout, 1))
+    // NOTE: V and M, 16 · (Cin + Cout) · tiles floats, of about 2 MB (at least 32 tiles, so that
+    // the GEMMs' columns fill their panels). Every Winograd Conv keeps its own: with 8 MB
+    // blocks, a check of ResNet-18 peaked 110 MB higher.
+    let target = max(32, 32_768 / max(cin + cout, 1))
     return max(1, min(batch * th, target / tw))
 }
 
-/// Floats of scratch `winogradConv2d` needs with `workers` workers.
-public func winogradConv2dScratch(_ g: DepthwiseGeometry, cin: Int, cout: Int, batch: Int, workers: Int, blockRows: Int? = nil) -> Int {
+/// Floats of scratch `winogradConv2d` needs with `workers` workers (and the same `blockRows`
+/// and `tilesMajor`).
+public func winogradConv2dScratch(_ g: DepthwiseGeometry, cin: Int, cout: Int, batch: Int, workers: Int, blockRows: Int? = nil,
+                                  tilesMajor: Bool? = nil) -> Int {
+    if tilesMajor ?? winogradTilesMajor(g, batch: batch) { return winogradTilesMajorScratch(g, cin: cin, cout: cout, batch: batch, workers: workers) }
     let tw = winogradTiles(g).tw
     let blockRows = blockRows ?? winogradBlockRows(g, cin: cin, cout: cout, batch: batch)
-    let channelsMajor = 16 * (cin + cout) * (blockRows * tw + lanePad) + workers * workerScratch(tw, blockRows: blockRows)
-    return max(channelsMajor, winogradTilesMajorScratch(g, cin: cin, cout: cout, batch: batch, workers: workers))
+    return 16 * (cin + cout) * (blockRows * tw + lanePad) + workers * workerScratch(tw, blockRows: blockRows)
 }
 
 /// A tile row's length rounded up to whole 8-lane vectors: the transforms write (and read)
@@ -226,31 +228,60 @@ func outputTileRow(_ m: UnsafePointer<Float>, mStride: Int, _ g: DepthwiseGeomet
     }
 }
 
+/// V for tile rows `tileRows` (of all samples' tile rows in order) into v (V_ξ[c][t] at
+/// v + (ξ·cin + c)·ld + t), input channels split across `workers`, each with its scratch
+/// (`workerScratch(tw, blockRows:)`) from `scratch`.
+func transformInput(x: UnsafePointer<Float>, _ g: DepthwiseGeometry, batch: Int, cin: Int, tileRows: Range<Int>, v: UnsafeMutablePointer<Float>,
+                    ld: Int, scratch: UnsafeMutablePointer<Float>, blockRows: Int, workers: Int) {
+    let (th, tw) = winogradTiles(g), inP = g.ih * g.iw
+    let xa = Int(bitPattern: x), va = Int(bitPattern: v), ra = Int(bitPattern: scratch)
+    parallelFor(workers, threads: workers) { w in
+        let x = UnsafePointer<Float>(bitPattern: xa)!, v = UnsafeMutablePointer<Float>(bitPattern: va)!
+        let scratch = UnsafeMutablePointer<Float>(bitPattern: ra)! + w * workerScratch(tw, blockRows: blockRows)
+        let band = scratch + rowScratch(tw), width = bandWidth(tw)
+        for c in (cin * w / workers)..<(cin * (w + 1) / workers) {
+            var r = tileRows.lowerBound
+            while r < tileRows.upperBound {
+                // The tile rows of one sample: one padded band of input rows.
+                let n = r / th, end = min(tileRows.upperBound, (n + 1) * th)
+                padBand(x + (n * cin + c) * inP, g, ty0: r % th, ty1: r % th + (end - r), tw: tw, into: band)
+                for rr in r..<end {
+                    inputTileRow(band + 2 * (rr - r) * width, tw: tw, v: v + c * ld + (rr - tileRows.lowerBound) * tw, vStride: cin * ld,
+                                 scratch: scratch)
+                }
+                r = end
+            }
+        }
+    }
+}
+
 /// y (batch × cout × oh × ow) = the 3 × 3 convolution of x (batch × cin × ih × iw) by the
 /// weights U (`winogradWeights`), plus the bias, for a geometry where `winogradApplies`; with
-/// `packed` (`winogradPackWeights` of U, given when `winogradTilesMajor`), tiles-major.
+/// tiles-major when `winogradTilesMajor` (or `tilesMajor`, which tests set), then from `packed`
+/// (`winogradPackWeights` of U) when given, which channels-major does not use.
 /// `finish(p, count)` runs on each stretch of output rows once they are written (an
 /// element-wise activation). `scratch` holds `winogradConv2dScratch(…, workers: threads)` floats
 /// (with the same `blockRows`: tile rows per block, `winogradBlockRows` when nil; tests vary it).
 public func winogradConv2d(
-    x: UnsafePointer<Float>, batch: Int, cin: Int, weights u: UnsafePointer<Float>, cout: Int, bias: UnsafePointer<Float>?,
-    packed: [PackedB]? = nil, geometry g: DepthwiseGeometry, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
-    threads: Int, blockRows: Int? = nil, finish: (UnsafeMutablePointer<Float>, Int) -> Void
+    x: UnsafePointer<Float>, batch: Int, cin: Int, weights u: UnsafePointer<Float>?, packed: [PackedB]? = nil, cout: Int,
+    bias: UnsafePointer<Float>?, geometry g: DepthwiseGeometry, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+    threads: Int, blockRows: Int? = nil, tilesMajor: Bool? = nil, finish: (UnsafeMutablePointer<Float>, Int) -> Void
 ) {
-    if let packed {
-        winogradTilesMajor(x: x, batch: batch, cin: cin, packed: packed, cout: cout, bias: bias, geometry: g, y: y, scratch: scratch,
+    if tilesMajor ?? winogradTilesMajor(g, batch: batch) {
+        winogradTilesMajor(x: x, batch: batch, cin: cin, weights: u, packed: packed, cout: cout, bias: bias, geometry: g, y: y, scratch: scratch,
                            threads: threads, finish: finish)
         return
     }
+    guard let u else { preconditionFailure("channels-major Winograd needs U unpacked") }
     let (th, tw) = winogradTiles(g)
     let blockRows = blockRows ?? winogradBlockRows(g, cin: cin, cout: cout, batch: batch)
     let maxTiles = blockRows * tw
-    let inP = g.ih * g.iw, outP = g.oh * g.ow
+    let outP = g.oh * g.ow
     // V_ξ and M_ξ rows are `ld` long: a tile row's transform writes whole vectors, past the
     // block's last tile into the spare lanes (see `laneCeil`).
     let ld = maxTiles + lanePad
     let v = scratch, m = scratch + 16 * cin * ld, rows = m + 16 * cout * ld
-    let xa = Int(bitPattern: x), ua = Int(bitPattern: u), ya = Int(bitPattern: y)
+    let ua = Int(bitPattern: u), ya = Int(bitPattern: y)
     let va = Int(bitPattern: v), ma = Int(bitPattern: m), ra = Int(bitPattern: rows), ba = bias.map { Int(bitPattern: $0) }
     let totalRows = batch * th
     var r0 = 0
@@ -259,23 +290,7 @@ public func winogradConv2d(
         // NOTE: a worker pays for waking at about 256K multiply-adds of the GEMMs.
         let workers = max(1, min(threads, 16 * cout * cin * tiles / 262_144))
         // Input transform, input channels split across workers.
-        parallelFor(workers, threads: workers) { w in
-            let x = UnsafePointer<Float>(bitPattern: xa)!, v = UnsafeMutablePointer<Float>(bitPattern: va)!
-            let scratch = UnsafeMutablePointer<Float>(bitPattern: ra)! + w * workerScratch(tw, blockRows: blockRows)
-            let band = scratch + rowScratch(tw), width = bandWidth(tw)
-            for c in (cin * w / workers)..<(cin * (w + 1) / workers) {
-                var r = r0
-                while r < r1 {
-                    // The block's tile rows of one sample: one padded band of input rows.
-                    let n = r / th, end = min(r1, (n + 1) * th)
-                    padBand(x + (n * cin + c) * inP, g, ty0: r % th, ty1: r % th + (end - r), tw: tw, into: band)
-                    for rr in r..<end {
-                        inputTileRow(band + 2 * (rr - r) * width, tw: tw, v: v + c * ld + (rr - r0) * tw, vStride: cin * ld, scratch: scratch)
-                    }
-                    r = end
-                }
-            }
-        }
+        transformInput(x: x, g, batch: batch, cin: cin, tileRows: r0..<r1, v: v, ld: ld, scratch: rows, blockRows: blockRows, workers: workers)
         // The 16 products, positions split across workers.
         parallelFor(workers, threads: workers) { w in
             let u = UnsafePointer<Float>(bitPattern: ua)!, v = UnsafePointer<Float>(bitPattern: va)!
@@ -318,38 +333,32 @@ func winogradTilesMajorScratch(_ g: DepthwiseGeometry, cin: Int, cout: Int, batc
 }
 
 /// `winogradConv2d` for a batch of fewer than 64 tiles, in one block: the input transform as
-/// there, then M_ξᵀ = V_ξᵀ · U_ξᵀ with U_ξᵀ packed, then the output transform eight output
+/// there, then M_ξᵀ = V_ξᵀ · U_ξᵀ, then the output transform eight output
 /// channels at a time (M_ξᵀ's rows), each tile's four outputs stored channel by channel.
 func winogradTilesMajor(
-    x: UnsafePointer<Float>, batch: Int, cin: Int, packed: [PackedB], cout: Int, bias: UnsafePointer<Float>?,
+    x: UnsafePointer<Float>, batch: Int, cin: Int, weights u: UnsafePointer<Float>?, packed: [PackedB]?, cout: Int, bias: UnsafePointer<Float>?,
     geometry g: DepthwiseGeometry, y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int,
     finish: (UnsafeMutablePointer<Float>, Int) -> Void
 ) {
     let (th, tw) = winogradTiles(g)
     let rowsTotal = batch * th, tiles = rowsTotal * tw
-    let inP = g.ih * g.iw, outP = g.oh * g.ow
+    let outP = g.oh * g.ow
     let ld = tiles + lanePad, mStride = tiles * cout
     let v = scratch, m = scratch + 16 * cin * ld, rows = m + 16 * mStride + lanePad
-    let xa = Int(bitPattern: x), ya = Int(bitPattern: y)
-    let va = Int(bitPattern: v), ma = Int(bitPattern: m), ra = Int(bitPattern: rows), ba = bias.map { Int(bitPattern: $0) }
+    let ya = Int(bitPattern: y), ua = u.map { Int(bitPattern: $0) }
+    let va = Int(bitPattern: v), ma = Int(bitPattern: m), ba = bias.map { Int(bitPattern: $0) }
     let workers = max(1, min(threads, 16 * cout * cin * tiles / 262_144))
-    parallelFor(workers, threads: workers) { w in
-        let x = UnsafePointer<Float>(bitPattern: xa)!, v = UnsafeMutablePointer<Float>(bitPattern: va)!
-        let scratch = UnsafeMutablePointer<Float>(bitPattern: ra)! + w * workerScratch(tw, blockRows: rowsTotal)
-        let band = scratch + rowScratch(tw), width = bandWidth(tw)
-        for c in (cin * w / workers)..<(cin * (w + 1) / workers) {
-            for n in 0..<batch {
-                padBand(x + (n * cin + c) * inP, g, ty0: 0, ty1: th, tw: tw, into: band)
-                for ty in 0..<th {
-                    inputTileRow(band + 2 * ty * width, tw: tw, v: v + c * ld + (n * th + ty) * tw, vStride: cin * ld, scratch: scratch)
-                }
-            }
-        }
-    }
+    transformInput(x: x, g, batch: batch, cin: cin, tileRows: 0..<rowsTotal, v: v, ld: ld, scratch: rows, blockRows: rowsTotal, workers: workers)
     parallelFor(workers, threads: workers) { w in
         let v = UnsafePointer<Float>(bitPattern: va)!, m = UnsafeMutablePointer<Float>(bitPattern: ma)!
         for xi in (16 * w / workers)..<(16 * (w + 1) / workers) {
-            gemm(m: tiles, a: v + xi * cin * ld, lda: ld, transposeA: true, packed: packed[xi], c: m + xi * mStride, ldc: cout, accumulate: false)
+            if let packed {
+                gemm(m: tiles, a: v + xi * cin * ld, lda: ld, transposeA: true, packed: packed[xi], c: m + xi * mStride, ldc: cout, accumulate: false)
+            } else {
+                let u = UnsafePointer<Float>(bitPattern: ua!)!
+                gemm(m: tiles, n: cout, k: cin, a: v + xi * cin * ld, lda: ld, transposeA: true, b: u + xi * cout * cin, ldb: cin, transposeB: true,
+                     c: m + xi * mStride, ldc: cout, accumulate: false)
+            }
         }
     }
     // Output channels in groups of eight split across workers.

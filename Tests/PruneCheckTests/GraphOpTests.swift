@@ -137,6 +137,33 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
                                                ("b", spreadTensor([3], seed: 31))],
                               attributes: ["strides": .ints(strides), "pads": .ints(pads), "dilations": .ints(dilations), "group": .int(3)])
         }
+        // 3 × 3 of stride 1 with 16 channels (Winograd forward and input gradient): pads 1, none,
+        // and asymmetric ones up to 2, odd and even planes.
+        for (shape, pads) in [([1, 16, 5, 6], [1, 1, 1, 1]), ([2, 16, 6, 5], [0, 0, 0, 0]), ([1, 16, 4, 7], [2, 0, 1, 2])] {
+            try gradientCheck("Conv", inputs: [("x", spreadTensor(shape, seed: 32)), ("w", spreadTensor([17, 16, 3, 3], seed: 33)),
+                                               ("b", spreadTensor([17], seed: 34))],
+                              attributes: ["pads": .ints(pads)])
+        }
+    }
+
+    /// A Winograd Conv's gradients (its input gradient is a Winograd Conv too) are the same bits
+    /// at 1, 2 and 3 threads.
+    @Test func winogradGradientsDoNotDependOnThreads() throws {
+        let node = Node(name: "op", opType: "Conv", inputs: ["x", "w", "b"], outputs: ["y"], attributes: ["pads": .ints([1, 1, 1, 1])])
+        let x = spreadTensor([3, 24, 9, 14], seed: 40), w = spreadTensor([20, 24, 3, 3], seed: 41), b = spreadTensor([20], seed: 42)
+        let graph = Graph(nodes: [node], inputs: [("x", x.shape), ("w", w.shape), ("b", b.shape)].map { GraphInput(name: $0.0, dtype: .float32, shape: $0.1) },
+                          outputs: ["y"], initializers: [], opset: 17)
+        var results: [[[UInt32]]] = []
+        for threads in [1, 2, 3] {
+            let vars = [x, w, b].map { Variable($0, requiresGrad: true) }
+            let tape = Tape()
+            guard case .float(let y) = try graph.run(vars.map { .float($0) }, tape: tape, threads: threads)[0] else { fatalError() }
+            let l = Variable(Tensor(shape: [1], scalars: [0]), requiresGrad: true)
+            tape.record { y.accumulateGrad { g in for i in 0..<y.value.count { g[i] += Float(i % 7) - 3 } } }
+            tape.backward(from: l)
+            results.append(([y.value] + vars.map { $0.grad! }).map { $0.scalars.map(\.bitPattern) })
+        }
+        #expect(results[1] == results[0] && results[2] == results[0], "threads change the Conv's output or gradients")
     }
 
     @Test func pooling() throws {

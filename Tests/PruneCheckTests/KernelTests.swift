@@ -550,11 +550,11 @@ extension Thread {
     /// winogradConv2d into NaN-filled output and scratch, each followed by canaries that must
     /// stay as they were.
     static func run(_ x: [Float], batch: Int, cin: Int, u: [Float], cout: Int, bias: [Float]?, g: DepthwiseGeometry, threads: Int,
-                    blockRows: Int?, tilesMajor: Bool = false, relu: Bool = false) -> Run {
-        let packed = tilesMajor ? u.withUnsafeBufferPointer { winogradPackWeights($0.baseAddress!, cin: cin, cout: cout) } : nil
+                    blockRows: Int?, tilesMajor: Bool = false, packed: Bool = false, relu: Bool = false) -> Run {
+        let packedU = packed ? u.withUnsafeBufferPointer { winogradPackWeights($0.baseAddress!, cin: cin, cout: cout) } : nil
         let count = batch * cout * g.oh * g.ow, canary: Float = 12345.5
         var y = [Float](repeating: .nan, count: count) + [Float](repeating: canary, count: 64)
-        let scratchCount = winogradConv2dScratch(g, cin: cin, cout: cout, batch: batch, workers: threads, blockRows: blockRows)
+        let scratchCount = winogradConv2dScratch(g, cin: cin, cout: cout, batch: batch, workers: threads, blockRows: blockRows, tilesMajor: tilesMajor)
         var scratch = [Float](repeating: .nan, count: scratchCount) + [Float](repeating: canary, count: 64)
         x.withUnsafeBufferPointer { xp in
             u.withUnsafeBufferPointer { up in
@@ -562,8 +562,9 @@ extension Thread {
                     scratch.withUnsafeMutableBufferPointer { sp in
                         let (yb, sb) = (yp.baseAddress!, sp.baseAddress!)
                         func go(_ b: UnsafePointer<Float>?) {
-                            winogradConv2d(x: xp.baseAddress!, batch: batch, cin: cin, weights: up.baseAddress!, cout: cout, bias: b, packed: packed,
-                                           geometry: g, y: yb, scratch: sb, threads: threads, blockRows: blockRows) { p, n in
+                            winogradConv2d(x: xp.baseAddress!, batch: batch, cin: cin, weights: packed ? nil : up.baseAddress!, packed: packedU, cout: cout,
+                                           bias: b, geometry: g,
+                                           y: yb, scratch: sb, threads: threads, blockRows: blockRows, tilesMajor: tilesMajor) { p, n in
                                 if relu { reluForward(p, count: n, out: p) }
                             }
                         }
@@ -607,14 +608,16 @@ extension Thread {
                         }
                     }
                 }
-                // Channels-major in blocks of 1, 2, 3 and the default tile rows, and tiles-major.
-                for (blockRows, tilesMajor) in [(1, false), (2, false), (3, false), (nil, false), (nil, true)] as [(Int?, Bool)] {
+                // Channels-major in blocks of 1, 2, 3 and the default tile rows, and tiles-major with U
+                // packed per call and packed once.
+                for (blockRows, tilesMajor, packed) in [(1, false, false), (2, false, false), (3, false, false), (nil, false, false),
+                                                        (nil, true, false), (nil, true, true)] as [(Int?, Bool, Bool)] {
                     for threads in [1, 2, 3] {
                         let got = Self.run(x, batch: batch, cin: cin, u: u, cout: cout, bias: bias, g: g, threads: threads, blockRows: blockRows,
-                                           tilesMajor: tilesMajor)
+                                           tilesMajor: tilesMajor, packed: packed)
                         let differing = zip(expected, got.y).filter { $0.bitPattern != $1.bitPattern }.count
                         #expect(differing == 0 && got.canariesIntact,
-                                "case \(i) \(cin)→\(cout) blocks \(String(describing: blockRows)) tiles-major \(tilesMajor) threads \(threads): \(differing) of \(got.y.count) differ, canaries \(got.canariesIntact)")
+                                "case \(i) \(cin)→\(cout) blocks \(String(describing: blockRows)) tiles-major \(tilesMajor) packed \(packed) threads \(threads): \(differing) of \(got.y.count) differ, canaries \(got.canariesIntact)")
                     }
                 }
             }
@@ -628,7 +631,7 @@ extension Thread {
             let (cin, cout) = (19, 21)
             let x = GemmTests.fill(cin * g.ih * g.iw, seed: UInt32(i + 11)), w = GemmTests.fill(cout * cin * 9, seed: UInt32(i + 31))
             let got = Self.run(x, batch: 1, cin: cin, u: Self.weights(w, cin: cin, cout: cout), cout: cout, bias: nil, g: g, threads: 2, blockRows: nil,
-                               tilesMajor: i % 2 == 1, relu: true)
+                               tilesMajor: i % 2 == 1, packed: i % 4 == 1, relu: true)
             var direct = [Float](repeating: .nan, count: cout * g.oh * g.ow)
             let absX = x.map(abs), absW = w.map(abs)
             var magnitude = direct

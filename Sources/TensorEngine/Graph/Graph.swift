@@ -181,8 +181,9 @@ public final class Graph {
     /// transposed), with the weight and version they were packed from.
     var convRowsWeights: [(weight: Variable, version: Int, packed: PackedB)?] = []
     /// Per node: a 3 × 3 Conv's weights transformed for Winograd's F(2 × 2, 3 × 3)
-    /// (`OpContext.convWinograd`), with the weight and version they came from, and packed for
-    /// its tiles-major products once a batch needs them.
+    /// (`OpContext.convWinograd`), with the weight and version they came from: unpacked for
+    /// channels-major products, or packed (`winogradPackWeights`) for tiles-major ones, one form
+    /// at a time (a node switching kernels with its batch size transforms them again).
     var winogradWeights: [(weight: Variable, version: Int, u: [Float], packed: [PackedB]?)?] = []
     /// Per node: its output of the last inference run, whose buffer the next run writes again
     /// when nothing else holds it (`OpContext.outputBuffer`), so steady-state inference does

@@ -221,7 +221,7 @@ extension OpContext {
         var y = outputBuffer(n: batch, c: cout, spatial: geo.outSpatial)   // every output is written below
         if group > 1, group == cin, cout == cin, geo.depthwise != nil {
             convDepthwise(x: x.value, weight: w.value, bias: b?.value, into: &y, geo: geo)
-        } else if tape == nil, group == 1, cin >= OpContext.winogradMinChannels, cout >= OpContext.winogradMinChannels,
+        } else if group == 1, cin >= OpContext.winogradMinChannels, cout >= OpContext.winogradMinChannels,
                   let wg = geo.depthwise, winogradApplies(wg) {
             convWinograd(x: x.value, weight: w, bias: b?.value, into: &y, geometry: wg, cin: cin, cout: cout)
         } else if let (padTop, padLeft) = try directConvPads(geo, group: group, reduction: kk, outChannels: cout) {
@@ -245,12 +245,55 @@ extension OpContext {
         }
     }
 
+    /// Adds to x's gradient the Conv of dy (batch × cout × oh × ow) by the weights flipped in
+    /// both spatial axes and transposed (cin × cout × 3 × 3), over geometry `gt` (dy's plane in,
+    /// x's plane out), by `winogradConv2d`. Deterministic for any thread count, as the forward.
+    static func winogradInputGradient(dy: Tensor, x: Variable, weight: Tensor, geometry gt: DepthwiseGeometry, batch: Int, cin: Int, cout: Int,
+                                      threads: Int) {
+        let flipped = weight.withUnsafeBufferPointer { wp in
+            [Float](unsafeUninitializedCapacity: cin * cout * 9) { buffer, initialized in
+                for c in 0..<cin {
+                    for o in 0..<cout {
+                        let src = wp.baseAddress! + (o * cin + c) * 9, dst = buffer.baseAddress! + (c * cout + o) * 9
+                        for q in 0..<9 { dst[q] = src[8 - q] }
+                    }
+                }
+                initialized = cin * cout * 9
+            }
+        }
+        let count = winogradWeightCount(cin: cout, cout: cin)
+        let u = flipped.withUnsafeBufferPointer { fp in
+            [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+                winogradWeights(fp.baseAddress!, cin: cout, cout: cin, into: buffer.baseAddress!)
+                initialized = count
+            }
+        }
+        var scratch = [Float](repeating: 0, count: winogradConv2dScratch(gt, cin: cout, cout: cin, batch: batch, workers: threads))
+        var dx = [Float](repeating: 0, count: batch * cin * gt.oh * gt.ow)
+        dy.withUnsafeBufferPointer { dp in
+            u.withUnsafeBufferPointer { up in
+                dx.withUnsafeMutableBufferPointer { xp in
+                    scratch.withUnsafeMutableBufferPointer { sp in
+                        winogradConv2d(x: dp.baseAddress!, batch: batch, cin: cout, weights: up.baseAddress!, cout: cin, bias: nil,
+                                       geometry: gt, y: xp.baseAddress!, scratch: sp.baseAddress!, threads: threads) { _, _ in }
+                    }
+                }
+            }
+        }
+        x.accumulateGrad { gx in
+            dx.withUnsafeBufferPointer { d in
+                for i in 0..<d.count { gx[i] = gx[i] + d[i] }
+            }
+        }
+    }
+
     /// Input and output channels from which a 3 × 3 Conv of stride 1 takes Winograd's
     /// F(2 × 2, 3 × 3) at inference (`convWinograd`).
     static let winogradMinChannels = 16
 
-    /// Inference of a 3 × 3 Conv of stride 1 by Winograd's F(2 × 2, 3 × 3)
-    /// (`Kernels.winogradConv2d`): 2.25 × fewer multiply-adds than im2col + GEMM, whose bits
+    /// A 3 × 3 Conv of stride 1 by Winograd's F(2 × 2, 3 × 3) (`Kernels.winogradConv2d`), at
+    /// inference and in training (whose backward takes its input gradient the same way,
+    /// `winogradInputGradient`): 2.25 × fewer multiply-adds than im2col + GEMM, whose bits
     /// it does not reproduce (another order of the same sums), so it is chosen by the Conv's
     /// geometry alone: the same path, and bits, on every machine and thread count. The weights'
     /// transform is kept until they change (16/9 of their size).
@@ -258,7 +301,9 @@ extension OpContext {
     // 58 GMAC/s peak, so no schedule of those 9 multiply-adds per tap could reach ONNX Runtime.
     func convWinograd(x: Tensor, weight: Variable, bias: Tensor?, into y: inout Tensor, geometry g: DepthwiseGeometry, cin: Int, cout: Int) {
         let batch = x.shape[0]
-        if graph.winogradWeights[index].map({ $0.weight !== weight || $0.version != weight.version }) ?? true {
+        let tilesMajor = winogradTilesMajor(g, batch: batch)
+        if graph.winogradWeights[index].map({ $0.weight !== weight || $0.version != weight.version || ($0.packed != nil) != tilesMajor }) ?? true {
+            graph.winogradWeights[index] = nil
             let count = winogradWeightCount(cin: cin, cout: cout)
             let u = weight.value.withUnsafeBufferPointer { wp in
                 [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
@@ -266,13 +311,10 @@ extension OpContext {
                     initialized = count
                 }
             }
-            graph.winogradWeights[index] = (weight, weight.version, u, nil)
+            let packed = tilesMajor ? u.withUnsafeBufferPointer { winogradPackWeights($0.baseAddress!, cin: cin, cout: cout) } : nil
+            graph.winogradWeights[index] = (weight, weight.version, packed == nil ? u : [], packed)
         }
-        let u = graph.winogradWeights[index]!.u
-        if winogradTilesMajor(g, batch: batch), graph.winogradWeights[index]!.packed == nil {
-            graph.winogradWeights[index]!.packed = u.withUnsafeBufferPointer { winogradPackWeights($0.baseAddress!, cin: cin, cout: cout) }
-        }
-        let packed = winogradTilesMajor(g, batch: batch) ? graph.winogradWeights[index]!.packed : nil
+        let (u, packed) = (graph.winogradWeights[index]!.u, graph.winogradWeights[index]!.packed)
         let scratchSize = winogradConv2dScratch(g, cin: cin, cout: cout, batch: batch, workers: threads)
         if graph.scratchColumns[index].count < scratchSize {
             graph.scratchColumns[index] = [Float](repeating: 0, count: scratchSize)
@@ -285,8 +327,8 @@ extension OpContext {
                     graph.scratchColumns[index].withUnsafeMutableBufferPointer { sp in
                         let (yb, sb) = (yp.baseAddress!, sp.baseAddress!)
                         func run(_ bp: UnsafePointer<Float>?) {
-                            winogradConv2d(x: xp.baseAddress!, batch: batch, cin: cin, weights: up.baseAddress!, cout: cout, bias: bp,
-                                           packed: packed, geometry: g, y: yb, scratch: sb, threads: threads) { p, count in
+                            winogradConv2d(x: xp.baseAddress!, batch: batch, cin: cin, weights: up.baseAddress, packed: packed, cout: cout, bias: bp,
+                                           geometry: g, y: yb, scratch: sb, threads: threads) { p, count in
                                 OpContext.finish(p, count: count, relu: relu, epilogue: epilogue)
                             }
                         }
@@ -495,6 +537,16 @@ extension OpContext {
             depthwiseBackward(dy: dy, x: x, weight: w, bias: b, geometry: g, threads: nThreads)
             return
         }
+        // The input gradient of a 3 × 3 Conv of stride 1 (pads up to 2) is the 3 × 3 Conv of dy by
+        // the kernels flipped and transposed: by Winograd, like the forward pass, whole batch.
+        var inputGradientDone = false
+        if x.requiresGrad, group == 1, cin >= winogradMinChannels, cout >= winogradMinChannels, let g = geo.depthwise, winogradApplies(g),
+           g.padTop <= 2, g.padLeft <= 2 {
+            let gt = DepthwiseGeometry(ih: g.oh, iw: g.ow, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1,
+                                       padTop: 2 - g.padTop, padLeft: 2 - g.padLeft, oh: g.ih, ow: g.iw)
+            OpContext.winogradInputGradient(dy: dy, x: x, weight: w.value, geometry: gt, batch: batch, cin: cin, cout: cout, threads: nThreads)
+            inputGradientDone = true
+        }
         dy.withUnsafeBufferPointer { dp in
             x.value.withUnsafeBufferPointer { xp in
                 w.value.withUnsafeBufferPointer { wp in
@@ -511,7 +563,7 @@ extension OpContext {
                                     }
                                 }
                             }
-                            if x.requiresGrad {
+                            if x.requiresGrad, !inputGradientDone {
                                 scratch.withSecond { dc in
                                     gemm(m: kk, n: p, k: mg, a: wp.baseAddress! + g * mg * kk, lda: kk, transposeA: true,
                                          b: dyg, ldb: p, transposeB: false,
