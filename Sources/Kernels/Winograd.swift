@@ -31,30 +31,41 @@ public func winogradApplies(_ g: DepthwiseGeometry) -> Bool {
 public func winogradWeightCount(cin: Int, cout: Int) -> Int { 16 * cout * cin }
 
 /// U = G g Gᵀ for every (output o, input c) pair of the 3 × 3 kernels w (cout × cin × 3 × 3):
-/// u[ξ·cout·cin + o·cin + c] for ξ = 4i + j, so each U_ξ is a row-major Cout × Cin matrix.
-public func winogradWeights(_ w: UnsafePointer<Float>, cin: Int, cout: Int, into u: UnsafeMutablePointer<Float>) {
+/// u[ξ·cout·cin + o·cin + c] for ξ = 4i + j, so each U_ξ is a row-major Cout × Cin matrix. With
+/// `transposedFlipped`, the weights of the Conv that gives this one's input gradient: w is
+/// (cin × cout × 3 × 3) and the kernel of pair (o, c) is w's (c, o) kernel turned by 180°.
+/// Output channels split across `threads`; each U value is the same few operations, so the same
+/// bits for any thread count.
+public func winogradWeights(_ w: UnsafePointer<Float>, cin: Int, cout: Int, into u: UnsafeMutablePointer<Float>,
+                            transposedFlipped: Bool = false, threads: Int = 1) {
     let plane = cout * cin
-    for o in 0..<cout {
-        for c in 0..<cin {
-            let g = w + (o * cin + c) * 9
-            // t = G g (4 × 3), then U = t Gᵀ (4 × 4): each row of t, (t0, t1, t2), gives
-            // (t0, ((t0 + t1) + t2) / 2, ((t0 - t1) + t2) / 2, t2).
-            @inline(__always) func emit(_ i: Int, _ t0: Float, _ t1: Float, _ t2: Float) {
-                let at = u + o * cin + c
-                at[(4 * i) * plane] = t0
-                at[(4 * i + 1) * plane] = ((t0 + t1) + t2) * 0.5
-                at[(4 * i + 2) * plane] = ((t0 - t1) + t2) * 0.5
-                at[(4 * i + 3) * plane] = t2
+    let wa = Int(bitPattern: w), ua = Int(bitPattern: u)
+    parallelRanges(cout, threads: threads, grain: max(1, 16_384 / max(cin, 1))) { outputs in
+        let w = UnsafePointer<Float>(bitPattern: wa)!, u = UnsafeMutablePointer<Float>(bitPattern: ua)!
+        for o in outputs {
+            for c in 0..<cin {
+                let g = transposedFlipped ? w + (c * cout + o) * 9 : w + (o * cin + c) * 9
+                // Tap (r, k) of the kernel: g[3r + k], or g[8 - 3r - k] turned by 180°.
+                @inline(__always) func tap(_ q: Int) -> Float { transposedFlipped ? g[8 - q] : g[q] }
+                // t = G g (4 × 3), then U = t Gᵀ (4 × 4): each row of t, (t0, t1, t2), gives
+                // (t0, ((t0 + t1) + t2) / 2, ((t0 - t1) + t2) / 2, t2).
+                @inline(__always) func emit(_ i: Int, _ t0: Float, _ t1: Float, _ t2: Float) {
+                    let at = u + o * cin + c
+                    at[(4 * i) * plane] = t0
+                    at[(4 * i + 1) * plane] = ((t0 + t1) + t2) * 0.5
+                    at[(4 * i + 2) * plane] = ((t0 - t1) + t2) * 0.5
+                    at[(4 * i + 3) * plane] = t2
+                }
+                @inline(__always) func column(_ k: Int) -> (Float, Float, Float, Float) {
+                    let g0 = tap(k), g1 = tap(3 + k), g2 = tap(6 + k)
+                    return (g0, ((g0 + g1) + g2) * 0.5, ((g0 - g1) + g2) * 0.5, g2)
+                }
+                let (a0, a1, a2, a3) = column(0), (b0, b1, b2, b3) = column(1), (c0, c1, c2, c3) = column(2)
+                emit(0, a0, b0, c0)
+                emit(1, a1, b1, c1)
+                emit(2, a2, b2, c2)
+                emit(3, a3, b3, c3)
             }
-            @inline(__always) func column(_ k: Int) -> (Float, Float, Float, Float) {
-                let g0 = g[k], g1 = g[3 + k], g2 = g[6 + k]
-                return (g0, ((g0 + g1) + g2) * 0.5, ((g0 - g1) + g2) * 0.5, g2)
-            }
-            let (a0, a1, a2, a3) = column(0), (b0, b1, b2, b3) = column(1), (c0, c1, c2, c3) = column(2)
-            emit(0, a0, b0, c0)
-            emit(1, a1, b1, c1)
-            emit(2, a2, b2, c2)
-            emit(3, a3, b3, c3)
         }
     }
 }

@@ -624,6 +624,27 @@ extension Thread {
         }
     }
 
+    /// The weight transform gives the same bits at 1, 2 and 3 threads, and its transposed-flipped
+    /// form equals the transform of the kernels turned by 180° and transposed.
+    @Test func weightTransformsAgree() {
+        let (cin, cout) = (37, 21)
+        let w = GemmTests.fill(cout * cin * 9, seed: 7)
+        var flipped = [Float](repeating: .nan, count: w.count)
+        for o in 0..<cout { for c in 0..<cin { for q in 0..<9 { flipped[(c * cout + o) * 9 + q] = w[(o * cin + c) * 9 + 8 - q] } } }
+        let plain = Self.weights(w, cin: cin, cout: cout), turned = Self.weights(flipped, cin: cout, cout: cin)
+        for threads in [1, 2, 3] {
+            var a = [Float](repeating: .nan, count: plain.count), b = a
+            w.withUnsafeBufferPointer { wp in
+                a.withUnsafeMutableBufferPointer { winogradWeights(wp.baseAddress!, cin: cin, cout: cout, into: $0.baseAddress!, threads: threads) }
+                b.withUnsafeMutableBufferPointer {
+                    winogradWeights(wp.baseAddress!, cin: cout, cout: cin, into: $0.baseAddress!, transposedFlipped: true, threads: threads)
+                }
+            }
+            #expect(a.map(\.bitPattern) == plain.map(\.bitPattern), "threads \(threads): the transform changed")
+            #expect(b.map(\.bitPattern) == turned.map(\.bitPattern), "threads \(threads): the transposed-flipped transform differs")
+        }
+    }
+
     /// F(2 × 2, 3 × 3) computes the convolution: against the direct reference in double-checked
     /// float, every output within a few ulps of the sum of the magnitudes of its products.
     @Test func winogradIsTheConvolution() {

@@ -185,6 +185,8 @@ public final class Graph {
     /// channels-major products, or packed (`winogradPackWeights`) for tiles-major ones, one form
     /// at a time (a node switching kernels with its batch size transforms them again).
     var winogradWeights: [(weight: Variable, version: Int, u: [Float], packed: [PackedB]?)?] = []
+    /// What the Convs' backward steps share (`ChunkScratch`).
+    let backwardChunks = ChunkScratch()
     /// Per node: its output of the last inference run, whose buffer the next run writes again
     /// when nothing else holds it (`OpContext.outputBuffer`), so steady-state inference does
     /// not allocate its outputs.
