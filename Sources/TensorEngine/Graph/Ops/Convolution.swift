@@ -277,7 +277,7 @@ extension OpContext {
     }
 
     /// Input and output channels from which a 3 × 3 Conv of stride 1 takes Winograd's
-    /// F(2 × 2, 3 × 3) at inference (`convWinograd`).
+    /// F(2 × 2, 3 × 3) (`convWinograd`, and `winogradInputGradient` in its backward).
     static let winogradMinChannels = 16
 
     /// A 3 × 3 Conv of stride 1 by Winograd's F(2 × 2, 3 × 3) (`Kernels.winogradConv2d`), at
