@@ -257,8 +257,11 @@ extension OpContext {
                 initialized = count
             }
         }
-        var scratch = [Float](repeating: 0, count: winogradConv2dScratch(gt, cin: cout, cout: cin, batch: batch, workers: threads))
-        var dx = [Float](repeating: 0, count: batch * cin * gt.oh * gt.ow)
+        // Neither needs zeros: the kernel writes every output, and of its scratch reads only what
+        // it wrote or spare lanes whose results it drops (its twin test fills both with NaN).
+        let scratchCount = winogradConv2dScratch(gt, cin: cout, cout: cin, batch: batch, workers: threads)
+        var scratch = [Float](unsafeUninitializedCapacity: scratchCount) { $1 = scratchCount }
+        var dx = [Float](unsafeUninitializedCapacity: batch * cin * gt.oh * gt.ow) { $1 = $0.count }
         dy.withUnsafeBufferPointer { dp in
             u.withUnsafeBufferPointer { up in
                 dx.withUnsafeMutableBufferPointer { xp in
