@@ -8,6 +8,8 @@
 // im2col + GEMM computes for a group of one channel, so the two paths give the same bits.
 // Threads split channel planes only, never a chain.
 
+import KernelsAVX512
+
 /// Output geometry of a depthwise convolution (strides, dilations, leading pads).
 public struct DepthwiseGeometry: Sendable, Equatable {
     public var ih: Int, iw: Int, kh: Int, kw: Int
@@ -25,15 +27,178 @@ public struct DepthwiseGeometry: Sendable, Equatable {
 
 /// Floats of scratch `depthwiseConv2d` needs for one plane of geometry `g`.
 public func depthwiseConv2dScratch(_ g: DepthwiseGeometry) -> Int {
-    let l = DepthwiseLayout(g)
-    return l.phaseSize * g.strideW + g.oh * l.rowWidth + l.phaseWidth * g.strideW
+    let l = DepthwisePhaseLayout(g)
+    return l.phases * l.planeSize + l.staging
 }
 
-/// Where `depthwiseConv2d` puts the plane in its scratch: zero-padded, rows of `phaseWidth`,
-/// columns split by their remainder modulo the stride into `strideW` phase planes, so that the
-/// inputs of consecutive outputs at one tap are consecutive in one phase plane.
+/// Where `depthwiseConv2d` puts the plane in its scratch: zero-padded and split by the
+/// remainders of its rows and columns modulo the strides into strideH · strideW phase planes
+/// of `rows` × `width`, so that at every tap output (oy, ox) reads row oy + r, column ox + c of
+/// one phase plane (r, c fixed by the tap). Over the flat index o = oy · width + ox the outputs
+/// are then one run of consecutive vectors, as if of stride 1; the `width − ow` outputs past
+/// each row's end are computed and dropped. Slack of zeros after each plane feeds the last
+/// vector's dropped lanes.
+struct DepthwisePhaseLayout {
+    /// Columns and rows of a phase plane, floats per phase plane (slack included), phase planes.
+    let width: Int, rows: Int, planeSize: Int, phases: Int
+    /// Outputs computed (oh · width) and the floats they are computed into (a multiple of 16,
+    /// and 16 more for the last row's vector copy).
+    let flat: Int, staging: Int
+
+    init(_ g: DepthwiseGeometry) {
+        width = g.ow + (g.kw - 1) * g.dilationW / g.strideW
+        rows = g.oh + (g.kh - 1) * g.dilationH / g.strideH
+        flat = g.oh * width
+        let lanes = (flat + 15) / 16 * 16
+        planeSize = rows * width + (lanes - flat) + (g.kw - 1) * g.dilationW / g.strideW
+        phases = g.strideH * g.strideW
+        staging = lanes + 16
+    }
+}
+
+/// One channel plane; `scratch` holds `depthwiseConv2dScratch(g)` floats (see the planes'
+/// version below).
+public func depthwiseConv2d(_ x: UnsafePointer<Float>, weights w: UnsafePointer<Float>, bias: Float?, geometry g: DepthwiseGeometry,
+                            y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+    withUnsafePointer(to: bias ?? 0) { b in
+        depthwiseConv2d(x, planes: 0..<1, channels: 1, weights: w, bias: bias == nil ? nil : b, geometry: g, y: y, scratch: scratch) { _, _ in }
+    }
+}
+
+/// The planes `planes` of x (N · C planes of ih × iw, plane p of channel p mod `channels`) into
+/// the same planes of y, with weights (C × kh × kw) and bias (C) or nil; `finish` is called on
+/// each output plane once it is written (the fused activation). `scratch` holds
+/// `depthwiseConv2dScratch(g)` floats.
+///
+/// Each plane is copied into the scratch zero-padded, by phase (see `DepthwisePhaseLayout`; the
+/// zeros are the same for every plane, so they are written once per call); then all its
+/// outputs are computed as vectors over the flat index (`depthwiseFlatVectors`, sixteen lanes
+/// on AVX-512, eight on AVX2) and copied out row by row with the bias. Lane-wise FMA from +0
+/// over the same taps, padding products included: the reference's chain.
+// NOTE: eight-output jobs per row and plane (rows of ow rounded up to 8, eight lanes on every
+// ISA, zeros and a scalar copy-out per plane) ran 7 × 7 planes at 2.8 GMAC/s and 14 × 14 at
+// 5.2 (156 ns a 7 × 7 plane): MobileNetV2's depthwise layers took 4.4 of its 12.4 ms at batch 1.
+public func depthwiseConv2d(_ x: UnsafePointer<Float>, planes: Range<Int>, channels: Int, weights w: UnsafePointer<Float>,
+                            bias: UnsafePointer<Float>?, geometry g: DepthwiseGeometry, y: UnsafeMutablePointer<Float>,
+                            scratch: UnsafeMutablePointer<Float>, finish: (UnsafeMutablePointer<Float>, Int) -> Void) {
+    let l = DepthwisePhaseLayout(g)
+    let out = scratch + l.phases * l.planeSize
+    let taps = g.kh * g.kw, inP = g.ih * g.iw, outP = g.oh * g.ow
+    let sH = g.strideH, sW = g.strideW, wide = l.width * sW
+    // Padded columns lo..<hi of a row hold input columns lo − padLeft…; the rest are zeros.
+    let lo = min(wide, max(0, g.padLeft)), hi = max(lo, min(wide, g.iw + g.padLeft))
+    shortFill(scratch, count: l.phases * l.planeSize)
+    let wideAVX = KernelISA.detected == .avx512
+    withUnsafeTemporaryAllocation(of: Int.self, capacity: taps + 2 * sW + 2 * sH) { buffer in
+        let offsets = buffer.baseAddress!, columns = offsets + taps, rows = columns + 2 * sW
+        // Row phase a's rows i in rows[2a]..<rows[2a + 1] read input row i · sH + a − padTop.
+        for a in 0..<sH {
+            rows[2 * a] = min(l.rows, max(0, (g.padTop - a + sH - 1) / sH))
+            rows[2 * a + 1] = max(rows[2 * a], min(l.rows, (g.ih + g.padTop - a + sH - 1) / sH))
+        }
+        // Phase c's columns j in columns[2c]..<columns[2c + 1] read input column j · sW + c − padLeft.
+        for c in 0..<sW {
+            columns[2 * c] = min(l.width, max(0, (g.padLeft - c + sW - 1) / sW))
+            columns[2 * c + 1] = max(columns[2 * c], min(l.width, (g.iw + g.padLeft - c + sW - 1) / sW))
+        }
+        var q = 0
+        for ky in 0..<g.kh {
+            let ry = ky * g.dilationH
+            for kx in 0..<g.kw {
+                let rx = kx * g.dilationW
+                offsets[q] = ((ry % sH) * sW + rx % sW) * l.planeSize + ry / sH * l.width + rx / sW
+                q += 1
+            }
+        }
+        for plane in planes {
+            let c = plane % channels
+            let xp = x + plane * inP, yp = y + plane * outP
+            // The plane's rows into the phase planes (rows outside the input stay zero).
+            for a in 0..<sH {
+                let phaseRow = scratch + a * sW * l.planeSize
+                var i = rows[2 &* a]
+                while i < rows[2 &* a &+ 1] {
+                    let iy: Int = i &* sH &+ a &- g.padTop
+                    let base = phaseRow + i &* l.width
+                    if sW == 1 {
+                        copyRun(base + lo, from: xp + (iy &* g.iw &+ lo &- g.padLeft), count: hi - lo)
+                    } else {
+                        dealPhases(xp + iy &* g.iw, count: g.iw, padLeft: g.padLeft, into: base, phaseSize: l.planeSize, stride: sW, columns: columns)
+                    }
+                    i += 1
+                }
+            }
+            if wideAVX {
+                depthwiseFlatVectorsAVX512(planes: scratch, offsets: offsets, taps: taps, weights: w + c * taps, count: (l.flat + 15) / 16, out: out)
+            } else {
+                depthwiseFlatVectors(SIMD8<Float>.self, planes: scratch, offsets: offsets, taps: taps, weights: w + c * taps,
+                                     count: (l.flat + 7) / 8, out: out)
+            }
+            // Rows out with the bias.
+            if let bias {
+                let b = bias[c]
+                for oy in 0..<g.oh { copyRun(yp + oy &* g.ow, from: out + oy &* l.width, count: g.ow, adding: b) }
+            } else {
+                for oy in 0..<g.oh { copyRun(yp + oy &* g.ow, from: out + oy &* l.width, count: g.ow) }
+            }
+            finish(yp, outP)
+        }
+    }
+}
+
+/// Copies `count` floats (plus `adding`, when given, to each), in vectors that may overlap (the
+/// same value written twice) so that short runs take two moves: the rows here are 1 to a few
+/// hundred floats.
+@inline(__always)
+func copyRun(_ d: UnsafeMutablePointer<Float>, from s: UnsafePointer<Float>, count n: Int, adding b: Float? = nil) {
+    @inline(__always) func move<V: SIMD>(_: V.Type, _ i: Int) where V.Scalar == Float {
+        let v = UnsafeRawPointer(s + i).loadUnaligned(as: V.self)
+        UnsafeMutableRawPointer(d + i).storeBytes(of: b.map { v + V(repeating: $0) } ?? v, as: V.self)
+    }
+    if n >= 16 {
+        var i = 0
+        while i &+ 16 <= n { move(SIMD16<Float>.self, i); i &+= 16 }
+        if i < n { move(SIMD16<Float>.self, n &- 16) }
+    } else if n >= 8 {
+        move(SIMD8<Float>.self, 0); move(SIMD8<Float>.self, n &- 8)
+    } else if n >= 4 {
+        move(SIMD4<Float>.self, 0); move(SIMD4<Float>.self, n &- 4)
+    } else {
+        for i in 0..<n { d[i] = b.map { s[i] + $0 } ?? s[i] }
+    }
+}
+
+/// Deals input row `row` (`count` floats) to the `stride` phase planes: phase c's column j
+/// gets input column j · stride + c − padLeft where that is inside the row (the padding's zeros
+/// are already there). Row start `base`, planes `phaseSize` apart.
+// NOTE: not through a padded copy of the row: each row's vector loads then waited on the
+// stores just before them (no store forwarding across two stores); 14 × 14 planes at stride 2
+// ran at 2 GMAC/s.
+@inline(__always)
+func dealPhases(_ row: UnsafePointer<Float>, count: Int, padLeft: Int, into base: UnsafeMutablePointer<Float>, phaseSize: Int,
+                stride: Int, columns: UnsafePointer<Int>) {
+    for c in 0..<stride {
+        var j = columns[2 &* c]
+        let end = columns[2 &* c &+ 1]
+        let dst = base + c &* phaseSize, src = row + (c &- padLeft)
+        if stride == 2 {
+            // Eight columns from sixteen floats inside the row.
+            while j &+ 8 <= end && 2 &* j &+ c &- padLeft &+ 16 <= count {
+                let v = UnsafeRawPointer(src + 2 &* j).loadUnaligned(as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(dst + j).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+                j &+= 8
+            }
+        }
+        while j < end { dst[j] = src[j &* stride]; j &+= 1 }
+    }
+}
+
+/// Where the backward kernel (`depthwiseConv2dBackward`) puts a plane of x: zero-padded, rows of
+/// `phaseWidth`, columns split by their remainder modulo the stride into `strideW` phase
+/// planes, so that the inputs of consecutive outputs at one tap are consecutive in one phase
+/// plane; dy goes in rows of `rowWidth` after them.
 struct DepthwiseLayout {
-    /// Outputs per row computed (ow rounded up to the vector length; the extra ones are dropped).
+    /// Outputs per row (ow rounded up to the vector length; the extra ones are zero).
     let rowWidth: Int
     /// Rows and columns of the padded plane, columns per phase plane, floats per phase plane.
     let rows: Int, columns: Int, phaseWidth: Int, phaseSize: Int
@@ -45,75 +210,11 @@ struct DepthwiseLayout {
         phaseWidth = (columns + g.strideW - 1) / g.strideW
         phaseSize = rows * phaseWidth
     }
-}
 
-/// One channel plane; `scratch` holds `depthwiseConv2dScratch(g)` floats. The plane is first
-/// copied into the scratch with its padding as zeros (see `DepthwiseLayout`); then eight rows of
-/// eight outputs at a time are computed in vector registers over the taps in order, and written
-/// once with the bias. Lane-wise FMA from +0 over the same taps, padding products
-/// included: the reference's chain.
-// NOTE: taps outermost over a plane accumulator (a load and store of every output per tap) ran
-// MobileNetV2's depthwise layers at 1.1-5.9 GMAC/s (7.0 of its 18.5 ms at batch 1, one thread).
-public func depthwiseConv2d(_ x: UnsafePointer<Float>, weights w: UnsafePointer<Float>, bias: Float?, geometry g: DepthwiseGeometry,
-                            y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-    let l = DepthwiseLayout(g)
-    let s = g.strideW
-    depthwisePad(x, geometry: g, layout: l, scratch: scratch)
-    let out = scratch + l.phaseSize * s
-    let taps = g.kh * g.kw
-    let chunks = l.rowWidth / 8, jobs = g.oh * chunks
-    withUnsafeTemporaryAllocation(of: Int.self, capacity: taps) { offsets in
-        depthwiseTapOffsets(g, layout: l, into: offsets.baseAddress!)
-        // Jobs of eight outputs (row oy, columns 8·cx…), eight jobs at a time: eight independent
-        // chains keep the FMA units busy where one row's chains would wait on each other (one
-        // chain at a time ran 7 × 7 planes at 2.5 GMAC/s).
-        var job = 0, oy = 0, cx = 0
-        @inline(__always) func next() -> (UnsafePointer<Float>, UnsafeMutablePointer<Float>) {
-            let r = (UnsafePointer(scratch + oy * g.strideH * l.phaseWidth + cx * 8), out + oy * l.rowWidth + cx * 8)
-            cx += 1
-            if cx == chunks { cx = 0; oy += 1 }
-            return r
-        }
-        // The last group repeats its last job where fewer than eight are left (the same values
-        // written twice): eight chains side by side take about as long as one.
-        while job < jobs {
-            let n = jobs - job
-            let (s0, d0) = next()
-            let (s1, d1) = n > 1 ? next() : (s0, d0), (s2, d2) = n > 2 ? next() : (s1, d1), (s3, d3) = n > 3 ? next() : (s2, d2)
-            let (s4, d4) = n > 4 ? next() : (s3, d3), (s5, d5) = n > 5 ? next() : (s4, d4), (s6, d6) = n > 6 ? next() : (s5, d5)
-            let (s7, d7) = n > 7 ? next() : (s6, d6)
-            var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-            var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
-            for q in 0..<taps {
-                let o = offsets[q]
-                let wv = SIMD8<Float>(repeating: w[q])
-                a0 = a0.addingProduct(wv, UnsafeRawPointer(s0 + o).loadUnaligned(as: SIMD8<Float>.self))
-                a1 = a1.addingProduct(wv, UnsafeRawPointer(s1 + o).loadUnaligned(as: SIMD8<Float>.self))
-                a2 = a2.addingProduct(wv, UnsafeRawPointer(s2 + o).loadUnaligned(as: SIMD8<Float>.self))
-                a3 = a3.addingProduct(wv, UnsafeRawPointer(s3 + o).loadUnaligned(as: SIMD8<Float>.self))
-                a4 = a4.addingProduct(wv, UnsafeRawPointer(s4 + o).loadUnaligned(as: SIMD8<Float>.self))
-                a5 = a5.addingProduct(wv, UnsafeRawPointer(s5 + o).loadUnaligned(as: SIMD8<Float>.self))
-                a6 = a6.addingProduct(wv, UnsafeRawPointer(s6 + o).loadUnaligned(as: SIMD8<Float>.self))
-                a7 = a7.addingProduct(wv, UnsafeRawPointer(s7 + o).loadUnaligned(as: SIMD8<Float>.self))
-            }
-            UnsafeMutableRawPointer(d0).storeBytes(of: a0, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(d1).storeBytes(of: a1, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(d2).storeBytes(of: a2, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(d3).storeBytes(of: a3, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(d4).storeBytes(of: a4, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(d5).storeBytes(of: a5, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(d6).storeBytes(of: a6, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(d7).storeBytes(of: a7, as: SIMD8<Float>.self)
-            job += 8
-        }
-    }
-    for oy in 0..<g.oh {
-        let src = out + oy * l.rowWidth, dst = y + oy * g.ow
-        if let bias {
-            for i in 0..<g.ow { dst[i] = src[i] + bias }
-        } else {
-            shortCopy(dst, from: src, count: g.ow)
-        }
+    /// Floats of scratch the backward kernel's x and dy take for geometry `g`.
+    static func scratch(_ g: DepthwiseGeometry) -> Int {
+        let l = DepthwiseLayout(g)
+        return l.phaseSize * g.strideW + g.oh * l.rowWidth + l.phaseWidth * g.strideW
     }
 }
 
@@ -253,7 +354,7 @@ public func depthwiseConv2dBackwardApplies(_ g: DepthwiseGeometry) -> Bool {
 public func depthwiseConv2dBackwardScratch(_ g: DepthwiseGeometry) -> Int {
     let t = depthwiseTransposedGeometry(g)
     let spread = g.strideH == 1 && g.strideW == 1 ? 0 : t.ih * t.iw
-    return depthwiseConv2dScratch(g) + depthwiseConv2dScratch(t) + spread + g.ih * g.iw + g.kh * g.kw
+    return DepthwiseLayout.scratch(g) + depthwiseConv2dScratch(t) + spread + g.ih * g.iw + g.kh * g.kw
 }
 
 /// The gradients of one channel plane of a depthwise convolution (see the contract above); any
@@ -322,7 +423,7 @@ public func depthwiseConv2dBackward(x: UnsafePointer<Float>, dy: UnsafePointer<F
     // dx through the forward kernel: the transposed convolution over dy spread out by the
     // strides, with the kernel flipped (its taps in decreasing order).
     let t = depthwiseTransposedGeometry(g)
-    let forwardScratch = scratch + depthwiseConv2dScratch(g)
+    let forwardScratch = scratch + DepthwiseLayout.scratch(g)
     let spread = forwardScratch + depthwiseConv2dScratch(t)
     let spreadCount = g.strideH == 1 && g.strideW == 1 ? 0 : t.ih * t.iw
     let sum = spread + spreadCount, flipped = sum + g.ih * g.iw

@@ -112,7 +112,8 @@ var rows: [Row] = []
 
 // MARK: - GEMM
 
-// PRUNECHECK_DEPTHWISE=c,h,w,k,stride: time the depthwise kernel on c planes (pads k/2),
+// PRUNECHECK_DEPTHWISE=c,h,w,k,stride: time the depthwise kernel on c planes (pads k/2; the median
+// of PRUNECHECK_DEPTHWISE_RUNS runs, 50 unless set),
 // before anything else runs.
 if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_DEPTHWISE"] {
     let f = spec.split(separator: ",").compactMap { Int($0) }
@@ -123,14 +124,19 @@ if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_DEPTHWISE"] {
     var rng = Philox(seed: 1)
     let x = (0..<c * h * w).map { _ in rng.nextUnitFloat() - 0.5 }, wt = (0..<c * k * k).map { _ in rng.nextUnitFloat() - 0.5 }
     var y = [Float](repeating: 0, count: c * oh * ow), scratch = [Float](repeating: 0, count: depthwiseConv2dScratch(g))
+    let bias = [Float](repeating: 0.5, count: c)
     var times: [Double] = []
-    for _ in 0..<50 {
+    for _ in 0..<(Int(ProcessInfo.processInfo.environment["PRUNECHECK_DEPTHWISE_RUNS"] ?? "") ?? 50) {
         let t0 = now()
         y.withUnsafeMutableBufferPointer { yp in
             scratch.withUnsafeMutableBufferPointer { sp in
-                for p in 0..<c {
-                    depthwiseConv2d(x.withUnsafeBufferPointer { $0.baseAddress! } + p * h * w, weights: wt.withUnsafeBufferPointer { $0.baseAddress! } + p * k * k,
-                                    bias: 0.5, geometry: g, y: yp.baseAddress! + p * oh * ow, scratch: sp.baseAddress!)
+                x.withUnsafeBufferPointer { xp in
+                    wt.withUnsafeBufferPointer { wp in
+                        bias.withUnsafeBufferPointer { bp in
+                            depthwiseConv2d(xp.baseAddress!, planes: 0..<c, channels: c, weights: wp.baseAddress!, bias: bp.baseAddress!, geometry: g,
+                                            y: yp.baseAddress!, scratch: sp.baseAddress!) { _, _ in }
+                        }
+                    }
                 }
             }
         }

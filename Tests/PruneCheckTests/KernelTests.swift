@@ -457,24 +457,54 @@ extension Thread {
         .init(ih: 10, iw: 41, kh: 3, kw: 3, strideH: 3, strideW: 3, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: 4, ow: 14),
         .init(ih: 13, iw: 37, kh: 3, kw: 3, strideH: 2, strideW: 2, dilationH: 2, dilationW: 2, padTop: 2, padLeft: 2, oh: 7, ow: 19),
         .init(ih: 3, iw: 9, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 3, padLeft: 4, oh: 7, ow: 15),
+        // MobileNet's and EfficientNet's small planes: 14 × 14 at stride 1 and 2, 7 × 7 with
+        // 5 × 5; rows past sixteen at stride 2 whose vectors reach the row's end; stride 2
+        // in height only, and in width only with an odd left pad; one row.
+        .init(ih: 14, iw: 14, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: 14, ow: 14),
+        .init(ih: 14, iw: 14, kh: 3, kw: 3, strideH: 2, strideW: 2, dilationH: 1, dilationW: 1, padTop: 0, padLeft: 0, oh: 7, ow: 7),
+        .init(ih: 7, iw: 7, kh: 5, kw: 5, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 2, padLeft: 2, oh: 7, ow: 7),
+        .init(ih: 5, iw: 40, kh: 3, kw: 3, strideH: 2, strideW: 2, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: 3, ow: 20),
+        .init(ih: 9, iw: 6, kh: 3, kw: 3, strideH: 2, strideW: 1, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: 5, ow: 6),
+        .init(ih: 4, iw: 35, kh: 3, kw: 3, strideH: 1, strideW: 2, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: 4, ow: 19),
+        .init(ih: 1, iw: 23, kh: 1, kw: 5, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 0, padLeft: 2, oh: 1, ow: 23),
     ]
 
     /// The direct depthwise kernel gives its reference twin's bits over ragged planes: widths
-    /// around the vector lengths, strides 1 and 2, dilation 2, asymmetric and large pads, kernels
-    /// 1, 3, 5 and 3 × 5, and a plane smaller than its kernel.
+    /// around the vector lengths, strides 1, 2 and 3, dilation 2, asymmetric and large pads,
+    /// kernels 1, 3, 5 and 3 × 5, and a plane smaller than its kernel. It runs a range of planes
+    /// (of two channels, each with its weights and bias) and writes nothing outside it: not the
+    /// plane before, not past the last, not past its scratch; `finish` sees each plane once.
     @Test func depthwiseMatchesItsReference() {
-        let cases = Self.geometries
-        for (i, g) in cases.enumerated() {
-            let x = GemmTests.fill(g.ih * g.iw, seed: UInt32(i + 1)), w = GemmTests.fill(g.kh * g.kw, seed: UInt32(i + 50))
-            for bias in [nil, Float(0.25)] {
-                var expected = [Float](repeating: .nan, count: g.oh * g.ow), got = expected
-                var scratch = [Float](repeating: .nan, count: depthwiseConv2dScratch(g))
-                expected.withUnsafeMutableBufferPointer { depthwiseConv2dReference(x, weights: w, bias: bias, geometry: g, y: $0.baseAddress!) }
+        let canary = Float(bitPattern: 0x7FC0_1234)
+        for (i, g) in Self.geometries.enumerated() {
+            let inP = g.ih * g.iw, outP = g.oh * g.ow, taps = g.kh * g.kw
+            let x = GemmTests.fill(3 * inP, seed: UInt32(i + 1)), w = GemmTests.fill(2 * taps, seed: UInt32(i + 50))
+            for bias in [nil, [Float(0.25), -1.5]] {
+                var expected = [Float](repeating: canary, count: 3 * outP + 16), got = expected
+                var scratch = [Float](repeating: .nan, count: depthwiseConv2dScratch(g) + 16)
+                for c in 0..<16 { scratch[scratch.count - 1 - c] = canary }
+                expected.withUnsafeMutableBufferPointer { e in
+                    for p in 1..<3 {
+                        depthwiseConv2dReference(x.withUnsafeBufferPointer { $0.baseAddress! } + p * inP, weights: w.withUnsafeBufferPointer { $0.baseAddress! } + (p % 2) * taps,
+                                                 bias: bias?[p % 2], geometry: g, y: e.baseAddress! + p * outP)
+                    }
+                }
+                var finished: [Int] = []
                 got.withUnsafeMutableBufferPointer { y in
-                    scratch.withUnsafeMutableBufferPointer { depthwiseConv2d(x, weights: w, bias: bias, geometry: g, y: y.baseAddress!, scratch: $0.baseAddress!) }
+                    scratch.withUnsafeMutableBufferPointer { s in
+                        (bias ?? []).withUnsafeBufferPointer { b in
+                            depthwiseConv2d(x, planes: 1..<3, channels: 2, weights: w, bias: bias == nil ? nil : b.baseAddress!, geometry: g,
+                                            y: y.baseAddress!, scratch: s.baseAddress!) { p, count in
+                                finished.append(p - y.baseAddress!)
+                                #expect(count == outP)
+                            }
+                        }
+                    }
                 }
                 let differing = zip(expected, got).filter { $0.bitPattern != $1.bitPattern }.count
                 #expect(differing == 0, "case \(i) bias \(String(describing: bias)): \(differing) of \(got.count) differ")
+                #expect(finished == [outP, 2 * outP], "case \(i)")
+                #expect(scratch.suffix(16).allSatisfy { $0.bitPattern == canary.bitPattern }, "case \(i): past the scratch")
             }
         }
     }

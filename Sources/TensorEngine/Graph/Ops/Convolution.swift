@@ -339,7 +339,7 @@ extension OpContext {
     func convDepthwise(x: Tensor, weight: Tensor, bias: Tensor?, into y: inout Tensor, geo: WindowGeometry) {
         let planes = x.shape[0] * x.shape[1], channels = x.shape[1]
         let g = geo.depthwise!
-        let inP = g.ih * g.iw, outP = g.oh * g.ow, kq = g.kh * g.kw
+        let outP = g.oh * g.ow, kq = g.kh * g.kw
         // NOTE: a plane is about outP · kq multiply-adds; 64K pay for a helper thread.
         let workers = max(1, min(threads, planes, planes * outP * kq / 65_536))
         let scratchSize = depthwiseConv2dScratch(g)
@@ -347,22 +347,22 @@ extension OpContext {
             graph.scratchColumns[index] = [Float](repeating: 0, count: workers * scratchSize)
         }
         let graph = self.graph, index = self.index, relu = fuseRelu, epilogue = self.epilogue
-        let biasValues = bias?.scalars
+        let biasValues = bias?.scalars ?? []
         x.withUnsafeBufferPointer { xp in
             weight.withUnsafeBufferPointer { wp in
                 y.withUnsafeMutableBufferPointer { yp in
-                    graph.scratchColumns[index].withUnsafeMutableBufferPointer { sp in
-                        let xa = Int(bitPattern: xp.baseAddress!), wa = Int(bitPattern: wp.baseAddress!)
-                        let ya = Int(bitPattern: yp.baseAddress!), sa = Int(bitPattern: sp.baseAddress!)
-                        parallelFor(workers, threads: workers) { worker in
-                            let xp = UnsafePointer<Float>(bitPattern: xa)!, wp = UnsafePointer<Float>(bitPattern: wa)!
-                            let yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
-                            let scratch = UnsafeMutablePointer<Float>(bitPattern: sa)! + worker * scratchSize
-                            for plane in (planes * worker / workers)..<(planes * (worker + 1) / workers) {
-                                let c = plane % channels
-                                let out = yp + plane * outP
-                                depthwiseConv2d(xp + plane * inP, weights: wp + c * kq, bias: biasValues?[c], geometry: g, y: out, scratch: scratch)
-                                OpContext.finish(out, count: outP, relu: relu, epilogue: epilogue)
+                    biasValues.withUnsafeBufferPointer { bp in
+                        graph.scratchColumns[index].withUnsafeMutableBufferPointer { sp in
+                            let xa = Int(bitPattern: xp.baseAddress!), wa = Int(bitPattern: wp.baseAddress!)
+                            let ya = Int(bitPattern: yp.baseAddress!), sa = Int(bitPattern: sp.baseAddress!)
+                            let ba = bias == nil ? 0 : Int(bitPattern: bp.baseAddress!)
+                            parallelFor(workers, threads: workers) { worker in
+                                let scratch = UnsafeMutablePointer<Float>(bitPattern: sa)! + worker * scratchSize
+                                depthwiseConv2d(UnsafePointer(bitPattern: xa)!, planes: (planes * worker / workers)..<(planes * (worker + 1) / workers),
+                                                channels: channels, weights: UnsafePointer(bitPattern: wa)!, bias: UnsafePointer(bitPattern: ba),
+                                                geometry: g, y: UnsafeMutablePointer(bitPattern: ya)!, scratch: scratch) { out, count in
+                                    OpContext.finish(out, count: count, relu: relu, epilogue: epilogue)
+                                }
                             }
                         }
                     }
