@@ -152,6 +152,21 @@ import CCPUFeatures
         }
     }
 
+    /// The vector Clip gives the Clip op's expression's bits, min(max(x, lo), hi), on NaNs,
+    /// zeros of both signs, infinities, the bounds themselves and ragged counts.
+    @Test func clipMatchesItsDefinition() {
+        for (lo, hi) in [(Float(0), Float(6)), (-1, 1), (-0.0, 0)] {
+            for count in [1, 15, 16, 37, 100] {
+                var x = GemmTests.fill(count, seed: UInt32(count)).map { $0 * 20 }
+                let specials: [Float] = [.nan, -0.0, 0, .infinity, -.infinity, lo, hi, -.nan]
+                for (i, v) in specials.enumerated() where i < count { x[(i * 5) % count] = v }
+                let want = x.map { min(max($0, lo), hi) }
+                x.withUnsafeMutableBufferPointer { clipForward($0.baseAddress!, count: count, lo: lo, hi: hi) }
+                #expect(x.map(\.bitPattern) == want.map(\.bitPattern), "count \(count), \(lo)...\(hi)")
+            }
+        }
+    }
+
     /// The fused bias and ReLU pass gives the bits of the two passes it replaces.
     @Test func biasAndReluInOnePassMatchTwoPasses() {
         for (rows, cols) in [(1, 1), (3, 7), (2, 33), (5, 100)] {
@@ -179,6 +194,38 @@ import CCPUFeatures
         #expect(abs(y[0...2].reduce(0, +) - 1) < 1e-6)
         #expect(y[3] == 0 && y[5] == 1)
         #expect(abs(y[2] - 0.66524096) < 1e-6)
+    }
+
+    /// The row softmax gives its definition's bits (max, exp(x − max), the sum left to right,
+    /// times its inverse, a row at a time) for groups of rows that do not fill eight lanes,
+    /// rows that do not fill sixteen, rows with NaN, infinities and zeros of both signs, in
+    /// place and not.
+    @Test func softmaxRowsMatchTheirDefinition() {
+        func reference(_ x: [Float], rows: Int, cols: Int) -> [Float] {
+            var y = x
+            for r in 0..<rows {
+                let row = r * cols
+                var m = -Float.infinity
+                for j in 0..<cols { m = max(m, x[row + j]) }
+                var s: Float = 0
+                for j in 0..<cols { y[row + j] = expf32(x[row + j] - m); s += y[row + j] }
+                let inv = 1 / s
+                for j in 0..<cols { y[row + j] *= inv }
+            }
+            return y
+        }
+        for (rows, cols) in [(1, 1), (3, 5), (8, 16), (9, 17), (19, 40), (13, 197)] {
+            var x = GemmTests.fill(rows * cols, seed: UInt32(rows * cols)).map { $0 * 30 }
+            let specials: [Float] = [.nan, -0.0, 0, .infinity, -.infinity, -0.0]
+            for (i, v) in specials.enumerated() where rows * cols > 40 { x[(i * 37 + 11) % (rows * cols)] = v }
+            if cols > 1 { for j in 0..<cols { x[cols + j] = j % 2 == 0 ? -0.0 : 0 } }
+            let want = reference(x, rows: rows, cols: cols)
+            var out = [Float](repeating: .nan, count: rows * cols)
+            x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { softmaxRows(xp.baseAddress!, rows: rows, cols: cols, out: $0.baseAddress!) } }
+            #expect(out.map(\.bitPattern) == want.map(\.bitPattern), "\(rows)×\(cols)")
+            x.withUnsafeMutableBufferPointer { softmaxRows($0.baseAddress!, rows: rows, cols: cols, out: $0.baseAddress!) }
+            #expect(x.map(\.bitPattern) == want.map(\.bitPattern), "\(rows)×\(cols), in place")
+        }
     }
 }
 
