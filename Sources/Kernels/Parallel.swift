@@ -90,6 +90,25 @@ public func sumBlocks(_ x: UnsafePointer<Float>, blocks: Int, length n: Int, out
     }
 }
 
+/// out[j] = Σ over rows r of x[r · columns + j], each a chain from +0 over r in order; sixteen
+/// columns side by side.
+public func sumColumns(_ x: UnsafePointer<Float>, rows: Int, columns: Int, out: UnsafeMutablePointer<Float>) {
+    typealias V = SIMD16<Float>
+    var j = 0
+    while j + 16 <= columns {
+        var a = V()
+        for r in 0..<rows { a += UnsafeRawPointer(x + r * columns + j).loadUnaligned(as: V.self) }
+        UnsafeMutableRawPointer(out + j).storeBytes(of: a, as: V.self)
+        j += 16
+    }
+    while j < columns {
+        var a: Float = 0
+        for r in 0..<rows { a += x[r * columns + j] }
+        out[j] = a
+        j += 1
+    }
+}
+
 /// Sets glibc's allocator up for the engine's tensors (`prunecheck_tune_allocator`): buffers
 /// up to 32 MB stay in the heap and the heap is not trimmed, so a training loop reuses its
 /// memory rather than faulting it in again every step. The tools call it first thing.

@@ -1293,8 +1293,9 @@ extension DirectConvTests {
 
 @Suite struct InferenceFastPathTests {
     /// Ops with an inference-only path give the bits of their general path (the one a run with
-    /// a tape takes), at one and two threads: a mean and a sum over trailing axes, Sigmoid, Clip,
-    /// the elementwise broadcasts, Transpose, Gather; and ops whose rows split across threads
+    /// a tape takes), at one and two threads: means and sums over trailing and middle axes,
+    /// Where between an operand and a single value, Sigmoid, Clip, the elementwise broadcasts,
+    /// Transpose, Gather; and ops whose rows split across threads
     /// (Softmax, LayerNormalization, GELU); small, and large enough to split (a ragged number of
     /// blocks).
     @Test(arguments: [[2, 5, 7, 3], [3, 43, 31, 29]])
@@ -1305,6 +1306,11 @@ extension DirectConvTests {
             ("ReduceMean", ["axes": .ints([2, 3]), "keepdims": .int(1)], []),
             ("ReduceMean", ["axes": .ints([1, 2, 3]), "keepdims": .int(0)], []),
             ("ReduceSum", [:], [("axes", ints([-1]))]),
+            ("ReduceSum", [:], [("axes", ints([1]))]),
+            ("ReduceMean", ["axes": .ints([1, 2]), "keepdims": .int(0)], []),
+            ("ReduceSum", ["keepdims": .int(0)], [("axes", ints([2]))]),
+            ("Where", ["swap": .int(1)], [("c", mask(dims)), ("o", .float(spreadTensor([], seed: 52)))]),
+            ("Where", ["swap": .int(1)], [("c", mask([])), ("o", .float(spreadTensor(dims, seed: 53)))]),
             ("Sigmoid", [:], []),
             ("Clip", [:], [("lo", .float(Tensor(shape: [], scalars: [-0.4]))), ("hi", .float(Tensor(shape: [], scalars: [0.6])))]),
             ("Mul", [:], [("s", .float(spreadTensor([d0, d1, 1, 1], seed: 42)))]),
@@ -1328,6 +1334,10 @@ extension DirectConvTests {
             ("LayerNormalization", ["axis": .int(-1)], [("g", .float(spreadTensor([d3], seed: 50))), ("b", .float(spreadTensor([d3], seed: 51)))]),
             ("Gelu", [:], []),
         ]
+        // (Where's condition and other operand come first: Where(c, o, x).)
+        func mask(_ shape: [Int]) -> TensorData {
+            .bool(IntTensor(shape: shape, data: (0..<shape.reduce(1, *)).map { Int64($0 % 3 == 1 ? 1 : 0) }))
+        }
         // Each binary case also with the constant first (the broadcast operand on the left).
         let swapped = cases.filter { ["Add", "Sub", "Mul", "Div"].contains($0.0) }.map { ($0.0, ["swap": Attribute.int(1)], $0.2) }
         for (op, attributes, constants) in cases + swapped {
