@@ -147,6 +147,35 @@ if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_DEPTHWISE"] {
     exit(0)
 }
 
+// PRUNECHECK_GEMM=m,n,k: time one GEMM shape (A m × k, B k × n, both row-major, one thread;
+// the median of 200 runs), before anything else runs.
+if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM"] {
+    let f = spec.split(separator: ",").compactMap { Int($0) }
+    let (m, n, k) = (f[0], f[1], f[2])
+    var rng = Philox(seed: 2)
+    let a = (0..<m * k).map { _ in rng.nextUnitFloat() - 0.5 }, b = (0..<k * n).map { _ in rng.nextUnitFloat() - 0.5 }
+    var c = [Float](repeating: 0, count: m * n)
+    var times: [Double] = []
+    // PRUNECHECK_GEMM_COLD=1: A, B and C pushed out of the caches before each run (as a layer's
+    // weights are, one inference later).
+    let cold = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM_COLD"] == "1"
+    // PRUNECHECK_GEMM_PACKED=1: A prepacked once (`PackedA`), as a Conv's weights are.
+    let packedA = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM_PACKED"] == "1" ? PackedA(a: a, lda: k, m: m, k: k) : nil
+    var flush = [Float](repeating: 0, count: cold ? 16 << 20 : 0)
+    for run in 0..<200 {
+        if cold { for i in stride(from: 0, to: flush.count, by: 16) { flush[i] = Float(run) } }
+        let t0 = now()
+        c.withUnsafeMutableBufferPointer { cp in
+            gemm(m: m, n: n, k: k, a: a, lda: k, transposeA: false, b: b, ldb: n, transposeB: false, c: cp.baseAddress!, ldc: n, accumulate: false,
+                 packedA: packedA)
+        }
+        times.append(now() - t0)
+    }
+    let t = median(times)
+    print("gemm \(spec): median \(String(format: "%.1f", t * 1e6)) us, \(String(format: "%.2f", Double(m * n * k) / t / 1e9)) GMAC/s")
+    exit(0)
+}
+
 if groups.contains("gemm") {
     for n in [64, 128, 256, 512, 1024] {
         var rng = Philox(seed: UInt64(n))

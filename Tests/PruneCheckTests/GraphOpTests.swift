@@ -1294,7 +1294,8 @@ extension DirectConvTests {
 @Suite struct InferenceFastPathTests {
     /// Ops with an inference-only path give the bits of their general path (the one a run with
     /// a tape takes), at one and two threads: means and sums over trailing and middle axes,
-    /// Where between an operand and a single value, Sigmoid, Clip, the elementwise broadcasts,
+    /// Where between an operand and a single value, Convs through im2col (weights prepacked at
+    /// inference), Sigmoid, Clip, the elementwise broadcasts,
     /// Transpose, Gather; and ops whose rows split across threads
     /// (Softmax, LayerNormalization, GELU); small, and large enough to split (a ragged number of
     /// blocks).
@@ -1311,6 +1312,8 @@ extension DirectConvTests {
             ("ReduceSum", ["keepdims": .int(0)], [("axes", ints([2]))]),
             ("Where", ["swap": .int(1)], [("c", mask(dims)), ("o", .float(spreadTensor([], seed: 52)))]),
             ("Where", ["swap": .int(1)], [("c", mask([])), ("o", .float(spreadTensor(dims, seed: 53)))]),
+            ("Conv", [:], [("w", .float(spreadTensor([23, d1, 1, 1], seed: 54))), ("b", .float(spreadTensor([23], seed: 55)))]),
+            ("Conv", ["pads": .ints([1, 0, 1, 2])], [("w", .float(spreadTensor([9, d1, 3, 2], seed: 56)))]),
             ("Sigmoid", [:], []),
             ("Clip", [:], [("lo", .float(Tensor(shape: [], scalars: [-0.4]))), ("hi", .float(Tensor(shape: [], scalars: [0.6])))]),
             ("Mul", [:], [("s", .float(spreadTensor([d0, d1, 1, 1], seed: 42)))]),

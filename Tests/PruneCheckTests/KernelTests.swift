@@ -292,6 +292,40 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
             }
         }
     }
+
+    /// A prepacked once (a Conv's weights) gives the reference's bits through every driver:
+    /// rows read in place for few panels, packed rows, rows through B in place (≤ 16 rows),
+    /// threads splitting rows (B packed whole, or one shared block at a time) or columns;
+    /// ragged tiles, a last single row, two and three K blocks, two N blocks, accumulating
+    /// into C or not. On AVX2 the packing is not used; the bits are the same.
+    @Test func prepackedAMatchesTheReference() {
+        for (m, n, k) in [(1, 5, 3), (9, 49, 160), (17, 33, 7), (12, 200, 300), (65, 196, 96), (130, 600, 520), (40, 3000, 24)] {
+            for transposeB in [false, true] {
+                let a = GemmTests.fill(m * k, seed: UInt32(m + 7 * k)), b = GemmTests.fill(k * n, seed: UInt32(n + k))
+                let ldb = transposeB ? k : n
+                let packed = PackedA(a: a, lda: k, m: m, k: k)
+                for accumulate in [false, true] {
+                    let c0 = GemmTests.fill(m * n, seed: 99)
+                    var expected = c0
+                    expected.withUnsafeMutableBufferPointer { c in
+                        gemmReference(m: m, n: n, k: k, a: a, lda: k, transposeA: false, b: b, ldb: ldb, transposeB: transposeB,
+                                      c: c.baseAddress!, ldc: n, accumulate: accumulate)
+                    }
+                    for threads in [1, 2, 3] {
+                        for isa in GemmTests.variants {
+                            var got = c0
+                            got.withUnsafeMutableBufferPointer { c in
+                                gemm(m: m, n: n, k: k, a: a, lda: k, transposeA: false, b: b, ldb: ldb, transposeB: transposeB,
+                                     c: c.baseAddress!, ldc: n, accumulate: accumulate, threads: threads, isa: isa, packedA: packed)
+                            }
+                            let differing = zip(got, expected).filter { $0.bitPattern != $1.bitPattern }.count
+                            #expect(differing == 0, "\(isa) m=\(m) n=\(n) k=\(k) tB=\(transposeB) acc=\(accumulate) threads=\(threads)")
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 @Suite struct ParallelForTests {

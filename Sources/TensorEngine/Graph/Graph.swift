@@ -180,6 +180,9 @@ public final class Graph {
     /// Per node: a Conv's weights as the packed right-hand side of `OpContext.convRows` (W
     /// transposed), with the weight and version they were packed from.
     var convRowsWeights: [(weight: Variable, version: Int, packed: PackedB)?] = []
+    /// Per node: a one-group Conv's weights as the prepacked left-hand side of its im2col GEMM
+    /// at inference (`PackedA`, AVX-512 only), with the weight and version they were packed from.
+    var convPackedA: [(weight: Variable, version: Int, packed: PackedA)?] = []
     /// Per node: a 3 × 3 Conv's weights transformed for Winograd's F(2 × 2, 3 × 3)
     /// (`OpContext.convWinograd`), with the weight and version they came from: unpacked for
     /// channels-major products, or packed (`winogradPackWeights`) for tiles-major ones, one form
@@ -312,6 +315,7 @@ public final class Graph {
         scratchColumns = Array(repeating: [], count: nodes.count)
         packedConvWeights = Array(repeating: nil, count: nodes.count)
         convRowsWeights = Array(repeating: nil, count: nodes.count)
+        convPackedA = Array(repeating: nil, count: nodes.count)
         winogradWeights = Array(repeating: nil, count: nodes.count)
         inferenceOutputs = Array(repeating: nil, count: nodes.count)
         cachedCounts = Array(repeating: 0, count: nodes.count)

@@ -230,7 +230,8 @@ extension OpContext {
         } else if tape == nil, group == 1, convRowsIsNarrower(geo: geo, batch: batch, cout: cout) {
             convRows(x: x.value, weight: w, bias: b?.value, into: &y, geo: geo, cin: cin, cout: cout)
         } else {
-            convIm2col(x: x.value, weight: w.value, bias: b?.value, into: &y, geo: geo, group: group)
+            let packedA = tape == nil && group == 1 && KernelISA.detected == .avx512 ? packedConvWeights(w, rows: cout, k: kk) : nil
+            convIm2col(x: x.value, weight: w.value, bias: b?.value, into: &y, geo: geo, group: group, packedA: packedA)
         }
         // NOTE: at inference, no parents list and no backward closure: its context is a heap
         // allocation and a retain per captured value, made before `emit` could drop it.
@@ -371,6 +372,15 @@ extension OpContext {
         }
     }
 
+    /// A one-group Conv's weights (rows × k) prepacked for its GEMM, packed again only when
+    /// they change.
+    func packedConvWeights(_ weight: Variable, rows: Int, k: Int) -> PackedA {
+        if let cached = graph.convPackedA[index], cached.weight === weight, cached.version == weight.version { return cached.packed }
+        let packed = weight.value.withUnsafeBufferPointer { PackedA(a: $0.baseAddress!, lda: k, m: rows, k: k) }
+        graph.convPackedA[index] = (weight, weight.version, packed)
+        return packed
+    }
+
     /// Conv forward through im2col + GEMM: x (N, Cin, spatial…), weight (Cout, Cin/group,
     /// kernel…), bias (Cout) or nil; writes every element of y (N, Cout, outSpatial…), with the
     /// fused ReLU, Clip or SiLU (`OpContext.finish`).
@@ -382,7 +392,7 @@ extension OpContext {
     /// copied out. Each output is one FMA chain over K = (c, q) in increasing order, then the
     /// bias, whatever the chunking; chunks are split across threads (never K), so results are
     /// bit-identical for any thread count.
-    func convIm2col(x: Tensor, weight: Tensor, bias: Tensor?, into y: inout Tensor, geo: WindowGeometry, group: Int) {
+    func convIm2col(x: Tensor, weight: Tensor, bias: Tensor?, into y: inout Tensor, geo: WindowGeometry, group: Int, packedA: PackedA? = nil) {
         let batch = x.shape[0], cin = x.shape[1], cout = weight.shape[0]
         let cg = cin / group, mg = cout / group
         let kq = geo.kernelCount, p = geo.outCount, inP = geo.inCount
@@ -452,7 +462,7 @@ extension OpContext {
                                     let out = yp + (n * cout + g * mg) * p + oy0 * ow
                                     gemm(m: mg, n: ld, k: kk, a: wp + g * mg * kk, lda: kk, transposeA: false,
                                          b: pointwise ? plane + oy0 * ow : UnsafePointer(cols), ldb: pointwise ? p : ld, transposeB: false,
-                                         c: out, ldc: p, accumulate: false, threads: gemmThreads)
+                                         c: out, ldc: p, accumulate: false, threads: gemmThreads, packedA: packedA)
                                     // The bias and the fused ReLU, Clip or SiLU while the band is in cache.
                                     for m in 0..<mg {
                                         let row = out + m * p
@@ -483,7 +493,8 @@ extension OpContext {
                                     let direct = count == 1 && !wide
                                     gemm(m: mg, n: ld, k: kk, a: wp + g * mg * kk, lda: kk, transposeA: false,
                                          b: cols, ldb: ld, transposeB: false,
-                                         c: direct ? yp + (n0 * cout + g * mg) * p : out, ldc: ld, accumulate: false, threads: gemmThreads)
+                                         c: direct ? yp + (n0 * cout + g * mg) * p : out, ldc: ld, accumulate: false, threads: gemmThreads,
+                                         packedA: packedA)
                                     if wide {
                                         let oh = geo.outSpatial[0]
                                         for s in 0..<count {
