@@ -67,7 +67,7 @@ public func depthwiseConv2d(_ x: UnsafePointer<Float>, weights w: UnsafePointer<
 
 /// The planes `planes` of x (N · C planes of ih × iw, plane p of channel p mod `channels`) into
 /// the same planes of y, with weights (C × kh × kw) and bias (C) or nil; `finish` is called on
-/// each output plane once it is written (the fused activation). `scratch` holds
+/// runs of output planes once they are written (the fused activation), each value once. `scratch` holds
 /// `depthwiseConv2dScratch(g)` floats.
 ///
 /// Each plane is copied into the scratch zero-padded, by phase (see `DepthwisePhaseLayout`; the
@@ -110,6 +110,7 @@ public func depthwiseConv2d(_ x: UnsafePointer<Float>, planes: Range<Int>, chann
                 q += 1
             }
         }
+        var finished = planes.lowerBound
         for plane in planes {
             let c = plane % channels
             let xp = x + plane * inP, yp = y + plane * outP
@@ -141,7 +142,12 @@ public func depthwiseConv2d(_ x: UnsafePointer<Float>, planes: Range<Int>, chann
             } else {
                 for oy in 0..<g.oh { copyRun(yp + oy &* g.ow, from: out + oy &* l.width, count: g.ow) }
             }
-            finish(yp, outP)
+            // The activation over runs of planes of at least 4K values (still in L1/L2): per
+            // plane, a 7 × 7 or 14 × 14 one paid its call and its partial vector every 49-196.
+            if plane + 1 == planes.upperBound || (plane + 1 - finished) * outP >= 4096 {
+                finish(y + finished * outP, (plane + 1 - finished) * outP)
+                finished = plane + 1
+            }
         }
     }
 }

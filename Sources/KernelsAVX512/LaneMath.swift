@@ -117,5 +117,13 @@ public func sigmoidForwardAVX512(_ x: UnsafePointer<Float>, count: Int, out: Uns
 /// `Kernels.siluForward` on AVX-512 (in place).
 @inline(never)
 public func siluForwardAVX512(_ x: UnsafeMutablePointer<Float>, count: Int) {
-    mapLanes16(x, count: count, out: x) { $0 * sigmoid32($0) }
+    var i = 0
+    while i + 32 <= count {
+        let a = load16(x + i), b = load16(x + i + 16)
+        let ea = expf32(negated(a)), eb = expf32(negated(b))
+        store16(x + i, a * (1 / (1 + ea)))
+        store16(x + i + 16, b * (1 / (1 + eb)))
+        i += 32
+    }
+    mapLanes16(x + i, count: count - i, out: x + i) { $0 * sigmoid32($0) }
 }

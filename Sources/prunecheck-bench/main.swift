@@ -176,6 +176,29 @@ if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM"] {
     exit(0)
 }
 
+// PRUNECHECK_SILU=count[,chunk]: time SiLU in place over count floats, `chunk` at a time (a
+// plane's worth, as a Conv's epilogue runs it), before anything else runs.
+if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_SILU"] {
+    let f = spec.split(separator: ",").compactMap { Int($0) }
+    let count = f[0], chunk = f.count > 1 ? f[1] : f[0]
+    var rng = Philox(seed: 3)
+    var x = (0..<count).map { _ in (rng.nextUnitFloat() - 0.5) * 8 }
+    var times: [Double] = []
+    for _ in 0..<200 {
+        let t0 = now()
+        x.withUnsafeMutableBufferPointer { p in
+            var i = 0
+            while i < count { siluForward(p.baseAddress! + i, count: min(chunk, count - i)); i += chunk }
+        }
+        times.append(now() - t0)
+        // (SiLU of SiLU drifts to small values: start again from the same data.)
+        x.withUnsafeMutableBufferPointer { p in var r = Philox(seed: 3); for i in 0..<count { p[i] = (r.nextUnitFloat() - 0.5) * 8 } }
+    }
+    let t = median(times)
+    print("silu \(spec): median \(String(format: "%.1f", t * 1e6)) us, \(String(format: "%.3f", t / Double(count) * 1e9)) ns a value")
+    exit(0)
+}
+
 if groups.contains("gemm") {
     for n in [64, 128, 256, 512, 1024] {
         var rng = Philox(seed: UInt64(n))
