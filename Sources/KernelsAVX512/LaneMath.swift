@@ -100,30 +100,44 @@ func mapLanes16(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer
     if i < count { storeLanes(out + i, f(loadLanes(x + i, count - i)), count - i) }
 }
 
+/// A function of sixteen lanes, as a type: `mapLanes16Pairs` calls it twice per step, which a
+/// closure argument would not be inlined for (four, or two through a closure, ran SiLU three
+/// times slower).
+protocol LaneMap { static func apply(_ x: Float16x) -> Float16x }
+enum GeluErfLanes: LaneMap { @inline(__always) static func apply(_ x: Float16x) -> Float16x { geluErf32(x) } }
+enum SigmoidLanes: LaneMap { @inline(__always) static func apply(_ x: Float16x) -> Float16x { sigmoid32(x) } }
+enum SiluLanes: LaneMap { @inline(__always) static func apply(_ x: Float16x) -> Float16x { x * sigmoid32(x) } }
+
+/// `mapLanes16` two vectors per step: their chains (some fifty dependent steps for SiLU)
+/// interleave. SiLU in L1: 0.48 → 0.44 ns a value.
+@inline(__always)
+func mapLanes16Pairs<M: LaneMap>(_: M.Type, _ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<Float>) {
+    var i = 0
+    while i + 32 <= count {
+        let a = M.apply(load16(x + i)), b = M.apply(load16(x + i + 16))
+        store16(out + i, a)
+        store16(out + i + 16, b)
+        i += 32
+    }
+    mapLanes16(x + i, count: count - i, out: out + i) { M.apply($0) }
+}
+
 /// `Kernels.geluErfForward` on AVX-512.
 // NOTE: built for AVX2, each sixteen-lane step is two halves with spills: SiLU ran at 0.7 ns
 // a value, 22 % of EfficientNet-B0 at batch 1.
 @inline(never)
 public func geluErfForwardAVX512(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<Float>) {
-    mapLanes16(x, count: count, out: out) { geluErf32($0) }
+    mapLanes16Pairs(GeluErfLanes.self, x, count: count, out: out)
 }
 
 /// `Kernels.sigmoidForward` on AVX-512.
 @inline(never)
 public func sigmoidForwardAVX512(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<Float>) {
-    mapLanes16(x, count: count, out: out) { sigmoid32($0) }
+    mapLanes16Pairs(SigmoidLanes.self, x, count: count, out: out)
 }
 
 /// `Kernels.siluForward` on AVX-512 (in place).
 @inline(never)
 public func siluForwardAVX512(_ x: UnsafeMutablePointer<Float>, count: Int) {
-    var i = 0
-    while i + 32 <= count {
-        let a = load16(x + i), b = load16(x + i + 16)
-        let ea = expf32(negated(a)), eb = expf32(negated(b))
-        store16(x + i, a * (1 / (1 + ea)))
-        store16(x + i + 16, b * (1 / (1 + eb)))
-        i += 32
-    }
-    mapLanes16(x + i, count: count - i, out: x + i) { $0 * sigmoid32($0) }
+    mapLanes16Pairs(SiluLanes.self, x, count: count, out: x)
 }
