@@ -18,8 +18,11 @@
 // does not support yet are listed as skipped, not measured.
 //
 // Diagnostics (print, no JSON), with the --threads given:
-//   PRUNECHECK_GEMM=m,n,k[,tA,tB]   one GEMM shape: median and best time
-//   PRUNECHECK_DEPTHWISE=c,h,w,k,s  the depthwise kernel on c planes of h × w (k × k, stride s)
+//   PRUNECHECK_GEMM=m,n,k[,tA,tB]   one GEMM shape: median and best time (PRUNECHECK_GEMM_PACKED=1:
+//                                   A prepacked; PRUNECHECK_GEMM_COLD=1: caches flushed before each call)
+//   PRUNECHECK_DEPTHWISE=c,h,w,k,s  the depthwise kernel on c planes of h × w (k × k, stride s;
+//                                   PRUNECHECK_DEPTHWISE_RUNS=N runs)
+//   PRUNECHECK_SILU=count[,chunk]   SiLU in place over count values, chunk at a time
 //   PRUNECHECK_PROFILE=1            per-node time of the CNN fixtures at batch 64 (a Relu fused
 //                                   into the Conv or Gemm before it shows 0: its time is in that node)
 //   PRUNECHECK_PROFILE=a,b          the same for the named fixture models (`a:0.9`: pruned to 90 %
@@ -147,35 +150,6 @@ if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_DEPTHWISE"] {
     exit(0)
 }
 
-// PRUNECHECK_GEMM=m,n,k: time one GEMM shape (A m × k, B k × n, both row-major, one thread;
-// the median of 200 runs), before anything else runs.
-if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM"] {
-    let f = spec.split(separator: ",").compactMap { Int($0) }
-    let (m, n, k) = (f[0], f[1], f[2])
-    var rng = Philox(seed: 2)
-    let a = (0..<m * k).map { _ in rng.nextUnitFloat() - 0.5 }, b = (0..<k * n).map { _ in rng.nextUnitFloat() - 0.5 }
-    var c = [Float](repeating: 0, count: m * n)
-    var times: [Double] = []
-    // PRUNECHECK_GEMM_COLD=1: A, B and C pushed out of the caches before each run (as a layer's
-    // weights are, one inference later).
-    let cold = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM_COLD"] == "1"
-    // PRUNECHECK_GEMM_PACKED=1: A prepacked once (`PackedA`), as a Conv's weights are.
-    let packedA = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM_PACKED"] == "1" ? PackedA(a: a, lda: k, m: m, k: k) : nil
-    var flush = [Float](repeating: 0, count: cold ? 16 << 20 : 0)
-    for run in 0..<200 {
-        if cold { for i in stride(from: 0, to: flush.count, by: 16) { flush[i] = Float(run) } }
-        let t0 = now()
-        c.withUnsafeMutableBufferPointer { cp in
-            gemm(m: m, n: n, k: k, a: a, lda: k, transposeA: false, b: b, ldb: n, transposeB: false, c: cp.baseAddress!, ldc: n, accumulate: false,
-                 packedA: packedA)
-        }
-        times.append(now() - t0)
-    }
-    let t = median(times)
-    print("gemm \(spec): median \(String(format: "%.1f", t * 1e6)) us, \(String(format: "%.2f", Double(m * n * k) / t / 1e9)) GMAC/s")
-    exit(0)
-}
-
 // PRUNECHECK_SILU=count[,chunk]: time SiLU in place over count floats, `chunk` at a time (a
 // plane's worth, as a Conv's epilogue runs it), before anything else runs.
 if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_SILU"] {
@@ -279,18 +253,25 @@ if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM"] {
     var rng = Philox(seed: 1)
     let a = (0..<m * k).map { _ in rng.nextUnitFloat() - 0.5 }, b = (0..<k * n).map { _ in rng.nextUnitFloat() - 0.5 }
     var c = [Float](repeating: 0, count: m * n)
+    // PRUNECHECK_GEMM_PACKED=1: A prepacked once (`PackedA`), as a Conv's weights are at
+    // inference. PRUNECHECK_GEMM_COLD=1: the caches flushed before each call (as a layer's
+    // weights are, one inference later), one call per sample.
+    let packedA = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM_PACKED"] == "1" && !ta ? PackedA(a: a, lda: k, m: m, k: k) : nil
+    let cold = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM_COLD"] == "1"
+    var flush = [Float](repeating: 0, count: cold ? 16 << 20 : 0)
     for t in threadCounts {
         let call = {
             c.withUnsafeMutableBufferPointer { cp in
                 gemm(m: m, n: n, k: k, a: a, lda: ta ? m : k, transposeA: ta, b: b, ldb: tb ? k : n, transposeB: tb,
-                     c: cp.baseAddress!, ldc: n, accumulate: false, threads: t, isa: isa)
+                     c: cp.baseAddress!, ldc: n, accumulate: false, threads: t, isa: isa, packedA: packedA)
             }
         }
         var perCall: [Double] = []
-        for _ in 0..<25 {
+        for sample in 0..<(cold ? 200 : 25) {
+            if cold { for i in stride(from: 0, to: flush.count, by: 16) { flush[i] = Float(sample) } }
             var reps = 0
             let t0 = now()
-            repeat { call(); reps += 1 } while now() - t0 < 0.01
+            repeat { call(); reps += 1 } while !cold && now() - t0 < 0.01
             perCall.append((now() - t0) / Double(reps))
         }
         print(String(format: "gemm %dx%dx%d tA=%d tB=%d threads=%d: median %.2f us (%.1f GFLOP/s), best %.2f us (%.1f GFLOP/s)",
