@@ -41,8 +41,8 @@ public func depthwiseConv2dScratch(_ g: DepthwiseGeometry) -> Int {
 struct DepthwisePhaseLayout {
     /// Columns and rows of a phase plane, floats per phase plane (slack included), phase planes.
     let width: Int, rows: Int, planeSize: Int, phases: Int
-    /// Outputs computed (oh · width) and the floats they are computed into (a multiple of 16,
-    /// and 16 more for the last row's vector copy).
+    /// Outputs computed (oh · width) and the floats they are computed into (flat rounded up to
+    /// a multiple of 16: whole vectors of either length).
     let flat: Int, staging: Int
 
     init(_ g: DepthwiseGeometry) {
@@ -52,7 +52,7 @@ struct DepthwisePhaseLayout {
         let lanes = (flat + 15) / 16 * 16
         planeSize = rows * width + (lanes - flat) + (g.kw - 1) * g.dilationW / g.strideW
         phases = g.strideH * g.strideW
-        staging = lanes + 16
+        staging = lanes
     }
 }
 
@@ -67,8 +67,8 @@ public func depthwiseConv2d(_ x: UnsafePointer<Float>, weights w: UnsafePointer<
 
 /// The planes `planes` of x (N · C planes of ih × iw, plane p of channel p mod `channels`) into
 /// the same planes of y, with weights (C × kh × kw) and bias (C) or nil; `finish` is called on
-/// runs of output planes once they are written (the fused activation), each value once. `scratch` holds
-/// `depthwiseConv2dScratch(g)` floats.
+/// runs of output planes once they are written (the fused activation), each value once.
+/// `scratch` holds `depthwiseConv2dScratch(g)` floats.
 ///
 /// Each plane is copied into the scratch zero-padded, by phase (see `DepthwisePhaseLayout`; the
 /// zeros are the same for every plane, so they are written once per call); then all its
