@@ -27,8 +27,23 @@ public struct DepthwiseGeometry: Sendable, Equatable {
 
 /// Floats of scratch `depthwiseConv2d` needs for one plane of geometry `g`.
 public func depthwiseConv2dScratch(_ g: DepthwiseGeometry) -> Int {
+    if depthwiseRowsApply(g) { return DepthwiseRowsLayout(g).floats }
     let l = DepthwisePhaseLayout(g)
     return l.phases * l.planeSize + l.staging
+}
+
+/// Whether `depthwiseConv2d` reads the planes in place (`depthwiseRowsAVX512`).
+// NOTE: 3 × 3 at stride 1 only: 14 × 14 rows (one vector, two lanes wasted), 5 × 5 kernels and
+// stride 2 ran slower in place than over the padded copy (see DepthwiseRows.swift).
+func depthwiseRowsApply(_ g: DepthwiseGeometry) -> Bool {
+    KernelISA.detected == .avx512 && g.dilationH == 1 && g.dilationW == 1 && g.strideH == 1 && g.strideW == 1
+        && g.kh == 3 && g.kw == 3 && g.ow >= 16
+}
+
+extension DepthwiseRowsLayout {
+    init(_ g: DepthwiseGeometry) {
+        self.init(iw: g.iw, padLeft: g.padLeft, ow: g.ow)
+    }
 }
 
 /// Where `depthwiseConv2d` puts the plane in its scratch: zero-padded and split by the
@@ -70,7 +85,9 @@ public func depthwiseConv2d(_ x: UnsafePointer<Float>, weights w: UnsafePointer<
 /// runs of output planes once they are written (the fused activation), each value once.
 /// `scratch` holds `depthwiseConv2dScratch(g)` floats.
 ///
-/// Each plane is copied into the scratch zero-padded, by phase (see `DepthwisePhaseLayout`; the
+/// 3 × 3 planes at stride 1 with rows of sixteen or more are read in place on AVX-512
+/// (`depthwiseRowsAVX512`, the same chains). Every other plane is copied into the scratch
+/// zero-padded, by phase (see `DepthwisePhaseLayout`; the
 /// zeros are the same for every plane, so they are written once per call); then all its
 /// outputs are computed as vectors over the flat index (`depthwiseFlatVectors`, sixteen lanes
 /// on AVX-512, eight on AVX2) and copied out row by row with the bias. Lane-wise FMA from +0
@@ -81,9 +98,26 @@ public func depthwiseConv2d(_ x: UnsafePointer<Float>, weights w: UnsafePointer<
 public func depthwiseConv2d(_ x: UnsafePointer<Float>, planes: Range<Int>, channels: Int, weights w: UnsafePointer<Float>,
                             bias: UnsafePointer<Float>?, geometry g: DepthwiseGeometry, y: UnsafeMutablePointer<Float>,
                             scratch: UnsafeMutablePointer<Float>, finish: (UnsafeMutablePointer<Float>, Int) -> Void) {
+    let taps = g.kh * g.kw, inP = g.ih * g.iw, outP = g.oh * g.ow
+    if depthwiseRowsApply(g) {
+        // Straight from the planes (`depthwiseRowsAVX512`): no copies in or out.
+        let lo = x + planes.lowerBound * inP, hi = x + planes.upperBound * inP
+        let layout = DepthwiseRowsLayout(g)
+        depthwiseRowsZeros(scratch, layout: layout)
+        var finished = planes.lowerBound
+        for plane in planes {
+            let c = plane % channels
+            depthwiseRowsAVX512(x: x + plane * inP, ih: g.ih, iw: g.iw, padTop: g.padTop, padLeft: g.padLeft, oh: g.oh, ow: g.ow, weights: w + c * taps, bias: bias.map { $0[c] },
+                                y: y + plane * outP, lo: lo, hi: hi, layout: layout, scratch: scratch)
+            if plane + 1 == planes.upperBound || (plane + 1 - finished) * outP >= 4096 {
+                finish(y + finished * outP, (plane + 1 - finished) * outP)
+                finished = plane + 1
+            }
+        }
+        return
+    }
     let l = DepthwisePhaseLayout(g)
     let out = scratch + l.phases * l.planeSize
-    let taps = g.kh * g.kw, inP = g.ih * g.iw, outP = g.oh * g.ow
     let sH = g.strideH, sW = g.strideW, wide = l.width * sW
     // Padded columns lo..<hi of a row hold input columns lo − padLeft…; the rest are zeros.
     let lo = min(wide, max(0, g.padLeft)), hi = max(lo, min(wide, g.iw + g.padLeft))

@@ -548,6 +548,14 @@ extension Thread {
         .init(ih: 9, iw: 6, kh: 3, kw: 3, strideH: 2, strideW: 1, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: 5, ow: 6),
         .init(ih: 4, iw: 35, kh: 3, kw: 3, strideH: 1, strideW: 2, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: 4, ow: 19),
         .init(ih: 1, iw: 23, kh: 1, kw: 5, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 0, padLeft: 2, oh: 1, ow: 23),
+        // 3 × 3 at stride 1 with rows of sixteen or more (read in place on AVX-512): strips of
+        // eight rows inside the plane and at its edges, a last vector overlapping the one
+        // before; no padding; more padding than the kernel needs; one row; rows of exactly 16.
+        .init(ih: 20, iw: 56, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: 20, ow: 56),
+        .init(ih: 17, iw: 40, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 0, padLeft: 0, oh: 15, ow: 38),
+        .init(ih: 11, iw: 16, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 2, padLeft: 2, oh: 13, ow: 18),
+        .init(ih: 1, iw: 33, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: 1, ow: 33),
+        .init(ih: 26, iw: 16, kh: 3, kw: 3, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, padTop: 1, padLeft: 1, oh: 26, ow: 16),
     ]
 
     /// The direct depthwise kernel gives its reference twin's bits over ragged planes: widths
