@@ -349,10 +349,13 @@ func rowTiles(
             // since packing it cost more than the few panel pairs that would reuse it.
             // A last single row is left to the 1-row path.
             let rows = (i1 - ic) % wideMR == 1 ? i1 - ic - 1 : i1 - ic
+            // With A prepacked, a last panel of a few columns goes column by column.
+            let tail = pa == nil ? 0 : columnTail(count: count, nc: nc)
+            let main = tail > 0 ? count - 1 : count
             var p = 0
-            while p < count {
+            while p < main {
                 let jj = jc + p * gemmNR
-                let two = p + 1 < count
+                let two = p + 1 < main
                 let nr = min(two ? 2 * gemmNR : gemmNR, jc + nc - jj)
                 var t = 0
                 while t < rows {
@@ -369,6 +372,13 @@ func rowTiles(
                 }
                 p += 2
             }
+            if let pa, tail > 0 {
+                for j in 0..<tail {
+                    microKernelColumnAVX512(kc: kc, a: pa.tile(pc: pc, row: ic, kc: kc), tileStride: kc * wideMR, tiles: (rows + wideMR - 1) / wideMR,
+                                            rows: rows, b: panels + main * kc * gemmNR + j, bStride: gemmNR,
+                                            c: c + ic * ldc + jc + main * gemmNR + j, ldc: ldc, load: load)
+                }
+            }
             ic += rows
         } else if wide {
             // Up to `wideBlockRows` rows packed tile by tile, then each panel pair runs over all
@@ -384,10 +394,12 @@ func rowTiles(
                 packA(a: a, lda: lda, transposeA: transposeA, i0: ic + t * wideMR, mr: min(wideMR, rows - t * wideMR), k0: pc, kc: kc,
                       stride: wideMR, into: aPack + t * kc * wideMR)
             }
+            let tail = columnTail(count: count, nc: nc)
+            let main = tail > 0 ? count - 1 : count
             var p = 0
-            while p < count {
+            while p < main {
                 let jj = jc + p * gemmNR
-                let two = p + 1 < count
+                let two = p + 1 < main
                 let nr = min(two ? 2 * gemmNR : gemmNR, jc + nc - jj)
                 for t in 0..<tiles {
                     microKernel8x32AVX512(kc: kc, a: tileBase + t * kc * wideMR, b0: panels + p * kc * gemmNR,
@@ -395,6 +407,11 @@ func rowTiles(
                                           c: c + (ic + t * wideMR) * ldc + jj, ldc: ldc, mr: min(wideMR, rows - t * wideMR), nr: nr, load: load)
                 }
                 p += 2
+            }
+            for j in 0..<tail {
+                microKernelColumnAVX512(kc: kc, a: tileBase, tileStride: kc * wideMR, tiles: tiles, rows: rows,
+                                        b: panels + main * kc * gemmNR + j, bStride: gemmNR, c: c + ic * ldc + jc + main * gemmNR + j,
+                                        ldc: ldc, load: load)
             }
             ic += rows
         } else {
@@ -418,6 +435,18 @@ func rowTiles(
         }
     }
 }
+
+/// Columns of a block's last B panel computed one at a time over packed A tiles
+/// (`microKernelColumnAVX512`) instead of as a panel of sixteen: 0, or 1 to `columnTailMax`.
+// NOTE: a last panel of one column (a 7 × 7 plane's 49) cost a whole panel in the 8 × 32
+// kernel, eight sixteen-lane FMAs per k and tile; a column costs one eight-lane FMA.
+@inline(__always)
+func columnTail(count: Int, nc: Int) -> Int {
+    let last = nc - (count - 1) * gemmNR
+    return last <= columnTailMax ? last : 0
+}
+
+@usableFromInline let columnTailMax = 4
 
 /// Blocks of at most this many B panels (128 columns) run the AVX-512 tile on A in place.
 // NOTE: on the MNIST-1D MLP at batch 64 (64 rows; 100, 100 and 10 outputs) packing A was 16 %

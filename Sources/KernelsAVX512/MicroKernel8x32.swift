@@ -177,3 +177,52 @@ public func microKernel1x128AVX512(
     storeLanes(c + 48, c3, lanes(3)); storeLanes(c + 64, c4, lanes(4)); storeLanes(c + 80, c5, lanes(5))
     storeLanes(c + 96, c6, lanes(6)); storeLanes(c + 112, c7, lanes(7))
 }
+
+/// One column of C for the rows of `tiles` packed 8-row tiles of A (tile t at a + t·tileStride,
+/// its k-th eight values at + 8k): C[r, 0] (+)= Σ_k A[r, k] · b[k·bStride], rows 0..<rows stored
+/// (row r at c + r·ldc). Each output is one FMA chain in increasing k from C (when `load`) or
+/// 0, as in the 8 × 32 kernel, so the bits are the same. For a B panel's last few columns,
+/// which the 8 × 32 kernel computes as a whole panel of sixteen (a 7 × 7 plane's 49 columns
+/// took four panels). Eight tiles at a time, eight chains; past the last tile they repeat it
+/// and are not stored.
+@inline(never)
+public func microKernelColumnAVX512(
+    kc: Int, a: UnsafePointer<Float>, tileStride: Int, tiles: Int, rows: Int, b: UnsafePointer<Float>, bStride: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool
+) {
+    typealias V = SIMD8<Float>
+    var t0 = 0
+    while t0 < tiles {
+        let n = min(8, tiles - t0)
+        @inline(__always) func ldC(_ t: Int) -> V {
+            var v = V()
+            guard load, t < n else { return v }
+            for r in 0..<8 where (t0 + t) * 8 + r < rows { v[r] = c[((t0 + t) * 8 + r) * ldc] }
+            return v
+        }
+        @inline(__always) func stC(_ t: Int, _ v: V) {
+            guard t < n else { return }
+            for r in 0..<8 where (t0 + t) * 8 + r < rows { c[((t0 + t) * 8 + r) * ldc] = v[r] }
+        }
+        @inline(__always) func tile(_ t: Int) -> UnsafePointer<Float> { a + (t0 + min(t, n - 1)) * tileStride }
+        var c0 = ldC(0), c1 = ldC(1), c2 = ldC(2), c3 = ldC(3), c4 = ldC(4), c5 = ldC(5), c6 = ldC(6), c7 = ldC(7)
+        let a0 = UnsafeRawPointer(tile(0)), a1 = UnsafeRawPointer(tile(1)), a2 = UnsafeRawPointer(tile(2)), a3 = UnsafeRawPointer(tile(3))
+        let a4 = UnsafeRawPointer(tile(4)), a5 = UnsafeRawPointer(tile(5)), a6 = UnsafeRawPointer(tile(6)), a7 = UnsafeRawPointer(tile(7))
+        var bp = b, offset = 0
+        for _ in 0..<kc {
+            let s = V(repeating: bp.pointee)
+            c0 = c0.addingProduct(a0.loadUnaligned(fromByteOffset: offset, as: V.self), s)
+            c1 = c1.addingProduct(a1.loadUnaligned(fromByteOffset: offset, as: V.self), s)
+            c2 = c2.addingProduct(a2.loadUnaligned(fromByteOffset: offset, as: V.self), s)
+            c3 = c3.addingProduct(a3.loadUnaligned(fromByteOffset: offset, as: V.self), s)
+            c4 = c4.addingProduct(a4.loadUnaligned(fromByteOffset: offset, as: V.self), s)
+            c5 = c5.addingProduct(a5.loadUnaligned(fromByteOffset: offset, as: V.self), s)
+            c6 = c6.addingProduct(a6.loadUnaligned(fromByteOffset: offset, as: V.self), s)
+            c7 = c7.addingProduct(a7.loadUnaligned(fromByteOffset: offset, as: V.self), s)
+            offset &+= 32
+            bp += bStride
+        }
+        stC(0, c0); stC(1, c1); stC(2, c2); stC(3, c3); stC(4, c4); stC(5, c5); stC(6, c6); stC(7, c7)
+        t0 += 8
+    }
+}
