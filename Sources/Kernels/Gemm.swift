@@ -350,7 +350,7 @@ func rowTiles(
             // A last single row is left to the 1-row path.
             let rows = (i1 - ic) % wideMR == 1 ? i1 - ic - 1 : i1 - ic
             // With A prepacked, a last panel of a few columns goes column by column.
-            let tail = pa == nil ? 0 : columnTail(count: count, nc: nc)
+            let tail = pa == nil ? 0 : columnTail(count: count, nc: nc, tiles: (rows + wideMR - 1) / wideMR)
             let main = tail > 0 ? count - 1 : count
             var p = 0
             while p < main {
@@ -394,7 +394,7 @@ func rowTiles(
                 packA(a: a, lda: lda, transposeA: transposeA, i0: ic + t * wideMR, mr: min(wideMR, rows - t * wideMR), k0: pc, kc: kc,
                       stride: wideMR, into: aPack + t * kc * wideMR)
             }
-            let tail = columnTail(count: count, nc: nc)
+            let tail = columnTail(count: count, nc: nc, tiles: tiles)
             let main = tail > 0 ? count - 1 : count
             var p = 0
             while p < main {
@@ -440,10 +440,13 @@ func rowTiles(
 /// (`microKernelColumnAVX512`) instead of as a panel of sixteen: 0, or 1 to `columnTailMax`.
 // NOTE: a last panel of one column (a 7 × 7 plane's 49) cost a whole panel in the 8 × 32
 // kernel, eight sixteen-lane FMAs per k and tile; a column costs one eight-lane FMA.
+// A column's chains wait on their FMAs (four cycles each) when fewer than four tiles run side
+// by side, so it pays only for at most one column per tile (without that limit, the MNIST-1D
+// CNN at batch 64 went 128 → 132 µs).
 @inline(__always)
-func columnTail(count: Int, nc: Int) -> Int {
+func columnTail(count: Int, nc: Int, tiles: Int) -> Int {
     let last = nc - (count - 1) * gemmNR
-    return last <= columnTailMax ? last : 0
+    return last <= min(columnTailMax, tiles) ? last : 0
 }
 
 @usableFromInline let columnTailMax = 4
