@@ -820,7 +820,9 @@ func gemmPacked(
     let unit = wide ? wideMR : gemmMR
     let rowPanels = (m + unit - 1) / unit, colPanels = (n + gemmNR - 1) / gemmNR
     let maxChunkPanels = wideBlockRows / wideMR
-    let splitColumns = rowPanels < min(threads, colPanels)
+    // B much larger than A (a transformer's weights against a few dozen tokens): threads take
+    // halves of B, so B is streamed once, not once per worker.
+    let splitColumns = rowPanels < min(threads, colPanels) || (colPanels >= threads && n >= 8 * m)
     // NOTE: a worker needs about 1M multiply-adds to pay for a helper (the digits MLP at batch
     // 64, 0.26M, got slower with two); batch-1 GEMVs gained nothing from splitting B below that.
     let workers = max(1, min(threads, splitColumns ? colPanels : rowPanels, (m * n * k) / 1_048_576 + 1))

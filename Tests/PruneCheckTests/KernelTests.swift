@@ -268,8 +268,9 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
 
 @Suite struct PackedGemmTests {
     @Test func prepackedMatchesGemmBitForBit() {
-        // (1, 300, 784) and (2, 530, 300) split B's panels across threads (the latter across two N blocks).
-        for (m, n, k) in [(1, 1, 1), (1, 300, 784), (2, 530, 300), (3, 33, 7), (7, 16, 300), (64, 100, 33), (100, 530, 260)] {
+        // (1, 300, 784) and (2, 530, 300) split B's panels across threads (the latter across two N
+        // blocks), and so does (35, 530, 100), B much larger than A, with several row tiles each.
+        for (m, n, k) in [(1, 1, 1), (1, 300, 784), (2, 530, 300), (3, 33, 7), (7, 16, 300), (64, 100, 33), (100, 530, 260), (35, 530, 100)] {
             for transposeB in [false, true] {
                 let a = GemmTests.fill(m * k, seed: UInt32(m + k)), b = GemmTests.fill(k * n, seed: UInt32(n + 3 * k))
                 let ldb = transposeB ? k : n
