@@ -107,12 +107,10 @@ public func depthwiseConv2d(_ x: UnsafePointer<Float>, planes: Range<Int>, chann
         var finished = planes.lowerBound
         for plane in planes {
             let c = plane % channels
-            depthwiseRowsAVX512(x: x + plane * inP, ih: g.ih, iw: g.iw, padTop: g.padTop, padLeft: g.padLeft, oh: g.oh, ow: g.ow, weights: w + c * taps, bias: bias.map { $0[c] },
-                                y: y + plane * outP, lo: lo, hi: hi, layout: layout, scratch: scratch)
-            if plane + 1 == planes.upperBound || (plane + 1 - finished) * outP >= 4096 {
-                finish(y + finished * outP, (plane + 1 - finished) * outP)
-                finished = plane + 1
-            }
+            depthwiseRowsAVX512(x: x + plane * inP, ih: g.ih, iw: g.iw, padTop: g.padTop, padLeft: g.padLeft, oh: g.oh, ow: g.ow,
+                                weights: w + c * taps, bias: bias.map { $0[c] }, y: y + plane * outP, lo: lo, hi: hi, layout: layout,
+                                scratch: scratch)
+            finishRuns(after: plane, of: planes, planeSize: outP, y: y, finished: &finished, finish)
         }
         return
     }
@@ -176,14 +174,20 @@ public func depthwiseConv2d(_ x: UnsafePointer<Float>, planes: Range<Int>, chann
             } else {
                 for oy in 0..<g.oh { copyRun(yp + oy &* g.ow, from: out + oy &* l.width, count: g.ow) }
             }
-            // The activation over runs of planes of at least 4K values (still in L1/L2): per
-            // plane, a 7 × 7 or 14 × 14 one paid its call and its partial vector every 49-196.
-            if plane + 1 == planes.upperBound || (plane + 1 - finished) * outP >= 4096 {
-                finish(y + finished * outP, (plane + 1 - finished) * outP)
-                finished = plane + 1
-            }
+            finishRuns(after: plane, of: planes, planeSize: outP, y: y, finished: &finished, finish)
         }
     }
+}
+
+/// Calls `finish` on the output planes finished..<plane + 1 once they hold 4K values or the
+/// range ends, and moves `finished` past them: the activation runs while they are still in
+/// L1/L2 (per plane, a 7 × 7 or 14 × 14 one paid its call and its partial vector every 49-196).
+@inline(__always)
+func finishRuns(after plane: Int, of planes: Range<Int>, planeSize: Int, y: UnsafeMutablePointer<Float>, finished: inout Int,
+                _ finish: (UnsafeMutablePointer<Float>, Int) -> Void) {
+    guard plane + 1 == planes.upperBound || (plane + 1 - finished) * planeSize >= 4096 else { return }
+    finish(y + finished * planeSize, (plane + 1 - finished) * planeSize)
+    finished = plane + 1
 }
 
 /// Copies `count` floats (plus `adding`, when given, to each), in vectors that may overlap (the

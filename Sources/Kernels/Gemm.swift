@@ -350,7 +350,8 @@ func rowTiles(
             // A last single row is left to the 1-row path.
             let rows = (i1 - ic) % wideMR == 1 ? i1 - ic - 1 : i1 - ic
             // With A prepacked, a last panel of a few columns goes column by column.
-            let tail = pa == nil ? 0 : columnTail(count: count, nc: nc, tiles: (rows + wideMR - 1) / wideMR)
+            let tiles = (rows + wideMR - 1) / wideMR
+            let tail = pa == nil ? 0 : columnTail(count: count, nc: nc, tiles: tiles)
             let main = tail > 0 ? count - 1 : count
             var p = 0
             while p < main {
@@ -374,7 +375,7 @@ func rowTiles(
             }
             if let pa, tail > 0 {
                 for j in 0..<tail {
-                    microKernelColumnAVX512(kc: kc, a: pa.tile(pc: pc, row: ic, kc: kc), tileStride: kc * wideMR, tiles: (rows + wideMR - 1) / wideMR,
+                    microKernelColumnAVX512(kc: kc, a: pa.tile(pc: pc, row: ic, kc: kc), tileStride: kc * wideMR, tiles: tiles,
                                             rows: rows, b: panels + main * kc * gemmNR + j, bStride: gemmNR,
                                             c: c + ic * ldc + jc + main * gemmNR + j, ldc: ldc, load: load)
                 }

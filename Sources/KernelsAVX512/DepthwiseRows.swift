@@ -29,14 +29,16 @@ public typealias DepthwiseVector = SIMD16<Float>
 public struct DepthwiseRowsLayout: Sendable {
     /// Floats before a row's column 0, and per row (zeros around it).
     public let margin: Int, rowLength: Int
+    /// One past the last column any load of a row reads (the last position's third tap).
+    public let reach: Int
     /// Row slots: the zero row, then one per input row a strip reads.
     public let slots: Int
     public var floats: Int { slots * rowLength }
 
     public init(iw: Int, padLeft: Int, ow: Int) {
-        let lastFirst = ow - 16 - padLeft
         margin = max(0, padLeft)
-        rowLength = (margin + max(iw, lastFirst + 2 + 16) + 15) / 16 * 16
+        reach = ow - 16 - padLeft + 2 + 16
+        rowLength = (margin + max(iw, reach) + 15) / 16 * 16
         slots = 1 + 10
     }
 }
@@ -51,7 +53,6 @@ public func depthwiseRowsAVX512(x: UnsafePointer<Float>, ih: Int, iw: Int, padTo
     precondition(ow >= 16, "depthwiseRowsAVX512 takes rows of 16 outputs or more")
     let positions = (ow + 15) / 16
     let zeros = UnsafePointer(scratch + l.margin)
-    let lastFirst = ow - 16 - padLeft
     withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: l.slots) { table in
         let rowTable = table.baseAddress!
         var oy0 = 0
@@ -67,7 +68,7 @@ public func depthwiseRowsAVX512(x: UnsafePointer<Float>, ih: Int, iw: Int, padTo
                     continue
                 }
                 let row = x + iy &* iw
-                if row - padLeft >= lo && row + (lastFirst &+ 2 &+ 16) <= hi {
+                if row - padLeft >= lo && row + l.reach <= hi {
                     rowTable[j] = row
                 } else {
                     // A copy between zeros (the plane's first or last rows at the tensor's ends).
