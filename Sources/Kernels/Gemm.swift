@@ -102,7 +102,7 @@ public func gemm(
     a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
-    threads: Int = 1, isa: KernelISA = .detected, packedA: PackedA? = nil
+    threads: Int = 1, isa: KernelISA = .detected, packedA: PackedA? = nil, epilogue: GemmEpilogue = .none
 ) {
     let wide = isa == .avx512 && KernelISA.detected == .avx512
     guard m > 0, n > 0 else { return }
@@ -110,12 +110,12 @@ public func gemm(
         packedA.storage.withUnsafeBufferPointer { storage in
             gemmBody(m: m, n: n, k: k, a: a, lda: lda, transposeA: false, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc,
                      accumulate: accumulate, threads: threads, wide: true,
-                     pa: PrepackedA(address: Int(bitPattern: storage.baseAddress!), tiles: packedA.tiles))
+                     pa: PrepackedA(address: Int(bitPattern: storage.baseAddress!), tiles: packedA.tiles), epilogue: epilogue)
         }
         return
     }
     gemmBody(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB, c: c, ldc: ldc,
-             accumulate: accumulate, threads: threads, wide: wide, pa: nil)
+             accumulate: accumulate, threads: threads, wide: wide, pa: nil, epilogue: epilogue)
 }
 
 /// Where a `PackedA`'s tiles are, for the drivers below (an address, so closures may carry it).
@@ -135,10 +135,11 @@ func gemmBody(
     a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
-    threads: Int, wide: Bool, pa: PrepackedA?
+    threads: Int, wide: Bool, pa: PrepackedA?, epilogue: GemmEpilogue = .none
 ) {
     if k == 0 {
         if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+        epilogue.apply(c: c, ldc: ldc, i0: 0, rows: m, j0: 0, cols: n)
         return
     }
     let unit = wide ? wideMR : gemmMR
@@ -156,7 +157,7 @@ func gemmBody(
         // B larger than one block: each (N, K) block is packed by all workers together and
         // shared while the rows go through it, so it stays in L2.
         gemmSharedBlocks(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB,
-                         c: c, ldc: ldc, accumulate: accumulate, workers: workers, wide: wide, pa: pa)
+                         c: c, ldc: ldc, accumulate: accumulate, workers: workers, wide: wide, pa: pa, epilogue: epilogue)
         return
     }
     if workers > 1 && !splitColumns {
@@ -165,7 +166,7 @@ func gemmBody(
         withThreadScratch(.packedB, of: Float.self, count: packedBCount(n: n, k: k)) { whole in
             packBWhole(b: b, ldb: ldb, transposeB: transposeB, k: k, n: n, into: whole.baseAddress!, threads: workers)
             gemmPacked(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, packed: whole.baseAddress!,
-                       c: c, ldc: ldc, accumulate: accumulate, threads: workers, wide: wide, pa: pa)
+                       c: c, ldc: ldc, accumulate: accumulate, threads: workers, wide: wide, pa: pa, epilogue: epilogue)
         }
         return
     }
@@ -181,7 +182,7 @@ func gemmBody(
             i0: i0, i1: i1, j0: j0, j1: j1, k: k,
             a: UnsafePointer(bitPattern: aa)!, lda: lda, transposeA: transposeA,
             b: UnsafePointer(bitPattern: bb)!, ldb: ldb, transposeB: transposeB,
-            c: UnsafeMutablePointer(bitPattern: cc)!, ldc: ldc, accumulate: accumulate, wide: wide, pa: pa)
+            c: UnsafeMutablePointer(bitPattern: cc)!, ldc: ldc, accumulate: accumulate, wide: wide, pa: pa, epilogue: epilogue)
     }
 }
 
@@ -192,7 +193,8 @@ func gemmBody(
 func gemmSharedBlocks(
     m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, workers: Int, wide: Bool, pa: PrepackedA? = nil
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, workers: Int, wide: Bool, pa: PrepackedA? = nil,
+    epilogue: GemmEpilogue = .none
 ) {
     let unit = wide ? wideMR : gemmMR
     let rowPanels = (m + unit - 1) / unit
@@ -216,7 +218,7 @@ func gemmSharedBlocks(
                     rowTiles(i0: i0, i1: i1, jc: jc, nc: nc, pc: pc, kc: kc, a: UnsafePointer<Float>(bitPattern: aa)!, lda: lda,
                              transposeA: transposeA, panels: UnsafePointer<Float>(bitPattern: blockAddress)!,
                              c: UnsafeMutablePointer<Float>(bitPattern: cc)!, ldc: ldc, load: accumulate || pc > 0, wide: wide,
-                             aPack: aPack.baseAddress!, pa: pa)
+                             aPack: aPack.baseAddress!, pa: pa, finish: pc + kc == k ? epilogue : .none)
                 }
             }
         }
@@ -247,11 +249,11 @@ func gemmBlock(
     i0: Int, i1: Int, j0: Int, j1: Int, k: Int,
     a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
     b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, wide: Bool, pa: PrepackedA? = nil
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, wide: Bool, pa: PrepackedA? = nil, epilogue: GemmEpilogue = .none
 ) {
     if wide && !transposeB && i1 - i0 > 1 && i1 - i0 <= directRowsMax {
         gemmBlockDirectB(i0: i0, i1: i1, j0: j0, j1: j1, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb,
-                         c: c, ldc: ldc, accumulate: accumulate, pa: pa)
+                         c: c, ldc: ldc, accumulate: accumulate, pa: pa, epilogue: epilogue)
         return
     }
     let kcMax = min(k, gemmKC)
@@ -263,7 +265,8 @@ func gemmBlock(
                 packB(b: b, ldb: ldb, transposeB: transposeB, k0: pc, kc: kc, j0: jc, nc: nc, into: bPack.baseAddress!)
                 let load = accumulate || pc > 0
                 rowTiles(i0: i0, i1: i1, jc: jc, nc: nc, pc: pc, kc: kc, a: a, lda: lda, transposeA: transposeA,
-                         panels: bPack.baseAddress!, c: c, ldc: ldc, load: load, wide: wide, aPack: aPack.baseAddress!, pa: pa)
+                         panels: bPack.baseAddress!, c: c, ldc: ldc, load: load, wide: wide, aPack: aPack.baseAddress!, pa: pa,
+                         finish: pc + kc == k ? epilogue : .none)
             }
         }
     }
@@ -279,7 +282,7 @@ func gemmBlock(
 func gemmBlockDirectB(
     i0: Int, i1: Int, j0: Int, j1: Int, k: Int,
     a: UnsafePointer<Float>, lda: Int, transposeA: Bool, b: UnsafePointer<Float>, ldb: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, pa: PrepackedA? = nil
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, pa: PrepackedA? = nil, epilogue: GemmEpilogue = .none
 ) {
     let kcMax = min(k, gemmKC)
     let inPlace = (j1 - j0) / (2 * gemmNR) * (2 * gemmNR), rest = j1 - j0 - inPlace
@@ -289,6 +292,7 @@ func gemmBlockDirectB(
             while pc < k {
                 let kc = min(kBlock(k), k - pc)
                 let load = accumulate || pc > 0
+                let finish = pc + kc == k ? epilogue : .none
                 if rest > 0 { packB(b: b, ldb: ldb, transposeB: false, k0: pc, kc: kc, j0: j0 + inPlace, nc: rest, into: tail.baseAddress!) }
                 var ic = i0
                 while ic < i1 {
@@ -309,6 +313,7 @@ func gemmBlockDirectB(
                         microKernel8x32AVX512(kc: kc, a: tile, b0: t, b1: rest > gemmNR ? t + kc * gemmNR : nil, bStride: gemmNR,
                                               c: c + ic * ldc + jj, ldc: ldc, mr: mr, nr: rest, load: load)
                     }
+                    finish.apply(c: c, ldc: ldc, i0: ic, rows: mr, j0: j0, cols: j1 - j0)
                     ic += wideMR
                 }
                 pc += kc
@@ -327,7 +332,7 @@ func gemmBlockDirectB(
 func rowTiles(
     i0: Int, i1: Int, jc: Int, nc: Int, pc: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool,
     panels: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool, wide: Bool, aPack: UnsafeMutablePointer<Float>,
-    pa: PrepackedA? = nil
+    pa: PrepackedA? = nil, finish: GemmEpilogue = .none
 ) {
     let count = (nc + gemmNR - 1) / gemmNR
     var ic = i0
@@ -343,6 +348,7 @@ func rowTiles(
                                        nr: min(panelsHere * gemmNR, nc - p * gemmNR), load: load)
                 p += panelsHere
             }
+            finish.apply(c: c, ldc: ldc, i0: ic, rows: 1, j0: jc, cols: nc)
             ic += 1
         } else if wide && !transposeA && count <= unpackedPanelsMax {
             // Few panels (a small layer's outputs): A is read where it is, eight rows per tile,
@@ -380,6 +386,7 @@ func rowTiles(
                                             c: c + ic * ldc + jc + main * gemmNR + j, ldc: ldc, load: load)
                 }
             }
+            finish.apply(c: c, ldc: ldc, i0: ic, rows: rows, j0: jc, cols: nc)
             ic += rows
         } else if wide {
             // Up to `wideBlockRows` rows packed tile by tile, then each panel pair runs over all
@@ -414,6 +421,7 @@ func rowTiles(
                                         b: panels + main * kc * gemmNR + j, bStride: gemmNR, c: c + ic * ldc + jc + main * gemmNR + j,
                                         ldc: ldc, load: load)
             }
+            finish.apply(c: c, ldc: ldc, i0: ic, rows: rows, j0: jc, cols: nc)
             ic += rows
         } else {
             let mr = min(gemmMR, i1 - ic)
@@ -432,6 +440,7 @@ func rowTiles(
                 microKernel6x16(kc: kc, a: aPack, b: panels + p * kc * gemmNR, c: c + ic * ldc + jj, ldc: ldc,
                                 mr: mr, nr: min(gemmNR, jc + nc - jj), load: load)
             }
+            finish.apply(c: c, ldc: ldc, i0: ic, rows: mr, j0: jc, cols: nc)
             ic += gemmMR
         }
     }
@@ -800,22 +809,26 @@ func packedBlockOffset(jc: Int, nc: Int, pc: Int, k: Int) -> Int {
 /// when there are fewer row tiles than threads (batch-1 inference), B's panels in every block.
 public func gemm(
     m: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool, packed: PackedB,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int = 1, isa: KernelISA = .detected
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int = 1, isa: KernelISA = .detected,
+    epilogue: GemmEpilogue = .none
 ) {
     packed.storage.withUnsafeBufferPointer { storage in
         gemmPacked(m: m, n: packed.n, k: packed.k, a: a, lda: lda, transposeA: transposeA, packed: storage.baseAddress!,
-                   c: c, ldc: ldc, accumulate: accumulate, threads: threads, wide: isa == .avx512 && KernelISA.detected == .avx512)
+                   c: c, ldc: ldc, accumulate: accumulate, threads: threads, wide: isa == .avx512 && KernelISA.detected == .avx512,
+                   epilogue: epilogue)
     }
 }
 
 /// The body of the prepacked `gemm`, on B packed whole at `packed` (see `packedBlockOffset`).
 func gemmPacked(
     m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool, packed: UnsafePointer<Float>,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int, wide: Bool, pa: PrepackedA? = nil
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int, wide: Bool, pa: PrepackedA? = nil,
+    epilogue: GemmEpilogue = .none
 ) {
     guard m > 0, n > 0 else { return }
     if k == 0 {
         if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+        epilogue.apply(c: c, ldc: ldc, i0: 0, rows: m, j0: 0, cols: n)
         return
     }
     let unit = wide ? wideMR : gemmMR
@@ -853,7 +866,8 @@ func gemmPacked(
                     let block = packed + packedBlockOffset(jc: jc, nc: nc, pc: pc, k: k)
                     rowTiles(i0: i0, i1: i1, jc: lo * gemmNR, nc: min(jc + nc, hi * gemmNR) - lo * gemmNR, pc: pc, kc: kc,
                              a: a, lda: lda, transposeA: transposeA, panels: block + (lo - jc / gemmNR) * kc * gemmNR,
-                             c: c, ldc: ldc, load: load, wide: wide, aPack: aPack.baseAddress!, pa: pa)
+                             c: c, ldc: ldc, load: load, wide: wide, aPack: aPack.baseAddress!, pa: pa,
+                             finish: pc + kc == k ? epilogue : .none)
                 }
             }
         }

@@ -330,6 +330,69 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
     }
 }
 
+@Suite struct GemmEpilogueTests {
+    /// The epilogue (a per-row bias, then ReLU, Clip or SiLU) gives the bits of the plain GEMM
+    /// followed by those passes over C, through every driver: one row, rows read in place (few
+    /// panels), packed rows, rows through B in place (≤ 16 rows), threads splitting rows (B packed
+    /// whole or one shared block at a time) or columns, with A prepacked or not, with B prepacked,
+    /// over several K blocks, accumulating or not, K = 0.
+    @Test func epilogueEqualsThePassesAfterTheProduct() {
+        let modes: [(bias: Bool, relu: Bool, activation: GemmEpilogue.Activation)] = [
+            (true, true, .none), (true, false, .clip(lo: -0.25, hi: 0.375)), (false, false, .silu), (true, true, .silu), (false, true, .clip(lo: 0, hi: 6)),
+        ]
+        for (m, n, k) in [(1, 300, 70), (3, 33, 7), (9, 49, 160), (16, 200, 40), (17, 130, 300), (65, 196, 96), (70, 1100, 50), (130, 600, 520), (5, 7, 0)] {
+            let a = GemmTests.fill(m * k, seed: UInt32(m + 5 * k)), b = GemmTests.fill(k * n, seed: UInt32(n + 2 * k))
+            let biasValues = GemmTests.fill(m, seed: 7).map { $0 * 0.5 }
+            let c0 = GemmTests.fill(m * n, seed: 31)
+            // (Nothing packs an empty K.)
+            let packedA = k > 0 ? PackedA(a: a, lda: k, m: m, k: k) : nil
+            let packedB = k > 0 ? PackedB(b: b, ldb: n, transposeB: false, k: k, n: n) : nil
+            for mode in modes {
+                for accumulate in [false, true] {
+                    var expected = c0
+                    expected.withUnsafeMutableBufferPointer { c in
+                        gemmReference(m: m, n: n, k: k, a: a, lda: max(k, 1), transposeA: false, b: b, ldb: n, transposeB: false,
+                                      c: c.baseAddress!, ldc: n, accumulate: accumulate)
+                        for i in 0..<m {
+                            let row = c.baseAddress! + i * n
+                            if mode.bias { for j in 0..<n { row[j] = row[j] + biasValues[i] } }
+                            if mode.relu { for j in 0..<n { row[j] = row[j] > 0 ? row[j] : 0 } }
+                            switch mode.activation {
+                            case .none: break
+                            case .clip(let lo, let hi): for j in 0..<n { row[j] = min(max(row[j], lo), hi) }
+                            case .silu: siluForward(row, count: n)
+                            }
+                        }
+                    }
+                    biasValues.withUnsafeBufferPointer { bias in
+                        let epilogue = GemmEpilogue(bias: mode.bias ? bias.baseAddress! : nil, relu: mode.relu, activation: mode.activation)
+                        for threads in [1, 2, 3] {
+                            for isa in GemmTests.variants {
+                                for way in k > 0 ? ["plain", "packedA", "packedB"] : ["plain"] {
+                                    var got = c0
+                                    got.withUnsafeMutableBufferPointer { c in
+                                        switch way {
+                                        case "packedB":
+                                            gemm(m: m, a: a, lda: max(k, 1), transposeA: false, packed: packedB!, c: c.baseAddress!, ldc: n,
+                                                 accumulate: accumulate, threads: threads, isa: isa, epilogue: epilogue)
+                                        default:
+                                            gemm(m: m, n: n, k: k, a: a, lda: max(k, 1), transposeA: false, b: b, ldb: n, transposeB: false,
+                                                 c: c.baseAddress!, ldc: n, accumulate: accumulate, threads: threads, isa: isa,
+                                                 packedA: way == "packedA" ? packedA : nil, epilogue: epilogue)
+                                        }
+                                    }
+                                    let differing = zip(got, expected).filter { $0.bitPattern != $1.bitPattern }.count
+                                    #expect(differing == 0, "\(way) \(isa) m=\(m) n=\(n) k=\(k) \(mode) acc=\(accumulate) threads=\(threads): \(differing) differ")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 @Suite struct ParallelForTests {
     /// Every index runs exactly once, for any count and thread count, also when loops nest and
     /// when several threads start loops at once (the pool has one published job at a time).

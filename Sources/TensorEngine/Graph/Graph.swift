@@ -886,3 +886,14 @@ enum ConvEpilogue: Equatable {
         }
     }
 }
+
+extension GemmEpilogue.Activation {
+    /// A Conv's fused Clip or SiLU as the GEMM applies it.
+    init(_ epilogue: ConvEpilogue?) {
+        switch epilogue {
+        case .clip(let lo, let hi)?: self = .clip(lo: lo, hi: hi)
+        case .silu?: self = .silu
+        case nil: self = .none
+        }
+    }
+}
