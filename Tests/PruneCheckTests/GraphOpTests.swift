@@ -1387,6 +1387,41 @@ extension DirectConvTests {
         }
     }
 
+    /// Two batched inputs (attention's per-head products), slices small enough to go to the
+    /// threads whole: every slice has the bits of its own reference product, at one to three
+    /// threads, with a broadcast batch axis on either side.
+    @Test func smallSlicesSplitAcrossThreadsMatchTheReference() throws {
+        for (aShape, bShape) in [([2, 4, 65, 48], [2, 4, 48, 65]), ([1, 4, 65, 48], [3, 4, 48, 33]), ([3, 4, 33, 48], [4, 48, 65])] {
+            let a = spreadTensor(aShape, seed: 61), b = spreadTensor(bShape, seed: 62)
+            let m = aShape[aShape.count - 2], k = aShape[aShape.count - 1], n = bShape[bShape.count - 1]
+            let batchA = Array(aShape.dropLast(2)), batchB = Array(bShape.dropLast(2))
+            let batch = broadcastShape(batchA, batchB)!
+            let ia = broadcastSourceIndex(batchA, to: batch), ib = broadcastSourceIndex(batchB, to: batch)
+            let count = batch.reduce(1, *)
+            var expected = [Float](repeating: 0, count: count * m * n)
+            a.withUnsafeBufferPointer { ap in
+                b.withUnsafeBufferPointer { bp in
+                    expected.withUnsafeMutableBufferPointer { c in
+                        for t in 0..<count {
+                            gemmReference(m: m, n: n, k: k, a: ap.baseAddress! + ia[t] * m * k, lda: k, transposeA: false,
+                                          b: bp.baseAddress! + ib[t] * k * n, ldb: n, transposeB: false,
+                                          c: c.baseAddress! + t * m * n, ldc: n, accumulate: false)
+                        }
+                    }
+                }
+            }
+            let g = Graph(nodes: [Node(name: "mm", opType: "MatMul", inputs: ["a", "b"], outputs: ["y"])],
+                          inputs: [GraphInput(name: "a", dtype: .float32, shape: aShape.map { $0 }),
+                                   GraphInput(name: "b", dtype: .float32, shape: bShape.map { $0 })], outputs: ["y"], initializers: [], opset: 17)
+            for threads in [1, 2, 3] {
+                guard case .float(let y) = try g.run([.float(Variable(a)), .float(Variable(b))], threads: threads)[0] else { fatalError() }
+                #expect(y.value.shape == batch + [m, n])
+                let differing = zip(y.value.scalars, expected).filter { $0.bitPattern != $1.bitPattern }.count
+                #expect(differing == 0, "\(aShape) · \(bShape), \(threads) threads: \(differing) differ")
+            }
+        }
+    }
+
     /// (B, S, K) · (K, N) as one GEMM of B·S rows gives the bits of B separate (S, K) · (K, N)
     /// products, at one and two threads; a broadcast (1, K, N) right side too.
     @Test func rowsOfAllSlicesInOneGemmMatchSliceBySlice() throws {

@@ -135,13 +135,21 @@ extension OpContext {
                 }
             }
         } else {
+            // Slices too small for the GEMM to share (attention's per-head products: 32 × 32 × 32
+            // in MiniLM-L6) go out to the threads whole, one GEMM per slice on one thread. Each
+            // slice is its own product, so the bits are the same.
+            // NOTE: one slice after another, two threads ran them on one.
+            let perSlice = m * n * k
+            let sliceWorkers = perSlice < 1_048_576 ? max(1, min(threads, count, count * perSlice / 262_144)) : 1
             a.value.withUnsafeBufferPointer { ap in
                 b.value.withUnsafeBufferPointer { bp in
                     y.withUnsafeMutableBufferPointer { yp in
-                        for t in 0..<count {
-                            gemm(m: m, n: n, k: k, a: ap.baseAddress! + ia[t] * m * k, lda: k, transposeA: false,
-                                 b: bp.baseAddress! + ib[t] * k * n, ldb: n, transposeB: false,
-                                 c: yp.baseAddress! + t * m * n, ldc: n, accumulate: false, threads: threads)
+                        let aa = Int(bitPattern: ap.baseAddress!), bb = Int(bitPattern: bp.baseAddress!), yy = Int(bitPattern: yp.baseAddress!)
+                        let threads = sliceWorkers > 1 ? 1 : self.threads
+                        parallelFor(count, threads: sliceWorkers) { t in
+                            gemm(m: m, n: n, k: k, a: UnsafePointer<Float>(bitPattern: aa)! + ia[t] * m * k, lda: k, transposeA: false,
+                                 b: UnsafePointer<Float>(bitPattern: bb)! + ib[t] * k * n, ldb: n, transposeB: false,
+                                 c: UnsafeMutablePointer<Float>(bitPattern: yy)! + t * m * n, ldc: n, accumulate: false, threads: threads)
                         }
                     }
                 }
