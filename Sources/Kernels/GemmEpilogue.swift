@@ -24,11 +24,14 @@ public struct GemmEpilogue: Sendable {
         case clip(lo: Float, hi: Float)
         /// x · sigmoid(x), as `siluForward`.
         case silu
+        /// GELU with the exact CDF, as `geluErfForward` (the Gelu op).
+        case geluErf
     }
 
-    /// The address of one value per row of C (row i of this GEMM adds bias[i]), or 0.
+    /// The address of one value per row of C (row i of this GEMM adds bias[i]), or per column
+    /// (mode bit 3: column j adds bias[j]), or 0.
     let biasAddress: Int
-    /// Bit 0: ReLU; bits 1-2: 0 none, 1 Clip, 2 SiLU.
+    /// Bit 0: ReLU; bit 1 Clip, bit 2 SiLU, bit 4 GELU; bit 3: the bias is per column.
     let mode: Int
     /// The Clip's bounds, lo in the low 32 bits.
     let bounds: UInt64
@@ -36,15 +39,18 @@ public struct GemmEpilogue: Sendable {
     /// Nothing to do.
     public static let none = GemmEpilogue(bias: nil, relu: false, activation: .none)
 
-    /// `bias` must outlive the `gemm` call that takes this epilogue.
-    public init(bias: UnsafePointer<Float>?, relu: Bool, activation: Activation) {
+    /// `bias` must outlive the `gemm` call that takes this epilogue; it holds a value per row
+    /// of C, or per column with `biasPerColumn` (a Linear layer's bias, C = X · W).
+    public init(bias: UnsafePointer<Float>?, relu: Bool, activation: Activation, biasPerColumn: Bool = false) {
         biasAddress = bias.map { Int(bitPattern: $0) } ?? 0
+        let base = (relu ? 1 : 0) | (biasPerColumn && bias != nil ? 8 : 0)
         switch activation {
-        case .none: mode = relu ? 1 : 0; bounds = 0
+        case .none: mode = base; bounds = 0
         case .clip(let lo, let hi):
-            mode = (relu ? 1 : 0) | 2
+            mode = base | 2
             bounds = UInt64(lo.bitPattern) | UInt64(hi.bitPattern) << 32
-        case .silu: mode = (relu ? 1 : 0) | 4; bounds = 0
+        case .silu: mode = base | 4; bounds = 0
+        case .geluErf: mode = base | 16; bounds = 0
         }
     }
 
@@ -54,7 +60,7 @@ public struct GemmEpilogue: Sendable {
 
     /// Applies it to C[i0..<i0+rows, j0..<j0+cols] (nothing when empty).
     @inline(__always)
-    func apply(c: UnsafeMutablePointer<Float>, ldc: Int, i0: Int, rows: Int, j0: Int, cols: Int) {
+    public func apply(c: UnsafeMutablePointer<Float>, ldc: Int, i0: Int, rows: Int, j0: Int, cols: Int) {
         if !isEmpty { GemmEpilogue.run(biasAddress, mode, bounds, c: c, ldc: ldc, i0: i0, rows: rows, j0: j0, cols: cols) }
     }
 
@@ -65,15 +71,20 @@ public struct GemmEpilogue: Sendable {
                     c: UnsafeMutablePointer<Float>, ldc: Int, i0: Int, rows: Int, j0: Int, cols: Int) {
         let bias = UnsafePointer<Float>(bitPattern: biasAddress)
         let lo = Float(bitPattern: UInt32(truncatingIfNeeded: bounds)), hi = Float(bitPattern: UInt32(truncatingIfNeeded: bounds >> 32))
+        let perColumn = mode & 8 != 0
         if KernelISA.detected == .avx512 {
-            return epilogueRowsAVX512(c + i0 * ldc + j0, ldc: ldc, rows: rows, cols: cols, bias: bias.map { $0 + i0 }, mode: mode, lo: lo, hi: hi)
+            return epilogueRowsAVX512(c + i0 * ldc + j0, ldc: ldc, rows: rows, cols: cols, bias: bias.map { perColumn ? $0 + j0 : $0 + i0 },
+                                      mode: mode, lo: lo, hi: hi)
         }
         for r in i0..<(i0 + rows) {
             let row = c + r * ldc + j0
-            if let bias { addScalar(bias[r], to: row, count: cols) }
+            if let bias {
+                if perColumn { for j in 0..<cols { row[j] = row[j] + bias[j0 + j] } } else { addScalar(bias[r], to: row, count: cols) }
+            }
             if mode & 1 != 0 { reluForward(row, count: cols, out: row) }
             if mode & 2 != 0 { clipForward(row, count: cols, lo: lo, hi: hi) }
             if mode & 4 != 0 { siluForward(row, count: cols) }
+            if mode & 16 != 0 { geluErfForward(row, count: cols, out: row) }
         }
     }
 }

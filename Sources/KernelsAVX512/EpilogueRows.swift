@@ -1,8 +1,9 @@
 // A GEMM's epilogue (`Kernels.GemmEpilogue`) in sixteen-lane vectors: the bias, ReLU, Clip and
 // SiLU of `Kernels.Elementwise`, lane by lane the same operations, so the same bits.
 
-/// For each row r of C[0..<rows, 0..<cols] (row stride ldc): + bias[r] (when given), then a
-/// ReLU (mode bit 0), a Clip to [lo, hi] (bit 1) or a SiLU (bit 2).
+/// For each row r of C[0..<rows, 0..<cols] (row stride ldc): + bias[r] (when given; bias[j] for
+/// column j with mode bit 3), then a ReLU (mode bit 0), a Clip to [lo, hi] (bit 1), a SiLU (bit
+/// 2) or a GELU (bit 4).
 // NOTE: built here, it reads C in the vectors the 8 × 32 kernel stored (half vectors from the
 // AVX2 build stalled on store forwarding). The SiLU is `siluForwardAVX512`'s loop: written
 // into this function, `sigmoid32` stayed a call (the function too large to inline into) and the
@@ -15,12 +16,13 @@ public func epilogueRowsAVX512(_ c: UnsafeMutablePointer<Float>, ldc: Int, rows:
         let row = c + r * ldc
         // (No bias adds nothing: -0 + 0 would be +0.)
         if bias != nil || mode & 3 != 0 {
-            let b = V16(repeating: bias?[r] ?? 0)
+            let perColumn = mode & 8 != 0
+            let b = V16(repeating: perColumn ? 0 : bias?[r] ?? 0)
             var j = 0
             while j < cols {
                 let n = min(16, cols - j)
                 var v = loadLanes(row + j, n)
-                if bias != nil { v = v + b }
+                if let bias { v = v + (perColumn ? loadLanes(bias + j, n) : b) }
                 if mode & 1 != 0 { v = V16().replacing(with: v, where: v .> 0) }
                 if mode & 2 != 0 {
                     let m = v.replacing(with: l, where: l .>= v)
@@ -31,5 +33,6 @@ public func epilogueRowsAVX512(_ c: UnsafeMutablePointer<Float>, ldc: Int, rows:
             }
         }
         if mode & 4 != 0 { siluForwardAVX512(row, count: cols) }
+        if mode & 16 != 0 { geluErfForwardAVX512(row, count: cols, out: row) }
     }
 }

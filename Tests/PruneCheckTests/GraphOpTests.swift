@@ -1387,6 +1387,53 @@ extension DirectConvTests {
         }
     }
 
+    /// A MatMul by a constant followed by an Add of a constant bias (either operand order) and
+    /// an exact Gelu takes them over at inference: the same bits as running the nodes (a run with
+    /// a tape), at one to three threads; a MatMul whose output is read twice, an approximate
+    /// Gelu, a bias of the wrong shape or a bias fed as an input are not taken over, and still
+    /// give the nodes' bits.
+    @Test func matMulTakesOverItsBiasAddAndGelu() throws {
+        let x = spreadTensor([2, 33, 40], seed: 71), w = spreadTensor([40, 70], seed: 72), bias = spreadTensor([70], seed: 73)
+        func graph(biasFirst: Bool, gelu: String?, extraReader: Bool, biasShape: [Int] = [70], biasAsInput: Bool = false) -> Graph {
+            var nodes = [Node(name: "mm", opType: "MatMul", inputs: ["x", "w"], outputs: ["y"]),
+                         Node(name: "add", opType: "Add", inputs: biasFirst ? ["b", "y"] : ["y", "b"], outputs: ["z"])]
+            var outputs = ["z"]
+            if let gelu {
+                nodes.append(Node(name: "gelu", opType: "Gelu", inputs: ["z"], outputs: ["g"], attributes: gelu == "none" ? [:] : ["approximate": .string(gelu)]))
+                outputs = ["g"]
+            }
+            if extraReader { nodes.append(Node(name: "neg", opType: "Neg", inputs: ["y"], outputs: ["n"])); outputs.append("n") }
+            let b = Tensor(shape: biasShape, scalars: Array(bias.scalars.prefix(biasShape.reduce(1, *))))
+            var inputs = [GraphInput(name: "x", dtype: .float32, shape: [2, 33, 40])]
+            if biasAsInput { inputs.append(GraphInput(name: "b", dtype: .float32, shape: biasShape.map { $0 })) }
+            return Graph(nodes: nodes, inputs: inputs, outputs: outputs, initializers: [("w", .float(w)), ("b", .float(b))], opset: 20)
+        }
+        let cases: [(String, Graph, Bool, Bool)] = [
+            ("bias", graph(biasFirst: false, gelu: nil, extraReader: false), true, false),
+            ("bias first", graph(biasFirst: true, gelu: nil, extraReader: false), true, false),
+            ("bias and gelu", graph(biasFirst: false, gelu: "none", extraReader: false), true, true),
+            ("tanh gelu", graph(biasFirst: true, gelu: "tanh", extraReader: false), true, false),
+            ("output read twice", graph(biasFirst: false, gelu: "none", extraReader: true), false, false),
+            ("bias (1, N)", graph(biasFirst: false, gelu: nil, extraReader: false, biasShape: [1, 70]), false, false),
+            ("bias an input", graph(biasFirst: false, gelu: "none", extraReader: false, biasAsInput: true), false, false),
+        ]
+        for (name, g, fused, withGelu) in cases {
+            #expect((g.matMulEpilogues[0] != nil) == fused, "\(name)")
+            #expect((g.matMulEpilogues[0]?.gelu ?? false) == withGelu, "\(name)")
+            let feeds: [Value] = g.inputs.count == 2 ? [.float(Variable(x)), .float(Variable(Tensor(shape: [1, 70], scalars: Array(bias.scalars))))]
+                : [.float(Variable(x))]
+            let plain = try g.run(feeds.map { v in if case .float(let t) = v { return .float(Variable(t.value)) }; return v }, tape: Tape(), threads: 1)
+            for threads in [1, 2, 3] {
+                let fast = try g.run(feeds, threads: threads)
+                for (p, f) in zip(plain, fast) {
+                    guard case .float(let pv) = p, case .float(let fv) = f else { fatalError() }
+                    #expect(fv.value.shape == pv.value.shape)
+                    #expect(fv.value.scalars.map(\.bitPattern) == pv.value.scalars.map(\.bitPattern), "\(name), \(threads) threads")
+                }
+            }
+        }
+    }
+
     /// Two batched inputs (attention's per-head products), slices small enough to go to the
     /// threads whole: every slice has the bits of its own reference product, at one to three
     /// threads, with a broadcast batch axis on either side.

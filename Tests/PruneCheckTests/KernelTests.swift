@@ -337,17 +337,20 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
     /// whole or one shared block at a time) or columns, with A prepacked or not, with B prepacked,
     /// over several K blocks, accumulating or not, K = 0.
     @Test func epilogueEqualsThePassesAfterTheProduct() {
-        let modes: [(bias: Bool, relu: Bool, activation: GemmEpilogue.Activation)] = [
-            (true, true, .none), (true, false, .clip(lo: -0.25, hi: 0.375)), (false, false, .silu), (true, true, .silu), (false, true, .clip(lo: 0, hi: 6)),
+        // (A bias per column: a Linear layer's, C = X · W.)
+        let modes: [(bias: Bool, relu: Bool, activation: GemmEpilogue.Activation, perColumn: Bool)] = [
+            (true, true, .none, false), (true, false, .clip(lo: -0.25, hi: 0.375), false), (false, false, .silu, false), (true, true, .silu, false),
+            (false, true, .clip(lo: 0, hi: 6), false), (true, false, .none, true), (true, false, .geluErf, true), (false, false, .geluErf, false),
         ]
         for (m, n, k) in [(1, 300, 70), (3, 33, 7), (9, 49, 160), (16, 200, 40), (17, 130, 300), (65, 196, 96), (70, 1100, 50), (130, 600, 520), (5, 7, 0)] {
             let a = GemmTests.fill(m * k, seed: UInt32(m + 5 * k)), b = GemmTests.fill(k * n, seed: UInt32(n + 2 * k))
-            let biasValues = GemmTests.fill(m, seed: 7).map { $0 * 0.5 }
+            let rowBias = GemmTests.fill(m, seed: 7).map { $0 * 0.5 }, columnBias = GemmTests.fill(n, seed: 8).map { $0 * 0.5 }
             let c0 = GemmTests.fill(m * n, seed: 31)
             // (Nothing packs an empty K.)
             let packedA = k > 0 ? PackedA(a: a, lda: k, m: m, k: k) : nil
             let packedB = k > 0 ? PackedB(b: b, ldb: n, transposeB: false, k: k, n: n) : nil
             for mode in modes {
+                let biasValues = mode.perColumn ? columnBias : rowBias
                 for accumulate in [false, true] {
                     var expected = c0
                     expected.withUnsafeMutableBufferPointer { c in
@@ -355,17 +358,19 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
                                       c: c.baseAddress!, ldc: n, accumulate: accumulate)
                         for i in 0..<m {
                             let row = c.baseAddress! + i * n
-                            if mode.bias { for j in 0..<n { row[j] = row[j] + biasValues[i] } }
+                            if mode.bias { for j in 0..<n { row[j] = row[j] + biasValues[mode.perColumn ? j : i] } }
                             if mode.relu { for j in 0..<n { row[j] = row[j] > 0 ? row[j] : 0 } }
                             switch mode.activation {
                             case .none: break
                             case .clip(let lo, let hi): for j in 0..<n { row[j] = min(max(row[j], lo), hi) }
                             case .silu: siluForward(row, count: n)
+                            case .geluErf: for j in 0..<n { row[j] = geluErf32(row[j]) }
                             }
                         }
                     }
                     biasValues.withUnsafeBufferPointer { bias in
-                        let epilogue = GemmEpilogue(bias: mode.bias ? bias.baseAddress! : nil, relu: mode.relu, activation: mode.activation)
+                        let epilogue = GemmEpilogue(bias: mode.bias ? bias.baseAddress! : nil, relu: mode.relu, activation: mode.activation,
+                                                    biasPerColumn: mode.perColumn)
                         for threads in [1, 2, 3] {
                             for isa in GemmTests.variants {
                                 for way in k > 0 ? ["plain", "packedA", "packedB"] : ["plain"] {

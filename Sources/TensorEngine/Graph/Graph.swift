@@ -135,6 +135,9 @@ public final class Graph {
     /// Per node: a MatMul by a 2-D float initializer keeps it packed for GEMM at inference
     /// (nil for other nodes), within `packBudget`.
     let matMulPacks: [MatMulPack?]
+    /// Per node: the bias Add (and Gelu) after a MatMul by a constant, which the MatMul applies
+    /// to its output at inference (`MatMulEpilogue`).
+    let matMulEpilogues: [MatMulEpilogue?]
     /// Bytes that packed copies of MatMul weights may still take: an eighth of the initializers'
     /// bytes, at least 64 MiB. Beyond it a MatMul packs its weight on every call, as before, so
     /// a large model's peak memory stays near its weights.
@@ -296,6 +299,9 @@ public final class Graph {
         }
         let epilogues = ConvEpilogue.find(nodes: nodes, readers: readers, outputs: Set(outputs), initializers: values, opset: opset)
         convEpilogues = epilogues
+        let matMulEpilogues = MatMulEpilogue.find(nodes: nodes, readers: readers, outputs: Set(outputs),
+                                                  initializers: values, inputs: Set(inputs.map(\.name)), packs: matMulPacks)
+        self.matMulEpilogues = matMulEpilogues
         skippedAtInference = nodes.indices.map { i in i >= 1 && epilogues[i - 1] == .silu }
         linearSlots = nodes.indices.map { [nodeSlots, linearCaches] i in
             let (ins, outs) = nodeSlots[i]
@@ -308,6 +314,9 @@ public final class Graph {
             if i > 0, reluFused[i - 1] || epilogues[i - 1]?.isClip == true, let from = ins.first, from >= 0 { return (from, to) }
             // The SiLU's Mul: the Conv's output, whichever input of the Mul it is.
             if i > 1, epilogues[i - 2] == .silu, let y = nodeSlots[i - 2].outputs.first { return (y, to) }
+            // A MatMul's bias Add, and the Gelu after it: the MatMul's output, passed on by the Add.
+            if i > 0, matMulEpilogues[i - 1] != nil, let y = nodeSlots[i - 1].outputs.first { return (y, to) }
+            if i > 1, matMulEpilogues[i - 2]?.gelu == true, let z = nodeSlots[i - 1].outputs.first { return (z, to) }
             return nil
         }
         windows = Array(repeating: nil, count: nodes.count)
@@ -837,6 +846,41 @@ final class MatMulPack {
         let p = weight.value.withUnsafeBufferPointer { PackedB(b: $0.baseAddress!, ldb: shape[1], transposeB: false, k: shape[0], n: shape[1]) }
         (packed, owner, version) = (p, ObjectIdentifier(weight), weight.version)
         return p
+    }
+}
+
+/// What a MatMul by a constant applies to its output at inference in place of the nodes after
+/// it: the Add of a constant bias of one value per column, then possibly an exact Gelu. Both are
+/// elementwise, so the bits are those of the nodes.
+// NOTE: a transformer's Linear layers export as MatMul, Add (and Gelu); the Adds ran as passes of
+// their own over every Linear output, on one thread below 32K values.
+struct MatMulEpilogue: Equatable {
+    /// The bias initializer's name.
+    let bias: String
+    let gelu: Bool
+
+    /// Per node: the epilogue a MatMul by a 2-D float initializer (K, N) takes over. The next
+    /// node is an Add of its output and a float initializer of shape (N) (no graph input of that
+    /// name); the MatMul's output has no other reader and is no graph output; likewise the
+    /// Add's when an exact Gelu of it follows.
+    static func find(nodes: [Node], readers: [String: Int], outputs: Set<String>, initializers: [String: Value],
+                     inputs: Set<String>, packs: [MatMulPack?]) -> [MatMulEpilogue?] {
+        nodes.indices.map { i in
+            let n = nodes[i]
+            guard packs[i] != nil, n.outputs.count == 1, i + 1 < nodes.count, case .float(let w)? = initializers[n.inputs[1]] else { return nil }
+            let y = n.outputs[0], add = nodes[i + 1]
+            guard add.opType == "Add", add.inputs.count == 2, add.outputs.count == 1, add.inputs.contains(y), readers[y] == 1,
+                  !outputs.contains(y) else { return nil }
+            let c = add.inputs[0] == y ? add.inputs[1] : add.inputs[0]
+            guard c != y, !inputs.contains(c), case .float(let b)? = initializers[c], b.value.shape == [w.value.shape[1]] else { return nil }
+            let z = add.outputs[0]
+            var gelu = false
+            if i + 2 < nodes.count, nodes[i + 2].opType == "Gelu", nodes[i + 2].inputs == [z], nodes[i + 2].outputs.count == 1,
+               readers[z] == 1, !outputs.contains(z), (nodes[i + 2].attributes["approximate"] ?? .string("none")) == .string("none") {
+                gelu = true
+            }
+            return MatMulEpilogue(bias: c, gelu: gelu)
+        }
     }
 }
 

@@ -108,13 +108,22 @@ extension OpContext {
         if aVector { outShape.remove(at: outShape.count - 2) }
         if bVector { outShape.removeLast() }
         _ = try checkedCount(outShape, bytesPerElement: 4)
+        // At inference, the bias Add (and Gelu) after it, applied by the GEMM (`MatMulEpilogue`).
+        var biasTensor: Tensor? = nil, gelu = false
+        if tape == nil, let fused = graph.matMulEpilogues[index], case .float(let bias)? = graph.initializers[fused.bias],
+           bias.value.shape == [n] {
+            biasTensor = bias.value
+            gelu = fused.gelu
+        }
         // At inference, by a constant 2-D right side: every row of A against B packed once.
         if tape == nil, sb.count == 2, !bVector, let cache = graph.matMulPacks[index], let packed = cache.packed(for: b, graph: graph) {
             var y = outputBuffer(outShape)  // every element written
             a.value.withUnsafeBufferPointer { ap in
                 y.withUnsafeMutableBufferPointer { yp in
-                    gemm(m: count * m, a: ap.baseAddress!, lda: k, transposeA: false, packed: packed, c: yp.baseAddress!, ldc: n,
-                         accumulate: false, threads: threads)
+                    Self.withMatMulEpilogue(biasTensor, gelu: gelu) { epilogue in
+                        gemm(m: count * m, a: ap.baseAddress!, lda: k, transposeA: false, packed: packed, c: yp.baseAddress!, ldc: n,
+                             accumulate: false, threads: threads, epilogue: epilogue)
+                    }
                 }
             }
             return inferenceValue(y, requiresGrad: a.requiresGrad || b.requiresGrad)
@@ -155,6 +164,12 @@ extension OpContext {
                 }
             }
         }
+        if biasTensor != nil {
+            // (Past the packing budget: the same steps as a pass of their own.)
+            y.withUnsafeMutableBufferPointer { yp in
+                Self.withMatMulEpilogue(biasTensor, gelu: gelu) { $0.apply(c: yp.baseAddress!, ldc: n, i0: 0, rows: count * m, j0: 0, cols: n) }
+            }
+        }
         let nThreads = self.threads
         return emit(y, parents: [a, b]) { dy in
             dy.withUnsafeBufferPointer { dp in
@@ -180,6 +195,14 @@ extension OpContext {
                 }
             }
         }
+    }
+}
+
+extension OpContext {
+    /// The GEMM epilogue of a fused bias (one value per column) and Gelu, or none.
+    static func withMatMulEpilogue(_ bias: Tensor?, gelu: Bool, _ body: (GemmEpilogue) -> Void) {
+        guard let bias else { return body(.none) }
+        bias.withUnsafeBufferPointer { body(GemmEpilogue(bias: $0.baseAddress!, relu: false, activation: gelu ? .geluErf : .none, biasPerColumn: true)) }
     }
 }
 
