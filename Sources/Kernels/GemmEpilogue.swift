@@ -1,19 +1,19 @@
 // What a GEMM does to its outputs once their chains are complete, while they are in cache: a
-// Conv's bias and its fused activation. The drivers apply it after the last K block to each
+// Conv's bias and its fused ReLU, Clip or SiLU; a MatMul's bias (per column) and Gelu. The drivers apply it after the last K block to each
 // group of rows they ran through a block of columns (at most 64 × 512 outputs, or a few rows
 // across B read in place), on the thread that computed them.
 // NOTE: tile by tile (8 × 32, right after the micro-kernel) was slower than a pass afterwards
 // (MobileNetV2 at batch 1: 10.0 → 10.6 ms): every tile's stores were read back at once.
 //
 // Every step is elementwise and the same function the separate pass would run (`+` of the
-// row's bias, `reluForward`, `clipForward`, `siluForward`, whose lanes and tails give the same
-// bits), so C ends with the bits of the plain GEMM followed by those passes over it, whatever
+// bias, `reluForward`, `clipForward`, `siluForward`, `geluErfForward`, whose lanes and tails give
+// the same bits), so C ends with the bits of the plain GEMM followed by those passes over it, whatever
 // the tiling and the threads.
 
 import KernelsAVX512
 
-/// A per-row bias, then a ReLU, then a Clip or a SiLU, applied by `gemm` to each output after
-/// its last K block.
+/// A bias (per row or per column), then a ReLU, then a Clip, a SiLU or a GELU, applied by `gemm`
+/// to each output after its last K block.
 // NOTE: three words, passed in registers: with an enum payload and as an Optional, every tile's
 // call built it on the stack with byte stores and read it back as one vector (a store-forwarding
 // stall; the GEMM drivers' own time went from nothing to 6 % of MobileNetV2).
