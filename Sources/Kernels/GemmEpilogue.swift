@@ -79,7 +79,7 @@ public struct GemmEpilogue: Sendable {
         for r in i0..<(i0 + rows) {
             let row = c + r * ldc + j0
             if let bias {
-                if perColumn { for j in 0..<cols { row[j] = row[j] + bias[j0 + j] } } else { addScalar(bias[r], to: row, count: cols) }
+                if perColumn { addRowVector(bias + j0, rows: 1, cols: cols, out: row) } else { addScalar(bias[r], to: row, count: cols) }
             }
             if mode & 1 != 0 { reluForward(row, count: cols, out: row) }
             if mode & 2 != 0 { clipForward(row, count: cols, lo: lo, hi: hi) }

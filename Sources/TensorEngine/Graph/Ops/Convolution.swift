@@ -427,9 +427,9 @@ extension OpContext {
         // NOTE: MobileNetV2's pointwise layers took 1.5-2× their GEMM's time: a copy of the input,
         // then a pass for the bias and one for the ReLU6 over outputs of up to 4.8 MB.
         // Wherever the GEMM writes into y (bands, or a chunk of one sample), the bias and the
-        // fused activation are its epilogue, tile by tile in L1 and on the GEMM's threads.
-        // A pointwise Conv with fewer samples than threads is one band per sample (the GEMM's
-        // threads split it) and bands are of equal height.
+        // fused activation are its epilogue, applied to each group of rows in cache on the GEMM's
+        // threads (`GemmEpilogue`). A pointwise Conv is one band per sample (with fewer samples
+        // than threads, the GEMM's threads split it); other bands are of equal height.
         // NOTE: EfficientNet-B0's 672 × 112 layers at 14 × 14 went as bands of 13 and 1 rows, one
         // per thread (448 µs on one thread, 392 on two), and their SiLU ran on one thread.
         let pointwise = geo.inSpatial.count == 2 && kq == 1 && geo.outSpatial == geo.inSpatial && geo.padBegin.allSatisfy { $0 == 0 }
@@ -487,6 +487,8 @@ extension OpContext {
                             }
                             for chunk in (chunks * worker / workers)..<(chunks * (worker + 1) / workers) {
                                 let n0 = chunk * nb, count = min(nb, batch - n0), ld = count * perSample
+                                // One sample, not over full rows: the GEMM writes into y (and finishes it).
+                                let direct = count == 1 && !wide
                                 for g in 0..<group {
                                     for s in 0..<count {
                                         let plane = xp + ((n0 + s) * cin + g * cg) * inP
@@ -500,7 +502,6 @@ extension OpContext {
                                             geo.im2col(plane, channels: cg, into: cols + s * p, ld: ld)
                                         }
                                     }
-                                    let direct = count == 1 && !wide
                                     // Written into y, the GEMM finishes its outputs itself.
                                     let bias = UnsafePointer<Float>(bitPattern: biasAddress).map { $0 + g * mg }
                                     gemm(m: mg, n: ld, k: kk, a: wp + g * mg * kk, lda: kk, transposeA: false,
@@ -523,7 +524,7 @@ extension OpContext {
                                         }
                                     }
                                 }
-                                if count == 1 && !wide { continue }
+                                if direct { continue }
                                 if let bias = UnsafePointer<Float>(bitPattern: biasAddress) {
                                     addChannelBias(bias, samples: count, channels: cout, plane: p, out: yp + n0 * cout * p)
                                 }
