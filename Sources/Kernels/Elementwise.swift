@@ -161,6 +161,34 @@ public func sumRows(_ dy: UnsafePointer<Float>, rows: Int, cols: Int, into db: U
     }
 }
 
+/// The logistic sigmoid 1 / (1 + e^−x) in Float, within 3 ulp (2.5 seen); 0 below x = −88 (where it is
+/// under 6.1·10⁻³⁹). e^−x = 2^−n · e^−r with n = round(x · log₂e) and |r| ≤ ln2 / 2, e^−r by a
+/// degree-6 polynomial (relative minimax on that interval, 0.85 ulp in Float); x clamped to
+/// [−88, 87], where 2^−n is one normal float and 1 + e^−x rounds to 1 at the top.
+@inline(__always)
+public func sigmoid32(_ x: Float) -> Float {
+    // A NaN fails both comparisons and every step carries it.
+    var c = x
+    if c < -88 { c = -88 }
+    if c > 87 { c = 87 }
+    // Round to nearest even by adding 1.5·2²³ inside the FMA: the sum's bits hold n.
+    let shifted = (12_582_912 as Float).addingProduct(c, 1.442695041)
+    let n = shifted - 12_582_912
+    var r = c.addingProduct(n, -0.693145751953125)
+    r = r.addingProduct(n, -1.4286068203094172e-06)
+    var p: Float = 1.3836637372151017e-3
+    p = (-8.37498065084219e-3 as Float).addingProduct(p, r)
+    p = (4.166823625564575e-2 as Float).addingProduct(p, r)
+    p = (-0.16666418313980103 as Float).addingProduct(p, r)
+    p = (0.49999991059303284 as Float).addingProduct(p, r)
+    p = (-1 as Float).addingProduct(p, r)
+    p = (1 as Float).addingProduct(p, r)
+    // 2^−n: exponent field 127 − n = (0x4B40_0000 + 127) − the sum's bits.
+    let bits = (0x4B40_007F as Int32) &- Int32(bitPattern: shifted.bitPattern)
+    let s = 1 / (1 + p * Float(bitPattern: UInt32(bitPattern: bits &<< 23)))
+    return x < -88 ? 0 : s
+}
+
 /// erf x in Float, faithfully rounded in most of the range: below |x| = 0.921875 an odd
 /// polynomial x + x·p(x²); above, 1 − e^{−r(|x|)} with r a degree-7 polynomial (N. Juffa's
 /// minimax erff, the one ONNX Runtime's MLAS uses). Pure FMA arithmetic with the project's own
@@ -241,14 +269,14 @@ public func geluErfForward(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMut
 /// The logistic sigmoid of `count` values; `out` may alias `x`.
 public func sigmoidForward(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<Float>) {
     if KernelISA.detected == .avx512 { return sigmoidForwardAVX512(x, count: count, out: out) }
-    mapLanes(x, count: count, out: out, { sigmoid32($0) }, { 1 / (1 + expf32(-$0)) })
+    mapLanes(x, count: count, out: out, { sigmoid32($0) }, { sigmoid32($0) })
 }
 
 /// x · sigmoid(x) (SiLU) of `count` values, in place: the bits of a Sigmoid (`sigmoidForward`)
 /// followed by a Mul of its input and output.
 public func siluForward(_ x: UnsafeMutablePointer<Float>, count: Int) {
     if KernelISA.detected == .avx512 { return siluForwardAVX512(x, count: count) }
-    mapLanes(x, count: count, out: x, { $0 * sigmoid32($0) }, { $0 * (1 / (1 + expf32(-$0))) })
+    mapLanes(x, count: count, out: x, { $0 * sigmoid32($0) }, { $0 * sigmoid32($0) })
 }
 
 /// min(max(x, lo), hi) of `count` values, in place: the Clip op's expression.

@@ -424,7 +424,8 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
     @Test func laneKernelsMatchTheScalarFunctions() {
         var xs: [Float] = (-2400...2400).map { Float($0) / 16 }
         xs += [88.72283, 88.72284, -103.97208, -103.9721, 1e30, -1e30, .infinity, -.infinity, .nan, 0, -0.0,
-               0.921875, -0.921875, Float(0.921875).nextUp, Float.leastNonzeroMagnitude, 3]
+               0.921875, -0.921875, Float(0.921875).nextUp, Float.leastNonzeroMagnitude, 3,
+               -88, Float(-88).nextDown, Float(-88).nextUp, 87, Float(87).nextUp, -87.336, 86.9]
         // Every length up to two vectors and a tail: the partial last vector too.
         for count in Array(1...33) + [xs.count] {
             let part = Array(xs.suffix(count))
@@ -434,16 +435,40 @@ func ints(_ v: [Int64]) -> TensorData { .int64(IntTensor(shape: [v.count], data:
             siluForward(&silu, count: count)
             for (i, x) in part.enumerated() {
                 #expect(gelu[i].bitPattern == geluErf32(x).bitPattern, "gelu(\(x)): \(gelu[i]) vs \(geluErf32(x))")
-                #expect(sig[i].bitPattern == (1 / (1 + expf32(-x))).bitPattern, "sigmoid(\(x))")
+                #expect(sig[i].bitPattern == sigmoid32(x).bitPattern, "sigmoid(\(x))")
                 // (−∞ · 0: a NaN, its sign bit as the multiply gives it)
-                let want = x * (1 / (1 + expf32(-x)))
+                let want = x * sigmoid32(x)
                 #expect(silu[i].bitPattern == want.bitPattern || silu[i].isNaN && want.isNaN, "silu(\(x))")
             }
         }
         for start in stride(from: 0, to: xs.count - 16, by: 16) {
+            let s = sigmoid32(Float16x(xs[start..<(start + 16)]))
+            for k in 0..<16 { #expect(s[k].bitPattern == sigmoid32(xs[start + k]).bitPattern, "sigmoid(\(xs[start + k]))") }
             let v = expf32(Float16x(xs[start..<(start + 16)]))
             for k in 0..<16 { #expect(v[k].bitPattern == expf32(xs[start + k]).bitPattern, "exp(\(xs[start + k]))") }
         }
+    }
+}
+
+extension TrainingPieceTests {
+    /// `sigmoid32` is within 3 ulp of 1 / (1 + e^−x) in Double from −88 to 88 (every 1/1024 and
+    /// every float near the clamps), 0 below −88, 1 where it rounds to 1, and carries a NaN.
+    @Test func sigmoidIsWithinThreeUlpOfTheExactValue() {
+        var xs: [Float] = (-88 * 1024...88 * 1024).map { Float($0) / 1024 }
+        for edge: Float in [-88, 87, -17, 17, 0] {
+            var v = edge, w = edge
+            for _ in 0..<64 { v = v.nextUp; w = w.nextDown; xs += [v, w] }
+        }
+        var worst = 0.0
+        for x in xs where x >= -88 {
+            let exact = 1 / (1 + Foundation.exp(-Double(x)))
+            let ulp = Double(Float(exact).ulp)
+            worst = max(worst, abs(Double(sigmoid32(x)) - exact) / ulp)
+        }
+        #expect(worst <= 3, "worst error \(worst) ulp")
+        #expect(sigmoid32(Float(-88).nextDown) == 0 && sigmoid32(-1e30) == 0 && sigmoid32(-.infinity) == 0)
+        #expect(sigmoid32(88) == 1 && sigmoid32(1e30) == 1 && sigmoid32(.infinity) == 1)
+        #expect(sigmoid32(.nan).isNaN)
     }
 }
 

@@ -10,8 +10,6 @@ extension Variable {
     }
 }
 
-@inline(__always) func sigmoid32(_ x: Float) -> Float { 1 / (1 + expf32(-x)) }
-
 let sqrtHalf = 0.7071067811865476
 let sqrt2OverPi = 0.7978845608028654
 
