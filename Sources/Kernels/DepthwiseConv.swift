@@ -28,6 +28,7 @@ public struct DepthwiseGeometry: Sendable, Equatable {
 /// Floats of scratch `depthwiseConv2d` needs for one plane of geometry `g`.
 public func depthwiseConv2dScratch(_ g: DepthwiseGeometry) -> Int {
     if depthwiseRowsApply(g) { return DepthwiseRowsLayout(g).floats }
+    if depthwiseBlockedApply(g) { return DepthwiseBlockedLayout(g).floats }
     let l = DepthwisePhaseLayout(g)
     return l.phases * l.planeSize + l.staging
 }
@@ -38,6 +39,19 @@ public func depthwiseConv2dScratch(_ g: DepthwiseGeometry) -> Int {
 func depthwiseRowsApply(_ g: DepthwiseGeometry) -> Bool {
     KernelISA.detected == .avx512 && g.dilationH == 1 && g.dilationW == 1 && g.strideH == 1 && g.strideW == 1
         && g.kh == 3 && g.kw == 3 && g.ow >= 16
+}
+
+/// Whether `depthwiseConv2d` takes sixteen planes at a time (`depthwiseBlockedAVX512`).
+func depthwiseBlockedApply(_ g: DepthwiseGeometry) -> Bool {
+    KernelISA.detected == .avx512 && g.padTop >= 0 && g.padLeft >= 0 && !depthwiseRowsApply(g)
+        && (g.oh * g.ow <= 64 || g.kh * g.kw >= 25 && g.oh * g.ow <= 196)
+}
+
+extension DepthwiseBlockedLayout {
+    init(_ g: DepthwiseGeometry) {
+        self.init(oh: g.oh, ow: g.ow, kh: g.kh, kw: g.kw, strideH: g.strideH, strideW: g.strideW,
+                  dilationH: g.dilationH, dilationW: g.dilationW)
+    }
 }
 
 extension DepthwiseRowsLayout {
@@ -111,6 +125,23 @@ public func depthwiseConv2d(_ x: UnsafePointer<Float>, planes: Range<Int>, chann
                                 weights: w + c * taps, bias: bias.map { $0[c] }, y: y + plane * outP, lo: lo, hi: hi, layout: layout,
                                 scratch: scratch)
             finishRuns(after: plane, of: planes, planeSize: outP, y: y, finished: &finished, finish)
+        }
+        return
+    }
+    if depthwiseBlockedApply(g) {
+        // Sixteen planes of one sample at a time (`depthwiseBlockedAVX512`).
+        let layout = DepthwiseBlockedLayout(g)
+        depthwiseBlockedZeros(scratch, layout: layout)
+        var finished = planes.lowerBound, plane = planes.lowerBound
+        while plane < planes.upperBound {
+            let c = plane % channels
+            let count = min(16, planes.upperBound - plane, channels - c)
+            depthwiseBlockedAVX512(x: x + plane * inP, inP: inP, ih: g.ih, iw: g.iw, count: count, kh: g.kh, kw: g.kw,
+                                   strideH: g.strideH, strideW: g.strideW, dilationH: g.dilationH, dilationW: g.dilationW,
+                                   padTop: g.padTop, padLeft: g.padLeft, oh: g.oh, ow: g.ow, weights: w + c * taps,
+                                   bias: bias.map { $0 + c }, y: y + plane * outP, outP: outP, layout: layout, scratch: scratch)
+            plane += count
+            finishRuns(after: plane - 1, of: planes, planeSize: outP, y: y, finished: &finished, finish)
         }
         return
     }

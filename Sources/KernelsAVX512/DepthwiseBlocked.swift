@@ -1,0 +1,207 @@
+// The forward depthwise kernel (`Kernels.depthwiseConv2d`) sixteen channel planes at a time,
+// one channel a lane (AVX-512): the planes are transposed into a zero-padded block of pixels of
+// sixteen channels, each output pixel's sixteen chains run as one vector over the taps, and the
+// outputs are transposed back. Lane by lane the chain is the flat kernel's: from +0 over the
+// taps q in increasing order, fma(w[q], the padded input at the tap), the padding's zeros
+// included; then the bias added once. So the bits are the same.
+//
+// Scratch (`DepthwiseBlockedLayout.floats`): the padded input block (rows × columns pixels of
+// sixteen floats; only the input's pixels are written per group, the zeros around them once per
+// call), the output block (oh · ow pixels), the weights transposed (taps × sixteen), and slack
+// to align the first to 64 bytes.
+
+/// Where `depthwiseBlockedAVX512` keeps its blocks in the scratch.
+public struct DepthwiseBlockedLayout: Sendable {
+    /// Padded rows and columns (the pixels any tap of any output reads).
+    public let rows: Int, columns: Int
+    /// Float offsets (after aligning the scratch) of the output block, the weights and a
+    /// transposed block of sixteen pixels.
+    public let output: Int, weights: Int, transposed: Int
+    /// Floats of scratch needed.
+    public let floats: Int
+
+    public init(oh: Int, ow: Int, kh: Int, kw: Int, strideH: Int, strideW: Int, dilationH: Int, dilationW: Int) {
+        rows = (oh - 1) * strideH + (kh - 1) * dilationH + 1
+        columns = (ow - 1) * strideW + (kw - 1) * dilationW + 1
+        output = rows * columns * 16
+        // The output block has room for a last partial group of sixteen pixels.
+        weights = output + (oh * ow + 15) / 16 * 256
+        // The weights rounded up to whole 16 × 16 transposes, then one transpose's block.
+        transposed = weights + (kh * kw + 15) / 16 * 256
+        floats = transposed + 256 + 16
+    }
+}
+
+/// The padded input block of `layout` set to zeros (once per call: groups write only the input's
+/// pixels). `scratch` as given to `depthwiseBlockedAVX512`.
+public func depthwiseBlockedZeros(_ scratch: UnsafeMutablePointer<Float>, layout l: DepthwiseBlockedLayout) {
+    aligned64(scratch).update(repeating: 0, count: l.output)
+}
+
+@inline(__always) func aligned64(_ p: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+    UnsafeMutablePointer(bitPattern: (Int(bitPattern: p) + 63) & ~63)!
+}
+
+/// Output planes of `count` (1 … 16) consecutive input planes x + k · inP (k < count), ih × iw
+/// each, into y + k · outP (oh × ow), with weights w + k · taps (kh × kw) and bias[k] (or none),
+/// as `Kernels.depthwiseConv2d` (see the file's comment). `scratch` holds `layout.floats` and
+/// its padded block was zeroed by `depthwiseBlockedZeros` for this geometry.
+@inline(never)
+public func depthwiseBlockedAVX512(x: UnsafePointer<Float>, inP: Int, ih: Int, iw: Int, count: Int,
+                                   kh: Int, kw: Int, strideH: Int, strideW: Int, dilationH: Int, dilationW: Int,
+                                   padTop: Int, padLeft: Int, oh: Int, ow: Int,
+                                   weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                   y: UnsafeMutablePointer<Float>, outP: Int,
+                                   layout l: DepthwiseBlockedLayout, scratch: UnsafeMutablePointer<Float>) {
+    let block = aligned64(scratch), out = block + l.output, wt = block + l.weights, tmp = block + l.transposed
+    let taps = kh * kw
+    // Weights, tap by tap, one channel a lane (lanes past `count` zero).
+    // (Past sixteen taps the last block overlaps the one before: the same values again.)
+    var q0 = 0
+    while q0 < taps {
+        let start = taps >= 16 ? min(q0, taps &- 16) : q0
+        transpose16(w + start, stride: taps, rows: count, lanes: min(16, taps &- start), to: wt + start &* 16)
+        q0 &+= 16
+    }
+    var b = V16()
+    if let bias { b = loadLanes(bias, count) }
+
+    // In: sixteen pixels at a time over the flat plane, transposed; pixel (iy, ix) to padded
+    // (iy + padTop, ix + padLeft) when the block has it.
+    let inFlat = ih &* iw
+    var f = 0, iy = 0, ix = 0
+    while f < inFlat {
+        let n = min(16, inFlat &- f)
+        // A last partial block of a plane of sixteen or more pixels overlaps the one before
+        // (whole vectors); its first 16 − n pixels are not stored again.
+        let back = n < 16 && inFlat >= 16 ? 16 &- n : 0
+        transpose16(x + (f &- back), stride: inP, rows: count, lanes: n &+ back, to: tmp)
+        for j in back..<(back &+ n) {
+            let py = iy &+ padTop, px = ix &+ padLeft
+            if py < l.rows && px < l.columns { store16(block + (py &* l.columns &+ px) &* 16, load16(tmp + j &* 16)) }
+            ix &+= 1
+            if ix == iw { ix = 0; iy &+= 1 }
+        }
+        f &+= n
+    }
+
+    // Multiply-adds: up to eight output pixels of a row at a time.
+    let hasBias = bias != nil
+    for oy in 0..<oh {
+        var ox = 0
+        while ox < ow {
+            let n = min(8, ow &- ox)
+            let src = UnsafePointer(block + ((oy &* strideH) &* l.columns &+ ox &* strideW) &* 16)
+            let dst = out + (oy &* ow &+ ox) &* 16
+            switch n {
+            case 8: pixelTile(8, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
+            case 7: pixelTile(7, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
+            case 6: pixelTile(6, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
+            case 5: pixelTile(5, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
+            case 4: pixelTile(4, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
+            case 3: pixelTile(3, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
+            case 2: pixelTile(2, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
+            default: pixelTile(1, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
+            }
+            ox &+= n
+        }
+    }
+
+    // Out: sixteen pixels at a time, transposed back into the planes.
+    let outFlat = oh &* ow
+    f = 0
+    while f < outFlat {
+        let n = min(16, outFlat &- f)
+        if count == 16 && outFlat >= 16 {
+            // (A last partial block overlaps the one before: the same values again.)
+            let start = min(f, outFlat &- 16)
+            transpose16(out + start &* 16, stride: 16, rows: 16, lanes: 16, to: y + start, stride: outP)
+        } else {
+            transpose16(out + f &* 16, stride: 16, rows: 16, lanes: 16, to: tmp)
+            for k in 0..<count { storeLanes(y + (k &* outP &+ f), load16(tmp + k &* 16), n) }
+        }
+        f &+= n
+    }
+}
+
+typealias Rows16 = (V16, V16, V16, V16, V16, V16, V16, V16, V16, V16, V16, V16, V16, V16, V16, V16)
+
+/// Row k: `lanes` floats at p + k · stride for k < planes, zeros elsewhere.
+// (Not inlined: the partial blocks only.)
+@inline(never)
+func rowsOfPlanes(_ p: UnsafePointer<Float>, stride s: Int, planes: Int, lanes n: Int) -> Rows16 {
+    @inline(__always) func row(_ k: Int) -> V16 { k < planes ? loadLanes(p + k &* s, n) : V16() }
+    return (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7),
+            row(8), row(9), row(10), row(11), row(12), row(13), row(14), row(15))
+}
+
+/// The 16 × 16 block whose row k (k < rows) is `lanes` floats at src + k · stride (zeros past
+/// them), transposed: its row j to dst + j · dstStride.
+@inline(__always)
+func transpose16(_ src: UnsafePointer<Float>, stride s: Int, rows: Int, lanes: Int, to dst: UnsafeMutablePointer<Float>,
+                 stride d: Int = 16) {
+    var r: Rows16
+    if rows == 16 && lanes == 16 {
+        r = (load16(src), load16(src + s), load16(src + 2 &* s), load16(src + 3 &* s), load16(src + 4 &* s), load16(src + 5 &* s),
+             load16(src + 6 &* s), load16(src + 7 &* s), load16(src + 8 &* s), load16(src + 9 &* s), load16(src + 10 &* s),
+             load16(src + 11 &* s), load16(src + 12 &* s), load16(src + 13 &* s), load16(src + 14 &* s), load16(src + 15 &* s))
+    } else {
+        r = rowsOfPlanes(src, stride: s, planes: rows, lanes: lanes)
+    }
+    r = transposed16(r)
+    store16(dst, r.0); store16(dst + d, r.1); store16(dst + 2 &* d, r.2); store16(dst + 3 &* d, r.3)
+    store16(dst + 4 &* d, r.4); store16(dst + 5 &* d, r.5); store16(dst + 6 &* d, r.6); store16(dst + 7 &* d, r.7)
+    store16(dst + 8 &* d, r.8); store16(dst + 9 &* d, r.9); store16(dst + 10 &* d, r.10); store16(dst + 11 &* d, r.11)
+    store16(dst + 12 &* d, r.12); store16(dst + 13 &* d, r.13); store16(dst + 14 &* d, r.14); store16(dst + 15 &* d, r.15)
+}
+
+/// The 16 × 16 transpose (lane j of row k to lane k of row j), as four rounds of an unzip: new
+/// row i the even lanes of rows 2i and 2i + 1, row i + 8 their odd lanes. With the element index
+/// (row, lane) as eight bits, a round rotates them right by one; four rounds swap row and lane.
+@inline(__always)
+func transposed16(_ r: Rows16) -> Rows16 {
+    @inline(__always) func ev(_ a: V16, _ b: V16) -> V16 { V16(lowHalf: a.evenHalf, highHalf: b.evenHalf) }
+    @inline(__always) func od(_ a: V16, _ b: V16) -> V16 { V16(lowHalf: a.oddHalf, highHalf: b.oddHalf) }
+    @inline(__always) func round(_ r: Rows16) -> Rows16 {
+        (ev(r.0, r.1), ev(r.2, r.3), ev(r.4, r.5), ev(r.6, r.7), ev(r.8, r.9), ev(r.10, r.11), ev(r.12, r.13), ev(r.14, r.15),
+         od(r.0, r.1), od(r.2, r.3), od(r.4, r.5), od(r.6, r.7), od(r.8, r.9), od(r.10, r.11), od(r.12, r.13), od(r.14, r.15))
+    }
+    return round(round(round(round(r))))
+}
+
+/// `n` (1 … 8, a constant once inlined) output pixels `step` floats apart in the padded block
+/// from `src`: per pixel one vector chain over the taps (rows dH floats apart, columns dW), then
+/// the bias; stored at `dst`, sixteen floats a pixel.
+@inline(__always)
+func pixelTile(_ n: Int, _ src: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, kh: Int, kw: Int, dH: Int, dW: Int, step: Int,
+               bias: V16, hasBias: Bool, _ dst: UnsafeMutablePointer<Float>) {
+    var a0 = V16(), a1 = V16(), a2 = V16(), a3 = V16(), a4 = V16(), a5 = V16(), a6 = V16(), a7 = V16()
+    var q = 0
+    for ky in 0..<kh {
+        var s = src + ky &* dH
+        for _ in 0..<kw {
+            let wv = load16(wt + q &* 16)
+            a0 = a0.addingProduct(wv, load16(s))
+            if n > 1 { a1 = a1.addingProduct(wv, load16(s + step)) }
+            if n > 2 { a2 = a2.addingProduct(wv, load16(s + 2 &* step)) }
+            if n > 3 { a3 = a3.addingProduct(wv, load16(s + 3 &* step)) }
+            if n > 4 { a4 = a4.addingProduct(wv, load16(s + 4 &* step)) }
+            if n > 5 { a5 = a5.addingProduct(wv, load16(s + 5 &* step)) }
+            if n > 6 { a6 = a6.addingProduct(wv, load16(s + 6 &* step)) }
+            if n > 7 { a7 = a7.addingProduct(wv, load16(s + 7 &* step)) }
+            s += dW
+            q &+= 1
+        }
+    }
+    if hasBias {
+        a0 += bias; a1 += bias; a2 += bias; a3 += bias; a4 += bias; a5 += bias; a6 += bias; a7 += bias
+    }
+    store16(dst, a0)
+    if n > 1 { store16(dst + 16, a1) }
+    if n > 2 { store16(dst + 32, a2) }
+    if n > 3 { store16(dst + 48, a3) }
+    if n > 4 { store16(dst + 64, a4) }
+    if n > 5 { store16(dst + 80, a5) }
+    if n > 6 { store16(dst + 96, a6) }
+    if n > 7 { store16(dst + 112, a7) }
+}
