@@ -1187,7 +1187,7 @@ extension DirectConvTests {
             ("depthwise", 6, [6, 1, 3, 3], ["group": .int(6), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])], 11),
             ("direct", 2, [5, 2, 3, 3], ["pads": .ints([1, 1, 1, 1])], 12),
             ("rows", 3, [4, 3, 3, 3], ["strides": .ints([2, 2])], 5),
-            ("im2col", 20, [24, 20, 1, 1], [:], 9),
+            ("im2col", 20, [24, 20, 1, 1], [:], 5),
             ("pointwise bands", 40, [24, 40, 1, 1], [:], 19),
             ("3 × 3 bands", 32, [8, 32, 3, 3], ["pads": .ints([1, 1, 1, 1])], 31),
         ]
@@ -1259,6 +1259,12 @@ extension DirectConvTests {
     @Test(arguments: [(40, 24), (24, 8)])
     func pointwiseBandsGiveTheDefinitionsChain(cin: Int, cout: Int) throws {
         try check(cin: cin, cout: cout, k: 1, h: 23, w: 19, stride: 1, pad: 0, dilation: 1, group: 1, large: false)
+    }
+
+    /// A pointwise Conv of 32 or more outputs a sample runs one sample per GEMM at any batch
+    /// (7 × 7 planes at batch 8, which went five samples to a GEMM through copies).
+    @Test func pointwiseSmallPlanesRunASampleAtATime() throws {
+        try check(cin: 40, cout: 24, k: 1, h: 7, w: 7, stride: 1, pad: 0, dilation: 1, group: 1, large: false, batch: 8)
     }
 
     /// At batch 1 with two threads the workers split a sample's bands (and groups): a 3 × 3

@@ -184,6 +184,12 @@ extension OpContext {
         let iw = geo.inSpatial.last ?? 1, ow = geo.outSpatial.last ?? 1
         let wide = geo.affine.map { $0.colStep == 1 && $0.rowStep == iw && ow < iw } ?? false
         let perSample = wide ? (geo.outSpatial[0] - 1) * iw + ow : geo.outCount
+        // A pointwise Conv of a panel's width or more runs one sample per GEMM (straight on the
+        // input's rows, bias and activation in the GEMM's epilogue).
+        // NOTE: chunked (five 7 × 7 samples a GEMM), it copied the inputs in and the outputs out
+        // and ran the bias and activation as passes: MobileNetV2 at batch 8 83.3-84.5 → 81.4-82.0
+        // ms one thread, 44.7-45.2 → 41.6-42.6 two.
+        if geo.isPointwise && perSample >= 32 { return (wide, perSample, 1) }
         return (wide, perSample, max(1, min(batch, (wide ? 512 : 256) / perSample)))
     }
 
@@ -432,7 +438,7 @@ extension OpContext {
         // than threads, the GEMM's threads split it); other bands are of equal height.
         // NOTE: EfficientNet-B0's 672 × 112 layers at 14 × 14 went as bands of 13 and 1 rows, one
         // per thread (448 µs on one thread, 392 on two), and their SiLU ran on one thread.
-        let pointwise = geo.inSpatial.count == 2 && kq == 1 && geo.outSpatial == geo.inSpatial && geo.padBegin.allSatisfy { $0 == 0 }
+        let pointwise = geo.isPointwise
         let bandRows: Int? = geo.inSpatial.count == 2 && !wide && nb == 1 && (kk * p > 262_144 || pointwise)
             ? (pointwise ? geo.outSpatial[0] : Self.evenBands(rows: geo.outSpatial[0], at: 131_072 / max(1, max(kk, mg) * geo.outSpatial[1])))
             : nil

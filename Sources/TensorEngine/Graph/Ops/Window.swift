@@ -29,6 +29,12 @@ final class WindowGeometry {
     /// Strides, dilations and leading pads per spatial dimension (Conv windows).
     var strides: [Int] = [], dilations: [Int] = [], padBegin: [Int] = []
 
+    /// A 2-D 1 × 1 window that reads every input position once (no padding, output = input):
+    /// its im2col columns are the input's own rows.
+    var isPointwise: Bool {
+        inSpatial.count == 2 && kernelCount == 1 && outSpatial == inSpatial && padBegin.allSatisfy { $0 == 0 }
+    }
+
     /// The 2-D window as `Kernels.depthwiseConv2d` takes it; nil for other ranks.
     var depthwise: DepthwiseGeometry? {
         guard inSpatial.count == 2, padBegin.count == 2, strides.count == 2, dilations.count == 2 else { return nil }
