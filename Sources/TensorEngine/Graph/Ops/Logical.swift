@@ -57,11 +57,20 @@ extension OpContext {
     /// IsNaN, and IsInf with `detect_negative` and `detect_positive`.
     func isSpecial() throws -> Value {
         let x = try float(0).value
-        if node.opType == "IsNaN" { return .bool(IntTensor(shape: x.shape, data: x.scalars.map { $0.isNaN ? 1 : 0 })) }
+        // NOTE: as `x.scalars.map`, a copy of the input and a closure call a value: MiniLM-L6's six
+        // IsNaN nodes (12K values each) took 91 µs at batch 1, ONNX Runtime's 36.
+        @inline(__always) func flags(_ test: (Float) -> Bool) -> IntTensor {
+            let n = x.count
+            return IntTensor(shape: x.shape, data: x.withUnsafeBufferPointer { p in
+                [Int64](unsafeUninitializedCapacity: n) { out, count in
+                    for i in 0..<n { out[i] = test(p[i]) ? 1 : 0 }
+                    count = n
+                }
+            })
+        }
+        if node.opType == "IsNaN" { return .bool(flags { $0.isNaN }) }
         let negative = try int("detect_negative", 1) == 1, positive = try int("detect_positive", 1) == 1
-        return .bool(IntTensor(shape: x.shape, data: x.scalars.map { v in
-            v.isInfinite && (v > 0 ? positive : negative) ? 1 : 0
-        }))
+        return .bool(flags { $0 == .infinity ? positive : $0 == -.infinity ? negative : false })
     }
 
     /// Where(condition, X, Y): X where the condition holds, else Y, broadcast to one shape.
