@@ -87,21 +87,26 @@ public func depthwiseBlockedAVX512(x: UnsafePointer<Float>, inP: Int, ih: Int, i
 
     // Multiply-adds: up to eight output pixels of a row at a time.
     let hasBias = bias != nil
+    let dH = dilationH &* l.columns &* 16, dW = dilationW &* 16, step = strideW &* 16
     for oy in 0..<oh {
         var ox = 0
         while ox < ow {
             let n = min(8, ow &- ox)
             let src = UnsafePointer(block + ((oy &* strideH) &* l.columns &+ ox &* strideW) &* 16)
             let dst = out + (oy &* ow &+ ox) &* 16
+            // (n a constant in each call, so each tile keeps only its own accumulators.)
+            @inline(__always) func tile(_ n: Int) {
+                pixelTile(n, src, wt, kh: kh, kw: kw, dH: dH, dW: dW, step: step, bias: b, hasBias: hasBias, dst)
+            }
             switch n {
-            case 8: pixelTile(8, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
-            case 7: pixelTile(7, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
-            case 6: pixelTile(6, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
-            case 5: pixelTile(5, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
-            case 4: pixelTile(4, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
-            case 3: pixelTile(3, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
-            case 2: pixelTile(2, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
-            default: pixelTile(1, src, wt, kh: kh, kw: kw, dH: dilationH &* l.columns &* 16, dW: dilationW &* 16, step: strideW &* 16, bias: b, hasBias: hasBias, dst)
+            case 8: tile(8)
+            case 7: tile(7)
+            case 6: tile(6)
+            case 5: tile(5)
+            case 4: tile(4)
+            case 3: tile(3)
+            case 2: tile(2)
+            default: tile(1)
             }
             ox &+= n
         }
