@@ -42,6 +42,9 @@ func depthwiseRowsApply(_ g: DepthwiseGeometry) -> Bool {
 }
 
 /// Whether `depthwiseConv2d` takes sixteen planes at a time (`depthwiseBlockedAVX512`).
+// NOTE: where it measured faster than the padded copy (kernel alone, one thread): 1152 × 7 × 7
+// 5 × 5 162 → 79 µs, 672 × 14 × 14 5 × 5 176 → 153; past that its transposes in and out cost
+// more than the padding saves (240 × 28 × 28 5 × 5 209 → 304, 480 × 14 × 14 3 × 3 73 → 75).
 func depthwiseBlockedApply(_ g: DepthwiseGeometry) -> Bool {
     KernelISA.detected == .avx512 && g.padTop >= 0 && g.padLeft >= 0 && !depthwiseRowsApply(g)
         && (g.oh * g.ow <= 64 || g.kh * g.kw >= 25 && g.oh * g.ow <= 196)
@@ -100,7 +103,8 @@ public func depthwiseConv2d(_ x: UnsafePointer<Float>, weights w: UnsafePointer<
 /// `scratch` holds `depthwiseConv2dScratch(g)` floats.
 ///
 /// 3 × 3 planes at stride 1 with rows of sixteen or more are read in place on AVX-512
-/// (`depthwiseRowsAVX512`, the same chains). Every other plane is copied into the scratch
+/// (`depthwiseRowsAVX512`, the same chains); other planes of up to 64 outputs (196 with 5 × 5
+/// kernels) go sixteen channels at a time (`depthwiseBlockedAVX512`, the same chains). Every other plane is copied into the scratch
 /// zero-padded, by phase (see `DepthwisePhaseLayout`; the
 /// zeros are the same for every plane, so they are written once per call); then all its
 /// outputs are computed as vectors over the flat index (`depthwiseFlatVectors`, sixteen lanes
