@@ -131,12 +131,23 @@ public func depthwiseBlockedAVX512(x: UnsafePointer<Float>, inP: Int, ih: Int, i
 @inline(__always)
 func pixelTile(_ n: Int, _ src: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, kh: Int, kw: Int, dH: Int, dW: Int, step: Int,
                bias: V16, hasBias: Bool, _ dst: UnsafeMutablePointer<Float>) {
+    storeTile8(n, tapChains(n, src, wt, rows: kh, kw: kw, dH: dH, dW: dW, step: step), bias: hasBias ? bias : nil, mode: 0,
+               lo: V16(), hi: V16(), dst)
+}
+
+/// Per output pixel k < n (1 … 8, a constant once inlined), `step` floats apart from src: one
+/// vector chain from +0 over `rows` rows of kw taps (rows dH floats apart, taps dW), in order,
+/// with the taps' weights from wt (sixteen floats each, in the same order). Lanes of pixels
+/// past n are zero.
+@_transparent
+func tapChains(_ n: Int, _ src: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, rows: Int, kw: Int, dH: Int, dW: Int,
+               step: Int) -> (V16, V16, V16, V16, V16, V16, V16, V16) {
     var a0 = V16(), a1 = V16(), a2 = V16(), a3 = V16(), a4 = V16(), a5 = V16(), a6 = V16(), a7 = V16()
-    var q = 0
-    for ky in 0..<kh {
+    var q = wt
+    for ky in 0..<max(rows, 0) {
         var s = src + ky &* dH
         for _ in 0..<kw {
-            let wv = load16(wt + q &* 16)
+            let wv = load16(q)
             a0 = a0.addingProduct(wv, load16(s))
             if n > 1 { a1 = a1.addingProduct(wv, load16(s + step)) }
             if n > 2 { a2 = a2.addingProduct(wv, load16(s + 2 &* step)) }
@@ -146,18 +157,8 @@ func pixelTile(_ n: Int, _ src: UnsafePointer<Float>, _ wt: UnsafePointer<Float>
             if n > 6 { a6 = a6.addingProduct(wv, load16(s + 6 &* step)) }
             if n > 7 { a7 = a7.addingProduct(wv, load16(s + 7 &* step)) }
             s += dW
-            q &+= 1
+            q += 16
         }
     }
-    if hasBias {
-        a0 += bias; a1 += bias; a2 += bias; a3 += bias; a4 += bias; a5 += bias; a6 += bias; a7 += bias
-    }
-    store16(dst, a0)
-    if n > 1 { store16(dst + 16, a1) }
-    if n > 2 { store16(dst + 32, a2) }
-    if n > 3 { store16(dst + 48, a3) }
-    if n > 4 { store16(dst + 64, a4) }
-    if n > 5 { store16(dst + 80, a5) }
-    if n > 6 { store16(dst + 96, a6) }
-    if n > 7 { store16(dst + 112, a7) }
+    return (a0, a1, a2, a3, a4, a5, a6, a7)
 }

@@ -183,6 +183,9 @@ struct Latency: ParsableCommand {
         for _ in 0..<runs { _ = try graph.run(feeds, threads: threads) }
         var byOp: [String: UInt64] = [:]
         for node in graph.nodes { byOp[node.opType, default: 0] += profile.totals[node.name] ?? 0 }
+        // Nodes of the graph inference runs in its place (the blocked layout's reorders).
+        let names = Set(graph.nodes.map(\.name))
+        for (name, ns) in profile.totals where !names.contains(name) { byOp["(layout reorders)", default: 0] += ns }
         let total = max(byOp.values.reduce(0, +), 1)
         func row(_ name: String, _ ns: UInt64) -> [String] {
             [name, String(format: "%.1f", Double(ns) / Double(runs) / 1000), String(format: "%.1f%%", 100 * Double(ns) / Double(total))]

@@ -220,7 +220,39 @@ public final class Graph {
     /// Per-node wall time of inference runs while set, for `make bench` diagnostics only.
     public var nodeProfile: NodeProfile?
 
-    public init(nodes: [Node], inputs: [GraphInput], outputs: [String], initializers: [(String, TensorData)], opset: Int) {
+    /// Whether inference may run a depthwise-separable graph in blocks of sixteen channels
+    /// (`BlockedPlan`; PRUNECHECK_BLOCKED=0 turns it off for every graph).
+    public var usesBlockedLayout = true {
+        didSet { blockedState = .unknown }
+    }
+    /// The blocked form, worked out on the first inference run, again after `setInitializer`
+    /// and when a weight it packed has changed.
+    var blockedState: BlockedState = .unknown
+    enum BlockedState { case unknown, none, plan(BlockedPlan) }
+
+    /// The blocked graph inference runs, when there is one.
+    private func blockedGraph() -> Graph? {
+        if case .plan(let p) = blockedState, p.isCurrent { return p.graph }
+        if case .none = blockedState { return nil }
+        let plan = usesBlockedLayout ? BlockedPlan.make(for: self) : nil
+        blockedState = plan.map { BlockedState.plan($0) } ?? BlockedState.none
+        return plan?.graph
+    }
+
+    /// Initializer `name` as `value` (the original graph's Variable, for a blocked graph).
+    func share(_ name: String, _ value: Value) {
+        initializers[name] = value
+        if let s = slotOf[name], let i = constantSlots.firstIndex(where: { $0.slot == s }) { constantSlots[i].value = value }
+        spareSlots = []
+    }
+
+    public convenience init(nodes: [Node], inputs: [GraphInput], outputs: [String], initializers: [(String, TensorData)], opset: Int) {
+        self.init(nodes: nodes, inputs: inputs, outputs: outputs, initializers: initializers, opset: opset, blockedOps: false)
+    }
+
+    /// `blockedOps`: the graph is a `BlockedPlan`'s, whose nodes may also be its own ops
+    /// (`OpRegistry.blocked`).
+    init(nodes: [Node], inputs: [GraphInput], outputs: [String], initializers: [(String, TensorData)], opset: Int, blockedOps: Bool) {
         self.nodes = nodes
         self.inputs = inputs
         self.outputs = outputs
@@ -282,7 +314,7 @@ public final class Graph {
         }
         let initializerBytes = values.values.reduce(0) { total, v in if case .float(let w) = v { return total + 4 * w.value.count }; return total }
         packBudget = max(64 << 20, initializerBytes / 8)
-        ops = nodes.map { OpRegistry.byType[$0.opType] }
+        ops = nodes.map { OpRegistry.byType[$0.opType] ?? (blockedOps ? OpRegistry.blocked[$0.opType] : nil) }
         let graphOutputs = Set(outputs)
         var passedOn = Set<String>()
         for (n, op) in zip(nodes, ops) where op?.keepsTrainingStep != true { passedOn.formUnion(n.inputs) }
@@ -442,6 +474,7 @@ public final class Graph {
         spareSlots = []
         trainingSteps = Array(repeating: nil, count: nodes.count)
         linearChainState = .unknown
+        blockedState = .unknown
         reshapes = Array(repeating: nil, count: nodes.count)
     }
 
@@ -463,6 +496,13 @@ public final class Graph {
     /// takes from the slots: `forward` takes its one output without building the arrays of
     /// feeds and outputs (two allocations per training step).
     private func run<R>(feed: (Int) -> Value, tape: Tape?, threads: Int, collect: ([Value?]) throws -> R) throws -> R {
+        if tape == nil, !training, let blocked = blockedGraph() {
+            blocked.nodeProfile = nodeProfile
+            let values = try blocked.run(inputs.indices.map(feed), threads: threads)
+            var slots = [Value?](repeating: nil, count: slotOf.count)
+            for (k, s) in outputSlots.enumerated() { slots[s] = values[k] }
+            return try collect(slots)
+        }
         // NOTE: the initializers stay in their slots from one run to the next (filling them
         // took a retain and a release each per run, and the slots an allocation).
         var slots: [Value?]

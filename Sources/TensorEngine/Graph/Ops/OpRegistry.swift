@@ -47,6 +47,21 @@ struct OpDefinition {
 }
 
 enum OpRegistry {
+    /// The blocked graph's own ops (`BlockedPlan`), run only in a graph built with them.
+    static let blocked: [String: OpDefinition] = {
+        typealias D = OpDefinition
+        func one(_ f: @escaping (OpContext) throws -> Value) -> (OpContext) throws -> NodeOutputs { { try NodeOutputs(f($0)) } }
+        let all = [
+            D(BlockedPlan.reorderIn, .convolution, differentiable: false, one { try $0.reorderIn16() }),
+            D(BlockedPlan.reorderOut, .convolution, differentiable: false, attributes: ["channels"], one { try $0.reorderOut16() }),
+            D(BlockedPlan.conv, .convolution, differentiable: false,
+              attributes: ["depthwise", "cin", "cout", "mode", "lo", "hi", "geometry"], one { try $0.conv16() }),
+            D(BlockedPlan.mean, .convolution, differentiable: false, one { try $0.mean16() }),
+            D(BlockedPlan.mul, .convolution, differentiable: false, one { try $0.mul16() }),
+        ]
+        return Dictionary(uniqueKeysWithValues: all.map { ($0.opType, $0) })
+    }()
+
     /// Every op, by family.
     static let all: [OpDefinition] = {
         typealias D = OpDefinition
