@@ -74,7 +74,9 @@ import Testing
         // 5 × 5 at stride 2 with asymmetric pads, no bias; a 1 × 3 window at strides (1, 2).
         let d2 = b.depthwise(scaled, channels: 40, kernel: [5, 5], strides: [2, 2], pads: [2, 1, 2, 3], bias: false)
         let d3 = b.node("Relu", [b.depthwise(d2, channels: 40, kernel: [1, 3], strides: [1, 2], pads: [0, 1, 0, 1])])
-        let t = b.conv(d3, cin: 40, cout: 20, kernel: [1, 1], bias: false)
+        // 5 × 5 at stride 1 (its rows of taps shared by neighbouring outputs).
+        let d4 = b.silu(b.depthwise(d3, channels: 40, kernel: [5, 5], pads: [2, 2, 2, 2]))
+        let t = b.conv(d4, cin: 40, cout: 20, kernel: [1, 1], bias: false)
         // Residual: t + pw(dw(t)).
         let u = b.conv(b.relu6(b.depthwise(t, channels: 20, kernel: [3, 3], pads: [1, 1, 1, 1])), cin: 20, cout: 20, kernel: [1, 1])
         let v = b.node("Add", [t, u])
@@ -155,6 +157,21 @@ import Testing
         let x = spreadTensor([2, 17, 2, 3], seed: 9)
         Self.expectClose(try Self.outputs(blocked, x, threads: 2), try Self.outputs(plain, x, threads: 1))
         #expect(Self.isPlanned(blocked) == Blocked16.available)
+    }
+
+    /// An empty Conv (no input or output channels, as structured pruning can leave) stays with
+    /// the general path.
+    @Test func emptyConvsAreNotBlocked() {
+        func form(_ shape: [Int], group: Int = 1) -> ConvForm? {
+            let w = Tensor(shape: shape, scalars: [Float](repeating: 0.5, count: shape.reduce(1, *)))
+            let node = Node(name: "c", opType: "Conv", inputs: ["x", "w"], outputs: ["y"], attributes: ["group": .int(group)])
+            return ConvForm(node, initializers: ["w": .float(Variable(w))])
+        }
+        #expect(form([6, 0, 1, 1]) == nil)
+        #expect(form([0, 6, 1, 1]) == nil)
+        #expect(form([6, 4, 1, 1])?.depthwise == false)
+        #expect(form([6, 1, 3, 3], group: 6)?.depthwise == true)
+        #expect(form([6, 2, 3, 3], group: 3) == nil)
     }
 
     /// The reorders alone, over channel and pixel counts around sixteen.

@@ -206,6 +206,9 @@ struct ConvForm {
         guard n.opType == "Conv", n.inputs.count >= 2, n.outputs.count == 1, !n.inputs[0].isEmpty,
               case .float(let w)? = initializers[n.inputs[1]], w.value.shape.count == 4 else { return nil }
         let s = w.value.shape
+        // (No empty Conv: one with no input channels is its bias alone, which the general path
+        // computes; structured pruning can leave one.)
+        guard s.allSatisfy({ $0 > 0 }) else { return nil }
         var b: Variable? = nil
         if n.inputs.count > 2, !n.inputs[2].isEmpty {
             guard case .float(let bv)? = initializers[n.inputs[2]], bv.value.shape == [s[0]] else { return nil }
