@@ -268,8 +268,8 @@ public func depthwise16AVX512(x: UnsafePointer<Float>, ih: Int, iw: Int, w: Unsa
             let ix0 = ox &* strideW &- padLeft
             let src = x + ((iy0 &+ ky0) &* iw &+ ix0) &* 16, wt = w + ky0 &* kw &* 16
             let dst = out + ox &* 16, rowsK = ky1 &- ky0
-            if strideW == 1 && (kw == 3 || kw == 5) {
-                depthwiseTilesS1(n, kw, src, wt, rows: rowsK, dH: dH, bias: b, hasBias: hasBias, mode: mode, lo: l, hi: h, dst)
+            if strideW <= 2 && (kw == 3 || kw == 5) {
+                depthwiseTilesRow(n, kw, strideW, src, wt, rows: rowsK, dH: dH, bias: b, hasBias: hasBias, mode: mode, lo: l, hi: h, dst)
             } else {
                 depthwiseTiles(n, src, wt, rows: rowsK, kw: kw, dH: dH, step: step, bias: b, hasBias: hasBias, mode: mode, lo: l, hi: h, dst)
             }
@@ -296,23 +296,28 @@ func depthwiseTiles(_ n: Int, _ src: UnsafePointer<Float>, _ wt: UnsafePointer<F
     }
 }
 
-/// `depthwiseTileS1` for n (1 … 8) pixels and kw = 3 or 5, each a constant tile.
+/// `depthwiseTileRow` for n (1 … 8) pixels, kw = 3 or 5 and stride 1 or 2, each a constant tile.
 @inline(never)
-func depthwiseTilesS1(_ n: Int, _ kw: Int, _ src: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, rows: Int, dH: Int,
-                      bias: V16, hasBias: Bool, mode: Int, lo: V16, hi: V16, _ dst: UnsafeMutablePointer<Float>) {
-    @_transparent func tiles(_ kw: Int) {
+func depthwiseTilesRow(_ n: Int, _ kw: Int, _ stride: Int, _ src: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, rows: Int,
+                       dH: Int, bias: V16, hasBias: Bool, mode: Int, lo: V16, hi: V16, _ dst: UnsafeMutablePointer<Float>) {
+    @_transparent func tiles(_ kw: Int, _ stride: Int) {
         switch n {
-        case 8: depthwiseTileS1(8, kw, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
-        case 7: depthwiseTileS1(7, kw, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
-        case 6: depthwiseTileS1(6, kw, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
-        case 5: depthwiseTileS1(5, kw, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
-        case 4: depthwiseTileS1(4, kw, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
-        case 3: depthwiseTileS1(3, kw, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
-        case 2: depthwiseTileS1(2, kw, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
-        default: depthwiseTileS1(1, kw, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
+        case 8: depthwiseTileRow(8, kw, stride, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
+        case 7: depthwiseTileRow(7, kw, stride, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
+        case 6: depthwiseTileRow(6, kw, stride, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
+        case 5: depthwiseTileRow(5, kw, stride, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
+        case 4: depthwiseTileRow(4, kw, stride, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
+        case 3: depthwiseTileRow(3, kw, stride, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
+        case 2: depthwiseTileRow(2, kw, stride, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
+        default: depthwiseTileRow(1, kw, stride, src, wt, rows: rows, dH: dH, bias: bias, hasBias: hasBias, mode: mode, lo: lo, hi: hi, dst)
         }
     }
-    if kw == 5 { tiles(5) } else { tiles(3) }
+    switch (kw, stride) {
+    case (5, 1): tiles(5, 1)
+    case (5, _): tiles(5, 2)
+    case (_, 1): tiles(3, 1)
+    default: tiles(3, 2)
+    }
 }
 
 /// n (1 … 8, a constant once inlined) output pixels `step` floats apart whose taps all lie in the
@@ -324,32 +329,158 @@ func depthwiseTile(_ n: Int, _ src: UnsafePointer<Float>, _ wt: UnsafePointer<Fl
     storeTile8(n, a, bias: hasBias ? bias : nil, mode: mode, lo: lo, hi: hi, dst)
 }
 
-/// `depthwiseTile` for kw = 3 or 5 (a constant once inlined) taps a row at stride 1: each input
-/// pixel is loaded once for the up to kw outputs whose window holds it, the row's weights stay
-/// in registers; per output the taps still go in increasing order.
+/// `depthwiseTile` for kw = 3 or 5 taps a row at stride 1 or 2 (constants once inlined): each
+/// input pixel is loaded once for the outputs whose window holds it, the row's weights stay in
+/// registers; per output the taps still go in increasing order.
 @_transparent
-func depthwiseTileS1(_ n: Int, _ kw: Int, _ src: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, rows: Int, dH: Int,
-                     bias: V16, hasBias: Bool, mode: Int, lo: V16, hi: V16, _ dst: UnsafeMutablePointer<Float>) {
+func depthwiseTileRow(_ n: Int, _ kw: Int, _ stride: Int, _ src: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, rows: Int,
+                      dH: Int, bias: V16, hasBias: Bool, mode: Int, lo: V16, hi: V16, _ dst: UnsafeMutablePointer<Float>) {
     var a0 = V16(), a1 = V16(), a2 = V16(), a3 = V16(), a4 = V16(), a5 = V16(), a6 = V16(), a7 = V16()
     var q = wt
+    let last = stride &* (n &- 1) &+ kw  // input pixels the tile reads in a row
     for ky in 0..<max(rows, 0) {
         let s = src + ky &* dH
         let w0 = load16(q), w1 = load16(q + 16), w2 = load16(q + 32)
         let w3 = kw > 3 ? load16(q + 48) : V16(), w4 = kw > 4 ? load16(q + 64) : V16()
         q += kw &* 16
         var x: V16
-        x = load16(s + 0); a0 = a0.addingProduct(w0, x)
-        x = load16(s + 16); if n > 1 { a1 = a1.addingProduct(w0, x) }; a0 = a0.addingProduct(w1, x)
-        x = load16(s + 32); if n > 2 { a2 = a2.addingProduct(w0, x) }; if n > 1 { a1 = a1.addingProduct(w1, x) }; a0 = a0.addingProduct(w2, x)
-        if 3 < n &+ kw &- 1 { x = load16(s + 48); if n > 3 { a3 = a3.addingProduct(w0, x) }; if n > 2 { a2 = a2.addingProduct(w1, x) }; if n > 1 { a1 = a1.addingProduct(w2, x) }; if kw > 3 { a0 = a0.addingProduct(w3, x) } }
-        if 4 < n &+ kw &- 1 { x = load16(s + 64); if n > 4 { a4 = a4.addingProduct(w0, x) }; if n > 3 { a3 = a3.addingProduct(w1, x) }; if n > 2 { a2 = a2.addingProduct(w2, x) }; if kw > 3 && n > 1 { a1 = a1.addingProduct(w3, x) }; if kw > 4 { a0 = a0.addingProduct(w4, x) } }
-        if 5 < n &+ kw &- 1 { x = load16(s + 80); if n > 5 { a5 = a5.addingProduct(w0, x) }; if n > 4 { a4 = a4.addingProduct(w1, x) }; if n > 3 { a3 = a3.addingProduct(w2, x) }; if kw > 3 && n > 2 { a2 = a2.addingProduct(w3, x) }; if kw > 4 && n > 1 { a1 = a1.addingProduct(w4, x) } }
-        if 6 < n &+ kw &- 1 { x = load16(s + 96); if n > 6 { a6 = a6.addingProduct(w0, x) }; if n > 5 { a5 = a5.addingProduct(w1, x) }; if n > 4 { a4 = a4.addingProduct(w2, x) }; if kw > 3 && n > 3 { a3 = a3.addingProduct(w3, x) }; if kw > 4 && n > 2 { a2 = a2.addingProduct(w4, x) } }
-        if 7 < n &+ kw &- 1 { x = load16(s + 112); if n > 7 { a7 = a7.addingProduct(w0, x) }; if n > 6 { a6 = a6.addingProduct(w1, x) }; if n > 5 { a5 = a5.addingProduct(w2, x) }; if kw > 3 && n > 4 { a4 = a4.addingProduct(w3, x) }; if kw > 4 && n > 3 { a3 = a3.addingProduct(w4, x) } }
-        if 8 < n &+ kw &- 1 { x = load16(s + 128); if n > 7 { a7 = a7.addingProduct(w1, x) }; if n > 6 { a6 = a6.addingProduct(w2, x) }; if kw > 3 && n > 5 { a5 = a5.addingProduct(w3, x) }; if kw > 4 && n > 4 { a4 = a4.addingProduct(w4, x) } }
-        if 9 < n &+ kw &- 1 { x = load16(s + 144); if n > 7 { a7 = a7.addingProduct(w2, x) }; if kw > 3 && n > 6 { a6 = a6.addingProduct(w3, x) }; if kw > 4 && n > 5 { a5 = a5.addingProduct(w4, x) } }
-        if 10 < n &+ kw &- 1 { x = load16(s + 160); if kw > 3 && n > 7 { a7 = a7.addingProduct(w3, x) }; if kw > 4 && n > 6 { a6 = a6.addingProduct(w4, x) } }
-        if 11 < n &+ kw &- 1 { x = load16(s + 176); if kw > 4 && n > 7 { a7 = a7.addingProduct(w4, x) } }
+        if 0 < last {
+            x = load16(s + 0)
+            if stride == 1 { a0 = a0.addingProduct(w0, x) }
+            if stride == 2 { a0 = a0.addingProduct(w0, x) }
+        }
+        if 1 < last {
+            x = load16(s + 16)
+            if stride == 1 { a0 = a0.addingProduct(w1, x) }
+            if stride == 1 && n > 1 { a1 = a1.addingProduct(w0, x) }
+            if stride == 2 { a0 = a0.addingProduct(w1, x) }
+        }
+        if 2 < last {
+            x = load16(s + 32)
+            if stride == 1 { a0 = a0.addingProduct(w2, x) }
+            if stride == 1 && n > 1 { a1 = a1.addingProduct(w1, x) }
+            if stride == 1 && n > 2 { a2 = a2.addingProduct(w0, x) }
+            if stride == 2 { a0 = a0.addingProduct(w2, x) }
+            if stride == 2 && n > 1 { a1 = a1.addingProduct(w0, x) }
+        }
+        if 3 < last {
+            x = load16(s + 48)
+            if stride == 1 && kw > 3 { a0 = a0.addingProduct(w3, x) }
+            if stride == 1 && n > 1 { a1 = a1.addingProduct(w2, x) }
+            if stride == 1 && n > 2 { a2 = a2.addingProduct(w1, x) }
+            if stride == 1 && n > 3 { a3 = a3.addingProduct(w0, x) }
+            if stride == 2 && kw > 3 { a0 = a0.addingProduct(w3, x) }
+            if stride == 2 && n > 1 { a1 = a1.addingProduct(w1, x) }
+        }
+        if 4 < last {
+            x = load16(s + 64)
+            if stride == 1 && kw > 4 { a0 = a0.addingProduct(w4, x) }
+            if stride == 1 && kw > 3 && n > 1 { a1 = a1.addingProduct(w3, x) }
+            if stride == 1 && n > 2 { a2 = a2.addingProduct(w2, x) }
+            if stride == 1 && n > 3 { a3 = a3.addingProduct(w1, x) }
+            if stride == 1 && n > 4 { a4 = a4.addingProduct(w0, x) }
+            if stride == 2 && kw > 4 { a0 = a0.addingProduct(w4, x) }
+            if stride == 2 && n > 1 { a1 = a1.addingProduct(w2, x) }
+            if stride == 2 && n > 2 { a2 = a2.addingProduct(w0, x) }
+        }
+        if 5 < last {
+            x = load16(s + 80)
+            if stride == 1 && kw > 4 && n > 1 { a1 = a1.addingProduct(w4, x) }
+            if stride == 1 && kw > 3 && n > 2 { a2 = a2.addingProduct(w3, x) }
+            if stride == 1 && n > 3 { a3 = a3.addingProduct(w2, x) }
+            if stride == 1 && n > 4 { a4 = a4.addingProduct(w1, x) }
+            if stride == 1 && n > 5 { a5 = a5.addingProduct(w0, x) }
+            if stride == 2 && kw > 3 && n > 1 { a1 = a1.addingProduct(w3, x) }
+            if stride == 2 && n > 2 { a2 = a2.addingProduct(w1, x) }
+        }
+        if 6 < last {
+            x = load16(s + 96)
+            if stride == 1 && kw > 4 && n > 2 { a2 = a2.addingProduct(w4, x) }
+            if stride == 1 && kw > 3 && n > 3 { a3 = a3.addingProduct(w3, x) }
+            if stride == 1 && n > 4 { a4 = a4.addingProduct(w2, x) }
+            if stride == 1 && n > 5 { a5 = a5.addingProduct(w1, x) }
+            if stride == 1 && n > 6 { a6 = a6.addingProduct(w0, x) }
+            if stride == 2 && kw > 4 && n > 1 { a1 = a1.addingProduct(w4, x) }
+            if stride == 2 && n > 2 { a2 = a2.addingProduct(w2, x) }
+            if stride == 2 && n > 3 { a3 = a3.addingProduct(w0, x) }
+        }
+        if 7 < last {
+            x = load16(s + 112)
+            if stride == 1 && kw > 4 && n > 3 { a3 = a3.addingProduct(w4, x) }
+            if stride == 1 && kw > 3 && n > 4 { a4 = a4.addingProduct(w3, x) }
+            if stride == 1 && n > 5 { a5 = a5.addingProduct(w2, x) }
+            if stride == 1 && n > 6 { a6 = a6.addingProduct(w1, x) }
+            if stride == 1 && n > 7 { a7 = a7.addingProduct(w0, x) }
+            if stride == 2 && kw > 3 && n > 2 { a2 = a2.addingProduct(w3, x) }
+            if stride == 2 && n > 3 { a3 = a3.addingProduct(w1, x) }
+        }
+        if 8 < last {
+            x = load16(s + 128)
+            if stride == 1 && kw > 4 && n > 4 { a4 = a4.addingProduct(w4, x) }
+            if stride == 1 && kw > 3 && n > 5 { a5 = a5.addingProduct(w3, x) }
+            if stride == 1 && n > 6 { a6 = a6.addingProduct(w2, x) }
+            if stride == 1 && n > 7 { a7 = a7.addingProduct(w1, x) }
+            if stride == 2 && kw > 4 && n > 2 { a2 = a2.addingProduct(w4, x) }
+            if stride == 2 && n > 3 { a3 = a3.addingProduct(w2, x) }
+            if stride == 2 && n > 4 { a4 = a4.addingProduct(w0, x) }
+        }
+        if 9 < last {
+            x = load16(s + 144)
+            if stride == 1 && kw > 4 && n > 5 { a5 = a5.addingProduct(w4, x) }
+            if stride == 1 && kw > 3 && n > 6 { a6 = a6.addingProduct(w3, x) }
+            if stride == 1 && n > 7 { a7 = a7.addingProduct(w2, x) }
+            if stride == 2 && kw > 3 && n > 3 { a3 = a3.addingProduct(w3, x) }
+            if stride == 2 && n > 4 { a4 = a4.addingProduct(w1, x) }
+        }
+        if 10 < last {
+            x = load16(s + 160)
+            if stride == 1 && kw > 4 && n > 6 { a6 = a6.addingProduct(w4, x) }
+            if stride == 1 && kw > 3 && n > 7 { a7 = a7.addingProduct(w3, x) }
+            if stride == 2 && kw > 4 && n > 3 { a3 = a3.addingProduct(w4, x) }
+            if stride == 2 && n > 4 { a4 = a4.addingProduct(w2, x) }
+            if stride == 2 && n > 5 { a5 = a5.addingProduct(w0, x) }
+        }
+        if 11 < last {
+            x = load16(s + 176)
+            if stride == 1 && kw > 4 && n > 7 { a7 = a7.addingProduct(w4, x) }
+            if stride == 2 && kw > 3 && n > 4 { a4 = a4.addingProduct(w3, x) }
+            if stride == 2 && n > 5 { a5 = a5.addingProduct(w1, x) }
+        }
+        if 12 < last {
+            x = load16(s + 192)
+            if stride == 2 && kw > 4 && n > 4 { a4 = a4.addingProduct(w4, x) }
+            if stride == 2 && n > 5 { a5 = a5.addingProduct(w2, x) }
+            if stride == 2 && n > 6 { a6 = a6.addingProduct(w0, x) }
+        }
+        if 13 < last {
+            x = load16(s + 208)
+            if stride == 2 && kw > 3 && n > 5 { a5 = a5.addingProduct(w3, x) }
+            if stride == 2 && n > 6 { a6 = a6.addingProduct(w1, x) }
+        }
+        if 14 < last {
+            x = load16(s + 224)
+            if stride == 2 && kw > 4 && n > 5 { a5 = a5.addingProduct(w4, x) }
+            if stride == 2 && n > 6 { a6 = a6.addingProduct(w2, x) }
+            if stride == 2 && n > 7 { a7 = a7.addingProduct(w0, x) }
+        }
+        if 15 < last {
+            x = load16(s + 240)
+            if stride == 2 && kw > 3 && n > 6 { a6 = a6.addingProduct(w3, x) }
+            if stride == 2 && n > 7 { a7 = a7.addingProduct(w1, x) }
+        }
+        if 16 < last {
+            x = load16(s + 256)
+            if stride == 2 && kw > 4 && n > 6 { a6 = a6.addingProduct(w4, x) }
+            if stride == 2 && n > 7 { a7 = a7.addingProduct(w2, x) }
+        }
+        if 17 < last {
+            x = load16(s + 272)
+            if stride == 2 && kw > 3 && n > 7 { a7 = a7.addingProduct(w3, x) }
+        }
+        if 18 < last {
+            x = load16(s + 288)
+            if stride == 2 && kw > 4 && n > 7 { a7 = a7.addingProduct(w4, x) }
+        }
     }
     storeTile8(n, (a0, a1, a2, a3, a4, a5, a6, a7), bias: hasBias ? bias : nil, mode: mode, lo: lo, hi: hi, dst)
 }
