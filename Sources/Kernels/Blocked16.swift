@@ -112,8 +112,8 @@ public enum Blocked16 {
         }
     }
 
-    /// The geometry of a depthwise Conv in blocks (one group per channel, dilation 1).
-    public struct DepthwiseGeometry: Equatable, Sendable {
+    /// The window of a depthwise or direct Conv in blocks (dilation 1).
+    public struct Window: Equatable, Sendable {
         public var kh: Int, kw: Int, strideH: Int, strideW: Int, padTop: Int, padLeft: Int, padBottom: Int, padRight: Int
         public init(kh: Int, kw: Int, strideH: Int, strideW: Int, padTop: Int, padLeft: Int, padBottom: Int, padRight: Int) {
             (self.kh, self.kw, self.strideH, self.strideW) = (kh, kw, strideH, strideW)
@@ -130,7 +130,7 @@ public enum Blocked16 {
     /// A depthwise Conv: x (batch × blocks(channels) × ih × iw × 16) by weights from
     /// `packDepthwise` into y (batch × blocks × oh × ow × 16).
     public static func depthwise(_ x: UnsafePointer<Float>, batch: Int, channels c: Int, ih: Int, iw: Int,
-                                 weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, geometry g: DepthwiseGeometry,
+                                 weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, geometry g: Window,
                                  oh: Int, ow: Int, _ y: UnsafeMutablePointer<Float>, activation a: Activation, threads: Int) {
         let nb = blocks(c), taps = g.kh * g.kw
         // Rows per item: about 8 K output floats, fewer when the threads would go short of items.
@@ -143,6 +143,34 @@ public enum Blocked16 {
                               kh: g.kh, kw: g.kw, strideH: g.strideH, strideW: g.strideW, padTop: g.padTop, padLeft: g.padLeft,
                               oh: oh, ow: ow, rows: (part * rows)..<min(oh, (part + 1) * rows), y: y + plane * oh * ow * 16,
                               mode: a.mode, lo: a.lo, hi: a.hi)
+        }
+    }
+
+    /// A direct Conv's weights (cout × cin × taps) for `direct`: per output block, per input
+    /// channel, the taps, sixteen floats each (zeros past cout).
+    public static func packDirect(_ w: UnsafePointer<Float>, cout: Int, cin: Int, taps: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: blocks(cout) * cin * taps * 16)
+        for o in 0..<cout {
+            for i in 0..<(cin * taps) { out[((o / 16) * cin * taps + i) * 16 + o % 16] = w[o * cin * taps + i] }
+        }
+        return out
+    }
+
+    /// A Conv of few input channels (a stem) from NCHW x (batch × cin × ih × iw) by weights from
+    /// `packDirect` into blocks y (batch × blocks(cout) × oh × ow × 16).
+    public static func direct(_ x: UnsafePointer<Float>, batch: Int, cin: Int, ih: Int, iw: Int, cout: Int,
+                              weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, geometry g: Window,
+                              oh: Int, ow: Int, _ y: UnsafeMutablePointer<Float>, activation a: Activation, threads: Int) {
+        let ob = blocks(cout), pairs = (ob + 1) / 2
+        var rows = max(1, min(oh, 4_096 / max(ow * 32, 1)))
+        if threads > 1 { while rows > 1 && batch * pairs * ((oh + rows - 1) / rows) < 4 * threads { rows = (rows + 1) / 2 } }
+        let parts = (oh + rows - 1) / rows
+        parallelFor(batch * pairs * parts, threads: threads) { item in
+            let part = item % parts, pair = (item / parts) % pairs, n = item / (parts * pairs)
+            directBlocked16AVX512(x: x + n * cin * ih * iw, cin: cin, ih: ih, iw: iw, w: w, bias: bias, kh: g.kh, kw: g.kw,
+                                  strideH: g.strideH, strideW: g.strideW, padTop: g.padTop, padLeft: g.padLeft, oh: oh, ow: ow,
+                                  ob0: 2 * pair, nb: min(2, ob - 2 * pair), rows: (part * rows)..<min(oh, (part + 1) * rows),
+                                  y: y + n * ob * oh * ow * 16, mode: a.mode, lo: a.lo, hi: a.hi)
         }
     }
 

@@ -502,6 +502,98 @@ func storeTile8(_ n: Int, _ a: (V16, V16, V16, V16, V16, V16, V16, V16), bias: V
     if n > 7 { store16(dst + 112, activate(a.7, mode: mode, lo: lo, hi: hi)) }
 }
 
+/// A Conv of few input channels (a network's stem) from NCHW into blocks: output rows `rows` of
+/// output blocks ob0 ..< ob0 + nb (nb 1 or 2) of one sample. x: cin planes of ih × iw; w: per
+/// output block, per input channel, the kh × kw taps, sixteen floats each; y: the sample's
+/// blocks (oh × ow pixels each). Per output lane one FMA chain from +0 over the input channels,
+/// then the rows and columns of taps inside the input, in order; then the bias and activation.
+@inline(never)
+public func directBlocked16AVX512(x: UnsafePointer<Float>, cin: Int, ih: Int, iw: Int, w: UnsafePointer<Float>,
+                                  bias: UnsafePointer<Float>?, kh: Int, kw: Int, strideH: Int, strideW: Int,
+                                  padTop: Int, padLeft: Int, oh: Int, ow: Int, ob0: Int, nb: Int, rows: Range<Int>,
+                                  y: UnsafeMutablePointer<Float>, mode: Int, lo: Float, hi: Float) {
+    let taps = kh &* kw, blockW = cin &* taps &* 16, ps = oh &* ow &* 16
+    let innerLo = min(ow, (padLeft + strideW - 1) / strideW)
+    let innerHi = iw - kw + padLeft >= 0 ? max(innerLo, min(ow, (iw - kw + padLeft) / strideW + 1)) : innerLo
+    let wb = w + ob0 &* blockW, yb = y + ob0 &* ps, bb = bias.map { $0 + ob0 &* 16 }
+    for oy in rows {
+        let iy0 = oy &* strideH &- padTop
+        let ky0 = max(0, -iy0), ky1 = min(kh, ih &- iy0)
+        var ox = 0
+        while ox < ow {
+            let inner = ox >= innerLo && ox < innerHi
+            let n = inner ? min(8, innerHi &- ox) : 1
+            let ix0 = ox &* strideW &- padLeft
+            let kx0 = inner ? 0 : max(0, -ix0), kx1 = inner ? kw : min(kw, iw &- ix0)
+            let dst = yb + (oy &* ow &+ ox) &* 16
+            @_transparent func tile(_ n: Int, _ nb: Int) {
+                directTile(n, nb, x, cin: cin, ih: ih, iw: iw, wb, taps: taps, blockW: blockW, kw: kw, iy0: iy0, ky0: ky0, ky1: ky1,
+                           ix0: ix0, kx0: kx0, kx1: kx1, sw: strideW, dst, ps: ps, bias: bb, mode: mode, lo: lo, hi: hi)
+            }
+            @_transparent func tiles(_ nb: Int) {
+                switch n {
+                case 8: tile(8, nb)
+                case 7: tile(7, nb)
+                case 6: tile(6, nb)
+                case 5: tile(5, nb)
+                case 4: tile(4, nb)
+                case 3: tile(3, nb)
+                case 2: tile(2, nb)
+                default: tile(1, nb)
+                }
+            }
+            if nb == 2 { tiles(2) } else { tiles(1) }
+            ox &+= n
+        }
+        if mode & 4 != 0 {
+            for b in 0..<nb { siluForwardAVX512(yb + (b &* ps &+ oy &* ow &* 16), count: ow &* 16) }
+        }
+    }
+}
+
+/// n (1 … 8) output pixels × nb (1, 2) output blocks of `directBlocked16AVX512` (constants once
+/// inlined), strideW input columns apart: taps ky0 ..< ky1, kx0 ..< kx1 of every input channel.
+@_transparent
+func directTile(_ n: Int, _ nb: Int, _ x: UnsafePointer<Float>, cin: Int, ih: Int, iw: Int, _ w: UnsafePointer<Float>,
+                taps: Int, blockW: Int, kw: Int, iy0: Int, ky0: Int, ky1: Int, ix0: Int, kx0: Int, kx1: Int, sw: Int,
+                _ y: UnsafeMutablePointer<Float>, ps: Int, bias: UnsafePointer<Float>?, mode: Int, lo: Float, hi: Float) {
+    var c0_0 = V16(), c0_1 = V16()
+    var c1_0 = V16(), c1_1 = V16()
+    var c2_0 = V16(), c2_1 = V16()
+    var c3_0 = V16(), c3_1 = V16()
+    var c4_0 = V16(), c4_1 = V16()
+    var c5_0 = V16(), c5_1 = V16()
+    var c6_0 = V16(), c6_1 = V16()
+    var c7_0 = V16(), c7_1 = V16()
+    for ci in 0..<cin {
+        for ky in ky0..<max(ky0, ky1) {
+            let xr0 = x + ((ci &* ih &+ iy0 &+ ky) &* iw &+ ix0)
+            let wr = w + ((ci &* taps) &+ ky &* kw) &* 16
+            for kx in kx0..<max(kx0, kx1) {
+                let xr = xr0 + kx
+                let w0 = load16(wr + kx &* 16), w1 = nb > 1 ? load16(wr + (blockW &+ kx &* 16)) : V16()
+                    do { let a = V16(repeating: xr[0 &* sw]); c0_0 = c0_0.addingProduct(a, w0); if nb > 1 { c0_1 = c0_1.addingProduct(a, w1) } }
+                    if n > 1 { let a = V16(repeating: xr[1 &* sw]); c1_0 = c1_0.addingProduct(a, w0); if nb > 1 { c1_1 = c1_1.addingProduct(a, w1) } }
+                    if n > 2 { let a = V16(repeating: xr[2 &* sw]); c2_0 = c2_0.addingProduct(a, w0); if nb > 1 { c2_1 = c2_1.addingProduct(a, w1) } }
+                    if n > 3 { let a = V16(repeating: xr[3 &* sw]); c3_0 = c3_0.addingProduct(a, w0); if nb > 1 { c3_1 = c3_1.addingProduct(a, w1) } }
+                    if n > 4 { let a = V16(repeating: xr[4 &* sw]); c4_0 = c4_0.addingProduct(a, w0); if nb > 1 { c4_1 = c4_1.addingProduct(a, w1) } }
+                    if n > 5 { let a = V16(repeating: xr[5 &* sw]); c5_0 = c5_0.addingProduct(a, w0); if nb > 1 { c5_1 = c5_1.addingProduct(a, w1) } }
+                    if n > 6 { let a = V16(repeating: xr[6 &* sw]); c6_0 = c6_0.addingProduct(a, w0); if nb > 1 { c6_1 = c6_1.addingProduct(a, w1) } }
+                    if n > 7 { let a = V16(repeating: xr[7 &* sw]); c7_0 = c7_0.addingProduct(a, w0); if nb > 1 { c7_1 = c7_1.addingProduct(a, w1) } }
+            }
+        }
+    }
+    let l = V16(repeating: lo), h = V16(repeating: hi)
+    putTile(c0_0, y + 0, bias, 0, mode, l, h); if nb > 1 { putTile(c0_1, y + (ps &+ 0), bias, 1, mode, l, h) }
+    if n > 1 { putTile(c1_0, y + 16, bias, 0, mode, l, h); if nb > 1 { putTile(c1_1, y + (ps &+ 16), bias, 1, mode, l, h) } }
+    if n > 2 { putTile(c2_0, y + 32, bias, 0, mode, l, h); if nb > 1 { putTile(c2_1, y + (ps &+ 32), bias, 1, mode, l, h) } }
+    if n > 3 { putTile(c3_0, y + 48, bias, 0, mode, l, h); if nb > 1 { putTile(c3_1, y + (ps &+ 48), bias, 1, mode, l, h) } }
+    if n > 4 { putTile(c4_0, y + 64, bias, 0, mode, l, h); if nb > 1 { putTile(c4_1, y + (ps &+ 64), bias, 1, mode, l, h) } }
+    if n > 5 { putTile(c5_0, y + 80, bias, 0, mode, l, h); if nb > 1 { putTile(c5_1, y + (ps &+ 80), bias, 1, mode, l, h) } }
+    if n > 6 { putTile(c6_0, y + 96, bias, 0, mode, l, h); if nb > 1 { putTile(c6_1, y + (ps &+ 96), bias, 1, mode, l, h) } }
+    if n > 7 { putTile(c7_0, y + 112, bias, 0, mode, l, h); if nb > 1 { putTile(c7_1, y + (ps &+ 112), bias, 1, mode, l, h) } }
+}
+
 /// Means of `planes` blocks of `pixels` pixels at x (sixteen floats a pixel) into y (sixteen
 /// floats a block): four chains over the pixels by p mod 4, added as (0 + 1) + (2 + 3), divided
 /// by the pixel count.

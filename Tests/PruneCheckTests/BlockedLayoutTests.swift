@@ -159,6 +159,30 @@ import Testing
         #expect(Self.isPlanned(blocked) == Blocked16.available)
     }
 
+    /// Stems of few input channels straight from NCHW into blocks (three output blocks: a pair
+    /// and one; asymmetric pads; stride 2), then depthwise-separable layers.
+    @Test(arguments: [[1, 3, 19, 23], [2, 2, 5, 4]])
+    func stemsWriteBlocks(shape: [Int]) throws {
+        let b = Builder(opset: 13)
+        let cin = shape[1]
+        let stem = b.silu(b.conv("x", cin: cin, cout: 40, kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1]))
+        let d = b.relu6(b.depthwise(stem, channels: 40, kernel: [3, 3], pads: [1, 1, 1, 1]))
+        let other = b.conv("x", cin: cin, cout: 17, kernel: [5, 3], pads: [2, 1, 0, 2], bias: false)
+        let e = b.conv(b.depthwise(other, channels: 17, kernel: [3, 3], pads: [1, 1, 1, 1]), cin: 17, cout: 8, kernel: [1, 1])
+        let blocked = b.graph(input: "x", channels: cin, outputs: [b.conv(d, cin: 40, cout: 24, kernel: [1, 1]), e])
+        let plain = b.graph(input: "x", channels: cin, outputs: blocked.outputs)
+        plain.usesBlockedLayout = false
+        let x = spreadTensor(shape, seed: 11)
+        let one = try Self.outputs(blocked, x, threads: 1)
+        Self.expectClose(one, try Self.outputs(plain, x, threads: 1))
+        #expect(one == (try Self.outputs(blocked, x, threads: 2)))
+        #expect(Self.isPlanned(blocked) == Blocked16.available)
+        if case .plan(let p) = blocked.blockedState {
+            #expect(p.graph.nodes.filter { $0.opType == BlockedPlan.conv }.count == 6)
+            #expect(!p.graph.nodes.contains { $0.opType == BlockedPlan.reorderIn })
+        }
+    }
+
     /// An empty Conv (no input or output channels, as structured pruning can leave) stays with
     /// the general path.
     @Test func emptyConvsAreNotBlocked() {

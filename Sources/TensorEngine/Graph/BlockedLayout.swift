@@ -103,12 +103,16 @@ final class BlockedPlan {
                 let end = fusedEnd(i), y = nodes[end].outputs.first ?? ""
                 let input = n.inputs[0]
                 let fits = channels[input].map { $0 == c.cin } ?? true
-                if fits && (c.depthwise || isBlocked(input) || feedsDepthwise(y)) && !y.isEmpty {
-                    let x = blocked(input, channels: c.cin)
+                let direct = c.kind == .direct && feedsDepthwise(y)  // reads NCHW
+                if fits && (c.depthwise || direct || (c.kind == .pointwise && (isBlocked(input) || feedsDepthwise(y)))) && !y.isEmpty {
+                    let x = direct ? plainName(input) : blocked(input, channels: c.cin)
                     let w = n.name + "#w16", b = n.name + "#b16"
                     let weights: [Float] = c.weight.value.withUnsafeBufferPointer { p in
-                        c.depthwise ? Blocked16.packDepthwise(p.baseAddress!, channels: c.cout, taps: c.kh * c.kw)
-                                    : Blocked16.packPointwise(p.baseAddress!, cout: c.cout, cin: c.cin)
+                        switch c.kind {
+                        case .depthwise: return Blocked16.packDepthwise(p.baseAddress!, channels: c.cout, taps: c.kh * c.kw)
+                        case .pointwise: return Blocked16.packPointwise(p.baseAddress!, cout: c.cout, cin: c.cin)
+                        case .direct: return Blocked16.packDirect(p.baseAddress!, cout: c.cout, cin: c.cin, taps: c.kh * c.kw)
+                        }
                     }
                     packed.append((w, .float(Tensor(shape: [weights.count], scalars: weights))))
                     sources.append((c.weight, c.weight.version))
@@ -121,13 +125,13 @@ final class BlockedPlan {
                     }
                     let a = activation(i)
                     var attributes: [String: Attribute] = [
-                        "depthwise": .int(c.depthwise ? 1 : 0), "cin": .int(c.cin), "cout": .int(c.cout),
+                        "kind": .int(c.kind.rawValue), "cin": .int(c.cin), "cout": .int(c.cout),
                         "mode": .int(a.mode), "lo": .float(a.lo), "hi": .float(a.hi),
                     ]
-                    if c.depthwise {
+                    if c.kind != .pointwise {
                         attributes["geometry"] = .ints([c.kh, c.kw, c.strides.0, c.strides.1, c.pads.0, c.pads.1, c.pads.2, c.pads.3])
-                        depthwiseCount += 1
                     }
+                    if c.depthwise { depthwiseCount += 1 }
                     out.append(Node(name: n.name, opType: conv, inputs: inputs, outputs: [setBlocked(y, channels: c.cout)],
                                     attributes: attributes))
                     for k in i...end { skip.insert(k) }
@@ -200,7 +204,12 @@ struct ConvForm {
     let weight: Variable, bias: Variable?
     let cin: Int, cout: Int, kh: Int, kw: Int
     let strides: (Int, Int), pads: (Int, Int, Int, Int)
-    let depthwise: Bool
+    let kind: Kind
+    enum Kind: Int { case pointwise = 0, depthwise = 1, direct = 2 }
+    var depthwise: Bool { kind == .depthwise }
+    /// Input channels up to which a Conv that is neither depthwise nor pointwise runs in blocks
+    /// (from NCHW: a network's stem, whose output a reorder would otherwise take into blocks).
+    static let directChannels = 4
 
     init?(_ n: Node, initializers: [String: Value]) {
         guard n.opType == "Conv", n.inputs.count >= 2, n.outputs.count == 1, !n.inputs[0].isEmpty,
@@ -229,10 +238,13 @@ struct ConvForm {
         self.strides = (strides[0], strides[1])
         self.pads = (pads[0], pads[1], pads[2], pads[3])
         if group == s[0], s[1] == 1, group > 1 {
-            depthwise = true
+            kind = .depthwise
             cin = group
         } else if group == 1, kh == 1, kw == 1, strides == [1, 1], pads == [0, 0, 0, 0] {
-            depthwise = false
+            kind = .pointwise
+            cin = s[1]
+        } else if group == 1, s[1] <= ConvForm.directChannels {
+            kind = .direct
             cin = s[1]
         } else {
             return nil
@@ -270,20 +282,29 @@ extension OpContext {
     /// A pointwise or depthwise Conv in blocks (`BlockedPlan.conv`).
     func conv16() throws -> Value {
         let x = try float(0).value, w = try float(1).value, b = has(2) ? try float(2).value : nil
-        let cin = try int("cin", 0), cout = try int("cout", 0), s = x.shape
-        guard s.count == 5, s[4] == 16, s[1] == Blocked16.blocks(cin) else { throw fail("input \(s) does not hold \(cin) channels in blocks") }
+        let cin = try int("cin", 0), cout = try int("cout", 0), s = x.shape, kind = try int("kind", 0)
+        if kind == ConvForm.Kind.direct.rawValue {
+            guard s.count == 4, s[1] == cin else { throw fail("input \(s) does not hold \(cin) channels") }
+        } else {
+            guard s.count == 5, s[4] == 16, s[1] == Blocked16.blocks(cin) else { throw fail("input \(s) does not hold \(cin) channels in blocks") }
+        }
         let a = Blocked16.Activation(mode: try int("mode", 0), lo: try float("lo", 0), hi: try float("hi", 0))
         let n = s[0], ih = s[2], iw = s[3]
         var y: Tensor
-        if try int("depthwise", 0) == 1 {
+        if kind != ConvForm.Kind.pointwise.rawValue {
             guard let q = try ints("geometry"), q.count == 8 else { throw fail("geometry is missing") }
-            let g = Blocked16.DepthwiseGeometry(kh: q[0], kw: q[1], strideH: q[2], strideW: q[3], padTop: q[4], padLeft: q[5],
-                                                padBottom: q[6], padRight: q[7])
+            let g = Blocked16.Window(kh: q[0], kw: q[1], strideH: q[2], strideW: q[3], padTop: q[4], padLeft: q[5],
+                                     padBottom: q[6], padRight: q[7])
             guard let (oh, ow) = g.output(ih: ih, iw: iw) else { throw fail("the \(q[0]) × \(q[1]) window does not fit input \(s)") }
             y = outputBuffer([n, Blocked16.blocks(cout), oh, ow, 16])
             withPointers(x, w, b, &y) { xp, wp, bp, yp in
-                Blocked16.depthwise(xp, batch: n, channels: cout, ih: ih, iw: iw, weights: wp, bias: bp, geometry: g,
-                                    oh: oh, ow: ow, yp, activation: a, threads: threads)
+                if kind == ConvForm.Kind.direct.rawValue {
+                    Blocked16.direct(xp, batch: n, cin: cin, ih: ih, iw: iw, cout: cout, weights: wp, bias: bp, geometry: g,
+                                     oh: oh, ow: ow, yp, activation: a, threads: threads)
+                } else {
+                    Blocked16.depthwise(xp, batch: n, channels: cout, ih: ih, iw: iw, weights: wp, bias: bp, geometry: g,
+                                        oh: oh, ow: ow, yp, activation: a, threads: threads)
+                }
             }
         } else {
             y = outputBuffer([n, Blocked16.blocks(cout), ih, iw, 16])

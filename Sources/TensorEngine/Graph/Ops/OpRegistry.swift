@@ -55,7 +55,7 @@ enum OpRegistry {
             D(BlockedPlan.reorderIn, .convolution, differentiable: false, one { try $0.reorderIn16() }),
             D(BlockedPlan.reorderOut, .convolution, differentiable: false, attributes: ["channels"], one { try $0.reorderOut16() }),
             D(BlockedPlan.conv, .convolution, differentiable: false,
-              attributes: ["depthwise", "cin", "cout", "mode", "lo", "hi", "geometry"], one { try $0.conv16() }),
+              attributes: ["kind", "cin", "cout", "mode", "lo", "hi", "geometry"], one { try $0.conv16() }),
             D(BlockedPlan.mean, .convolution, differentiable: false, one { try $0.mean16() }),
             D(BlockedPlan.mul, .convolution, differentiable: false, one { try $0.mul16() }),
         ]
