@@ -58,6 +58,12 @@ import Testing
             Graph(nodes: nodes, inputs: [GraphInput(name: input, dtype: .float32, shape: [nil, channels, nil, nil])],
                   outputs: outputs, initializers: inits, opset: opset)
         }
+        /// The graph twice: as inference runs it, and with the blocked layout off.
+        func graphs(input: String, channels: Int, outputs: [String]) -> (blocked: Graph, plain: Graph) {
+            let plain = graph(input: input, channels: channels, outputs: outputs)
+            plain.usesBlockedLayout = false
+            return (graph(input: input, channels: channels, outputs: outputs), plain)
+        }
     }
 
     /// A MobileNet/EfficientNet-like graph on 20 input channels (see the suite's comment).
@@ -151,9 +157,7 @@ import Testing
     @Test func edgesOnly() throws {
         let b = Builder(opset: 13)
         let y = b.conv(b.depthwise("x", channels: 17, kernel: [5, 5], pads: [3, 4, 2, 3]), cin: 17, cout: 33, kernel: [1, 1])
-        let blocked = b.graph(input: "x", channels: 17, outputs: [y])
-        let plain = b.graph(input: "x", channels: 17, outputs: [y])
-        plain.usesBlockedLayout = false
+        let (blocked, plain) = b.graphs(input: "x", channels: 17, outputs: [y])
         let x = spreadTensor([2, 17, 2, 3], seed: 9)
         Self.expectClose(try Self.outputs(blocked, x, threads: 2), try Self.outputs(plain, x, threads: 1))
         #expect(Self.isPlanned(blocked) == Blocked16.available)
@@ -169,9 +173,7 @@ import Testing
         let d = b.relu6(b.depthwise(stem, channels: 40, kernel: [3, 3], pads: [1, 1, 1, 1]))
         let other = b.conv("x", cin: cin, cout: 17, kernel: [5, 3], pads: [2, 1, 0, 2], bias: false)
         let e = b.conv(b.depthwise(other, channels: 17, kernel: [3, 3], pads: [1, 1, 1, 1]), cin: 17, cout: 8, kernel: [1, 1])
-        let blocked = b.graph(input: "x", channels: cin, outputs: [b.conv(d, cin: 40, cout: 24, kernel: [1, 1]), e])
-        let plain = b.graph(input: "x", channels: cin, outputs: blocked.outputs)
-        plain.usesBlockedLayout = false
+        let (blocked, plain) = b.graphs(input: "x", channels: cin, outputs: [b.conv(d, cin: 40, cout: 24, kernel: [1, 1]), e])
         let x = spreadTensor(shape, seed: 11)
         let one = try Self.outputs(blocked, x, threads: 1)
         Self.expectClose(one, try Self.outputs(plain, x, threads: 1))
@@ -181,6 +183,39 @@ import Testing
             #expect(p.graph.nodes.filter { $0.opType == BlockedPlan.conv }.count == 6)
             #expect(!p.graph.nodes.contains { $0.opType == BlockedPlan.reorderIn })
         }
+    }
+
+    /// Values named as the blocked graph would name its own ("x#16" for x in blocks, here a
+    /// second input) keep their meaning.
+    @Test func namesOfTheModelStayItsOwn() throws {
+        let b = Builder(opset: 13)
+        let y = b.conv(b.depthwise("x", channels: 5, kernel: [3, 3], pads: [1, 1, 1, 1]), cin: 5, cout: 7, kernel: [1, 1])
+        let z = b.node("Add", [y, "x#16"])
+        b.nodes[b.nodes.count - 1].name = "x#in"
+        func graph() -> Graph {
+            Graph(nodes: b.nodes, inputs: [GraphInput(name: "x", dtype: .float32, shape: [nil, 5, nil, nil]),
+                                           GraphInput(name: "x#16", dtype: .float32, shape: [nil, 7, nil, nil])],
+                  outputs: [z], initializers: b.inits, opset: 13)
+        }
+        let blocked = graph(), plain = graph()
+        plain.usesBlockedLayout = false
+        let feeds: [Value] = [.float(Variable(spreadTensor([1, 5, 6, 7], seed: 13))), .float(Variable(spreadTensor([1, 7, 6, 7], seed: 14)))]
+        func out(_ g: Graph) throws -> [Tensor] {
+            try g.run(feeds, threads: 1).map { v -> Tensor in if case .float(let t) = v { return t.value } else { fatalError() } }
+        }
+        Self.expectClose(try out(blocked), try out(plain))
+        #expect(Self.isPlanned(blocked) == Blocked16.available)
+    }
+
+    /// A depthwise Conv given more channels than its weights have fails as in NCHW, though the
+    /// channels fill the same number of blocks.
+    @Test func channelMismatchIsAnError() throws {
+        let b = Builder(opset: 13)
+        let y = b.conv(b.depthwise("x", channels: 20, kernel: [3, 3], pads: [1, 1, 1, 1]), cin: 20, cout: 4, kernel: [1, 1])
+        let (blocked, plain) = b.graphs(input: "x", channels: 24, outputs: [y])
+        let x = spreadTensor([1, 24, 5, 5], seed: 15)
+        #expect(throws: GraphError.self) { try Self.outputs(plain, x, threads: 1) }
+        #expect(throws: GraphError.self) { try Self.outputs(blocked, x, threads: 1) }
     }
 
     /// An empty Conv (no input or output channels, as structured pruning can leave) stays with

@@ -71,24 +71,35 @@ final class BlockedPlan {
         var skip = Set<Int>()
         var depthwiseCount = 0
 
+        // Names the blocked graph adds: never one the graph has (or one added before).
+        var taken = Set(inits.keys).union(g.inputs.map(\.name))
+        for n in nodes { taken.formUnion(n.inputs); taken.formUnion(n.outputs); taken.insert(n.name) }
+        func fresh(_ base: String) -> String {
+            var name = base
+            while taken.contains(name) { name += "'" }
+            taken.insert(name)
+            return name
+        }
+
         func plainName(_ name: String) -> String {
             if name.isEmpty || plain.contains(name) { return name }
             guard let b = blockedName[name], let c = channels[name] else { return name }  // produced later: the graph reports it
-            out.append(Node(name: name + "#out", opType: reorderOut, inputs: [b], outputs: [name], attributes: ["channels": .int(c)]))
+            out.append(Node(name: fresh(name + "#out"), opType: reorderOut, inputs: [b], outputs: [name], attributes: ["channels": .int(c)]))
             plain.insert(name)
             return name
         }
         func blocked(_ name: String, channels c: Int) -> String {
             if let b = blockedName[name] { return b }
-            let b = name + "#16"
-            out.append(Node(name: name + "#in", opType: reorderIn, inputs: [plainName(name)], outputs: [b]))
+            let b = fresh(name + "#16")
+            out.append(Node(name: fresh(name + "#in"), opType: reorderIn, inputs: [plainName(name)], outputs: [b],
+                            attributes: ["channels": .int(c)]))
             blockedName[name] = b
             channels[name] = c
             return b
         }
         func isBlocked(_ name: String) -> Bool { blockedName[name] != nil }
         func setBlocked(_ name: String, channels c: Int) -> String {
-            let b = name + "#16"
+            let b = fresh(name + "#16")
             blockedName[name] = b
             channels[name] = c
             return b
@@ -106,7 +117,7 @@ final class BlockedPlan {
                 let direct = c.kind == .direct && feedsDepthwise(y)  // reads NCHW
                 if fits && (c.depthwise || direct || (c.kind == .pointwise && (isBlocked(input) || feedsDepthwise(y)))) && !y.isEmpty {
                     let x = direct ? plainName(input) : blocked(input, channels: c.cin)
-                    let w = n.name + "#w16", b = n.name + "#b16"
+                    let w = fresh(n.name + "#w16"), b = fresh(n.name + "#b16")
                     let weights: [Float] = c.weight.value.withUnsafeBufferPointer { p in
                         switch c.kind {
                         case .depthwise: return Blocked16.packDepthwise(p.baseAddress!, channels: c.cout, taps: c.kh * c.kw)
@@ -255,8 +266,9 @@ struct ConvForm {
 extension OpContext {
     /// NCHW to blocks (`BlockedPlan.reorderIn`).
     func reorderIn16() throws -> Value {
-        let x = try float(0).value, s = x.shape
-        guard s.count == 4 else { throw fail("input \(s) must have rank 4 (N, C, H, W)") }
+        let x = try float(0).value, s = x.shape, c = try int("channels", 0)
+        // (The Convs that read it have c input channels: blocks would hide a few more or less.)
+        guard s.count == 4, s[1] == c else { throw fail("input \(s) must be (N, \(c), H, W) for the Convs that read it") }
         var y = outputBuffer([s[0], Blocked16.blocks(s[1]), s[2], s[3], 16])
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in

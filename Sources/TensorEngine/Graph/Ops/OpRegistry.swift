@@ -52,7 +52,7 @@ enum OpRegistry {
         typealias D = OpDefinition
         func one(_ f: @escaping (OpContext) throws -> Value) -> (OpContext) throws -> NodeOutputs { { try NodeOutputs(f($0)) } }
         let all = [
-            D(BlockedPlan.reorderIn, .convolution, differentiable: false, one { try $0.reorderIn16() }),
+            D(BlockedPlan.reorderIn, .convolution, differentiable: false, attributes: ["channels"], one { try $0.reorderIn16() }),
             D(BlockedPlan.reorderOut, .convolution, differentiable: false, attributes: ["channels"], one { try $0.reorderOut16() }),
             D(BlockedPlan.conv, .convolution, differentiable: false,
               attributes: ["kind", "cin", "cout", "mode", "lo", "hi", "geometry"], one { try $0.conv16() }),
