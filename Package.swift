@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "CCPUFeatures"),
         // Exit codes and the error protocol every module shares.
         .target(name: "Common", swiftSettings: [v5]),
-        .target(name: "KernelsAVX512", swiftSettings: avx512Flags + [v5]),
+        .target(name: "KernelsAVX512", dependencies: ["CCPUFeatures"], swiftSettings: avx512Flags + [v5]),
         .target(name: "Kernels", dependencies: ["CCPUFeatures", "KernelsAVX512"], swiftSettings: numericFlags + [v5]),
         .target(name: "TensorEngine", dependencies: ["Common", "Kernels"], swiftSettings: numericFlags + [v5]),
         .target(

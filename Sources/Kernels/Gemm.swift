@@ -409,10 +409,15 @@ func rowTiles(
                 let jj = jc + p * gemmNR
                 let two = p + 1 < main
                 let nr = min(two ? 2 * gemmNR : gemmNR, jc + nc - jj)
+                // Every tile asks for the next pair's lines in L2 (the panels, and the blocks after
+                // this one, follow each other in memory): the first tile of a pair then reads it
+                // from L2, not from memory.
+                let next = panels + (p + 2) * kc * gemmNR
                 for t in 0..<tiles {
                     microKernel8x32AVX512(kc: kc, a: tileBase + t * kc * wideMR, b0: panels + p * kc * gemmNR,
                                           b1: two ? panels + (p + 1) * kc * gemmNR : nil, bStride: gemmNR,
-                                          c: c + (ic + t * wideMR) * ldc + jj, ldc: ldc, mr: min(wideMR, rows - t * wideMR), nr: nr, load: load)
+                                          c: c + (ic + t * wideMR) * ldc + jj, ldc: ldc, mr: min(wideMR, rows - t * wideMR), nr: nr, load: load,
+                                          prefetch: next, prefetchSecond: kc * gemmNR)
                 }
                 p += 2
             }

@@ -17,6 +17,8 @@
 // llvm/llvm-project#214590). It happened here once, on the edge tile's copy-out; `make test`
 // scans every binary for the pattern (Tests/tools/check_swifterror_tailcalls.py).
 
+import CCPUFeatures
+
 typealias V16 = SIMD16<Float>
 
 @inline(__always) func load16(_ p: UnsafePointer<Float>) -> V16 { UnsafeRawPointer(p).loadUnaligned(as: V16.self) }
@@ -74,12 +76,18 @@ struct StridedRows: KernelRows {
     @inline(__always) mutating func advance() { p += 1 }
 }
 
+/// `prefetch`: with two halves, each k step also asks for the lines at `prefetch` and
+/// `prefetch + prefetchSecond` in L2, both pointers stepping by `bStride` like B: the driver
+/// points them at the next pair of B panels, which then come from L2 instead of memory (a
+/// layer's weights are out of the caches one inference later). nil: no prefetch.
 @inline(never)
 public func microKernel8x32AVX512(
     kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>?, bStride: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, load: Bool
+    c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, load: Bool,
+    prefetch: UnsafePointer<Float>? = nil, prefetchSecond: Int = 0
 ) {
-    kernel8x32(kc: kc, rows: PackedRows(p: a), b0: b0, b1: b1, bStride: bStride, c: c, ldc: ldc, mr: mr, nr: nr, load: load)
+    kernel8x32(kc: kc, rows: PackedRows(p: a), b0: b0, b1: b1, bStride: bStride, c: c, ldc: ldc, mr: mr, nr: nr, load: load,
+               prefetch: prefetch, prefetchSecond: prefetchSecond)
 }
 
 /// The same kernel with A row-major and unpacked (A[r, k] at a[r·lda + k]): for blocks with
@@ -87,15 +95,18 @@ public func microKernel8x32AVX512(
 @inline(never)
 public func microKernel8x32RowsAVX512(
     kc: Int, a: UnsafePointer<Float>, lda: Int, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>?, bStride: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, load: Bool
+    c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, load: Bool,
+    prefetch: UnsafePointer<Float>? = nil, prefetchSecond: Int = 0
 ) {
-    kernel8x32(kc: kc, rows: StridedRows(a: a, lda: lda, mr: mr), b0: b0, b1: b1, bStride: bStride, c: c, ldc: ldc, mr: mr, nr: nr, load: load)
+    kernel8x32(kc: kc, rows: StridedRows(a: a, lda: lda, mr: mr), b0: b0, b1: b1, bStride: bStride, c: c, ldc: ldc, mr: mr, nr: nr,
+               load: load, prefetch: prefetch, prefetchSecond: prefetchSecond)
 }
 
 @inline(__always)
 func kernel8x32<Rows: KernelRows>(
     kc: Int, rows: Rows, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>?, bStride: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, load: Bool
+    c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, load: Bool,
+    prefetch: UnsafePointer<Float>?, prefetchSecond: Int
 ) {
     typealias V = V16
     // Lanes of each half that belong to C; rows r ≥ mr belong to none.
@@ -113,7 +124,13 @@ func kernel8x32<Rows: KernelRows>(
         var c01 = ldC(0, 1), c11 = ldC(1, 1), c21 = ldC(2, 1), c31 = ldC(3, 1)
         var c41 = ldC(4, 1), c51 = ldC(5, 1), c61 = ldC(6, 1), c71 = ldC(7, 1)
         var ap = rows, p0 = b0, p1 = b1
+        // Without a prefetch target the loop asks for B's own lines (in L1: no traffic).
+        var f0 = prefetch ?? b0, f1 = prefetch.map { $0 + prefetchSecond } ?? b1
         for _ in 0..<kc {
+            prunecheck_prefetch_l2(f0)
+            prunecheck_prefetch_l2(f1)
+            f0 += bStride
+            f1 += bStride
             let x0 = load16(p0), x1 = load16(p1)
             var s = V(repeating: ap.value(0)); c00 = c00.addingProduct(s, x0); c01 = c01.addingProduct(s, x1)
             s = V(repeating: ap.value(1)); c10 = c10.addingProduct(s, x0); c11 = c11.addingProduct(s, x1)

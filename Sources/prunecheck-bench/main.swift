@@ -19,7 +19,8 @@
 //
 // Diagnostics (print, no JSON), with the --threads given:
 //   PRUNECHECK_GEMM=m,n,k[,tA,tB]   one GEMM shape: median and best time (PRUNECHECK_GEMM_PACKED=1:
-//                                   A prepacked; PRUNECHECK_GEMM_COLD=1: caches flushed before each call)
+//                                   A prepacked; PRUNECHECK_GEMM_PACKEDB=1: B prepacked;
+//                                   PRUNECHECK_GEMM_COLD=1: caches flushed before each call)
 //   PRUNECHECK_DEPTHWISE=c,h,w,k,s  the depthwise kernel on c planes of h × w (k × k, stride s;
 //                                   PRUNECHECK_DEPTHWISE_RUNS=N runs)
 //   PRUNECHECK_SILU=count[,chunk]   SiLU in place over count values, chunk at a time
@@ -258,10 +259,18 @@ if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM"] {
     // weights are, one inference later), one call per sample.
     let packedA = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM_PACKED"] == "1" && !ta ? PackedA(a: a, lda: k, m: m, k: k) : nil
     let cold = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM_COLD"] == "1"
+    // PRUNECHECK_GEMM_PACKEDB=1: B prepacked once (`PackedB`), as a MatMul's weights are.
+    let packedB = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM_PACKEDB"] == "1"
+        ? b.withUnsafeBufferPointer { PackedB(b: $0.baseAddress!, ldb: tb ? k : n, transposeB: tb, k: k, n: n) } : nil
     var flush = [Float](repeating: 0, count: cold ? 16 << 20 : 0)
     for t in threadCounts {
         let call = {
             c.withUnsafeMutableBufferPointer { cp in
+                if let packedB {
+                    gemm(m: m, a: a, lda: ta ? m : k, transposeA: ta, packed: packedB, c: cp.baseAddress!, ldc: n, accumulate: false,
+                         threads: t, isa: isa)
+                    return
+                }
                 gemm(m: m, n: n, k: k, a: a, lda: ta ? m : k, transposeA: ta, b: b, ldb: tb ? k : n, transposeB: tb,
                      c: cp.baseAddress!, ldc: n, accumulate: false, threads: t, isa: isa, packedA: packedA)
             }

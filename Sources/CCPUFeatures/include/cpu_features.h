@@ -44,4 +44,8 @@ int prunecheck_instructions_open(void);
 long long prunecheck_instructions_read(int fd);
 void prunecheck_instructions_close(int fd);
 
+/// A hint to bring the 64-byte line at `p` into the second-level cache, for data a kernel reads
+/// soon after (the GEMM's next B panels): it never faults, so `p` may be past the end of a buffer.
+static inline void prunecheck_prefetch_l2(const void *p) { __builtin_prefetch(p, 0, 2); }
+
 #endif
