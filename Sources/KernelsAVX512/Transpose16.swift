@@ -51,3 +51,31 @@ func transposed16(_ r: Rows16) -> Rows16 {
     }
     return round(round(round(round(r))))
 }
+
+/// `Kernels.transposePlane` on AVX-512: dst[j · dstStride + i] = src[i · srcStride + j] for
+/// i < rows, j < cols, in blocks of 16 × 16 through registers; the last partial blocks one
+/// element at a time. A copy: any order gives the same bits.
+@inline(never)
+public func transposePlaneAVX512(_ src: UnsafePointer<Float>, rows: Int, cols: Int, srcStride: Int,
+                                 to dst: UnsafeMutablePointer<Float>, dstStride: Int) {
+    let fullRows = rows & ~15, fullCols = cols & ~15
+    var i0 = 0
+    while i0 < fullRows {
+        var j0 = 0
+        while j0 < fullCols {
+            transpose16(src + (i0 &* srcStride &+ j0), stride: srcStride, rows: 16, lanes: 16, to: dst + (j0 &* dstStride &+ i0),
+                        stride: dstStride)
+            j0 &+= 16
+        }
+        i0 &+= 16
+    }
+    // The right edge (columns past the last full block) of the full rows, then the bottom rows.
+    for j in fullCols..<cols {
+        let d = dst + j &* dstStride
+        for i in 0..<fullRows { d[i] = src[i &* srcStride &+ j] }
+    }
+    for i in fullRows..<rows {
+        let s = src + i &* srcStride
+        for j in 0..<cols { dst[j &* dstStride &+ i] = s[j] }
+    }
+}

@@ -1392,6 +1392,58 @@ extension DirectConvTests {
     }
 }
 
+@Suite struct TransposeTests {
+    /// Size-1 axes drop out and input axes that stay together merge; what is left moves the same
+    /// elements.
+    @Test func permutationsSimplify() {
+        #expect(simplifiedPermutation(shape: [65, 1, 192], perm: [1, 0, 2]) == ([12480], [0]))
+        #expect(simplifiedPermutation(shape: [1, 65, 8, 3, 192], perm: [3, 1, 2, 0, 4]) == ([520, 3, 192], [1, 0, 2]))
+        #expect(simplifiedPermutation(shape: [2, 3, 4, 5], perm: [0, 2, 3, 1]) == ([2, 3, 20], [0, 2, 1]))
+        #expect(simplifiedPermutation(shape: [2, 3, 4, 5], perm: [3, 2, 1, 0]) == ([2, 3, 4, 5], [3, 2, 1, 0]))
+        #expect(simplifiedPermutation(shape: [1, 1], perm: [1, 0]) == ([], []))
+        #expect(simplifiedPermutation(shape: [4, 0, 3], perm: [2, 1, 0]) == ([4, 0, 3], [2, 1, 0]))
+    }
+
+    /// Inference's Transpose (simplified axes, planes in blocks of sixteen, a move of nothing
+    /// shared with its input) gives the elements of the general path (a run with a tape), on
+    /// shapes with size-1 axes and planes of ragged sizes, at one and two threads.
+    @Test(arguments: [[1, 37, 1, 33], [2, 1, 40, 18], [3, 17, 1, 1], [1, 65, 48, 1]])
+    func inferenceMatchesTheGeneralPath(dims: [Int]) throws {
+        let x = spreadTensor(dims, seed: 61)
+        for perm in [[0, 1, 2, 3], [2, 1, 0, 3], [0, 2, 1, 3], [1, 0, 3, 2], [3, 2, 1, 0], [0, 3, 1, 2], [2, 3, 0, 1], [3, 1, 2, 0]] {
+            let graph = Graph(nodes: [Node(name: "t", opType: "Transpose", inputs: ["x"], outputs: ["y"], attributes: ["perm": .ints(perm)])],
+                              inputs: [GraphInput(name: "x", dtype: .float32, shape: dims.map { $0 })], outputs: ["y"], initializers: [], opset: 17)
+            guard case .float(let general) = try graph.run([.float(Variable(x, requiresGrad: true))], tape: Tape())[0] else {
+                Issue.record("not float"); continue
+            }
+            #expect(general.value.shape == perm.map { dims[$0] })
+            for threads in [1, 2] {
+                guard case .float(let fast) = try graph.run([.float(Variable(x))], threads: threads)[0] else { Issue.record("not float"); continue }
+                #expect(fast.value.shape == general.value.shape, "\(dims) \(perm)")
+                #expect(fast.value.scalars.map(\.bitPattern) == general.value.scalars.map(\.bitPattern), "\(dims) \(perm), \(threads) threads")
+            }
+        }
+    }
+
+    /// `transposePlane` against its definition on planes of ragged sizes and strides wider than
+    /// the plane.
+    @Test func planesMatchTheirDefinition() {
+        for (rows, cols) in [(1, 1), (15, 17), (16, 16), (33, 48), (65, 48), (7, 70)] {
+            let srcStride = cols + 3, dstStride = rows + 5
+            let src = (0..<rows * srcStride).map { Float($0) * 0.5 - 7 }
+            var dst = [Float](repeating: -1, count: cols * dstStride)
+            src.withUnsafeBufferPointer { s in
+                dst.withUnsafeMutableBufferPointer { d in
+                    transposePlane(s.baseAddress!, rows: rows, cols: cols, srcStride: srcStride, to: d.baseAddress!, dstStride: dstStride)
+                }
+            }
+            var expected = [Float](repeating: -1, count: cols * dstStride)
+            for i in 0..<rows { for j in 0..<cols { expected[j * dstStride + i] = src[i * srcStride + j] } }
+            #expect(dst == expected, "\(rows) × \(cols)")
+        }
+    }
+}
+
 @Suite struct BatchedMatMulTests {
     /// A MatMul by a 2-D initializer keeps it packed at inference: the bits of the plain GEMM
     /// (a run with a tape) at one and two threads, for a batch of rows and a vector, and again

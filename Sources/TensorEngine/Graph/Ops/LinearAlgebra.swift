@@ -128,7 +128,9 @@ extension OpContext {
             }
             return inferenceValue(y, requiresGrad: a.requiresGrad || b.requiresGrad)
         }
-        var y = Tensor(zeros: outShape)
+        // Every element is written by a GEMM (accumulate: false), so the buffer starts uninitialized;
+        // at inference it is the node's buffer of the last run.
+        var y = tape == nil ? outputBuffer(outShape) : Tensor(uninitialized: outShape)
         // NOTE: a batch of rows against one matrix (a Linear layer of a transformer, (B, S, K)
         // · (K, N)) is one GEMM of B·S rows: the per-slice loop ran B GEMMs of S rows each. The
         // GEMM's chain per output does not depend on how rows are blocked, so the bits are the
