@@ -324,15 +324,19 @@ extension OpContext {
         } else {
             outer = shape[..<ax].reduce(1, *); n = shape[ax...].reduce(1, *); inner = 1
         }
-        var y = Tensor(zeros: shape)
+        // (Every element is written below; at inference, the node's buffer of the last run.)
+        var y = tape == nil ? outputBuffer(shape) : Tensor(uninitialized: shape)
         let threads = self.threads
         x.value.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
-                // Rows split across threads (each row's chain is its own).
+                // Rows split across threads (each row's chain is its own), in runs of sixteen
+                // (`softmaxRows`' blocks).
+                // NOTE: at 16K values a thread, the ViT's attention at batch 1 (260 rows of 65) ran
+                // on one of two threads.
                 if inner == 1 && !log {
                     // (`softmaxRows`: the same chain, its exponentials sixteen lanes at a time)
                     let x0 = xp.baseAddress!, y0 = yp.baseAddress!
-                    parallelRanges(outer, threads: threads, grain: max(1, 16_384 / max(n, 1))) { rows in
+                    parallelRanges(outer, threads: threads, grain: max(1, 8_192 / max(n, 1)), align: 16) { rows in
                         softmaxRows(x0 + rows.lowerBound * n, rows: rows.count, cols: n, out: y0 + rows.lowerBound * n)
                     }
                     return

@@ -135,21 +135,58 @@ extension OpContext {
                 let restShape = rest.map { moved[$0] }
                 let inBases = strideWalk(restShape, strides: rest.map { st[$0] }, offset: 0)
                 let outBases = strideWalk(restShape, strides: rest.map { outStrides[$0] }, offset: 0)
+                // Threads take whole planes, or bands of rows when there are fewer planes.
+                let workers = transposeWorkers(elements: y.count)
+                let bands = inBases.count >= workers ? 1 : workers, units = inBases.count * bands
                 x.value.withUnsafeBufferPointer { xp in
                     y.withUnsafeMutableBufferPointer { yp in
-                        for (ib, ob) in zip(inBases, outBases) {
-                            transposePlane(xp.baseAddress! + ib, rows: l, cols: m, srcStride: stepL, to: yp.baseAddress! + ob, dstStride: stepQ)
+                        let xa = Int(bitPattern: xp.baseAddress!), ya = Int(bitPattern: yp.baseAddress!)
+                        parallelFor(workers, threads: workers) { w in
+                            for unit in (units * w / workers)..<(units * (w + 1) / workers) {
+                                let plane = unit / bands, band = unit % bands
+                                let i0 = l * band / bands, i1 = l * (band + 1) / bands
+                                transposePlane(UnsafePointer<Float>(bitPattern: xa)! + inBases[plane] + i0 * stepL, rows: i1 - i0, cols: m,
+                                               srcStride: stepL, to: UnsafeMutablePointer<Float>(bitPattern: ya)! + outBases[plane] + i0,
+                                               dstStride: stepQ)
+                            }
                         }
                     }
                 }
                 return inferenceValue(y, requiresGrad: x.requiresGrad)
             }
+            // Blocks of `inner` contiguous floats; threads take equal runs of them.
+            let outer = Array(moved[..<k]), outerStrides = Array(st[..<k])
+            let blocks = outer.reduce(1, *)
+            let workers = min(blocks, transposeWorkers(elements: y.count))
             x.value.withUnsafeBufferPointer { xp in
                 y.withUnsafeMutableBufferPointer { yp in
-                    var dst = 0
-                    forEachStrideOffset(Array(moved[..<k]), strides: Array(st[..<k]), offset: 0) { src in
-                        (yp.baseAddress! + dst).update(from: xp.baseAddress! + src, count: inner)
-                        dst += inner
+                    let xa = Int(bitPattern: xp.baseAddress!), ya = Int(bitPattern: yp.baseAddress!)
+                    parallelFor(workers, threads: workers) { w in
+                        let b0 = blocks * w / workers, b1 = blocks * (w + 1) / workers
+                        guard b0 < b1 else { return }
+                        // The first block's index and source offset, then a step at a time.
+                        var index = [Int](repeating: 0, count: outer.count)
+                        var rem = b0, src = 0
+                        for d in outer.indices.reversed() {
+                            index[d] = rem % outer[d]
+                            rem /= outer[d]
+                            src += index[d] * outerStrides[d]
+                        }
+                        let x = UnsafePointer<Float>(bitPattern: xa)!
+                        var dst = UnsafeMutablePointer<Float>(bitPattern: ya)! + b0 * inner
+                        for _ in b0..<b1 {
+                            dst.update(from: x + src, count: inner)
+                            dst += inner
+                            var d = outer.count - 1
+                            while d >= 0 {
+                                index[d] += 1
+                                src += outerStrides[d]
+                                if index[d] < outer[d] { break }
+                                src -= outerStrides[d] * index[d]
+                                index[d] = 0
+                                d -= 1
+                            }
+                        }
                     }
                 }
             }
@@ -158,6 +195,10 @@ extension OpContext {
         let inStrides = stridesOf(s)
         return gatherElements(v, map: strideWalk(outShape, strides: perm.map { inStrides[$0] }, offset: 0), shape: outShape)
     }
+
+    /// Threads for a Transpose of `elements` floats: one per 32K (a copy smaller than that is
+    /// done before a helper wakes).
+    private func transposeWorkers(elements: Int) -> Int { max(1, min(threads, elements / 32_768)) }
 
     func concat() throws -> Value {
         let values = try (0..<inputs.count).map { try value($0) }
