@@ -84,10 +84,10 @@ struct StridedRows: KernelRows {
 public func microKernel8x32AVX512(
     kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>?, bStride: Int,
     c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, load: Bool,
-    prefetch: UnsafePointer<Float>? = nil, prefetchSecond: Int = 0
+    prefetch: UnsafePointer<Float>? = nil, prefetchSecond: Int = 0, nextC: UnsafeMutablePointer<Float>? = nil
 ) {
     kernel8x32(kc: kc, rows: PackedRows(p: a), b0: b0, b1: b1, bStride: bStride, c: c, ldc: ldc, mr: mr, nr: nr, load: load,
-               prefetch: prefetch, prefetchSecond: prefetchSecond)
+               prefetch: prefetch, prefetchSecond: prefetchSecond, nextC: nextC)
 }
 
 /// The same kernel with A row-major and unpacked (A[r, k] at a[r·lda + k]): for blocks with
@@ -99,16 +99,25 @@ public func microKernel8x32RowsAVX512(
     prefetch: UnsafePointer<Float>? = nil, prefetchSecond: Int = 0
 ) {
     kernel8x32(kc: kc, rows: StridedRows(a: a, lda: lda, mr: mr), b0: b0, b1: b1, bStride: bStride, c: c, ldc: ldc, mr: mr, nr: nr,
-               load: load, prefetch: prefetch, prefetchSecond: prefetchSecond)
+               load: load, prefetch: prefetch, prefetchSecond: prefetchSecond, nextC: nil)
 }
 
 @inline(__always)
 func kernel8x32<Rows: KernelRows>(
     kc: Int, rows: Rows, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>?, bStride: Int,
     c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, load: Bool,
-    prefetch: UnsafePointer<Float>?, prefetchSecond: Int
+    prefetch: UnsafePointer<Float>?, prefetchSecond: Int, nextC: UnsafeMutablePointer<Float>?
 ) {
     typealias V = V16
+    // The next tile's C lines (8 rows × 32 columns), asked for while this tile runs.
+    if let nextC {
+        var r = nextC
+        for _ in 0..<8 {
+            prunecheck_prefetch_write(r)
+            prunecheck_prefetch_write(r + 16)
+            r += ldc
+        }
+    }
     // Lanes of each half that belong to C; rows r ≥ mr belong to none.
     let n0 = min(nr, 16), n1 = nr - 16
     @inline(__always) func ldC(_ r: Int, _ half: Int) -> V {

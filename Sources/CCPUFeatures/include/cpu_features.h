@@ -48,4 +48,8 @@ void prunecheck_instructions_close(int fd);
 /// soon after (the GEMM's next B panels): it never faults, so `p` may be past the end of a buffer.
 static inline void prunecheck_prefetch_l2(const void *p) { __builtin_prefetch(p, 0, 2); }
 
+/// A hint to bring the 64-byte line at `p` into the cache for writing (the GEMM's next C tile,
+/// whose stores otherwise wait for their lines): it never faults.
+static inline void prunecheck_prefetch_write(const void *p) { __builtin_prefetch(p, 1, 3); }
+
 #endif
