@@ -22,7 +22,9 @@
 //                                   A prepacked; PRUNECHECK_GEMM_PACKEDB=1: B prepacked;
 //                                   PRUNECHECK_GEMM_COLD=1: caches flushed before each call)
 //   PRUNECHECK_DEPTHWISE=c,h,w,k,s  the depthwise kernel on c planes of h × w (k × k, stride s;
-//                                   PRUNECHECK_DEPTHWISE_RUNS=N runs)
+//                                   PRUNECHECK_DEPTHWISE_RUNS=N runs; PRUNECHECK_DEPTHWISE_BLOCKED=1:
+//                                   the blocked layout's kernel; PRUNECHECK_DEPTHWISE_COLD=1: caches
+//                                   flushed before each run)
 //   PRUNECHECK_SILU=count[,chunk]   SiLU in place over count values, chunk at a time
 //   PRUNECHECK_PROFILE=1            per-node time of the CNN fixtures at batch 64 (a Relu fused
 //                                   into the Conv or Gemm before it shows 0: its time is in that node)
@@ -130,8 +132,28 @@ if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_DEPTHWISE"] {
     var y = [Float](repeating: 0, count: c * oh * ow), scratch = [Float](repeating: 0, count: depthwiseConv2dScratch(g))
     let bias = [Float](repeating: 0.5, count: c)
     var times: [Double] = []
-    for _ in 0..<(Int(ProcessInfo.processInfo.environment["PRUNECHECK_DEPTHWISE_RUNS"] ?? "") ?? 50) {
+    // PRUNECHECK_DEPTHWISE_BLOCKED=1: the blocked layout's kernel (`Blocked16.depthwise`, blocks
+    // of sixteen channels, ReLU6) on the same sizes.
+    let blocked = ProcessInfo.processInfo.environment["PRUNECHECK_DEPTHWISE_BLOCKED"] == "1"
+    let nb = Blocked16.blocks(c)
+    let bx = blocked ? (0..<nb * h * w * 16).map { _ in rng.nextUnitFloat() - 0.5 } : []
+    let bw = blocked ? (0..<nb * k * k * 16).map { _ in rng.nextUnitFloat() - 0.5 } : []
+    var by = [Float](repeating: 0, count: blocked ? nb * oh * ow * 16 : 0)
+    let window = Blocked16.Window(kh: k, kw: k, strideH: st, strideW: st, padTop: k / 2, padLeft: k / 2, padBottom: k / 2, padRight: k / 2)
+    // PRUNECHECK_DEPTHWISE_COLD=1: the caches flushed before each run (as in a model, where the
+    // input was written a layer before and the output buffer was last touched a run before).
+    var flush = [Float](repeating: 0, count: ProcessInfo.processInfo.environment["PRUNECHECK_DEPTHWISE_COLD"] == "1" ? 16 << 20 : 0)
+    for run in 0..<(Int(ProcessInfo.processInfo.environment["PRUNECHECK_DEPTHWISE_RUNS"] ?? "") ?? 50) {
+        for i in stride(from: 0, to: flush.count, by: 16) { flush[i] = Float(run) }
         let t0 = now()
+        if blocked {
+            by.withUnsafeMutableBufferPointer { yp in
+                Blocked16.depthwise(bx, batch: 1, channels: c, ih: h, iw: w, weights: bw, bias: nil, geometry: window, oh: oh, ow: ow,
+                                    yp.baseAddress!, activation: .clip(0, 6), threads: threadCounts[0])
+            }
+            times.append(now() - t0)
+            continue
+        }
         y.withUnsafeMutableBufferPointer { yp in
             scratch.withUnsafeMutableBufferPointer { sp in
                 x.withUnsafeBufferPointer { xp in
