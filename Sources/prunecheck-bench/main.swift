@@ -26,6 +26,7 @@
 //                                   the blocked layout's kernel; PRUNECHECK_DEPTHWISE_COLD=1: caches
 //                                   flushed before each run)
 //   PRUNECHECK_SILU=count[,chunk]   SiLU in place over count values, chunk at a time
+//   PRUNECHECK_SOFTMAX=rows,cols    `softmaxRows` on rows of cols values
 //   PRUNECHECK_PROFILE=1            per-node time of the CNN fixtures at batch 64 (a Relu fused
 //                                   into the Conv or Gemm before it shows 0: its time is in that node)
 //   PRUNECHECK_PROFILE=a,b          the same for the named fixture models (`a:0.9`: pruned to 90 %
@@ -196,6 +197,72 @@ if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_SILU"] {
     exit(0)
 }
 
+// PRUNECHECK_SOFTMAX=rows,cols: time `softmaxRows` (diagnostics, no JSON).
+if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_SOFTMAX"] {
+    let f = spec.split(separator: ",").compactMap { Int($0) }
+    let (rows, cols) = (f[0], f[1])
+    var rng = Philox(seed: 1)
+    let x = (0..<rows * cols).map { _ in rng.nextUnitFloat() * 8 - 4 }
+    var y = [Float](repeating: 0, count: rows * cols)
+    var perCall: [Double] = []
+    for _ in 0..<25 {
+        var reps = 0
+        let t0 = now()
+        repeat {
+            y.withUnsafeMutableBufferPointer { softmaxRows(x, rows: rows, cols: cols, out: $0.baseAddress!) }
+            reps += 1
+        } while now() - t0 < 0.01
+        perCall.append((now() - t0) / Double(reps))
+    }
+    print(String(format: "softmax %d x %d: median %.2f us (%.3f ns a value)", rows, cols, median(perCall) * 1e6,
+                 median(perCall) * 1e9 / Double(rows * cols)))
+    exit(0)
+}
+
+// PRUNECHECK_GEMM=m,n,k[,tA,tB]: time one GEMM shape (diagnostics, no JSON).
+if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM"] {
+    let f = spec.split(separator: ",").compactMap { Int($0) }
+    let (m, n, k) = (f[0], f[1], f[2])
+    let ta = f.count > 3 && f[3] == 1, tb = f.count > 4 && f[4] == 1
+    var rng = Philox(seed: 1)
+    let a = (0..<m * k).map { _ in rng.nextUnitFloat() - 0.5 }, b = (0..<k * n).map { _ in rng.nextUnitFloat() - 0.5 }
+    var c = [Float](repeating: 0, count: m * n)
+    // PRUNECHECK_GEMM_PACKED=1: A prepacked once (`PackedA`), as a Conv's weights are at
+    // inference. PRUNECHECK_GEMM_COLD=1: the caches flushed before each call (as a layer's
+    // weights are, one inference later), one call per sample.
+    let packedA = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM_PACKED"] == "1" && !ta ? PackedA(a: a, lda: k, m: m, k: k) : nil
+    let cold = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM_COLD"] == "1"
+    // PRUNECHECK_GEMM_PACKEDB=1: B prepacked once (`PackedB`), as a MatMul's weights are.
+    let packedB = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM_PACKEDB"] == "1"
+        ? b.withUnsafeBufferPointer { PackedB(b: $0.baseAddress!, ldb: tb ? k : n, transposeB: tb, k: k, n: n) } : nil
+    var flush = [Float](repeating: 0, count: cold ? 16 << 20 : 0)
+    for t in threadCounts {
+        let call = {
+            c.withUnsafeMutableBufferPointer { cp in
+                if let packedB {
+                    gemm(m: m, a: a, lda: ta ? m : k, transposeA: ta, packed: packedB, c: cp.baseAddress!, ldc: n, accumulate: false,
+                         threads: t, isa: isa)
+                    return
+                }
+                gemm(m: m, n: n, k: k, a: a, lda: ta ? m : k, transposeA: ta, b: b, ldb: tb ? k : n, transposeB: tb,
+                     c: cp.baseAddress!, ldc: n, accumulate: false, threads: t, isa: isa, packedA: packedA)
+            }
+        }
+        var perCall: [Double] = []
+        for sample in 0..<(cold ? 200 : 25) {
+            if cold { for i in stride(from: 0, to: flush.count, by: 16) { flush[i] = Float(sample) } }
+            var reps = 0
+            let t0 = now()
+            repeat { call(); reps += 1 } while !cold && now() - t0 < 0.01
+            perCall.append((now() - t0) / Double(reps))
+        }
+        print(String(format: "gemm %dx%dx%d tA=%d tB=%d threads=%d: median %.2f us (%.1f GFLOP/s), best %.2f us (%.1f GFLOP/s)",
+                     m, n, k, ta ? 1 : 0, tb ? 1 : 0, t, median(perCall) * 1e6, 2 * Double(m * n * k) / median(perCall) / 1e9,
+                     perCall.min()! * 1e6, 2 * Double(m * n * k) / perCall.min()! / 1e9))
+    }
+    exit(0)
+}
+
 if groups.contains("gemm") {
     for n in [64, 128, 256, 512, 1024] {
         var rng = Philox(seed: UInt64(n))
@@ -268,49 +335,6 @@ func benchInfer(_ workload: String, _ model: Graph, _ x: Tensor) {
     }
 }
 
-// PRUNECHECK_GEMM=m,n,k[,tA,tB]: time one GEMM shape (diagnostics, no JSON).
-if let spec = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM"] {
-    let f = spec.split(separator: ",").compactMap { Int($0) }
-    let (m, n, k) = (f[0], f[1], f[2])
-    let ta = f.count > 3 && f[3] == 1, tb = f.count > 4 && f[4] == 1
-    var rng = Philox(seed: 1)
-    let a = (0..<m * k).map { _ in rng.nextUnitFloat() - 0.5 }, b = (0..<k * n).map { _ in rng.nextUnitFloat() - 0.5 }
-    var c = [Float](repeating: 0, count: m * n)
-    // PRUNECHECK_GEMM_PACKED=1: A prepacked once (`PackedA`), as a Conv's weights are at
-    // inference. PRUNECHECK_GEMM_COLD=1: the caches flushed before each call (as a layer's
-    // weights are, one inference later), one call per sample.
-    let packedA = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM_PACKED"] == "1" && !ta ? PackedA(a: a, lda: k, m: m, k: k) : nil
-    let cold = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM_COLD"] == "1"
-    // PRUNECHECK_GEMM_PACKEDB=1: B prepacked once (`PackedB`), as a MatMul's weights are.
-    let packedB = ProcessInfo.processInfo.environment["PRUNECHECK_GEMM_PACKEDB"] == "1"
-        ? b.withUnsafeBufferPointer { PackedB(b: $0.baseAddress!, ldb: tb ? k : n, transposeB: tb, k: k, n: n) } : nil
-    var flush = [Float](repeating: 0, count: cold ? 16 << 20 : 0)
-    for t in threadCounts {
-        let call = {
-            c.withUnsafeMutableBufferPointer { cp in
-                if let packedB {
-                    gemm(m: m, a: a, lda: ta ? m : k, transposeA: ta, packed: packedB, c: cp.baseAddress!, ldc: n, accumulate: false,
-                         threads: t, isa: isa)
-                    return
-                }
-                gemm(m: m, n: n, k: k, a: a, lda: ta ? m : k, transposeA: ta, b: b, ldb: tb ? k : n, transposeB: tb,
-                     c: cp.baseAddress!, ldc: n, accumulate: false, threads: t, isa: isa, packedA: packedA)
-            }
-        }
-        var perCall: [Double] = []
-        for sample in 0..<(cold ? 200 : 25) {
-            if cold { for i in stride(from: 0, to: flush.count, by: 16) { flush[i] = Float(sample) } }
-            var reps = 0
-            let t0 = now()
-            repeat { call(); reps += 1 } while !cold && now() - t0 < 0.01
-            perCall.append((now() - t0) / Double(reps))
-        }
-        print(String(format: "gemm %dx%dx%d tA=%d tB=%d threads=%d: median %.2f us (%.1f GFLOP/s), best %.2f us (%.1f GFLOP/s)",
-                     m, n, k, ta ? 1 : 0, tb ? 1 : 0, t, median(perCall) * 1e6, 2 * Double(m * n * k) / median(perCall) / 1e9,
-                     perCall.min()! * 1e6, 2 * Double(m * n * k) / perCall.min()! / 1e9))
-    }
-    exit(0)
-}
 
 // PRUNECHECK_PROFILE=1 (or =model,model): time every node of the convolutional models (or
 // of those named) at batch 64 (diagnostics, no JSON).
