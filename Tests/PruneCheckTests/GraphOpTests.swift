@@ -1408,7 +1408,7 @@ extension DirectConvTests {
     /// shared with its input) gives the elements of the general path (a run with a tape), on
     /// shapes with size-1 axes and planes of ragged sizes, at one and two threads (the last two
     /// large enough for two: planes, bands of one plane's rows, runs of blocks).
-    @Test(arguments: [[1, 37, 1, 33], [2, 1, 40, 18], [3, 17, 1, 1], [1, 65, 48, 1], [2, 130, 1, 300], [1, 300, 259, 1]])
+    @Test(arguments: [[1, 37, 1, 33], [2, 1, 40, 18], [3, 17, 1, 1], [1, 65, 48, 1], [2, 0, 3, 5], [2, 130, 1, 300], [1, 300, 259, 1]])
     func inferenceMatchesTheGeneralPath(dims: [Int]) throws {
         let x = spreadTensor(dims, seed: 61)
         for perm in [[0, 1, 2, 3], [2, 1, 0, 3], [0, 2, 1, 3], [1, 0, 3, 2], [3, 2, 1, 0], [0, 3, 1, 2], [2, 3, 0, 1], [3, 1, 2, 0]] {

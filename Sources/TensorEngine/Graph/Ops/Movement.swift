@@ -124,6 +124,7 @@ extension OpContext {
             while k > 0 && cp[k - 1] == k - 1 { k -= 1 }
             let inner = moved[k...].reduce(1, *)
             var y = outputBuffer(outShape)
+            if y.count == 0 { return inferenceValue(y, requiresGrad: x.requiresGrad) }  // (no buffer to point into)
             if k == rank, rank >= 2, let q = cp.firstIndex(of: rank - 1) {
                 // The input's contiguous axis lands on output axis q, not last (attention's
                 // K transposed): each (q, last) plane transposed in blocks (`transposePlane`).
