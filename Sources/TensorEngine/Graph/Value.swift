@@ -83,14 +83,20 @@ public func strideWalk(_ shape: [Int], strides st: [Int], offset: Int) -> [Int] 
 }
 
 /// Calls `body` with offset + Σ index[d]·strides[d] for each element of `shape`, in row-major
-/// order, without building the list.
+/// order, without building the list; with `elements`, only for those row-major positions.
 @inline(__always)
-public func forEachStrideOffset(_ shape: [Int], strides st: [Int], offset: Int, _ body: (Int) -> Void) {
-    let total = shape.reduce(1, *)
-    guard total > 0 else { return }
+public func forEachStrideOffset(_ shape: [Int], strides st: [Int], offset: Int, elements: Range<Int>? = nil, _ body: (Int) -> Void) {
+    let range = elements ?? 0..<shape.reduce(1, *)
+    guard !range.isEmpty else { return }
+    // The first position's index and offset, then a step at a time.
     var idx = [Int](repeating: 0, count: shape.count)
-    var src = offset
-    for _ in 0..<total {
+    var src = offset, rem = range.lowerBound
+    for d in shape.indices.reversed() {
+        idx[d] = rem % shape[d]
+        rem /= shape[d]
+        src += idx[d] * st[d]
+    }
+    for _ in range {
         body(src)
         var d = shape.count - 1
         while d >= 0 {

@@ -165,28 +165,11 @@ extension OpContext {
                     parallelFor(workers, threads: workers) { w in
                         let b0 = blocks * w / workers, b1 = blocks * (w + 1) / workers
                         guard b0 < b1 else { return }
-                        // The first block's index and source offset, then a step at a time.
-                        var index = [Int](repeating: 0, count: outer.count)
-                        var rem = b0, src = 0
-                        for d in outer.indices.reversed() {
-                            index[d] = rem % outer[d]
-                            rem /= outer[d]
-                            src += index[d] * outerStrides[d]
-                        }
                         let x = UnsafePointer<Float>(bitPattern: xa)!
                         var dst = UnsafeMutablePointer<Float>(bitPattern: ya)! + b0 * inner
-                        for _ in b0..<b1 {
+                        forEachStrideOffset(outer, strides: outerStrides, offset: 0, elements: b0..<b1) { src in
                             dst.update(from: x + src, count: inner)
                             dst += inner
-                            var d = outer.count - 1
-                            while d >= 0 {
-                                index[d] += 1
-                                src += outerStrides[d]
-                                if index[d] < outer[d] { break }
-                                src -= outerStrides[d] * index[d]
-                                index[d] = 0
-                                d -= 1
-                            }
                         }
                     }
                 }
