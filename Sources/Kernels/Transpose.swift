@@ -1,4 +1,4 @@
-// Moving axes: the Transpose op's planes, and the permutation it reduces to.
+// Moving axes: the Transpose op's planes.
 
 import KernelsAVX512
 
@@ -18,34 +18,4 @@ public func transposePlane(_ src: UnsafePointer<Float>, rows: Int, cols: Int, sr
             }
         }
     }
-}
-
-/// The same permutation of the same elements with fewer axes: axes of size 1 dropped, and input
-/// axes that stay next to each other, in order, merged into one. `perm[i]` is the input axis of
-/// output axis i (ONNX's Transpose). An identity result (`perm == 0..<n`) moves nothing.
-public func simplifiedPermutation(shape: [Int], perm: [Int]) -> (shape: [Int], perm: [Int]) {
-    // Input axes kept (size > 1), renumbered in input order.
-    var number = [Int](repeating: -1, count: shape.count)
-    var kept = 0
-    for a in shape.indices where shape[a] != 1 {
-        number[a] = kept
-        kept += 1
-    }
-    let order = perm.filter { shape[$0] != 1 }
-    // Runs of consecutive input axes in output order: each run becomes one axis.
-    var runs: [(first: Int, size: Int)] = []
-    var last = -2
-    for a in order {
-        if number[a] == last + 1, !runs.isEmpty {
-            runs[runs.count - 1].size *= shape[a]
-        } else {
-            runs.append((number[a], shape[a]))
-        }
-        last = number[a]
-    }
-    // The runs in input order give the input shape; each output axis is its run's rank there.
-    let byInput = runs.indices.sorted { runs[$0].first < runs[$1].first }
-    var rank = [Int](repeating: 0, count: runs.count)
-    for (r, i) in byInput.enumerated() { rank[i] = r }
-    return (byInput.map { runs[$0].size }, runs.indices.map { rank[$0] })
 }
