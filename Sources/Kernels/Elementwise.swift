@@ -46,16 +46,15 @@ public func expf32(_ x: Float) -> Float {
 public func softmaxRows(_ x: UnsafePointer<Float>, rows: Int, cols: Int, out: UnsafeMutablePointer<Float>) {
     let wide = KernelISA.detected == .avx512
     var r = 0
-    if wide && rows >= 16 && cols >= 32 {
-        // Sixteen rows at a time, one a lane (`softmax16RowsAVX512`: the same chains).
+    if wide && rows >= 16 && cols >= 16 {
+        // Sixteen rows at a time (`softmax16RowsAVX512`: the same chains, the sums with the
+        // rows in lanes).
         // NOTE: per row, a row of 65 (the ViT's attention) paid its calls and partial vectors four
         // times over and the sums gathered eight rows a column: its Softmax 131-157 µs, ONNX
         // Runtime's 48.
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: softmax16RowsScratch(cols: cols)) { scratch in
-            while r + 16 <= rows {
-                softmax16RowsAVX512(x + r * cols, cols: cols, out: out + r * cols, scratch: scratch.baseAddress!)
-                r += 16
-            }
+        while r + 16 <= rows {
+            softmax16RowsAVX512(x + r * cols, cols: cols, out: out + r * cols)
+            r += 16
         }
     }
     while r < rows {

@@ -6,7 +6,7 @@
 public typealias Float16x = SIMD16<Float>
 
 /// `expf32` on sixteen lanes.
-@inlinable @inline(__always)
+@_transparent
 public func expf32(_ x: Float16x) -> Float16x {
     let nan = x .!= x
     // Clamp (NaN to 0) so that the integer conversion below is defined; the lanes outside
@@ -35,8 +35,8 @@ public func expf32(_ x: Float16x) -> Float16x {
     let ni = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000
     let half = ni &>> 1
     let rest = ni &- half
-    let s1 = unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: (half &+ 127) &<< 23), to: Float16x.self)
-    let s2 = unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: (rest &+ 127) &<< 23), to: Float16x.self)
+    let s1 = unsafeBitCast((half &+ 127) &<< 23, to: Float16x.self)
+    let s2 = unsafeBitCast((rest &+ 127) &<< 23, to: Float16x.self)
     var y = p * s1 * s2
     y.replace(with: Float.infinity, where: x .> 88.72283)
     y.replace(with: 0, where: x .< -103.97208)
