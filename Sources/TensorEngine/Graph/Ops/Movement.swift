@@ -222,7 +222,7 @@ extension OpContext {
             return first.dtype == .bool ? .bool(t) : .int64(t)
         case .float:
             let vars = values.map { v -> Variable in if case .float(let x) = v { return x }; fatalError() }
-            var y = Tensor(zeros: outShape)
+            var y = outputBuffer(outShape)   // the inputs' rows fill every row
             y.withUnsafeMutableBufferPointer { yp in
                 for (k, x) in vars.enumerated() {
                     let rowK = x.value.shape[ax] * inner
