@@ -1575,3 +1575,55 @@ extension DirectConvTests {
         }
     }
 }
+
+@Suite struct BroadcastBinaryTests {
+    /// Add, Sub, Mul and Div at inference, for operands that broadcast in every way the fast
+    /// paths take (the same shape, a trailing row, values repeated over trailing blocks) and
+    /// the strided one takes (an attention mask over heads, both operands broadcast, a size-1
+    /// middle, a scalar-like operand, an empty output), equal the broadcasting definition bit
+    /// for bit at one and two threads (the mask case has enough rows to split).
+    @Test func inferenceMatchesTheDefinition() throws {
+        let cases: [([Int], [Int])] = [
+            ([2, 3, 4], [2, 3, 4]), ([2, 3, 4], [4]), ([2, 3, 4], [2, 3, 1]),
+            ([8, 12, 32, 32], [8, 1, 32, 32]), ([8, 12, 32, 32], [8, 1, 1, 32]), ([2, 1, 4], [1, 3, 1]),
+            ([4, 1, 3], [5, 1]), ([1], [2, 3]), ([3, 1, 1], [1, 1, 1]), ([2, 0, 3], [1, 1, 3]), ([5, 1, 7], [5, 6, 1]),
+        ]
+        for (sa, sb) in cases {
+            let rank = max(sa.count, sb.count)
+            let pa = [Int](repeating: 1, count: rank - sa.count) + sa, pb = [Int](repeating: 1, count: rank - sb.count) + sb
+            let out = zip(pa, pb).map { $0 == 1 ? $1 : $0 }
+            let a = spreadTensor(sa, seed: UInt64(sa.reduce(7, *)), positive: true)
+            let b = spreadTensor(sb, seed: UInt64(sb.reduce(11, *) + 1), positive: true)
+            /// Element `flat` of the output read from an operand of padded shape `p`.
+            func source(_ flat: Int, _ p: [Int]) -> Int {
+                var rest = flat, index = 0, size = 1
+                for d in stride(from: rank - 1, through: 0, by: -1) {
+                    let k = rest % out[d]
+                    rest /= out[d]
+                    index += (p[d] == 1 ? 0 : k) * size
+                    size *= p[d]
+                }
+                return index
+            }
+            for op in ["Add", "Sub", "Mul", "Div"] {
+                let want: [Float] = (0..<out.reduce(1, *)).map { i in
+                    let x = a.scalars[source(i, pa)], y = b.scalars[source(i, pb)]
+                    switch op {
+                    case "Add": return x + y
+                    case "Sub": return x - y
+                    case "Mul": return x * y
+                    default: return x / y
+                    }
+                }
+                let node = Node(name: "op", opType: op, inputs: ["a", "b"], outputs: ["y"], attributes: [:])
+                let graph = Graph(nodes: [node], inputs: [GraphInput(name: "a", dtype: .float32, shape: sa), GraphInput(name: "b", dtype: .float32, shape: sb)],
+                                  outputs: ["y"], initializers: [], opset: 17)
+                for threads in [1, 2] {
+                    guard case .float(let y) = try graph.run([.float(Variable(a)), .float(Variable(b))], threads: threads)[0] else { fatalError() }
+                    #expect(y.value.shape == out, "\(op) \(sa) \(sb)")
+                    #expect(y.value.scalars.map(\.bitPattern) == want.map(\.bitPattern), "\(op) \(sa) \(sb), \(threads) threads")
+                }
+            }
+        }
+    }
+}

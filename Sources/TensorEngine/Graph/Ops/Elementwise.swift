@@ -459,7 +459,7 @@ extension OpContext {
             return outShape[k...].reduce(1, *)
         }
         let aFull = a.shape == outShape, bFull = b.shape == outShape
-        guard aFull || bFull else { return nil }
+        guard aFull || bFull else { return stridedBinary(op, a, b, outShape) }
         // How the operand that is not the output's shape repeats: each of its values over a
         // trailing block (block > 1), or all of it over the leading dimensions (period > 1).
         // (Constants, not vars: the loops below capture them, and a captured var is boxed, each
@@ -468,7 +468,7 @@ extension OpContext {
         if aFull != bFull, let p = periodOf(aFull ? b.shape : a.shape), p > 1, total % p == 0 {
             (blockA, blockB, period) = (1, 1, p)
         } else {
-            guard let ba = block(a.shape), let bb = block(b.shape) else { return nil }
+            guard let ba = block(a.shape), let bb = block(b.shape) else { return stridedBinary(op, a, b, outShape) }
             (blockA, blockB, period) = (ba, bb, 1)
         }
         var y = outputBuffer(outShape)
@@ -504,6 +504,84 @@ extension OpContext {
                                 } else {
                                     let v = x[o], zs = z + base
                                     for j in 0..<row { dst[j] = F.apply(v, zs[j]) }
+                                }
+                            }
+                        }
+                    }
+                    switch op {
+                    case "Add": apply(AddOp.self)
+                    case "Sub": apply(SubOp.self)
+                    case "Mul": apply(MulOp.self)
+                    default: apply(DivOp.self)
+                    }
+                }
+            }
+        }
+        return y
+    }
+}
+
+extension OpContext {
+    /// `inferenceBinary` for any broadcast (Add, Sub, Mul, Div): an attention mask of
+    /// (batch, 1, q, k) added to scores of (batch, heads, q, k), operands that both broadcast.
+    /// The output's dimensions of size 1 are dropped and neighbours that both operands step
+    /// through alike merged; the output then runs in rows of its last dimension, along which
+    /// each operand is contiguous or one repeated value.
+    // NOTE: through the general path (an index map, a closure per element), MiniLM-L6's six
+    // mask Adds at batch 8 took 355 µs each, 3.6 ns a value: 3 % of the model.
+    func stridedBinary(_ op: String, _ a: Tensor, _ b: Tensor, _ outShape: [Int]) -> Tensor {
+        let rank = outShape.count
+        /// Each output dimension's step through the operand: 0 where it repeats.
+        func steps(_ shape: [Int]) -> [Int] {
+            let padded = [Int](repeating: 1, count: rank - shape.count) + shape
+            var s = [Int](repeating: 0, count: rank), size = 1
+            for i in stride(from: rank - 1, through: 0, by: -1) {
+                s[i] = padded[i] == 1 ? 0 : size
+                size *= padded[i]
+            }
+            return s
+        }
+        let fa = steps(a.shape), fb = steps(b.shape)
+        var dims: [Int] = [], sa: [Int] = [], sb: [Int] = []
+        for i in 0..<rank where outShape[i] != 1 {
+            if let last = dims.indices.last, sa[last] == fa[i] * outShape[i], sb[last] == fb[i] * outShape[i] {
+                dims[last] *= outShape[i]
+                sa[last] = fa[i]
+                sb[last] = fb[i]
+            } else {
+                dims.append(outShape[i])
+                sa.append(fa[i])
+                sb.append(fb[i])
+            }
+        }
+        if dims.isEmpty { (dims, sa, sb) = ([1], [0], [0]) }
+        var y = outputBuffer(outShape)
+        let total = outShape.reduce(1, *)
+        guard total > 0 else { return y }
+        let n = dims[dims.count - 1], ia = sa[sa.count - 1], ib = sb[sb.count - 1]
+        let outer = Array(dims.dropLast()), oa = Array(sa.dropLast()), ob = Array(sb.dropLast())
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    let x = ap.baseAddress!, z = bp.baseAddress!, out = yp.baseAddress!
+                    let threads = self.threads
+                    @inline(__always) func apply<F: FloatBinaryOp>(_: F.Type) {
+                        parallelRanges(total / n, threads: threads, grain: max(1, 32_768 / n)) { rows in
+                            for o in rows {
+                                // The row's offsets into a and b from its index over the outer dimensions.
+                                var rest = o, pa = 0, pb = 0
+                                for d in stride(from: outer.count - 1, through: 0, by: -1) {
+                                    let k = rest % outer[d]
+                                    rest /= outer[d]
+                                    pa += k * oa[d]
+                                    pb += k * ob[d]
+                                }
+                                let xs = x + pa, zs = z + pb, dst = out + o * n
+                                switch (ia, ib) {
+                                case (0, 0): let v = F.apply(xs[0], zs[0]); for j in 0..<n { dst[j] = v }
+                                case (0, _): let v = xs[0]; for j in 0..<n { dst[j] = F.apply(v, zs[j]) }
+                                case (_, 0): let v = zs[0]; for j in 0..<n { dst[j] = F.apply(xs[j], v) }
+                                default: for j in 0..<n { dst[j] = F.apply(xs[j], zs[j]) }
                                 }
                             }
                         }
