@@ -85,12 +85,25 @@ extension OpContext {
         // two constants) need no index map: it was 64 ns an element, 4 % of MiniLM.
         let direct = [c.shape, x.shape, y.shape].allSatisfy { $0 == outShape || $0.reduce(1, *) == 1 }
         if direct, tape == nil, case (.float(let a), .float(let b)) = (x, y) {
-            let av = a.value.scalars, bv = b.value.scalars
-            let (sc, sa, sb) = (c.data.count == 1 ? 0 : 1, av.count == 1 ? 0 : 1, bv.count == 1 ? 0 : 1)
+            let (sc, sa, sb) = (c.data.count == 1 ? 0 : 1, a.value.count == 1 ? 0 : 1, b.value.count == 1 ? 0 : 1)
             var out = outputBuffer(outShape)
+            // NOTE: through the arrays' subscripts (a bounds check and an index product a value),
+            // MiniLM-L6's six Where(IsNaN(p), 0, p) nodes after its Softmax took 88 µs each at
+            // batch 8, 0.9 ns a value.
             out.withUnsafeMutableBufferPointer { op in
                 c.data.withUnsafeBufferPointer { cp in
-                    for i in 0..<n { op[i] = cp[i * sc] != 0 ? av[i * sa] : bv[i * sb] }
+                    a.value.withUnsafeBufferPointer { ap in
+                        b.value.withUnsafeBufferPointer { bp in
+                            guard n > 0 else { return }
+                            let o = op.baseAddress!, cs = cp.baseAddress!, xs = ap.baseAddress!, ys = bp.baseAddress!
+                            switch (sc, sa, sb) {
+                            case (1, 0, 1): let v = xs[0]; for i in 0..<n { o[i] = cs[i] != 0 ? v : ys[i] }
+                            case (1, 1, 0): let v = ys[0]; for i in 0..<n { o[i] = cs[i] != 0 ? xs[i] : v }
+                            case (1, 1, 1): for i in 0..<n { o[i] = cs[i] != 0 ? xs[i] : ys[i] }
+                            default: for i in 0..<n { o[i] = cs[i * sc] != 0 ? xs[i * sa] : ys[i * sb] }
+                            }
+                        }
+                    }
                 }
             }
             return inferenceValue(out, requiresGrad: a.requiresGrad || b.requiresGrad)
