@@ -45,7 +45,7 @@ public func expf32(_ x: Float16x) -> Float16x {
 }
 
 /// `geluErf32` on sixteen lanes.
-@inlinable @inline(__always)
+@_transparent
 public func geluErf32(_ x: Float16x) -> Float16x {
     let a = x * 0.707106781
     let t = a.replacing(with: -a, where: a .< 0)
@@ -75,7 +75,7 @@ public func geluErf32(_ x: Float16x) -> Float16x {
 }
 
 /// `sigmoid32` on sixteen lanes.
-@inlinable @inline(__always)
+@_transparent
 public func sigmoid32(_ x: Float16x) -> Float16x {
     // NOTE: was 1 / (1 + expf32(−x)): 38 instructions a vector, SiLU at 0.46 ns a value and
     // ~17 % of EfficientNet-B0. Now 20: no NaN masks (max and min keep a NaN, which the
@@ -102,7 +102,7 @@ public func sigmoid32(_ x: Float16x) -> Float16x {
 
 /// −x by its sign bit, as scalar negation does (SIMD negation computes 0 − x, which keeps a
 /// NaN's sign).
-@inlinable @inline(__always)
+@_transparent
 public func negated(_ x: Float16x) -> Float16x {
     unsafeBitCast(unsafeBitCast(x, to: SIMD16<UInt32>.self) ^ SIMD16<UInt32>(repeating: 0x8000_0000), to: Float16x.self)
 }
@@ -125,11 +125,15 @@ func mapLanes16(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer
 /// A function of sixteen lanes, as a type: `mapLanes16Pairs` calls it twice per step, which a
 /// closure argument would not be inlined for (four, or two through a closure, ran SiLU three
 /// times slower).
+// NOTE: @_transparent, here and on the lane functions: with `@inline(__always)` the build with
+// -enable-testing (`make build`, which `make bench` and the demo run) left `apply` and
+// `expf32` as calls (GELU, SiLU and the Softmax's exponentials in 128-bit pieces).
+// `check_kernel_calls.py` looks for such calls.
 protocol LaneMap { static func apply(_ x: Float16x) -> Float16x }
-enum GeluErfLanes: LaneMap { @inline(__always) static func apply(_ x: Float16x) -> Float16x { geluErf32(x) } }
-enum SigmoidLanes: LaneMap { @inline(__always) static func apply(_ x: Float16x) -> Float16x { sigmoid32(x) } }
-enum SiluLanes: LaneMap { @inline(__always) static func apply(_ x: Float16x) -> Float16x { x * sigmoid32(x) } }
-enum ExpLanes: LaneMap { @inline(__always) static func apply(_ x: Float16x) -> Float16x { expf32(x) } }
+enum GeluErfLanes: LaneMap { @_transparent static func apply(_ x: Float16x) -> Float16x { geluErf32(x) } }
+enum SigmoidLanes: LaneMap { @_transparent static func apply(_ x: Float16x) -> Float16x { sigmoid32(x) } }
+enum SiluLanes: LaneMap { @_transparent static func apply(_ x: Float16x) -> Float16x { x * sigmoid32(x) } }
+enum ExpLanes: LaneMap { @_transparent static func apply(_ x: Float16x) -> Float16x { expf32(x) } }
 
 /// `mapLanes16` two vectors per step: their chains (some fifty dependent steps for SiLU)
 /// interleave. SiLU in L1: 0.48 → 0.44 ns a value.
