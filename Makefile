@@ -45,7 +45,7 @@ build: setup
 
 ## test: the whole test suite against the optimized build, and scans of every built binary for
 ## a Swift 6.3 miscompile (swiftlang/swift#90477; see Tests/tools/check_swifterror_tailcalls.py)
-## and for kernels whose vector loads did not inline (Tests/tools/check_kernel_calls.py)
+## and for kernels whose vector loads or lane math did not inline (Tests/tools/check_kernel_calls.py)
 test: build test-setup
 	$(SWIFT) test $(BUILD_FLAGS) --skip-build --disable-xctest
 	python3 Tests/tools/check_swifterror_tailcalls.py --self-test
