@@ -1581,12 +1581,14 @@ extension DirectConvTests {
     /// paths take (the same shape, a trailing row, values repeated over trailing blocks) and
     /// the strided one takes (an attention mask over heads, both operands broadcast, a size-1
     /// middle, a scalar-like operand, an empty output), equal the broadcasting definition bit
-    /// for bit at one and two threads (the mask case has enough rows to split).
+    /// for bit at one and two threads (the mask case has enough rows to split, and one value
+    /// against 60K splits its one row).
     @Test func inferenceMatchesTheDefinition() throws {
         let cases: [([Int], [Int])] = [
             ([2, 3, 4], [2, 3, 4]), ([2, 3, 4], [4]), ([2, 3, 4], [2, 3, 1]),
             ([8, 12, 32, 32], [8, 1, 32, 32]), ([8, 12, 32, 32], [8, 1, 1, 32]), ([2, 1, 4], [1, 3, 1]),
             ([4, 1, 3], [5, 1]), ([1], [2, 3]), ([3, 1, 1], [1, 1, 1]), ([2, 0, 3], [1, 1, 3]), ([5, 1, 7], [5, 6, 1]),
+            ([300, 201], [1]), ([1], [201, 300]),
         ]
         for (sa, sb) in cases {
             let rank = max(sa.count, sb.count)

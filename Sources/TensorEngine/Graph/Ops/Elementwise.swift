@@ -492,6 +492,24 @@ extension OpContext {
                             }
                             return
                         }
+                        if rows == 1 {
+                            // One row (a single value against a tensor, as a transformer's
+                            // attention scale): its elements across threads.
+                            parallelRanges(row, threads: threads, grain: 32_768, align: 16) { range in
+                                let lo = range.lowerBound, dst = out + lo
+                                if period > 1 {
+                                    let xs = x + lo, zs = z + lo
+                                    for j in 0..<range.count { dst[j] = F.apply(xs[j], zs[j]) }
+                                } else if blockB > 1 {
+                                    let v = z[0], xs = x + lo
+                                    for j in 0..<range.count { dst[j] = F.apply(xs[j], v) }
+                                } else {
+                                    let v = x[0], zs = z + lo
+                                    for j in 0..<range.count { dst[j] = F.apply(v, zs[j]) }
+                                }
+                            }
+                            return
+                        }
                         parallelRanges(rows, threads: threads, grain: max(1, 32_768 / row)) { range in
                             for o in range {
                                 let base = o * row, dst = out + base

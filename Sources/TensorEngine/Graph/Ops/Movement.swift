@@ -352,8 +352,7 @@ extension OpContext {
         let dim = s[ax]
         let outer = s[..<ax].reduce(1, *), inner = s[(ax + 1)...].reduce(1, *)
         let outShape = Array(s[..<ax]) + indices.shape + Array(s[(ax + 1)...])
-        var map: [Int] = []
-        map.reserveCapacity(try checkedCount(outShape))
+        let total = try checkedCount(outShape)
         let idx = try indices.data.map { raw -> Int in
             let i = Int(raw) < 0 ? Int(raw) + dim : Int(raw)
             guard i >= 0 && i < dim else { throw fail("index \(raw) is out of range for axis \(ax) of size \(dim)") }
@@ -361,21 +360,33 @@ extension OpContext {
         }
         if tape == nil, case .float(let x) = v {
             // NOTE: at inference, each index's block copied whole, without the element map (a
-            // ViT takes q, k and v from one tensor with three Gathers of 300K floats each).
+            // ViT takes q, k and v from one tensor with three Gathers of 300K floats each), split
+            // across threads; the map's array is not even reserved (800 KB a node).
             var y = outputBuffer(outShape)
-            x.value.withUnsafeBufferPointer { xp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    var dst = yp.baseAddress!
-                    for o in 0..<outer {
-                        for i in idx {
-                            dst.update(from: xp.baseAddress! + (o * dim + i) * inner, count: inner)
-                            dst += inner
+            let blocks = outer * idx.count
+            if total > 0 {
+                x.value.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        let src = xp.baseAddress!, dst = yp.baseAddress!
+                        // (Threads take runs of output elements, which may start and end
+                        // inside a block: a single index takes one block of it all.)
+                        parallelRanges(blocks * inner, threads: threads, grain: 32_768, align: 16) { range in
+                            var p = range.lowerBound
+                            while p < range.upperBound {
+                                let (b, offset) = p.quotientAndRemainder(dividingBy: inner)
+                                let (o, k) = b.quotientAndRemainder(dividingBy: idx.count)
+                                let n = min(inner - offset, range.upperBound - p)
+                                (dst + p).update(from: src + (o * dim + idx[k]) * inner + offset, count: n)
+                                p += n
+                            }
                         }
                     }
                 }
             }
             return inferenceValue(y, requiresGrad: x.requiresGrad)
         }
+        var map: [Int] = []
+        map.reserveCapacity(total)
         for o in 0..<outer { for i in idx { for j in 0..<inner { map.append((o * dim + i) * inner + j) } } }
         return gatherElements(v, map: map, shape: outShape)
     }
