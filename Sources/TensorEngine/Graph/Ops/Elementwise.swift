@@ -439,8 +439,19 @@ extension OpContext {
     /// operation per element as `floatBinary`'s loop, so the same bits. Nil otherwise.
     // NOTE: squeeze-and-excitation and SiLU products were 27 % of EfficientNet-B0 at batch 1
     // through the index maps of the general loop.
+    // (The operation as a type, not a closure: inside the threads' closures a closure was
+    // called per element.)
     func inferenceBinary(_ op: String, _ a: Tensor, _ b: Tensor, _ outShape: [Int]) -> Tensor? {
-        guard ["Add", "Sub", "Mul", "Div"].contains(op) else { return nil }
+        switch op {
+        case "Add": return inferenceBinary(AddOp.self, a, b, outShape)
+        case "Sub": return inferenceBinary(SubOp.self, a, b, outShape)
+        case "Mul": return inferenceBinary(MulOp.self, a, b, outShape)
+        case "Div": return inferenceBinary(DivOp.self, a, b, outShape)
+        default: return nil
+        }
+    }
+
+    private func inferenceBinary<F: FloatBinaryOp>(_: F.Type, _ a: Tensor, _ b: Tensor, _ outShape: [Int]) -> Tensor {
         let total = outShape.reduce(1, *)
         /// For an operand that repeats each of its values over a trailing block of the output:
         /// the block length (1 when the shapes are equal), else nil.
@@ -459,7 +470,7 @@ extension OpContext {
             return outShape[k...].reduce(1, *)
         }
         let aFull = a.shape == outShape, bFull = b.shape == outShape
-        guard aFull || bFull else { return stridedBinary(op, a, b, outShape) }
+        guard aFull || bFull else { return stridedBinary(F.self, a, b, outShape) }
         // How the operand that is not the output's shape repeats: each of its values over a
         // trailing block (block > 1), or all of it over the leading dimensions (period > 1).
         // (Constants, not vars: the loops below capture them, and a captured var is boxed, each
@@ -468,7 +479,7 @@ extension OpContext {
         if aFull != bFull, let p = periodOf(aFull ? b.shape : a.shape), p > 1, total % p == 0 {
             (blockA, blockB, period) = (1, 1, p)
         } else {
-            guard let ba = block(a.shape), let bb = block(b.shape) else { return stridedBinary(op, a, b, outShape) }
+            guard let ba = block(a.shape), let bb = block(b.shape) else { return stridedBinary(F.self, a, b, outShape) }
             (blockA, blockB, period) = (ba, bb, 1)
         }
         var y = outputBuffer(outShape)
@@ -482,55 +493,45 @@ extension OpContext {
                     let row = period > 1 ? period : max(blockA, blockB)
                     let rows = total / row
                     let threads = self.threads
-                    // (The operation as a type, not a closure: inside the threads' closure a
-                    // closure was called per element.)
-                    @inline(__always) func apply<F: FloatBinaryOp>(_: F.Type) {
-                        if row == 1 {
-                            parallelRanges(total, threads: threads, grain: 32_768) { range in
-                                let xs = x + range.lowerBound, zs = z + range.lowerBound, dst = out + range.lowerBound
-                                for j in 0..<range.count { dst[j] = F.apply(xs[j], zs[j]) }
-                            }
-                            return
+                    if row == 1 {
+                        parallelRanges(total, threads: threads, grain: 32_768) { range in
+                            let xs = x + range.lowerBound, zs = z + range.lowerBound, dst = out + range.lowerBound
+                            for j in 0..<range.count { dst[j] = F.apply(xs[j], zs[j]) }
                         }
-                        if rows == 1 {
-                            // One row (a single value against a tensor, as a transformer's
-                            // attention scale): its elements across threads.
-                            parallelRanges(row, threads: threads, grain: 32_768, align: 16) { range in
-                                let lo = range.lowerBound, dst = out + lo
-                                if period > 1 {
-                                    let xs = x + lo, zs = z + lo
-                                    for j in 0..<range.count { dst[j] = F.apply(xs[j], zs[j]) }
-                                } else if blockB > 1 {
-                                    let v = z[0], xs = x + lo
-                                    for j in 0..<range.count { dst[j] = F.apply(xs[j], v) }
-                                } else {
-                                    let v = x[0], zs = z + lo
-                                    for j in 0..<range.count { dst[j] = F.apply(v, zs[j]) }
-                                }
-                            }
-                            return
-                        }
-                        parallelRanges(rows, threads: threads, grain: max(1, 32_768 / row)) { range in
-                            for o in range {
-                                let base = o * row, dst = out + base
-                                if period > 1 {
-                                    let xs = aFull ? x + base : x, zs = aFull ? z : z + base
-                                    for j in 0..<row { dst[j] = F.apply(xs[j], zs[j]) }
-                                } else if blockB > 1 {
-                                    let v = z[o], xs = x + base
-                                    for j in 0..<row { dst[j] = F.apply(xs[j], v) }
-                                } else {
-                                    let v = x[o], zs = z + base
-                                    for j in 0..<row { dst[j] = F.apply(v, zs[j]) }
-                                }
-                            }
-                        }
+                        return
                     }
-                    switch op {
-                    case "Add": apply(AddOp.self)
-                    case "Sub": apply(SubOp.self)
-                    case "Mul": apply(MulOp.self)
-                    default: apply(DivOp.self)
+                    if rows == 1 {
+                        // One row (a single value against a tensor, as a transformer's
+                        // attention scale): its elements across threads.
+                        parallelRanges(row, threads: threads, grain: 32_768, align: 16) { range in
+                            let lo = range.lowerBound, dst = out + lo
+                            if period > 1 {
+                                let xs = x + lo, zs = z + lo
+                                for j in 0..<range.count { dst[j] = F.apply(xs[j], zs[j]) }
+                            } else if blockB > 1 {
+                                let v = z[0], xs = x + lo
+                                for j in 0..<range.count { dst[j] = F.apply(xs[j], v) }
+                            } else {
+                                let v = x[0], zs = z + lo
+                                for j in 0..<range.count { dst[j] = F.apply(v, zs[j]) }
+                            }
+                        }
+                        return
+                    }
+                    parallelRanges(rows, threads: threads, grain: max(1, 32_768 / row)) { range in
+                        for o in range {
+                            let base = o * row, dst = out + base
+                            if period > 1 {
+                                let xs = aFull ? x + base : x, zs = aFull ? z : z + base
+                                for j in 0..<row { dst[j] = F.apply(xs[j], zs[j]) }
+                            } else if blockB > 1 {
+                                let v = z[o], xs = x + base
+                                for j in 0..<row { dst[j] = F.apply(xs[j], v) }
+                            } else {
+                                let v = x[o], zs = z + base
+                                for j in 0..<row { dst[j] = F.apply(v, zs[j]) }
+                            }
+                        }
                     }
                 }
             }
@@ -540,14 +541,14 @@ extension OpContext {
 }
 
 extension OpContext {
-    /// `inferenceBinary` for any broadcast (Add, Sub, Mul, Div): an attention mask of
+    /// `inferenceBinary` for any broadcast (Add, Sub, Mul, Div as `F`): an attention mask of
     /// (batch, 1, q, k) added to scores of (batch, heads, q, k), operands that both broadcast.
     /// The output's dimensions of size 1 are dropped and neighbours that both operands step
     /// through alike merged; the output then runs in rows of its last dimension, along which
     /// each operand is contiguous or one repeated value.
     // NOTE: through the general path (an index map, a closure per element), MiniLM-L6's six
     // mask Adds at batch 8 took 355 µs each, 3.6 ns a value: 3 % of the model.
-    func stridedBinary(_ op: String, _ a: Tensor, _ b: Tensor, _ outShape: [Int]) -> Tensor {
+    func stridedBinary<F: FloatBinaryOp>(_: F.Type, _ a: Tensor, _ b: Tensor, _ outShape: [Int]) -> Tensor {
         let rank = outShape.count
         /// Each output dimension's step through the operand: 0 where it repeats.
         func steps(_ shape: [Int]) -> [Int] {
@@ -583,32 +584,24 @@ extension OpContext {
                 y.withUnsafeMutableBufferPointer { yp in
                     let x = ap.baseAddress!, z = bp.baseAddress!, out = yp.baseAddress!
                     let threads = self.threads
-                    @inline(__always) func apply<F: FloatBinaryOp>(_: F.Type) {
-                        parallelRanges(total / n, threads: threads, grain: max(1, 32_768 / n)) { rows in
-                            for o in rows {
-                                // The row's offsets into a and b from its index over the outer dimensions.
-                                var rest = o, pa = 0, pb = 0
-                                for d in stride(from: outer.count - 1, through: 0, by: -1) {
-                                    let k = rest % outer[d]
-                                    rest /= outer[d]
-                                    pa += k * oa[d]
-                                    pb += k * ob[d]
-                                }
-                                let xs = x + pa, zs = z + pb, dst = out + o * n
-                                switch (ia, ib) {
-                                case (0, 0): let v = F.apply(xs[0], zs[0]); for j in 0..<n { dst[j] = v }
-                                case (0, _): let v = xs[0]; for j in 0..<n { dst[j] = F.apply(v, zs[j]) }
-                                case (_, 0): let v = zs[0]; for j in 0..<n { dst[j] = F.apply(xs[j], v) }
-                                default: for j in 0..<n { dst[j] = F.apply(xs[j], zs[j]) }
-                                }
+                    parallelRanges(total / n, threads: threads, grain: max(1, 32_768 / n)) { rows in
+                        for o in rows {
+                            // The row's offsets into a and b from its index over the outer dimensions.
+                            var rest = o, pa = 0, pb = 0
+                            for d in stride(from: outer.count - 1, through: 0, by: -1) {
+                                let k = rest % outer[d]
+                                rest /= outer[d]
+                                pa += k * oa[d]
+                                pb += k * ob[d]
+                            }
+                            let xs = x + pa, zs = z + pb, dst = out + o * n
+                            switch (ia, ib) {
+                            case (0, 0): let v = F.apply(xs[0], zs[0]); for j in 0..<n { dst[j] = v }
+                            case (0, _): let v = xs[0]; for j in 0..<n { dst[j] = F.apply(v, zs[j]) }
+                            case (_, 0): let v = zs[0]; for j in 0..<n { dst[j] = F.apply(xs[j], v) }
+                            default: for j in 0..<n { dst[j] = F.apply(xs[j], zs[j]) }
                             }
                         }
-                    }
-                    switch op {
-                    case "Add": apply(AddOp.self)
-                    case "Sub": apply(SubOp.self)
-                    case "Mul": apply(MulOp.self)
-                    default: apply(DivOp.self)
                     }
                 }
             }
@@ -619,7 +612,7 @@ extension OpContext {
 
 /// An elementwise float operation as a type, so that generic loops specialize and inline it.
 protocol FloatBinaryOp { static func apply(_ a: Float, _ b: Float) -> Float }
-enum AddOp: FloatBinaryOp { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a + b } }
-enum SubOp: FloatBinaryOp { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a - b } }
-enum MulOp: FloatBinaryOp { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a * b } }
-enum DivOp: FloatBinaryOp { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a / b } }
+enum AddOp: FloatBinaryOp { @_transparent static func apply(_ a: Float, _ b: Float) -> Float { a + b } }
+enum SubOp: FloatBinaryOp { @_transparent static func apply(_ a: Float, _ b: Float) -> Float { a - b } }
+enum MulOp: FloatBinaryOp { @_transparent static func apply(_ a: Float, _ b: Float) -> Float { a * b } }
+enum DivOp: FloatBinaryOp { @_transparent static func apply(_ a: Float, _ b: Float) -> Float { a / b } }
