@@ -30,6 +30,16 @@ enum ScratchSlot: Int32 {
     case packedA = 1
     /// The sparse kernels' transposed inputs or lists of nonzero inputs.
     case sparse = 2
+    /// Fused attention's scores and probabilities (`withAttentionScratch`), which GEMMs
+    /// read and write while they use the other slots.
+    case attention = 3
+}
+
+/// Runs `body` on `count` floats of the calling thread's attention scratch (uninitialized, kept
+/// for the thread's next call): a block of attention scores that GEMMs, which use the other
+/// slots, read and write.
+public func withAttentionScratch<R>(count: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
+    withThreadScratch(.attention, of: Float.self, count: count) { body($0.baseAddress!) }
 }
 
 /// Runs `body` on `count` values of the calling thread's scratch `slot`, uninitialized as from

@@ -1518,6 +1518,99 @@ extension DirectConvTests {
         }
     }
 
+    /// Attention chains (Q · K, elementwise steps, Softmax, NaNs filled, · V) run fused at
+    /// inference with the bits of the nodes run one by one (fusion off, and a run with a tape),
+    /// at one to three threads: a plain chain, a masked one with -inf rows (NaN probabilities
+    /// filled by Where(IsNaN)), steps of every op with the scores on either side and operands
+    /// broadcasting over batch, heads, rows or columns, broadcast batch axes, and rows in several
+    /// blocks. Chains that do not qualify (an intermediate read twice, V made after the first
+    /// MatMul, a Where that keeps NaNs) are not found; a Softmax over another axis falls back.
+    @Test func attentionChainsRunFusedWithTheNodesBits() throws {
+        struct Case {
+            let name: String, q: [Int], k: [Int], v: [Int]
+            var steps: [(op: String, shape: [Int], scoresFirst: Bool)] = []
+            var fill = false, axis = -1, extraReader = false, lateV = false, keepNaN = false
+            let fused: Bool
+        }
+        let cases = [
+            Case(name: "plain", q: [2, 4, 65, 48], k: [2, 4, 48, 65], v: [2, 4, 65, 48], fused: true),
+            Case(name: "masked", q: [2, 3, 33, 16], k: [2, 3, 16, 33], v: [2, 3, 33, 8],
+                 steps: [("Add", [2, 1, 33, 33], false)], fill: true, fused: true),
+            Case(name: "steps", q: [1, 4, 300, 24], k: [3, 4, 24, 200], v: [4, 200, 40],
+                 steps: [("Div", [], true), ("Mul", [4, 1, 1], false), ("Sub", [3, 1, 1, 200], false), ("Add", [300, 1], true),
+                         ("Sub", [1], true), ("Div", [3, 4, 300, 200], false)], fused: true),
+            Case(name: "3-D", q: [5, 17, 9], k: [9, 70], v: [5, 70, 3], steps: [("Mul", [1], true)], fill: true, fused: true),
+            Case(name: "axis 2", q: [2, 2, 20, 8], k: [2, 2, 8, 20], v: [2, 2, 20, 8], axis: 2, fused: true),
+            Case(name: "scores read twice", q: [2, 2, 20, 8], k: [2, 2, 8, 20], v: [2, 2, 20, 8], extraReader: true, fused: false),
+            Case(name: "V made later", q: [2, 2, 20, 8], k: [2, 2, 8, 20], v: [2, 2, 20, 8], lateV: true, fused: false),
+            Case(name: "NaN kept", q: [2, 2, 20, 8], k: [2, 2, 8, 20], v: [2, 2, 20, 8], fill: true, keepNaN: true, fused: false),
+        ]
+        for c in cases {
+            var nodes: [Node] = [], inputs: [GraphInput] = [], feeds: [Value] = [], inits: [(String, TensorData)] = []
+            var outputs: [String] = []
+            func input(_ name: String, _ t: Tensor) {
+                inputs.append(GraphInput(name: name, dtype: .float32, shape: t.shape.map { $0 }))
+                feeds.append(.float(Variable(t)))
+            }
+            input("q", spreadTensor(c.q, seed: 81)); input("k", spreadTensor(c.k, seed: 82))
+            if c.lateV {
+                inits.append(("v0", .float(spreadTensor(c.v, seed: 83))))
+            } else {
+                input("v", spreadTensor(c.v, seed: 83))
+            }
+            nodes.append(Node(name: "qk", opType: "MatMul", inputs: ["q", "k"], outputs: ["s0"]))
+            if c.lateV { nodes.append(Node(name: "neg", opType: "Neg", inputs: ["v0"], outputs: ["v"])) }
+            if c.extraReader { nodes.append(Node(name: "abs", opType: "Abs", inputs: ["s0"], outputs: ["a"])); outputs.append("a") }
+            var current = "s0"
+            for (j, step) in c.steps.enumerated() {
+                var operand = spreadTensor(step.shape, seed: 90 + UInt64(j), positive: step.op == "Div")
+                if step.op == "Add" && c.fill {
+                    // -inf over a few positions and over one whole row of the second slice.
+                    var values = operand.scalars
+                    for e in stride(from: 0, to: values.count, by: 7) { values[e] = -.infinity }
+                    for e in 0..<33 { values[33 * 33 + 5 * 33 + e] = -.infinity }
+                    operand = Tensor(shape: operand.shape, scalars: values)
+                }
+                input("m\(j)", operand)
+                nodes.append(Node(name: "step\(j)", opType: step.op, inputs: step.scoresFirst ? [current, "m\(j)"] : ["m\(j)", current],
+                                  outputs: ["s\(j + 1)"]))
+                current = "s\(j + 1)"
+            }
+            nodes.append(Node(name: "softmax", opType: "Softmax", inputs: [current], outputs: ["p"], attributes: ["axis": .int(c.axis)]))
+            current = "p"
+            if c.fill {
+                inits.append(("zero", .float(Tensor(shape: [], scalars: [0.25]))))
+                nodes.append(Node(name: "isnan", opType: "IsNaN", inputs: ["p"], outputs: ["nan"]))
+                nodes.append(Node(name: "where", opType: "Where", inputs: c.keepNaN ? ["nan", "p", "zero"] : ["nan", "zero", "p"], outputs: ["pf"]))
+                current = "pf"
+            }
+            nodes.append(Node(name: "pv", opType: "MatMul", inputs: [current, "v"], outputs: ["y"]))
+            outputs.insert("y", at: 0)
+            let g = Graph(nodes: nodes, inputs: inputs, outputs: outputs, initializers: inits, opset: 17)
+            #expect((g.attentionChains[0] != nil) == c.fused, "\(c.name)")
+            let unfused = Graph(nodes: nodes, inputs: inputs, outputs: outputs, initializers: inits, opset: 17)
+            unfused.fusesAttention = false
+            let withTape = try g.run(feeds.map { v in if case .float(let t) = v { return .float(Variable(t.value)) }; return v }, tape: Tape(), threads: 1)
+            for threads in [1, 2, 3] {
+                let plain = try unfused.run(feeds, threads: threads), fast = try g.run(feeds, threads: threads)
+                for (reference, (p, f)) in zip(withTape, zip(plain, fast)) {
+                    guard case .float(let rv) = reference, case .float(let pv) = p, case .float(let fv) = f else { fatalError() }
+                    #expect(fv.value.shape == pv.value.shape && pv.value.shape == rv.value.shape, "\(c.name)")
+                    let r = rv.value.scalars
+                    let unfusedDiffer = zip(pv.value.scalars, r).filter { $0.bitPattern != $1.bitPattern }.count
+                    let fusedDiffer = zip(fv.value.scalars, r).filter { $0.bitPattern != $1.bitPattern }.count
+                    #expect(unfusedDiffer == 0, "\(c.name), \(threads) threads, unfused: \(unfusedDiffer) of \(r.count) differ")
+                    #expect(fusedDiffer == 0, "\(c.name), \(threads) threads, fused: \(fusedDiffer) of \(r.count) differ")
+                }
+            }
+            if c.name == "masked" {
+                // The -inf row's probabilities were NaN and are the fill value's products now.
+                guard case .float(let y) = try g.run(feeds, threads: 1)[0] else { fatalError() }
+                #expect(!y.value.scalars.contains { $0.isNaN })
+            }
+        }
+    }
+
     /// Two batched inputs (attention's per-head products), slices small enough to go to the
     /// threads whole: every slice has the bits of its own reference product, at one to three
     /// threads, with a broadcast batch axis on either side.

@@ -162,6 +162,16 @@ public final class Graph {
     let convEpilogues: [ConvEpilogue?]
     /// Per node: a Sigmoid whose SiLU the Conv before it applies (see `convEpilogues`).
     private let skippedAtInference: [Bool]
+    /// Per node: the attention chain (scores, mask, Softmax, P · V) inference runs at this
+    /// MatMul in blocks (`AttentionChain`, Attention.swift), nil for other nodes.
+    let attentionChains: [AttentionChain?]
+    /// Per node: the node whose attention chain it belongs to (after its first MatMul), or -1.
+    private let attentionMember: [Int]
+    /// Per node: whether this run's fused attention starting there ran (else its members run).
+    private var attentionRan: [Bool]
+    /// Whether inference fuses attention chains (`attentionChains`; PRUNECHECK_ATTENTION=0
+    /// turns it off for every graph, for A/B timing). The bits are the same either way.
+    public var fusesAttention = AttentionChain.fusedByDefault
     /// The most inputs any node has (a run's one argument list is that long).
     let maxNodeInputs: Int
     /// Per node: the Conv/pool window of the last input shape it saw (the table is the costly
@@ -335,6 +345,17 @@ public final class Graph {
                                                   initializers: values, inputs: Set(inputs.map(\.name)), packs: matMulPacks)
         self.matMulEpilogues = matMulEpilogues
         skippedAtInference = nodes.indices.map { i in i >= 1 && epilogues[i - 1] == .silu }
+        var chains = AttentionChain.find(nodes: nodes, outputs: graphOutputs, slotOf: slotOf, packs: matMulPacks, epilogues: matMulEpilogues)
+        var member = [Int](repeating: -1, count: nodes.count)
+        for i in chains.indices {
+            guard let chain = chains[i] else { continue }
+            // (A chain may not start inside another one.)
+            if member[i] >= 0 { chains[i] = nil; continue }
+            for j in chain.members { member[j] = i }
+        }
+        attentionChains = chains
+        attentionMember = member
+        attentionRan = Array(repeating: false, count: nodes.count)
         linearSlots = nodes.indices.map { [nodeSlots, linearCaches] i in
             let (ins, outs) = nodeSlots[i]
             guard linearCaches[i] != nil, ins.count >= 2, ins[0] >= 0, ins[1] >= 0, outs.count == 1, outs[0] >= 0 else { return nil }
@@ -527,6 +548,25 @@ public final class Graph {
                 // The SiLU's Sigmoid: the Conv before it applied the SiLU.
                 for s in releasedAfter[index] { if let r = slots[s] { live -= AllocationLimit.bytes(r) }; slots[s] = nil }
                 continue
+            }
+            if tape == nil, attentionMember[index] >= 0, attentionRan[attentionMember[index]] {
+                // The fused attention at the chain's first MatMul computed this node's part.
+                for s in releasedAfter[index] { if let r = slots[s] { live -= AllocationLimit.bytes(r) }; slots[s] = nil }
+                continue
+            }
+            if tape == nil, let chain = attentionChains[index] {
+                attentionRan[index] = false
+                if fusesAttention {
+                    let t0 = profile != nil ? DispatchTime.now().uptimeNanoseconds : 0
+                    if let y = runAttention(chain, slots, threads: threads) {
+                        attentionRan[index] = true
+                        slots[chain.output] = y
+                        live += AllocationLimit.bytes(y)
+                        if let profile { profile.add(nodes[index].name, since: t0) }
+                        for s in releasedAfter[index] { if let r = slots[s] { live -= AllocationLimit.bytes(r) }; slots[s] = nil }
+                        continue
+                    }
+                }
             }
             if tape == nil, let pass = passSlots[index], let v = slots[pass.from] {
                 // The producer applied this ReLU already (see `reluFused`).
