@@ -355,9 +355,12 @@ func rowTiles(
             // since packing it cost more than the few panel pairs that would reuse it.
             // A last single row is left to the 1-row path.
             let rows = (i1 - ic) % wideMR == 1 ? i1 - ic - 1 : i1 - ic
-            // With A prepacked, a last panel of a few columns goes column by column.
+            // A last panel of a few columns goes column by column, over A prepacked or packed
+            // here for it (up to `wideBlockRows` rows: what `aPack` holds).
+            // NOTE: the ViT's attention scores (65 × 65 per head) paid a whole panel of sixteen for
+            // their 65th column, a fifth of the product.
             let tiles = (rows + wideMR - 1) / wideMR
-            let tail = pa == nil ? 0 : columnTail(count: count, nc: nc, tiles: tiles)
+            let tail = pa == nil && rows > wideBlockRows ? 0 : columnTail(count: count, nc: nc, tiles: tiles)
             let main = tail > 0 ? count - 1 : count
             var p = 0
             while p < main {
@@ -379,9 +382,19 @@ func rowTiles(
                 }
                 p += 2
             }
-            if let pa, tail > 0 {
+            if tail > 0 {
+                let tileBase: UnsafePointer<Float>
+                if let pa {
+                    tileBase = pa.tile(pc: pc, row: ic, kc: kc)
+                } else {
+                    for t in 0..<tiles {
+                        packA(a: a, lda: lda, transposeA: false, i0: ic + t * wideMR, mr: min(wideMR, rows - t * wideMR), k0: pc, kc: kc,
+                              stride: wideMR, into: aPack + t * kc * wideMR)
+                    }
+                    tileBase = UnsafePointer(aPack)
+                }
                 for j in 0..<tail {
-                    microKernelColumnAVX512(kc: kc, a: pa.tile(pc: pc, row: ic, kc: kc), tileStride: kc * wideMR, tiles: tiles,
+                    microKernelColumnAVX512(kc: kc, a: tileBase, tileStride: kc * wideMR, tiles: tiles,
                                             rows: rows, b: panels + main * kc * gemmNR + j, bStride: gemmNR,
                                             c: c + ic * ldc + jc + main * gemmNR + j, ldc: ldc, load: load)
                 }

@@ -50,8 +50,9 @@ import CCPUFeatures
     @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
     func threadsSplittingRowsMatchReference(transposeA: Bool, transposeB: Bool) {
         // (301, 530, 300): B larger than one block, packed and shared block by block (two N
-        // blocks, two K blocks, ragged rows and columns).
-        Self.expectReferenceBits([(203, 530, 300), (97, 33, 1000), (600, 17, 260), (301, 530, 300)], transposeA: transposeA,
+        // blocks, two K blocks, ragged rows and columns). (65, 65, 48): attention's scores, a
+        // last column taken alone over A packed for it.
+        Self.expectReferenceBits([(203, 530, 300), (97, 33, 1000), (600, 17, 260), (301, 530, 300), (65, 65, 48)], transposeA: transposeA,
                                  transposeB: transposeB, threads: [2, 3])
     }
 
