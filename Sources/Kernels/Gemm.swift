@@ -861,16 +861,31 @@ func gemmPacked(
     // NOTE: a worker needs about 1M multiply-adds to pay for a helper (the digits MLP at batch
     // 64, 0.26M, got slower with two); batch-1 GEMVs gained nothing from splitting B below that.
     let workers = max(1, min(threads, splitColumns ? colPanels : rowPanels, (m * n * k) / 1_048_576 + 1))
-    // Rows go out in equal chunks of at most `wideBlockRows`, a multiple of `workers` of them,
-    // claimed as workers free up: a worker slowed down (this VM's other tenants) then costs its
-    // share of one chunk, not of the whole split. Which worker runs a chunk changes no bit.
-    // NOTE: smaller chunks cost more than they balance: 16-row chunks instead of two 32-row
-    // halves made LeNet-300-100 at batch 64 slower on two threads (155 → 235 µs), each chunk
-    // streaming B from L2 again.
-    let chunks = splitColumns ? workers : workers * ((rowPanels + workers * maxChunkPanels - 1) / (workers * maxChunkPanels))
+    // Rows go out in chunks of at most `wideBlockRows` claimed as workers free up: a worker
+    // slowed down (this VM's other tenants) then costs its share of one chunk, not of the whole
+    // split. Which worker runs a chunk changes no bit. Up to a chunk per worker, equal chunks, a
+    // multiple of `workers` of them; with more rows, full chunks first and the last stretch (a
+    // chunk per worker) in chunks of a quarter, so that the workers finish together.
+    // NOTE: small chunks throughout cost more than they balance: 16-row chunks instead of two
+    // 32-row halves made LeNet-300-100 at batch 64 slower on two threads (155 → 235 µs), each
+    // chunk streaming B from L2 again.
+    // NOTE: in equal chunks (520 rows: ten of 6-7 tiles) a worker waited for the other's last
+    // chunk: 520 × 576 × 192 on two threads 583-645 µs, 545-580 now (one thread 1025); ONNX
+    // Runtime 515-570.
+    let fine = max(1, maxChunkPanels / 4)
+    let fullChunks = rowPanels > workers * maxChunkPanels ? (rowPanels - workers * maxChunkPanels) / maxChunkPanels : 0
+    let headPanels = fullChunks * maxChunkPanels
+    let chunks = splitColumns ? workers
+        : fullChunks > 0 ? fullChunks + (rowPanels - headPanels + fine - 1) / fine
+        : workers * ((rowPanels + workers * maxChunkPanels - 1) / (workers * maxChunkPanels))
+    /// Where chunk w's rows start, in row tiles.
+    @inline(__always) func chunkStart(_ w: Int) -> Int {
+        if fullChunks == 0 { return rowPanels * w / chunks }
+        return w <= fullChunks ? w * maxChunkPanels : min(rowPanels, headPanels + (w - fullChunks) * fine)
+    }
     let aa = Int(bitPattern: a), bb = Int(bitPattern: packed), cc = Int(bitPattern: c)
     parallelFor(chunks, threads: workers) { w in  // a literal: no heap context (see `gemm`)
-        let (i0, i1) = splitColumns ? (0, m) : (min(m, rowPanels * w / chunks * unit), min(m, rowPanels * (w + 1) / chunks * unit))
+        let (i0, i1) = splitColumns ? (0, m) : (min(m, chunkStart(w) * unit), min(m, chunkStart(w + 1) * unit))
         let (p0, p1) = splitColumns ? (colPanels * w / workers, colPanels * (w + 1) / workers) : (0, colPanels)
         guard i0 < i1, p0 < p1 else { return }
         let a = UnsafePointer<Float>(bitPattern: aa)!, c = UnsafeMutablePointer<Float>(bitPattern: cc)!
