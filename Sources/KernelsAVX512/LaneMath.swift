@@ -9,13 +9,24 @@ public typealias Float16x = SIMD16<Float>
 @_transparent
 public func expf32(_ x: Float16x) -> Float16x {
     let nan = x .!= x
-    // Clamp (NaN to 0) so that the integer conversion below is defined; the lanes outside
-    // the range are set afterwards, as the scalar function's early returns do.
+    // Clamp (NaN to 0) so that `expInRange32` computes a number; the lanes outside the range
+    // are set afterwards, as the scalar function's early returns do.
     // NOTE: not pointwiseMin/Max: built for AVX-512 they became calls to the standard library's
     // generic versions, one lane at a time.
     var c = x.replacing(with: 0, where: nan)
     c.replace(with: -104, where: c .< -104)
     c.replace(with: 89, where: c .> 89)
+    var y = expInRange32(c)
+    y.replace(with: Float.infinity, where: x .> 88.72283)
+    y.replace(with: 0, where: x .< -103.97208)
+    y.replace(with: x, where: nan)
+    return y
+}
+
+/// `expf32`'s arithmetic on lanes clamped to [−104, 89] (a NaN lane gives a NaN): the lanes
+/// the scalar function's early returns do not take have its bits.
+@_transparent
+public func expInRange32(_ c: Float16x) -> Float16x {
     // Round to nearest even by adding and removing 1.5·2²³ (exact for |v| < 2²²): the bits
     // of the sum hold n as an integer, too.
     let shifted = c * 1.442695041 + 12_582_912
@@ -37,11 +48,7 @@ public func expf32(_ x: Float16x) -> Float16x {
     let rest = ni &- half
     let s1 = unsafeBitCast((half &+ 127) &<< 23, to: Float16x.self)
     let s2 = unsafeBitCast((rest &+ 127) &<< 23, to: Float16x.self)
-    var y = p * s1 * s2
-    y.replace(with: Float.infinity, where: x .> 88.72283)
-    y.replace(with: 0, where: x .< -103.97208)
-    y.replace(with: x, where: nan)
-    return y
+    return p * s1 * s2
 }
 
 /// `expf32` on sixteen lanes of arguments that are ≤ 0, −∞ or NaN, where a NaN lane's result
@@ -51,28 +58,11 @@ public func expf32(_ x: Float16x) -> Float16x {
 // NOTE: seven of GELU's some fifty operations a vector (ViT's Gelus at batch 8, 1.47 ms a run).
 @_transparent
 public func expOfNonPositive32(_ x: Float16x) -> Float16x {
-    // (A NaN lane fails the comparison and stays NaN through the arithmetic; the bit casts
-    // below convert nothing, so no lane traps.)
+    // (A NaN lane fails the comparison and stays NaN through the arithmetic; the bit casts in
+    // `expInRange32` convert nothing, so no lane traps.)
     var c = x
     c.replace(with: -104, where: c .< -104)
-    let shifted = c * 1.442695041 + 12_582_912
-    let n = shifted - 12_582_912
-    var r = c.addingProduct(n, Float16x(repeating: -0.693145751953125))
-    r = r.addingProduct(n, Float16x(repeating: -1.4286068203094172e-06))
-    var p = Float16x(repeating: 1.0 / 5040)
-    p = Float16x(repeating: 1.0 / 720).addingProduct(p, r)
-    p = Float16x(repeating: 1.0 / 120).addingProduct(p, r)
-    p = Float16x(repeating: 1.0 / 24).addingProduct(p, r)
-    p = Float16x(repeating: 1.0 / 6).addingProduct(p, r)
-    p = Float16x(repeating: 0.5).addingProduct(p, r)
-    p = Float16x(repeating: 1).addingProduct(p, r)
-    p = Float16x(repeating: 1).addingProduct(p, r)
-    let ni = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000
-    let half = ni &>> 1
-    let rest = ni &- half
-    let s1 = unsafeBitCast((half &+ 127) &<< 23, to: Float16x.self)
-    let s2 = unsafeBitCast((rest &+ 127) &<< 23, to: Float16x.self)
-    var y = p * s1 * s2
+    var y = expInRange32(c)
     y.replace(with: 0, where: x .< -103.97208)
     return y
 }
