@@ -1522,9 +1522,9 @@ extension DirectConvTests {
     /// inference with the bits of the nodes run one by one (fusion off, and a run with a tape),
     /// at one to three threads: a plain chain, a masked one with -inf rows (NaN probabilities
     /// filled by Where(IsNaN)), steps of every op with the scores on either side and operands
-    /// broadcasting over batch, heads, rows or columns, broadcast batch axes, and rows in several
-    /// blocks. Chains that do not qualify (an intermediate read twice, V made after the first
-    /// MatMul, a Where that keeps NaNs) are not found; a Softmax over another axis falls back.
+    /// broadcasting over batch, heads, rows or columns, broadcast batch axes or none, and rows in
+    /// several blocks. Chains that do not qualify (an intermediate read twice, V made after the
+    /// first MatMul, a Where that keeps NaNs) are not found; a Softmax over another axis falls back.
     @Test func attentionChainsRunFusedWithTheNodesBits() throws {
         struct Case {
             let name: String, q: [Int], k: [Int], v: [Int]
@@ -1540,6 +1540,7 @@ extension DirectConvTests {
                  steps: [("Div", [], true), ("Mul", [4, 1, 1], false), ("Sub", [3, 1, 1, 200], false), ("Add", [300, 1], true),
                          ("Sub", [1], true), ("Div", [3, 4, 300, 200], false)], fused: true),
             Case(name: "3-D", q: [5, 17, 9], k: [9, 70], v: [5, 70, 3], steps: [("Mul", [1], true)], fill: true, fused: true),
+            Case(name: "2-D", q: [17, 9], k: [9, 40], v: [40, 5], steps: [("Add", [40], true)], fused: true),
             Case(name: "axis 2", q: [2, 2, 20, 8], k: [2, 2, 8, 20], v: [2, 2, 20, 8], axis: 2, fused: true),
             Case(name: "scores read twice", q: [2, 2, 20, 8], k: [2, 2, 8, 20], v: [2, 2, 20, 8], extraReader: true, fused: false),
             Case(name: "V made later", q: [2, 2, 20, 8], k: [2, 2, 8, 20], v: [2, 2, 20, 8], lateV: true, fused: false),

@@ -87,10 +87,9 @@ struct AttentionChain {
             guard !outputs.contains(current), let pReaders = readers[current] else { return nil }
             var nanFill = -1
             if pReaders.count == 2 {
-                let (a, b) = (nodes[pReaders[0]], nodes[pReaders[1]])
-                let (isNaN, whereNode) = a.opType == "IsNaN" ? (pReaders[0], pReaders[1]) : (pReaders[1], pReaders[0])
+                let (isNaN, whereNode) = nodes[pReaders[0]].opType == "IsNaN" ? (pReaders[0], pReaders[1]) : (pReaders[1], pReaders[0])
                 let nanNode = nodes[isNaN], w = nodes[whereNode]
-                guard [a.opType, b.opType].sorted() == ["IsNaN", "Where"], nanNode.inputs == [current], nanNode.outputs.count == 1,
+                guard nanNode.opType == "IsNaN", w.opType == "Where", nanNode.inputs == [current], nanNode.outputs.count == 1,
                       onlyReader(nanNode.outputs[0]) == whereNode, w.inputs.count == 3, w.outputs.count == 1, !w.outputs[0].isEmpty,
                       w.inputs[0] == nanNode.outputs[0], w.inputs[2] == current, w.inputs[1] != current,
                       ready(w.inputs[1], before: i), let fill = slotOf[w.inputs[1]] else { return nil }
@@ -135,23 +134,9 @@ extension Graph {
         for step in chain.steps {
             guard case .float(let o)? = slots[step.operand], broadcastShape(scores, o.value.shape) == scores else { return nil }
             requiresGrad = requiresGrad || o.requiresGrad
-            let padded = [Int](repeating: 1, count: rank - o.value.shape.count) + o.value.shape
-            var strides = [Int](repeating: 0, count: rank)
-            var s = 1
-            for dim in stride(from: rank - 1, through: 0, by: -1) {
-                strides[dim] = padded[dim] == 1 ? 0 : s
-                s *= padded[dim]
-            }
-            var base = [Int](repeating: 0, count: count)
-            for t in 0..<count {
-                var rest = t, offset = 0
-                for dim in stride(from: rank - 3, through: 0, by: -1) {
-                    offset += rest % scores[dim] * strides[dim]
-                    rest /= scores[dim]
-                }
-                base[t] = offset
-            }
-            operands.append((o.value, base, strides[rank - 2], strides[rank - 1]))
+            let steps = broadcastSteps(o.value.shape, rank: rank)
+            let base = strideWalk(batch, strides: Array(steps.dropLast(2)), offset: 0)
+            operands.append((o.value, base, steps[rank - 2], steps[rank - 1]))
         }
         var fill: Float = 0
         let fills = chain.nanFill >= 0

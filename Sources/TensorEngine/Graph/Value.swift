@@ -62,15 +62,25 @@ public func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int]? {
     return out
 }
 
+/// For each dimension of a `rank`-dimensional output that a tensor of shape `shape` broadcasts
+/// to (NumPy rules: `shape` aligned to the right), the step through the tensor's elements: its
+/// row-major stride, 0 where it repeats (size 1).
+public func broadcastSteps(_ shape: [Int], rank: Int) -> [Int] {
+    let padded = [Int](repeating: 1, count: rank - shape.count) + shape
+    var steps = [Int](repeating: 0, count: rank), size = 1
+    for i in stride(from: rank - 1, through: 0, by: -1) {
+        steps[i] = padded[i] == 1 ? 0 : size
+        size *= padded[i]
+    }
+    return steps
+}
+
 /// For every element of `outShape` (row-major), the index of the element of a tensor of shape
 /// `shape` that broadcasts to it.
 public func broadcastSourceIndex(_ shape: [Int], to outShape: [Int]) -> [Int] {
     let total = outShape.reduce(1, *)
     if shape == outShape { return Array(0..<total) }
-    let n = outShape.count
-    let padded = [Int](repeating: 1, count: n - shape.count) + shape
-    let st = stridesOf(padded)
-    return strideWalk(outShape, strides: (0..<n).map { padded[$0] == 1 ? 0 : st[$0] }, offset: 0)
+    return strideWalk(outShape, strides: broadcastSteps(shape, rank: outShape.count), offset: 0)
 }
 
 /// For each element of `shape` in row-major order, offset + Σ index[d]·strides[d] (an

@@ -550,17 +550,8 @@ extension OpContext {
     // mask Adds at batch 8 took 355 µs each, 3.6 ns a value: 3 % of the model.
     func stridedBinary<F: FloatBinaryOp>(_: F.Type, _ a: Tensor, _ b: Tensor, _ outShape: [Int]) -> Tensor {
         let rank = outShape.count
-        /// Each output dimension's step through the operand: 0 where it repeats.
-        func steps(_ shape: [Int]) -> [Int] {
-            let padded = [Int](repeating: 1, count: rank - shape.count) + shape
-            var s = [Int](repeating: 0, count: rank), size = 1
-            for i in stride(from: rank - 1, through: 0, by: -1) {
-                s[i] = padded[i] == 1 ? 0 : size
-                size *= padded[i]
-            }
-            return s
-        }
-        let fa = steps(a.shape), fb = steps(b.shape)
+        // Each output dimension's step through each operand: 0 where it repeats.
+        let fa = broadcastSteps(a.shape, rank: rank), fb = broadcastSteps(b.shape, rank: rank)
         var dims: [Int] = [], sa: [Int] = [], sb: [Int] = []
         for i in 0..<rank where outShape[i] != 1 {
             if let last = dims.indices.last, sa[last] == fa[i] * outShape[i], sb[last] == fb[i] * outShape[i] {
