@@ -97,18 +97,23 @@ public enum Blocked16 {
         // Pixels per item: their input (ib · 16 floats each) within ~256 KiB of L2 beside the
         // group's weights; smaller when the threads would otherwise go short of items.
         var chunk = max(6, 65_536 / (ib * 16) / 6 * 6)
-        if threads > 1 {
+        // An item runs every group of its chunk when there are items enough for the threads
+        // without splitting the groups: split, one chunk's groups ran on both cores, each
+        // reading the chunk into its own cache.
+        let whole = threads <= 1 || batch * ((hw + chunk - 1) / chunk) >= 4 * threads
+        if !whole {
             while chunk > 6 && batch * groups * ((hw + chunk - 1) / chunk) < 4 * threads { chunk = max(6, chunk / 2 / 6 * 6) }
         }
-        let chunks = (hw + chunk - 1) / chunk
-        let items = batch * chunks * groups
-        parallelFor(items, threads: threads) { item in
+        let chunks = (hw + chunk - 1) / chunk, split = whole ? 1 : groups
+        parallelFor(batch * chunks * split, threads: threads) { item in
             // Groups fastest: a chunk's input stays in cache across the groups.
-            let g = item % groups, c = (item / groups) % chunks, n = item / (groups * chunks)
+            let c = (item / split) % chunks, n = item / (split * chunks)
             let p0 = c * chunk, p1 = min(hw, p0 + chunk)
-            pointwise16AVX512(x: x + n * ib * hw * 16, inBlocks: ib, pixels: hw, p0: p0, p1: p1,
-                              w: w + g * 64 * ib * 16, nb: min(4, ob - 4 * g), bias: bias.map { $0 + 64 * g },
-                              y: y + (n * ob + 4 * g) * hw * 16, mode: a.mode, lo: a.lo, hi: a.hi)
+            for g in (whole ? 0..<groups : (item % split)..<(item % split + 1)) {
+                pointwise16AVX512(x: x + n * ib * hw * 16, inBlocks: ib, pixels: hw, p0: p0, p1: p1,
+                                  w: w + g * 64 * ib * 16, nb: min(4, ob - 4 * g), bias: bias.map { $0 + 64 * g },
+                                  y: y + (n * ob + 4 * g) * hw * 16, mode: a.mode, lo: a.lo, hi: a.hi)
+            }
         }
     }
 

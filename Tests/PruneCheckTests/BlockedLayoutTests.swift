@@ -128,6 +128,27 @@ import Testing
         #expect(try Self.outputs(blocked, x, threads: 1) == one)
     }
 
+    /// Pointwise Convs with more than four output blocks (groups of four blocks: 150 outputs
+    /// are 4 + 4 + 2 blocks): threads take a chunk of pixels with every group when the batch
+    /// gives them items enough, else one group of a chunk. Same bits either way.
+    @Test(arguments: [[8, 20, 5, 5], [1, 20, 9, 9], [5, 20, 3, 7]])
+    func wideProjectionsSplitTheSameAtAnyThreadCount(shape: [Int]) throws {
+        func make() -> Graph {
+            let b = Builder(opset: 13)
+            let d1 = b.relu6(b.depthwise("x", channels: 20, kernel: [3, 3], pads: [1, 1, 1, 1]))
+            let wide = b.relu6(b.conv(d1, cin: 20, cout: 150, kernel: [1, 1]))
+            let d2 = b.depthwise(wide, channels: 150, kernel: [3, 3], pads: [1, 1, 1, 1])
+            return b.graph(input: "x", channels: 20, outputs: [b.conv(d2, cin: 150, cout: 70, kernel: [1, 1])])
+        }
+        let blocked = make(), plain = make()
+        plain.usesBlockedLayout = false
+        let x = spreadTensor(shape, seed: UInt64(shape.reduce(0, +)))
+        let one = try Self.outputs(blocked, x, threads: 1)
+        #expect(Self.isPlanned(blocked) == Blocked16.available)
+        Self.expectClose(one, try Self.outputs(plain, x, threads: 1))
+        for threads in [2, 3] { #expect(try Self.outputs(blocked, x, threads: threads) == one, "threads \(threads)") }
+    }
+
     @Test func followsWeightsChangedInPlace() throws {
         let blocked = Self.separable(opset: 13), plain = Self.separable(opset: 13)
         plain.usesBlockedLayout = false
