@@ -411,12 +411,14 @@ func rowTiles(
             let tiles = (rows + wideMR - 1) / wideMR
             // (Prepacked, the tiles are already in this layout, one after another.)
             let tileBase = pa?.tile(pc: pc, row: ic, kc: kc) ?? UnsafePointer(aPack)
-            for t in 0..<tiles where pa == nil {
+            let tail = columnTail(count: count, nc: nc, tiles: tiles)
+            let main = tail > 0 ? count - 1 : count
+            let inPlace = pa == nil && !transposeA && main > 0 && count <= inPlacePanelsMax
+            @inline(__always) func pack(_ t: Int) {
                 packA(a: a, lda: lda, transposeA: transposeA, i0: ic + t * wideMR, mr: min(wideMR, rows - t * wideMR), k0: pc, kc: kc,
                       stride: wideMR, into: aPack + t * kc * wideMR)
             }
-            let tail = columnTail(count: count, nc: nc, tiles: tiles)
-            let main = tail > 0 ? count - 1 : count
+            for t in 0..<tiles where pa == nil && (!inPlace || tail > 0) { pack(t) }
             var p = 0
             while p < main {
                 let jj = jc + p * gemmNR
@@ -430,10 +432,17 @@ func rowTiles(
                 let next = panels + (p + 2) * kc * gemmNR
                 for t in 0..<tiles {
                     let nextC = t + 1 < tiles ? c + (ic + (t + 1) * wideMR) * ldc + jj : c + ic * ldc + jj + 2 * gemmNR
-                    microKernel8x32AVX512(kc: kc, a: tileBase + t * kc * wideMR, b0: panels + p * kc * gemmNR,
-                                          b1: two ? panels + (p + 1) * kc * gemmNR : nil, bStride: gemmNR,
-                                          c: c + (ic + t * wideMR) * ldc + jj, ldc: ldc, mr: min(wideMR, rows - t * wideMR), nr: nr, load: load,
-                                          prefetch: next, prefetchSecond: kc * gemmNR, nextC: nextC)
+                    if inPlace {
+                        microKernel8x32RowsAVX512(kc: kc, a: a + (ic + t * wideMR) * lda + pc, lda: lda, b0: panels + p * kc * gemmNR,
+                                                  b1: two ? panels + (p + 1) * kc * gemmNR : nil, bStride: gemmNR,
+                                                  c: c + (ic + t * wideMR) * ldc + jj, ldc: ldc, mr: min(wideMR, rows - t * wideMR), nr: nr,
+                                                  load: load, prefetch: next, prefetchSecond: kc * gemmNR, nextC: nextC)
+                    } else {
+                        microKernel8x32AVX512(kc: kc, a: tileBase + t * kc * wideMR, b0: panels + p * kc * gemmNR,
+                                              b1: two ? panels + (p + 1) * kc * gemmNR : nil, bStride: gemmNR,
+                                              c: c + (ic + t * wideMR) * ldc + jj, ldc: ldc, mr: min(wideMR, rows - t * wideMR), nr: nr, load: load,
+                                              prefetch: next, prefetchSecond: kc * gemmNR, nextC: nextC)
+                    }
                 }
                 p += 2
             }
@@ -488,6 +497,9 @@ func columnTail(count: Int, nc: Int, tiles: Int) -> Int {
 // / 2.9 µs (runs minutes apart). Larger blocks keep packing: whether it pays there too was
 // lost in this machine's noise.
 @usableFromInline let unpackedPanelsMax = 8
+
+/// Blocks of at most this many B panels (384 columns) read A in place in the packed branch too.
+@usableFromInline let inPlacePanelsMax = 24
 
 /// Packs A[i0..<i0+mr, k0..<k0+kc] as kc groups of `stride` values (rows past mr are zero).
 // NOTE: `@inline(never)`, like packB and the 6×16 and one-row kernels: inlined into the GEMM

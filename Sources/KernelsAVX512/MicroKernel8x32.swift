@@ -96,10 +96,10 @@ public func microKernel8x32AVX512(
 public func microKernel8x32RowsAVX512(
     kc: Int, a: UnsafePointer<Float>, lda: Int, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>?, bStride: Int,
     c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, load: Bool,
-    prefetch: UnsafePointer<Float>? = nil, prefetchSecond: Int = 0
+    prefetch: UnsafePointer<Float>? = nil, prefetchSecond: Int = 0, nextC: UnsafeMutablePointer<Float>? = nil
 ) {
     kernel8x32(kc: kc, rows: StridedRows(a: a, lda: lda, mr: mr), b0: b0, b1: b1, bStride: bStride, c: c, ldc: ldc, mr: mr, nr: nr,
-               load: load, prefetch: prefetch, prefetchSecond: prefetchSecond, nextC: nil)
+               load: load, prefetch: prefetch, prefetchSecond: prefetchSecond, nextC: nextC)
 }
 
 @inline(__always)

@@ -51,8 +51,11 @@ import CCPUFeatures
     func threadsSplittingRowsMatchReference(transposeA: Bool, transposeB: Bool) {
         // (301, 530, 300): B larger than one block, packed and shared block by block (two N
         // blocks, two K blocks, ragged rows and columns). (65, 65, 48): attention's scores, a
-        // last column taken alone over A packed for it.
-        Self.expectReferenceBits([(203, 530, 300), (97, 33, 1000), (600, 17, 260), (301, 530, 300), (65, 65, 48)], transposeA: transposeA,
+        // last column taken alone over A packed for it. (203, 200, 300) and (70, 196, 520): 9 to
+        // 24 panels, A read in place by the packed rows' loop (a last tile of 3 rows; the second
+        // with a last panel of 4 columns taken alone over A packed for them).
+        Self.expectReferenceBits([(203, 530, 300), (97, 33, 1000), (600, 17, 260), (301, 530, 300), (65, 65, 48), (203, 200, 300),
+                                  (70, 196, 520)], transposeA: transposeA,
                                  transposeB: transposeB, threads: [2, 3])
     }
 
@@ -278,7 +281,8 @@ func _exp(_ x: Double) -> Double { Foundation.exp(x) }
     @Test func prepackedMatchesGemmBitForBit() {
         // (1, 300, 784) and (2, 530, 300) split B's panels across threads (the latter across two N
         // blocks), and so does (35, 530, 100), B much larger than A, with several row tiles each.
-        for (m, n, k) in [(1, 1, 1), (1, 300, 784), (2, 530, 300), (3, 33, 7), (7, 16, 300), (64, 100, 33), (100, 530, 260), (35, 530, 100)] {
+        // (130, 196, 300): 13 panels, A read in place, the last 4 columns alone over A packed.
+        for (m, n, k) in [(1, 1, 1), (1, 300, 784), (2, 530, 300), (3, 33, 7), (7, 16, 300), (64, 100, 33), (100, 530, 260), (35, 530, 100), (130, 196, 300)] {
             for transposeB in [false, true] {
                 let a = GemmTests.fill(m * k, seed: UInt32(m + k)), b = GemmTests.fill(k * n, seed: UInt32(n + 3 * k))
                 let ldb = transposeB ? k : n
