@@ -138,16 +138,27 @@ public enum Blocked16 {
                                  weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, geometry g: Window,
                                  oh: Int, ow: Int, _ y: UnsafeMutablePointer<Float>, activation a: Activation, threads: Int) {
         let nb = blocks(c), taps = g.kh * g.kw
-        // Rows per item: about 8 K output floats, fewer when the threads would go short of items.
+        // Rows per item: about 8 K output floats, fewer when the threads would go short of items;
+        // planes smaller than that go several to an item.
+        // NOTE: a plane an item, MobileNetV2's 7 × 7 depthwise Convs at batch 8 (480 planes of
+        // 784 outputs) ran slower on two threads than on one: the items were too small for the
+        // shared counter the threads take them from.
+        let planes = batch * nb
         var rows = max(1, min(oh, 8_192 / max(ow * 16, 1)))
-        if threads > 1 { while rows > 1 && batch * nb * ((oh + rows - 1) / rows) < 4 * threads { rows = (rows + 1) / 2 } }
+        if threads > 1 { while rows > 1 && planes * ((oh + rows - 1) / rows) < 4 * threads { rows = (rows + 1) / 2 } }
         let parts = (oh + rows - 1) / rows
-        parallelFor(batch * nb * parts, threads: threads) { item in
-            let part = item % parts, plane = item / parts, b = plane % nb
-            depthwise16AVX512(x: x + plane * ih * iw * 16, ih: ih, iw: iw, w: w + b * taps * 16, bias: bias.map { $0 + b * 16 },
-                              kh: g.kh, kw: g.kw, strideH: g.strideH, strideW: g.strideW, padTop: g.padTop, padLeft: g.padLeft,
-                              oh: oh, ow: ow, rows: (part * rows)..<min(oh, (part + 1) * rows), y: y + plane * oh * ow * 16,
-                              mode: a.mode, lo: a.lo, hi: a.hi)
+        var group = rows == oh ? max(1, 8_192 / max(oh * ow * 16, 1)) : 1
+        if threads > 1 { group = max(1, min(group, planes / (4 * threads))) }
+        let items = parts > 1 ? planes * parts : (planes + group - 1) / group
+        parallelFor(items, threads: threads) { item in
+            let (part, first) = parts > 1 ? (item % parts, item / parts) : (0, item * group)
+            for plane in first..<min(planes, parts > 1 ? first + 1 : first + group) {
+                let b = plane % nb
+                depthwise16AVX512(x: x + plane * ih * iw * 16, ih: ih, iw: iw, w: w + b * taps * 16, bias: bias.map { $0 + b * 16 },
+                                  kh: g.kh, kw: g.kw, strideH: g.strideH, strideW: g.strideW, padTop: g.padTop, padLeft: g.padLeft,
+                                  oh: oh, ow: ow, rows: (part * rows)..<min(oh, (part + 1) * rows), y: y + plane * oh * ow * 16,
+                                  mode: a.mode, lo: a.lo, hi: a.hi)
+            }
         }
     }
 
