@@ -189,7 +189,8 @@ extension TransformerGradientTests {
 }
 
 /// Inference holds the live values only: a value goes when its last reader has run, and past
-/// a budget outputs are not kept for the next run. Results are the same bits either way.
+/// a budget, or between 64 KiB and 32 MiB, outputs are not kept for the next run. Results are
+/// the same bits either way.
 @Suite struct InferenceMemoryTests {
     @Test func keptOutputsStayWithinTheBudgetAndResultsDoNotChange() throws {
         let folder = Repo.path("Tests/PruneCheckTests/Fixtures/real-models")
@@ -203,5 +204,22 @@ extension TransformerGradientTests {
         #expect(kept <= 4096, "\(kept) floats kept")
         #expect(free.inferenceOutputs.compactMap { $0?.value.count }.reduce(0, +) > 4096)
         #expect(free.predict(feeds, threads: 2).scalars.map(\.bitPattern) == want)
+    }
+
+    /// Outputs of up to 64 KiB stay for the next run (their allocation costs more than they hold
+    /// of the caches); larger ones go back to the heap, which hands out buffers still in cache.
+    @Test func onlySmallOutputsAreKeptForTheNextRun() throws {
+        for (count, kept) in [(100, true), (16_384, true), (16_385, false), (200_000, false)] {
+            let nodes = [Node(name: "add", opType: "Add", inputs: ["x", "x"], outputs: ["a"], attributes: [:]),
+                         Node(name: "mul", opType: "Mul", inputs: ["a", "a"], outputs: ["y"], attributes: [:])]
+            let graph = Graph(nodes: nodes, inputs: [GraphInput(name: "x", dtype: .float32, shape: [1, count])], outputs: ["y"],
+                              initializers: [], opset: 17)
+            let x = Tensor(shape: [1, count], scalars: (0..<count).map { Float($0 % 7) - 3 })
+            for _ in 0..<2 {
+                guard case .float(let y) = try graph.run([.float(Variable(x))], threads: 1)[0] else { Issue.record("no float output"); return }
+                #expect(y.value.scalars == x.scalars.map { ($0 + $0) * ($0 + $0) })
+            }
+            #expect((graph.inferenceOutputs[0] != nil) == kept, "\(count) floats")
+        }
     }
 }

@@ -435,10 +435,16 @@ public final class Graph {
     // 0.44 GB of weights. Past the budget, outputs live only as long as a reader needs them.
     // A budget of 64 MiB (BERT-base's peak 0.83 → 0.61 GB) made MobileNetV2 at batch 8 33 %
     // slower (145 → 195 ms): its outputs were allocated and faulted in anew every run.
+    // NOTE: every output kept, each node wrote into a buffer of its own, out of the caches by
+    // the next run (the ViT at batch 8 writes tens of megabytes a run), where a buffer freed a few
+    // nodes earlier is still in L2 or L3: glibc's heap (never trimmed, mapped only from 32 MiB)
+    // hands those out again without a fault. Medium outputs now go back to it: ViT batch 8
+    // 25.2-25.9 → 23.3-23.9 ms, EfficientNet-B0 and MobileNetV2 batch 1 7-9 % faster; small ones
+    // (a LeNet's) and mapped ones stay kept.
     @discardableResult
     private func cacheAccount(_ index: Int, _ count: Int) -> Bool {
         cachedFloats -= cachedCounts[index]
-        let keep = cachedFloats + count <= cachedFloatsLimit
+        let keep = (count <= Graph.cachedFloatsSmall || count >= Graph.cachedFloatsLarge) && cachedFloats + count <= cachedFloatsLimit
         cachedCounts[index] = keep ? count : 0
         cachedFloats += cachedCounts[index]
         if !keep { inferenceOutputs[index] = nil }
@@ -458,6 +464,10 @@ public final class Graph {
         }
         return max(16 << 20, (64 << 20) - weightFloats)
     }()
+    /// Outputs kept between runs: up to this many floats (64 KiB), whose allocation would cost
+    /// more than the cache they hold, and from `cachedFloatsLarge` (32 MiB, what glibc maps
+    /// and unmaps per allocation under `prunecheck_tune_allocator`).
+    static let cachedFloatsSmall = 16_384, cachedFloatsLarge = 8 << 20
     private var cachedFloats = 0
     private var cachedCounts: [Int] = []
 
