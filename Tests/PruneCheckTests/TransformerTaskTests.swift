@@ -189,7 +189,7 @@ extension TransformerGradientTests {
 }
 
 /// Inference holds the live values only: a value goes when its last reader has run, and past
-/// a budget, or between 64 KiB and 32 MiB, outputs are not kept for the next run. Results are
+/// a budget, or between 16 KiB and 32 MiB, outputs are not kept for the next run. Results are
 /// the same bits either way.
 @Suite struct InferenceMemoryTests {
     @Test func keptOutputsStayWithinTheBudgetAndResultsDoNotChange() throws {
@@ -206,10 +206,10 @@ extension TransformerGradientTests {
         #expect(free.predict(feeds, threads: 2).scalars.map(\.bitPattern) == want)
     }
 
-    /// Outputs of up to 64 KiB stay for the next run (their allocation costs more than they hold
+    /// Outputs of up to 16 KiB stay for the next run (their allocation costs more than they hold
     /// of the caches); larger ones go back to the heap, which hands out buffers still in cache.
     @Test func onlySmallOutputsAreKeptForTheNextRun() throws {
-        for (count, kept) in [(100, true), (16_384, true), (16_385, false), (200_000, false)] {
+        for (count, kept) in [(100, true), (4_096, true), (4_097, false), (200_000, false)] {
             let nodes = [Node(name: "add", opType: "Add", inputs: ["x", "x"], outputs: ["a"], attributes: [:]),
                          Node(name: "mul", opType: "Mul", inputs: ["a", "a"], outputs: ["y"], attributes: [:])]
             let graph = Graph(nodes: nodes, inputs: [GraphInput(name: "x", dtype: .float32, shape: [1, count])], outputs: ["y"],

@@ -440,7 +440,8 @@ public final class Graph {
     // nodes earlier is still in L2 or L3: glibc's heap (never trimmed, mapped only from 32 MiB)
     // hands those out again without a fault. Medium outputs now go back to it: ViT batch 8
     // 25.2-25.9 → 23.3-23.9 ms, EfficientNet-B0 and MobileNetV2 batch 1 7-9 % faster; small ones
-    // (a LeNet's) and mapped ones stay kept.
+    // (a LeNet's) and mapped ones stay kept. Kept up to 64 KiB, the ViT's batch-1 outputs of 65 ×
+    // 192 stayed cold too: 3.37-3.53 ms against 3.10-3.12 with 16 KiB.
     @discardableResult
     private func cacheAccount(_ index: Int, _ count: Int) -> Bool {
         cachedFloats -= cachedCounts[index]
@@ -464,10 +465,10 @@ public final class Graph {
         }
         return max(16 << 20, (64 << 20) - weightFloats)
     }()
-    /// Outputs kept between runs: up to this many floats (64 KiB), whose allocation would cost
+    /// Outputs kept between runs: up to this many floats (16 KiB), whose allocation would cost
     /// more than the cache they hold, and from `cachedFloatsLarge` (32 MiB, what glibc maps
     /// and unmaps per allocation under `prunecheck_tune_allocator`).
-    static let cachedFloatsSmall = 16_384, cachedFloatsLarge = 8 << 20
+    static let cachedFloatsSmall = 4_096, cachedFloatsLarge = 8 << 20
     private var cachedFloats = 0
     private var cachedCounts: [Int] = []
 
