@@ -149,10 +149,10 @@ public enum Blocked16 {
         let parts = (oh + rows - 1) / rows
         var group = rows == oh ? max(1, 8_192 / max(oh * ow * 16, 1)) : 1
         if threads > 1 { group = max(1, min(group, planes / (4 * threads))) }
-        let items = parts > 1 ? planes * parts : (planes + group - 1) / group
-        parallelFor(items, threads: threads) { item in
-            let (part, first) = parts > 1 ? (item % parts, item / parts) : (0, item * group)
-            for plane in first..<min(planes, parts > 1 ? first + 1 : first + group) {
+        // (Several planes only when one item takes a whole plane: group is 1 when parts > 1.)
+        parallelFor(parts * ((planes + group - 1) / group), threads: threads) { item in
+            let part = item % parts, first = item / parts * group
+            for plane in first..<min(planes, first + group) {
                 let b = plane % nb
                 depthwise16AVX512(x: x + plane * ih * iw * 16, ih: ih, iw: iw, w: w + b * taps * 16, bias: bias.map { $0 + b * 16 },
                                   kh: g.kh, kw: g.kw, strideH: g.strideH, strideW: g.strideW, padTop: g.padTop, padLeft: g.padLeft,

@@ -498,7 +498,12 @@ func columnTail(count: Int, nc: Int, tiles: Int) -> Int {
 // lost in this machine's noise.
 @usableFromInline let unpackedPanelsMax = 8
 
-/// Blocks of at most this many B panels (384 columns) read A in place in the packed branch too.
+/// Blocks of at most this many B panels (384 columns) read A in place in the packed rows' loop
+/// too, with its prefetches.
+// NOTE: packing A was 6 % of 520 × 192 × 768 (12 panels, perf): 1404-1438 → 1370-1384 µs in
+// place, 256 × 384 × 1536 2736-2811 → 2691-2779; 520 × 576 × 192 (36 panels) within noise.
+// Without the next-B-panel prefetch (the few-panels branch's kernel) MiniLM-L6 at batch 1 lost
+// 20 %: its weights come from memory.
 @usableFromInline let inPlacePanelsMax = 24
 
 /// Packs A[i0..<i0+mr, k0..<k0+kc] as kc groups of `stride` values (rows past mr are zero).
