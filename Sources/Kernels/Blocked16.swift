@@ -109,7 +109,7 @@ public enum Blocked16 {
             // Groups fastest: a chunk's input stays in cache across the groups.
             let c = (item / split) % chunks, n = item / (split * chunks)
             let p0 = c * chunk, p1 = min(hw, p0 + chunk)
-            for g in (whole ? 0..<groups : (item % split)..<(item % split + 1)) {
+            for g in stride(from: item % split, to: groups, by: split) {  // every group, or the item's one
                 pointwise16AVX512(x: x + n * ib * hw * 16, inBlocks: ib, pixels: hw, p0: p0, p1: p1,
                                   w: w + g * 64 * ib * 16, nb: min(4, ob - 4 * g), bias: bias.map { $0 + 64 * g },
                                   y: y + (n * ob + 4 * g) * hw * 16, mode: a.mode, lo: a.lo, hi: a.hi)
